@@ -1,0 +1,258 @@
+"""create_app(settings): the FastAPI app with its API, console, health and metrics.
+
+Nothing is built at import time. The app's lifespan starts an embedded worker unless told
+not to (``firetower serve --no-worker`` leaves jobs to ``firetower worker`` processes).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from firetower import __version__, clock
+from firetower.auth.deps import Admin, ReadSession, RuntimeDep
+from firetower.auth.routes import router as auth_router
+from firetower.catalog.routes import router as catalog_router
+from firetower.db import Database
+from firetower.errors import DomainError, NotFound
+from firetower.incidents.routes import router as incidents_router
+from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry_dead
+from firetower.logs import configure_logging
+from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
+from firetower.migrate import migrations_current
+from firetower.runtime import Runtime
+from firetower.settings import Settings
+from firetower.web import pages as web_pages
+
+log = structlog.get_logger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem details answer."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        if request.url.path.startswith("/api/") or "text/html" not in request.headers.get(
+            "accept", ""
+        ):
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+            response = problem(exc.status_code, exc.title, exc.detail, field=exc.field, **exc.extra)
+            if headers:
+                response.headers.update(headers)
+            return response
+        return await web_pages.error_page(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"field": _field_of(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        return problem(
+            422,
+            "Invalid input",
+            f"{first['field']}: {first['message']}",
+            field=first["field"],
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem(exc.status_code, _title(exc.status_code), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(500, "Internal error", "an unexpected error happened; it has been logged")
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def install_request_middleware(app: FastAPI, settings: Settings) -> None:
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id[:64])
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_request_body_bytes:
+            response: Response = problem(
+                413,
+                "Content too large",
+                f"the body is {length} bytes; at most "
+                f"{settings.max_request_body_bytes} are accepted",
+            )
+        else:
+            try:
+                response = await call_next(request)
+            finally:
+                structlog.contextvars.unbind_contextvars("request_id")
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(template).observe(elapsed)
+        response.headers["X-Request-ID"] = request_id[:64]
+        log.debug(
+            "request",
+            method=request.method,
+            path=template,
+            status=response.status_code,
+            ms=round(elapsed * 1000, 1),
+            request_id=request_id[:64],
+        )
+        return response
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok", "version": __version__}
+
+    @router.get("/readyz")
+    def readyz(request: Request) -> JSONResponse:
+        """Ready when the database answers, migrations are current and a worker beats."""
+        runtime: Runtime = request.app.state.runtime
+        checks: dict[str, str] = {}
+        try:
+            with runtime.read() as session:
+                session.execute(text("SELECT 1"))
+                checks["database"] = "ok"
+                checks["migrations"] = (
+                    "ok" if migrations_current(runtime.database.engine) else "pending"
+                )
+                stale = clock.now() - timedelta(
+                    seconds=runtime.settings.worker_heartbeat_stale_seconds
+                )
+                beating = session.scalar(
+                    select(func.count())
+                    .select_from(WorkerHeartbeat)
+                    .where(WorkerHeartbeat.last_seen_at >= stale)
+                )
+                checks["worker"] = "ok" if beating else "no worker heartbeat"
+        except Exception as exc:  # readiness reports; it never raises
+            checks.setdefault("database", f"unreachable: {type(exc).__name__}")
+        ready = all(v == "ok" for v in checks.values()) and len(checks) == 3
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    start_worker: bool | None = None,
+    configure_logs: bool = True,
+) -> FastAPI:
+    if configure_logs:
+        configure_logging(log_format=settings.log_format, level=settings.log_level)
+    runtime = build_runtime(settings, database or Database(settings))
+    run_worker = settings.embedded_worker if start_worker is None else start_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = Worker(runtime.database, runtime.jobs, runtime.bus) if run_worker else None
+        if worker is not None:
+            worker.start_in_thread()
+        app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    app = FastAPI(
+        title="firetower",
+        version=__version__,
+        description="Self-hosted incident management. Errors are RFC 9457 problem details.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(incidents_router)
+    api.include_router(catalog_router)
+    api.include_router(auth_router)
+    api.include_router(jobs_api_router())
+    app.include_router(api)
+    app.include_router(health_router())
+    web_pages.mount(app)
+    install_error_handlers(app)
+    install_request_middleware(app, settings)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret(),
+        session_cookie="firetower_session",
+        max_age=12 * 3600,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    return app
+
+
+def build_runtime(settings: Settings, database: Database) -> Runtime:
+    """A runtime with every domain's reactions and job handlers wired to its bus and registry."""
+    runtime = Runtime(settings=settings, database=database)
+    web_pages.register_listeners(runtime)
+    return runtime
+
+
+def jobs_api_router() -> APIRouter:
+    router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+    @router.get("/dead", response_model=list[JobRead])
+    def list_dead_jobs(session: ReadSession, actor: Admin) -> list[JobRead]:
+        return [JobRead.model_validate(j) for j in dead_letters(session)]
+
+    @router.post("/{job_id}/retry", status_code=202)
+    def retry_job(job_id: int, runtime: RuntimeDep, actor: Admin) -> dict[str, str]:
+        with runtime.transaction() as session:
+            if not retry_dead(session, job_id):
+                raise NotFound(f"no dead-lettered job {job_id}", field="job_id")
+        return {"status": "queued"}
+
+    return router

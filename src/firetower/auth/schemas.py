@@ -1,0 +1,74 @@
+"""Input and output shapes of users, teams and tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    responder = "responder"
+    admin = "admin"
+
+    @property
+    def rank(self) -> int:
+        return ["viewer", "responder", "admin"].index(self.value)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr
+    name: str = Field(default="", max_length=200)
+    role: Role = Role.responder
+    password: str | None = Field(default=None, min_length=12, max_length=1024)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    email: str
+    name: str
+    role: Role
+    active: bool
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    description: str = Field(default="", max_length=2000)
+    members: list[EmailStr] = Field(default_factory=list)
+
+
+class TeamRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    description: str
+    members: list[str]
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    role: Role | None = None
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    prefix: str
+    role: Role
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="The secret; shown once and never again.")

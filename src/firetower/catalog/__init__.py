@@ -1,0 +1,1 @@
+"""Services, their dependencies, user-facing features, customers and blast radius."""

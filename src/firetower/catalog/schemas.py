@@ -1,0 +1,112 @@
+"""Input and output shapes of the catalog."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+
+
+class ServiceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    team: str | None = Field(default=None, max_length=100)
+    owner: str = Field(default="", max_length=320)
+    tier: int = Field(default=3, ge=1, le=4)
+    description: str = Field(default="", max_length=5000)
+    runbook_url: str = Field(default="", max_length=2000)
+    estimated_users: int = Field(default=0, ge=0, le=10_000_000_000)
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class ServiceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    team: str | None = Field(default=None, max_length=100)
+    owner: str | None = Field(default=None, max_length=320)
+    tier: int | None = Field(default=None, ge=1, le=4)
+    description: str | None = Field(default=None, max_length=5000)
+    runbook_url: str | None = Field(default=None, max_length=2000)
+    estimated_users: int | None = Field(default=None, ge=0, le=10_000_000_000)
+
+
+class ServiceRead(BaseModel):
+    id: int
+    name: str
+    team: str | None
+    owner: str
+    tier: int
+    description: str
+    runbook_url: str
+    estimated_users: int
+    depends_on: list[str]
+    dependents: list[str]
+
+
+class DependencyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=100)
+    depends_on: str = Field(min_length=1, max_length=100)
+
+
+class DependencyRead(BaseModel):
+    service: str
+    depends_on: str
+
+
+class FeatureCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=5000)
+    services: list[str] = Field(default_factory=list)
+
+
+class FeatureRead(BaseModel):
+    name: str
+    description: str
+    services: list[str]
+
+
+class CustomerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    contact: str = Field(default="", max_length=320)
+    services: list[str] = Field(default_factory=list)
+
+
+class CustomerRead(BaseModel):
+    name: str
+    contact: str
+    services: list[str]
+
+
+class BlastRadius(BaseModel):
+    """What a set of failing services reaches through the dependency graph."""
+
+    failing: list[str]
+    impacted: list[str] = Field(description="The failing services and every transitive dependent.")
+    dependents: list[str] = Field(description="Impacted services that are not failing themselves.")
+    tier1_impacted: list[str]
+    features: list[str]
+    customers: list[str]
+    users_estimate: int = Field(
+        description="The largest estimated_users among impacted services: users of one "
+        "product overlap across its services, so a sum would overcount."
+    )
+
+
+class CatalogDocument(BaseModel):
+    """The ``catalog:`` part of firetower.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    teams: list[dict[str, str]] = Field(default_factory=list)
+    services: list[ServiceCreate] = Field(default_factory=list)
+    features: list[FeatureCreate] = Field(default_factory=list)
+    customers: list[CustomerCreate] = Field(default_factory=list)
+
+
+class ImportReport(BaseModel):
+    teams: int = 0
+    services: int = 0
+    dependencies: int = 0
+    features: int = 0
+    customers: int = 0

@@ -1,0 +1,1 @@
+"""The firetower command line: server commands and API client commands."""

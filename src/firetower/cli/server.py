@@ -1,0 +1,193 @@
+"""Commands that run on the server machine: serve, worker, migrate, admin."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import threading
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+
+from firetower.auth import service as auth_service
+from firetower.auth.models import User
+from firetower.auth.schemas import Role, TokenCreate, UserCreate
+from firetower.auth.service import Actor
+from firetower.cli.output import console, fail, print_json
+from firetower.db import Database
+from firetower.errors import ConfigError, DomainError
+from firetower.events import unit_of_work
+from firetower.logs import configure_logging
+from firetower.migrate import upgrade
+from firetower.settings import Settings, load_settings
+
+admin_app = typer.Typer(
+    help="Administer users and tokens on this server's database.", no_args_is_help=True
+)
+BOOTSTRAP_EMAIL = "admin@example.com"
+
+
+def _database() -> tuple[Settings, Database]:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    return settings, Database(settings)
+
+
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    _settings, database = _database()
+    upgrade(database.engine)
+    console.print(f"database migrated: {database.engine.url.render_as_string(hide_password=True)}")
+
+
+def _bootstrap_admin(database: Database) -> tuple[str, str] | None:
+    """On an empty database, make the first admin with a one-time password."""
+    with unit_of_work(database.sessions, None) as session:
+        if session.scalar(select(func.count()).select_from(User)):
+            return None
+        password = secrets.token_urlsafe(12)
+        auth_service.create_user(
+            session,
+            Actor.system(),
+            UserCreate(email=BOOTSTRAP_EMAIL, name="Admin", role=Role.admin, password=password),
+        )
+        return BOOTSTRAP_EMAIL, password
+
+
+def serve(
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Leave jobs to `firetower worker` processes.")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="Overrides FIRETOWER_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides FIRETOWER_PORT.")] = None,
+) -> None:
+    """Migrate, then serve the API and console (with an embedded worker unless --no-worker)."""
+    import uvicorn
+
+    from firetower.app import create_app
+
+    settings, database = _database()
+    upgrade(database.engine)
+    host = host or settings.host
+    port = port or settings.port
+    first = _bootstrap_admin(database)
+    url = settings.public_url or f"http://{host}:{port}"
+    console.print(f"firetower console: {url}/")
+    if first:
+        console.print(
+            f"first admin login (shown once): {first[0]} / {first[1]}\n"
+            f"change it with: firetower admin set-password {first[0]}"
+        )
+    app = create_app(
+        settings, database=database, start_worker=not no_worker and settings.embedded_worker
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+
+
+def worker() -> None:
+    """Run a job worker alone (next to `serve --no-worker`, or several on PostgreSQL)."""
+    from firetower.app import build_runtime
+
+    settings, database = _database()
+    runtime = build_runtime(settings, database)
+    from firetower.jobs import Worker
+
+    job_worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        job_worker.stop(0)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    job_worker.run_forever()
+
+
+@admin_app.command("create-user")
+def create_user(
+    email: str,
+    role: Annotated[Role, typer.Option(help="viewer, responder or admin.")] = Role.responder,
+    name: Annotated[str, typer.Option()] = "",
+    password: Annotated[
+        str | None, typer.Option(help="At least 12 characters; omit to generate one.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a user who can log in to the console."""
+    _settings, database = _database()
+    chosen = password or secrets.token_urlsafe(12)
+    try:
+        with unit_of_work(database.sessions, None) as session:
+            user = auth_service.create_user(
+                session,
+                Actor.system("firetower admin"),
+                UserCreate(email=email, name=name, role=role, password=chosen),
+            )
+            result = {"id": user.id, "email": user.email, "role": user.role}
+    except DomainError as exc:
+        fail(exc.detail)
+    except ValueError as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else "invalid input")
+    if json_output:
+        print_json({**result, "password": None if password else chosen})
+    else:
+        console.print(f"created {result['role']} {result['email']}")
+        if not password:
+            console.print(f"password (shown once): {chosen}")
+
+
+@admin_app.command("set-password")
+def set_password(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Set a user's console password."""
+    _settings, database = _database()
+    try:
+        with unit_of_work(database.sessions, None) as session:
+            auth_service.set_password(session, Actor.system("firetower admin"), email, password)
+    except DomainError as exc:
+        fail(exc.detail)
+    console.print(f"password changed for {email}")
+
+
+@admin_app.command("create-token")
+def create_token(
+    user: Annotated[str, typer.Option("--user", help="The email of the token's owner.")],
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")],
+    role: Annotated[
+        Role | None, typer.Option(help="At most the user's role; defaults to it.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an API token; the secret is printed once and never stored."""
+    _settings, database = _database()
+    try:
+        with unit_of_work(database.sessions, None) as session:
+            token, secret = auth_service.create_token(
+                session, Actor.system("firetower admin"), user, TokenCreate(name=name, role=role)
+            )
+            result = {"id": token.id, "name": token.name, "role": token.role, "token": secret}
+    except DomainError as exc:
+        fail(exc.detail)
+    if json_output:
+        print_json(result)
+    else:
+        typer.echo(secret)
+
+
+@admin_app.command("revoke-token")
+def revoke_token(token_id: int) -> None:
+    """Revoke an API token by id."""
+    _settings, database = _database()
+    try:
+        with unit_of_work(database.sessions, None) as session:
+            auth_service.revoke_token(session, Actor.system("firetower admin"), token_id)
+    except DomainError as exc:
+        fail(exc.detail)
+    console.print(f"token {token_id} revoked")

@@ -1,0 +1,42 @@
+"""The one source of "now": aware UTC datetimes, and a clock tests can move."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+_now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+
+
+def now() -> datetime:
+    return _now()
+
+
+def ensure_utc(value: datetime, *, field: str = "datetime") -> datetime:
+    """Refuse naive datetimes: a time without a zone is a bug waiting for a daylight change."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{field} must carry a time zone (e.g. 2026-01-01T12:00:00Z)")
+    return value.astimezone(UTC)
+
+
+class FrozenClock:
+    """A clock for tests: ``with FrozenClock(t) as clock: clock.advance(seconds=5)``."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = ensure_utc(start)
+        self._previous: Callable[[], datetime] | None = None
+
+    def __enter__(self) -> FrozenClock:
+        global _now
+        self._previous = _now
+        _now = lambda: self.current  # noqa: E731
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _now
+        assert self._previous is not None
+        _now = self._previous
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current

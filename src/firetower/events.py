@@ -1,0 +1,92 @@
+"""Domain events: recorded by a change, handled in two phases.
+
+A service function records events on its session (``record``). When the unit of work
+commits, *transactional reactions* run first, inside the same transaction: they enqueue
+durable jobs, so a page or a notification is written together with the change that
+caused it or not at all. After the commit succeeds, *after-commit listeners* run for
+ephemeral work (live updates to browsers); a failure there is logged and never undoes the
+change. This is how ``incidents`` stays ignorant of who pages or who updates the status page.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every domain event."""
+
+
+TransactionalReaction = Callable[[Session, Any], None]
+AfterCommitListener = Callable[[Any], None]
+
+
+@dataclass
+class EventBus:
+    reactions: dict[type[Event], list[TransactionalReaction]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    listeners: dict[type[Event], list[AfterCommitListener]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def react(self, event_type: type[Event], reaction: TransactionalReaction) -> None:
+        self.reactions[event_type].append(reaction)
+
+    def listen(self, event_type: type[Event], listener: AfterCommitListener) -> None:
+        self.listeners[event_type].append(listener)
+
+    def _matching(self, table: dict[type[Event], list[Any]], event: Event) -> Iterator[Any]:
+        for event_type in type(event).__mro__:
+            yield from table.get(event_type, ())  # type: ignore[call-overload]
+
+
+_PENDING = "firetower.pending_events"
+_BUS = "firetower.bus"
+
+
+def record(session: Session, event: Event) -> None:
+    """Record an event on the session; handled when its unit of work commits."""
+    session.info.setdefault(_PENDING, []).append(event)
+
+
+@contextmanager
+def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Iterator[Session]:
+    """One operation, one transaction: commit on success, roll back on any error."""
+    session = sessions()
+    session.info[_BUS] = bus
+    try:
+        yield session
+        handled: list[Event] = []
+        # Reactions may record further events (a reaction to a reaction): drain until quiet.
+        while pending := session.info.pop(_PENDING, []):
+            for event in pending:
+                if bus is not None:
+                    for reaction in bus._matching(bus.reactions, event):
+                        reaction(session, event)
+                handled.append(event)
+            session.flush()
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    if bus is None:
+        return
+    for event in handled:
+        for listener in bus._matching(bus.listeners, event):
+            try:
+                listener(event)
+            except Exception:  # a live-update hiccup must never undo a committed change
+                log.exception("after-commit listener failed", event=type(event).__name__)

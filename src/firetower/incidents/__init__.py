@@ -1,0 +1,1 @@
+"""Incidents: lifecycle, severity policy, roles, tasks and the append-only timeline."""

@@ -1,0 +1,134 @@
+"""Pure rules of an incident's life: allowed transitions, timestamps derived from the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Status(StrEnum):
+    triage = "triage"
+    investigating = "investigating"
+    identified = "identified"
+    mitigated = "mitigated"
+    resolved = "resolved"
+    closed = "closed"
+    declined = "declined"
+    merged = "merged"
+    canceled = "canceled"
+
+
+ACTIVE = (Status.triage, Status.investigating, Status.identified, Status.mitigated)
+
+# Forward through the story, back when a fix did not hold, or out (declined/merged/canceled)
+# while nothing is resolved yet. closed, declined, merged and canceled are final.
+TRANSITIONS: dict[Status, tuple[Status, ...]] = {
+    Status.triage: (
+        Status.investigating,
+        Status.identified,
+        Status.mitigated,
+        Status.resolved,
+        Status.declined,
+        Status.merged,
+        Status.canceled,
+    ),
+    Status.investigating: (
+        Status.identified,
+        Status.mitigated,
+        Status.resolved,
+        Status.merged,
+        Status.canceled,
+    ),
+    Status.identified: (Status.investigating, Status.mitigated, Status.resolved, Status.merged),
+    Status.mitigated: (Status.investigating, Status.identified, Status.resolved),
+    Status.resolved: (Status.investigating, Status.closed),
+    Status.closed: (),
+    Status.declined: (),
+    Status.merged: (),
+    Status.canceled: (),
+}
+
+
+class Severity(StrEnum):
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
+
+
+class Source(StrEnum):
+    manual = "manual"
+    alert = "alert"
+    probe = "probe"
+    slo = "slo"
+    user_report = "user-report"
+    dependency = "dependency"
+
+
+class IncidentRole(StrEnum):
+    commander = "commander"
+    communications_lead = "communications_lead"
+    scribe = "scribe"
+    operations_lead = "operations_lead"
+
+
+def allowed_transitions(current: Status) -> tuple[Status, ...]:
+    return TRANSITIONS[current]
+
+
+class _Event(Protocol):
+    kind: str
+    at: datetime
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    impact_started_at: datetime | None
+    detected_at: datetime | None
+    declared_at: datetime | None
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+
+def _parse(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def derive_lifecycle(events: Iterable[_Event]) -> Lifecycle:
+    """Replay the timeline in order; the result is what the incident's columns must say.
+
+    acknowledged: the first acknowledgement, or the first move out of triage.
+    mitigated: the first time it reached mitigated (or resolved, if mitigation was skipped).
+    resolved and closed: the latest, cleared again by a reopen.
+    """
+    impact = detected = declared = acknowledged = mitigated = resolved = closed = None
+    for event in sorted(events, key=lambda e: e.at):
+        after = event.after if isinstance(event.after, dict) else {}
+        if event.kind == "declared":
+            declared = event.at
+            detected = _parse(after.get("detected_at")) or event.at
+            impact = _parse(after.get("impact_started_at"))
+        elif event.kind == "impact_started_changed":
+            impact = _parse(after.get("impact_started_at"))
+        elif event.kind == "acknowledged":
+            acknowledged = acknowledged or event.at
+        elif event.kind == "status_changed":
+            to = after.get("status")
+            if to != Status.triage and event.before and event.before.get("status") == Status.triage:
+                acknowledged = acknowledged or event.at
+            if to in (Status.mitigated, Status.resolved):
+                mitigated = mitigated or event.at
+            if to == Status.resolved:
+                resolved = event.at
+            elif to == Status.closed:
+                closed = event.at
+            elif to in ACTIVE:
+                resolved = closed = None
+    return Lifecycle(impact, detected, declared, acknowledged, mitigated, resolved, closed)

@@ -1,0 +1,705 @@
+"""Incident operations: the only code that changes an incident, each one landing on its timeline."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from firetower import clock
+from firetower.auth import service as auth_service
+from firetower.auth.models import User
+from firetower.auth.schemas import Role
+from firetower.auth.service import Actor
+from firetower.catalog import service as catalog
+from firetower.errors import Conflict, InvalidInput, NotFound
+from firetower.events import record
+from firetower.incidents.events import (
+    IncidentDeclared,
+    IncidentResolved,
+    IncidentSeverityChanged,
+    IncidentStatusChanged,
+    TimelineAppended,
+)
+from firetower.incidents.lifecycle import (
+    ACTIVE,
+    IncidentRole,
+    Severity,
+    Status,
+    allowed_transitions,
+    derive_lifecycle,
+)
+from firetower.incidents.models import Incident, Participant, RoleAssignment, Task, TimelineEvent
+from firetower.incidents.schemas import (
+    IncidentCreate,
+    IncidentPage,
+    IncidentRead,
+    IncidentSummary,
+    IncidentUpdate,
+    RoleRead,
+    TaskCreate,
+    TaskRead,
+    TaskUpdate,
+    TimelineEventRead,
+)
+from firetower.settings import SeverityPolicy, severity_rank
+
+REF = re.compile(r"^INC-(\d{1,12})$")
+POLICY_ACTOR = Actor.system("firetower severity policy")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def parse_ref(ref: str, *, field: str = "ref") -> int:
+    match = REF.match(ref.strip().upper())
+    if not match:
+        raise InvalidInput(f"{ref!r} is not an incident reference like INC-42", field=field)
+    return int(match.group(1))
+
+
+def get_incident(session: Session, ref: str, *, field: str = "ref") -> Incident:
+    incident = session.get(Incident, parse_ref(ref, field=field))
+    if incident is None:
+        raise NotFound(f"no incident {ref}", field=field)
+    return incident
+
+
+def _append(
+    session: Session,
+    incident: Incident,
+    actor: Actor,
+    kind: str,
+    *,
+    before: Any = None,
+    after: Any = None,
+    text: str = "",
+    rule: str | None = None,
+    pinned: bool = False,
+) -> TimelineEvent:
+    """Append one timeline entry and re-derive the lifecycle columns from the whole timeline."""
+    now = clock.now()
+    event = TimelineEvent(
+        incident_id=incident.id,
+        at=now,
+        actor_id=actor.user_id,
+        actor=actor.label,
+        kind=kind,
+        before=before,
+        after=after,
+        text=text,
+        rule=rule,
+        pinned=pinned,
+    )
+    session.add(event)
+    session.flush()
+    incident.updated_at = now
+    _refresh_lifecycle(session, incident)
+    record(session, TimelineAppended(incident.id, incident.ref, event.id, kind))
+    return event
+
+
+def _refresh_lifecycle(session: Session, incident: Incident) -> None:
+    events = session.scalars(
+        select(TimelineEvent).where(TimelineEvent.incident_id == incident.id)
+    ).all()
+    derived = derive_lifecycle(events)
+    incident.impact_started_at = derived.impact_started_at
+    incident.detected_at = derived.detected_at
+    incident.declared_at = derived.declared_at or incident.declared_at
+    incident.acknowledged_at = derived.acknowledged_at
+    incident.mitigated_at = derived.mitigated_at
+    incident.resolved_at = derived.resolved_at
+    incident.closed_at = derived.closed_at
+
+
+def _join(session: Session, incident: Incident, user_id: int | None) -> None:
+    if user_id is None or session.get(Participant, (incident.id, user_id)) is not None:
+        return
+    session.add(Participant(incident_id=incident.id, user_id=user_id, joined_at=clock.now()))
+    session.flush()
+
+
+# -- severity policy --------------------------------------------------------------------------
+def _raise_severity(session: Session, incident: Incident, target: str, rule: str, why: str) -> None:
+    if severity_rank(target) >= severity_rank(incident.severity):
+        return
+    before = incident.severity
+    incident.severity = target
+    _append(
+        session,
+        incident,
+        POLICY_ACTOR,
+        "severity_changed",
+        before={"severity": before},
+        after={"severity": target},
+        rule=rule,
+        text=f"Severity raised to {target}: {why}",
+    )
+    record(session, IncidentSeverityChanged(incident.id, incident.ref, before, target, rule))
+
+
+def apply_severity_policy(session: Session, incident: Incident, policy: SeverityPolicy) -> None:
+    """Raise severity (never lower it) and flag escalation as the configured rules say."""
+    risks = [
+        name
+        for name, at_risk in (
+            ("data", incident.data_at_risk),
+            ("security", incident.security_at_risk),
+            ("revenue", incident.revenue_at_risk),
+        )
+        if at_risk
+    ]
+    if risks:
+        rule = "risk:" + "+".join(risks)
+        _raise_severity(
+            session,
+            incident,
+            policy.risk_minimum_severity,
+            rule,
+            f"{', '.join(risks)} at risk",
+        )
+        if not incident.escalate_immediately:
+            incident.escalate_immediately = True
+            _append(
+                session,
+                incident,
+                POLICY_ACTOR,
+                "escalation_flagged",
+                before={"escalate_immediately": False},
+                after={"escalate_immediately": True},
+                rule=rule,
+                text=f"Immediate escalation: {', '.join(risks)} at risk",
+            )
+    if not incident.services:
+        return
+    radius = catalog.blast_radius(session, [s.name for s in incident.services])
+    for threshold in policy.blast_radius_rules:
+        reasons = []
+        if threshold.min_users is not None and radius.users_estimate >= threshold.min_users:
+            reasons.append(
+                f"about {radius.users_estimate} users affected (≥ {threshold.min_users})"
+            )
+        if (
+            threshold.min_tier1_services is not None
+            and len(radius.tier1_impacted) >= threshold.min_tier1_services
+        ):
+            reasons.append(f"tier-1 services impacted: {', '.join(radius.tier1_impacted)}")
+        if reasons:
+            _raise_severity(
+                session,
+                incident,
+                threshold.severity,
+                f"blast-radius:{threshold.name}",
+                "; ".join(reasons),
+            )
+
+
+# -- declare and change ----------------------------------------------------------------------
+def declare(
+    session: Session, actor: Actor, data: IncidentCreate, policy: SeverityPolicy
+) -> Incident:
+    actor.require(Role.responder)
+    services = catalog.services_by_name(session, data.services, field="services")
+    now = clock.now()
+    detected = data.detected_at or now
+    if data.impact_started_at and data.impact_started_at > detected:
+        raise InvalidInput(
+            "impact_started_at cannot be after the time it was detected", field="impact_started_at"
+        )
+    if detected > now:
+        raise InvalidInput("detected_at cannot be in the future", field="detected_at")
+    incident = Incident(
+        title=data.title.strip(),
+        summary=data.summary,
+        severity=data.severity.value,
+        status=Status.triage.value,
+        source=data.source.value,
+        data_at_risk=data.data_at_risk,
+        security_at_risk=data.security_at_risk,
+        revenue_at_risk=data.revenue_at_risk,
+        escalate_immediately=False,
+        created_by_id=actor.user_id,
+        declared_at=now,
+        updated_at=now,
+    )
+    incident.services = services
+    session.add(incident)
+    session.flush()
+    _append(
+        session,
+        incident,
+        actor,
+        "declared",
+        after={
+            "title": incident.title,
+            "severity": incident.severity,
+            "status": incident.status,
+            "source": incident.source,
+            "services": [s.name for s in services],
+            "impact_started_at": _iso(data.impact_started_at),
+            "detected_at": _iso(detected),
+        },
+        text=f"Declared {incident.severity}: {incident.title}",
+    )
+    _join(session, incident, actor.user_id)
+    apply_severity_policy(session, incident, policy)
+    record(
+        session,
+        IncidentDeclared(
+            incident.id, incident.ref, incident.severity, incident.escalate_immediately
+        ),
+    )
+    return incident
+
+
+def transition(
+    session: Session,
+    actor: Actor,
+    incident: Incident,
+    to: Status,
+    *,
+    merged_into: str | None = None,
+    note: str = "",
+) -> Incident:
+    actor.require(Role.responder)
+    current = Status(incident.status)
+    allowed = allowed_transitions(current)
+    if to not in allowed:
+        shown = ", ".join(allowed) if allowed else "none (it is final)"
+        raise Conflict(
+            f"{incident.ref} cannot go from {current} to {to}; allowed: {shown}",
+            field="status",
+            allowed=[s.value for s in allowed],
+        )
+    after: dict[str, Any] = {"status": to.value}
+    if to == Status.merged:
+        if not merged_into:
+            raise InvalidInput(
+                "merging needs merged_into, the surviving incident", field="merged_into"
+            )
+        target = get_incident(session, merged_into, field="merged_into")
+        if target.id == incident.id:
+            raise InvalidInput("an incident cannot be merged into itself", field="merged_into")
+        if Status(target.status) not in ACTIVE:
+            raise Conflict(
+                f"{target.ref} is {target.status}; merge into an open incident", field="merged_into"
+            )
+        incident.merged_into = target
+        after["merged_into"] = target.ref
+        _append(
+            session,
+            target,
+            actor,
+            "incident_merged",
+            after={"merged": incident.ref},
+            text=f"{incident.ref} was merged into this incident",
+        )
+    elif merged_into:
+        raise InvalidInput("merged_into is only for the merged status", field="merged_into")
+    before = incident.status
+    incident.status = to.value
+    _append(
+        session,
+        incident,
+        actor,
+        "status_changed",
+        before={"status": before},
+        after=after,
+        text=note,
+    )
+    _join(session, incident, actor.user_id)
+    record(session, IncidentStatusChanged(incident.id, incident.ref, before, to.value))
+    if to == Status.resolved:
+        record(session, IncidentResolved(incident.id, incident.ref))
+    return incident
+
+
+def acknowledge(session: Session, actor: Actor, incident: Incident) -> Incident:
+    actor.require(Role.responder)
+    if incident.acknowledged_at is None:
+        _append(session, incident, actor, "acknowledged", text=f"Acknowledged by {actor.label}")
+    _join(session, incident, actor.user_id)
+    return incident
+
+
+def update(
+    session: Session, actor: Actor, incident: Incident, data: IncidentUpdate, policy: SeverityPolicy
+) -> Incident:
+    """Apply each given field as its own timeline entry; a status goes through ``transition``."""
+    actor.require(Role.responder)
+    changes = data.model_dump(exclude_unset=True)
+    for key in ("title", "severity", "status"):
+        if key in changes and changes[key] is None:
+            raise InvalidInput(f"{key} cannot be null", field=key)
+    if "merged_into" in changes and changes.get("status") != Status.merged:
+        raise InvalidInput("merged_into is only for the merged status", field="merged_into")
+    # Validate every reference before the first write.
+    new_services = (
+        catalog.services_by_name(session, data.services, field="services")
+        if data.services is not None
+        else None
+    )
+    if data.title is not None and data.title.strip() != incident.title:
+        before = incident.title
+        incident.title = data.title.strip()
+        _append(
+            session,
+            incident,
+            actor,
+            "title_changed",
+            before={"title": before},
+            after={"title": incident.title},
+        )
+    if data.summary is not None and data.summary != incident.summary:
+        before = incident.summary
+        incident.summary = data.summary
+        _append(
+            session,
+            incident,
+            actor,
+            "summary_changed",
+            before={"summary": before},
+            after={"summary": data.summary},
+        )
+    if data.severity is not None and data.severity.value != incident.severity:
+        before = incident.severity
+        incident.severity = data.severity.value
+        _append(
+            session,
+            incident,
+            actor,
+            "severity_changed",
+            before={"severity": before},
+            after={"severity": incident.severity},
+        )
+        record(
+            session,
+            IncidentSeverityChanged(incident.id, incident.ref, before, incident.severity, None),
+        )
+    if new_services is not None and [s.id for s in new_services] != [
+        s.id for s in incident.services
+    ]:
+        before_names = [s.name for s in incident.services]
+        incident.services = new_services
+        _append(
+            session,
+            incident,
+            actor,
+            "services_changed",
+            before={"services": before_names},
+            after={"services": [s.name for s in new_services]},
+        )
+    if "impact_started_at" in changes and data.impact_started_at != incident.impact_started_at:
+        _append(
+            session,
+            incident,
+            actor,
+            "impact_started_changed",
+            before={"impact_started_at": _iso(incident.impact_started_at)},
+            after={"impact_started_at": _iso(data.impact_started_at)},
+        )
+    for flag in ("data_at_risk", "security_at_risk", "revenue_at_risk"):
+        value = changes.get(flag)
+        if value is not None and value != getattr(incident, flag):
+            setattr(incident, flag, value)
+            _append(
+                session,
+                incident,
+                actor,
+                "risk_changed",
+                before={flag: not value},
+                after={flag: value},
+            )
+    if data.status is not None and data.status != incident.status:
+        transition(session, actor, incident, data.status, merged_into=data.merged_into)
+    apply_severity_policy(session, incident, policy)
+    return incident
+
+
+def assign_role(
+    session: Session, actor: Actor, incident: Incident, role: IncidentRole, user_email: str
+) -> RoleAssignment:
+    """Hand a role to someone; the previous holder's assignment ends at the same instant."""
+    actor.require(Role.responder)
+    user = auth_service.get_user_by_email(session, user_email)
+    current = _current_role(session, incident, role)
+    if current is not None and current.user_id == user.id:
+        return current
+    now = clock.now()
+    before = None
+    if current is not None:
+        current.ended_at = now
+        before = {"user": current.user.email}
+    assignment = RoleAssignment(
+        incident_id=incident.id, role=role.value, user_id=user.id, assigned_at=now
+    )
+    session.add(assignment)
+    session.flush()
+    verb = "handed over" if before else "assigned"
+    _append(
+        session,
+        incident,
+        actor,
+        "role_assigned",
+        before=before,
+        after={"role": role.value, "user": user.email},
+        text=f"{role.value.replace('_', ' ')} {verb} to {user.email}",
+    )
+    _join(session, incident, user.id)
+    return assignment
+
+
+def _current_role(
+    session: Session, incident: Incident, role: IncidentRole
+) -> RoleAssignment | None:
+    return session.scalar(
+        select(RoleAssignment).where(
+            RoleAssignment.incident_id == incident.id,
+            RoleAssignment.role == role.value,
+            RoleAssignment.ended_at.is_(None),
+        )
+    )
+
+
+def join(session: Session, actor: Actor, incident: Incident) -> None:
+    actor.require(Role.responder)
+    if actor.user_id is None:
+        raise InvalidInput("only a person can join an incident", field="actor")
+    if session.get(Participant, (incident.id, actor.user_id)) is None:
+        _join(session, incident, actor.user_id)
+        _append(session, incident, actor, "participant_joined", after={"user": actor.label})
+
+
+def add_note(
+    session: Session, actor: Actor, incident: Incident, text: str, *, pinned: bool = False
+) -> TimelineEvent:
+    actor.require(Role.responder)
+    if not text.strip():
+        raise InvalidInput("a note needs some text", field="text")
+    _join(session, incident, actor.user_id)
+    return _append(session, incident, actor, "note", text=text.strip(), pinned=pinned)
+
+
+def set_pinned(
+    session: Session, actor: Actor, incident: Incident, event_id: int, pinned: bool
+) -> TimelineEvent:
+    """Pinning marks an entry as key for the postmortem; the entry itself never changes."""
+    actor.require(Role.responder)
+    event = session.get(TimelineEvent, event_id)
+    if event is None or event.incident_id != incident.id:
+        raise NotFound(f"{incident.ref} has no timeline entry {event_id}", field="event_id")
+    event.pinned = pinned
+    return event
+
+
+def add_task(session: Session, actor: Actor, incident: Incident, data: TaskCreate) -> Task:
+    actor.require(Role.responder)
+    assignee = auth_service.get_user_by_email(session, data.assignee) if data.assignee else None
+    task = Task(
+        incident_id=incident.id,
+        title=data.title.strip(),
+        assignee=assignee,
+        status="open",
+        created_at=clock.now(),
+    )
+    session.add(task)
+    session.flush()
+    _append(
+        session,
+        incident,
+        actor,
+        "task_added",
+        after={"task_id": task.id, "title": task.title, "assignee": data.assignee},
+        text=f"Task: {task.title}",
+    )
+    return task
+
+
+def update_task(
+    session: Session, actor: Actor, incident: Incident, task_id: int, data: TaskUpdate
+) -> Task:
+    actor.require(Role.responder)
+    task = session.get(Task, task_id)
+    if task is None or task.incident_id != incident.id:
+        raise NotFound(f"{incident.ref} has no task {task_id}", field="task_id")
+    changes = data.model_dump(exclude_unset=True)
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if "assignee" in changes:
+        new = auth_service.get_user_by_email(session, data.assignee) if data.assignee else None
+        if (new.id if new else None) != task.assignee_id:
+            before["assignee"] = task.assignee.email if task.assignee else None
+            after["assignee"] = new.email if new else None
+            task.assignee = new
+    if data.title is not None and data.title != task.title:
+        before["title"], after["title"] = task.title, data.title
+        task.title = data.title
+    if data.status is not None and data.status != task.status:
+        before["status"], after["status"] = task.status, data.status
+        task.status = data.status
+        task.completed_at = clock.now() if data.status == "done" else None
+    if after:
+        _append(
+            session,
+            incident,
+            actor,
+            "task_updated",
+            before={"task_id": task.id, **before},
+            after={"task_id": task.id, **after},
+            text=f"Task: {task.title}",
+        )
+    return task
+
+
+# -- reading ---------------------------------------------------------------------------------
+def summary_of(incident: Incident) -> IncidentSummary:
+    return IncidentSummary(
+        ref=incident.ref,
+        title=incident.title,
+        severity=Severity(incident.severity),
+        status=Status(incident.status),
+        source=incident.source,  # type: ignore[arg-type]
+        services=[s.name for s in incident.services],
+        declared_at=incident.declared_at,
+        resolved_at=incident.resolved_at,
+        escalate_immediately=incident.escalate_immediately,
+    )
+
+
+def task_read(task: Task) -> TaskRead:
+    return TaskRead(
+        id=task.id,
+        title=task.title,
+        assignee=task.assignee.email if task.assignee else None,
+        status=task.status,
+        created_at=task.created_at,
+        completed_at=task.completed_at,
+    )
+
+
+def read(session: Session, incident: Incident) -> IncidentRead:
+    roles = session.scalars(
+        select(RoleAssignment)
+        .where(RoleAssignment.incident_id == incident.id, RoleAssignment.ended_at.is_(None))
+        .order_by(RoleAssignment.role)
+    )
+    participants = session.scalars(
+        select(User.email)
+        .join(Participant, Participant.user_id == User.id)
+        .where(Participant.incident_id == incident.id)
+        .order_by(Participant.joined_at)
+    )
+    tasks = session.scalars(select(Task).where(Task.incident_id == incident.id).order_by(Task.id))
+    radius = (
+        catalog.blast_radius(session, [s.name for s in incident.services])
+        if incident.services
+        else None
+    )
+    return IncidentRead(
+        **summary_of(incident).model_dump(),
+        summary=incident.summary,
+        data_at_risk=incident.data_at_risk,
+        security_at_risk=incident.security_at_risk,
+        revenue_at_risk=incident.revenue_at_risk,
+        merged_into=incident.merged_into.ref if incident.merged_into else None,
+        impact_started_at=incident.impact_started_at,
+        detected_at=incident.detected_at,
+        acknowledged_at=incident.acknowledged_at,
+        mitigated_at=incident.mitigated_at,
+        closed_at=incident.closed_at,
+        allowed_transitions=list(allowed_transitions(Status(incident.status))),
+        roles=[
+            RoleRead(role=IncidentRole(r.role), user=r.user.email, assigned_at=r.assigned_at)
+            for r in roles
+        ],
+        participants=list(participants),
+        tasks=[task_read(t) for t in tasks],
+        blast_radius=radius,
+    )
+
+
+def timeline(
+    session: Session, incident: Incident, *, after_id: int = 0, pinned_only: bool = False
+) -> list[TimelineEventRead]:
+    query = (
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident.id, TimelineEvent.id > after_id)
+        .order_by(TimelineEvent.id)
+    )
+    if pinned_only:
+        query = query.where(TimelineEvent.pinned.is_(True))
+    return [
+        TimelineEventRead(
+            id=e.id,
+            at=e.at,
+            actor=e.actor,
+            kind=e.kind,
+            before=e.before,
+            after=e.after,
+            text=e.text,
+            rule=e.rule,
+            pinned=e.pinned,
+        )
+        for e in session.scalars(query)
+    ]
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        if kind != "id":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from None
+
+
+def list_incidents(
+    session: Session,
+    *,
+    statuses: Sequence[Status] = (),
+    severities: Sequence[Severity] = (),
+    service: str | None = None,
+    active: bool | None = None,
+    text: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> IncidentPage:
+    """Newest first, paged by an opaque cursor (stable while incidents are being declared)."""
+    query = select(Incident).order_by(Incident.id.desc())
+    if statuses:
+        query = query.where(Incident.status.in_([s.value for s in statuses]))
+    if severities:
+        query = query.where(Incident.severity.in_([s.value for s in severities]))
+    if active is not None:
+        active_values = [s.value for s in ACTIVE]
+        query = query.where(
+            Incident.status.in_(active_values) if active else Incident.status.not_in(active_values)
+        )
+    if service:
+        found = catalog.get_service(session, service)
+        query = query.where(Incident.services.any(id=found.id))
+    if text:
+        pattern = f"%{text.replace('%', '').replace('_', '')}%"
+        query = query.where(or_(Incident.title.ilike(pattern), Incident.summary.ilike(pattern)))
+    if cursor:
+        query = query.where(Incident.id < decode_cursor(cursor))
+    rows = list(session.scalars(query.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return IncidentPage(
+        items=[summary_of(i) for i in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
+    )

@@ -1,0 +1,29 @@
+"""Process-wide Prometheus instruments, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_REQUESTS = Counter(
+    "firetower_http_requests_total",
+    "HTTP requests handled, by method, route template and status code.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "firetower_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["route"],
+    registry=REGISTRY,
+)
+JOBS_FINISHED = Counter(
+    "firetower_jobs_finished_total",
+    "Job runs by kind and outcome (succeeded, retried, dead).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+JOB_DURATION = Histogram(
+    "firetower_job_duration_seconds", "Time one job run took.", ["kind"], registry=REGISTRY
+)

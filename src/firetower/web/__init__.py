@@ -1,0 +1,1 @@
+"""The web console: Jinja2 templates, HTMX, vendored static assets."""
