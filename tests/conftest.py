@@ -57,7 +57,7 @@ def postgres_url(worker_id: str) -> Iterator[str]:
             f"PostgreSQL tests skipped: set {POSTGRES_ENV}="
             "postgresql+psycopg://USER@HOST/DB to run them"
         )
-    name = f"firetower_test_{worker_id}"
+    name = f"firetower_test_{worker_id}_{os.getpid()}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
