@@ -1,10 +1,15 @@
-"""The `firetower` command: one Typer app, one sub-app per domain."""
+"""The `firetower` command: one Typer app, one sub-app per domain.
+
+Server commands (serve, worker, migrate, admin) work on this machine's database; client
+commands (declare, incidents, update, ..., catalog, apply, doctor) speak the REST API at
+FIRETOWER_URL with FIRETOWER_TOKEN.
+"""
 
 from __future__ import annotations
 
 import typer
 
-from firetower.cli import server
+from firetower.cli import catalog, doctor, incidents, server
 
 app = typer.Typer(
     name="firetower",
@@ -16,6 +21,18 @@ app.command()(server.serve)
 app.command()(server.worker)
 app.command()(server.migrate)
 app.add_typer(server.admin_app, name="admin")
+
+app.command()(incidents.declare)
+app.add_typer(incidents.incidents_app, name="incidents")
+app.command()(incidents.update)
+app.command()(incidents.note)
+app.command()(incidents.ack)
+app.command()(incidents.assign)
+app.command()(incidents.resolve)
+app.command()(incidents.timeline)
+app.add_typer(catalog.catalog_app, name="catalog")
+app.command()(catalog.apply)
+app.command()(doctor.doctor)
 
 
 def main() -> None:
