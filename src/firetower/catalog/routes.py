@@ -7,15 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
-from firetower.catalog import service
+from firetower.catalog import importer, service
 from firetower.catalog.schemas import (
     BlastRadius,
+    CatalogImport,
     CustomerCreate,
     CustomerRead,
     DependencyCreate,
     DependencyRead,
     FeatureCreate,
     FeatureRead,
+    ImportReport,
     ServiceCreate,
     ServiceRead,
     ServiceUpdate,
@@ -86,8 +88,8 @@ def list_features(session: ReadSession, actor: Viewer) -> list[FeatureRead]:
 @router.put("/features", response_model=FeatureRead)
 def put_feature(data: FeatureCreate, runtime: RuntimeDep, actor: Responder) -> FeatureRead:
     with runtime.transaction() as session:
-        service.upsert_feature(session, actor, data)
-    return FeatureRead(name=data.name, description=data.description, services=sorted(data.services))
+        feature = service.upsert_feature(session, actor, data)
+        return service.read_feature(feature)
 
 
 @router.get("/customers", response_model=list[CustomerRead])
@@ -98,8 +100,8 @@ def list_customers(session: ReadSession, actor: Viewer) -> list[CustomerRead]:
 @router.put("/customers", response_model=CustomerRead)
 def put_customer(data: CustomerCreate, runtime: RuntimeDep, actor: Responder) -> CustomerRead:
     with runtime.transaction() as session:
-        service.upsert_customer(session, actor, data)
-    return CustomerRead(name=data.name, contact=data.contact, services=sorted(data.services))
+        customer = service.upsert_customer(session, actor, data)
+        return service.read_customer(customer)
 
 
 @router.get("/blast-radius", response_model=BlastRadius)
@@ -109,3 +111,10 @@ def blast_radius(
     service_names: Annotated[list[str], Query(alias="service", min_length=1)],
 ) -> BlastRadius:
     return service.blast_radius(session, service_names)
+
+
+@router.post("/catalog/import", response_model=ImportReport)
+def import_catalog(data: CatalogImport, runtime: RuntimeDep, actor: Responder) -> ImportReport:
+    """Apply a firetower ``catalog:`` block or Backstage ``catalog-info.yaml``; all or nothing."""
+    with runtime.transaction() as session:
+        return importer.import_catalog(session, actor, data.content, data.format)

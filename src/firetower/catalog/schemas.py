@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# Features are what users see, so their names read like labels ("News feed"): printable,
+# no leading or trailing space.
+LABEL_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+MAX_IMPORT_BYTES = 1_000_000
 
 
 class ServiceCreate(BaseModel):
@@ -55,7 +61,7 @@ class DependencyRead(BaseModel):
 
 class FeatureCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=100, pattern=LABEL_PATTERN)
     description: str = Field(default="", max_length=5000)
     services: list[str] = Field(default_factory=list)
 
@@ -68,7 +74,7 @@ class FeatureRead(BaseModel):
 
 class CustomerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=LABEL_PATTERN)
     contact: str = Field(default="", max_length=320)
     services: list[str] = Field(default_factory=list)
 
@@ -94,19 +100,51 @@ class BlastRadius(BaseModel):
     )
 
 
-class CatalogDocument(BaseModel):
-    """The ``catalog:`` part of firetower.yaml."""
+class TeamSpec(BaseModel):
+    """A team as a catalog document names it (members are managed in auth)."""
 
     model_config = ConfigDict(extra="forbid")
-    teams: list[dict[str, str]] = Field(default_factory=list)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=2000)
+
+
+class CatalogDocument(BaseModel):
+    """The ``catalog:`` part of firetower.yaml.
+
+    Fields a service entry leaves out keep their current value (a new service gets the
+    defaults); ``depends_on``, when given, is the service's whole set of dependencies.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    teams: list[TeamSpec] = Field(default_factory=list)
     services: list[ServiceCreate] = Field(default_factory=list)
     features: list[FeatureCreate] = Field(default_factory=list)
     customers: list[CustomerCreate] = Field(default_factory=list)
 
 
+ImportFormat = Literal["auto", "firetower", "backstage"]
+
+
+class CatalogImport(BaseModel):
+    """Body of ``POST /api/v1/catalog/import``."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: ImportFormat = "auto"
+    content: str = Field(min_length=1, max_length=MAX_IMPORT_BYTES)
+
+
 class ImportReport(BaseModel):
+    """What an import applied, counted from the document (the same on every re-import)."""
+
+    format: Literal["firetower", "backstage"] = "firetower"
     teams: int = 0
     services: int = 0
     dependencies: int = 0
     features: int = 0
     customers: int = 0
+    skipped: int = Field(
+        default=0,
+        description="Entries read but not applied: Backstage entities of kinds firetower does "
+        "not map (Location, Template, User, Domain, …), or top-level keys beside ``catalog``.",
+    )
+    skipped_kinds: dict[str, int] = Field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 
 from sqlalchemy import select
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.auth import service as auth_service
+from firetower.auth.models import Team
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.catalog.models import Customer, Dependency, Feature, Service
@@ -183,13 +184,16 @@ def upsert_feature(session: Session, actor: Actor, data: FeatureCreate) -> Featu
     return feature
 
 
+def read_feature(feature: Feature) -> FeatureRead:
+    return FeatureRead(
+        name=feature.name,
+        description=feature.description,
+        services=sorted(s.name for s in feature.services),
+    )
+
+
 def list_features(session: Session) -> list[FeatureRead]:
-    return [
-        FeatureRead(
-            name=f.name, description=f.description, services=sorted(s.name for s in f.services)
-        )
-        for f in session.scalars(select(Feature).order_by(Feature.name))
-    ]
+    return [read_feature(f) for f in session.scalars(select(Feature).order_by(Feature.name))]
 
 
 def upsert_customer(session: Session, actor: Actor, data: CustomerCreate) -> Customer:
@@ -205,11 +209,16 @@ def upsert_customer(session: Session, actor: Actor, data: CustomerCreate) -> Cus
     return customer
 
 
+def read_customer(customer: Customer) -> CustomerRead:
+    return CustomerRead(
+        name=customer.name,
+        contact=customer.contact,
+        services=sorted(s.name for s in customer.services),
+    )
+
+
 def list_customers(session: Session) -> list[CustomerRead]:
-    return [
-        CustomerRead(name=c.name, contact=c.contact, services=sorted(s.name for s in c.services))
-        for c in session.scalars(select(Customer).order_by(Customer.name))
-    ]
+    return [read_customer(c) for c in session.scalars(select(Customer).order_by(Customer.name))]
 
 
 def blast_radius(session: Session, failing_names: Iterable[str]) -> BlastRadius:
@@ -244,27 +253,125 @@ def blast_radius(session: Session, failing_names: Iterable[str]) -> BlastRadius:
     )
 
 
+def find_cycle(edges: Iterable[tuple[str, str]]) -> list[str] | None:
+    """A cycle of the graph as ``[a, b, …, a]`` (a depends on b …), or None if it is a DAG."""
+    forward: dict[str, list[str]] = {}
+    for a, b in edges:
+        forward.setdefault(a, []).append(b)
+        forward.setdefault(b, [])
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    for root in sorted(forward):
+        if root in state:
+            continue
+        path = [root]
+        state[root] = 1
+        stack = [iter(sorted(forward[root]))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(forward[nxt])))
+    return None
+
+
+def _duplicates(names: Iterable[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def check_document(session: Session, document: CatalogDocument) -> None:
+    """Refuse a document that cannot apply cleanly, before anything is written."""
+    for key, names in (
+        ("teams", [t.name for t in document.teams]),
+        ("services", [s.name for s in document.services]),
+        ("features", [f.name for f in document.features]),
+        ("customers", [c.name for c in document.customers]),
+    ):
+        if dup := _duplicates(names):
+            raise InvalidInput(
+                f"{key} named more than once: {', '.join(map(repr, dup))}", field=f"catalog.{key}"
+            )
+    teams = {t.name for t in document.teams} | set(session.scalars(select(Team.name)))
+    names = dict(session.execute(select(Service.id, Service.name)).tuples())
+    services = {s.name for s in document.services} | set(names.values())
+    for i, data in enumerate(document.services):
+        if data.team and data.team not in teams:
+            raise NotFound(f"no team named {data.team!r}", field=f"catalog.services[{i}].team")
+        for target in data.depends_on:
+            if target not in services:
+                raise NotFound(
+                    f"{data.name} depends on {target!r}, which is not a service",
+                    field=f"catalog.services[{i}].depends_on",
+                )
+            if target == data.name:
+                raise InvalidInput(
+                    f"{data.name} cannot depend on itself",
+                    field=f"catalog.services[{i}].depends_on",
+                )
+    for key, entries in (("features", document.features), ("customers", document.customers)):
+        for i, entry in enumerate(entries):
+            if missing := [n for n in entry.services if n not in services]:
+                raise NotFound(
+                    f"{entry.name} names no service called {', '.join(map(repr, missing))}",
+                    field=f"catalog.{key}[{i}].services",
+                )
+    replaced = {s.name for s in document.services if "depends_on" in s.model_fields_set}
+    edges = [(names[a], names[b]) for a, b in _edges(session) if names[a] not in replaced] + [
+        (s.name, t) for s in document.services if s.name in replaced for t in s.depends_on
+    ]
+    if cycle := find_cycle(edges):
+        raise Conflict(
+            f"these dependencies would make a cycle: {' → '.join(cycle)}",
+            field="catalog.services.depends_on",
+        )
+
+
+def _set_dependencies(session: Session, service: Service, targets: list[str]) -> None:
+    """Make ``targets`` the whole set of what ``service`` depends on (graph already checked)."""
+    wanted = {t.id for t in services_by_name(session, targets, field="depends_on")}
+    current = {
+        d.depends_on_id: d
+        for d in session.scalars(select(Dependency).where(Dependency.service_id == service.id))
+    }
+    for target_id, edge in current.items():
+        if target_id not in wanted:
+            session.delete(edge)
+    for target_id in wanted - current.keys():
+        session.add(Dependency(service_id=service.id, depends_on_id=target_id))
+    session.flush()
+
+
 def apply_document(session: Session, actor: Actor, document: CatalogDocument) -> ImportReport:
-    """Create or update everything a catalog document names; idempotent, all or nothing."""
+    """Create or update everything a catalog document names; idempotent, all or nothing.
+
+    The whole document is checked first (names, references, the resulting graph); a
+    failure raises before any write. A service entry's fields that the document leaves out
+    keep their current values, and ``depends_on``, when given, replaces the service's set.
+    """
     actor.require(Role.responder)
+    check_document(session, document)
     report = ImportReport()
     for team in document.teams:
-        if "name" not in team:
-            raise InvalidInput("every team needs a name", field="catalog.teams")
-        auth_service.ensure_team(session, actor, team["name"], team.get("description", ""))
+        auth_service.ensure_team(session, actor, team.name, team.description)
         report.teams += 1
     for data in document.services:
         existing = session.scalar(select(Service).where(Service.name == data.name))
-        fields = data.model_dump(exclude={"name", "depends_on"})
         if existing is None:
             create_service(session, actor, data.model_copy(update={"depends_on": []}))
         else:
+            fields = data.model_dump(exclude={"name", "depends_on"}, exclude_unset=True)
             update_service(session, actor, data.name, ServiceUpdate(**fields))
         report.services += 1
+    session.flush()
     for data in document.services:
-        for target in data.depends_on:
-            add_dependency(session, actor, data.name, target)
-            report.dependencies += 1
+        if "depends_on" in data.model_fields_set:
+            _set_dependencies(session, get_service(session, data.name), data.depends_on)
+            report.dependencies += len(set(data.depends_on))
     for feature in document.features:
         upsert_feature(session, actor, feature)
         report.features += 1
