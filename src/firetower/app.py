@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from firetower import __version__, clock
+from firetower.apply import router as apply_router
 from firetower.auth.deps import Admin, ReadSession, RuntimeDep
 from firetower.auth.routes import router as auth_router
 from firetower.catalog.routes import router as catalog_router
@@ -216,6 +217,7 @@ def create_app(
     api = APIRouter(prefix="/api/v1")
     api.include_router(incidents_router)
     api.include_router(catalog_router)
+    api.include_router(apply_router)
     api.include_router(auth_router)
     api.include_router(jobs_api_router())
     app.include_router(api)
