@@ -50,12 +50,18 @@ def list_services(session: Session) -> list[Service]:
     return list(session.scalars(select(Service).order_by(Service.name)))
 
 
+def _names(session: Session) -> dict[int, str]:
+    return {
+        service_id: name for service_id, name in session.execute(select(Service.id, Service.name))
+    }
+
+
 def _edges(session: Session) -> list[tuple[int, int]]:
     return [(d.service_id, d.depends_on_id) for d in session.scalars(select(Dependency))]
 
 
 def read_service(session: Session, service: Service) -> ServiceRead:
-    names = dict(session.execute(select(Service.id, Service.name)).tuples())
+    names = _names(session)
     edges = _edges(session)
     return ServiceRead(
         id=service.id,
@@ -146,7 +152,7 @@ def add_dependency(session: Session, actor: Actor, service_name: str, depends_on
         return
     cycle = _path(edges, target.id, service.id)
     if cycle is not None:
-        names = dict(session.execute(select(Service.id, Service.name)).tuples())
+        names = _names(session)
         shown = " → ".join([names[service.id], *(names[i] for i in cycle)])
         raise Conflict(f"this dependency would make a cycle: {shown}", field="depends_on")
     session.add(Dependency(service_id=service.id, depends_on_id=target.id))
@@ -164,7 +170,7 @@ def remove_dependency(session: Session, actor: Actor, service_name: str, depends
 
 
 def list_dependencies(session: Session) -> list[DependencyRead]:
-    names = dict(session.execute(select(Service.id, Service.name)).tuples())
+    names = _names(session)
     return sorted(
         (DependencyRead(service=names[a], depends_on=names[b]) for a, b in _edges(session)),
         key=lambda d: (d.service, d.depends_on),
@@ -297,7 +303,7 @@ def check_document(session: Session, document: CatalogDocument) -> None:
                 f"{key} named more than once: {', '.join(map(repr, dup))}", field=f"catalog.{key}"
             )
     teams = {t.name for t in document.teams} | set(session.scalars(select(Team.name)))
-    names = dict(session.execute(select(Service.id, Service.name)).tuples())
+    names = _names(session)
     services = {s.name for s in document.services} | set(names.values())
     for i, data in enumerate(document.services):
         if data.team and data.team not in teams:
@@ -325,6 +331,10 @@ def check_document(session: Session, document: CatalogDocument) -> None:
         (s.name, t) for s in document.services if s.name in replaced for t in s.depends_on
     ]
     if cycle := find_cycle(edges):
+        # Start the message at an edge the document adds: that is the one to look at.
+        new = {(s.name, t) for s in document.services if s.name in replaced for t in s.depends_on}
+        at = next((k for k in range(len(cycle) - 1) if (cycle[k], cycle[k + 1]) in new), 0)
+        cycle = [*cycle[at:-1], *cycle[:at], cycle[at]]
         raise Conflict(
             f"these dependencies would make a cycle: {' → '.join(cycle)}",
             field="catalog.services.depends_on",

@@ -1,0 +1,148 @@
+"""The catalog over its REST API: CRUD, the dependency DAG, blast radius."""
+
+from __future__ import annotations
+
+from firetower.auth.schemas import Role
+
+
+def test_service_crud_over_api(factory):
+    responder = factory.user(Role.responder)
+    admin = factory.user(Role.admin)
+    viewer = factory.user(Role.viewer)
+    created = responder.post(
+        "/api/v1/services",
+        json={"name": "checkout", "tier": 1, "estimated_users": 900, "owner": "shop@example.com"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["tier"] == 1
+    assert viewer.post("/api/v1/services", json={"name": "other"}).status_code == 403
+    duplicate = responder.post("/api/v1/services", json={"name": "checkout"})
+    assert duplicate.status_code == 409 and duplicate.json()["field"] == "name"
+    bad = responder.post("/api/v1/services", json={"name": "Not A Name"})
+    assert bad.status_code == 422 and bad.json()["field"] == "name"
+
+    patched = responder.patch(
+        "/api/v1/services/checkout", json={"description": "buy things", "tier": 2}
+    )
+    assert patched.status_code == 200, patched.text
+    shown = viewer.get("/api/v1/services/checkout").json()
+    assert (shown["description"], shown["tier"], shown["estimated_users"]) == ("buy things", 2, 900)
+    assert responder.patch("/api/v1/services/checkout", json={"tier": 9}).status_code == 422
+    assert [s["name"] for s in viewer.get("/api/v1/services").json()] == ["checkout"]
+
+    assert responder.delete("/api/v1/services/checkout").status_code == 403
+    assert admin.delete("/api/v1/services/checkout").status_code == 204
+    gone = viewer.get("/api/v1/services/checkout")
+    assert gone.status_code == 404 and gone.json()["field"] == "service"
+
+
+def test_create_with_a_missing_dependency_writes_nothing(factory):
+    responder = factory.user()
+    answer = responder.post("/api/v1/services", json={"name": "web", "depends_on": ["ghost"]})
+    assert answer.status_code == 404
+    assert answer.json()["field"] == "depends_on"
+    assert responder.get("/api/v1/services/web").status_code == 404
+
+
+def test_dependencies_features_and_customers_over_api(factory):
+    responder = factory.user()
+    for name in ("web", "api", "db"):
+        factory.service(name)
+    for edge in ({"service": "web", "depends_on": "api"}, {"service": "api", "depends_on": "db"}):
+        assert responder.post("/api/v1/dependencies", json=edge).status_code == 201
+    assert responder.get("/api/v1/dependencies").json() == [
+        {"service": "api", "depends_on": "db"},
+        {"service": "web", "depends_on": "api"},
+    ]
+    api = responder.get("/api/v1/services/api").json()
+    assert (api["depends_on"], api["dependents"]) == (["db"], ["web"])
+
+    feature = responder.put(
+        "/api/v1/features", json={"name": "Front page", "services": ["web", "web", "api"]}
+    )
+    assert feature.status_code == 200, feature.text
+    assert feature.json()["services"] == ["api", "web"]
+    missing = responder.put("/api/v1/features", json={"name": "Search", "services": ["nope"]})
+    assert missing.status_code == 404 and missing.json()["field"] == "services"
+    assert [f["name"] for f in responder.get("/api/v1/features").json()] == ["Front page"]
+    customer = responder.put(
+        "/api/v1/customers",
+        json={"name": "Acme", "contact": "ops@acme.example", "services": ["db"]},
+    )
+    assert customer.json() == {"name": "Acme", "contact": "ops@acme.example", "services": ["db"]}
+
+    assert responder.delete("/api/v1/dependencies/web/api").status_code == 204
+    again = responder.delete("/api/v1/dependencies/web/api")
+    assert again.status_code == 404 and again.json()["field"] == "depends_on"
+
+
+def test_a_cycle_is_refused_with_the_cycle_named_and_nothing_written(factory):
+    responder = factory.user()
+    for name in ("a", "b", "c"):
+        factory.service(name)
+    responder.post("/api/v1/dependencies", json={"service": "a", "depends_on": "b"})
+    responder.post("/api/v1/dependencies", json={"service": "b", "depends_on": "c"})
+    before = responder.get("/api/v1/dependencies").json()
+    answer = responder.post("/api/v1/dependencies", json={"service": "c", "depends_on": "a"})
+    assert answer.status_code == 409
+    assert answer.json()["field"] == "depends_on"
+    assert "c → a → b → c" in answer.json()["detail"]
+    assert responder.get("/api/v1/dependencies").json() == before
+    itself = responder.post("/api/v1/dependencies", json={"service": "a", "depends_on": "a"})
+    assert itself.status_code == 422
+    assert responder.get("/api/v1/dependencies").json() == before
+
+
+def _diamond(factory, responder):
+    # top depends on left and right, which both depend on bottom.
+    factory.service("bottom", tier=2, estimated_users=10)
+    factory.service("left", tier=1, estimated_users=700)
+    factory.service("right", tier=3, estimated_users=5000)
+    factory.service("top", tier=1, estimated_users=3000, depends_on=["left", "right"])
+    factory.service("aside", tier=1, estimated_users=99999)
+    for name in ("left", "right"):
+        responder.post("/api/v1/dependencies", json={"service": name, "depends_on": "bottom"})
+    responder.put("/api/v1/features", json={"name": "Home", "services": ["top"]})
+    responder.put("/api/v1/features", json={"name": "Other", "services": ["aside"]})
+    responder.put("/api/v1/customers", json={"name": "Acme", "services": ["left"]})
+
+
+def test_blast_radius_over_a_diamond(factory):
+    responder = factory.user()
+    _diamond(factory, responder)
+    radius = responder.get("/api/v1/blast-radius", params={"service": "bottom"}).json()
+    assert radius == {
+        "failing": ["bottom"],
+        "impacted": ["bottom", "left", "right", "top"],
+        "dependents": ["left", "right", "top"],
+        "tier1_impacted": ["left", "top"],
+        "features": ["Home"],
+        "customers": ["Acme"],
+        "users_estimate": 5000,
+    }
+    one_side = responder.get("/api/v1/blast-radius", params={"service": "right"}).json()
+    assert one_side["impacted"] == ["right", "top"]
+    assert one_side["customers"] == []
+    assert one_side["users_estimate"] == 5000
+
+
+def test_blast_radius_over_a_chain(factory):
+    responder = factory.user()
+    factory.service("d", tier=1, estimated_users=1)
+    factory.service("c", estimated_users=20, depends_on=["d"])
+    factory.service("b", estimated_users=300, depends_on=["c"])
+    factory.service("a", tier=1, estimated_users=40, depends_on=["b"])
+    responder.put("/api/v1/features", json={"name": "Storage", "services": ["d"]})
+    responder.put("/api/v1/customers", json={"name": "Initech", "services": ["a"]})
+    radius = responder.get("/api/v1/blast-radius", params={"service": "c"}).json()
+    assert radius["impacted"] == ["a", "b", "c"]
+    assert radius["dependents"] == ["a", "b"]
+    assert radius["tier1_impacted"] == ["a"]
+    assert radius["features"] == []
+    assert radius["customers"] == ["Initech"]
+    assert radius["users_estimate"] == 300
+    several = responder.get("/api/v1/blast-radius", params=[("service", "a"), ("service", "d")])
+    assert several.json()["impacted"] == ["a", "b", "c", "d"]
+    assert several.json()["features"] == ["Storage"]
+    unknown = responder.get("/api/v1/blast-radius", params={"service": "zzz"})
+    assert unknown.status_code == 404
