@@ -1,0 +1,27 @@
+"""`make bench`: print every figure. PostgreSQL runs when FIRETOWER_BENCH_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from bench import api_incidents, jobs_queue
+from firetower.logs import configure_logging
+
+
+def main() -> None:
+    configure_logging(level="warning")
+    postgres = os.environ.get("FIRETOWER_BENCH_POSTGRES_URL")
+    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}")
+    jobs_queue.run("sqlite", None)
+    if postgres:
+        jobs_queue.run("postgresql", postgres, workers=2)
+    api_incidents.run("sqlite", None)
+    if postgres:
+        api_incidents.run("postgresql", jobs_queue._fresh_postgres(postgres))
+    if not postgres:
+        print("PostgreSQL figures skipped: set FIRETOWER_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Start a real firetower server on loopback for a benchmark, and summarise latencies."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    token: str
+
+
+def _firetower(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "firetower"), *args], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def running_server(database_url: str | None = None) -> Iterator[Server]:
+    """A `firetower serve` process with a fresh home (and database unless one is given)."""
+    with tempfile.TemporaryDirectory(prefix="firetower-bench-") as home:
+        port = free_port()
+        env = {
+            **os.environ,
+            "FIRETOWER_HOME": home,
+            "FIRETOWER_PORT": str(port),
+            "FIRETOWER_LOG_LEVEL": "warning",
+        }
+        if database_url:
+            env["FIRETOWER_DATABASE_URL"] = database_url
+        _firetower(env, "migrate")
+        _firetower(env, "admin", "create-user", "bench@example.com", "--role", "admin")
+        token = _firetower(env, "admin", "create-token", "--user", "bench@example.com", "--name", "bench")
+        process = subprocess.Popen(
+            [str(BIN / "firetower"), "serve"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the benchmark server did not start")
+                time.sleep(0.1)
+            yield Server(url, token)
+        finally:
+            stopping = time.perf_counter()
+            process.terminate()
+            process.wait(60)
+            print(f"    (server stopped in {time.perf_counter() - stopping:.1f} s)")
+
+
+def percentiles_ms(samples_seconds: list[float]) -> str:
+    ordered = sorted(samples_seconds)
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+    return (
+        f"p50 {at(0.50):.1f} ms, p95 {at(0.95):.1f} ms, p99 {at(0.99):.1f} ms, "
+        f"mean {statistics.fmean(ordered) * 1000:.1f} ms"
+    )
