@@ -2,6 +2,10 @@
 
 SQLite runs in WAL mode with foreign keys on; PostgreSQL through psycopg 3. Nothing is
 built at import time: ``Database(settings)`` makes the engine.
+
+On SQLite a write transaction takes the write lock up front (``BEGIN IMMEDIATE``); read
+sessions (``Database.read_sessions``) begin deferred, so in WAL mode they never wait for a
+writer and never make a writer wait.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -27,6 +31,9 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+READ_ONLY_OPTION = "firetower_read_only"
+SETTINGS_INFO = "firetower.settings"
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -64,6 +71,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    # pysqlite's own transaction handling defers BEGIN; a writer takes the write lock up
+    # front so two writers never deadlock upgrading a read lock. Readers stay deferred.
+    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, *, static_pool: bool = False) -> Engine:
     if url.startswith("sqlite"):
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -71,10 +85,8 @@ def make_engine(url: str, *, static_pool: bool = False) -> Engine:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; take the write lock up front
-        # so two writers never deadlock upgrading a read lock.
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -92,7 +104,15 @@ class Database:
 
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.engine = engine or make_engine(url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        info = {SETTINGS_INFO: settings}
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
+        """Sessions for writes (``events.unit_of_work``)."""
+        self.read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY_OPTION: True}),
+            expire_on_commit=False,
+            info=info,
+        )
+        """Sessions for reads: on SQLite they neither wait for nor block the writer."""
 
     @property
     def dialect(self) -> str:
@@ -101,7 +121,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A read-only-by-habit session; writes go through ``events.unit_of_work``."""
-        with self.sessions() as session:
+        with self.read_sessions() as session:
             yield session
 
     def dispose(self) -> None:

@@ -6,6 +6,9 @@ durable jobs, so a page or a notification is written together with the change th
 caused it or not at all. After the commit succeeds, *after-commit listeners* run for
 ephemeral work (live updates to browsers); a failure there is logged and never undoes the
 change. This is how ``incidents`` stays ignorant of who pages or who updates the status page.
+
+Errors: a reaction's exception rolls the whole operation back and propagates; reactions
+that keep recording events past ``MAX_REACTION_ROUNDS`` rounds raise ``ReactionLoop``.
 """
 
 from __future__ import annotations
@@ -48,9 +51,14 @@ class EventBus:
 
     def _matching(self, table: dict[type[Event], list[Any]], event: Event) -> Iterator[Any]:
         for event_type in type(event).__mro__:
-            yield from table.get(event_type, ())  # type: ignore[call-overload]
+            yield from table.get(event_type, ())
 
 
+class ReactionLoop(RuntimeError):
+    """Reactions kept recording events: almost surely two reactions feeding each other."""
+
+
+MAX_REACTION_ROUNDS = 50
 _PENDING = "firetower.pending_events"
 _BUS = "firetower.bus"
 
@@ -69,7 +77,15 @@ def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Itera
         yield session
         handled: list[Event] = []
         # Reactions may record further events (a reaction to a reaction): drain until quiet.
+        rounds = 0
         while pending := session.info.pop(_PENDING, []):
+            rounds += 1
+            if rounds > MAX_REACTION_ROUNDS:
+                kinds = sorted({type(e).__name__ for e in pending})
+                raise ReactionLoop(
+                    f"reactions still recording events after {MAX_REACTION_ROUNDS} rounds "
+                    f"({', '.join(kinds)}): two reactions probably feed each other"
+                )
             for event in pending:
                 if bus is not None:
                     for reaction in bus._matching(bus.reactions, event):
@@ -89,4 +105,4 @@ def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Itera
             try:
                 listener(event)
             except Exception:  # a live-update hiccup must never undo a committed change
-                log.exception("after-commit listener failed", event=type(event).__name__)
+                log.exception("after-commit listener failed", event_type=type(event).__name__)

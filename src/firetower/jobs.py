@@ -5,8 +5,12 @@ written in the same transaction as the change that caused it. A worker leases du
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has a single writer), runs the handler in
 a transaction that also marks the job done, and on failure retries with exponential backoff
 and jitter until ``max_attempts``, then dead-letters it. A job whose worker died is taken
-again once its lease expires. An idempotency key makes a second enqueue of the same work
-a no-op. Cron schedules enqueue at most one run per tick, however many workers run.
+again once its lease expires; one whose worker keeps dying on it is dead-lettered once its
+attempts are spent. Before its handler runs, a worker confirms and renews its lease in the
+handler's own transaction (on PostgreSQL that row lock also keeps other workers off it), so a
+job whose lease ran out while it waited in a batch is never run by two workers. An
+idempotency key makes a second enqueue of the same work a no-op. Cron schedules enqueue at
+most one run per tick, however many workers run. See docs/jobs.md.
 """
 
 from __future__ import annotations
@@ -32,13 +36,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from firetower import clock
-from firetower.db import Base, Database, JSONType, UTCDateTime
+from firetower.db import SETTINGS_INFO, Base, Database, JSONType, UTCDateTime
 from firetower.events import EventBus, unit_of_work
 from firetower.metrics import JOB_DURATION, JOBS_FINISHED
 
 log = structlog.get_logger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED, DEAD = "queued", "running", "succeeded", "dead"
+DEFAULT_MAX_ATTEMPTS = 8
+CLEANUP_KIND = "jobs.cleanup"
+# Longest pause between passes while the database is unreachable.
+MAX_FAILURE_PAUSE_SECONDS = 30.0
 
 
 class Job(Base):
@@ -139,10 +147,20 @@ def enqueue(
     *,
     idempotency_key: str | None = None,
     run_at: datetime | None = None,
-    max_attempts: int = 8,
+    max_attempts: int | None = None,
 ) -> int | None:
-    """Add a job in the caller's transaction. Returns its id, or None if the key was seen."""
+    """Add a job in the caller's transaction. Returns its id, or None if the key was seen.
+
+    ``max_attempts`` defaults to the ``job_max_attempts`` setting of the session's database.
+    """
     now = clock.now()
+    if max_attempts is None:
+        settings = session.info.get(SETTINGS_INFO)
+        max_attempts = settings.job_max_attempts if settings is not None else DEFAULT_MAX_ATTEMPTS
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1 (got {max_attempts})")
+    if run_at is not None:
+        run_at = clock.ensure_utc(run_at, field="run_at")
     values = {
         "kind": kind,
         "payload": payload or {},
@@ -163,7 +181,8 @@ def enqueue(
 
 def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
     """Exponential backoff with equal jitter: half fixed, half random, capped."""
-    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    # The exponent is bounded: 2**1100 does not fit a float, and the cap is reached long before.
+    ceiling = min(cap, base * 2 ** min(max(attempt - 1, 0), 60))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -186,16 +205,30 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.batch_size = batch_size
         self.started_at = clock.now()
+        self.consecutive_failures = 0
+        """Passes in a row that failed (the database is down, say); 0 once one succeeds."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_beat = float("-inf")
+        self._schedules_synced = False
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.job_lease_seconds)
 
     # -- one pass -------------------------------------------------------------------------
     def claim(self) -> list[Job]:
+        """Lease a batch of due jobs (and jobs whose lease expired) to this worker.
+
+        A job whose lease expired with no attempt left (its worker died on it every time)
+        is dead-lettered here instead of being run again.
+        """
         now = clock.now()
-        lease = now + timedelta(seconds=self.settings.job_lease_seconds)
         with unit_of_work(self.database.sessions, None) as session:
+            # SQLite ignores FOR UPDATE; there BEGIN IMMEDIATE already makes this transaction
+            # the only writer, so the select-then-update cannot interleave with another claim.
             due = (
-                select(Job.id)
+                select(Job.id, Job.status, Job.attempts, Job.max_attempts)
                 .where(
                     or_(
                         (Job.status == QUEUED) & (Job.run_at <= now),
@@ -206,95 +239,145 @@ class Worker:
                 .limit(self.batch_size)
                 .with_for_update(skip_locked=True)
             )
-            ids = list(session.scalars(due))
-            if not ids:
-                return []
-            session.execute(
-                update(Job)
-                .where(Job.id.in_(ids))
-                .values(
-                    status=RUNNING,
-                    attempts=Job.attempts + 1,
-                    leased_until=lease,
-                    lease_owner=self.worker_id,
+            rows = session.execute(due).all()
+            spent = [r.id for r in rows if r.status == RUNNING and r.attempts >= r.max_attempts]
+            ids = [r.id for r in rows if r.id not in spent]
+            if spent:
+                session.execute(
+                    update(Job)
+                    .where(Job.id.in_(spent))
+                    .values(
+                        status=DEAD,
+                        finished_at=now,
+                        leased_until=None,
+                        last_error=(
+                            "the lease expired on the last attempt: the worker running the job "
+                            "died or stalled every time"
+                        ),
+                    )
                 )
-            )
+            if ids:
+                session.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids))
+                    .values(
+                        status=RUNNING,
+                        attempts=Job.attempts + 1,
+                        leased_until=now + self.lease,
+                        lease_owner=self.worker_id,
+                    )
+                )
             jobs = list(session.scalars(select(Job).where(Job.id.in_(ids)).order_by(Job.id)))
             session.expunge_all()
-            return jobs
+        for job_id in spent:
+            log.error("job dead-lettered: its lease expired on the last attempt", job_id=job_id)
+        return jobs
 
     def run_once(self) -> int:
-        """Claim one batch and run it. Returns how many jobs were run."""
-        self.tick_schedules()
+        """Tick schedules, claim one batch and run it. Returns how many jobs were claimed."""
+        try:
+            self.tick_schedules()
+        except Exception:  # a broken schedule must not stop the queue
+            log.exception("ticking schedules failed")
         jobs = self.claim()
         for job in jobs:
-            self._run(job)
+            self.run_job(job)
+            self._maybe_beat()
         return len(jobs)
 
-    def _run(self, job: Job) -> None:
+    def run_job(self, job: Job) -> str:
+        """Run one claimed job. Returns the outcome: succeeded, retried, dead or lease lost."""
         structlog.contextvars.bind_contextvars(job_id=job.id, job_kind=job.kind)
         started = time.perf_counter()
         try:
-            handler = self.registry.handlers.get(job.kind)
-            if handler is None:
-                self._fail(job, f"no handler is registered for job kind {job.kind!r}", final=True)
-                return
-            try:
-                with unit_of_work(self.database.sessions, self.bus) as session:
-                    handler(
-                        JobContext(session, job.id, job.kind, job.attempts, job.idempotency_key),
-                        dict(job.payload),
-                    )
-                    done = session.execute(
-                        update(Job)
-                        .where(
-                            Job.id == job.id,
-                            Job.lease_owner == self.worker_id,
-                            Job.attempts == job.attempts,
-                            Job.status == RUNNING,
-                        )
-                        .values(status=SUCCEEDED, finished_at=clock.now(), leased_until=None)
-                    )
-                    if done.rowcount != 1:  # type: ignore[attr-defined]
-                        raise LeaseLost(job.id)
-            except LeaseLost:
-                log.warning("lease lost; another worker owns the job now")
-                return
-            except Exception as exc:
-                self._fail(job, "".join(traceback.format_exception_only(exc)).strip())
-                log.warning("job failed", attempt=job.attempts, error=str(exc))
-                return
-            JOBS_FINISHED.labels(job.kind, "succeeded").inc()
-            log.debug("job succeeded")
+            outcome = self._run(job)
         finally:
             JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("job_id", "job_kind")
+        if outcome != "lease lost":
+            JOBS_FINISHED.labels(job.kind, outcome).inc()
+        return outcome
 
-    def _fail(self, job: Job, error: str, *, final: bool = False) -> None:
+    def _owned(self, job: Job) -> Any:
+        """The condition under which ``job`` is still this worker's current attempt."""
+        return (
+            (Job.id == job.id)
+            & (Job.lease_owner == self.worker_id)
+            & (Job.attempts == job.attempts)
+            & (Job.status == RUNNING)
+        )
+
+    def _run(self, job: Job) -> str:
+        handler = self.registry.handlers.get(job.kind)
+        if handler is None:
+            return self._fail(
+                job, f"no handler is registered for job kind {job.kind!r}", final=True
+            )
+        try:
+            with unit_of_work(self.database.sessions, self.bus) as session:
+                # Confirm and renew the lease first, in the handler's transaction: a job that
+                # waited in the batch past its lease may have been taken by another worker.
+                # On PostgreSQL the row stays locked until commit, so no claim can take it
+                # while the handler runs, however long it runs.
+                renewed = session.execute(
+                    update(Job)
+                    .where(self._owned(job))
+                    .values(leased_until=clock.now() + self.lease)
+                )
+                if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                    raise LeaseLost(job.id)
+                handler(
+                    JobContext(session, job.id, job.kind, job.attempts, job.idempotency_key),
+                    dict(job.payload),
+                )
+                done = session.execute(
+                    update(Job)
+                    .where(self._owned(job))
+                    .values(status=SUCCEEDED, finished_at=clock.now(), leased_until=None)
+                )
+                if done.rowcount != 1:  # type: ignore[attr-defined]
+                    raise LeaseLost(job.id)
+        except LeaseLost:
+            log.warning("lease lost; another worker owns the job now")
+            return "lease lost"
+        except Exception as exc:
+            log.warning("job failed", attempt=job.attempts, error=str(exc))
+            return self._fail(job, "".join(traceback.format_exception_only(exc)).strip())
+        log.debug("job succeeded")
+        return "succeeded"
+
+    def _fail(self, job: Job, error: str, *, final: bool = False) -> str:
         dead = final or job.attempts >= job.max_attempts
+        now = clock.now()
         values: dict[str, Any] = {"last_error": error[:4000], "leased_until": None}
         if dead:
-            values.update(status=DEAD, finished_at=clock.now())
+            values.update(status=DEAD, finished_at=now)
         else:
             delay = backoff_seconds(
                 job.attempts,
                 base=self.settings.job_backoff_base_seconds,
                 cap=self.settings.job_backoff_max_seconds,
             )
-            values.update(status=QUEUED, run_at=clock.now() + timedelta(seconds=delay))
+            values.update(status=QUEUED, run_at=now + timedelta(seconds=delay))
         with unit_of_work(self.database.sessions, None) as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.lease_owner == self.worker_id)
-                .values(**values)
-            )
-        JOBS_FINISHED.labels(job.kind, "dead" if dead else "retried").inc()
+            result = session.execute(update(Job).where(self._owned(job)).values(**values))
+            kept = result.rowcount == 1  # type: ignore[attr-defined]
+        if not kept:
+            # Another worker took the job after our lease ran out; its attempt decides.
+            log.warning("lease lost before the failure was recorded", error=error)
+            return "lease lost"
         if dead:
             log.error("job dead-lettered", attempts=job.attempts, error=error)
+            return "dead"
+        return "retried"
 
     # -- schedules and heartbeat -----------------------------------------------------------
     def sync_schedules(self) -> None:
-        """Make the schedules table match the registry, keeping next-run times already set."""
+        """Make the schedules table match the registry, keeping next-run times already set.
+
+        A schedule whose cron changed starts over from now; one whose payload changed keeps
+        its next run; one no longer in the registry is deleted (it would fire forever).
+        """
         now = clock.now()
         with unit_of_work(self.database.sessions, None) as session:
             existing = {s.name: s for s in session.scalars(select(Schedule))}
@@ -313,29 +396,46 @@ class Worker:
                         )
                         .on_conflict_do_nothing(index_elements=["name"])
                     )
-                elif row.cron != spec.cron or row.kind != spec.kind:
-                    row.cron, row.kind, row.payload = spec.cron, spec.kind, spec.payload
+                    continue
+                if row.cron != spec.cron:
+                    row.cron = spec.cron
                     row.next_run_at = croniter(spec.cron, now).get_next(datetime)
+                if row.kind != spec.kind or row.payload != spec.payload:
+                    row.kind, row.payload = spec.kind, spec.payload
+            gone = set(existing) - set(self.registry.schedules)
+            if gone:
+                session.execute(delete(Schedule).where(Schedule.name.in_(gone)))
+        self._schedules_synced = True
 
     def tick_schedules(self) -> int:
-        """Enqueue one job per due schedule; a compare-and-set on next_run_at stops doubles."""
+        """Enqueue one job per due schedule; a compare-and-set on next_run_at stops doubles.
+
+        Runs missed while no worker ran are not made up: a due schedule fires once and its
+        next run is computed from now.
+        """
         now = clock.now()
         fired = 0
         with unit_of_work(self.database.sessions, None) as session:
             due = list(session.scalars(select(Schedule).where(Schedule.next_run_at <= now)))
             for row in due:
+                if not croniter.is_valid(row.cron):
+                    log.error("schedule has an invalid cron; skipped", schedule=row.name)
+                    continue
+                # Read before the UPDATE: it synchronises ``row`` to the following run.
+                name, kind, payload, due_at = row.name, row.kind, dict(row.payload), row.next_run_at
                 following = croniter(row.cron, now).get_next(datetime)
                 won = session.execute(
                     update(Schedule)
-                    .where(Schedule.name == row.name, Schedule.next_run_at == row.next_run_at)
+                    .where(Schedule.name == name, Schedule.next_run_at == due_at)
                     .values(next_run_at=following, last_run_at=now)
+                    .execution_options(synchronize_session=False)
                 )
                 if won.rowcount == 1:  # type: ignore[attr-defined]
                     enqueue(
                         session,
-                        row.kind,
-                        {**row.payload, "scheduled_for": row.next_run_at.isoformat()},
-                        idempotency_key=f"schedule:{row.name}:{row.next_run_at.isoformat()}",
+                        kind,
+                        {**payload, "scheduled_for": due_at.isoformat()},
+                        idempotency_key=f"schedule:{name}:{due_at.isoformat()}",
                     )
                     fired += 1
         return fired
@@ -358,23 +458,51 @@ class Worker:
                 row.last_seen_at = now
             stale = now - timedelta(days=1)
             session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen_at < stale))
+        self._last_beat = time.monotonic()
+
+    def _maybe_beat(self) -> None:
+        # Beat well inside the staleness window that /readyz applies.
+        interval = min(5.0, self.settings.worker_heartbeat_stale_seconds / 3)
+        if time.monotonic() - self._last_beat >= interval:
+            self.heartbeat()
+
+    def _forget_heartbeat(self) -> None:
+        with unit_of_work(self.database.sessions, None) as session:
+            session.execute(
+                delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == self.worker_id)
+            )
 
     # -- loop -------------------------------------------------------------------------------
     def run_forever(self) -> None:
+        """Run passes until ``stop``; a failing pass (database down) is logged and retried."""
         log.info("worker started", worker_id=self.worker_id)
-        self.sync_schedules()
-        last_beat = 0.0
         while not self._stop.is_set():
-            if time.monotonic() - last_beat >= 5:
-                self.heartbeat()
-                last_beat = time.monotonic()
             try:
+                if not self._schedules_synced:
+                    self.sync_schedules()
+                self._maybe_beat()
                 ran = self.run_once()
             except Exception:
-                log.exception("worker pass failed; retrying")
-                ran = 0
+                self.consecutive_failures += 1
+                pause = min(
+                    self.settings.worker_poll_interval_seconds
+                    * 2 ** min(self.consecutive_failures, 10),
+                    MAX_FAILURE_PAUSE_SECONDS,
+                )
+                log.exception(
+                    "worker pass failed; retrying",
+                    failures=self.consecutive_failures,
+                    pause_seconds=pause,
+                )
+                self._stop.wait(pause)
+                continue
+            self.consecutive_failures = 0
             if ran == 0:
                 self._stop.wait(self.settings.worker_poll_interval_seconds)
+        try:
+            self._forget_heartbeat()
+        except Exception:
+            log.warning("could not remove the worker heartbeat", exc_info=True)
         log.info("worker stopped", worker_id=self.worker_id)
 
     def start_in_thread(self) -> None:
@@ -407,9 +535,41 @@ def retry_dead(session: Session, job_id: int) -> bool:
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == DEAD)
-        .values(status=QUEUED, attempts=0, run_at=clock.now(), finished_at=None)
+        .values(
+            status=QUEUED,
+            attempts=0,
+            run_at=clock.now(),
+            finished_at=None,
+            leased_until=None,
+            lease_owner=None,
+        )
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def delete_succeeded_jobs(session: Session, *, finished_before: datetime) -> int:
+    """Delete succeeded jobs finished before a time; dead jobs stay until someone acts."""
+    result = session.execute(
+        delete(Job).where(Job.status == SUCCEEDED, Job.finished_at < finished_before)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def register_maintenance(registry: JobRegistry, *, keep_succeeded_days: float) -> None:
+    """The queue's own upkeep: a nightly job deleting succeeded jobs older than N days.
+
+    Once a succeeded job is deleted its idempotency key can be used again.
+    """
+
+    @registry.handler(CLEANUP_KIND)
+    def cleanup(context: JobContext, payload: dict[str, Any]) -> None:
+        cutoff = clock.now() - timedelta(days=float(payload["keep_days"]))
+        deleted = delete_succeeded_jobs(context.session, finished_before=cutoff)
+        log.info("succeeded jobs deleted", count=deleted, finished_before=cutoff.isoformat())
+
+    registry.schedule(
+        "jobs.cleanup", "17 3 * * *", CLEANUP_KIND, {"keep_days": keep_succeeded_days}
+    )
 
 
 class JobRead(BaseModel):

@@ -10,8 +10,12 @@ from sqlalchemy.orm import Session
 
 from firetower.db import Database
 from firetower.events import EventBus, unit_of_work
-from firetower.jobs import JobRegistry
+from firetower.jobs import CLEANUP_KIND, JobRegistry, register_maintenance
 from firetower.settings import Settings
+
+# Until settings.py grows ``job_retention_days`` (FIRETOWER_JOB_RETENTION_DAYS), this default
+# applies; a settings object that has the field overrides it.
+DEFAULT_JOB_RETENTION_DAYS = 14.0
 
 
 @dataclass
@@ -21,6 +25,11 @@ class Runtime:
     bus: EventBus = field(default_factory=EventBus)
     jobs: JobRegistry = field(default_factory=JobRegistry)
 
+    def __post_init__(self) -> None:
+        if CLEANUP_KIND not in self.jobs.handlers:
+            keep_days = getattr(self.settings, "job_retention_days", DEFAULT_JOB_RETENTION_DAYS)
+            register_maintenance(self.jobs, keep_succeeded_days=float(keep_days))
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One operation, one transaction, events handled on commit."""
@@ -29,5 +38,6 @@ class Runtime:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self.database.sessions() as session:
+        """A session for reads (on SQLite it neither waits for nor blocks a writer)."""
+        with self.database.read_sessions() as session:
             yield session
