@@ -74,7 +74,8 @@ def import_catalog(
     if json_output:
         print_json(report)
     else:
-        print_line("imported " + describe_counts(report, IMPORT_KINDS))
+        source = f" ({report['format']})" if report.get("format") else ""
+        print_line(f"imported{source}: " + describe_counts(report, IMPORT_KINDS))
 
 
 @catalog_app.command("services")
