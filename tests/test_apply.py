@@ -1,0 +1,130 @@
+"""firetower.yaml apply, and every example file under examples/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from firetower.apply import apply_config
+from firetower.auth.schemas import Role
+from firetower.errors import Conflict, InvalidInput, PermissionDenied
+from firetower.settings import load_settings
+from tests.factories import SYSTEM
+from tests.test_catalog_import import snapshot
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+FIRETOWER_YAML = EXAMPLES / "firetower.yaml"
+BACKSTAGE_YAML = EXAMPLES / "backstage" / "catalog-info.yaml"
+
+
+def test_apply_the_example_firetower_yaml_over_api(factory):
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/apply", json={"content": FIRETOWER_YAML.read_text()})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["applied"] == ["catalog"]
+    assert report["skipped"] == ["settings"]
+    assert report["catalog"]["services"] == 8
+    assert report["catalog"]["features"] == 3
+    radius = admin.get("/api/v1/blast-radius", params={"service": "feed-cache"}).json()
+    assert radius["impacted"] == ["api-gateway", "feed-cache", "feed-ranker", "news-feed"]
+    assert radius["features"] == ["News feed"]
+    assert radius["customers"] == ["Acme Media Group"]
+    assert radius["users_estimate"] == 120000
+    state = snapshot(admin)
+    again = admin.post("/api/v1/apply", json={"content": FIRETOWER_YAML.read_text()})
+    assert again.json() == report
+    assert snapshot(admin) == state
+
+
+def test_the_example_settings_block_loads(monkeypatch, tmp_path):
+    monkeypatch.setenv("FIRETOWER_CONFIG", str(FIRETOWER_YAML))
+    assert load_settings(env="development", home=tmp_path).log_format == "json"
+
+
+def test_import_the_example_backstage_file(factory):
+    responder = factory.user()
+    content = BACKSTAGE_YAML.read_text()
+    answer = responder.post("/api/v1/catalog/import", json={"format": "auto", "content": content})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "format": "backstage",
+        "teams": 2,
+        "services": 5,
+        "dependencies": 5,
+        "features": 1,
+        "customers": 0,
+        "skipped": 2,
+        "skipped_kinds": {"Location": 1, "User": 1},
+    }
+    feed = responder.get("/api/v1/services/feed-service").json()
+    assert feed["depends_on"] == ["articles-db", "feed-cache", "ranking-model"]
+    assert feed["runbook_url"] == "https://runbooks.example.com/feed-service"
+    radius = responder.get("/api/v1/blast-radius", params={"service": "feed-cache"}).json()
+    assert radius["impacted"] == ["feed-cache", "feed-service", "ranking-model", "web-gateway"]
+    assert radius["features"] == ["news-feed"]
+
+
+def test_the_example_catalog_block_also_imports(factory):
+    responder = factory.user()
+    content = FIRETOWER_YAML.read_text()
+    answer = responder.post("/api/v1/catalog/import", json={"content": content})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["skipped"] == 1  # the settings block
+
+
+def test_apply_needs_the_admin_role(factory):
+    responder = factory.user(Role.responder)
+    answer = responder.post("/api/v1/apply", json={"content": FIRETOWER_YAML.read_text()})
+    assert answer.status_code == 403
+    assert snapshot(responder)["services"] == []
+
+
+def test_an_unknown_top_level_key_is_refused_and_nothing_written(factory):
+    admin = factory.user(Role.admin)
+    content = FIRETOWER_YAML.read_text() + "\nrouting:\n  - match: {}\n"
+    answer = admin.post("/api/v1/apply", json={"content": content})
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["field"] == "routing"
+    assert "'routing'" in body["detail"] and "settings, catalog" in body["detail"]
+    assert snapshot(admin)["services"] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "named"),
+    [
+        (
+            "catalog:\n  services: [{name: a, depends_on: [b]}, {name: b, depends_on: [a]}]",
+            Conflict,
+            "a → b → a",
+        ),
+        ("catalog:\n  services: [{name: a, tier: 0}]", InvalidInput, "catalog.services[0].tier"),
+        ("- not\n- a mapping\n", InvalidInput, "mapping"),
+        ("catalog: {services: [", InvalidInput, "invalid YAML"),
+    ],
+)
+def test_a_bad_firetower_yaml_changes_nothing(runtime, content, error, named):
+    with pytest.raises(error) as err, runtime.transaction() as session:
+        apply_config(session, SYSTEM, content)
+    assert named in str(err.value)
+    with runtime.read() as session:
+        from firetower.catalog import service
+
+        assert service.list_services(session) == []
+
+
+def test_apply_config_checks_the_actor(runtime, factory):
+    responder = factory.user(Role.responder)
+    with pytest.raises(PermissionDenied), runtime.transaction() as session:
+        apply_config(session, responder.actor, "catalog: {}")
+
+
+def test_an_empty_file_applies_nothing(runtime):
+    with runtime.transaction() as session:
+        assert apply_config(session, SYSTEM, "# nothing yet\n") == {
+            "applied": [],
+            "skipped": [],
+            "catalog": None,
+        }
