@@ -1,73 +1,92 @@
-"""Console pages. Every page reads through service functions and writes only through them."""
+"""Console pages: login, and the mounting of every page router and the static assets.
+
+Every page reads through service functions and writes only through them, each write in
+its own ``runtime.transaction()``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import hmac
+from typing import Annotated
+from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from firetower.auth import service as auth_service
-from firetower.auth.deps import csrf_token_for
-from firetower.errors import DomainError, Unauthenticated
+from firetower.errors import DomainError, PermissionDenied, Unauthenticated
 from firetower.runtime import Runtime
+from firetower.web import catalog_pages, incident_pages, jobs_pages, live
+from firetower.web.templating import HERE, render
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
+__all__ = ["error_page", "mount", "register_listeners", "safe_next"]
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after login: only a path on this site, never another origin."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
 
 
 def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_form(request: Request) -> Response:
-        return templates.TemplateResponse(
-            request, "login.html", {"csrf_token": csrf_token_for(request), "error": None}
-        )
+    @app.get("/login", include_in_schema=False)
+    def login_form(request: Request, next: str = "/") -> Response:
+        return render(request, "login.html", {"error": None, "next": safe_next(next)})
 
     @app.post("/login", include_in_schema=False)
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        email, password = str(form.get("email", "")), str(form.get("password", ""))
+    def login(
+        request: Request,
+        email: Annotated[str, Form(max_length=320)] = "",
+        password: Annotated[str, Form(max_length=1024)] = "",
+        csrf_token: Annotated[str, Form(max_length=200)] = "",
+        next: Annotated[str, Form(max_length=2000)] = "/",
+    ) -> Response:
+        context = {"next": safe_next(next), "email": email}
         expected = request.session.get("csrf")
-        if not expected or form.get("csrf_token") != expected:
-            return templates.TemplateResponse(
-                request,
-                "login.html",
-                {"csrf_token": csrf_token_for(request), "error": "The form expired; try again."},
-                status_code=403,
-            )
+        if not expected or csrf_token != expected:
+            context["error"] = "The form expired; try again."
+            return render(request, "login.html", context, status_code=403)
         runtime: Runtime = request.app.state.runtime
         try:
             with runtime.read() as session:
                 user = auth_service.authenticate_password(session, email, password)
         except Unauthenticated as exc:
-            return templates.TemplateResponse(
-                request,
-                "login.html",
-                {"csrf_token": csrf_token_for(request), "error": exc.detail},
-                status_code=401,
-            )
-        request.session.clear()
+            context["error"] = exc.detail
+            return render(request, "login.html", context, status_code=401)
+        request.session.clear()  # a fresh session (and CSRF token) on every login
         request.session["user_id"] = user.id
-        csrf_token_for(request)
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(safe_next(next), status_code=303)
 
     @app.post("/logout", include_in_schema=False)
-    def logout(request: Request) -> Response:
+    def logout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
+        expected = request.session.get("csrf")
+        if expected and not hmac.compare_digest(str(expected), csrf_token):
+            raise PermissionDenied("missing or wrong CSRF token; reload the page and try again")
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
+
+    app.include_router(incident_pages.router)
+    app.include_router(live.router)
+    app.include_router(catalog_pages.router)
+    app.include_router(jobs_pages.router)
 
 
 async def error_page(request: Request, exc: DomainError) -> Response:
     if exc.status_code == 401:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return templates.TemplateResponse(
-        request, "error.html", {"error": exc}, status_code=exc.status_code
-    )
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    return render(request, "error.html", {"error": exc}, status_code=exc.status_code)
 
 
 def register_listeners(runtime: Runtime) -> None:
-    """Live updates are wired here once the console pages exist."""
+    """Wake the live timelines of this process as soon as an entry is committed."""
+    live.install(runtime)

@@ -1,0 +1,90 @@
+"""The console's Jinja2 environment and the one helper every page renders through.
+
+``render`` adds what the layout needs (the actor, the CSRF token, a one-shot flash
+message) so that page handlers only pass their own data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+
+from firetower.auth.deps import csrf_token_for
+from firetower.auth.schemas import Role
+from firetower.auth.service import Actor
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+FLASH_KEY = "flash"
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as responders read it: UTC, to the second, no ambiguity."""
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def label(value: Any) -> str:
+    """``communications_lead`` → ``communications lead``."""
+    return str(value).replace("_", " ")
+
+
+def describe(kind: str, text: str, before: Any, after: Any) -> str:
+    """One line for a timeline entry: its own text, or what changed, before → after."""
+    if text:
+        return text
+    after_map = after if isinstance(after, dict) else {}
+    before_map = before if isinstance(before, dict) else {}
+    if not after_map:
+        return label(kind).capitalize()
+    changes = []
+    for key, value in after_map.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        if key in before_map:
+            old = before_map[key]
+            old_shown = ", ".join(map(str, old)) if isinstance(old, list) else str(old)
+            changes.append(f"{label(key)}: {old_shown} → {shown}")
+        else:
+            changes.append(f"{label(key)}: {shown}")
+    return f"{label(kind).capitalize()} — " + "; ".join(changes)
+
+
+templates.env.filters["when"] = when
+templates.env.globals["describe"] = describe
+templates.env.filters["iso"] = iso
+templates.env.filters["label"] = label
+
+
+def flash(request: Request, text: str, kind: str = "ok") -> None:
+    """Remember a message to show on the next page (after a redirect)."""
+    request.session[FLASH_KEY] = {"text": text, "kind": kind}
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    actor: Actor | None = None,
+    status_code: int = 200,
+) -> Response:
+    full = {
+        "actor": actor,
+        "is_admin": actor is not None and actor.role.allows(Role.admin),
+        "csrf_token": csrf_token_for(request),
+        "flash": request.session.pop(FLASH_KEY, None),
+        "path": request.url.path,
+    }
+    full.update(context or {})
+    return templates.TemplateResponse(request, name, full, status_code=status_code)

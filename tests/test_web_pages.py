@@ -1,0 +1,436 @@
+"""The web console through HTTP: login, every page, every form, and the live timeline stream."""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from firetower.auth.schemas import Role
+from firetower.auth.service import Actor
+from firetower.incidents import service as incident_service
+from firetower.incidents.lifecycle import Status, allowed_transitions
+from firetower.jobs import JobContext, Worker, dead_letters, enqueue
+from firetower.runtime import Runtime
+from tests.factories import Factory
+
+PASSWORD = "correct horse battery staple"
+HTML = {"accept": "text/html"}
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Console:
+    """A browser-like session: cookies in the client, the CSRF token read from pages."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def csrf(self, page: str = "/") -> str:
+        answer = self.client.get(page, headers=HTML)
+        assert answer.status_code == 200, answer.text
+        match = CSRF.search(answer.text)
+        assert match, f"no CSRF token on {page}"
+        return match.group(1)
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.client.get(url, headers=HTML, follow_redirects=False, **kwargs)
+
+    def post(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        form = {"csrf_token": self.csrf(), **(data or {})}
+        return self.client.post(url, data=form, headers=HTML, follow_redirects=False, **kwargs)
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD, next_: str = "/") -> Any:
+    page = client.get(f"/login?next={next_}", headers=HTML)
+    token = CSRF.search(page.text)
+    assert token, page.text
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token.group(1), "next": next_},
+        headers=HTML,
+        follow_redirects=False,
+    )
+
+
+@pytest.fixture
+def console(factory: Factory, client: TestClient) -> Console:
+    user = factory.user(Role.responder, email="ana@example.com", password=PASSWORD)
+    assert login(client, user.email).status_code == 303
+    return Console(client)
+
+
+def incident_count(runtime: Runtime) -> int:
+    with runtime.read() as session:
+        return len(incident_service.list_incidents(session, limit=200).items)
+
+
+def timeline_texts(runtime: Runtime, ref: str) -> list[str]:
+    with runtime.read() as session:
+        incident = incident_service.get_incident(session, ref)
+        return [e.text for e in incident_service.timeline(session, incident)]
+
+
+def status_of(runtime: Runtime, ref: str) -> str:
+    with runtime.read() as session:
+        return incident_service.get_incident(session, ref).status
+
+
+# -- login ---------------------------------------------------------------------------------
+def test_login_with_the_right_password_opens_the_console(factory, client):
+    factory.user(Role.responder, email="ana@example.com", password=PASSWORD)
+    answer = login(client, "ana@example.com")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"
+    page = client.get("/", headers=HTML)
+    assert page.status_code == 200
+    assert "ana@example.com" in page.text
+    assert 'action="/logout"' in page.text
+
+
+def test_login_with_a_wrong_password_is_refused(factory, client):
+    factory.user(Role.responder, email="ana@example.com", password=PASSWORD)
+    answer = login(client, "ana@example.com", "not the password at all")
+    assert answer.status_code == 401
+    assert "wrong email or password" in answer.text
+    assert client.get("/", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_a_page_without_a_session_redirects_to_login_and_back(factory, client):
+    ref = factory.incident(title="Checkout down")
+    answer = client.get(f"/incidents/{ref}", headers=HTML, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/login?next=%2Fincidents%2F{ref}"
+    factory.user(Role.responder, email="ana@example.com", password=PASSWORD)
+    back = login(client, "ana@example.com", next_=f"/incidents/{ref}")
+    assert back.headers["location"] == f"/incidents/{ref}"
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:x"]
+)
+def test_login_never_redirects_off_site(factory, client, target):
+    factory.user(Role.responder, email="ana@example.com", password=PASSWORD)
+    answer = login(client, "ana@example.com", next_=target)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"
+
+
+def test_logout_ends_the_session(console):
+    answer = console.post("/logout")
+    assert answer.status_code == 303
+    assert console.get("/").status_code == 303
+
+
+def test_a_form_without_the_csrf_token_is_refused(console, runtime):
+    answer = console.client.post(
+        "/incidents/new", data={"title": "Forged", "severity": "SEV2"}, headers=HTML
+    )
+    assert answer.status_code == 403
+    assert "CSRF" in answer.text
+    assert incident_count(runtime) == 0
+
+
+# -- incidents -----------------------------------------------------------------------------
+def test_the_list_filters_and_pages(console, factory):
+    factory.service("checkout")
+    for n in range(27):
+        factory.incident(title=f"Routine {n}")
+    factory.incident(title="Checkout on fire", services=["checkout"], severity="SEV1")
+    first = console.get("/")
+    assert first.status_code == 200
+    assert first.text.count('href="/incidents/INC-') == 2 * 25  # ref and title link
+    link = re.search(r'href="([^"]+)" class="next-page"', first.text)
+    assert link
+    second = console.get(html.unescape(link.group(1)))
+    assert second.text.count('href="/incidents/INC-') == 2 * 3
+    only = console.get("/?service=checkout&severity=SEV1")
+    assert "Checkout on fire" in only.text
+    assert "Routine" not in only.text
+    texts = console.get("/?q=fire")
+    assert "Checkout on fire" in texts.text and "Routine 1<" not in texts.text
+    unknown = console.get("/?service=nope")
+    assert unknown.status_code == 404
+    assert "no service named" in html.unescape(unknown.text)
+
+
+def test_the_declare_form_creates_an_incident(console, factory, runtime):
+    factory.service("checkout", tier=2)
+    form = console.get("/incidents/new")
+    assert "Critical: core service down" in form.text  # the configured meaning of SEV1
+    answer = console.post(
+        "/incidents/new",
+        {
+            "title": "Checkout is slow",
+            "severity": "SEV3",
+            "services": ["checkout"],
+            "summary": "p99 up 10x",
+            "source": "manual",
+            "impact_started_at": "2020-01-01T10:00",
+            "revenue_at_risk": "true",
+        },
+    )
+    assert answer.status_code == 303
+    ref = answer.headers["location"].removeprefix("/incidents/")
+    with runtime.read() as session:
+        shown = incident_service.read(session, incident_service.get_incident(session, ref))
+    assert shown.title == "Checkout is slow"
+    assert shown.services == ["checkout"]
+    assert shown.revenue_at_risk
+    assert shown.severity == "SEV1"  # revenue at risk: the policy raised it
+    assert shown.impact_started_at is not None and shown.impact_started_at.year == 2020
+    page = console.get(answer.headers["location"])
+    assert "Checkout is slow" in page.text
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"title": "", "severity": "SEV2"}, "title"),
+        ({"title": "x", "severity": "SEV9"}, "severity"),
+        ({"title": "x", "severity": "SEV2", "services": ["ghost"]}, "services"),
+        ({"title": "x", "severity": "SEV2", "impact_started_at": "yesterday"}, "impact_started_at"),
+        ({"title": "x", "severity": "SEV2", "impact_started_at": "2999-01-01T00:00"}, "impact"),
+    ],
+)
+def test_a_bad_declare_form_names_the_field_and_writes_nothing(console, runtime, form, field):
+    answer = console.post("/incidents/new", form)
+    assert answer.status_code in (404, 422)
+    assert f'data-field="{field}' in answer.text
+    assert 'name="title"' in answer.text  # the form is shown again
+    assert incident_count(runtime) == 0
+
+
+def transition_buttons(page: str) -> set[str]:
+    return set(re.findall(r'name="to" value="([a-z]+)"', page))
+
+
+def test_transition_buttons_are_exactly_the_allowed_ones(console, factory, runtime):
+    ref = factory.incident(title="Queue backlog")
+    page = console.get(f"/incidents/{ref}")
+    assert transition_buttons(page.text) == {s.value for s in allowed_transitions(Status.triage)}
+    answer = console.post(f"/incidents/{ref}/transition", {"to": "mitigated"})
+    assert answer.status_code == 303
+    page = console.get(f"/incidents/{ref}")
+    assert transition_buttons(page.text) == {s.value for s in allowed_transitions(Status.mitigated)}
+    assert status_of(runtime, ref) == "mitigated"
+
+
+def test_a_refused_transition_shows_why_and_changes_nothing(console, factory, runtime):
+    ref = factory.incident(title="Queue backlog")
+    before = timeline_texts(runtime, ref)
+    answer = console.post(f"/incidents/{ref}/transition", {"to": "closed"})
+    assert answer.status_code == 409
+    assert "cannot go from triage to closed" in answer.text
+    assert status_of(runtime, ref) == "triage"
+    assert timeline_texts(runtime, ref) == before
+
+
+def test_merging_needs_a_target(console, factory, runtime):
+    survivor = factory.incident(title="Survivor")
+    ref = factory.incident(title="Duplicate")
+    refused = console.post(f"/incidents/{ref}/transition", {"to": "merged"})
+    assert refused.status_code == 422
+    assert "merged_into" in refused.text
+    merged = console.post(
+        f"/incidents/{ref}/transition", {"to": "merged", "merged_into": survivor.lower()}
+    )
+    assert merged.status_code == 303
+    assert status_of(runtime, ref) == "merged"
+    assert f'href="/incidents/{survivor}"' in console.get(f"/incidents/{ref}").text
+
+
+def holder(page: str, role: str) -> str:
+    match = re.search(rf'data-role="{role}">([^<]*)<', page)
+    return match.group(1).strip() if match else ""
+
+
+def test_command_is_handed_over(console, factory, runtime):
+    factory.user(Role.responder, email="bo@example.com")
+    ref = factory.incident(title="DNS")
+    assert (
+        console.post(
+            f"/incidents/{ref}/roles", {"role": "commander", "user": "ana@example.com"}
+        ).status_code
+        == 303
+    )
+    assert (
+        console.post(
+            f"/incidents/{ref}/roles", {"role": "commander", "user": "bo@example.com"}
+        ).status_code
+        == 303
+    )
+    page = console.get(f"/incidents/{ref}").text
+    assert holder(page, "commander") == "bo@example.com"
+    assert "commander handed over to bo@example.com" in page
+    refused = console.post(f"/incidents/{ref}/roles", {"role": "commander", "user": "no@x.io"})
+    assert refused.status_code == 404
+    assert holder(refused.text, "commander") == "bo@example.com"
+
+
+def test_tasks_are_added_assigned_and_ticked(console, factory, runtime):
+    factory.user(Role.responder, email="bo@example.com")
+    ref = factory.incident(title="Disk full")
+    assert console.post(f"/incidents/{ref}/tasks", {"title": "Rotate logs"}).status_code == 303
+    page = console.get(f"/incidents/{ref}").text
+    task_id = re.search(r'id="task-(\d+)"', page).group(1)
+    assert "Rotate logs" in page and "task-open" in page
+    url = f"/incidents/{ref}/tasks/{task_id}"
+    assert console.post(url, {"assignee": "bo@example.com"}).status_code == 303
+    assert console.post(url, {"status": "done"}).status_code == 303
+    with runtime.read() as session:
+        task = incident_service.read(session, incident_service.get_incident(session, ref)).tasks[0]
+    assert (task.status, task.assignee) == ("done", "bo@example.com")
+    assert "task-done" in console.get(f"/incidents/{ref}").text
+    empty = console.post(f"/incidents/{ref}/tasks", {"title": "  "})
+    assert empty.status_code == 422
+    assert len(timeline_texts(runtime, ref)) == 4  # declared, added, assigned, done
+
+
+def test_a_note_lands_on_the_timeline_pinned(console, factory, runtime):
+    ref = factory.incident(title="Latency")
+    answer = console.post(
+        f"/incidents/{ref}/notes", {"text": "Rolled back <b>v42</b>", "pinned": "true"}
+    )
+    assert answer.status_code == 303
+    page = console.get(f"/incidents/{ref}").text
+    assert "Rolled back &lt;b&gt;v42&lt;/b&gt;" in page  # escaped, never markup
+    assert "entry kind-note pinned" in page
+    assert console.post(f"/incidents/{ref}/notes", {"text": "   "}).status_code == 422
+
+
+def test_a_viewer_sees_the_incident_but_no_forms(factory, client, runtime):
+    factory.user(Role.viewer, email="vi@example.com", password=PASSWORD)
+    ref = factory.incident(title="Read only")
+    login(client, "vi@example.com")
+    viewer = Console(client)
+    page = viewer.get(f"/incidents/{ref}")
+    assert page.status_code == 200
+    assert transition_buttons(page.text) == set()
+    assert viewer.post(f"/incidents/{ref}/notes", {"text": "hi"}).status_code == 403
+    assert timeline_texts(runtime, ref) == [timeline_texts(runtime, ref)[0]]
+
+
+def test_an_unknown_incident_is_a_404_page(console):
+    answer = console.get("/incidents/INC-999")
+    assert answer.status_code == 404
+    assert "no incident INC-999" in answer.text
+
+
+# -- the live timeline ---------------------------------------------------------------------
+def read_until(response: Any, marker: bytes, limit_bytes: int = 64_000) -> bytes:
+    """Read the stream until ``marker`` shows up (or the byte budget is spent)."""
+    seen = b""
+    try:
+        for chunk in response.iter_bytes():
+            seen += chunk
+            if marker in seen or len(seen) > limit_bytes:
+                break
+    except Exception:  # the test closed the stream after waiting long enough
+        pass
+    return seen
+
+
+def read_in_background(response: Any, marker: bytes) -> tuple[threading.Thread, list[bytes]]:
+    out: list[bytes] = []
+    thread = threading.Thread(target=lambda: out.append(read_until(response, marker)))
+    thread.start()
+    return thread, out
+
+
+def test_the_stream_sends_an_entry_appended_after_connecting(console, factory, runtime):
+    ref = factory.incident(title="Live")
+    page = console.get(f"/incidents/{ref}").text
+    stream_url = html.unescape(re.search(r'data-stream="([^"]+)"', page).group(1))
+    author = factory.users["ana@example.com"].actor
+    with console.client.stream("GET", stream_url) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        reader, out = read_in_background(response, b"Fire &lt;fighting&gt;")
+        with runtime.transaction() as session:
+            incident = incident_service.get_incident(session, ref)
+            entry = incident_service.add_note(session, author, incident, "Fire <fighting>")
+            entry_id = entry.id
+        reader.join(timeout=30)
+        if reader.is_alive():
+            response.close()  # unblocks the reader; the assertion below then fails
+            reader.join(timeout=5)
+    received = b"".join(out).decode()
+    assert f"id: {entry_id}" in received
+    assert "event: entry" in received
+    assert "Fire &lt;fighting&gt;" in received
+    assert "Declared" not in received  # entries the page already had are not sent again
+
+
+def test_the_stream_resumes_after_last_event_id(console, factory, runtime):
+    ref = factory.incident(title="Resume")
+    author: Actor = factory.users["ana@example.com"].actor
+    ids = []
+    for text in ("first", "second", "third"):
+        with runtime.transaction() as session:
+            incident = incident_service.get_incident(session, ref)
+            ids.append(incident_service.add_note(session, author, incident, text).id)
+    headers = {"Last-Event-ID": str(ids[0])}
+    with console.client.stream(
+        "GET", f"/incidents/{ref}/timeline/stream?after=0", headers=headers
+    ) as response:
+        reader, out = read_in_background(response, b"third")
+        reader.join(timeout=30)
+        if reader.is_alive():
+            response.close()
+            reader.join(timeout=5)
+    received = b"".join(out).decode()
+    assert f"id: {ids[1]}" in received and f"id: {ids[2]}" in received
+    assert "first" not in received
+
+
+def test_the_stream_needs_a_login_and_a_real_incident(console, client):
+    assert console.get("/incidents/INC-404/timeline/stream").status_code == 404
+    console.post("/logout")
+    assert client.get("/incidents/INC-1/timeline/stream").status_code == 401
+
+
+# -- catalog and jobs ----------------------------------------------------------------------
+def test_the_catalog_draws_the_dependency_graph(console, factory):
+    factory.service("db", tier=1, estimated_users=100, runbook_url="https://runbooks/db")
+    factory.service("api", depends_on=["db"], owner="team-api@example.com")
+    factory.service("web", depends_on=["api"], estimated_users=12000)
+    factory.incident(title="DB slow", services=["db"])
+    page = console.get("/catalog").text
+    assert '<svg class="dependency-graph"' in page
+    for name in ("db", "api", "web"):
+        assert f'data-service="{name}"' in page
+    assert 'data-from="web" data-to="api"' in page
+    assert 'data-from="api" data-to="db"' in page
+    assert re.search(r'class="node tier-1 impacted" data-service="db"', page)
+    assert 'href="https://runbooks/db"' in page
+    assert "12,000" in page
+
+
+def test_the_jobs_page_is_for_admins(console, factory, runtime, client):
+    @runtime.jobs.handler("web-test.always-fails")
+    def always_fails(context: JobContext, payload: dict[str, Any]) -> None:
+        raise RuntimeError("the receiver said no")
+
+    with runtime.transaction() as session:
+        enqueue(session, "web-test.always-fails", {"n": 1}, max_attempts=1)
+    Worker(runtime.database, runtime.jobs, runtime.bus).run_once()
+    with runtime.read() as session:
+        (dead,) = dead_letters(session)
+
+    assert console.get("/jobs").status_code == 403
+    assert 'href="/jobs"' not in console.get("/").text
+    console.post("/logout")
+    factory.user(Role.admin, email="root@example.com", password=PASSWORD)
+    login(client, "root@example.com")
+    admin = Console(client)
+    page = admin.get("/jobs")
+    assert page.status_code == 200
+    assert "the receiver said no" in page.text
+    assert admin.post(f"/jobs/{dead.id}/retry").status_code == 303
+    with runtime.read() as session:
+        assert dead_letters(session) == []
+    assert admin.post(f"/jobs/{dead.id}/retry").status_code == 404
