@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import signal
 import threading
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from firetower.auth import service as auth_service
 from firetower.auth.models import User
@@ -26,6 +30,47 @@ admin_app = typer.Typer(
     help="Administer users and tokens on this server's database.", no_args_is_help=True
 )
 BOOTSTRAP_EMAIL = "admin@example.com"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first problem of a pydantic error as ``field: message`` (one line)."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid input"
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"])
+    return f"{field}: {first['msg']}" if field else str(first["msg"])
+
+
+def database_message(exc: SQLAlchemyError) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    orig = getattr(exc, "orig", None)
+    if "no such table" in first or type(orig).__name__ == "UndefinedTable":
+        return f"the database has no firetower schema yet; run `firetower migrate` ({first})"
+    return f"database error: {first}"
+
+
+def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the failures a server command can meet into one line on stderr, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DomainError as exc:
+            fail(exc.detail)
+        except ValidationError as exc:
+            fail(validation_message(exc))
+        except SQLAlchemyError as exc:
+            fail(database_message(exc))
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            fail(f"cannot use{where}: {exc.strerror or exc}")
+
+    return wrapper
 
 
 def _database() -> tuple[Settings, Database]:
@@ -37,6 +82,7 @@ def _database() -> tuple[Settings, Database]:
     return settings, Database(settings)
 
 
+@one_line_errors
 def migrate() -> None:
     """Bring the database schema up to date."""
     _settings, database = _database()
@@ -58,6 +104,7 @@ def _bootstrap_admin(database: Database) -> tuple[str, str] | None:
         return BOOTSTRAP_EMAIL, password
 
 
+@one_line_errors
 def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Leave jobs to `firetower worker` processes.")
@@ -88,6 +135,7 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
 
 
+@one_line_errors
 def worker() -> None:
     """Run a job worker alone (next to `serve --no-worker`, or several on PostgreSQL)."""
     from firetower.app import build_runtime
@@ -109,6 +157,7 @@ def worker() -> None:
 
 
 @admin_app.command("create-user")
+@one_line_errors
 def create_user(
     email: str,
     role: Annotated[Role, typer.Option(help="viewer, responder or admin.")] = Role.responder,
@@ -131,8 +180,8 @@ def create_user(
             result = {"id": user.id, "email": user.email, "role": user.role}
     except DomainError as exc:
         fail(exc.detail)
-    except ValueError as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else "invalid input")
+    except ValidationError as exc:
+        fail(validation_message(exc))
     if json_output:
         print_json({**result, "password": None if password else chosen})
     else:
@@ -142,6 +191,7 @@ def create_user(
 
 
 @admin_app.command("set-password")
+@one_line_errors
 def set_password(
     email: str,
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
@@ -157,6 +207,7 @@ def set_password(
 
 
 @admin_app.command("create-token")
+@one_line_errors
 def create_token(
     user: Annotated[str, typer.Option("--user", help="The email of the token's owner.")],
     name: Annotated[str, typer.Option("--name", help="What the token is for.")],
@@ -182,6 +233,7 @@ def create_token(
 
 
 @admin_app.command("revoke-token")
+@one_line_errors
 def revoke_token(token_id: int) -> None:
     """Revoke an API token by id."""
     _settings, database = _database()
