@@ -128,3 +128,17 @@ def test_an_empty_file_applies_nothing(runtime):
             "skipped": [],
             "catalog": None,
         }
+
+
+def test_the_yaml_examples_in_the_catalog_docs_apply(factory):
+    admin = factory.user(Role.admin)
+    docs = (EXAMPLES.parent / "docs" / "catalog.md").read_text()
+    blocks = [part.split("```", 1)[0] for part in docs.split("```yaml\n")[1:]]
+    assert blocks, "docs/catalog.md has yaml examples"
+    for block in blocks:
+        answer = admin.post("/api/v1/apply", json={"content": block})
+        assert answer.status_code == 200, answer.text
+    assert admin.get("/api/v1/services/news-feed").json()["depends_on"] == [
+        "feed-cache",
+        "feed-ranker",
+    ]

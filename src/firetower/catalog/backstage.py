@@ -274,11 +274,11 @@ def read_backstage(documents: list[Any], known: Known) -> BackstageResult:
     features = []
     for name, members in feature_members.items():
         if name in systems:
-            system = systems[name]
-            description = _text(system, system.metadata.get("description"), "description")
+            source = systems[name]
+            description = _text(source, source.metadata.get("description"), "description")
             features.append(
                 _validated(
-                    system, FeatureCreate, name=name, description=description, services=members
+                    source, FeatureCreate, name=name, description=description, services=members
                 )
             )
         else:  # a system the catalog already has: add this file's components to it

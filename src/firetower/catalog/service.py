@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -292,13 +292,13 @@ def _duplicates(names: Iterable[str]) -> list[str]:
 
 def check_document(session: Session, document: CatalogDocument) -> None:
     """Refuse a document that cannot apply cleanly, before anything is written."""
-    for key, names in (
+    for key, listed in (
         ("teams", [t.name for t in document.teams]),
         ("services", [s.name for s in document.services]),
         ("features", [f.name for f in document.features]),
         ("customers", [c.name for c in document.customers]),
     ):
-        if dup := _duplicates(names):
+        if dup := _duplicates(listed):
             raise InvalidInput(
                 f"{key} named more than once: {', '.join(map(repr, dup))}", field=f"catalog.{key}"
             )
@@ -319,7 +319,11 @@ def check_document(session: Session, document: CatalogDocument) -> None:
                     f"{data.name} cannot depend on itself",
                     field=f"catalog.services[{i}].depends_on",
                 )
-    for key, entries in (("features", document.features), ("customers", document.customers)):
+    linked: list[tuple[str, Sequence[FeatureCreate | CustomerCreate]]] = [
+        ("features", document.features),
+        ("customers", document.customers),
+    ]
+    for key, entries in linked:
         for i, entry in enumerate(entries):
             if missing := [n for n in entry.services if n not in services]:
                 raise NotFound(
