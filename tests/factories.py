@@ -91,3 +91,30 @@ class Factory:
                 self.runtime.settings.severity_policy,
             )
             return incident.ref
+
+
+def row_counts(runtime: Runtime) -> dict[str, int]:
+    """How many rows every table of the database holds (as the database lists them, so tables
+    of models a test never imported count too): compared before and after a refused request."""
+    from sqlalchemy import inspect, text
+
+    names = inspect(runtime.database.engine).get_table_names()
+    with runtime.read() as session:
+        return {
+            name: int(session.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one())
+            for name in sorted(names)
+        }
+
+
+def login(client: TestClient, email: str, password: str) -> Any:
+    """Log in through the console form (CSRF token taken from the form), keeping the cookie."""
+    import re
+
+    form = client.get("/login")
+    match = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert match, form.text
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": match.group(1)},
+        follow_redirects=False,
+    )

@@ -19,6 +19,7 @@ from firetower.errors import Conflict, InvalidInput, NotFound, PermissionDenied,
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "ft_"  # noqa: S105 - a public marker, not a secret
+MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist (and SQLite overflows)
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,11 @@ def set_password(session: Session, actor: Actor, email: str, password: str) -> U
     return user
 
 
-def get_user_by_email(session: Session, email: str) -> User:
-    user = session.scalar(select(User).where(User.email == email.lower()))
+def get_user_by_email(session: Session, email: str, *, field: str = "email") -> User:
+    """The user with this email (any case); NotFound names ``field``, the caller's input."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
-        raise NotFound(f"no user with email {email}", field="email")
+        raise NotFound(f"no user with email {email}", field=field)
     return user
 
 
@@ -132,7 +134,7 @@ def create_token(
 
 
 def revoke_token(session: Session, actor: Actor, token_id: int) -> ApiToken:
-    token = session.get(ApiToken, token_id)
+    token = session.get(ApiToken, token_id) if 0 < token_id <= MAX_ID else None
     if token is None:
         raise NotFound(f"no token with id {token_id}", field="token_id")
     if actor.user_id != token.user_id:

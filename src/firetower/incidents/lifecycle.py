@@ -101,15 +101,25 @@ def _parse(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+def _append_order(event: _Event) -> int:
+    order = getattr(event, "id", None)
+    return order if isinstance(order, int) else 0
+
+
 def derive_lifecycle(events: Iterable[_Event]) -> Lifecycle:
-    """Replay the timeline in order; the result is what the incident's columns must say.
+    """Replay the timeline in append order; the result is what the incident's columns must say.
+
+    Append order is the ``id`` of stored events (events without one keep the order given),
+    never their timestamps: two entries may share an instant, and a server whose clock is
+    behind may write an entry stamped earlier than the one before it. Sorting by time would
+    then replay "reopened, resolved" for "resolved, reopened".
 
     acknowledged: the first acknowledgement, or the first move out of triage.
     mitigated: the first time it reached mitigated (or resolved, if mitigation was skipped).
     resolved and closed: the latest, cleared again by a reopen.
     """
     impact = detected = declared = acknowledged = mitigated = resolved = closed = None
-    for event in sorted(events, key=lambda e: e.at):
+    for event in sorted(events, key=_append_order):
         after = event.after if isinstance(event.after, dict) else {}
         if event.kind == "declared":
             declared = event.at

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from firetower.auth.deps import ReadSession, Responder, RuntimeDep, Viewer
 from firetower.incidents import service
 from firetower.incidents.lifecycle import IncidentRole, Severity, Status
 from firetower.incidents.schemas import (
+    NO_NUL,
     IncidentCreate,
     IncidentPage,
     IncidentRead,
@@ -26,7 +27,10 @@ from firetower.incidents.schemas import (
 )
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
-Ref = Annotated[str, "INC-<n>"]
+Ref = Annotated[str, Path(max_length=40, description="An incident reference like INC-42.")]
+MAX_ID = service.MAX_ID
+EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentRead)
@@ -44,9 +48,11 @@ def list_incidents(
     actor: Viewer,
     status_: Annotated[list[Status] | None, Query(alias="status")] = None,
     severity: Annotated[list[Severity] | None, Query()] = None,
-    service_name: Annotated[str | None, Query(alias="service", max_length=100)] = None,
+    service_name: Annotated[
+        str | None, Query(alias="service", max_length=100, pattern=NO_NUL)
+    ] = None,
     active: bool | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> IncidentPage:
@@ -128,7 +134,7 @@ def add_task(ref: Ref, data: TaskCreate, runtime: RuntimeDep, actor: Responder) 
 
 @router.patch("/{ref}/tasks/{task_id}", response_model=TaskRead)
 def update_task(
-    ref: Ref, task_id: int, data: TaskUpdate, runtime: RuntimeDep, actor: Responder
+    ref: Ref, task_id: TaskId, data: TaskUpdate, runtime: RuntimeDep, actor: Responder
 ) -> TaskRead:
     with runtime.transaction() as session:
         task = service.update_task(
@@ -155,7 +161,7 @@ def get_timeline(
     ref: Ref,
     session: ReadSession,
     actor: Viewer,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     pinned: bool = False,
 ) -> TimelinePage:
     incident = service.get_incident(session, ref)
@@ -165,19 +171,21 @@ def get_timeline(
 
 
 @router.put("/{ref}/timeline/{event_id}/pin", response_model=TimelineEventRead)
-def pin_event(ref: Ref, event_id: int, runtime: RuntimeDep, actor: Responder) -> TimelineEventRead:
+def pin_event(
+    ref: Ref, event_id: EventId, runtime: RuntimeDep, actor: Responder
+) -> TimelineEventRead:
     return _set_pin(ref, event_id, runtime, actor, pinned=True)
 
 
 @router.delete("/{ref}/timeline/{event_id}/pin", response_model=TimelineEventRead)
 def unpin_event(
-    ref: Ref, event_id: int, runtime: RuntimeDep, actor: Responder
+    ref: Ref, event_id: EventId, runtime: RuntimeDep, actor: Responder
 ) -> TimelineEventRead:
     return _set_pin(ref, event_id, runtime, actor, pinned=False)
 
 
 def _set_pin(
-    ref: str, event_id: int, runtime: RuntimeDep, actor: Responder, *, pinned: bool
+    ref: str, event_id: EventId, runtime: RuntimeDep, actor: Responder, *, pinned: bool
 ) -> TimelineEventRead:
     with runtime.transaction() as session:
         service.set_pinned(session, actor, service.get_incident(session, ref), event_id, pinned)

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from firetower.catalog.schemas import BlastRadius
 from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
 
+# PostgreSQL cannot store NUL in text, so no text field accepts it (SQLite would, and the
+# two backends must agree). A line also needs one visible character: "   " is no title.
+NO_NUL = r"^[^\x00]*$"
+VISIBLE = r"^[^\x00]*[^\s\x00][^\x00]*$"
+Line = Annotated[str, Field(pattern=VISIBLE), AfterValidator(str.strip)]
+Text = Annotated[str, Field(pattern=NO_NUL)]
 Title = Field(min_length=1, max_length=300)
 
 
 class IncidentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Title
+    title: Line = Title
     severity: Severity = Severity.SEV3
-    services: list[str] = Field(default_factory=list, max_length=100)
-    summary: str = Field(default="", max_length=20_000)
+    services: list[Text] = Field(default_factory=list, max_length=100)
+    summary: Text = Field(default="", max_length=20_000)
     source: Source = Source.manual
     impact_started_at: AwareDatetime | None = None
     detected_at: AwareDatetime | None = None
@@ -29,11 +35,11 @@ class IncidentCreate(BaseModel):
 
 class IncidentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(default=None, min_length=1, max_length=300)
-    summary: str | None = Field(default=None, max_length=20_000)
+    title: Line | None = Field(default=None, min_length=1, max_length=300)
+    summary: Text | None = Field(default=None, max_length=20_000)
     severity: Severity | None = None
     status: Status | None = None
-    services: list[str] | None = Field(default=None, max_length=100)
+    services: list[Text] | None = Field(default=None, max_length=100)
     impact_started_at: AwareDatetime | None = None
     data_at_risk: bool | None = None
     security_at_risk: bool | None = None
@@ -45,12 +51,12 @@ class TransitionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: Status
     merged_into: str | None = Field(default=None, pattern=r"^INC-\d+$")
-    note: str = Field(default="", max_length=5000)
+    note: Text = Field(default="", max_length=5000)
 
 
 class RoleAssign(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user: str = Field(min_length=3, max_length=320, description="The email of the new holder.")
+    user: Line = Field(min_length=3, max_length=320, description="The email of the new holder.")
 
 
 class RoleRead(BaseModel):
@@ -61,14 +67,14 @@ class RoleRead(BaseModel):
 
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Title
-    assignee: str | None = Field(default=None, max_length=320)
+    title: Line = Title
+    assignee: Line | None = Field(default=None, max_length=320)
 
 
 class TaskUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(default=None, min_length=1, max_length=300)
-    assignee: str | None = Field(default=None, max_length=320)
+    title: Line | None = Field(default=None, min_length=1, max_length=300)
+    assignee: Line | None = Field(default=None, max_length=320)
     status: str | None = Field(default=None, pattern=r"^(open|done|canceled)$")
 
 
@@ -83,7 +89,7 @@ class TaskRead(BaseModel):
 
 class NoteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=20_000)
+    text: Line = Field(min_length=1, max_length=20_000)
     pinned: bool = False
 
 

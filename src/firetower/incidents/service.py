@@ -51,6 +51,7 @@ from firetower.settings import SeverityPolicy, severity_rank
 
 REF = re.compile(r"^INC-(\d{1,12})$")
 POLICY_ACTOR = Actor.system("firetower severity policy")
+MAX_ID = 2**31 - 1  # ids are INTEGER columns; anything larger cannot exist
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -64,11 +65,36 @@ def parse_ref(ref: str, *, field: str = "ref") -> int:
     return int(match.group(1))
 
 
-def get_incident(session: Session, ref: str, *, field: str = "ref") -> Incident:
-    incident = session.get(Incident, parse_ref(ref, field=field))
+def get_incident(session: Session, ref: str, *, field: str = "ref", lock: bool = False) -> Incident:
+    """Load an incident by reference; ``lock`` for a change (the row stays locked until commit).
+
+    Without the lock two responders could both pass the transition check on PostgreSQL
+    (e.g. one resolves while the other declines) and write an impossible story. SQLite
+    serializes writers already (BEGIN IMMEDIATE).
+    """
+    incident = session.get(
+        Incident, parse_ref(ref, field=field), with_for_update=True if lock else None
+    )
     if incident is None:
         raise NotFound(f"no incident {ref}", field=field)
     return incident
+
+
+def _lock(session: Session, incident: Incident) -> None:
+    """Lock the incident's row for this transaction and re-read it before deciding anything.
+
+    Every change starts here, whoever calls (API, console, CLI, reactions): without it two
+    responders could both pass the transition check on PostgreSQL (one resolves while the
+    other declines) and write an impossible story. SQLite serializes writers already.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    session.execute(
+        select(Incident)
+        .where(Incident.id == incident.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 def _append(
@@ -107,7 +133,9 @@ def _append(
 
 def _refresh_lifecycle(session: Session, incident: Incident) -> None:
     events = session.scalars(
-        select(TimelineEvent).where(TimelineEvent.incident_id == incident.id)
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident.id)
+        .order_by(TimelineEvent.id)
     ).all()
     derived = derive_lifecycle(events)
     incident.impact_started_at = derived.impact_started_at
@@ -259,6 +287,18 @@ def declare(
     return incident
 
 
+def _check_transition(incident: Incident, to: Status) -> None:
+    current = Status(incident.status)
+    allowed = allowed_transitions(current)
+    if to not in allowed:
+        shown = ", ".join(allowed) if allowed else "none (it is final)"
+        raise Conflict(
+            f"{incident.ref} cannot go from {current} to {to}; allowed: {shown}",
+            field="status",
+            allowed=[s.value for s in allowed],
+        )
+
+
 def transition(
     session: Session,
     actor: Actor,
@@ -269,22 +309,15 @@ def transition(
     note: str = "",
 ) -> Incident:
     actor.require(Role.responder)
-    current = Status(incident.status)
-    allowed = allowed_transitions(current)
-    if to not in allowed:
-        shown = ", ".join(allowed) if allowed else "none (it is final)"
-        raise Conflict(
-            f"{incident.ref} cannot go from {current} to {to}; allowed: {shown}",
-            field="status",
-            allowed=[s.value for s in allowed],
-        )
+    _lock(session, incident)
+    _check_transition(incident, to)
     after: dict[str, Any] = {"status": to.value}
     if to == Status.merged:
         if not merged_into:
             raise InvalidInput(
                 "merging needs merged_into, the surviving incident", field="merged_into"
             )
-        target = get_incident(session, merged_into, field="merged_into")
+        target = get_incident(session, merged_into, field="merged_into", lock=True)
         if target.id == incident.id:
             raise InvalidInput("an incident cannot be merged into itself", field="merged_into")
         if Status(target.status) not in ACTIVE:
@@ -323,6 +356,7 @@ def transition(
 
 def acknowledge(session: Session, actor: Actor, incident: Incident) -> Incident:
     actor.require(Role.responder)
+    _lock(session, incident)
     if incident.acknowledged_at is None:
         _append(session, incident, actor, "acknowledged", text=f"Acknowledged by {actor.label}")
     _join(session, incident, actor.user_id)
@@ -334,6 +368,7 @@ def update(
 ) -> Incident:
     """Apply each given field as its own timeline entry; a status goes through ``transition``."""
     actor.require(Role.responder)
+    _lock(session, incident)
     changes = data.model_dump(exclude_unset=True)
     for key in ("title", "severity", "status"):
         if key in changes and changes[key] is None:
@@ -346,6 +381,15 @@ def update(
         if data.services is not None
         else None
     )
+    if "impact_started_at" in changes and data.impact_started_at is not None:
+        limit = incident.detected_at or clock.now()
+        if data.impact_started_at > limit:
+            raise InvalidInput(
+                f"impact_started_at cannot be after the time it was detected ({limit.isoformat()})",
+                field="impact_started_at",
+            )
+    if data.status is not None and data.status != incident.status:
+        _check_transition(incident, data.status)
     if data.title is not None and data.title.strip() != incident.title:
         before = incident.title
         incident.title = data.title.strip()
@@ -383,9 +427,9 @@ def update(
             session,
             IncidentSeverityChanged(incident.id, incident.ref, before, incident.severity, None),
         )
-    if new_services is not None and [s.id for s in new_services] != [
+    if new_services is not None and {s.id for s in new_services} != {
         s.id for s in incident.services
-    ]:
+    }:
         before_names = [s.name for s in incident.services]
         incident.services = new_services
         _append(
@@ -428,7 +472,8 @@ def assign_role(
 ) -> RoleAssignment:
     """Hand a role to someone; the previous holder's assignment ends at the same instant."""
     actor.require(Role.responder)
-    user = auth_service.get_user_by_email(session, user_email)
+    _lock(session, incident)
+    user = auth_service.get_user_by_email(session, user_email, field="user")
     current = _current_role(session, incident, role)
     if current is not None and current.user_id == user.id:
         return current
@@ -470,6 +515,7 @@ def _current_role(
 
 def join(session: Session, actor: Actor, incident: Incident) -> None:
     actor.require(Role.responder)
+    _lock(session, incident)
     if actor.user_id is None:
         raise InvalidInput("only a person can join an incident", field="actor")
     if session.get(Participant, (incident.id, actor.user_id)) is None:
@@ -481,6 +527,7 @@ def add_note(
     session: Session, actor: Actor, incident: Incident, text: str, *, pinned: bool = False
 ) -> TimelineEvent:
     actor.require(Role.responder)
+    _lock(session, incident)
     if not text.strip():
         raise InvalidInput("a note needs some text", field="text")
     _join(session, incident, actor.user_id)
@@ -492,7 +539,8 @@ def set_pinned(
 ) -> TimelineEvent:
     """Pinning marks an entry as key for the postmortem; the entry itself never changes."""
     actor.require(Role.responder)
-    event = session.get(TimelineEvent, event_id)
+    _lock(session, incident)
+    event = session.get(TimelineEvent, event_id) if 0 < event_id <= MAX_ID else None
     if event is None or event.incident_id != incident.id:
         raise NotFound(f"{incident.ref} has no timeline entry {event_id}", field="event_id")
     event.pinned = pinned
@@ -501,7 +549,12 @@ def set_pinned(
 
 def add_task(session: Session, actor: Actor, incident: Incident, data: TaskCreate) -> Task:
     actor.require(Role.responder)
-    assignee = auth_service.get_user_by_email(session, data.assignee) if data.assignee else None
+    _lock(session, incident)
+    assignee = (
+        auth_service.get_user_by_email(session, data.assignee, field="assignee")
+        if data.assignee
+        else None
+    )
     task = Task(
         incident_id=incident.id,
         title=data.title.strip(),
@@ -526,14 +579,19 @@ def update_task(
     session: Session, actor: Actor, incident: Incident, task_id: int, data: TaskUpdate
 ) -> Task:
     actor.require(Role.responder)
-    task = session.get(Task, task_id)
+    _lock(session, incident)
+    task = session.get(Task, task_id) if 0 < task_id <= MAX_ID else None
     if task is None or task.incident_id != incident.id:
         raise NotFound(f"{incident.ref} has no task {task_id}", field="task_id")
     changes = data.model_dump(exclude_unset=True)
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     if "assignee" in changes:
-        new = auth_service.get_user_by_email(session, data.assignee) if data.assignee else None
+        new = (
+            auth_service.get_user_by_email(session, data.assignee, field="assignee")
+            if data.assignee
+            else None
+        )
         if (new.id if new else None) != task.assignee_id:
             before["assignee"] = task.assignee.email if task.assignee else None
             after["assignee"] = new.email if new else None
@@ -661,7 +719,10 @@ def decode_cursor(cursor: str) -> int:
         kind, _, value = raw.partition(":")
         if kind != "id":
             raise ValueError(kind)
-        return int(value)
+        last_id = int(value)
+        if not 0 < last_id <= MAX_ID + 1:
+            raise ValueError(value)
+        return last_id
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("cursor is not one this API returned", field="cursor") from None
 
