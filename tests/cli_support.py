@@ -111,11 +111,7 @@ def run_cli(
     input: str | None = None,
 ) -> Result:
     """Invoke ``firetower ARGS`` in-process; an escaped exception fails the test."""
-    full_env: dict[str, str | None] = {
-        "FIRETOWER_URL": url,
-        "FIRETOWER_TOKEN": token,
-        "COLUMNS": "200",
-    }
+    full_env: dict[str, str | None] = {"FIRETOWER_URL": url, "FIRETOWER_TOKEN": token}
     full_env.update(env or {})
     result = CliRunner().invoke(cli_app, list(args), env=full_env, input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from firetower.cli.client import ApiError, Client, connect
-from firetower.cli.output import console, fail, print_json
+from firetower.cli.output import console, emit, fail, print_json
 
 
 def _json_or_none(client: Client, path: str) -> tuple[int, Any]:
@@ -70,7 +70,7 @@ def doctor(
             failed = any(p.startswith(f"{name}:") for p in problems)
             style = "red" if failed else "green" if outcome.startswith("ok") else "yellow"
             grid.add_row(Text(name), Text(outcome, style=style))
-        console.print(Text(f"firetower at {url}", style="bold"))
-        console.print(grid)
+        console.print(Text(f"firetower at {url}", style="bold"), soft_wrap=True)
+        emit(grid)
     if problems:
         fail(f"firetower at {url} is not ready: " + "; ".join(problems))

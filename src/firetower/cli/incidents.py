@@ -16,6 +16,7 @@ from firetower.cli.client import connect, normalize_ref, segment
 from firetower.cli.output import (
     cell,
     console,
+    emit,
     err_console,
     fail,
     print_json,
@@ -177,7 +178,7 @@ def list_incidents(
 
 def _section(title: str) -> None:
     console.print()
-    console.print(Text(title, style="bold"))
+    console.print(Text(title, style="bold"), soft_wrap=True)
 
 
 def _key_values(rows: list[tuple[str, Any]]) -> None:
@@ -186,7 +187,7 @@ def _key_values(rows: list[tuple[str, Any]]) -> None:
     grid.add_column()
     for key, value in rows:
         grid.add_row(key, cell(value))
-    console.print(grid)
+    emit(grid)
 
 
 def _timeline_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
@@ -214,7 +215,7 @@ def show(
     if json_output:
         print_json(incident)
         return
-    console.print(Text(_headline(incident), style="bold"))
+    console.print(Text(_headline(incident), style="bold"), soft_wrap=True)
     risks = [name for name in ("data", "security", "revenue") if incident.get(f"{name}_at_risk")]
     _key_values(
         [
@@ -227,7 +228,7 @@ def show(
     )
     if incident["summary"]:
         _section("Summary")
-        console.print(Text(incident["summary"]))
+        console.print(Text(incident["summary"]), soft_wrap=True)
     _section("Lifecycle")
     _key_values(
         [

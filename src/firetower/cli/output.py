@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -35,13 +36,31 @@ def cell(value: Any) -> Text:
     return Text(str(value))
 
 
+PIPED_MAX_WIDTH = 10_000
+
+
+def emit(renderable: RenderableType) -> None:
+    """Print to stdout; when stdout is not a terminal, at full width so no cell wraps.
+
+    A terminal has a width to respect. A pipe or a file has none, and wrapping there would
+    split a title over lines that ``grep`` then misses.
+    """
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    options = console.options.update(width=PIPED_MAX_WIDTH)
+    natural = Measurement.get(console, options, renderable).maximum
+    # Console.print(width=...) never exceeds the console's own width, so use a wider one.
+    Console(file=console.file, width=max(natural, 1), color_system=None).print(renderable)
+
+
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(cell(v) for v in row))
-    console.print(table)
+    emit(table)
 
 
 def print_line(text: str) -> None:
