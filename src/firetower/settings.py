@@ -14,7 +14,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from firetower.errors import ConfigError
 
@@ -135,10 +140,10 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
+        if value.startswith(("postgresql://", "postgres://")):
             raise ValueError("use the psycopg 3 driver: postgresql+psycopg://USER@HOST/DB")
+        if not value.startswith(("sqlite://", "sqlite+pysqlite://", "postgresql+psycopg://")):
+            raise ValueError("expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
         return value
 
     @field_validator("severity_meanings")
@@ -157,16 +162,46 @@ class Settings(BaseSettings):
         return self.resolved_database_url.startswith("sqlite")
 
     def secret(self) -> str:
-        """The signing secret: configured, or generated once into FIRETOWER_HOME."""
+        """The signing secret: configured, or generated once into FIRETOWER_HOME (mode 0600).
+
+        The file is written whole under a temporary name and linked into place, so two
+        processes starting together agree on one secret and never read a half-written one.
+        """
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         path = self.home / "secret_key"
         if not path.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+            try:
+                self.home.mkdir(parents=True, exist_ok=True)
+                draft = self.home / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+                fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+                try:
+                    os.link(draft, path)
+                except FileExistsError:
+                    pass  # another process won the race: use its secret
+                finally:
+                    draft.unlink()
+            except OSError as exc:
+                raise ConfigError(
+                    f"FIRETOWER_HOME: cannot write the secret key into {self.home} "
+                    f"({exc.strerror}); expected a writable directory, or set "
+                    "FIRETOWER_SECRET_KEY"
+                ) from exc
+        try:
+            secret = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"FIRETOWER_HOME: cannot read {path} ({exc.strerror}); expected a file "
+                "readable by the firetower user"
+            ) from exc
+        if not secret:
+            raise ConfigError(
+                f"FIRETOWER_HOME: {path} is empty; expected a secret (delete the file to "
+                "generate a new one, which logs everyone out)"
+            )
+        return secret
 
     def check_secret(self) -> None:
         secret = self.secret()
@@ -179,12 +214,14 @@ class Settings(BaseSettings):
 
 
 def format_validation_error(exc: ValidationError) -> str:
+    """One line per bad key, named both ways it can be set: FIRETOWER_X and settings.x."""
     lines = []
     for error in exc.errors():
-        key = "FIRETOWER_" + "__".join(str(part) for part in error["loc"]).upper()
+        loc = [str(part) for part in error["loc"]]
+        key = "FIRETOWER_" + "__".join(loc).upper()
         got = error.get("input")
         shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
-        lines.append(f"{key}: {error['msg']}{shown}")
+        lines.append(f"{key} (settings.{'.'.join(loc)}): {error['msg']}{shown}")
     return "invalid configuration: " + "; ".join(lines)
 
 
@@ -194,5 +231,13 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from exc
+    except SettingsError as exc:
+        # A nested setting given as one variable must be JSON, e.g.
+        # FIRETOWER_SEVERITY_POLICY='{"risk_minimum_severity": "SEV2"}'.
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "?"
+        raise ConfigError(
+            f"FIRETOWER_{field.upper()}: cannot be parsed; expected JSON (or set its parts "
+            f"one by one, e.g. FIRETOWER_{field.upper()}__<PART>=value)"
+        ) from exc
     settings.check_secret()
     return settings
