@@ -223,11 +223,11 @@ def test_failures_back_off_then_dead_letter(settings: Settings, registry: JobReg
 def test_backoff_grows_within_bounds_and_caps() -> None:
     for attempt in range(1, 12):
         ceiling = min(300.0, 2.0 * 2 ** (attempt - 1))
-        samples = [backoff_seconds(attempt, base=2, cap=300) for _ in range(200)]
+        samples = [backoff_seconds(attempt, base=2.0, cap=300.0) for _ in range(200)]
         assert all(ceiling / 2 <= s <= ceiling for s in samples), attempt
         assert len(set(samples)) > 1, "jitter spreads retries"
     # A huge attempt count (max_attempts has no upper bound) still gives the cap.
-    assert 150 <= backoff_seconds(5000, base=2, cap=300) <= 300
+    assert 150 <= backoff_seconds(5000, base=2.0, cap=300.0) <= 300
 
 
 def test_retry_dead_gives_a_fresh_budget(
@@ -344,8 +344,9 @@ def test_job_whose_lease_ran_out_in_a_batch_is_not_run_twice(
         frozen.advance(seconds=database.settings.job_lease_seconds + 1)
         assert fast.run_once() == 1
         # ...and reaches this job only now: it must not run it again.
-        assert slow.run_job(claimed) == "lease lost"
-    assert ran == ["page"]
+        outcome = slow.run_job(claimed)
+    assert ran == ["page"], "the handler ran a second time"
+    assert outcome == "lease lost"
     job = load(database, job_id)
     assert (job.status, job.lease_owner, job.attempts) == (SUCCEEDED, "fast", 2)
 
