@@ -108,6 +108,7 @@ def test_incident_story_from_declare_to_resolve(
 
     table = run_cli(["timeline", ref], **cli)
     assert table.exit_code == 0 and "[pinned] rolled back 1.4.2" in table.stdout
+    assert "status: triage -> investigating" in table.stdout  # derived from before/after
 
     active = json_of(run_cli(["incidents", "list", "--active", "--json"], **cli))
     assert active["items"] == []

@@ -113,10 +113,10 @@ def _report_lines(report: Any, indent: str = "") -> list[str]:
         return [f"{indent}{report}"]
     lines: list[str] = []
     for key, value in report.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             lines.append(f"{indent}{key}:")
             lines.extend(_report_lines(value, indent + "  "))
-        elif isinstance(value, list):
+        elif isinstance(value, list | dict):
             shown = ", ".join(str(v) for v in value) if value else "none"
             lines.append(f"{indent}{key}: {shown}")
         else:

@@ -190,13 +190,25 @@ def _key_values(rows: list[tuple[str, Any]]) -> None:
     emit(grid)
 
 
+def _change(event: dict[str, Any]) -> str:
+    """E.g. ``status: triage -> mitigated``, for timeline entries that carry no text."""
+    before, after = event.get("before"), event.get("after")
+    if not isinstance(after, dict):
+        return ""
+    before = before if isinstance(before, dict) else {}
+    return "; ".join(
+        f"{key}: {before[key]} -> {value}" if key in before else f"{key}: {value}"
+        for key, value in after.items()
+    )
+
+
 def _timeline_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
     return [
         [
             when(e["at"]),
             e["actor"],
             e["kind"],
-            ("[pinned] " if e.get("pinned") else "") + (e.get("text") or ""),
+            ("[pinned] " if e.get("pinned") else "") + (e.get("text") or _change(e)),
         ]
         for e in events
     ]

@@ -1,4 +1,8 @@
-"""Commands that run on the server machine: serve, worker, migrate, admin."""
+"""Commands that run on the server machine: serve, worker, migrate, admin.
+
+The server's modules (SQLAlchemy, Alembic, the domains) are imported inside the commands,
+so that the client commands sharing this ``firetower`` executable start quickly.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,20 @@ import secrets
 import signal
 import threading
 from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from firetower.auth import service as auth_service
-from firetower.auth.models import User
-from firetower.auth.schemas import Role, TokenCreate, UserCreate
-from firetower.auth.service import Actor
+from firetower.auth.schemas import Role
 from firetower.cli.output import console, fail, print_json
-from firetower.db import Database
 from firetower.errors import ConfigError, DomainError
-from firetower.events import unit_of_work
-from firetower.logs import configure_logging
-from firetower.migrate import upgrade
-from firetower.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from firetower.db import Database
+    from firetower.settings import Settings
 
 admin_app = typer.Typer(
     help="Administer users and tokens on this server's database.", no_args_is_help=True
@@ -58,6 +58,9 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from pydantic import ValidationError
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             return command(*args, **kwargs)
         except DomainError as exc:
@@ -74,6 +77,10 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _database() -> tuple[Settings, Database]:
+    from firetower.db import Database
+    from firetower.logs import configure_logging
+    from firetower.settings import load_settings
+
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -85,6 +92,8 @@ def _database() -> tuple[Settings, Database]:
 @one_line_errors
 def migrate() -> None:
     """Bring the database schema up to date."""
+    from firetower.migrate import upgrade
+
     _settings, database = _database()
     upgrade(database.engine)
     console.print(f"database migrated: {database.engine.url.render_as_string(hide_password=True)}")
@@ -92,6 +101,14 @@ def migrate() -> None:
 
 def _bootstrap_admin(database: Database) -> tuple[str, str] | None:
     """On an empty database, make the first admin with a one-time password."""
+    from sqlalchemy import func, select
+
+    from firetower.auth import service as auth_service
+    from firetower.auth.models import User
+    from firetower.auth.schemas import UserCreate
+    from firetower.auth.service import Actor
+    from firetower.events import unit_of_work
+
     with unit_of_work(database.sessions, None) as session:
         if session.scalar(select(func.count()).select_from(User)):
             return None
@@ -116,6 +133,7 @@ def serve(
     import uvicorn
 
     from firetower.app import create_app
+    from firetower.migrate import upgrade
 
     settings, database = _database()
     upgrade(database.engine)
@@ -168,6 +186,13 @@ def create_user(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a user who can log in to the console."""
+    from pydantic import ValidationError
+
+    from firetower.auth import service as auth_service
+    from firetower.auth.schemas import UserCreate
+    from firetower.auth.service import Actor
+    from firetower.events import unit_of_work
+
     _settings, database = _database()
     chosen = password or secrets.token_urlsafe(12)
     try:
@@ -197,6 +222,10 @@ def set_password(
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
     """Set a user's console password."""
+    from firetower.auth import service as auth_service
+    from firetower.auth.service import Actor
+    from firetower.events import unit_of_work
+
     _settings, database = _database()
     try:
         with unit_of_work(database.sessions, None) as session:
@@ -217,6 +246,11 @@ def create_token(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create an API token; the secret is printed once and never stored."""
+    from firetower.auth import service as auth_service
+    from firetower.auth.schemas import TokenCreate
+    from firetower.auth.service import Actor
+    from firetower.events import unit_of_work
+
     _settings, database = _database()
     try:
         with unit_of_work(database.sessions, None) as session:
@@ -236,6 +270,10 @@ def create_token(
 @one_line_errors
 def revoke_token(token_id: int) -> None:
     """Revoke an API token by id."""
+    from firetower.auth import service as auth_service
+    from firetower.auth.service import Actor
+    from firetower.events import unit_of_work
+
     _settings, database = _database()
     try:
         with unit_of_work(database.sessions, None) as session:
