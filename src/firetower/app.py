@@ -43,18 +43,25 @@ PROBLEM = "application/problem+json"
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem details answer."""
+    """An RFC 9457 problem details answer; ``field`` names the offending input when known."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """``("body", "services", 2)`` → ``services.2``; a bare ``("body", 17)`` (a JSON syntax
+    error at character 17) → ``body``."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    if loc and loc[0] == "body" and len(loc) == 2 and isinstance(loc[1], int):
+        parts = []
     return ".".join(parts) or "body"
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Every refusal becomes a problem details answer naming the field; nothing is a bare 500."""
+    from sqlalchemy.exc import DataError, IntegrityError
+
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         if request.url.path.startswith("/api/") or "text/html" not in request.headers.get(
@@ -69,7 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"field": _field_of(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        errors = [{"field": _field_of(e["loc"]), "message": str(e["msg"])} for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         return problem(
             422,
@@ -81,7 +88,29 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return problem(exc.status_code, _title(exc.status_code), str(exc.detail))
+        response = problem(exc.status_code, _title(exc.status_code), str(exc.detail))
+        if exc.headers:  # e.g. Allow on a 405
+            response.headers.update(exc.headers)
+        return response
+
+    # Safety nets: the database refused a value or a constraint that validation let through.
+    # The transaction was rolled back, so the answer is a client error, and it is logged
+    # because it means a validation rule is missing.
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> Response:
+        log.warning("database refused a value", error=str(exc.orig))
+        return problem(422, "Invalid input", "a value cannot be stored", field="body")
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> Response:
+        log.warning("database refused a change", error=str(exc.orig))
+        return problem(
+            409,
+            "Conflict",
+            "the change conflicts with existing data (or a change made at the "
+            "same time); reload and try again",
+            field="body",
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -99,39 +128,93 @@ def _title(status: int) -> str:
 
 
 def install_request_middleware(app: FastAPI, settings: Settings) -> None:
+    """Request ids, metrics and the body size limit.
+
+    The limit is checked on Content-Length up front and, for bodies sent without one
+    (chunked), while the body is read: an oversized body is refused with 413 before any
+    handler can act on it.
+    """
+    import re
+
+    limit = settings.max_request_body_bytes
+    valid_request_id = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+    def too_large(length: str | int) -> JSONResponse:
+        return problem(
+            413,
+            "Content too large",
+            f"the body is {length} bytes or more; at most {limit} are accepted",
+            field="body",
+        )
+
+    def limit_streamed_body(app: Any) -> Any:
+        async def asgi(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            seen = 0
+
+            async def counted() -> Any:
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > limit:
+                        # An HTTPException passes FastAPI's body parsing unchanged: a 413.
+                        raise StarletteHTTPException(
+                            413, f"the body is {seen} bytes or more; at most {limit} are accepted"
+                        )
+                return message
+
+            await app(scope, counted, send)
+
+        return asgi
+
+    app.add_middleware(limit_streamed_body)  # type: ignore[arg-type]
+
+    # A route of an included router knows only its own path ("/incidents/{ref}"), not the
+    # prefixes it was included under; the metrics label is the full template.
+    templates: dict[int, str] = {}
+
+    def route_template(route: Any) -> str:
+        if route is None:
+            return "unmatched"
+        if id(route) not in templates:
+            from fastapi.routing import iter_route_contexts
+
+            for context in iter_route_contexts(app.router.routes):
+                templates.setdefault(id(context.original_route), context.path or "")
+            templates.setdefault(id(route), getattr(route, "path", "") or "unmatched")
+        return templates[id(route)]
+
     @app.middleware("http")
     async def request_context(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id[:64])
+        presented = request.headers.get("x-request-id", "")
+        request_id = presented if valid_request_id.match(presented) else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_body_bytes:
-            response: Response = problem(
-                413,
-                "Content too large",
-                f"the body is {length} bytes; at most "
-                f"{settings.max_request_body_bytes} are accepted",
-            )
-        else:
-            try:
+        length = request.headers.get("content-length", "")
+        try:
+            if length.isdigit() and int(length) > limit:
+                response: Response = too_large(length)
+            else:
                 response = await call_next(request)
-            finally:
-                structlog.contextvars.unbind_contextvars("request_id")
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        template = route_template(request.scope.get("route"))
         elapsed = time.perf_counter() - started
         HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
         HTTP_LATENCY.labels(template).observe(elapsed)
-        response.headers["X-Request-ID"] = request_id[:64]
+        response.headers["X-Request-ID"] = request_id
         log.debug(
             "request",
             method=request.method,
             path=template,
             status=response.status_code,
             ms=round(elapsed * 1000, 1),
-            request_id=request_id[:64],
+            request_id=request_id,
         )
         return response
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
 
 from firetower.auth import service
 from firetower.auth.deps import Admin, ReadSession, RuntimeDep, Viewer
@@ -72,6 +74,8 @@ def create_token(data: TokenCreate, runtime: RuntimeDep, actor: Viewer) -> Token
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenRead)
-def revoke_token(token_id: int, runtime: RuntimeDep, actor: Viewer) -> TokenRead:
+def revoke_token(
+    token_id: Annotated[int, Path(ge=1, le=service.MAX_ID)], runtime: RuntimeDep, actor: Viewer
+) -> TokenRead:
     with runtime.transaction() as session:
         return TokenRead.model_validate(service.revoke_token(session, actor, token_id))

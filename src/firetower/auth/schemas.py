@@ -7,6 +7,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+# PostgreSQL cannot store NUL in text; refusing it here keeps both backends alike.
+NO_NUL = r"^[^\x00]*$"
+
 
 class Role(StrEnum):
     viewer = "viewer"
@@ -24,7 +27,7 @@ class Role(StrEnum):
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: EmailStr
-    name: str = Field(default="", max_length=200)
+    name: str = Field(default="", max_length=200, pattern=NO_NUL)
     role: Role = Role.responder
     password: str | None = Field(default=None, min_length=12, max_length=1024)
 
@@ -41,7 +44,7 @@ class UserRead(BaseModel):
 class TeamCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    description: str = Field(default="", max_length=2000)
+    description: str = Field(default="", max_length=2000, pattern=NO_NUL)
     members: list[EmailStr] = Field(default_factory=list)
 
 
@@ -55,7 +58,7 @@ class TeamRead(BaseModel):
 
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     role: Role | None = None
 
 
