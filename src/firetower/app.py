@@ -101,6 +101,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database refused a value", error=str(exc.orig))
         return problem(422, "Invalid input", "a value cannot be stored", field="body")
 
+    @app.exception_handler(OverflowError)
+    async def overflow_error(request: Request, exc: OverflowError) -> Response:
+        # SQLite's driver refuses integers beyond 64 bits before the database sees them.
+        log.warning("a number too large to store", error=str(exc))
+        return problem(422, "Invalid input", "a number is out of range", field="body")
+
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> Response:
         log.warning("database refused a change", error=str(exc.orig))
@@ -116,6 +122,61 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
         return problem(500, "Internal error", "an unexpected error happened; it has been logged")
+
+    document_problems(app)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; ``field`` names the offending input.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "allowed": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI say what the API answers on refusal: problem details for any 4xx.
+
+    FastAPI documents a 422 ``HTTPValidationError`` that this API never sends; clients
+    (and the schemathesis fuzz test) must see the real shape.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                PROBLEM_SCHEMA
+            )
+            answer = {
+                "description": "Refused: RFC 9457 problem details",
+                "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            }
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    responses["4XX"] = answer
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(unused, None)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _title(status: int) -> str:
@@ -222,12 +283,34 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz")
+    @router.get("/healthz", response_model=dict[str, str])
     def healthz() -> dict[str, str]:
         """The process is up and serving."""
         return {"status": "ok", "version": __version__}
 
-    @router.get("/readyz")
+    ready_schema = {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+
+    @router.get(
+        "/readyz",
+        response_class=JSONResponse,
+        responses={
+            200: {
+                "description": "Ready",
+                "content": {"application/json": {"schema": ready_schema}},
+            },
+            503: {
+                "description": "Not ready; ``checks`` says which part is not",
+                "content": {"application/json": {"schema": ready_schema}},
+            },
+        },
+    )
     def readyz(request: Request) -> JSONResponse:
         """Ready when the database answers, migrations are current and a worker beats."""
         runtime: Runtime = request.app.state.runtime
@@ -256,7 +339,16 @@ def health_router() -> APIRouter:
             status_code=200 if ready else 503,
         )
 
-    @router.get("/metrics")
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format",
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
