@@ -12,7 +12,8 @@ from firetower.logs import configure_logging
 def main() -> None:
     configure_logging(level="warning")
     postgres = os.environ.get("FIRETOWER_BENCH_POSTGRES_URL")
-    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}")
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    print(f"machine: {os.cpu_count()} cores, {python}")
     jobs_queue.run("sqlite", None)
     if postgres:
         jobs_queue.run("postgresql", postgres, workers=2)
@@ -20,7 +21,9 @@ def main() -> None:
     if postgres:
         api_incidents.run("postgresql", jobs_queue._fresh_postgres(postgres))
     if not postgres:
-        print("PostgreSQL figures skipped: set FIRETOWER_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB")
+        print(
+            "PostgreSQL figures skipped: set FIRETOWER_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB"
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def _fresh_postgres(admin_url: str) -> str:
 
 def run(label: str, database_url: str | None, workers: int = 1) -> None:
     with tempfile.TemporaryDirectory(prefix="firetower-bench-") as home:
-        url = _fresh_postgres(database_url) if database_url else f"sqlite:///{Path(home) / 'jobs.db'}"
+        url = (
+            _fresh_postgres(database_url) if database_url else f"sqlite:///{Path(home) / 'jobs.db'}"
+        )
         settings = Settings(env="test", home=Path(home), database_url=url, secret_key="b" * 40)
         database = Database(settings)
         upgrade(database.engine)

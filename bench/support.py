@@ -54,10 +54,14 @@ def running_server(database_url: str | None = None) -> Iterator[Server]:
             env["FIRETOWER_DATABASE_URL"] = database_url
         _firetower(env, "migrate")
         _firetower(env, "admin", "create-user", "bench@example.com", "--role", "admin")
-        token = _firetower(env, "admin", "create-token", "--user", "bench@example.com", "--name", "bench")
+        token = _firetower(
+            env, "admin", "create-token", "--user", "bench@example.com", "--name", "bench"
+        )
         process = subprocess.Popen(
-            [str(BIN / "firetower"), "serve"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [str(BIN / "firetower"), "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -81,8 +85,10 @@ def running_server(database_url: str | None = None) -> Iterator[Server]:
 
 def percentiles_ms(samples_seconds: list[float]) -> str:
     ordered = sorted(samples_seconds)
+
     def at(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
     return (
         f"p50 {at(0.50):.1f} ms, p95 {at(0.95):.1f} ms, p99 {at(0.99):.1f} ms, "
         f"mean {statistics.fmean(ordered) * 1000:.1f} ms"

@@ -231,7 +231,7 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
 
         return asgi
 
-    app.add_middleware(limit_streamed_body)  # type: ignore[arg-type]
+    app.add_middleware(limit_streamed_body)
 
     # A route of an included router knows only its own path ("/incidents/{ref}"), not the
     # prefixes it was included under; the metrics label is the full template.

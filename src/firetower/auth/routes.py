@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, status
 
 from firetower.auth import service
 from firetower.auth.deps import Admin, ReadSession, RuntimeDep, Viewer
+from firetower.auth.models import Team
 from firetower.auth.schemas import (
     TeamCreate,
     TeamRead,
@@ -21,12 +22,12 @@ from firetower.auth.schemas import (
 router = APIRouter(tags=["auth"])
 
 
-def _team(team: object) -> TeamRead:
+def _team(team: Team) -> TeamRead:
     return TeamRead(
         id=team.id,
         name=team.name,
-        description=team.description,  # type: ignore[attr-defined]
-        members=sorted(m.email for m in team.members),  # type: ignore[attr-defined]
+        description=team.description,
+        members=sorted(m.email for m in team.members),
     )
 
 

@@ -30,6 +30,7 @@ from firetower.incidents.lifecycle import (
     ACTIVE,
     IncidentRole,
     Severity,
+    Source,
     Status,
     allowed_transitions,
     derive_lifecycle,
@@ -623,7 +624,7 @@ def summary_of(incident: Incident) -> IncidentSummary:
         title=incident.title,
         severity=Severity(incident.severity),
         status=Status(incident.status),
-        source=incident.source,  # type: ignore[arg-type]
+        source=Source(incident.source),
         services=[s.name for s in incident.services],
         declared_at=incident.declared_at,
         resolved_at=incident.resolved_at,
