@@ -146,3 +146,25 @@ def test_blast_radius_over_a_chain(factory):
     assert several.json()["features"] == ["Storage"]
     unknown = responder.get("/api/v1/blast-radius", params={"service": "zzz"})
     assert unknown.status_code == 404
+
+
+def test_a_service_an_incident_names_cannot_be_deleted(factory):
+    admin = factory.user(Role.admin)
+    factory.service("search", tier=2)
+    factory.service("ranker")
+    ref = factory.incident(title="Search slow", services=["search"])
+    refused = admin.delete("/api/v1/services/search")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "name"
+    assert "search" in refused.json()["detail"]
+    assert admin.get("/api/v1/services/search").status_code == 200
+    assert admin.get(f"/api/v1/incidents/{ref}").json()["services"] == ["search"]
+    assert admin.delete("/api/v1/services/ranker").status_code == 204
+
+
+def test_free_text_refuses_nul(factory):
+    responder = factory.user()
+    answer = responder.post("/api/v1/services", json={"name": "x", "description": "a\x00b"})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "description"
+    assert responder.get("/api/v1/services").json() == []

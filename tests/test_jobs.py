@@ -543,6 +543,12 @@ def test_cleanup_schedule_deletes_old_succeeded_jobs(
     assert sorted(left.values()).count(CLEANUP_KIND) == 1
 
 
+def test_retention_follows_the_setting(settings: Settings, database: Database) -> None:
+    shorter = settings.model_copy(update={"job_retention_days": 2.5})
+    runtime = Runtime(settings=shorter, database=database)
+    assert runtime.jobs.schedules["jobs.cleanup"].payload == {"keep_days": 2.5}
+
+
 # -- concurrency --------------------------------------------------------------------------
 def _drain_with_workers(
     settings: Settings, job_count: int, worker_count: int
@@ -732,6 +738,10 @@ def test_dead_letter_api_is_admin_only(factory: Factory, database: Database) -> 
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.json()["field"] == "job_id"
+    for absurd in (0, 2**70):
+        refused = admin.post(f"/api/v1/jobs/{absurd}/retry")
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "job_id"
 
     assert admin.post(f"/api/v1/jobs/{dead_id}/retry").status_code == 202
     assert load(database, dead_id).status == QUEUED

@@ -11,10 +11,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -426,7 +426,9 @@ def jobs_api_router() -> APIRouter:
         return [JobRead.model_validate(j) for j in dead_letters(session)]
 
     @router.post("/{job_id}/retry", status_code=202)
-    def retry_job(job_id: int, runtime: RuntimeDep, actor: Admin) -> dict[str, str]:
+    def retry_job(
+        job_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, actor: Admin
+    ) -> dict[str, str]:
         with runtime.transaction() as session:
             if not retry_dead(session, job_id):
                 raise NotFound(f"no dead-lettered job {job_id}", field="job_id")

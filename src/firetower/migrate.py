@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from firetower.db import READ_ONLY_OPTION
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -30,6 +32,7 @@ def head_revision() -> str | None:
 
 
 def migrations_current(engine: Engine) -> bool:
-    with engine.connect() as connection:
+    # A read-only connection: on SQLite it must not queue behind a writer's lock.
+    with engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     return current == head_revision()

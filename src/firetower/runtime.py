@@ -13,10 +13,6 @@ from firetower.events import EventBus, unit_of_work
 from firetower.jobs import CLEANUP_KIND, JobRegistry, register_maintenance
 from firetower.settings import Settings
 
-# Until settings.py grows ``job_retention_days`` (FIRETOWER_JOB_RETENTION_DAYS), this default
-# applies; a settings object that has the field overrides it.
-DEFAULT_JOB_RETENTION_DAYS = 14.0
-
 
 @dataclass
 class Runtime:
@@ -27,8 +23,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if CLEANUP_KIND not in self.jobs.handlers:
-            keep_days = getattr(self.settings, "job_retention_days", DEFAULT_JOB_RETENTION_DAYS)
-            register_maintenance(self.jobs, keep_succeeded_days=float(keep_days))
+            register_maintenance(self.jobs, keep_succeeded_days=self.settings.job_retention_days)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     embedded_worker: bool = True
     job_max_attempts: int = Field(default=8, ge=1)
+    job_retention_days: float = Field(default=14.0, gt=0)
     job_lease_seconds: float = Field(default=60.0, gt=0)
     job_backoff_base_seconds: float = Field(default=2.0, gt=0)
     job_backoff_max_seconds: float = Field(default=600.0, gt=0)

@@ -7,8 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-# PostgreSQL cannot store NUL in text; refusing it here keeps both backends alike.
-NO_NUL = r"^[^\x00]*$"
+from firetower.text import NO_NUL
 
 
 class Role(StrEnum):

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from firetower.text import NO_NUL
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 # Features are what users see, so their names read like labels ("News feed"): printable,
 # no leading or trailing space.
@@ -16,22 +18,22 @@ MAX_IMPORT_BYTES = 1_000_000
 class ServiceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
-    team: str | None = Field(default=None, max_length=100)
-    owner: str = Field(default="", max_length=320)
+    team: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    owner: str = Field(default="", max_length=320, pattern=NO_NUL)
     tier: int = Field(default=3, ge=1, le=4)
-    description: str = Field(default="", max_length=5000)
-    runbook_url: str = Field(default="", max_length=2000)
+    description: str = Field(default="", max_length=5000, pattern=NO_NUL)
+    runbook_url: str = Field(default="", max_length=2000, pattern=NO_NUL)
     estimated_users: int = Field(default=0, ge=0, le=10_000_000_000)
     depends_on: list[str] = Field(default_factory=list)
 
 
 class ServiceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    team: str | None = Field(default=None, max_length=100)
-    owner: str | None = Field(default=None, max_length=320)
+    team: str | None = Field(default=None, max_length=100, pattern=NO_NUL)
+    owner: str | None = Field(default=None, max_length=320, pattern=NO_NUL)
     tier: int | None = Field(default=None, ge=1, le=4)
-    description: str | None = Field(default=None, max_length=5000)
-    runbook_url: str | None = Field(default=None, max_length=2000)
+    description: str | None = Field(default=None, max_length=5000, pattern=NO_NUL)
+    runbook_url: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
     estimated_users: int | None = Field(default=None, ge=0, le=10_000_000_000)
 
 
@@ -50,8 +52,8 @@ class ServiceRead(BaseModel):
 
 class DependencyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    service: str = Field(min_length=1, max_length=100)
-    depends_on: str = Field(min_length=1, max_length=100)
+    service: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    depends_on: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
 
 
 class DependencyRead(BaseModel):
@@ -62,7 +64,7 @@ class DependencyRead(BaseModel):
 class FeatureCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, pattern=LABEL_PATTERN)
-    description: str = Field(default="", max_length=5000)
+    description: str = Field(default="", max_length=5000, pattern=NO_NUL)
     services: list[str] = Field(default_factory=list)
 
 
@@ -75,7 +77,7 @@ class FeatureRead(BaseModel):
 class CustomerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200, pattern=LABEL_PATTERN)
-    contact: str = Field(default="", max_length=320)
+    contact: str = Field(default="", max_length=320, pattern=NO_NUL)
     services: list[str] = Field(default_factory=list)
 
 

@@ -6,6 +6,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from firetower import clock
@@ -114,8 +115,21 @@ def update_service(session: Session, actor: Actor, name: str, data: ServiceUpdat
 
 
 def delete_service(session: Session, actor: Actor, name: str) -> None:
+    """Remove a service; refused while an incident names it (the incident's story needs it)."""
     actor.require(Role.admin)
-    session.delete(get_service(session, name))
+    service = get_service(session, name)
+    try:
+        with session.begin_nested():
+            session.delete(service)
+            session.flush()
+    except IntegrityError:
+        # Only the foreign keys of records that must outlive the service can refuse here
+        # (incidents that named it); the catalog need not know which domain holds them.
+        raise Conflict(
+            f"{name} is still named by incidents or other records; it stays in the catalog "
+            "for their history",
+            field="name",
+        ) from None
 
 
 def _path(edges: list[tuple[int, int]], start: int, goal: int) -> list[int] | None:

@@ -9,10 +9,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from firetower.catalog.schemas import BlastRadius
 from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
+from firetower.text import NO_NUL
 
-# PostgreSQL cannot store NUL in text, so no text field accepts it (SQLite would, and the
-# two backends must agree). A line also needs one visible character: "   " is no title.
-NO_NUL = r"^[^\x00]*$"
+# A line needs one visible character ("   " is no title) and, like all text, no NUL.
 VISIBLE = r"^[^\x00]*[^\s\x00][^\x00]*$"
 Line = Annotated[str, Field(pattern=VISIBLE), AfterValidator(str.strip)]
 Text = Annotated[str, Field(pattern=NO_NUL)]
