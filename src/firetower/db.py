@@ -78,17 +78,31 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, static_pool: bool = False) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    static_pool: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    pool_timeout_seconds: float = 30.0,
+) -> Engine:
+    pooling: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": pool_timeout_seconds,
+    }
     if url.startswith("sqlite"):
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
         if static_pool or url in ("sqlite://", "sqlite:///:memory:"):
             kwargs["poolclass"] = StaticPool
+        else:
+            kwargs.update(pooling)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **pooling)
 
 
 class Database:
@@ -103,7 +117,12 @@ class Database:
                 from pathlib import Path
 
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = engine or make_engine(url)
+        self.engine = engine or make_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout_seconds=settings.database_pool_timeout_seconds,
+        )
         info = {SETTINGS_INFO: settings}
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
         """Sessions for writes (``events.unit_of_work``)."""

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     secure_cookies: bool = False
     embedded_worker: bool = True
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=20, ge=0)
+    database_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=8, ge=1)
     job_retention_days: float = Field(default=14.0, gt=0)
     job_lease_seconds: float = Field(default=60.0, gt=0)

@@ -64,7 +64,12 @@ async def _check_csrf(request: Request) -> None:
         raise PermissionDenied("missing or wrong CSRF token; reload the page and try again")
 
 
-async def current_actor(request: Request, runtime: RuntimeDep) -> Actor:
+def _resolve_actor(request: Request, runtime: RuntimeDep) -> tuple[Actor, bool]:
+    """Find the actor and whether it came by cookie.
+
+    A plain ``def``: FastAPI runs it in the thread pool, so waiting for the database never
+    blocks the event loop (which would stall every request in flight).
+    """
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, credential = header.partition(" ")
@@ -75,13 +80,19 @@ async def current_actor(request: Request, runtime: RuntimeDep) -> Actor:
         if token.last_used_at is None or clock.now() - token.last_used_at > TOUCH_INTERVAL:
             with runtime.transaction() as session:
                 touch_token(session, token.id)
-        return actor
+        return actor, False
     user_id = request.session.get("user_id") if "session" in request.scope else None
     if user_id is None:
         raise Unauthenticated("authentication required: a bearer token or a console login")
     with runtime.read() as session:
-        actor = actor_for_user_id(session, int(user_id))
-    if request.method not in SAFE_METHODS:
+        return actor_for_user_id(session, int(user_id)), True
+
+
+async def current_actor(
+    request: Request, resolved: Annotated[tuple[Actor, bool], Depends(_resolve_actor)]
+) -> Actor:
+    actor, by_cookie = resolved
+    if by_cookie and request.method not in SAFE_METHODS:
         await _check_csrf(request)
     return actor
 

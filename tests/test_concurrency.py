@@ -1,0 +1,45 @@
+"""Many requests at once on a real server must not stall each other.
+
+With a one-connection pool, any database wait on the event loop (rather than in the thread
+pool) deadlocks the server: the loop waits for the connection, and the request holding it
+waits for the loop. Every request must still succeed.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from firetower.app import create_app
+from firetower.auth.schemas import Role
+from firetower.db import Database
+from tests.cli_support import live_server, logs_kept_apart
+
+
+def test_concurrent_requests_share_a_tiny_pool_without_stalling(settings, factory):
+    tiny = settings.model_copy(
+        update={
+            "database_pool_size": 1,
+            "database_max_overflow": 0,
+            "database_pool_timeout_seconds": 5,
+        }
+    )
+    database = Database(tiny)
+    app = create_app(tiny, database=database, start_worker=False, configure_logs=False)
+    responder = factory.user(Role.responder)
+    factory.incident(title="Search is slow")
+    with logs_kept_apart(), live_server(app) as url:
+        headers = {"Authorization": f"Bearer {responder.token}"}
+
+        def one(n: int) -> int:
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+                if n % 4 == 0:
+                    return client.post("/api/v1/incidents", json={"title": f"load {n}"}).status_code
+                return client.get("/api/v1/incidents").status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(one, range(36)))
+    database.dispose()
+    assert statuses.count(200) == 27, statuses
+    assert statuses.count(201) == 9, statuses
