@@ -251,6 +251,24 @@ def test_a_token_never_outranks_its_user(factory: Factory, runtime: Runtime) -> 
     )
 
 
+def test_a_weak_token_cannot_mint_a_stronger_one(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    weak = admin.post("/api/v1/tokens", json={"name": "read-only", "role": "viewer"}).json()
+    headers = {"Authorization": f"Bearer {weak['token']}"}
+    before = row_counts(runtime)
+    for role in ("responder", "admin"):
+        refused = factory.client.post(
+            "/api/v1/tokens", json={"name": "up", "role": role}, headers=headers
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "role"
+    assert row_counts(runtime) == before
+    # Without a role, the new token takes the maker's, not the user's.
+    made = factory.client.post("/api/v1/tokens", json={"name": "same"}, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["role"] == "viewer"
+
+
 def test_a_demoted_user_takes_their_tokens_down_too(factory: Factory, runtime: Runtime) -> None:
     user = factory.user(Role.admin)
     with runtime.transaction() as session:

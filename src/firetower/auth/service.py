@@ -113,10 +113,14 @@ def create_token(
     user = get_user_by_email(session, user_email)
     if actor.user_id != user.id:
         _need_admin(actor)
-    role = data.role or Role(user.role)
-    if not Role(user.role).allows(role):
+    # A token never outranks its user, nor the credential that made it: a viewer-scoped
+    # token of an admin must not mint itself an admin token.
+    ceiling = min(Role(user.role), actor.role, key=lambda r: r.rank)
+    role = data.role or ceiling
+    if not ceiling.allows(role):
         raise InvalidInput(
-            f"a token cannot have more power than its user ({user.role})", field="role"
+            f"a token cannot have more power than its user and its maker ({ceiling.value})",
+            field="role",
         )
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
