@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+
 from firetower.auth.schemas import Role
+from firetower.catalog import service as catalog
+from firetower.errors import Conflict
+from tests.factories import SYSTEM
 
 
 def test_service_crud_over_api(factory):
@@ -168,3 +175,39 @@ def test_free_text_refuses_nul(factory):
     assert answer.status_code == 422
     assert answer.json()["field"] == "description"
     assert responder.get("/api/v1/services").json() == []
+
+
+def test_concurrent_opposite_edges_never_make_a_cycle(factory, runtime, database_url):
+    """Two writers adding a→b and b→a at once: one of them must see the other's edge."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time (BEGIN IMMEDIATE); the race needs PostgreSQL")
+    factory.service("a")
+    factory.service("b")
+    first = runtime.database.sessions()
+    catalog.add_dependency(first, SYSTEM, "a", "b")  # not committed yet
+    outcome: list[BaseException | None] = []
+    checked = threading.Event()
+
+    def second_writer() -> None:
+        try:
+            with runtime.transaction() as session:
+                catalog.add_dependency(session, SYSTEM, "b", "a")
+                checked.set()
+            outcome.append(None)
+        except BaseException as exc:  # the refusal is the expected outcome; keep it
+            outcome.append(exc)
+            checked.set()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    # Give the second writer every chance to pass its cycle check before the first commits;
+    # with the graph lock it waits instead.
+    checked.wait(2)
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Conflict), outcome
+    with runtime.read() as session:
+        edges = {(d.service, d.depends_on) for d in catalog.list_dependencies(session)}
+    assert edges == {("a", "b")}

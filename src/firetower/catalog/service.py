@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -153,9 +153,24 @@ def _path(edges: list[tuple[int, int]], start: int, goal: int) -> list[int] | No
     return None
 
 
+GRAPH_LOCK_KEY = 0x66697265  # any constant; names the one advisory lock of the graph
+
+
+def lock_graph(session: Session) -> None:
+    """Serialise changes to the dependency graph for the rest of this transaction.
+
+    Two transactions adding a→b and b→a each see no cycle on their own; under READ
+    COMMITTED both would commit one. SQLite already has a single writer (BEGIN IMMEDIATE);
+    PostgreSQL takes a transaction-scoped advisory lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(GRAPH_LOCK_KEY)))
+
+
 def add_dependency(session: Session, actor: Actor, service_name: str, depends_on: str) -> None:
     """Add ``service_name`` → ``depends_on``; refuse an edge that would close a cycle."""
     actor.require(Role.responder)
+    lock_graph(session)
     service = get_service(session, service_name, field="service")
     target = get_service(session, depends_on, field="depends_on")
     if service.id == target.id:
@@ -382,6 +397,7 @@ def apply_document(session: Session, actor: Actor, document: CatalogDocument) ->
     keep their current values, and ``depends_on``, when given, replaces the service's set.
     """
     actor.require(Role.responder)
+    lock_graph(session)
     check_document(session, document)
     report = ImportReport()
     for team in document.teams:
