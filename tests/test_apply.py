@@ -44,9 +44,9 @@ def test_the_example_settings_block_loads(monkeypatch, tmp_path):
 
 
 def test_import_the_example_backstage_file(factory):
-    responder = factory.user()
+    admin = factory.user(Role.admin)  # new teams need an admin
     content = BACKSTAGE_YAML.read_text()
-    answer = responder.post("/api/v1/catalog/import", json={"format": "auto", "content": content})
+    answer = admin.post("/api/v1/catalog/import", json={"format": "auto", "content": content})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
         "format": "backstage",
@@ -58,18 +58,18 @@ def test_import_the_example_backstage_file(factory):
         "skipped": 2,
         "skipped_kinds": {"Location": 1, "User": 1},
     }
-    feed = responder.get("/api/v1/services/feed-service").json()
+    feed = admin.get("/api/v1/services/feed-service").json()
     assert feed["depends_on"] == ["articles-db", "feed-cache", "ranking-model"]
     assert feed["runbook_url"] == "https://runbooks.example.com/feed-service"
-    radius = responder.get("/api/v1/blast-radius", params={"service": "feed-cache"}).json()
+    radius = admin.get("/api/v1/blast-radius", params={"service": "feed-cache"}).json()
     assert radius["impacted"] == ["feed-cache", "feed-service", "ranking-model", "web-gateway"]
     assert radius["features"] == ["news-feed"]
 
 
 def test_the_example_catalog_block_also_imports(factory):
-    responder = factory.user()
+    admin = factory.user(Role.admin)  # new teams need an admin
     content = FIRETOWER_YAML.read_text()
-    answer = responder.post("/api/v1/catalog/import", json={"content": content})
+    answer = admin.post("/api/v1/catalog/import", json={"content": content})
     assert answer.status_code == 200, answer.text
     assert answer.json()["skipped"] == 1  # the settings block
 

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from firetower.auth.schemas import Role
 from tests.test_catalog_import import snapshot
 
 
@@ -24,20 +25,20 @@ def do_import(user, content: str, format: str = "auto"):
 
 
 def test_group_becomes_a_team(factory):
-    responder = factory.user()
+    admin = factory.user(Role.admin)  # new teams need an admin
     content = catalog(
         entity("Group", "sre", "spec:\n  type: team\n", description="Site reliability"),
         entity("Group", "dba", "spec:\n  type: team\n  profile:\n    displayName: Databases\n"),
     )
-    report = do_import(responder, content)
+    report = do_import(admin, content)
     assert report.status_code == 200, report.text
     assert (report.json()["format"], report.json()["teams"]) == ("backstage", 2)
-    teams = {t["name"]: t["description"] for t in responder.get("/api/v1/teams").json()}
+    teams = {t["name"]: t["description"] for t in admin.get("/api/v1/teams").json()}
     assert teams == {"dba": "Databases", "sre": "Site reliability"}
 
 
 def test_component_becomes_a_service_with_owner_tier_users_and_runbook(factory):
-    responder = factory.user()
+    admin = factory.user(Role.admin)  # new teams need an admin
     factory.user()  # another user: nothing should depend on who imports
     content = catalog(
         entity("Group", "payments-team"),
@@ -65,30 +66,30 @@ def test_component_becomes_a_service_with_owner_tier_users_and_runbook(factory):
         entity("Component", "mailer", "spec:\n  owner: user:default/jane\n"),
         entity("Component", "pdf", "spec:\n  owner: no-such-group\n"),
     )
-    assert do_import(responder, content).status_code == 200
-    checkout = responder.get("/api/v1/services/checkout").json()
+    assert do_import(admin, content).status_code == 200
+    checkout = admin.get("/api/v1/services/checkout").json()
     assert checkout["team"] == "payments-team"
     assert checkout["owner"] == ""
     assert checkout["description"] == "Takes the money"
     assert (checkout["tier"], checkout["estimated_users"]) == (1, 4200)
     assert checkout["runbook_url"] == "https://rb.example/checkout"
-    basket = responder.get("/api/v1/services/basket").json()
+    basket = admin.get("/api/v1/services/basket").json()
     assert basket["team"] == "payments-team"
     assert basket["runbook_url"] == "https://rb.example/basket"  # the annotation wins
     assert basket["tier"] == 3  # no annotation: the default
-    assert responder.get("/api/v1/services/ledger").json()["team"] == "payments-team"
-    mailer = responder.get("/api/v1/services/mailer").json()
+    assert admin.get("/api/v1/services/ledger").json()["team"] == "payments-team"
+    mailer = admin.get("/api/v1/services/mailer").json()
     assert (mailer["team"], mailer["owner"]) == (None, "user:default/jane")
-    pdf = responder.get("/api/v1/services/pdf").json()
+    pdf = admin.get("/api/v1/services/pdf").json()
     assert (pdf["team"], pdf["owner"]) == (None, "no-such-group")
 
 
 def test_owner_resolves_to_a_team_already_in_the_catalog(factory):
-    responder = factory.user()
-    assert do_import(responder, "teams: [{name: storage}]").status_code == 200
+    admin = factory.user(Role.admin)  # new teams need an admin
+    assert do_import(admin, "teams: [{name: storage}]").status_code == 200
     content = entity("Component", "blobs", "spec:\n  owner: group:storage\n")
-    assert do_import(responder, content).status_code == 200
-    assert responder.get("/api/v1/services/blobs").json()["team"] == "storage"
+    assert do_import(admin, content).status_code == 200
+    assert admin.get("/api/v1/services/blobs").json()["team"] == "storage"
 
 
 def test_resources_and_depends_on_refs_become_dependencies(factory):
@@ -193,15 +194,15 @@ def test_unknown_kinds_are_skipped_and_counted(factory):
 
 
 def test_names_are_read_without_regard_to_case(factory):
-    responder = factory.user()
+    admin = factory.user(Role.admin)  # new teams need an admin
     content = catalog(
         entity("Group", "Core-Team"),
         entity("Component", "Edge", "spec:\n  owner: group:default/core-team\n"),
         entity("Component", "app", "spec:\n  dependsOn: [component:EDGE]\n"),
     )
-    assert do_import(responder, content).status_code == 200
-    assert responder.get("/api/v1/services/edge").json()["team"] == "core-team"
-    assert responder.get("/api/v1/services/app").json()["depends_on"] == ["edge"]
+    assert do_import(admin, content).status_code == 200
+    assert admin.get("/api/v1/services/edge").json()["team"] == "core-team"
+    assert admin.get("/api/v1/services/app").json()["depends_on"] == ["edge"]
 
 
 def test_reimporting_backstage_is_idempotent(factory):

@@ -9,7 +9,7 @@ import pytest
 from firetower.auth.schemas import Role
 from firetower.catalog import importer
 from firetower.errors import Conflict, InvalidInput, NotFound
-from tests.factories import SYSTEM
+from tests.factories import SYSTEM, row_counts
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -50,8 +50,8 @@ catalog:
 
 
 def test_import_the_catalog_block_over_api(factory):
-    responder = factory.user()
-    answer = responder.post("/api/v1/catalog/import", json={"format": "auto", "content": SMALL})
+    admin = factory.user(Role.admin)  # new teams need an admin
+    answer = admin.post("/api/v1/catalog/import", json={"format": "auto", "content": SMALL})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
         "format": "firetower",
@@ -63,10 +63,10 @@ def test_import_the_catalog_block_over_api(factory):
         "skipped": 0,
         "skipped_kinds": {},
     }
-    front = responder.get("/api/v1/services/front").json()
+    front = admin.get("/api/v1/services/front").json()
     assert (front["team"], front["tier"], front["depends_on"]) == ("web", 1, ["back"])
-    assert responder.get("/api/v1/services/back").json()["owner"] == "someone@example.com"
-    assert responder.get("/api/v1/features").json()[0]["services"] == ["front"]
+    assert admin.get("/api/v1/services/back").json()["owner"] == "someone@example.com"
+    assert admin.get("/api/v1/features").json()[0]["services"] == ["front"]
 
 
 def test_the_catalog_block_is_also_read_at_the_top_level(factory):
@@ -81,9 +81,9 @@ def test_the_catalog_block_is_also_read_at_the_top_level(factory):
 
 
 def test_a_whole_firetower_yaml_imports_its_catalog_and_skips_the_rest(factory):
-    responder = factory.user()
+    admin = factory.user(Role.admin)  # new teams need an admin
     content = "settings:\n  log_level: info\n" + SMALL
-    answer = responder.post("/api/v1/catalog/import", json={"content": content})
+    answer = admin.post("/api/v1/catalog/import", json={"content": content})
     assert answer.status_code == 200, answer.text
     assert answer.json()["skipped"] == 1
     assert answer.json()["services"] == 2
@@ -99,9 +99,9 @@ def test_reimporting_is_idempotent(factory):
 
 
 def test_omitted_fields_keep_their_value_and_depends_on_replaces(factory):
-    responder = factory.user()
-    responder.post("/api/v1/catalog/import", json={"content": SMALL})
-    responder.patch("/api/v1/services/back", json={"description": "set in the console"})
+    admin = factory.user(Role.admin)  # new teams need an admin
+    admin.post("/api/v1/catalog/import", json={"content": SMALL})
+    admin.patch("/api/v1/services/back", json={"description": "set in the console"})
     factory.service("extra")
     changed = """
 services:
@@ -110,11 +110,11 @@ services:
   - name: back
     tier: 2
 """
-    assert responder.post("/api/v1/catalog/import", json={"content": changed}).status_code == 200
-    front = responder.get("/api/v1/services/front").json()
+    assert admin.post("/api/v1/catalog/import", json={"content": changed}).status_code == 200
+    front = admin.get("/api/v1/services/front").json()
     assert (front["tier"], front["team"], front["estimated_users"]) == (1, "web", 500)
     assert front["depends_on"] == ["extra"]
-    back = responder.get("/api/v1/services/back").json()
+    back = admin.get("/api/v1/services/back").json()
     assert (back["tier"], back["description"]) == (2, "set in the console")
 
 
@@ -209,3 +209,25 @@ def test_every_service_function_error_is_a_domain_error(runtime):
         importer.import_catalog(
             session, SYSTEM, "customers: [{name: Acme, services: [gone]}]", "auto"
         )
+
+
+def test_a_responder_import_cannot_create_or_change_teams(factory, runtime):
+    responder = factory.user()
+    before = row_counts(runtime)
+    body = {
+        "format": "firetower",
+        "content": "teams:\n  - name: payments\nservices:\n  - name: billing\n    team: payments\n",
+    }
+    refused = responder.post("/api/v1/catalog/import", json=body)
+    assert refused.status_code == 403, refused.text
+    assert row_counts(runtime) == before
+    admin = factory.user(Role.admin)
+    assert admin.post("/api/v1/catalog/import", json=body).status_code == 200
+    # Naming a team that exists is fine for a responder; describing it anew is not.
+    again = {"format": "firetower", "content": "services:\n  - name: ledger\n    team: payments\n"}
+    assert responder.post("/api/v1/catalog/import", json=again).status_code == 200
+    renamed = {
+        "format": "firetower",
+        "content": "teams:\n  - name: payments\n    description: new\n",
+    }
+    assert responder.post("/api/v1/catalog/import", json=renamed).status_code == 403

@@ -33,6 +33,12 @@ def responder(factory: Factory) -> ApiUser:
     return factory.user(Role.responder)
 
 
+@pytest.fixture
+def admin(factory: Factory) -> ApiUser:
+    """Imports that create teams need an admin."""
+    return factory.user(Role.admin)
+
+
 def test_incident_story_from_declare_to_resolve(
     server_url: str, responder: ApiUser, factory: Factory
 ) -> None:
@@ -340,14 +346,14 @@ def _services(server_url: str, token: str) -> dict[str, list[str]]:
 
 
 def test_catalog_import_of_a_firetower_file(
-    server_url: str, responder: ApiUser, tmp_path: Path
+    server_url: str, admin: ApiUser, tmp_path: Path
 ) -> None:
     path = tmp_path / "catalog.yaml"
     path.write_text(FIRETOWER_CATALOG)
-    result = run_cli(["catalog", "import", str(path)], url=server_url, token=responder.token)
+    result = run_cli(["catalog", "import", str(path)], url=server_url, token=admin.token)
     assert result.exit_code == 0, result.output
     assert "1 team, 2 services, 1 dependency" in result.stdout
-    assert _services(server_url, responder.token) == {
+    assert _services(server_url, admin.token) == {
         "inventory": [],
         "storefront": ["inventory"],
     }
@@ -355,23 +361,23 @@ def test_catalog_import_of_a_firetower_file(
     again = run_cli(
         ["catalog", "import", str(path), "--format", "firetower", "--json"],
         url=server_url,
-        token=responder.token,
+        token=admin.token,
     )
     report = json_of(again)
     assert (report["teams"], report["services"], report["dependencies"]) == (1, 2, 1)
 
 
 def test_catalog_import_of_a_backstage_file(
-    server_url: str, responder: ApiUser, tmp_path: Path
+    server_url: str, admin: ApiUser, tmp_path: Path
 ) -> None:
     path = tmp_path / "catalog-info.yaml"
     path.write_text(BACKSTAGE_CATALOG)
     report = json_of(
-        run_cli(["catalog", "import", str(path), "--json"], url=server_url, token=responder.token)
+        run_cli(["catalog", "import", str(path), "--json"], url=server_url, token=admin.token)
     )
     assert report["format"] == "backstage"
     assert (report["services"], report["dependencies"]) == (2, 1)
-    assert _services(server_url, responder.token) == {
+    assert _services(server_url, admin.token) == {
         "inventory": [],
         "storefront": ["inventory"],
     }

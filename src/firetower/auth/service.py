@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from firetower import clock
 from firetower.auth.models import ApiToken, Team, User
 from firetower.auth.schemas import Role, TeamCreate, TokenCreate, UserCreate
+from firetower.db import MAX_ID
 from firetower.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "ft_"  # noqa: S105 - a public marker, not a secret
-MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist (and SQLite overflows)
 
 
 @dataclass(frozen=True)
@@ -208,13 +208,18 @@ def get_team(session: Session, name: str) -> Team:
 
 
 def ensure_team(session: Session, actor: Actor, name: str, description: str = "") -> Team:
-    """Get or create a team by name (used by catalog imports)."""
+    """Get or create a team by name (used by catalog imports).
+
+    Naming an existing team is open to responders; creating or changing one needs an admin,
+    as ``create_team`` does, so an import is no way around that rule.
+    """
     team = session.scalar(select(Team).where(Team.name == name))
     if team is not None:
         if description and team.description != description:
+            _need_admin(actor)
             team.description = description
         return team
-    actor.require(Role.responder)
+    _need_admin(actor)
     team = Team(name=name, description=description, created_at=clock.now())
     session.add(team)
     session.flush()
