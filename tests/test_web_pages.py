@@ -387,6 +387,13 @@ def test_the_stream_resumes_after_last_event_id(console, factory, runtime):
     assert "first" not in received
 
 
+def test_the_stream_refuses_an_absurd_position(console, factory):
+    ref = factory.incident(title="Bounds")
+    answer = console.get(f"/incidents/{ref}/timeline/stream?after={2**70}")
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "after"
+
+
 def test_the_stream_needs_a_login_and_a_real_incident(console, client):
     assert console.get("/incidents/INC-404/timeline/stream").status_code == 404
     console.post("/logout")

@@ -33,6 +33,8 @@ NAMING = {
 }
 
 READ_ONLY_OPTION = "firetower_read_only"
+MAX_ID = 2**31 - 1
+"""Ids are INTEGER columns: a larger one cannot exist (and SQLite overflows binding it)."""
 SETTINGS_INFO = "firetower.settings"
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from firetower import clock
 from firetower.auth import service as auth_service
@@ -17,6 +17,7 @@ from firetower.auth.models import User
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
+from firetower.db import MAX_ID
 from firetower.errors import Conflict, InvalidInput, NotFound
 from firetower.events import record
 from firetower.incidents.events import (
@@ -52,7 +53,6 @@ from firetower.settings import SeverityPolicy, severity_rank
 
 REF = re.compile(r"^INC-(\d{1,12})$")
 POLICY_ACTOR = Actor.system("firetower severity policy")
-MAX_ID = 2**31 - 1  # ids are INTEGER columns; anything larger cannot exist
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -740,7 +740,7 @@ def list_incidents(
     limit: int = 50,
 ) -> IncidentPage:
     """Newest first, paged by an opaque cursor (stable while incidents are being declared)."""
-    query = select(Incident).order_by(Incident.id.desc())
+    query = select(Incident).options(selectinload(Incident.services)).order_by(Incident.id.desc())
     if statuses:
         query = query.where(Incident.status.in_([s.value for s in statuses]))
     if severities:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
 from firetower.auth.deps import Viewer
+from firetower.db import MAX_ID
 from firetower.incidents import service as incidents
 from firetower.incidents.events import TimelineAppended
 from firetower.incidents.schemas import TimelineEventRead
@@ -84,7 +85,7 @@ def render_entry(entry: TimelineEventRead) -> str:
 
 def _last_seen(last_event_id: str | None, after: int) -> int:
     """A reconnecting browser says what it saw last; otherwise the page said it."""
-    if last_event_id and last_event_id.strip().isdigit():
+    if last_event_id and last_event_id.strip().isdigit() and int(last_event_id) <= MAX_ID:
         return int(last_event_id.strip())
     return max(after, 0)
 
@@ -94,7 +95,7 @@ async def timeline_stream(
     ref: str,
     request: Request,
     actor: Viewer,
-    after: int = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> EventSourceResponse:
     runtime: Runtime = request.app.state.runtime
