@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
+from fastapi.testclient import TestClient
+from sqlalchemy import event
 
+from firetower.app import create_app
 from firetower.auth.schemas import Role
+from firetower.db import Database, make_engine
 from firetower.runtime import Runtime
-from tests.factories import ApiUser, Factory, row_counts
+from firetower.settings import Settings
+from tests.factories import ApiUser, Factory, login, row_counts
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "field"}
 
@@ -148,6 +155,71 @@ def test_oversized_bodies_are_413_and_write_nothing(
     )
     _assert_problem(streamed, 413)
     assert row_counts(runtime) == before
+
+
+def test_a_locked_sqlite_database_is_503_with_retry_after(settings: Settings) -> None:
+    """A long write elsewhere holds SQLite's one write lock: writers are told to retry."""
+    if not settings.is_sqlite:
+        pytest.skip(
+            "SQLite only: it has one database-wide write lock, which a long write transaction "
+            "elsewhere holds; PostgreSQL locks rows, so a writer there waits instead"
+        )
+    engine = make_engine(settings.resolved_database_url)
+
+    def short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+        # The app waits up to 10 s for the lock (db.py); runs after db.py's own listener.
+        dbapi_connection.execute("PRAGMA busy_timeout=200")
+
+    event.listen(engine, "connect", short_busy_timeout)
+    database = Database(settings, engine=engine)
+    app = create_app(settings, database=database, start_worker=False, configure_logs=False)
+    try:
+        with TestClient(app) as client:
+            runtime: Runtime = app.state.runtime
+            responder = Factory(runtime, client).user(Role.responder)
+            assert responder.get("/api/v1/incidents").status_code == 200  # token touched now
+            before = row_counts(runtime)
+            path = settings.resolved_database_url.removeprefix("sqlite:///")
+            holder = sqlite3.connect(path, isolation_level=None)
+            try:
+                holder.execute("BEGIN IMMEDIATE")
+                with structlog.testing.capture_logs() as logs:
+                    answer = responder.post("/api/v1/incidents", json={"title": "while locked"})
+            finally:
+                holder.rollback()
+                holder.close()
+            body = _assert_problem(answer, 503)
+            assert answer.headers["retry-after"] == "1"
+            assert body["detail"] == "the database is busy; retry shortly"
+            assert [e["log_level"] for e in logs if e["event"] == "database busy"] == ["warning"]
+            assert row_counts(runtime) == before
+            retried = responder.post("/api/v1/incidents", json={"title": "while locked"})
+            assert retried.status_code == 201, retried.text
+    finally:
+        database.dispose()
+
+
+# -- console session cookie -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("env", "configured", "secure"),
+    [("production", None, True), ("test", None, False), ("production", False, False)],
+)
+def test_the_session_cookie_is_secure_in_production(
+    settings: Settings, database: Database, env: str, configured: bool | None, secure: bool
+) -> None:
+    settings = settings.model_copy(update={"env": env, "secure_cookies": configured})
+    app = create_app(settings, database=database, start_worker=False, configure_logs=False)
+    password = "correct horse battery staple"
+    # https: a client keeps a Secure cookie (the CSRF token's session) only for https.
+    with TestClient(app, base_url="https://testserver") as client:
+        user = Factory(app.state.runtime, client).user(Role.viewer, password=password)
+        answer = login(client, user.email, password)
+    assert answer.status_code == 303, answer.text
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("firetower_session=")
+    attributes = [part.strip().lower() for part in cookie.split(";")[1:]]
+    assert ("secure" in attributes) is secure, cookie
+    assert "httponly" in attributes
 
 
 # -- pagination --------------------------------------------------------------------------------

@@ -181,6 +181,25 @@ def test_client_variables_do_not_stop_the_server(monkeypatch: pytest.MonkeyPatch
     assert load_settings().port == 8000
 
 
+@pytest.mark.parametrize(
+    ("env", "variable", "secure"),
+    [
+        ("production", None, True),
+        ("development", None, False),
+        ("test", None, False),
+        ("production", "false", False),  # e.g. TLS ends at a proxy that rewrites cookies
+        ("development", "true", True),
+    ],
+)
+def test_cookies_are_secure_in_production_unless_set(
+    monkeypatch: pytest.MonkeyPatch, env: str, variable: str | None, secure: bool
+) -> None:
+    monkeypatch.setenv("FIRETOWER_ENV", env)
+    if variable is not None:
+        monkeypatch.setenv("FIRETOWER_SECURE_COOKIES", variable)
+    assert load_settings(secret_key=STRONG).cookies_secure is secure
+
+
 def test_default_database_is_sqlite_in_home(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path)
     assert settings.resolved_database_url == f"sqlite:///{(tmp_path / 'firetower.db').resolve()}"

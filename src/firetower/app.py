@@ -60,7 +60,7 @@ def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Every refusal becomes a problem details answer naming the field; nothing is a bare 500."""
-    from sqlalchemy.exc import DataError, IntegrityError
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
@@ -118,10 +118,27 @@ def install_error_handlers(app: FastAPI) -> None:
             field="body",
         )
 
+    # SQLite's write lock held past the busy timeout ("database is locked"), or a database
+    # that cannot answer now: nothing was written, and the same request can be sent again.
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, exc: OperationalError) -> Response:
+        log.warning("database busy", error=str(exc.orig))
+        response = problem(503, "Service unavailable", "the database is busy; retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    # Runs in Starlette's ServerErrorMiddleware, outside the request middleware; the request
+    # id is still bound because each request runs in its own context.
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return problem(500, "Internal error", "an unexpected error happened; it has been logged")
+        response = problem(
+            500, "Internal error", "an unexpected error happened; it has been logged"
+        )
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = str(request_id)
+        return response
 
     document_problems(app)
 
@@ -254,6 +271,9 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
     ) -> Response:
         presented = request.headers.get("x-request-id", "")
         request_id = presented if valid_request_id.match(presented) else uuid.uuid4().hex
+        # Bound, never unbound: the catch-all error handler runs after this returns, and
+        # each ASGI request runs in its own context, so nothing leaks to the next one.
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         length = request.headers.get("content-length", "")
@@ -262,22 +282,27 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
                 response: Response = too_large(length)
             else:
                 response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+        except Exception:
+            # Answered with a 500 by the catch-all handler; counted and logged here.
+            record(request, 500, started)
+            raise
+        record(request, response.status_code, started)
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    def record(request: Request, status: int, started: float) -> None:
+        """The access line and the metrics of one request."""
         template = route_template(request.scope.get("route"))
         elapsed = time.perf_counter() - started
-        HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+        HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
         HTTP_LATENCY.labels(template).observe(elapsed)
-        response.headers["X-Request-ID"] = request_id
-        log.debug(
+        log.info(
             "request",
             method=request.method,
-            path=template,
-            status=response.status_code,
-            ms=round(elapsed * 1000, 1),
-            request_id=request_id,
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 1),
         )
-        return response
 
 
 def health_router() -> APIRouter:
@@ -406,7 +431,7 @@ def create_app(
         session_cookie="firetower_session",
         max_age=12 * 3600,
         same_site="lax",
-        https_only=settings.secure_cookies,
+        https_only=settings.cookies_secure,
     )
     return app
 

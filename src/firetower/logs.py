@@ -1,7 +1,8 @@
 """firetower's own logs: structlog, human-readable by default, JSON with a setting.
 
 Every request and every job binds an id (``request_id`` / ``job_id``) through contextvars,
-so all lines it causes can be found together.
+so all lines it causes can be found together. Tracebacks are plain text in both formats:
+never with local variables, which hold request scopes and so bearer tokens and cookies.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ def configure_logging(*, log_format: str = "console", level: str = "info") -> No
     ]
     renderer: structlog.types.Processor
     if log_format == "json":
+        # The standard library's formatting: no locals (unlike dict_tracebacks by default).
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # The default formatter is rich's, which prints every frame's local variables.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

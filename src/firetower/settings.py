@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    secure_cookies: bool = False
+    secure_cookies: bool | None = None
+    """None: secure when ``env`` is production; true or false as set otherwise."""
     embedded_worker: bool = True
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=20, ge=0)
@@ -160,6 +161,13 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'firetower.db').resolve()}"
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Whether the console's session cookie is sent over HTTPS only."""
+        if self.secure_cookies is None:
+            return self.env == "production"
+        return self.secure_cookies
 
     @property
     def is_sqlite(self) -> bool:

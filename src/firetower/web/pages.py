@@ -52,7 +52,7 @@ def mount(app: FastAPI) -> None:
     ) -> Response:
         context = {"next": safe_next(next), "email": email}
         expected = request.session.get("csrf")
-        if not expected or csrf_token != expected:
+        if not expected or not hmac.compare_digest(str(expected), csrf_token):
             context["error"] = "The form expired; try again."
             return render(request, "login.html", context, status_code=403)
         runtime: Runtime = request.app.state.runtime
