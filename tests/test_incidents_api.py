@@ -287,6 +287,15 @@ def test_notes_and_pins(factory: Factory) -> None:
     unpinned = alice.delete(f"/api/v1/incidents/{ref}/timeline/{note.json()['id']}/pin")
     assert unpinned.json()["pinned"] is False
     assert _timeline(viewer, ref, pinned="true") == []
+    # Pinning is a change like any other: who pinned or unpinned what is on the timeline.
+    trail = [e for e in _timeline(viewer, ref) if e["kind"] in ("pinned", "unpinned")]
+    assert [(e["kind"], e["actor"], e["after"]["event_id"]) for e in trail] == [
+        ("pinned", alice.email, note.json()["id"]),
+        ("unpinned", alice.email, note.json()["id"]),
+    ]
+    again = alice.delete(f"/api/v1/incidents/{ref}/timeline/{note.json()['id']}/pin")
+    assert again.status_code == 200
+    assert len([e for e in _timeline(viewer, ref) if e["kind"] == "unpinned"]) == 1
     other = factory.incident(alice.actor, title="other")
     foreign = alice.put(f"/api/v1/incidents/{other}/timeline/{note.json()['id']}/pin")
     assert foreign.status_code == 404

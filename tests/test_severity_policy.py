@@ -11,6 +11,7 @@ from firetower.app import create_app
 from firetower.auth.schemas import Role
 from firetower.db import Database
 from firetower.incidents import service
+from firetower.incidents.events import IncidentEscalationFlagged
 from firetower.incidents.schemas import IncidentCreate, IncidentUpdate
 from firetower.runtime import Runtime
 from firetower.settings import BlastRadiusRule, Settings, SeverityPolicy
@@ -176,3 +177,24 @@ def test_the_declared_event_carries_the_final_severity(runtime: Runtime, factory
     runtime.bus.react(IncidentDeclared, lambda _session, event: seen.append(event))
     factory.incident(title="x", severity="SEV4", data_at_risk=True)
     assert [(e.severity, e.escalate_immediately) for e in seen] == [("SEV1", True)]
+
+
+def test_escalation_is_an_event_other_domains_can_react_to(runtime: Runtime) -> None:
+    flagged: list[Any] = []
+    runtime.bus.listen(IncidentEscalationFlagged, flagged.append)
+    with runtime.transaction() as session:
+        incident = service.declare(
+            session, SYSTEM, IncidentCreate(title="quiet"), runtime.settings.severity_policy
+        )
+        ref = incident.ref
+    assert flagged == []
+    with runtime.transaction() as session:
+        incident = service.get_incident(session, ref)
+        service.update(
+            session,
+            SYSTEM,
+            incident,
+            IncidentUpdate(revenue_at_risk=True),
+            runtime.settings.severity_policy,
+        )
+    assert [(e.ref, e.rule) for e in flagged] == [(ref, "risk:revenue")]

@@ -27,7 +27,7 @@ from firetower.apply import router as apply_router
 from firetower.auth.deps import Admin, ReadSession, RuntimeDep
 from firetower.auth.routes import router as auth_router
 from firetower.catalog.routes import router as catalog_router
-from firetower.db import Database
+from firetower.db import MAX_ID, Database
 from firetower.errors import DomainError, NotFound
 from firetower.incidents.routes import router as incidents_router
 from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry_dead
@@ -452,7 +452,7 @@ def jobs_api_router() -> APIRouter:
 
     @router.post("/{job_id}/retry", status_code=202)
     def retry_job(
-        job_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, actor: Admin
+        job_id: Annotated[int, Path(ge=1, le=MAX_ID)], runtime: RuntimeDep, actor: Admin
     ) -> dict[str, str]:
         with runtime.transaction() as session:
             if not retry_dead(session, job_id):

@@ -20,6 +20,13 @@ class IncidentDeclared(IncidentEvent):
 
 
 @dataclass(frozen=True)
+class IncidentEscalationFlagged(IncidentEvent):
+    """The severity policy asks for immediate escalation (data, security or revenue at risk)."""
+
+    rule: str
+
+
+@dataclass(frozen=True)
 class IncidentStatusChanged(IncidentEvent):
     before: str
     after: str

@@ -22,6 +22,7 @@ from firetower.errors import Conflict, InvalidInput, NotFound
 from firetower.events import record
 from firetower.incidents.events import (
     IncidentDeclared,
+    IncidentEscalationFlagged,
     IncidentResolved,
     IncidentSeverityChanged,
     IncidentStatusChanged,
@@ -206,6 +207,7 @@ def apply_severity_policy(session: Session, incident: Incident, policy: Severity
                 rule=rule,
                 text=f"Immediate escalation: {', '.join(risks)} at risk",
             )
+            record(session, IncidentEscalationFlagged(incident.id, incident.ref, rule))
     if not incident.services:
         return
     radius = catalog.blast_radius(session, [s.name for s in incident.services])
@@ -544,7 +546,17 @@ def set_pinned(
     event = session.get(TimelineEvent, event_id) if 0 < event_id <= MAX_ID else None
     if event is None or event.incident_id != incident.id:
         raise NotFound(f"{incident.ref} has no timeline entry {event_id}", field="event_id")
-    event.pinned = pinned
+    if event.pinned != pinned:
+        event.pinned = pinned
+        _append(
+            session,
+            incident,
+            actor,
+            "pinned" if pinned else "unpinned",
+            before={"event_id": event.id, "pinned": not pinned},
+            after={"event_id": event.id, "pinned": pinned},
+            text=f"{'Pinned' if pinned else 'Unpinned'}: {event.text or event.kind}"[:300],
+        )
     return event
 
 
