@@ -770,7 +770,7 @@ def test_worker_loop_survives_a_database_outage(settings: Settings) -> None:
         renamed = False
         job_id = add_job(database, "page")
         wait_for(lambda: load(database, job_id).status == SUCCEEDED, "the job after recovery")
-        assert worker.consecutive_failures == 0
+        wait_for(lambda: worker.consecutive_failures == 0, "the failure count to reset")
         with database.session() as session:
             assert session.get(WorkerHeartbeat, worker.worker_id) is not None
             assert session.get(Schedule, "digest") is not None, "schedules synced once up"
