@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Request
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from firetower import clock
@@ -21,6 +23,7 @@ from firetower.auth.service import Actor, actor_for_user_id, authenticate_token,
 from firetower.errors import PermissionDenied, Unauthenticated
 from firetower.runtime import Runtime
 
+log = structlog.get_logger(__name__)
 TOUCH_INTERVAL = timedelta(minutes=5)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
@@ -78,8 +81,12 @@ def _resolve_actor(request: Request, runtime: RuntimeDep) -> tuple[Actor, bool]:
         with runtime.read() as session:
             actor, token = authenticate_token(session, credential.strip())
         if token.last_used_at is None or clock.now() - token.last_used_at > TOUCH_INTERVAL:
-            with runtime.transaction() as session:
-                touch_token(session, token.id)
+            try:
+                with runtime.transaction() as session:
+                    touch_token(session, token.id)
+            except OperationalError:
+                # "Last used" is a courtesy; a busy database must not refuse a read for it.
+                log.warning("could not record token use; database busy", token_id=token.id)
         return actor, False
     user_id = request.session.get("user_id") if "session" in request.scope else None
     if user_id is None:
