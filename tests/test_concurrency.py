@@ -7,13 +7,19 @@ waits for the loop. Every request must still succeed.
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
+from sqlalchemy import event, select
 
 from firetower.app import create_app
 from firetower.auth.schemas import Role
-from firetower.db import Database
+from firetower.db import Database, make_engine
+from firetower.events import unit_of_work
+from firetower.jobs import Job, enqueue
 from tests.cli_support import live_server, logs_kept_apart
 
 
@@ -43,3 +49,30 @@ def test_concurrent_requests_share_a_tiny_pool_without_stalling(settings, factor
     database.dispose()
     assert statuses.count(200) == 27, statuses
     assert statuses.count(201) == 9, statuses
+
+
+def test_sqlite_writers_of_one_process_queue_instead_of_failing(settings):
+    """A write that outlasts SQLite's busy timeout must not make the next writer fail."""
+    if not settings.is_sqlite:
+        pytest.skip("SQLite only: PostgreSQL writers wait on row locks, not on one file lock")
+    engine = make_engine(settings.resolved_database_url)
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=50"))
+    database = Database(settings, engine=engine)
+    holding = threading.Event()
+
+    def slow_writer() -> None:
+        with unit_of_work(database.sessions, None) as session:
+            enqueue(session, "slow")
+            holding.set()
+            time.sleep(0.5)  # ten times the busy timeout
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert holding.wait(30)
+    with unit_of_work(database.sessions, None) as session:
+        enqueue(session, "second")
+    thread.join(30)
+    with database.session() as session:
+        kinds = sorted(session.scalars(select(Job.kind)))
+    database.dispose()
+    assert kinds == ["second", "slow"]

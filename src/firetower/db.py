@@ -10,6 +10,7 @@ writer and never make a writer wait.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ READ_ONLY_OPTION = "firetower_read_only"
 MAX_ID = 2**31 - 1
 """Ids are INTEGER columns: a larger one cannot exist (and SQLite overflows binding it)."""
 SETTINGS_INFO = "firetower.settings"
+WRITER_LOCK_INFO = "firetower.writer_lock"
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -125,8 +127,13 @@ class Database:
             max_overflow=settings.database_max_overflow,
             pool_timeout_seconds=settings.database_pool_timeout_seconds,
         )
-        info = {SETTINGS_INFO: settings}
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
+        info: dict[str, Any] = {SETTINGS_INFO: settings}
+        # SQLite has one writer: writers of this process queue on a lock, in order, instead
+        # of polling the file lock with sleeps (busy_timeout), which starves some of them.
+        writer_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        self.sessions = sessionmaker(
+            self.engine, expire_on_commit=False, info={**info, WRITER_LOCK_INFO: writer_lock}
+        )
         """Sessions for writes (``events.unit_of_work``)."""
         self.read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY_OPTION: True}),

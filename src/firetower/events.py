@@ -22,6 +22,8 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
+from firetower.db import WRITER_LOCK_INFO
+
 log = structlog.get_logger(__name__)
 
 
@@ -73,6 +75,9 @@ def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Itera
     """One operation, one transaction: commit on success, roll back on any error."""
     session = sessions()
     session.info[_BUS] = bus
+    writer_lock = session.info.get(WRITER_LOCK_INFO)
+    if writer_lock is not None:
+        writer_lock.acquire()
     try:
         yield session
         handled: list[Event] = []
@@ -98,6 +103,8 @@ def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Itera
         raise
     finally:
         session.close()
+        if writer_lock is not None:
+            writer_lock.release()
     if bus is None:
         return
     for event in handled:
