@@ -229,6 +229,22 @@ def test_a_refused_transition_shows_why_and_changes_nothing(console, factory, ru
     assert timeline_texts(runtime, ref) == before
 
 
+def test_severity_is_changed_from_the_incident_page(console, factory, runtime):
+    ref = factory.incident(title="Slow search", severity="SEV3")
+    assert 'action="/incidents/' + ref + '/severity"' in console.get(f"/incidents/{ref}").text
+    assert console.post(f"/incidents/{ref}/severity", {"severity": "SEV2"}).status_code == 303
+    with runtime.read() as session:
+        incident = incident_service.get_incident(session, ref)
+        assert incident.severity == "SEV2"
+        entries = incident_service.timeline(session, incident)
+    assert (entries[-1].kind, entries[-1].after) == ("severity_changed", {"severity": "SEV2"})
+    before = timeline_texts(runtime, ref)
+    refused = console.post(f"/incidents/{ref}/severity", {"severity": "SEV9"})
+    assert refused.status_code == 422
+    assert "unknown severity" in refused.text
+    assert timeline_texts(runtime, ref) == before
+
+
 def test_merging_needs_a_target(console, factory, runtime):
     survivor = factory.incident(title="Survivor")
     ref = factory.incident(title="Duplicate")

@@ -25,7 +25,7 @@ from firetower.errors import DomainError, InvalidInput, NotFound
 from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
 from firetower.incidents.models import Incident
-from firetower.incidents.schemas import IncidentCreate, TaskCreate, TaskUpdate
+from firetower.incidents.schemas import IncidentCreate, IncidentUpdate, TaskCreate, TaskUpdate
 from firetower.runtime import Runtime
 from firetower.web.templating import render
 
@@ -273,6 +273,24 @@ def transition(
             raise InvalidInput(f"status: unknown status {to!r}", field="status")
         target = merged_into.strip().upper() or None
         incidents.transition(session, actor, incident, Status(to), merged_into=target)
+
+    return _act(request, actor, ref, change)
+
+
+@router.post("/incidents/{ref}/severity")
+def set_severity(
+    request: Request,
+    ref: str,
+    actor: Responder,
+    severity: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    def change(session: Session, incident: Incident) -> None:
+        if severity not in Severity.__members__:
+            raise InvalidInput(f"severity: unknown severity {severity!r}", field="severity")
+        policy = _runtime(request).settings.severity_policy
+        incidents.update(
+            session, actor, incident, IncidentUpdate(severity=Severity(severity)), policy
+        )
 
     return _act(request, actor, ref, change)
 
