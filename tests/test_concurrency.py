@@ -14,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
+from firetower import db
 from firetower.app import create_app
 from firetower.auth.schemas import Role
 from firetower.db import Database, make_engine
@@ -76,3 +78,37 @@ def test_sqlite_writers_of_one_process_queue_instead_of_failing(settings):
         kinds = sorted(session.scalars(select(Job.kind)))
     database.dispose()
     assert kinds == ["second", "slow"]
+
+
+def test_a_stuck_sqlite_writer_makes_others_fail_not_hang(settings, monkeypatch):
+    """Queueing has a limit: behind a writer that never finishes, the next one gets an error."""
+    if not settings.is_sqlite:
+        pytest.skip("SQLite only: PostgreSQL writers wait on row locks, not on one file lock")
+    monkeypatch.setattr(db, "WRITER_LOCK_WAIT_SECONDS", 0.1)
+    engine = make_engine(settings.resolved_database_url)
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=50"))
+    database = Database(settings, engine=engine)
+    holding, release = threading.Event(), threading.Event()
+
+    def stuck_writer() -> None:
+        with unit_of_work(database.sessions, None) as session:
+            enqueue(session, "stuck")
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=stuck_writer)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with (
+            pytest.raises(OperationalError, match="database is locked"),
+            unit_of_work(database.sessions, None) as session,
+        ):
+            enqueue(session, "second")
+    finally:
+        release.set()
+        thread.join(30)
+    with database.session() as session:
+        kinds = sorted(session.scalars(select(Job.kind)))
+    database.dispose()
+    assert kinds == ["stuck"]

@@ -38,6 +38,8 @@ MAX_ID = 2**31 - 1
 """Ids are INTEGER columns: a larger one cannot exist (and SQLite overflows binding it)."""
 SETTINGS_INFO = "firetower.settings"
 WRITER_LOCK_INFO = "firetower.writer_lock"
+WRITER_LOCK_WAIT_SECONDS = 10.0
+"""How long a SQLite writer queues in-process before it falls back to the busy timeout."""
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 

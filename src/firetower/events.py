@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
+from firetower import db
 from firetower.db import WRITER_LOCK_INFO
 
 log = structlog.get_logger(__name__)
@@ -76,8 +77,9 @@ def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Itera
     session = sessions()
     session.info[_BUS] = bus
     writer_lock = session.info.get(WRITER_LOCK_INFO)
-    if writer_lock is not None:
-        writer_lock.acquire()
+    # Past the wait, go on without the lock: SQLite's own busy timeout then decides, and a
+    # caller gets "database busy" instead of hanging behind a stuck writer.
+    locked = writer_lock is not None and writer_lock.acquire(timeout=db.WRITER_LOCK_WAIT_SECONDS)
     try:
         yield session
         handled: list[Event] = []
@@ -103,7 +105,7 @@ def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Itera
         raise
     finally:
         session.close()
-        if writer_lock is not None:
+        if locked and writer_lock is not None:
             writer_lock.release()
     if bus is None:
         return
