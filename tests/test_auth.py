@@ -357,6 +357,21 @@ def test_passwords_are_stored_as_argon2(factory: Factory, runtime: Runtime) -> N
     assert PASSWORD not in stored
 
 
+def test_a_password_change_ends_console_sessions(
+    factory: Factory, client: TestClient, runtime: Runtime
+) -> None:
+    user = factory.user(Role.responder, password=PASSWORD)
+    assert login(client, user.email, PASSWORD).status_code == 303
+    assert client.get("/api/v1/me").status_code == 200
+    with runtime.transaction() as session:
+        auth_service.set_password(session, SYSTEM, user.email, "another long password")
+    ended = client.get("/api/v1/me")
+    assert ended.status_code == 401
+    assert "log in again" in ended.json()["detail"]
+    assert login(client, user.email, "another long password").status_code == 303
+    assert client.get("/api/v1/me").status_code == 200
+
+
 def test_login_sets_a_session_cookie_that_authenticates(
     factory: Factory, client: TestClient
 ) -> None:

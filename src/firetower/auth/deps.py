@@ -92,7 +92,8 @@ def _resolve_actor(request: Request, runtime: RuntimeDep) -> tuple[Actor, bool]:
     if user_id is None:
         raise Unauthenticated("authentication required: a bearer token or a console login")
     with runtime.read() as session:
-        return actor_for_user_id(session, int(user_id)), True
+        epoch = request.session.get("epoch", 0)
+        return actor_for_user_id(session, int(user_id), int(epoch)), True
 
 
 async def current_actor(

@@ -73,6 +73,7 @@ def set_password(session: Session, actor: Actor, email: str, password: str) -> U
         raise InvalidInput("a password needs at least 12 characters", field="password")
     user = get_user_by_email(session, email)
     user.password_hash = hash_password(password)
+    user.session_epoch += 1  # a stolen or forgotten console session ends with the old password
     return user
 
 
@@ -181,9 +182,10 @@ def touch_token(session: Session, token_id: int) -> None:
     )
 
 
-def actor_for_user_id(session: Session, user_id: int) -> Actor:
-    user = session.get(User, user_id)
-    if user is None or not user.active:
+def actor_for_user_id(session: Session, user_id: int, session_epoch: int) -> Actor:
+    """The actor of a console session, if the session is still valid for that user."""
+    user = session.get(User, user_id) if 0 < user_id <= MAX_ID else None
+    if user is None or not user.active or user.session_epoch != session_epoch:
         raise Unauthenticated("your session has ended; log in again")
     return Actor(user_id=user.id, label=user.email, role=Role(user.role))
 

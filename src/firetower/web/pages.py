@@ -64,6 +64,7 @@ def mount(app: FastAPI) -> None:
             return render(request, "login.html", context, status_code=401)
         request.session.clear()  # a fresh session (and CSRF token) on every login
         request.session["user_id"] = user.id
+        request.session["epoch"] = user.session_epoch
         return RedirectResponse(safe_next(next), status_code=303)
 
     @app.post("/logout", include_in_schema=False)

@@ -1,0 +1,46 @@
+"""Migrations: they build exactly the schema the models describe, and they run both ways."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from firetower.db import Base, Database
+from firetower.migrate import alembic_config, head_revision, migrations_current, upgrade
+from firetower.settings import Settings
+
+
+def test_the_migrated_schema_is_the_models_schema(database: Database) -> None:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+    assert migrations_current(database.engine)
+
+
+def test_migrations_run_down_and_up_again(tmp_path) -> None:
+    settings = Settings(env="test", home=tmp_path, database_url=f"sqlite:///{tmp_path / 'm.db'}")
+    database = Database(settings)
+    upgrade(database.engine, "0001")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (email, name, role, active, created_at) "
+                "VALUES ('old@example.com', 'old', 'admin', 1, '2026-01-01 00:00:00')"
+            )
+        )
+    assert not migrations_current(database.engine)
+    upgrade(database.engine)
+    with database.engine.connect() as connection:
+        epoch = connection.execute(
+            text("SELECT session_epoch FROM users WHERE email = 'old@example.com'")
+        ).scalar_one()
+    assert epoch == 0  # existing users keep their sessions
+    command.downgrade(alembic_config(database.engine), "base")
+    assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
+    upgrade(database.engine)
+    assert migrations_current(database.engine)
+    assert head_revision() == "0002"
+    database.dispose()
