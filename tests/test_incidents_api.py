@@ -258,6 +258,10 @@ def test_tasks_are_a_checklist(factory: Factory) -> None:
     assert [e["kind"] for e in events] == ["task_added", "task_updated", "task_updated"]
     assert events[1]["before"] == {"task_id": task["id"], "status": "open"}
     assert events[1]["after"] == {"task_id": task["id"], "status": "done"}
+    assert [e["text"] for e in events[1:]] == [
+        "Task done: Roll back",
+        "Task reopened, unassigned: Roll back",
+    ]
     shown = alice.get(f"/api/v1/incidents/{ref}").json()
     assert [t["title"] for t in shown["tasks"]] == ["Roll back"]
     for payload, field, status in [

@@ -588,6 +588,18 @@ def add_task(session: Session, actor: Actor, incident: Incident, data: TaskCreat
     return task
 
 
+def _task_change(after: dict[str, Any]) -> str:
+    """Says what changed, so the timeline reads "Task done: …" rather than just "Task: …"."""
+    parts = []
+    if "status" in after:
+        parts.append({"done": "done", "open": "reopened", "canceled": "canceled"}[after["status"]])
+    if "assignee" in after:
+        parts.append(f"assigned to {after['assignee']}" if after["assignee"] else "unassigned")
+    if "title" in after:
+        parts.append("renamed")
+    return ", ".join(parts)
+
+
 def update_task(
     session: Session, actor: Actor, incident: Incident, task_id: int, data: TaskUpdate
 ) -> Task:
@@ -624,7 +636,7 @@ def update_task(
             "task_updated",
             before={"task_id": task.id, **before},
             after={"task_id": task.id, **after},
-            text=f"Task: {task.title}",
+            text=f"Task {_task_change(after)}: {task.title}",
         )
     return task
 
