@@ -198,3 +198,37 @@ def test_escalation_is_an_event_other_domains_can_react_to(runtime: Runtime) -> 
             runtime.settings.severity_policy,
         )
     assert [(e.ref, e.rule) for e in flagged] == [(ref, "risk:revenue")]
+
+
+def test_a_catalog_change_that_widens_the_blast_radius_raises_open_incidents(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("search", tier=3, estimated_users=100)
+    factory.service("frontend", tier=3, estimated_users=500)
+    open_ref = factory.incident(title="search slow", severity="SEV4", services=["search"])
+    closed_ref = factory.incident(title="old", severity="SEV4", services=["search"])
+    admin.post(f"/api/v1/incidents/{closed_ref}/transitions", json={"to": "resolved"})
+    # frontend now depends on search and is tier 1: the open incident reaches a tier-1 service.
+    assert admin.patch("/api/v1/services/frontend", json={"tier": 1}).status_code == 200
+    assert admin.get(f"/api/v1/incidents/{open_ref}").json()["severity"] == "SEV4"
+    added = admin.post("/api/v1/dependencies", json={"service": "frontend", "depends_on": "search"})
+    assert added.status_code == 201, added.text
+    shown = admin.get(f"/api/v1/incidents/{open_ref}").json()
+    assert shown["severity"] == "SEV2"
+    raised = [
+        e
+        for e in admin.get(f"/api/v1/incidents/{open_ref}/timeline").json()["items"]
+        if e["kind"] == "severity_changed"
+    ]
+    assert [(e["rule"], e["after"]) for e in raised] == [
+        ("blast-radius:tier1-impacted", {"severity": "SEV2"})
+    ]
+    # Only open incidents are re-evaluated: a resolved one keeps its story.
+    assert admin.get(f"/api/v1/incidents/{closed_ref}").json()["severity"] == "SEV4"
+    # More users on a service in the radius raise it again, by the users rule.
+    assert (
+        admin.patch("/api/v1/services/frontend", json={"estimated_users": 50_000}).status_code
+        == 200
+    )
+    assert admin.get(f"/api/v1/incidents/{open_ref}").json()["severity"] == "SEV2"

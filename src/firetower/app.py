@@ -29,6 +29,7 @@ from firetower.auth.routes import router as auth_router
 from firetower.catalog.routes import router as catalog_router
 from firetower.db import MAX_ID, Database
 from firetower.errors import DomainError, NotFound
+from firetower.incidents import reactions as incident_reactions
 from firetower.incidents.routes import router as incidents_router
 from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry_dead
 from firetower.logs import configure_logging
@@ -439,6 +440,7 @@ def create_app(
 def build_runtime(settings: Settings, database: Database) -> Runtime:
     """A runtime with every domain's reactions and job handlers wired to its bus and registry."""
     runtime = Runtime(settings=settings, database=database)
+    incident_reactions.register(runtime)
     web_pages.register_listeners(runtime)
     return runtime
 

@@ -14,6 +14,7 @@ from firetower.auth import service as auth_service
 from firetower.auth.models import Team
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
+from firetower.catalog.events import BlastRadiusInputsChanged
 from firetower.catalog.models import Customer, Dependency, Feature, Service
 from firetower.catalog.schemas import (
     BlastRadius,
@@ -29,6 +30,7 @@ from firetower.catalog.schemas import (
     ServiceUpdate,
 )
 from firetower.errors import Conflict, InvalidInput, NotFound
+from firetower.events import record
 
 
 def get_service(session: Session, name: str, *, field: str = "service") -> Service:
@@ -107,10 +109,14 @@ def update_service(session: Session, actor: Actor, name: str, data: ServiceUpdat
     if "team" in changes:
         team_name = changes.pop("team")
         service.team = auth_service.get_team(session, team_name) if team_name else None
+    grows = False
     for key, value in changes.items():
         if value is None:
             raise InvalidInput(f"{key} cannot be null", field=key)
+        grows |= key in ("tier", "estimated_users") and getattr(service, key) != value
         setattr(service, key, value)
+    if grows:
+        record(session, BlastRadiusInputsChanged(name))
     return service
 
 
@@ -186,6 +192,7 @@ def add_dependency(session: Session, actor: Actor, service_name: str, depends_on
         raise Conflict(f"this dependency would make a cycle: {shown}", field="depends_on")
     session.add(Dependency(service_id=service.id, depends_on_id=target.id))
     session.flush()
+    record(session, BlastRadiusInputsChanged(service_name))
 
 
 def remove_dependency(session: Session, actor: Actor, service_name: str, depends_on: str) -> None:

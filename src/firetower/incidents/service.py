@@ -232,6 +232,12 @@ def apply_severity_policy(session: Session, incident: Incident, policy: Severity
             )
 
 
+def reapply_severity_policy(session: Session, incident: Incident, policy: SeverityPolicy) -> None:
+    """Apply the policy again after something outside the incident changed (the catalog)."""
+    _lock(session, incident)
+    apply_severity_policy(session, incident, policy)
+
+
 # -- declare and change ----------------------------------------------------------------------
 def declare(
     session: Session, actor: Actor, data: IncidentCreate, policy: SeverityPolicy
