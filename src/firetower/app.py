@@ -37,6 +37,8 @@ from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
 from firetower.migrate import migrations_current
 from firetower.runtime import Runtime
 from firetower.settings import Settings
+from firetower.signals.routes import intake_router
+from firetower.signals.routes import router as signals_router
 from firetower.web import pages as web_pages
 
 log = structlog.get_logger(__name__)
@@ -421,8 +423,10 @@ def create_app(
     api.include_router(apply_router)
     api.include_router(auth_router)
     api.include_router(jobs_api_router())
+    api.include_router(signals_router)
     app.include_router(api)
     app.include_router(health_router())
+    app.include_router(intake_router)
     web_pages.mount(app)
     install_error_handlers(app)
     install_request_middleware(app, settings)

@@ -1,0 +1,1 @@
+"""Signals: alert intake adapters (Alertmanager, PagerDuty Events v2), dedup and routing."""

@@ -1,0 +1,86 @@
+"""Signal tables: integrations and their ingest keys, alerts, change events, dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from firetower.db import Base, JSONType, UTCDateTime
+
+
+class Integration(Base):
+    """A sender of signals. Its key is shown once; only a sha256 of it is stored."""
+
+    __tablename__ = "integrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    service_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    key_prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Alert(Base):
+    """One alert per (integration, fingerprint): a repeat updates it, never adds a row."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(1024))
+    severity: Mapped[str] = mapped_column(String(10))
+    service_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True
+    )
+
+    integration: Mapped[Integration] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("integration_id", "fingerprint", name="uq_alerts_integration_fingerprint"),
+        Index("ix_alerts_incident_status", "incident_id", "status"),
+    )
+
+
+class ChangeEvent(Base):
+    """A deploy or config change (PagerDuty change events); kept for analysis, never paged."""
+
+    __tablename__ = "change_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    summary: Mapped[str] = mapped_column(String(1024))
+    source: Mapped[str] = mapped_column(String(255), default="")
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    custom_details: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    links: Mapped[list[Any]] = mapped_column(JSONType)
+
+
+class RejectedPayload(Base):
+    """The raw body of a refused intake request and why; bounded (oldest rows go first)."""
+
+    __tablename__ = "rejected_payloads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    integration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("integrations.id", ondelete="SET NULL"), nullable=True
+    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,190 @@
+"""Signal endpoints: the integration admin API, and the intake endpoints senders post to.
+
+Intake endpoints are public and authenticated by the integration key (in the path for
+Alertmanager, ``routing_key`` in the body for PagerDuty). They speak their sender's
+protocol, not the firetower API, so they are left out of the OpenAPI document; the
+PagerDuty ones answer in PagerDuty's own shapes so its client libraries work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from firetower.auth.deps import Admin, ReadSession, RuntimeDep
+from firetower.runtime import Runtime
+from firetower.signals import service
+from firetower.signals.models import Integration
+from firetower.signals.schemas import (
+    AlertmanagerPayload,
+    IntegrationCreate,
+    IntegrationKind,
+    IntegrationRead,
+    IntegrationWithKey,
+    PagerDutyChangeEvent,
+    PagerDutyEvent,
+    RejectedPayloadRead,
+)
+
+router = APIRouter(tags=["signals"])
+intake_router = APIRouter(tags=["intake"], include_in_schema=False)
+PROBLEM = "application/problem+json"
+
+
+def _with_key(integration: Integration, key: str) -> IntegrationWithKey:
+    return IntegrationWithKey(**IntegrationRead.model_validate(integration).model_dump(), key=key)
+
+
+@router.post(
+    "/integrations", status_code=status.HTTP_201_CREATED, response_model=IntegrationWithKey
+)
+def create_integration(
+    data: IntegrationCreate, runtime: RuntimeDep, actor: Admin
+) -> IntegrationWithKey:
+    with runtime.transaction() as session:
+        integration, key = service.create_integration(session, actor, data)
+        return _with_key(integration, key)
+
+
+@router.get("/integrations", response_model=list[IntegrationRead])
+def list_integrations(session: ReadSession, actor: Admin) -> list[IntegrationRead]:
+    return [IntegrationRead.model_validate(i) for i in service.list_integrations(session)]
+
+
+@router.post("/integrations/{name}/rotate", response_model=IntegrationWithKey)
+def rotate_integration_key(name: str, runtime: RuntimeDep, actor: Admin) -> IntegrationWithKey:
+    with runtime.transaction() as session:
+        integration, key = service.rotate_key(session, actor, name)
+        return _with_key(integration, key)
+
+
+@router.delete("/integrations/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_integration(name: str, runtime: RuntimeDep, actor: Admin) -> Response:
+    with runtime.transaction() as session:
+        service.revoke(session, actor, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/rejected-payloads", response_model=list[RejectedPayloadRead])
+def list_rejected_payloads(session: ReadSession, actor: Admin) -> list[RejectedPayloadRead]:
+    return [
+        RejectedPayloadRead(
+            id=row.id,
+            integration_id=row.integration_id,
+            received_at=row.received_at,
+            reason=row.reason,
+            body=row.body.decode("utf-8", errors="replace"),
+        )
+        for row in service.list_rejected(session)
+    ]
+
+
+# -- intake ------------------------------------------------------------------------------------
+def _problem(status_code: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status_code, "detail": detail}
+    body.update(extra)
+    return JSONResponse(body, status_code=status_code, media_type=PROBLEM)
+
+
+def _messages(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": str(e["msg"])}
+        for e in exc.errors()
+    ]
+
+
+def _parse(model: type[BaseModel], data: Any) -> tuple[Any, list[dict[str, str]]]:
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, _messages(exc)
+
+
+def _alertmanager(runtime: Runtime, key: str, body: bytes) -> Response:
+    with runtime.transaction() as session:
+        integration = service.authenticate(session, key, IntegrationKind.alertmanager)
+        try:
+            data = service.parse_json(body)
+        except ValueError as exc:
+            service.reject(session, integration, str(exc), body)
+            return _problem(400, "Bad request", str(exc), field="body")
+        payload, errors = _parse(AlertmanagerPayload, data)
+        if errors:
+            first = errors[0]
+            reason = f"{first['field']}: {first['message']}"
+            service.reject(session, integration, reason, body)
+            return _problem(422, "Invalid input", reason, field=first["field"], errors=errors)
+        intake = service.Intake(integration, runtime.settings.severity_policy)
+        count = service.ingest_alertmanager(session, intake, payload)
+        return JSONResponse(
+            {"status": "success", "alerts": count, "opened": [i.ref for i in intake.opened]}
+        )
+
+
+@intake_router.post("/ingest/alertmanager/{key}")
+async def alertmanager_webhook(key: str, request: Request) -> Response:
+    """Alertmanager's webhook receiver (payload version 4)."""
+    body = await request.body()
+    return await run_in_threadpool(_alertmanager, request.app.state.runtime, key, body)
+
+
+def _pagerduty_refusal(status_code: int, *errors: str) -> JSONResponse:
+    return JSONResponse(
+        {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)},
+        status_code=status_code,
+    )
+
+
+def _pagerduty(runtime: Runtime, body: bytes, change: bool) -> Response:
+    try:
+        data = service.parse_json(body)
+    except ValueError as exc:
+        return _pagerduty_refusal(400, str(exc))
+    key = data.get("routing_key") if isinstance(data, dict) else None
+    if not isinstance(key, str):
+        return _pagerduty_refusal(400, "'routing_key' is missing or not a string")
+    if len(key) != service.KEY_LENGTH:
+        return _pagerduty_refusal(
+            400, f"Length of 'routing_key' is incorrect (should be {service.KEY_LENGTH} characters)"
+        )
+    with runtime.transaction() as session:
+        integration = service.find_by_key(session, key)
+        if integration is None or integration.kind != IntegrationKind.pagerduty:
+            return _pagerduty_refusal(401, "Invalid routing key")
+        model = PagerDutyChangeEvent if change else PagerDutyEvent
+        event, errors = _parse(model, data)
+        messages = [f"{e['field']}: {e['message']}" for e in errors]
+        if event is not None and not change:
+            messages = service.pagerduty_errors(event)
+        if messages:
+            service.reject(session, integration, "; ".join(messages), body)
+            return _pagerduty_refusal(400, *messages)
+        if change:
+            service.store_change(session, integration, event)
+            return JSONResponse(
+                {"status": "success", "message": "Change event processed"}, status_code=202
+            )
+        intake = service.Intake(integration, runtime.settings.severity_policy)
+        dedup_key = service.ingest_pagerduty(session, intake, event)
+        return JSONResponse(
+            {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
+            status_code=202,
+        )
+
+
+@intake_router.post("/v2/enqueue")
+async def pagerduty_enqueue(request: Request) -> Response:
+    """PagerDuty Events API v2: trigger, acknowledge or resolve an alert."""
+    body = await request.body()
+    return await run_in_threadpool(_pagerduty, request.app.state.runtime, body, False)
+
+
+@intake_router.post("/v2/change/enqueue")
+async def pagerduty_change_enqueue(request: Request) -> Response:
+    """PagerDuty change events: stored for analysis, never open an incident."""
+    body = await request.body()
+    return await run_in_threadpool(_pagerduty, request.app.state.runtime, body, True)

@@ -1,0 +1,492 @@
+"""Signal operations: integrations and their keys, alert intake with dedup, minimal routing.
+
+Routing (for now): a firing alert whose service is in the catalog opens an incident for it,
+unless that service already has an active incident, which the alert then joins. Every intake
+request is one transaction; a refused one stores nothing but its raw body (``reject``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from firetower import clock
+from firetower.auth.schemas import Role
+from firetower.auth.service import Actor
+from firetower.catalog.models import Service
+from firetower.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from firetower.incidents import service as incidents
+from firetower.incidents.lifecycle import ACTIVE, Severity, Source
+from firetower.incidents.models import Incident, incident_services
+from firetower.incidents.schemas import IncidentCreate
+from firetower.settings import SeverityPolicy
+from firetower.signals.models import Alert, ChangeEvent, Integration, RejectedPayload
+from firetower.signals.schemas import (
+    AlertmanagerPayload,
+    IntegrationCreate,
+    PagerDutyChangeEvent,
+    PagerDutyEvent,
+)
+
+KEY_LENGTH = 32
+"""Ingest keys are 32 hex characters, like PagerDuty's: its client libraries expect that."""
+KEY_PREFIX_LENGTH = 8
+DEAD_LETTER_KEEP = 1000
+DEAD_LETTER_BODY_BYTES = 64 * 1024
+SEVERITIES = {
+    "critical": Severity.SEV1,
+    "error": Severity.SEV2,
+    "warning": Severity.SEV3,
+    "info": Severity.SEV4,
+}
+DEFAULT_SEVERITY = Severity.SEV3
+
+
+# -- integrations ------------------------------------------------------------------------------
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _new_key(integration: Integration) -> str:
+    key = secrets.token_hex(KEY_LENGTH // 2)
+    integration.key_prefix = key[:KEY_PREFIX_LENGTH]
+    integration.key_hash = _digest(key)
+    return key
+
+
+def create_integration(
+    session: Session, actor: Actor, data: IntegrationCreate
+) -> tuple[Integration, str]:
+    """Make an integration; its key is returned once and only its hash is stored."""
+    actor.require(Role.admin)
+    if session.scalar(select(Integration).where(Integration.name == data.name)) is not None:
+        raise Conflict(f"an integration named {data.name} already exists", field="name")
+    if data.service_name is not None and (
+        session.scalar(select(Service.id).where(Service.name == data.service_name)) is None
+    ):
+        raise InvalidInput(f"no service named {data.service_name!r}", field="service_name")
+    integration = Integration(
+        name=data.name,
+        kind=data.kind.value,
+        service_name=data.service_name,
+        created_at=clock.now(),
+    )
+    key = _new_key(integration)
+    session.add(integration)
+    session.flush()
+    return integration, key
+
+
+def get_integration(session: Session, name: str) -> Integration:
+    integration = session.scalar(select(Integration).where(Integration.name == name))
+    if integration is None:
+        raise NotFound(f"no integration named {name!r}", field="name")
+    return integration
+
+
+def list_integrations(session: Session) -> list[Integration]:
+    return list(session.scalars(select(Integration).order_by(Integration.name)))
+
+
+def rotate_key(session: Session, actor: Actor, name: str) -> tuple[Integration, str]:
+    """A new key; the old one stops working when this commits."""
+    actor.require(Role.admin)
+    integration = get_integration(session, name)
+    if integration.revoked_at is not None:
+        raise Conflict(f"integration {name} is revoked", field="name")
+    return integration, _new_key(integration)
+
+
+def revoke(session: Session, actor: Actor, name: str) -> Integration:
+    actor.require(Role.admin)
+    integration = get_integration(session, name)
+    if integration.revoked_at is None:
+        integration.revoked_at = clock.now()
+    return integration
+
+
+def find_by_key(session: Session, key: str) -> Integration | None:
+    """The live integration this key belongs to, or None (unknown, malformed or revoked)."""
+    if len(key) != KEY_LENGTH:
+        return None
+    integration = session.scalar(
+        select(Integration).where(Integration.key_prefix == key[:KEY_PREFIX_LENGTH])
+    )
+    if integration is None or integration.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(integration.key_hash, _digest(key)):
+        return None
+    return integration
+
+
+def authenticate(session: Session, key: str, kind: str | None = None) -> Integration:
+    integration = find_by_key(session, key)
+    if integration is None:
+        raise Unauthenticated("unknown or revoked integration key")
+    if kind is not None and integration.kind != kind:
+        raise Unauthenticated(f"this key belongs to a {integration.kind} integration, not {kind}")
+    return integration
+
+
+def actor_for(integration: Integration) -> Actor:
+    return Actor.system(f"integration:{integration.name}")
+
+
+# -- dead letters ------------------------------------------------------------------------------
+def reject(
+    session: Session,
+    integration: Integration | None,
+    reason: str,
+    body: bytes,
+    *,
+    keep: int = DEAD_LETTER_KEEP,
+) -> RejectedPayload:
+    """Keep the raw body of a refused request (truncated), and at most ``keep`` of them."""
+    row = RejectedPayload(
+        integration_id=integration.id if integration else None,
+        received_at=clock.now(),
+        reason=reason[:2000],
+        body=body[:DEAD_LETTER_BODY_BYTES],
+    )
+    session.add(row)
+    session.flush()
+    oldest_kept = session.scalar(
+        select(RejectedPayload.id).order_by(RejectedPayload.id.desc()).offset(keep - 1).limit(1)
+    )
+    if oldest_kept is not None:
+        session.execute(delete(RejectedPayload).where(RejectedPayload.id < oldest_kept))
+    return row
+
+
+def list_rejected(session: Session, limit: int = 100) -> list[RejectedPayload]:
+    return list(
+        session.scalars(select(RejectedPayload).order_by(RejectedPayload.id.desc()).limit(limit))
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON; ValueError (with a reason) when it is not, or holds a NUL."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"the body is not valid JSON: {exc}") from None
+    if _has_nul(data):
+        raise ValueError("text must not contain NUL characters")
+    return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+# -- alerts and routing ------------------------------------------------------------------------
+@dataclass
+class Intake:
+    """What one intake request did, and the notes it owes each incident (one per incident)."""
+
+    integration: Integration
+    policy: SeverityPolicy
+    opened: list[Incident] = field(default_factory=list)
+    attached: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    touched: dict[int, Incident] = field(default_factory=dict)
+    resolved_incidents: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One alert as any adapter reports it."""
+
+    fingerprint: str
+    status: str  # firing | resolved | acknowledged
+    title: str = ""
+    severity: Severity = DEFAULT_SEVERITY
+    service_name: str | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+def _service(session: Session, name: str | None, lock: bool) -> Service | None:
+    if not name:
+        return None
+    query = select(Service).where(Service.name == name)
+    if lock and session.get_bind().dialect.name != "sqlite":
+        # Serializes routing per service: two concurrent storms never both open an incident.
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def _active_incident(session: Session, service: Service) -> Incident | None:
+    return session.scalar(
+        select(Incident)
+        .join(incident_services, incident_services.c.incident_id == Incident.id)
+        .where(incident_services.c.service_id == service.id)
+        .where(Incident.status.in_([s.value for s in ACTIVE]))
+        .order_by(Incident.id)
+        .limit(1)
+    )
+
+
+def _route(session: Session, intake: Intake, alert: Alert) -> None:
+    """A firing alert joins its service's active incident, or opens one."""
+    if alert.incident_id is not None:
+        current = session.get(Incident, alert.incident_id)
+        if current is not None and current.status in ACTIVE:
+            intake.touched[current.id] = current
+            intake.attached[current.id].append(f"{alert.title} (firing again)")
+            return
+    service = _service(session, alert.service_name, lock=True)
+    if service is None:
+        return  # no service to route to: the alert is kept, no incident opened
+    incident = _active_incident(session, service)
+    if incident is None:
+        incident = incidents.declare(
+            session,
+            actor_for(intake.integration),
+            IncidentCreate(
+                title=alert.title[:300],
+                severity=Severity(alert.severity),
+                services=[service.name],
+                source=Source.alert,
+                impact_started_at=alert.starts_at
+                if alert.starts_at and alert.starts_at <= clock.now()
+                else None,
+                summary=f"Opened by alert {alert.fingerprint} from {intake.integration.name}.",
+            ),
+            intake.policy,
+        )
+        intake.opened.append(incident)
+    else:
+        intake.touched[incident.id] = incident
+        intake.attached[incident.id].append(alert.title)
+    alert.incident_id = incident.id
+
+
+def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
+    """Record one alert (a repeat updates the existing row) and route it."""
+    now = clock.now()
+    integration = intake.integration
+    alert = session.scalar(
+        select(Alert)
+        .where(Alert.integration_id == integration.id)
+        .where(Alert.fingerprint == signal.fingerprint)
+    )
+    was = alert.status if alert is not None else None
+    if alert is None:
+        alert = Alert(
+            integration_id=integration.id,
+            fingerprint=signal.fingerprint,
+            status=signal.status,
+            title=signal.title[:1024] or signal.fingerprint,
+            severity=signal.severity.value,
+            service_name=signal.service_name,
+            labels=signal.labels,
+            annotations=signal.annotations,
+            starts_at=signal.starts_at,
+            ends_at=signal.ends_at,
+            first_seen_at=now,
+            last_seen_at=now,
+            count=1,
+        )
+        session.add(alert)
+        session.flush()
+    else:
+        alert.count += 1
+        alert.last_seen_at = now
+        alert.status = signal.status
+        if signal.title:
+            alert.title = signal.title[:1024]
+        if signal.labels:
+            alert.labels = signal.labels
+        if signal.annotations:
+            alert.annotations = signal.annotations
+        alert.ends_at = signal.ends_at
+        if signal.starts_at is not None:
+            alert.starts_at = signal.starts_at
+    if signal.status == "firing" and was != "firing" and was != "acknowledged":
+        _route(session, intake, alert)
+    elif signal.status == "resolved" and was != "resolved" and alert.incident_id is not None:
+        intake.resolved_incidents.add(alert.incident_id)
+    return alert
+
+
+def update_status(session: Session, intake: Intake, fingerprint: str, status: str) -> Alert | None:
+    """Acknowledge or resolve a known alert; an unknown one is ignored (as PagerDuty does)."""
+    alert = session.scalar(
+        select(Alert)
+        .where(Alert.integration_id == intake.integration.id)
+        .where(Alert.fingerprint == fingerprint)
+    )
+    if alert is None:
+        return None
+    signal = Signal(
+        fingerprint=fingerprint,
+        status=status,
+        ends_at=clock.now() if status == "resolved" else alert.ends_at,
+    )
+    return receive(session, intake, signal)
+
+
+def finish(session: Session, intake: Intake) -> None:
+    """Write the notes this request owes: one per incident, however many alerts it carried."""
+    actor = actor_for(intake.integration)
+    for incident_id, titles in intake.attached.items():
+        incident = intake.touched[incident_id]
+        shown = "; ".join(titles[:10]) + (
+            f"; and {len(titles) - 10} more" if len(titles) > 10 else ""
+        )
+        noun = "alert" if len(titles) == 1 else "alerts"
+        incidents.add_note(
+            session,
+            actor,
+            incident,
+            f"{len(titles)} {noun} from {intake.integration.name} attached: {shown}",
+        )
+    for incident_id in sorted(intake.resolved_incidents):
+        resolved = session.get(Incident, incident_id)
+        if resolved is None:
+            continue
+        open_alerts = session.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .where(Alert.incident_id == incident_id)
+            .where(Alert.status != "resolved")
+        )
+        if open_alerts == 0:
+            total = session.scalar(
+                select(func.count()).select_from(Alert).where(Alert.incident_id == incident_id)
+            )
+            incidents.add_note(
+                session,
+                actor,
+                resolved,
+                f"All {total} alerts attached to this incident have resolved.",
+            )
+
+
+def _severity(value: str | None) -> Severity:
+    return SEVERITIES.get((value or "").strip().lower(), DEFAULT_SEVERITY)
+
+
+def _fingerprint_of(labels: dict[str, str]) -> str:
+    canonical = json.dumps(labels, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def ingest_alertmanager(session: Session, intake: Intake, payload: AlertmanagerPayload) -> int:
+    """Record an Alertmanager v4 batch; returns how many alerts it carried."""
+    default_service = intake.integration.service_name
+    for item in payload.alerts:
+        labels = {**payload.commonLabels, **item.labels}
+        annotations = {**payload.commonAnnotations, **item.annotations}
+        service = labels.get("service") or default_service
+        if service != default_service and _service(session, service, lock=False) is None:
+            service = default_service
+        receive(
+            session,
+            intake,
+            Signal(
+                fingerprint=item.fingerprint or _fingerprint_of(item.labels),
+                status=item.status,
+                title=annotations.get("summary") or labels.get("alertname", ""),
+                severity=_severity(labels.get("severity")),
+                service_name=service,
+                labels=labels,
+                annotations=annotations,
+                starts_at=item.startsAt,
+                ends_at=item.endsAt,
+            ),
+        )
+    finish(session, intake)
+    return len(payload.alerts)
+
+
+def ingest_pagerduty(session: Session, intake: Intake, event: PagerDutyEvent) -> str:
+    """Record an Events v2 alert event; returns its dedup key (made up on a trigger without)."""
+    if event.event_action == "trigger":
+        assert event.payload is not None  # checked by pagerduty_errors
+        dedup_key = event.dedup_key or uuid.uuid4().hex
+        details = event.payload.custom_details
+        receive(
+            session,
+            intake,
+            Signal(
+                fingerprint=dedup_key,
+                status="firing",
+                title=event.payload.summary,
+                severity=SEVERITIES[event.payload.severity.value],
+                service_name=intake.integration.service_name,
+                labels={
+                    k: v
+                    for k, v in {
+                        "source": event.payload.source,
+                        "severity": event.payload.severity.value,
+                        "component": event.payload.component,
+                        "group": event.payload.group,
+                        "class": event.payload.class_,
+                    }.items()
+                    if v is not None
+                },
+                annotations={
+                    "custom_details": details
+                    if isinstance(details, dict)
+                    else {"details": details},
+                    "links": event.links,
+                    "images": event.images,
+                    "client": event.client,
+                    "client_url": event.client_url,
+                },
+                starts_at=event.payload.timestamp,
+            ),
+        )
+    else:
+        assert event.dedup_key is not None
+        dedup_key = event.dedup_key
+        status = "acknowledged" if event.event_action == "acknowledge" else "resolved"
+        update_status(session, intake, dedup_key, status)
+    finish(session, intake)
+    return dedup_key
+
+
+def pagerduty_errors(event: PagerDutyEvent) -> list[str]:
+    """What PagerDuty would refuse beyond the shape: a trigger needs a payload, others a key."""
+    if event.event_action == "trigger" and event.payload is None:
+        return ["'payload' is missing or invalid"]
+    if event.event_action != "trigger" and not event.dedup_key:
+        return [f"'dedup_key' is required for event_action '{event.event_action}'"]
+    return []
+
+
+def store_change(
+    session: Session, integration: Integration, event: PagerDutyChangeEvent
+) -> ChangeEvent:
+    now = clock.now()
+    change = ChangeEvent(
+        integration_id=integration.id,
+        summary=event.payload.summary,
+        source=event.payload.source,
+        timestamp=event.payload.timestamp or now,
+        received_at=now,
+        custom_details=event.payload.custom_details,
+        links=event.links,
+    )
+    session.add(change)
+    session.flush()
+    return change

@@ -1,0 +1,441 @@
+"""Alert intake: Alertmanager and PagerDuty Events v2 in, deduplicated alerts and incidents out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from firetower.auth.schemas import Role
+from firetower.incidents.models import Incident, TimelineEvent
+from firetower.runtime import Runtime
+from firetower.signals import service as signals
+from firetower.signals.models import Alert, ChangeEvent, RejectedPayload
+from tests.factories import ApiUser, Factory, row_counts
+
+
+def _integration(admin: ApiUser, name: str, kind: str, service: str | None = None) -> str:
+    body: dict[str, Any] = {"name": name, "kind": kind}
+    if service:
+        body["service_name"] = service
+    answer = admin.post("/api/v1/integrations", json=body)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
+
+
+def _am_alert(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": f"High error rate {fingerprint}", **labels},
+        "annotations": {"summary": f"Errors above 5% ({fingerprint})"},
+        "startsAt": "2026-11-28T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-28T10:05:00Z",
+        "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": fingerprint,
+    }
+
+
+def _am_batch(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
+    return {
+        "version": "4",
+        "status": status,
+        "receiver": "firetower",
+        "groupKey": '{}:{alertname="HighErrorRate"}',
+        "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+    }
+
+
+def _alerts(runtime: Runtime) -> list[Alert]:
+    with runtime.read() as session:
+        return list(session.scalars(select(Alert).order_by(Alert.id)))
+
+
+def _incidents(runtime: Runtime) -> list[Incident]:
+    with runtime.read() as session:
+        incidents = list(session.scalars(select(Incident).order_by(Incident.id)))
+        for incident in incidents:
+            _ = incident.services
+        return incidents
+
+
+def _notes(runtime: Runtime, incident_id: int) -> list[TimelineEvent]:
+    with runtime.read() as session:
+        return list(
+            session.scalars(
+                select(TimelineEvent)
+                .where(TimelineEvent.incident_id == incident_id)
+                .where(TimelineEvent.kind == "note")
+                .order_by(TimelineEvent.id)
+            )
+        )
+
+
+# -- Alertmanager ------------------------------------------------------------------------------
+def test_a_firing_alert_opens_an_incident_and_a_repeat_counts(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    key = _integration(admin, "prom", "alertmanager", "checkout")
+    url = f"/ingest/alertmanager/{key}"
+
+    first = admin.client.post(url, json=_am_batch(_am_alert("a1", severity="critical")))
+    assert first.status_code == 200, first.text
+    [incident] = _incidents(runtime)
+    assert [s.name for s in incident.services] == ["checkout"]
+    assert incident.source == "alert"
+    assert incident.severity == "SEV1"
+    assert incident.title == "Errors above 5% (a1)"
+    assert first.json()["opened"] == [incident.ref]
+
+    assert (
+        admin.client.post(url, json=_am_batch(_am_alert("a1", severity="critical"))).status_code
+        == 200
+    )
+    [alert] = _alerts(runtime)
+    assert alert.count == 2
+    assert alert.status == "firing"
+    assert alert.incident_id == incident.id
+    assert alert.ends_at is None
+    assert alert.last_seen_at >= alert.first_seen_at
+    assert len(_incidents(runtime)) == 1
+
+    resolved = _am_batch(_am_alert("a1", "resolved", severity="critical"), status="resolved")
+    assert admin.client.post(url, json=resolved).status_code == 200
+    [alert] = _alerts(runtime)
+    assert alert.status == "resolved"
+    assert alert.count == 3
+    [incident] = _incidents(runtime)
+    assert incident.status == "triage"  # noted, never resolved automatically
+    [note] = _notes(runtime, incident.id)
+    assert note.text == "All 1 alerts attached to this incident have resolved."
+    assert note.actor == "integration:prom"
+
+
+def test_severity_label_maps_and_defaults_to_sev3(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    for name in ("a", "b", "c"):
+        factory.service(name)
+    key = _integration(admin, "prom", "alertmanager")
+    batch = _am_batch(
+        _am_alert("x1", service="a", severity="warning"),
+        _am_alert("x2", service="b", severity="info"),
+        _am_alert("x3", service="c"),
+    )
+    assert admin.client.post(f"/ingest/alertmanager/{key}", json=batch).status_code == 200
+    found = {i.services[0].name: i.severity for i in _incidents(runtime)}
+    assert found == {"a": "SEV3", "b": "SEV4", "c": "SEV3"}
+
+
+def test_an_alert_attaches_to_the_active_incident_of_its_service(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    ref = factory.incident(title="Database slow", services=["db"])
+    key = _integration(admin, "prom", "alertmanager", "db")
+    url = f"/ingest/alertmanager/{key}"
+    assert (
+        admin.client.post(url, json=_am_batch(_am_alert("d1"), _am_alert("d2"))).status_code == 200
+    )
+    [incident] = _incidents(runtime)
+    assert incident.ref == ref
+    assert {a.incident_id for a in _alerts(runtime)} == {incident.id}
+    [note] = _notes(runtime, incident.id)
+    assert note.text.startswith("2 alerts from prom attached: ")
+
+    # Only when every attached alert has resolved is that noted.
+    admin.client.post(url, json=_am_batch(_am_alert("d1", "resolved"), status="resolved"))
+    assert len(_notes(runtime, incident.id)) == 1
+    admin.client.post(url, json=_am_batch(_am_alert("d2", "resolved"), status="resolved"))
+    notes = _notes(runtime, incident.id)
+    assert notes[-1].text == "All 2 alerts attached to this incident have resolved."
+
+
+def test_an_alert_storm_opens_one_incident_per_service(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    factory.service("web")
+    key = _integration(admin, "prom", "alertmanager")
+    url = f"/ingest/alertmanager/{key}"
+    alerts = [_am_alert(f"s{n}", service="api" if n % 2 else "web") for n in range(200)]
+    for start in range(0, 200, 50):
+        answer = admin.client.post(url, json=_am_batch(*alerts[start : start + 50]))
+        assert answer.status_code == 200, answer.text
+    incidents = _incidents(runtime)
+    assert sorted(i.services[0].name for i in incidents) == ["api", "web"]
+    stored = _alerts(runtime)
+    assert len(stored) == 200
+    by_incident = {i.id: i.services[0].name for i in incidents}
+    for alert in stored:
+        assert by_incident[alert.incident_id or 0] == alert.labels["service"]
+
+
+def test_an_alert_without_a_known_service_is_kept_without_an_incident(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "prom", "alertmanager")
+    batch = _am_batch(_am_alert("n1", service="not-in-catalog"))
+    assert admin.client.post(f"/ingest/alertmanager/{key}", json=batch).status_code == 200
+    [alert] = _alerts(runtime)
+    assert alert.incident_id is None
+    assert _incidents(runtime) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        (b'{"version": "4", "status": "firing"}', 422, "alerts"),
+        (b'{"version": "4", "status": "burning", "alerts": []}', 422, "status"),
+        (
+            b'{"status": "firing", "alerts": [{"status": "firing", "labels": {"a": 1}}]}',
+            422,
+            "alerts.0.labels.a",
+        ),
+        (
+            b'{"status": "firing", "alerts": [{"status": "firing", "labels": {}, '
+            b'"startsAt": "2026-01-01T00:00:00"}]}',
+            422,
+            "alerts.0.startsAt",
+        ),
+        (
+            b'{"status": "firing", "alerts": [{"status": "firing", "labels": {"a": "\\u0000"}}]}',
+            400,
+            "body",
+        ),
+    ],
+)
+def test_a_malformed_batch_is_refused_and_only_dead_lettered(
+    factory: Factory, runtime: Runtime, body: bytes, status: int, field: str
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("svc")
+    key = _integration(admin, "prom", "alertmanager", "svc")
+    before = row_counts(runtime)
+    answer = admin.client.post(
+        f"/ingest/alertmanager/{key}", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["field"] == field
+    after = row_counts(runtime)
+    assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 1
+    assert after == before
+    with runtime.read() as session:
+        [row] = session.scalars(select(RejectedPayload))
+        assert row.body == body
+        assert row.reason
+    listed = admin.get("/api/v1/rejected-payloads").json()
+    assert listed[0]["body"] == body.decode()
+
+
+def test_an_unknown_or_wrong_kind_key_is_401_and_stores_nothing(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    pd_key = _integration(admin, "pd", "pagerduty")
+    before = row_counts(runtime)
+    for key in ("0" * 32, "short", pd_key):
+        answer = admin.client.post(f"/ingest/alertmanager/{key}", json=_am_batch(_am_alert("u")))
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert row_counts(runtime) == before
+
+
+def test_an_oversized_body_is_refused_before_parsing(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "prom", "alertmanager")
+    limit = runtime.settings.max_request_body_bytes
+    before = row_counts(runtime)
+    body = b'{"status": "firing", "alerts": [], "pad": "' + b"x" * limit + b'"}'
+    for url in (f"/ingest/alertmanager/{key}", "/v2/enqueue", "/v2/change/enqueue"):
+        answer = admin.client.post(url, content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 413, (url, answer.text)
+
+        def chunks() -> Any:
+            yield body[: len(body) // 2]
+            yield body[len(body) // 2 :]
+
+        streamed = admin.client.post(url, content=chunks())  # no Content-Length: chunked
+        assert streamed.status_code == 413, (url, streamed.text)
+    assert row_counts(runtime) == before
+
+
+def test_dead_letters_keep_only_the_newest(factory: Factory, runtime: Runtime) -> None:
+    with runtime.transaction() as session:
+        for n in range(7):
+            signals.reject(session, None, f"reason {n}", b"x" * (70 * 1024), keep=5)
+    with runtime.read() as session:
+        rows = list(session.scalars(select(RejectedPayload).order_by(RejectedPayload.id)))
+    assert [r.reason for r in rows] == [f"reason {n}" for n in range(2, 7)]
+    assert all(len(r.body) == signals.DEAD_LETTER_BODY_BYTES for r in rows)
+
+
+# -- PagerDuty Events API v2 -------------------------------------------------------------------
+def _pd(
+    key: str, action: str = "trigger", dedup_key: str | None = None, **payload: Any
+) -> dict[str, Any]:
+    event: dict[str, Any] = {"routing_key": key, "event_action": action}
+    if dedup_key is not None:
+        event["dedup_key"] = dedup_key
+    if action == "trigger":
+        event["payload"] = {
+            "summary": "Disk full on db-1",
+            "source": "db-1",
+            "severity": "error",
+            **payload,
+        }
+    return event
+
+
+def test_pagerduty_trigger_acknowledge_resolve(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "pd", "pagerduty", "db")
+    client = admin.client
+
+    answer = client.post("/v2/enqueue", json=_pd(key, dedup_key="disk-db-1"))
+    assert answer.status_code == 202, answer.text
+    assert answer.json() == {
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": "disk-db-1",
+    }
+    [incident] = _incidents(runtime)
+    assert incident.severity == "SEV2"
+    assert incident.title == "Disk full on db-1"
+
+    assert client.post("/v2/enqueue", json=_pd(key, dedup_key="disk-db-1")).status_code == 202
+    ack = client.post("/v2/enqueue", json=_pd(key, "acknowledge", "disk-db-1"))
+    assert ack.status_code == 202
+    assert ack.json()["dedup_key"] == "disk-db-1"
+    [alert] = _alerts(runtime)
+    assert (alert.status, alert.count, alert.fingerprint) == ("acknowledged", 3, "disk-db-1")
+
+    assert client.post("/v2/enqueue", json=_pd(key, "resolve", "disk-db-1")).status_code == 202
+    [alert] = _alerts(runtime)
+    assert alert.status == "resolved"
+    assert alert.ends_at is not None
+    assert _notes(runtime, incident.id)[-1].text.startswith("All 1 alerts")
+    assert len(_incidents(runtime)) == 1
+
+
+def test_pagerduty_generates_the_dedup_key_when_absent(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    first = admin.client.post("/v2/enqueue", json=_pd(key, severity="critical"))
+    second = admin.client.post("/v2/enqueue", json=_pd(key, severity="critical"))
+    assert first.status_code == second.status_code == 202
+    keys = {first.json()["dedup_key"], second.json()["dedup_key"]}
+    assert len(keys) == 2
+    assert {a.fingerprint for a in _alerts(runtime)} == keys
+    resolve = admin.client.post("/v2/enqueue", json=_pd(key, "resolve", first.json()["dedup_key"]))
+    assert resolve.status_code == 202
+    statuses = {a.fingerprint: a.status for a in _alerts(runtime)}
+    assert statuses == {first.json()["dedup_key"]: "resolved", second.json()["dedup_key"]: "firing"}
+    # Resolving what was never seen is accepted and ignored, as PagerDuty does.
+    assert admin.client.post("/v2/enqueue", json=_pd(key, "resolve", "never")).status_code == 202
+    assert len(_alerts(runtime)) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"event_action": "explode"}, "event_action"),
+        ({"payload": {"summary": "x", "source": "y", "severity": "fatal"}}, "payload.severity"),
+        ({"payload": {"source": "y", "severity": "info"}}, "payload.summary"),
+        ({"payload": None}, "'payload'"),
+        ({"event_action": "resolve", "payload": None}, "'dedup_key'"),
+        (
+            {
+                "payload": {
+                    "summary": "x",
+                    "source": "y",
+                    "severity": "info",
+                    "timestamp": "yesterday",
+                }
+            },
+            "payload.timestamp",
+        ),
+    ],
+)
+def test_an_invalid_pagerduty_event_gets_its_error_shape_and_a_dead_letter(
+    factory: Factory, runtime: Runtime, change: dict[str, Any], error: str
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    event = {**_pd(key), **change}
+    before = row_counts(runtime)
+    answer = admin.client.post("/v2/enqueue", json=event)
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["status"] == "invalid event"
+    assert body["message"] == "Event object is invalid"
+    assert any(e.startswith(error) for e in body["errors"]), body
+    after = row_counts(runtime)
+    assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 1
+    assert after == before
+
+
+@pytest.mark.parametrize("url", ["/v2/enqueue", "/v2/change/enqueue"])
+def test_pagerduty_refuses_bad_json_and_bad_routing_keys(
+    factory: Factory, runtime: Runtime, url: str
+) -> None:
+    admin = factory.user(Role.admin)
+    am_key = _integration(admin, "am", "alertmanager")
+    revoked = _integration(admin, "old", "pagerduty")
+    assert admin.delete("/api/v1/integrations/old").status_code == 204
+    before = row_counts(runtime)
+    cases = [
+        (b"{nope", 400),
+        (b"[]", 400),
+        (b'{"routing_key": "abc", "event_action": "trigger"}', 400),
+        (f'{{"routing_key": "{"f" * 32}", "event_action": "trigger"}}'.encode(), 401),
+        (f'{{"routing_key": "{am_key}", "event_action": "trigger"}}'.encode(), 401),
+        (f'{{"routing_key": "{revoked}", "event_action": "trigger"}}'.encode(), 401),
+    ]
+    for body, status in cases:
+        answer = admin.client.post(url, content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["status"] == "invalid event"
+        assert answer.json()["errors"]
+    assert row_counts(runtime) == before
+
+
+def test_change_events_are_stored_and_never_open_incidents(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    key = _integration(admin, "deploys", "pagerduty", "checkout")
+    event = {
+        "routing_key": key,
+        "payload": {
+            "summary": "Deployed checkout v42",
+            "source": "ci",
+            "timestamp": "2026-11-28T09:00:00+01:00",
+            "custom_details": {"build": 42},
+        },
+        "links": [{"href": "https://ci.example.com/42", "text": "build"}],
+    }
+    answer = admin.client.post("/v2/change/enqueue", json=event)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "success"
+    with runtime.read() as session:
+        [change] = session.scalars(select(ChangeEvent))
+        assert change.summary == "Deployed checkout v42"
+        assert change.timestamp.isoformat() == "2026-11-28T08:00:00+00:00"
+        assert change.custom_details == {"build": 42}
+        assert change.links[0]["href"] == "https://ci.example.com/42"
+        assert session.scalar(select(func.count()).select_from(Alert)) == 0
+    assert _incidents(runtime) == []
+    bad = admin.client.post("/v2/change/enqueue", json={"routing_key": key, "payload": {}})
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0].startswith("payload.summary")
