@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -44,3 +47,21 @@ def test_migrations_run_down_and_up_again(tmp_path) -> None:
     assert migrations_current(database.engine)
     assert head_revision() == "0003"
     database.dispose()
+
+
+def test_the_migration_environment_knows_every_table(tmp_path) -> None:
+    """`alembic check` in a fresh interpreter: env.py alone must import every model module.
+
+    Otherwise a future autogenerate would propose dropping the tables it does not know.
+    """
+    url = f"sqlite:///{tmp_path / 'check.db'}"
+    script = (
+        "from alembic import command\n"
+        "from firetower.db import make_engine\n"
+        "from firetower.migrate import alembic_config, upgrade\n"
+        f"engine = make_engine({url!r})\n"
+        "upgrade(engine)\n"
+        "command.check(alembic_config(engine))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -7,7 +7,8 @@ from alembic import context
 import firetower.auth.models
 import firetower.catalog.models
 import firetower.incidents.models
-import firetower.jobs  # noqa: F401  (every table must be imported to be known)
+import firetower.jobs
+import firetower.signals.models  # noqa: F401  (every table must be imported to be known)
 from firetower.db import Base
 
 config = context.config
