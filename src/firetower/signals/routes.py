@@ -1,9 +1,10 @@
 """Signal endpoints: the integration admin API, and the intake endpoints senders post to.
 
 Intake endpoints are public and authenticated by the integration key (in the path for
-Alertmanager, ``routing_key`` in the body for PagerDuty). They speak their sender's
-protocol, not the firetower API, so they are left out of the OpenAPI document; the
-PagerDuty ones answer in PagerDuty's own shapes so its client libraries work unchanged.
+Alertmanager, Grafana and the generic webhook, ``routing_key`` in the body for PagerDuty).
+They speak their sender's protocol, not the firetower API, so they are left out of the
+OpenAPI document; the PagerDuty ones answer in PagerDuty's own shapes so its client
+libraries work unchanged. User reports are not intake: people file them signed in.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from firetower.auth.deps import Admin, ReadSession, RuntimeDep
+from firetower.auth.deps import Admin, ReadSession, RuntimeDep, Viewer
 from firetower.runtime import Runtime
 from firetower.signals import service
 from firetower.signals.models import Integration
 from firetower.signals.schemas import (
     AlertmanagerPayload,
+    GrafanaPayload,
     IntegrationCreate,
     IntegrationKind,
     IntegrationRead,
@@ -28,6 +30,8 @@ from firetower.signals.schemas import (
     PagerDutyChangeEvent,
     PagerDutyEvent,
     RejectedPayloadRead,
+    ReportCreate,
+    ReportRead,
 )
 
 router = APIRouter(tags=["signals"])
@@ -83,6 +87,23 @@ def list_rejected_payloads(session: ReadSession, actor: Admin) -> list[RejectedP
     ]
 
 
+@router.post("/reports", status_code=status.HTTP_201_CREATED, response_model=ReportRead)
+def create_report(data: ReportCreate, runtime: RuntimeDep, actor: Viewer) -> ReportRead:
+    """Report that something is broken; it opens or joins an incident like an alert does."""
+    with runtime.transaction() as session:
+        alert, intake = service.submit_report(
+            session, actor, data, runtime.settings.severity_policy
+        )
+        incident = intake.opened[0] if intake.opened else intake.touched.get(alert.incident_id or 0)
+        return ReportRead(
+            id=alert.id,
+            fingerprint=alert.fingerprint,
+            service_name=alert.service_name,
+            incident=incident.ref if incident is not None else None,
+            opened=bool(intake.opened),
+        )
+
+
 # -- intake ------------------------------------------------------------------------------------
 def _problem(status_code: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status_code, "detail": detail}
@@ -104,15 +125,17 @@ def _parse(model: type[BaseModel], data: Any) -> tuple[Any, list[dict[str, str]]
         return None, _messages(exc)
 
 
-def _alertmanager(runtime: Runtime, key: str, body: bytes) -> Response:
+def _batch(runtime: Runtime, key: str, body: bytes, kind: IntegrationKind) -> Response:
+    """Alertmanager and Grafana: a batch of alerts, the key in the path."""
+    model = GrafanaPayload if kind == IntegrationKind.grafana else AlertmanagerPayload
     with runtime.transaction() as session:
-        integration = service.authenticate(session, key, IntegrationKind.alertmanager)
+        integration = service.authenticate(session, key, kind)
         try:
             data = service.parse_json(body)
         except ValueError as exc:
             service.reject(session, integration, str(exc), body)
             return _problem(400, "Bad request", str(exc), field="body")
-        payload, errors = _parse(AlertmanagerPayload, data)
+        payload, errors = _parse(model, data)
         if errors:
             first = errors[0]
             reason = f"{first['field']}: {first['message']}"
@@ -129,7 +152,50 @@ def _alertmanager(runtime: Runtime, key: str, body: bytes) -> Response:
 async def alertmanager_webhook(key: str, request: Request) -> Response:
     """Alertmanager's webhook receiver (payload version 4)."""
     body = await request.body()
-    return await run_in_threadpool(_alertmanager, request.app.state.runtime, key, body)
+    return await run_in_threadpool(
+        _batch, request.app.state.runtime, key, body, IntegrationKind.alertmanager
+    )
+
+
+@intake_router.post("/ingest/grafana/{key}")
+async def grafana_webhook(key: str, request: Request) -> Response:
+    """Grafana unified alerting's webhook contact point."""
+    body = await request.body()
+    return await run_in_threadpool(
+        _batch, request.app.state.runtime, key, body, IntegrationKind.grafana
+    )
+
+
+def _generic(runtime: Runtime, key: str, body: bytes) -> Response:
+    with runtime.transaction() as session:
+        integration = service.authenticate(session, key, IntegrationKind.generic)
+        try:
+            data = service.parse_json(body)
+        except ValueError as exc:
+            service.reject(session, integration, str(exc), body)
+            return _problem(400, "Bad request", str(exc), field="body")
+        try:
+            signal = service.generic_signal(session, integration, data)
+        except service.MappingMiss as exc:
+            service.reject(session, integration, str(exc), body)
+            return _problem(422, "Invalid input", str(exc), field=exc.field)
+        intake = service.Intake(integration, runtime.settings.severity_policy)
+        alert = service.ingest_generic(session, intake, signal)
+        return JSONResponse(
+            {
+                "status": "success",
+                "alerts": 1,
+                "dedup_key": alert.fingerprint,
+                "opened": [i.ref for i in intake.opened],
+            }
+        )
+
+
+@intake_router.post("/ingest/generic/{key}")
+async def generic_webhook(key: str, request: Request) -> Response:
+    """Any JSON document, read with the integration's JMESPath mapping."""
+    body = await request.body()
+    return await run_in_threadpool(_generic, request.app.state.runtime, key, body)
 
 
 def _pagerduty_refusal(status_code: int, *errors: str) -> JSONResponse:

@@ -1,7 +1,7 @@
 """Input and output shapes: the integration admin API and the payloads senders post.
 
-The Alertmanager and PagerDuty shapes follow those tools' documented formats; unknown
-fields are ignored (senders add fields over time), wrong types are refused.
+The Alertmanager, Grafana and PagerDuty shapes follow those tools' documented formats;
+unknown fields are ignored (senders add fields over time), wrong types are refused.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from firetower.text import NO_NUL
 
@@ -24,6 +26,36 @@ class IntegrationKind(StrEnum):
     generic = "generic"
 
 
+def _expression(value: str | None) -> str | None:
+    """A JMESPath expression, refused here (at creation) rather than at the first alert."""
+    if value is None:
+        return None
+    try:
+        jmespath.compile(value)
+    except JMESPathError as exc:
+        raise ValueError(f"not a valid JMESPath expression: {exc}") from None
+    return value
+
+
+class GenericMapping(BaseModel):
+    """Where a generic webhook's JSON document keeps each part of an alert (JMESPath)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
+    severity: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
+    dedup_key: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
+    service: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
+    status: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
+    resolved_values: list[str] = Field(
+        default_factory=lambda: ["resolved", "ok"],
+        max_length=20,
+        description="Values of `status` (compared case-insensitively) that mean resolved; "
+        "any other value, or none, means firing.",
+    )
+
+    _compiles = field_validator("title", "severity", "dedup_key", "service", "status")(_expression)
+
+
 class IntegrationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME, max_length=100)
@@ -34,6 +66,17 @@ class IntegrationCreate(BaseModel):
         pattern=NO_NUL,
         description="The catalog service its alerts open incidents for.",
     )
+    mapping: GenericMapping | None = Field(
+        default=None, description="Required for, and only for, the generic kind."
+    )
+
+    @model_validator(mode="after")
+    def _mapping_for_generic(self) -> IntegrationCreate:
+        if self.kind == IntegrationKind.generic and self.mapping is None:
+            raise ValueError("a generic integration needs a mapping")
+        if self.kind != IntegrationKind.generic and self.mapping is not None:
+            raise ValueError("only a generic integration takes a mapping")
+        return self
 
 
 class IntegrationRead(BaseModel):
@@ -42,6 +85,7 @@ class IntegrationRead(BaseModel):
     kind: IntegrationKind
     service_name: str | None
     key_prefix: str
+    mapping: dict[str, Any] | None = None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -88,6 +132,60 @@ class AlertmanagerPayload(BaseModel):
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
     alerts: list[AlertmanagerAlert] = Field(max_length=10_000)
+
+
+class GrafanaAlert(AlertmanagerAlert):
+    """Grafana adds URLs and values to Alertmanager's alert; they are kept as annotations."""
+
+    silenceURL: str = ""
+    dashboardURL: str = ""
+    panelURL: str = ""
+    valueString: str = ""
+
+
+class GrafanaPayload(BaseModel):
+    """Grafana unified alerting's webhook payload (version 1; Alertmanager's plus a title)."""
+
+    version: str = "1"
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupKey: str = ""
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    title: str = ""
+    message: str = ""
+    alerts: list[GrafanaAlert] = Field(max_length=10_000)
+
+
+class ReportCreate(BaseModel):
+    """A person's report that something is broken."""
+
+    model_config = ConfigDict(extra="forbid")
+    what: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="What is broken.")
+    where: str = Field(
+        default="",
+        max_length=200,
+        pattern=NO_NUL,
+        description="A catalog service name, or free text.",
+    )
+    contact: str = Field(default="", max_length=200, pattern=NO_NUL)
+
+    @field_validator("what")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class ReportRead(BaseModel):
+    id: int
+    fingerprint: str
+    service_name: str | None
+    incident: str | None = Field(description="The incident the report opened or joined.")
+    opened: bool
 
 
 class PagerDutySeverity(StrEnum):

@@ -1,5 +1,8 @@
 """Signal operations: integrations and their keys, alert intake with dedup, minimal routing.
 
+Every adapter (Alertmanager, Grafana, PagerDuty, the generic webhook, user reports) turns
+what it got into ``Signal`` values and hands them to ``receive``, then calls ``finish``.
+
 Routing (for now): a firing alert whose service is in the catalog opens an incident for it,
 unless that service already has an active incident, which the alert then joins. Every intake
 request is one transaction; a refused one stores nothing but its raw body (``reject``).
@@ -13,11 +16,14 @@ import json
 import secrets
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import jmespath
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from firetower import clock
@@ -32,10 +38,14 @@ from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
 from firetower.signals.models import Alert, ChangeEvent, Integration, RejectedPayload
 from firetower.signals.schemas import (
+    AlertmanagerAlert,
     AlertmanagerPayload,
+    GenericMapping,
+    GrafanaPayload,
     IntegrationCreate,
     PagerDutyChangeEvent,
     PagerDutyEvent,
+    ReportCreate,
 )
 
 KEY_LENGTH = 32
@@ -50,6 +60,10 @@ SEVERITIES = {
     "info": Severity.SEV4,
 }
 DEFAULT_SEVERITY = Severity.SEV3
+REPORT_KIND = "user-report"
+REPORT_INTEGRATION = "@user-reports"
+"""User reports are filed under one built-in integration; "@" keeps its name out of reach
+of the names admins may give (``NAME``), and its kind out of every intake endpoint."""
 
 
 # -- integrations ------------------------------------------------------------------------------
@@ -79,6 +93,7 @@ def create_integration(
         name=data.name,
         kind=data.kind.value,
         service_name=data.service_name,
+        mapping=data.mapping.model_dump() if data.mapping is not None else None,
         created_at=clock.now(),
     )
     key = _new_key(integration)
@@ -88,14 +103,20 @@ def create_integration(
 
 
 def get_integration(session: Session, name: str) -> Integration:
-    integration = session.scalar(select(Integration).where(Integration.name == name))
+    integration = session.scalar(
+        select(Integration).where(Integration.name == name).where(Integration.kind != REPORT_KIND)
+    )
     if integration is None:
         raise NotFound(f"no integration named {name!r}", field="name")
     return integration
 
 
 def list_integrations(session: Session) -> list[Integration]:
-    return list(session.scalars(select(Integration).order_by(Integration.name)))
+    return list(
+        session.scalars(
+            select(Integration).where(Integration.kind != REPORT_KIND).order_by(Integration.name)
+        )
+    )
 
 
 def rotate_key(session: Session, actor: Actor, name: str) -> tuple[Integration, str]:
@@ -206,6 +227,14 @@ class Intake:
     attached: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     touched: dict[int, Incident] = field(default_factory=dict)
     resolved_incidents: set[int] = field(default_factory=set)
+    source: Source = Source.alert
+    actor: Actor | None = None
+    """Who acts on incidents for this request; the integration's system actor by default."""
+    summary: str = ""
+    """The summary of an incident this request opens; by default it names the alert."""
+
+    def acting(self) -> Actor:
+        return self.actor or actor_for(self.integration)
 
 
 @dataclass(frozen=True)
@@ -259,16 +288,17 @@ def _route(session: Session, intake: Intake, alert: Alert) -> None:
     if incident is None:
         incident = incidents.declare(
             session,
-            actor_for(intake.integration),
+            intake.acting(),
             IncidentCreate(
                 title=alert.title[:300],
                 severity=Severity(alert.severity),
                 services=[service.name],
-                source=Source.alert,
+                source=intake.source,
                 impact_started_at=alert.starts_at
                 if alert.starts_at and alert.starts_at <= clock.now()
                 else None,
-                summary=f"Opened by alert {alert.fingerprint} from {intake.integration.name}.",
+                summary=intake.summary
+                or f"Opened by alert {alert.fingerprint} from {intake.integration.name}.",
             ),
             intake.policy,
         )
@@ -346,7 +376,7 @@ def update_status(session: Session, intake: Intake, fingerprint: str, status: st
 
 def finish(session: Session, intake: Intake) -> None:
     """Write the notes this request owes: one per incident, however many alerts it carried."""
-    actor = actor_for(intake.integration)
+    actor = intake.acting()
     for incident_id, titles in intake.attached.items():
         incident = intake.touched[incident_id]
         shown = "; ".join(titles[:10]) + (
@@ -390,12 +420,24 @@ def _fingerprint_of(labels: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def ingest_alertmanager(session: Session, intake: Intake, payload: AlertmanagerPayload) -> int:
-    """Record an Alertmanager v4 batch; returns how many alerts it carried."""
+def _extras(item: AlertmanagerAlert) -> dict[str, str]:
+    """Grafana's per-alert URLs and values, kept beside the annotations when present."""
+    names = ("generatorURL", "silenceURL", "dashboardURL", "panelURL", "valueString")
+    return {n: v for n in names if isinstance(v := getattr(item, n, ""), str) and v}
+
+
+def ingest_alertmanager(
+    session: Session, intake: Intake, payload: AlertmanagerPayload | GrafanaPayload
+) -> int:
+    """Record an Alertmanager v4 (or Grafana) batch; returns how many alerts it carried."""
     default_service = intake.integration.service_name
-    for item in payload.alerts:
+    alerts: Sequence[AlertmanagerAlert] = payload.alerts
+    grafana = isinstance(payload, GrafanaPayload)
+    for item in alerts:
         labels = {**payload.commonLabels, **item.labels}
         annotations = {**payload.commonAnnotations, **item.annotations}
+        if grafana:
+            annotations = {**_extras(item), **annotations}
         service = labels.get("service") or default_service
         if service != default_service and _service(session, service, lock=False) is None:
             service = default_service
@@ -416,6 +458,131 @@ def ingest_alertmanager(session: Session, intake: Intake, payload: AlertmanagerP
         )
     finish(session, intake)
     return len(payload.alerts)
+
+
+# -- generic webhook ---------------------------------------------------------------------------
+class MappingMiss(ValueError):
+    """The integration's mapping could not read what it needs from a document."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _text(mapping: GenericMapping, name: str, data: Any, limit: int) -> str | None:
+    expression = getattr(mapping, name)
+    if expression is None:
+        return None
+    value = jmespath.search(expression, data)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise MappingMiss(name, f"{expression!r} gave a {type(value).__name__}, not text")
+    text = str(value).strip()
+    if len(text) > limit:
+        raise MappingMiss(name, f"{expression!r} gave more than {limit} characters")
+    return text or None
+
+
+def generic_signal(session: Session, integration: Integration, data: Any) -> Signal:
+    """Read one alert out of a document with the integration's mapping; MappingMiss if not."""
+    mapping = GenericMapping.model_validate(integration.mapping or {})
+    title = _text(mapping, "title", data, 1024)
+    if title is None:
+        raise MappingMiss("title", f"{mapping.title!r} found nothing in the document")
+    severity_text = _text(mapping, "severity", data, 100)
+    service = _text(mapping, "service", data, 100) or integration.service_name
+    if service != integration.service_name and _service(session, service, lock=False) is None:
+        service = integration.service_name
+    dedup_key = _text(mapping, "dedup_key", data, 255)
+    status_text = _text(mapping, "status", data, 100)
+    resolved = {v.strip().lower() for v in mapping.resolved_values}
+    status = "resolved" if status_text and status_text.lower() in resolved else "firing"
+    labels = {
+        k: v
+        for k, v in {"severity": severity_text, "service": service, "status": status_text}.items()
+        if v is not None
+    }
+    return Signal(
+        fingerprint=dedup_key or _fingerprint_of({"title": title, "service": service or ""}),
+        status=status,
+        title=title,
+        severity=_generic_severity(severity_text),
+        service_name=service,
+        labels=labels,
+        ends_at=clock.now() if status == "resolved" else None,
+    )
+
+
+def _generic_severity(value: str | None) -> Severity:
+    """Senders' words (critical, error, ...) as elsewhere, and firetower's own SEV1..SEV4."""
+    upper = (value or "").strip().upper()
+    if upper in {s.value for s in Severity}:
+        return Severity(upper)
+    return _severity(value)
+
+
+def ingest_generic(session: Session, intake: Intake, signal: Signal) -> Alert:
+    alert = receive(session, intake, signal)
+    finish(session, intake)
+    return alert
+
+
+# -- user reports ------------------------------------------------------------------------------
+def _report_integration(session: Session) -> Integration:
+    """The built-in integration user reports are filed under, made on first use."""
+    query = select(Integration).where(Integration.name == REPORT_INTEGRATION)
+    integration = session.scalar(query)
+    if integration is not None:
+        return integration
+    integration = Integration(
+        name=REPORT_INTEGRATION, kind=REPORT_KIND, service_name=None, created_at=clock.now()
+    )
+    _new_key(integration)  # never shown: no endpoint takes this kind's key
+    try:
+        with session.begin_nested():
+            session.add(integration)
+    except IntegrityError:  # a concurrent first report made it
+        found = session.scalar(query)
+        assert found is not None
+        return found
+    return integration
+
+
+def submit_report(
+    session: Session, actor: Actor, data: ReportCreate, policy: SeverityPolicy
+) -> tuple[Alert, Intake]:
+    """A person's report becomes a signal: it joins or opens its service's incident."""
+    actor.require(Role.viewer)
+    integration = _report_integration(session)
+    where = data.where.strip()
+    service = _service(session, where, lock=False) if where else None
+    what = data.what.strip()
+    contact = data.contact.strip()
+    intake = Intake(
+        integration,
+        policy,
+        source=Source.user_report,
+        actor=Actor.system(f"user-report:{actor.label}"),
+        summary=f"Reported by {actor.label}"
+        + (f" (contact: {contact})" if contact else "")
+        + f": {what}",
+    )
+    alert = receive(
+        session,
+        intake,
+        Signal(
+            fingerprint=uuid.uuid4().hex,  # every report is its own signal
+            status="firing",
+            title=what,
+            service_name=service.name if service else None,
+            labels={"where": where, "reporter": actor.label},
+            annotations={"contact": contact},
+        ),
+    )
+    finish(session, intake)
+    return alert, intake
 
 
 def ingest_pagerduty(session: Session, intake: Intake, event: PagerDutyEvent) -> str:

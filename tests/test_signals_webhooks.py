@@ -1,0 +1,406 @@
+"""Grafana and generic JSON webhooks, and user reports: each becomes a signal like any other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from firetower.auth.schemas import Role
+from firetower.runtime import Runtime
+from firetower.signals.models import RejectedPayload
+from tests.factories import ApiUser, Factory, row_counts
+from tests.test_signals_intake import _alerts, _am_alert, _incidents, _notes
+
+MAPPING = {
+    "title": "alert.name",
+    "severity": "alert.level",
+    "dedup_key": "alert.id",
+    "service": "tags.service",
+    "status": "state",
+}
+
+
+def _integration(admin: ApiUser, name: str, kind: str, **fields: Any) -> str:
+    answer = admin.post("/api/v1/integrations", json={"name": name, "kind": kind, **fields})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
+
+
+def _refused_with_only_a_dead_letter(
+    runtime: Runtime, before: dict[str, int], body: bytes | None = None
+) -> None:
+    after = row_counts(runtime)
+    assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 1
+    assert after == before
+    if body is not None:
+        with runtime.read() as session:
+            row = session.scalars(
+                select(RejectedPayload).order_by(RejectedPayload.id.desc())
+            ).first()
+            assert row is not None
+            assert row.body == body
+            assert row.reason
+
+
+# -- Grafana -----------------------------------------------------------------------------------
+def _grafana(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
+    return {
+        "receiver": "firetower",
+        "status": status,
+        "orgId": 1,
+        "alerts": [
+            {
+                **a,
+                "dashboardURL": "http://grafana:3000/d/abc",
+                "silenceURL": "http://grafana:3000/alerting/silence/new",
+                "valueString": "[ var='A' value=7.5 ]",
+                "values": {"A": 7.5},
+            }
+            for a in alerts
+        ],
+        "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {"team": "payments"},
+        "commonAnnotations": {},
+        "externalURL": "http://grafana:3000/",
+        "version": "1",
+        "groupKey": '{}:{alertname="HighErrorRate"}',
+        "truncatedAlerts": 0,
+        "title": "[FIRING:1] HighErrorRate",
+        "state": "alerting",
+        "message": "**Firing**",
+    }
+
+
+def test_a_grafana_alert_opens_repeats_and_resolves(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    key = _integration(admin, "grafana", "grafana", service_name="checkout")
+    url = f"/ingest/grafana/{key}"
+
+    first = admin.client.post(url, json=_grafana(_am_alert("g1", severity="error")))
+    assert first.status_code == 200, first.text
+    [incident] = _incidents(runtime)
+    assert first.json() == {"status": "success", "alerts": 1, "opened": [incident.ref]}
+    assert (incident.source, incident.severity) == ("alert", "SEV2")
+    assert incident.title == "Errors above 5% (g1)"
+    assert [s.name for s in incident.services] == ["checkout"]
+
+    assert admin.client.post(url, json=_grafana(_am_alert("g1"))).status_code == 200
+    [alert] = _alerts(runtime)
+    assert (alert.count, alert.status, alert.incident_id) == (2, "firing", incident.id)
+    assert alert.labels["team"] == "payments"
+    assert alert.annotations["dashboardURL"] == "http://grafana:3000/d/abc"
+    assert alert.ends_at is None  # Grafana's zero time means "no end yet"
+
+    resolved = _grafana(_am_alert("g1", "resolved"), status="resolved")
+    assert admin.client.post(url, json=resolved).status_code == 200
+    [alert] = _alerts(runtime)
+    assert alert.status == "resolved"
+    assert _notes(runtime, incident.id)[-1].text == (
+        "All 1 alerts attached to this incident have resolved."
+    )
+    assert len(_incidents(runtime)) == 1
+
+
+def test_a_grafana_alert_joins_the_active_incident_of_its_service(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    ref = factory.incident(title="Database slow", services=["db"])
+    key = _integration(admin, "grafana", "grafana")
+    answer = admin.client.post(
+        f"/ingest/grafana/{key}", json=_grafana(_am_alert("j1", service="db"))
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["opened"] == []
+    [incident] = _incidents(runtime)
+    assert incident.ref == ref
+    [note] = _notes(runtime, incident.id)
+    assert note.text == "1 alert from grafana attached: Errors above 5% (j1)"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        (b'{"status": "firing"}', 422, "alerts"),
+        (b'{"status": "alerting", "alerts": []}', 422, "status"),
+        (
+            b'{"status": "firing", "alerts": [{"status": "firing", "labels": []}]}',
+            422,
+            "alerts.0.labels",
+        ),
+    ],
+)
+def test_a_malformed_grafana_payload_is_refused_and_only_dead_lettered(
+    factory: Factory, runtime: Runtime, body: bytes, status: int, field: str
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "grafana", "grafana")
+    before = row_counts(runtime)
+    answer = admin.client.post(
+        f"/ingest/grafana/{key}", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["field"] == field
+    _refused_with_only_a_dead_letter(runtime, before, body)
+
+
+def test_keys_work_only_on_the_endpoints_of_their_kind(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    am = _integration(admin, "am", "alertmanager")
+    grafana = _integration(admin, "grafana", "grafana")
+    generic = _integration(admin, "generic", "generic", mapping=MAPPING)
+    _integration(admin, "old", "grafana")
+    revoked = admin.post("/api/v1/integrations/old/rotate").json()["key"]
+    assert admin.delete("/api/v1/integrations/old").status_code == 204
+    before = row_counts(runtime)
+    cases = [
+        ("grafana", am),
+        ("grafana", generic),
+        ("grafana", revoked),
+        ("grafana", "0" * 32),
+        ("generic", grafana),
+        ("generic", am),
+        ("generic", "short"),
+        ("alertmanager", grafana),
+        ("alertmanager", generic),
+    ]
+    for kind, key in cases:
+        answer = admin.client.post(f"/ingest/{kind}/{key}", json=_grafana(_am_alert("k")))
+        assert answer.status_code == 401, (kind, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert row_counts(runtime) == before
+
+
+# -- generic webhook ---------------------------------------------------------------------------
+def _doc(state: str = "open", **alert: Any) -> dict[str, Any]:
+    return {
+        "state": state,
+        "alert": {
+            "id": "cpu-web-1",
+            "name": "CPU above 90% on web-1",
+            "level": "critical",
+            **alert,
+        },
+        "tags": {"service": "web"},
+    }
+
+
+def test_a_generic_document_opens_repeats_and_resolves(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    key = _integration(admin, "custom", "generic", mapping=MAPPING)
+    url = f"/ingest/generic/{key}"
+
+    first = admin.client.post(url, json=_doc())
+    assert first.status_code == 200, first.text
+    [incident] = _incidents(runtime)
+    assert first.json() == {
+        "status": "success",
+        "alerts": 1,
+        "dedup_key": "cpu-web-1",
+        "opened": [incident.ref],
+    }
+    assert (incident.title, incident.severity, incident.source) == (
+        "CPU above 90% on web-1",
+        "SEV1",
+        "alert",
+    )
+    assert [s.name for s in incident.services] == ["web"]
+
+    assert admin.client.post(url, json=_doc()).status_code == 200
+    [alert] = _alerts(runtime)
+    assert (alert.fingerprint, alert.count, alert.status) == ("cpu-web-1", 2, "firing")
+    assert alert.labels == {"severity": "critical", "service": "web", "status": "open"}
+
+    assert admin.client.post(url, json=_doc("RESOLVED")).status_code == 200
+    [alert] = _alerts(runtime)
+    assert alert.status == "resolved"
+    assert alert.ends_at is not None
+    assert _notes(runtime, incident.id)[-1].text.startswith("All 1 alerts")
+    assert len(_incidents(runtime)) == 1
+
+
+def test_a_generic_document_without_dedup_key_dedups_on_title_and_service(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    factory.service("web")
+    ref = factory.incident(title="Web is slow", services=["web"])
+    key = _integration(admin, "custom", "generic", mapping={"title": "msg", "service": "svc"})
+    url = f"/ingest/generic/{key}"
+    for _ in range(3):
+        assert admin.client.post(url, json={"msg": "Latency high", "svc": "web"}).status_code == 200
+    # a service the catalog does not know falls back to the integration's (none): kept only
+    assert admin.client.post(url, json={"msg": "Latency high", "svc": "nope"}).status_code == 200
+    alerts = _alerts(runtime)
+    assert [(a.count, a.service_name, a.severity) for a in alerts] == [
+        (3, "web", "SEV3"),
+        (1, None, "SEV3"),
+    ]
+    [incident] = _incidents(runtime)
+    assert incident.ref == ref
+    assert alerts[0].incident_id == incident.id
+    assert alerts[1].incident_id is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        (b'{"state": "open", "alert": {"id": "x"}}', 422, "title"),
+        (b'{"alert": {"name": {"nested": true}}}', 422, "title"),
+        (b'{"alert": {"name": "ok", "id": ["a", "b"]}}', 422, "dedup_key"),
+        (b"[1, 2]", 422, "title"),
+    ],
+)
+def test_a_document_the_mapping_cannot_read_is_refused_and_only_dead_lettered(
+    factory: Factory, runtime: Runtime, body: bytes, status: int, field: str
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    key = _integration(admin, "custom", "generic", mapping=MAPPING, service_name="web")
+    before = row_counts(runtime)
+    answer = admin.client.post(
+        f"/ingest/generic/{key}", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["field"] == field
+    _refused_with_only_a_dead_letter(runtime, before, body)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"kind": "generic", "mapping": {**MAPPING, "title": "alert.[name"}}, "mapping.title"),
+        ({"kind": "generic", "mapping": {**MAPPING, "severity": "a |"}}, "mapping.severity"),
+        ({"kind": "generic", "mapping": {**MAPPING, "dedup_key": "foo("}}, "mapping.dedup_key"),
+        ({"kind": "generic", "mapping": {**MAPPING, "service": "@@"}}, "mapping.service"),
+        ({"kind": "generic", "mapping": {**MAPPING, "status": "a[?"}}, "mapping.status"),
+        ({"kind": "generic", "mapping": {"severity": "x"}}, "mapping.title"),
+        ({"kind": "generic", "mapping": {**MAPPING, "extra": "x"}}, "mapping.extra"),
+        ({"kind": "generic"}, "body"),
+        ({"kind": "alertmanager", "mapping": MAPPING}, "body"),
+    ],
+)
+def test_the_mapping_is_checked_when_the_integration_is_created(
+    factory: Factory, runtime: Runtime, fields: dict[str, Any], field: str
+) -> None:
+    admin = factory.user(Role.admin)
+    before = row_counts(runtime)
+    answer = admin.post("/api/v1/integrations", json={"name": "custom", **fields})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field, answer.json()
+    assert row_counts(runtime) == before
+
+
+def test_the_mapping_is_listed_with_the_integration(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    _integration(admin, "custom", "generic", mapping=MAPPING)
+    [listed] = admin.get("/api/v1/integrations").json()
+    assert listed["mapping"] == {**MAPPING, "resolved_values": ["resolved", "ok"]}
+
+
+# -- user reports ------------------------------------------------------------------------------
+def test_a_report_opens_an_incident_and_the_next_one_joins_it(
+    factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("checkout")
+    viewer = factory.user(Role.viewer)
+    body = {"what": "Checkout page shows a 500", "where": "checkout", "contact": "ann@example.com"}
+    first = viewer.post("/api/v1/reports", json=body)
+    assert first.status_code == 201, first.text
+    [incident] = _incidents(runtime)
+    assert first.json()["incident"] == incident.ref
+    assert first.json()["opened"] is True
+    assert first.json()["service_name"] == "checkout"
+    assert (incident.source, incident.title, incident.severity) == (
+        "user-report",
+        "Checkout page shows a 500",
+        "SEV3",
+    )
+    assert viewer.email in incident.summary
+    assert "ann@example.com" in incident.summary
+
+    second = viewer.post("/api/v1/reports", json={**body, "what": "Cannot pay"})
+    assert second.status_code == 201, second.text
+    assert second.json()["incident"] == incident.ref
+    assert second.json()["opened"] is False
+    assert len(_incidents(runtime)) == 1
+    alerts = _alerts(runtime)
+    assert len(alerts) == 2  # one signal per report: never deduplicated together
+    assert {a.incident_id for a in alerts} == {incident.id}
+    assert alerts[0].annotations == {"contact": "ann@example.com"}
+    [note] = _notes(runtime, incident.id)
+    assert note.text.endswith("attached: Cannot pay")
+    assert note.actor == f"user-report:{viewer.email}"
+
+
+def test_a_report_joins_an_incident_already_open_for_its_service(
+    factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("search")
+    ref = factory.incident(title="Search is down", services=["search"])
+    answer = factory.user(Role.viewer).post(
+        "/api/v1/reports", json={"what": "No results", "where": "search"}
+    )
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["incident"], answer.json()["opened"]) == (ref, False)
+    assert len(_incidents(runtime)) == 1
+
+
+def test_a_report_about_no_known_service_is_kept_and_opens_nothing(
+    factory: Factory, runtime: Runtime
+) -> None:
+    answer = factory.user(Role.viewer).post(
+        "/api/v1/reports", json={"what": "The wiki is slow", "where": "the wiki, I think"}
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["incident"] is None
+    [alert] = _alerts(runtime)
+    assert alert.incident_id is None
+    assert alert.labels["where"] == "the wiki, I think"
+    assert _incidents(runtime) == []
+
+
+def test_the_report_integration_is_not_an_integration_admins_manage(factory: Factory) -> None:
+    factory.user(Role.viewer).post("/api/v1/reports", json={"what": "Broken"})
+    admin = factory.user(Role.admin)
+    assert admin.get("/api/v1/integrations").json() == []
+    assert admin.post("/api/v1/integrations/@user-reports/rotate").status_code == 404
+    assert admin.delete("/api/v1/integrations/@user-reports").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "what"),
+        ({"what": "   "}, "what"),
+        ({"what": "x" * 1001}, "what"),
+        ({"what": "broken", "where": "a\u0000b"}, "where"),
+        ({"what": "broken", "severity": "SEV1"}, "severity"),
+    ],
+)
+def test_an_invalid_report_is_refused_and_stores_nothing(
+    factory: Factory, runtime: Runtime, body: dict[str, Any], field: str
+) -> None:
+    viewer = factory.user(Role.viewer)
+    before = row_counts(runtime)
+    answer = viewer.post("/api/v1/reports", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field
+    assert row_counts(runtime) == before
+
+
+def test_reports_need_a_signed_in_user(factory: Factory, runtime: Runtime) -> None:
+    before = row_counts(runtime)
+    answer = factory.client.post("/api/v1/reports", json={"what": "Broken"})
+    assert answer.status_code == 401
+    assert row_counts(runtime) == before
