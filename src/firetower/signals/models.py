@@ -1,11 +1,21 @@
-"""Signal tables: integrations and their ingest keys, alerts, change events, dead letters."""
+"""Signal tables: integrations and their ingest keys, alerts, change events, dead letters,
+silences and maintenance windows."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from firetower.db import Base, JSONType, UTCDateTime
@@ -49,6 +59,8 @@ class Alert(Base):
     incident_id: Mapped[int | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True
     )
+    silenced: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Its last firing matched an active silence or maintenance window: it opened nothing."""
 
     integration: Mapped[Integration] = relationship()
 
@@ -85,3 +97,35 @@ class RejectedPayload(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(Text)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Silence(Base):
+    """Mutes firing alerts whose labels match every matcher, from ``starts_at`` to ``ends_at``.
+
+    ``matchers`` is a list of ``{label, op, value}``; regexes are fully anchored, like
+    Alertmanager's. Expiring one early sets ``expired_at``; rows are never deleted.
+    """
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matchers: Mapped[list[dict[str, str]]] = mapped_column(JSONType)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    comment: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MaintenanceWindow(Base):
+    """While it lasts, firing alerts of its service are kept but open and attach nothing."""
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(100), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    comment: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))

@@ -16,22 +16,27 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from firetower.auth.deps import Admin, ReadSession, RuntimeDep, Viewer
+from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
 from firetower.runtime import Runtime
 from firetower.signals import service
 from firetower.signals.models import Integration
 from firetower.signals.schemas import (
     AlertmanagerPayload,
+    AlertSilenceCreate,
     GrafanaPayload,
     IntegrationCreate,
     IntegrationKind,
     IntegrationRead,
     IntegrationWithKey,
+    MaintenanceWindowCreate,
+    MaintenanceWindowRead,
     PagerDutyChangeEvent,
     PagerDutyEvent,
     RejectedPayloadRead,
     ReportCreate,
     ReportRead,
+    SilenceCreate,
+    SilenceRead,
 )
 
 router = APIRouter(tags=["signals"])
@@ -102,6 +107,64 @@ def create_report(data: ReportCreate, runtime: RuntimeDep, actor: Viewer) -> Rep
             incident=incident.ref if incident is not None else None,
             opened=bool(intake.opened),
         )
+
+
+# -- silences and maintenance windows -----------------------------------------------------------
+@router.post("/silences", status_code=status.HTTP_201_CREATED, response_model=SilenceRead)
+def create_silence(data: SilenceCreate, runtime: RuntimeDep, actor: Responder) -> SilenceRead:
+    with runtime.transaction() as session:
+        return SilenceRead.model_validate(service.create_silence(session, actor, data))
+
+
+@router.get("/silences", response_model=list[SilenceRead])
+def list_silences(session: ReadSession, actor: Responder, all: bool = False) -> list[SilenceRead]:
+    """The active silences; ``?all=true`` adds pending, ended and expired ones."""
+    return [
+        SilenceRead.model_validate(s) for s in service.list_silences(session, include_inactive=all)
+    ]
+
+
+@router.post("/silences/{silence_id}/expire", response_model=SilenceRead)
+def expire_silence(silence_id: int, runtime: RuntimeDep, actor: Responder) -> SilenceRead:
+    with runtime.transaction() as session:
+        return SilenceRead.model_validate(service.expire_silence(session, actor, silence_id))
+
+
+@router.post(
+    "/alerts/{alert_id}/silence", status_code=status.HTTP_201_CREATED, response_model=SilenceRead
+)
+def silence_alert(
+    alert_id: int, data: AlertSilenceCreate, runtime: RuntimeDep, actor: Responder
+) -> SilenceRead:
+    with runtime.transaction() as session:
+        return SilenceRead.model_validate(service.silence_alert(session, actor, alert_id, data))
+
+
+@router.post(
+    "/maintenance-windows",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MaintenanceWindowRead,
+)
+def create_maintenance_window(
+    data: MaintenanceWindowCreate, runtime: RuntimeDep, actor: Responder
+) -> MaintenanceWindowRead:
+    with runtime.transaction() as session:
+        window = service.create_maintenance_window(session, actor, data)
+        return MaintenanceWindowRead.model_validate(window)
+
+
+@router.get("/maintenance-windows", response_model=list[MaintenanceWindowRead])
+def list_maintenance_windows(session: ReadSession, actor: Responder) -> list[MaintenanceWindowRead]:
+    return [
+        MaintenanceWindowRead.model_validate(w) for w in service.list_maintenance_windows(session)
+    ]
+
+
+@router.delete("/maintenance-windows/{window_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_maintenance_window(window_id: int, runtime: RuntimeDep, actor: Responder) -> Response:
+    with runtime.transaction() as session:
+        service.delete_maintenance_window(session, actor, window_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # -- intake ------------------------------------------------------------------------------------

@@ -6,13 +6,22 @@ unknown fields are ignored (senders add fields over time), wrong types are refus
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from firetower.text import NO_NUL
 
@@ -230,3 +239,77 @@ class PagerDutyChangeEvent(BaseModel):
     routing_key: str
     payload: PagerDutyChangePayload
     links: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- silences and maintenance windows -----------------------------------------------------------
+class MatchOp(StrEnum):
+    equal = "="
+    not_equal = "!="
+    regex = "=~"
+    not_regex = "!~"
+
+
+class Matcher(BaseModel):
+    """One label condition. A missing label reads as "" (as in Alertmanager); regexes are
+    Python's ``re`` syntax, matched against the whole value (``=~ "api"`` is ``^(?:api)$``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    op: MatchOp
+    value: str = Field(max_length=1000, pattern=NO_NUL)
+
+    @field_validator("value")
+    @classmethod
+    def _compiles(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("op") in (MatchOp.regex, MatchOp.not_regex):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class SilenceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    matchers: list[Matcher] = Field(min_length=1, max_length=50)
+    starts_at: AwareDatetime | None = Field(default=None, description="Now when left out.")
+    ends_at: AwareDatetime
+    comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+
+class SilenceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    matchers: list[Matcher]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    created_at: datetime
+    expired_at: datetime | None
+
+
+class AlertSilenceCreate(BaseModel):
+    """Silence one alert in one click: ``=`` on each of its labels, from now."""
+
+    model_config = ConfigDict(extra="forbid")
+    duration_minutes: int = Field(gt=0, le=366 * 24 * 60)
+    comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+
+class MaintenanceWindowCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service_name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    starts_at: AwareDatetime | None = Field(default=None, description="Now when left out.")
+    ends_at: AwareDatetime
+    comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+
+class MaintenanceWindowRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    service_name: str
+    starts_at: datetime
+    ends_at: datetime
+    comment: str
+    created_by: str

@@ -6,6 +6,9 @@ what it got into ``Signal`` values and hands them to ``receive``, then calls ``f
 Routing (for now): a firing alert whose service is in the catalog opens an incident for it,
 unless that service already has an active incident, which the alert then joins. Every intake
 request is one transaction; a refused one stores nothing but its raw body (``reject``).
+
+Silences and maintenance windows mute intake: a firing alert they cover is stored and
+deduplicated as usual, marked ``silenced``, and opens or attaches nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import jmespath
@@ -36,16 +40,28 @@ from firetower.incidents.lifecycle import ACTIVE, Severity, Source
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
-from firetower.signals.models import Alert, ChangeEvent, Integration, RejectedPayload
+from firetower.signals.models import (
+    Alert,
+    ChangeEvent,
+    Integration,
+    MaintenanceWindow,
+    RejectedPayload,
+    Silence,
+)
 from firetower.signals.schemas import (
     AlertmanagerAlert,
     AlertmanagerPayload,
+    AlertSilenceCreate,
     GenericMapping,
     GrafanaPayload,
     IntegrationCreate,
+    MaintenanceWindowCreate,
+    Matcher,
+    MatchOp,
     PagerDutyChangeEvent,
     PagerDutyEvent,
     ReportCreate,
+    SilenceCreate,
 )
 
 KEY_LENGTH = 32
@@ -232,6 +248,8 @@ class Intake:
     """Who acts on incidents for this request; the integration's system actor by default."""
     summary: str = ""
     """The summary of an incident this request opens; by default it names the alert."""
+    mutes: Mutes | None = None
+    """The silences and maintenance windows active for this request, loaded once."""
 
     def acting(self) -> Actor:
         return self.actor or actor_for(self.integration)
@@ -319,6 +337,7 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
         .where(Alert.fingerprint == signal.fingerprint)
     )
     was = alert.status if alert is not None else None
+    was_silenced = alert.silenced if alert is not None else False
     if alert is None:
         alert = Alert(
             integration_id=integration.id,
@@ -334,6 +353,7 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
             first_seen_at=now,
             last_seen_at=now,
             count=1,
+            silenced=False,
         )
         session.add(alert)
         session.flush()
@@ -350,8 +370,12 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
         alert.ends_at = signal.ends_at
         if signal.starts_at is not None:
             alert.starts_at = signal.starts_at
-    if signal.status == "firing" and was != "firing" and was != "acknowledged":
-        _route(session, intake, alert)
+    if signal.status == "firing":
+        alert.silenced = _mutes(session, intake).cover(alert)
+    if signal.status == "firing" and not alert.silenced:
+        # A repeat routes only if it was muted before: the silence it waited out has ended.
+        if was_silenced or (was != "firing" and was != "acknowledged"):
+            _route(session, intake, alert)
     elif signal.status == "resolved" and was != "resolved" and alert.incident_id is not None:
         intake.resolved_incidents.add(alert.incident_id)
     return alert
@@ -409,6 +433,180 @@ def finish(session: Session, intake: Intake) -> None:
                 resolved,
                 f"All {total} alerts attached to this incident have resolved.",
             )
+
+
+# -- silences and maintenance windows -----------------------------------------------------------
+def _matches(matcher: dict[str, str], labels: dict[str, Any]) -> bool:
+    """One matcher against an alert's labels; a missing label is "" and regexes are anchored."""
+    raw = labels.get(matcher["label"])
+    value = "" if raw is None else str(raw)
+    op = matcher["op"]
+    if op == MatchOp.equal:
+        return value == matcher["value"]
+    if op == MatchOp.not_equal:
+        return value != matcher["value"]
+    found = re.fullmatch(matcher["value"], value) is not None
+    return found if op == MatchOp.regex else not found
+
+
+def silence_matches(silence: Silence, labels: dict[str, Any]) -> bool:
+    """Every matcher holds (Alertmanager's rule)."""
+    return all(_matches(m, labels) for m in silence.matchers)
+
+
+@dataclass
+class Mutes:
+    """What mutes intake at one moment: the active silences and services in maintenance."""
+
+    silences: list[Silence]
+    services: set[str]
+
+    def cover(self, alert: Alert) -> bool:
+        if alert.service_name is not None and alert.service_name in self.services:
+            return True
+        return any(silence_matches(s, alert.labels or {}) for s in self.silences)
+
+
+def _active_silences(session: Session, now: datetime) -> list[Silence]:
+    return list(
+        session.scalars(
+            select(Silence)
+            .where(Silence.expired_at.is_(None))
+            .where(Silence.starts_at <= now)
+            .where(Silence.ends_at > now)
+            .order_by(Silence.id)
+        )
+    )
+
+
+def _mutes(session: Session, intake: Intake) -> Mutes:
+    if intake.mutes is None:
+        now = clock.now()
+        services = session.scalars(
+            select(MaintenanceWindow.service_name)
+            .where(MaintenanceWindow.starts_at <= now)
+            .where(MaintenanceWindow.ends_at > now)
+        )
+        intake.mutes = Mutes(_active_silences(session, now), set(services))
+    return intake.mutes
+
+
+def _window(starts_at: datetime | None, ends_at: datetime) -> tuple[datetime, datetime]:
+    """Start (now by default) and end, refused unless the end is after both start and now."""
+    now = clock.now()
+    start = clock.ensure_utc(starts_at, field="starts_at") if starts_at is not None else now
+    end = clock.ensure_utc(ends_at, field="ends_at")
+    if end <= start:
+        raise InvalidInput("ends_at must be after starts_at", field="ends_at")
+    if end <= now:
+        raise InvalidInput("ends_at must be in the future", field="ends_at")
+    return start, end
+
+
+def _add_silence(
+    session: Session,
+    actor: Actor,
+    matchers: list[Matcher],
+    start: datetime,
+    end: datetime,
+    comment: str,
+) -> Silence:
+    silence = Silence(
+        matchers=[m.model_dump(mode="json") for m in matchers],
+        starts_at=start,
+        ends_at=end,
+        created_by=actor.label,
+        comment=comment,
+        created_at=clock.now(),
+        expired_at=None,
+    )
+    session.add(silence)
+    session.flush()
+    return silence
+
+
+def create_silence(session: Session, actor: Actor, data: SilenceCreate) -> Silence:
+    actor.require(Role.responder)
+    start, end = _window(data.starts_at, data.ends_at)
+    return _add_silence(session, actor, data.matchers, start, end, data.comment)
+
+
+def silence_alert(
+    session: Session, actor: Actor, alert_id: int, data: AlertSilenceCreate
+) -> Silence:
+    """One click: ``=`` on each of the alert's labels, from now for ``duration_minutes``."""
+    actor.require(Role.responder)
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}", field="id")
+    if not alert.labels:
+        raise InvalidInput(f"alert {alert_id} has no labels to match", field="id")
+    matchers = [
+        Matcher(label=str(k), op=MatchOp.equal, value=str(v))
+        for k, v in sorted(alert.labels.items())
+        if v is not None
+    ]
+    now = clock.now()
+    end = now + timedelta(minutes=data.duration_minutes)
+    return _add_silence(session, actor, matchers, now, end, data.comment)
+
+
+def list_silences(session: Session, *, include_inactive: bool = False) -> list[Silence]:
+    """The active silences, or every one (newest first)."""
+    if not include_inactive:
+        return _active_silences(session, clock.now())
+    return list(session.scalars(select(Silence).order_by(Silence.id.desc())))
+
+
+def expire_silence(session: Session, actor: Actor, silence_id: int) -> Silence:
+    """End a silence now; expiring an expired or ended one changes nothing."""
+    actor.require(Role.responder)
+    silence = session.get(Silence, silence_id)
+    if silence is None:
+        raise NotFound(f"no silence {silence_id}", field="id")
+    now = clock.now()
+    if silence.expired_at is None and silence.ends_at > now:
+        silence.expired_at = now
+    return silence
+
+
+def create_maintenance_window(
+    session: Session, actor: Actor, data: MaintenanceWindowCreate
+) -> MaintenanceWindow:
+    actor.require(Role.responder)
+    if session.scalar(select(Service.id).where(Service.name == data.service_name)) is None:
+        raise InvalidInput(f"no service named {data.service_name!r}", field="service_name")
+    start, end = _window(data.starts_at, data.ends_at)
+    window = MaintenanceWindow(
+        service_name=data.service_name,
+        starts_at=start,
+        ends_at=end,
+        comment=data.comment,
+        created_by=actor.label,
+    )
+    session.add(window)
+    session.flush()
+    return window
+
+
+def list_maintenance_windows(session: Session) -> list[MaintenanceWindow]:
+    """Windows not yet over (current and planned), soonest first."""
+    return list(
+        session.scalars(
+            select(MaintenanceWindow)
+            .where(MaintenanceWindow.ends_at > clock.now())
+            .order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id)
+        )
+    )
+
+
+def delete_maintenance_window(session: Session, actor: Actor, window_id: int) -> None:
+    actor.require(Role.responder)
+    window = session.get(MaintenanceWindow, window_id)
+    if window is None:
+        raise NotFound(f"no maintenance window {window_id}", field="id")
+    session.delete(window)
+    session.flush()
 
 
 def _severity(value: str | None) -> Severity:

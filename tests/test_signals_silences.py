@@ -1,0 +1,321 @@
+"""Silences and maintenance windows: muted alerts are kept and counted but open nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from firetower import clock
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.incidents.models import Incident
+from firetower.runtime import Runtime
+from firetower.signals.models import Alert, Silence
+from firetower.signals.service import silence_matches
+from tests.factories import ApiUser, Factory, row_counts
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _key(admin: ApiUser, service: str) -> str:
+    answer = admin.post(
+        "/api/v1/integrations",
+        json={"name": f"am-{service}", "kind": "alertmanager", "service_name": service},
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
+
+
+def _post(
+    factory: Factory, key: str, fingerprint: str, status: str = "firing", **labels: str
+) -> Any:
+    alert = {
+        "status": status,
+        "labels": {"alertname": "HighErrorRate", **labels},
+        "startsAt": "2026-11-28T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-28T10:05:00Z",
+        "fingerprint": fingerprint,
+    }
+    body = {"version": "4", "status": status, "alerts": [alert]}
+    answer = factory.client.post(f"/ingest/alertmanager/{key}", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _alert(runtime: Runtime, fingerprint: str) -> Alert:
+    with runtime.read() as session:
+        alert = session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
+        assert alert is not None
+        return alert
+
+
+def _incident_count(runtime: Runtime) -> int:
+    with runtime.read() as session:
+        return len(list(session.scalars(select(Incident.id))))
+
+
+def _silence(user: ApiUser, *matchers: tuple[str, str, str], minutes: int = 60) -> Any:
+    answer = user.post(
+        "/api/v1/silences",
+        json={
+            "matchers": [{"label": k, "op": op, "value": v} for k, op, v in matchers],
+            "ends_at": _iso(clock.now() + timedelta(minutes=minutes)),
+            "comment": "deploying",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "labels", "expected"),
+    [
+        ("=", "api", {"job": "api"}, True),
+        ("=", "api", {"job": "api-gateway"}, False),
+        ("=", "", {}, True),  # a missing label reads as ""
+        ("!=", "api", {"job": "web"}, True),
+        ("!=", "api", {"job": "api"}, False),
+        ("!=", "api", {}, True),
+        ("=~", "api", {"job": "api"}, True),
+        ("=~", "api", {"job": "api-gateway"}, False),  # anchored at both ends
+        ("=~", "api", {"job": "my-api"}, False),
+        ("=~", "api.*", {"job": "api-gateway"}, True),
+        ("=~", "a|b", {"job": "b"}, True),
+        ("=~", "a|b", {"job": "ab"}, False),  # the whole alternation is anchored
+        ("!~", "api", {"job": "api-gateway"}, True),
+        ("!~", "api.*", {"job": "api-gateway"}, False),
+        ("!~", "api", {"job": "api"}, False),
+    ],
+)
+def test_every_matcher_op(op: str, value: str, labels: dict[str, str], expected: bool) -> None:
+    silence = Silence(matchers=[{"label": "job", "op": op, "value": value}])
+    assert silence_matches(silence, labels) is expected
+
+
+def test_every_matcher_must_hold() -> None:
+    silence = Silence(
+        matchers=[
+            {"label": "job", "op": "=", "value": "api"},
+            {"label": "env", "op": "!=", "value": "staging"},
+        ]
+    )
+    assert silence_matches(silence, {"job": "api", "env": "prod"})
+    assert not silence_matches(silence, {"job": "api", "env": "staging"})
+
+
+def test_a_silenced_alert_opens_nothing_while_an_unsilenced_one_does(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    service = factory.service("checkout")
+    key = _key(admin, service)
+    _silence(factory.user(Role.responder), ("job", "=~", "api"))
+
+    answer = _post(factory, key, "muted", job="api")
+    assert answer["opened"] == []
+    _post(factory, key, "muted", job="api")  # a repeat is still deduplicated
+    muted = _alert(runtime, "muted")
+    assert muted.silenced and muted.count == 2 and muted.incident_id is None
+    assert _incident_count(runtime) == 0
+
+    answer = _post(factory, key, "loud", job="api-gateway")  # not matched: anchored
+    assert len(answer["opened"]) == 1
+    loud = _alert(runtime, "loud")
+    assert not loud.silenced and loud.incident_id is not None
+
+    _post(factory, key, "muted2", job="api")  # would attach to the open incident: it does not
+    assert _alert(runtime, "muted2").incident_id is None
+    assert _incident_count(runtime) == 1
+
+    _post(factory, key, "muted", status="resolved", job="api")  # resolving still works
+    assert _alert(runtime, "muted").status == "resolved"
+
+
+def test_expiry_and_end_let_alerts_through_again(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    key = _key(admin, factory.service("payments"))
+    with FrozenClock(T0) as frozen:
+        silence = _silence(responder, ("team", "=", "pay"), minutes=30)
+        assert [s["id"] for s in responder.get("/api/v1/silences").json()] == [silence["id"]]
+        _post(factory, key, "a", team="pay")
+        assert _alert(runtime, "a").silenced
+
+        frozen.advance(minutes=31)  # the silence ended on its own
+        assert responder.get("/api/v1/silences").json() == []
+        assert len(responder.get("/api/v1/silences", params={"all": "true"}).json()) == 1
+        answer = _post(factory, key, "a", team="pay")  # the same alert, still firing
+        assert len(answer["opened"]) == 1
+        alert = _alert(runtime, "a")
+        assert not alert.silenced and alert.incident_id is not None and alert.count == 2
+
+        second = _silence(responder, ("team", "=", "pay"))
+        _post(factory, key, "b", team="pay")
+        assert _alert(runtime, "b").silenced
+        expired = responder.post(f"/api/v1/silences/{second['id']}/expire")
+        assert expired.status_code == 200, expired.text
+        assert expired.json()["expired_at"] is not None
+        assert responder.get("/api/v1/silences").json() == []
+        _post(factory, key, "c", team="pay")
+        assert not _alert(runtime, "c").silenced
+        assert _alert(runtime, "c").incident_id == alert.incident_id
+
+
+def test_a_silence_from_an_alert_matches_its_labels(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    key = _key(admin, factory.service("search"))
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "x", job="indexer", instance="i-1")
+        alert = _alert(runtime, "x")
+        answer = responder.post(
+            f"/api/v1/alerts/{alert.id}/silence",
+            json={"duration_minutes": 15, "comment": "known, fixing"},
+        )
+        assert answer.status_code == 201, answer.text
+        silence = answer.json()
+        assert {(m["label"], m["op"], m["value"]) for m in silence["matchers"]} == {
+            ("alertname", "=", "HighErrorRate"),
+            ("job", "=", "indexer"),
+            ("instance", "=", "i-1"),
+        }
+        assert silence["created_by"] == responder.email
+        assert silence["ends_at"].startswith("2026-11-28T12:15:00")
+        _post(factory, key, "y", job="indexer", instance="i-1")
+        _post(factory, key, "z", job="indexer", instance="i-2")
+        assert _alert(runtime, "y").silenced
+        assert not _alert(runtime, "z").silenced
+        frozen.advance(minutes=16)
+        _post(factory, key, "y2", job="indexer", instance="i-1")
+        assert not _alert(runtime, "y2").silenced
+    assert (
+        responder.post("/api/v1/alerts/999999/silence", json={"duration_minutes": 5}).status_code
+        == 404
+    )
+    viewer = factory.user(Role.viewer)
+    assert (
+        viewer.post(f"/api/v1/alerts/{alert.id}/silence", json={"duration_minutes": 5}).status_code
+        == 403
+    )
+
+
+def test_a_maintenance_window_mutes_its_service_only(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    db_key = _key(admin, factory.service("db"))
+    web_key = _key(admin, factory.service("web"))
+    with FrozenClock(T0) as frozen:
+        answer = responder.post(
+            "/api/v1/maintenance-windows",
+            json={
+                "service_name": "db",
+                "starts_at": _iso(T0 + timedelta(minutes=10)),
+                "ends_at": _iso(T0 + timedelta(hours=1)),
+                "comment": "upgrade",
+            },
+        )
+        assert answer.status_code == 201, answer.text
+        window = answer.json()
+        assert responder.get("/api/v1/maintenance-windows").json()[0]["id"] == window["id"]
+        assert len(_post(factory, db_key, "early")["opened"]) == 1  # not started yet
+        frozen.advance(minutes=15)
+        assert _post(factory, db_key, "during")["opened"] == []
+        during = _alert(runtime, "during")
+        assert during.silenced and during.incident_id is None  # not attached either
+        assert len(_post(factory, web_key, "other")["opened"]) == 1
+        deleted = responder.delete(f"/api/v1/maintenance-windows/{window['id']}")
+        assert deleted.status_code == 204
+        assert responder.get("/api/v1/maintenance-windows").json() == []
+        _post(factory, db_key, "after")
+        assert not _alert(runtime, "after").silenced
+        assert responder.delete(f"/api/v1/maintenance-windows/{window['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        (
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "=~", "value": "("}],
+                "ends_at": "2027-01-01T00:00:00Z",
+            },
+            "matchers.0.value",
+        ),
+        (
+            "/api/v1/silences",
+            {
+                "matchers": [
+                    {"label": "a", "op": "=", "value": "("},
+                    {"label": "b", "op": "!~", "value": "[z-a]"},
+                ],
+                "ends_at": "2027-01-01T00:00:00Z",
+            },
+            "matchers.1.value",
+        ),
+        ("/api/v1/silences", {"matchers": [], "ends_at": "2027-01-01T00:00:00Z"}, "matchers"),
+        (
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "==", "value": "x"}],
+                "ends_at": "2027-01-01T00:00:00Z",
+            },
+            "matchers.0.op",
+        ),
+        (
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "=", "value": "x"}],
+                "starts_at": "2026-12-02T00:00:00Z",
+                "ends_at": "2026-12-01T00:00:00Z",
+            },
+            "ends_at",
+        ),
+        (
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "=", "value": "x"}],
+                "ends_at": "2026-11-28T11:00:00Z",
+            },
+            "ends_at",
+        ),
+        (
+            "/api/v1/maintenance-windows",
+            {"service_name": "nope", "ends_at": "2027-01-01T00:00:00Z"},
+            "service_name",
+        ),
+        (
+            "/api/v1/maintenance-windows",
+            {
+                "service_name": "db",
+                "starts_at": "2026-12-02T00:00:00Z",
+                "ends_at": "2026-12-01T00:00:00Z",
+            },
+            "ends_at",
+        ),
+        ("/api/v1/alerts/1/silence", {"duration_minutes": 0}, "duration_minutes"),
+    ],
+)
+def test_bad_input_is_refused_and_writes_nothing(
+    factory: Factory, runtime: Runtime, url: str, body: dict[str, Any], field: str
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("db")
+    before = row_counts(runtime)
+    with FrozenClock(T0):
+        answer = responder.post(url, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field, answer.json()
+    assert row_counts(runtime) == before
+
+
+def test_expiring_an_unknown_silence_is_404(factory: Factory) -> None:
+    responder = factory.user(Role.responder)
+    assert responder.post("/api/v1/silences/424242/expire").status_code == 404
