@@ -15,10 +15,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from firetower.db import Base, JSONType, UTCDateTime
+
+DEFAULT_GROUP_BY = ("alertname", "service")
+DEFAULT_GROUP_BY_SQL = text("""'["alertname", "service"]'""")
 
 
 class Integration(Base):
@@ -35,6 +40,15 @@ class Integration(Base):
     mapping: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    group_by: Mapped[list[str]] = mapped_column(
+        JSONType, default=lambda: list(DEFAULT_GROUP_BY), server_default=DEFAULT_GROUP_BY_SQL
+    )
+    """The label keys whose values put its alerts in one group."""
+    flap_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default=text("5"))
+    flap_window_seconds: Mapped[int] = mapped_column(
+        Integer, default=600, server_default=text("600")
+    )
+    """An alert changing state ``flap_threshold`` times within this window is flapping."""
 
 
 class Alert(Base):
@@ -61,12 +75,21 @@ class Alert(Base):
     )
     silenced: Mapped[bool] = mapped_column(Boolean, default=False)
     """Its last firing matched an active silence or maintenance window: it opened nothing."""
+    group_key: Mapped[str] = mapped_column(String(1024), default="", server_default="")
+    """The sorted ``label=value`` pairs of its integration's ``group_by`` keys."""
+    state_changes: Mapped[list[str]] = mapped_column(
+        JSONType, default=list, server_default=text("'[]'")
+    )
+    """When it last changed between firing and resolved (ISO times, within the flap window)."""
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """It changed state too often lately: it opens and attaches nothing until it is stable."""
 
     integration: Mapped[Integration] = relationship()
 
     __table_args__ = (
         UniqueConstraint("integration_id", "fingerprint", name="uq_alerts_integration_fingerprint"),
         Index("ix_alerts_incident_status", "incident_id", "status"),
+        Index("ix_alerts_integration_group", "integration_id", "group_key"),
     )
 
 

@@ -9,9 +9,9 @@ libraries work unchanged. User reports are not intake: people file them signed i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -21,8 +21,11 @@ from firetower.runtime import Runtime
 from firetower.signals import service
 from firetower.signals.models import Integration
 from firetower.signals.schemas import (
+    AlertGroupRead,
     AlertmanagerPayload,
+    AlertRead,
     AlertSilenceCreate,
+    AlertStatus,
     GrafanaPayload,
     IntegrationCreate,
     IntegrationKind,
@@ -107,6 +110,42 @@ def create_report(data: ReportCreate, runtime: RuntimeDep, actor: Viewer) -> Rep
             incident=incident.ref if incident is not None else None,
             opened=bool(intake.opened),
         )
+
+
+# -- alerts and groups -------------------------------------------------------------------------
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/alerts", response_model=list[AlertRead])
+def list_alerts(
+    session: ReadSession,
+    actor: Viewer,
+    alert_status: Annotated[AlertStatus | None, Query(alias="status")] = None,
+    integration: Annotated[str | None, Query(max_length=100)] = None,
+    silenced: bool | None = None,
+    flapping: bool | None = None,
+    limit: Limit = 100,
+) -> list[AlertRead]:
+    """Alerts, last seen first; filter by status, integration, silenced, flapping."""
+    return service.list_alerts(
+        session,
+        status=alert_status.value if alert_status is not None else None,
+        integration=integration,
+        silenced=silenced,
+        flapping=flapping,
+        limit=limit,
+    )
+
+
+@router.get("/alert-groups", response_model=list[AlertGroupRead])
+def list_alert_groups(
+    session: ReadSession,
+    actor: Viewer,
+    integration: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Limit = 100,
+) -> list[AlertGroupRead]:
+    """Alerts grouped by their integration's ``group_by`` label values, most recent first."""
+    return service.list_groups(session, integration=integration, limit=limit)
 
 
 # -- silences and maintenance windows -----------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -26,6 +26,7 @@ from pydantic import (
 from firetower.text import NO_NUL
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
 
 
 class IntegrationKind(StrEnum):
@@ -78,6 +79,22 @@ class IntegrationCreate(BaseModel):
     mapping: GenericMapping | None = Field(
         default=None, description="Required for, and only for, the generic kind."
     )
+    group_by: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field(
+        default_factory=lambda: ["alertname", "service"],
+        max_length=20,
+        description="Label keys whose values put alerts in one group; [] puts all in one.",
+    )
+    flap_threshold: int = Field(
+        default=5, ge=2, le=1000, description="State changes within the window that flap."
+    )
+    flap_window_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+
+    @field_validator("group_by")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("group_by must not repeat a key")
+        return value
 
     @model_validator(mode="after")
     def _mapping_for_generic(self) -> IntegrationCreate:
@@ -95,6 +112,9 @@ class IntegrationRead(BaseModel):
     service_name: str | None
     key_prefix: str
     mapping: dict[str, Any] | None = None
+    group_by: list[str]
+    flap_threshold: int
+    flap_window_seconds: int
     created_at: datetime
     revoked_at: datetime | None
 
@@ -313,3 +333,37 @@ class MaintenanceWindowRead(BaseModel):
     ends_at: datetime
     comment: str
     created_by: str
+
+
+# -- alerts and groups -------------------------------------------------------------------------
+class AlertStatus(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+    acknowledged = "acknowledged"
+
+
+class AlertRead(BaseModel):
+    id: int
+    integration: str
+    fingerprint: str
+    status: str
+    title: str
+    severity: str
+    service_name: str | None
+    labels: dict[str, Any]
+    group_key: str
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+    silenced: bool
+    flapping: bool
+    incident: str | None
+
+
+class AlertGroupRead(BaseModel):
+    group_key: str
+    integration: str
+    firing: int = Field(description="Alerts of the group not resolved (firing or acknowledged).")
+    resolved: int
+    last_seen_at: datetime
+    incident: str | None = Field(description="The latest incident an alert of it opened or joined.")

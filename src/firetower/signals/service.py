@@ -8,7 +8,12 @@ unless that service already has an active incident, which the alert then joins. 
 request is one transaction; a refused one stores nothing but its raw body (``reject``).
 
 Silences and maintenance windows mute intake: a firing alert they cover is stored and
-deduplicated as usual, marked ``silenced``, and opens or attaches nothing.
+deduplicated as usual, marked ``silenced``, and opens or attaches nothing. So does a
+``flapping`` one: it changed between firing and resolved ``flap_threshold`` times within
+``flap_window_seconds`` (settings of its integration), until a whole window passes unchanged.
+
+Alerts are grouped by the values of their integration's ``group_by`` label keys
+(``group_key``); ``list_groups`` sums each group up.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jmespath
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,8 +54,10 @@ from firetower.signals.models import (
     Silence,
 )
 from firetower.signals.schemas import (
+    AlertGroupRead,
     AlertmanagerAlert,
     AlertmanagerPayload,
+    AlertRead,
     AlertSilenceCreate,
     GenericMapping,
     GrafanaPayload,
@@ -67,6 +74,7 @@ from firetower.signals.schemas import (
 KEY_LENGTH = 32
 """Ingest keys are 32 hex characters, like PagerDuty's: its client libraries expect that."""
 KEY_PREFIX_LENGTH = 8
+GROUP_KEY_LENGTH = 1024
 DEAD_LETTER_KEEP = 1000
 DEAD_LETTER_BODY_BYTES = 64 * 1024
 SEVERITIES = {
@@ -110,6 +118,9 @@ def create_integration(
         kind=data.kind.value,
         service_name=data.service_name,
         mapping=data.mapping.model_dump() if data.mapping is not None else None,
+        group_by=list(data.group_by),
+        flap_threshold=data.flap_threshold,
+        flap_window_seconds=data.flap_window_seconds,
         created_at=clock.now(),
     )
     key = _new_key(integration)
@@ -338,6 +349,7 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
     )
     was = alert.status if alert is not None else None
     was_silenced = alert.silenced if alert is not None else False
+    was_flapping = alert.flapping if alert is not None else False
     if alert is None:
         alert = Alert(
             integration_id=integration.id,
@@ -354,6 +366,9 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
             last_seen_at=now,
             count=1,
             silenced=False,
+            group_key=group_key_of(integration.group_by, signal.labels),
+            state_changes=[],
+            flapping=False,
         )
         session.add(alert)
         session.flush()
@@ -365,20 +380,55 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
             alert.title = signal.title[:1024]
         if signal.labels:
             alert.labels = signal.labels
+            alert.group_key = group_key_of(integration.group_by, signal.labels)
         if signal.annotations:
             alert.annotations = signal.annotations
         alert.ends_at = signal.ends_at
         if signal.starts_at is not None:
             alert.starts_at = signal.starts_at
+    _track_flapping(integration, alert, was, signal.status, now)
     if signal.status == "firing":
         alert.silenced = _mutes(session, intake).cover(alert)
-    if signal.status == "firing" and not alert.silenced:
-        # A repeat routes only if it was muted before: the silence it waited out has ended.
-        if was_silenced or (was != "firing" and was != "acknowledged"):
+    if signal.status == "firing" and not alert.silenced and not alert.flapping:
+        # A repeat routes only if it was held before: the silence or flapping has ended.
+        if was_silenced or was_flapping or (was != "firing" and was != "acknowledged"):
             _route(session, intake, alert)
     elif signal.status == "resolved" and was != "resolved" and alert.incident_id is not None:
         intake.resolved_incidents.add(alert.incident_id)
     return alert
+
+
+def group_key_of(group_by: Sequence[str], labels: dict[str, Any]) -> str:
+    """The sorted ``label=value`` pairs of the ``group_by`` keys the labels carry."""
+    pairs = ",".join(
+        f"{k}={labels[k]}" for k in sorted(set(group_by)) if labels.get(k) not in (None, "")
+    )
+    if len(pairs) <= GROUP_KEY_LENGTH:
+        return pairs
+    digest = hashlib.sha256(pairs.encode()).hexdigest()[:32]
+    return pairs[: GROUP_KEY_LENGTH - 33] + "#" + digest  # long keys stay distinct
+
+
+def _track_flapping(
+    integration: Integration, alert: Alert, was: str | None, status: str, now: datetime
+) -> None:
+    """Count firing<->resolved changes within the window; mark or un-mark ``flapping``.
+
+    Acknowledging is not a change (it is still a problem). Flapping is marked at the
+    ``flap_threshold``-th change within ``flap_window_seconds`` and lifted once no change has
+    happened for a whole window.
+    """
+    window = timedelta(seconds=integration.flap_window_seconds)
+    recent = [t for t in (alert.state_changes or []) if now - datetime.fromisoformat(t) < window]
+    if not recent:
+        alert.flapping = False  # stable for a whole window before this signal
+    if was is not None and (was == "resolved") != (status == "resolved"):
+        recent.append(now.isoformat())
+    recent = recent[-integration.flap_threshold :]
+    if recent != (alert.state_changes or []):
+        alert.state_changes = recent
+    if len(recent) >= integration.flap_threshold:
+        alert.flapping = True
 
 
 def update_status(session: Session, intake: Intake, fingerprint: str, status: str) -> Alert | None:
@@ -855,3 +905,85 @@ def store_change(
     session.add(change)
     session.flush()
     return change
+
+
+# -- alert and group lists ---------------------------------------------------------------------
+def _ref(incident_id: int | None) -> str | None:
+    return f"INC-{incident_id}" if incident_id is not None else None
+
+
+def list_alerts(
+    session: Session,
+    *,
+    status: str | None = None,
+    integration: str | None = None,
+    silenced: bool | None = None,
+    flapping: bool | None = None,
+    limit: int = 100,
+) -> list[AlertRead]:
+    """Alerts last seen first, filtered; an unknown integration name is a 404."""
+    query = select(Alert, Integration.name).join(
+        Integration, Integration.id == Alert.integration_id
+    )
+    if integration is not None:
+        query = query.where(Alert.integration_id == get_integration(session, integration).id)
+    if status is not None:
+        query = query.where(Alert.status == status)
+    if silenced is not None:
+        query = query.where(Alert.silenced.is_(silenced))
+    if flapping is not None:
+        query = query.where(Alert.flapping.is_(flapping))
+    query = query.order_by(Alert.last_seen_at.desc(), Alert.id.desc()).limit(limit)
+    return [
+        AlertRead(
+            id=alert.id,
+            integration=name,
+            fingerprint=alert.fingerprint,
+            status=alert.status,
+            title=alert.title,
+            severity=alert.severity,
+            service_name=alert.service_name,
+            labels=alert.labels or {},
+            group_key=alert.group_key,
+            count=alert.count,
+            first_seen_at=alert.first_seen_at,
+            last_seen_at=alert.last_seen_at,
+            silenced=alert.silenced,
+            flapping=alert.flapping,
+            incident=_ref(alert.incident_id),
+        )
+        for alert, name in session.execute(query)
+    ]
+
+
+def list_groups(
+    session: Session, *, integration: str | None = None, limit: int = 100
+) -> list[AlertGroupRead]:
+    """One row per (integration, group key): firing and resolved counts, most recent first."""
+    resolved = Alert.status == "resolved"
+    query = (
+        select(
+            Alert.group_key,
+            Integration.name,
+            func.sum(case((resolved, 0), else_=1)),
+            func.sum(case((resolved, 1), else_=0)),
+            func.max(Alert.last_seen_at),
+            func.max(Alert.incident_id),
+        )
+        .join(Integration, Integration.id == Alert.integration_id)
+        .group_by(Alert.integration_id, Integration.name, Alert.group_key)
+    )
+    if integration is not None:
+        query = query.where(Alert.integration_id == get_integration(session, integration).id)
+    query = query.order_by(func.max(Alert.last_seen_at).desc(), Alert.group_key).limit(limit)
+    return [
+        AlertGroupRead(
+            group_key=key,
+            integration=name,
+            firing=int(firing or 0),
+            resolved=int(done or 0),
+            last_seen_at=last_seen,
+            incident=_ref(incident_id),
+        )
+        for key, name, firing, done, last_seen, incident_id in session.execute(query)
+    ]

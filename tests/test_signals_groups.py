@@ -1,0 +1,290 @@
+"""Flapping detection and alert groups: a flapping alert is kept but opens nothing until it
+is stable for a whole window; alerts group by their integration's label keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.incidents.models import Incident
+from firetower.runtime import Runtime
+from firetower.signals.models import Alert
+from tests.factories import ApiUser, Factory, row_counts
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _integration(admin: ApiUser, name: str, service: str | None = None, **extra: Any) -> Any:
+    answer = admin.post(
+        "/api/v1/integrations",
+        json={"name": name, "kind": "alertmanager", "service_name": service, **extra},
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _post(
+    factory: Factory, key: str, fingerprint: str, status: str = "firing", **labels: str
+) -> Any:
+    alert = {
+        "status": status,
+        "labels": {"alertname": "HighLatency", **labels},
+        "startsAt": "2026-11-28T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-28T10:05:00Z",
+        "fingerprint": fingerprint,
+    }
+    answer = factory.client.post(
+        f"/ingest/alertmanager/{key}", json={"version": "4", "status": status, "alerts": [alert]}
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _alert(runtime: Runtime, fingerprint: str) -> Alert:
+    with runtime.read() as session:
+        alert = session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
+        assert alert is not None
+        return alert
+
+
+def _close_incidents(runtime: Runtime) -> None:
+    with runtime.transaction() as session:
+        session.execute(update(Incident).values(status="resolved"))
+
+
+def _incident_count(runtime: Runtime) -> int:
+    with runtime.read() as session:
+        return len(list(session.scalars(select(Incident.id))))
+
+
+def test_flap_settings_default_and_are_settable(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    plain = _integration(admin, "plain")
+    assert plain["flap_threshold"] == 5 and plain["flap_window_seconds"] == 600
+    assert plain["group_by"] == ["alertname", "service"]
+    custom = _integration(
+        admin, "custom", flap_threshold=3, flap_window_seconds=60, group_by=["team"]
+    )
+    assert custom["flap_threshold"] == 3 and custom["flap_window_seconds"] == 60
+    assert custom["group_by"] == ["team"]
+
+
+def test_bad_settings_are_refused_and_store_nothing(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    before = row_counts(runtime)
+    for extra in (
+        {"flap_threshold": 1},
+        {"flap_threshold": "many"},
+        {"flap_window_seconds": 0},
+        {"group_by": ["not a label"]},
+        {"group_by": ["job", "job"]},
+        {"group_by": "job"},
+    ):
+        answer = admin.post(
+            "/api/v1/integrations", json={"name": "bad", "kind": "alertmanager", **extra}
+        )
+        assert answer.status_code == 422, (extra, answer.text)
+    assert row_counts(runtime) == before
+
+
+def test_flapping_is_marked_after_n_changes_within_the_window_and_not_before(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "am", factory.service("checkout"), flap_threshold=4)["key"]
+    with FrozenClock(T0) as frozen:
+        first = _post(factory, key, "f")  # new: not a change
+        assert len(first["opened"]) == 1
+        for status in ("resolved", "firing", "resolved"):  # changes 1..3
+            frozen.advance(seconds=30)
+            _post(factory, key, "f", status)
+            assert not _alert(runtime, "f").flapping
+        frozen.advance(seconds=30)
+        _post(factory, key, "f")  # the 4th change within 600 s
+        alert = _alert(runtime, "f")
+        assert alert.flapping and alert.count == 5
+        assert len(alert.state_changes) == 4
+
+
+def test_changes_spread_over_more_than_the_window_do_not_flap(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "am", flap_threshold=3, flap_window_seconds=100)["key"]
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "slow")
+        for status in ("resolved", "firing", "resolved", "firing", "resolved"):
+            frozen.advance(seconds=60)  # only one earlier change is ever within 100 s
+            _post(factory, key, "slow", status)
+            assert not _alert(runtime, "slow").flapping
+        repeats = ("resolved", "resolved", "resolved")  # repeats of one state: no change
+        for status in repeats:
+            frozen.advance(seconds=1)
+            _post(factory, key, "slow", status)
+        assert not _alert(runtime, "slow").flapping
+
+
+def test_a_flapping_alert_opens_nothing_until_it_is_stable_for_the_window(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(
+        admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=300
+    )["key"]
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "f")  # opens INC-1
+        for status in ("resolved", "firing", "resolved"):
+            frozen.advance(seconds=10)
+            _post(factory, key, "f", status)
+        assert _alert(runtime, "f").flapping
+        _close_incidents(runtime)
+
+        frozen.advance(seconds=10)
+        answer = _post(factory, key, "f")  # firing again while flapping: held
+        assert answer["opened"] == []
+        assert _incident_count(runtime) == 1
+        assert _alert(runtime, "f").flapping
+
+        control = _post(factory, key, "steady")  # a steady alert of the same service opens one
+        assert len(control["opened"]) == 1
+        _close_incidents(runtime)
+
+        frozen.advance(seconds=299)  # not yet a whole window without a change
+        assert _post(factory, key, "f")["opened"] == []
+        assert _alert(runtime, "f").flapping
+
+        frozen.advance(seconds=2)  # 301 s since the last change: stable again
+        answer = _post(factory, key, "f")
+        assert len(answer["opened"]) == 1
+        alert = _alert(runtime, "f")
+        assert not alert.flapping and alert.state_changes == []
+        assert alert.incident_id is not None
+        assert _incident_count(runtime) == 3
+
+
+def test_a_flapping_alert_that_fires_after_a_quiet_window_routes(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(
+        admin, "am", factory.service("checkout"), flap_threshold=2, flap_window_seconds=60
+    )["key"]
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "f")
+        frozen.advance(seconds=1)
+        _post(factory, key, "f", "resolved")
+        frozen.advance(seconds=1)
+        _post(factory, key, "f")  # two changes: flapping, held
+        frozen.advance(seconds=1)
+        _post(factory, key, "f", "resolved")
+        assert _alert(runtime, "f").flapping
+        _close_incidents(runtime)
+        frozen.advance(seconds=61)  # quiet for a whole window, then a real change
+        answer = _post(factory, key, "f")
+        assert len(answer["opened"]) == 1
+        alert = _alert(runtime, "f")
+        assert not alert.flapping and len(alert.state_changes) == 1
+
+
+def test_a_flapping_alert_does_not_attach_to_an_open_incident(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(
+        admin, "am", factory.service("checkout"), flap_threshold=2, flap_window_seconds=300
+    )["key"]
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "flappy", "resolved")
+        frozen.advance(seconds=1)
+        _post(factory, key, "flappy")  # change 1: opens an incident
+        assert _alert(runtime, "flappy").incident_id is not None
+        frozen.advance(seconds=1)
+        _post(factory, key, "flappy", "resolved")  # change 2: flapping
+        assert _alert(runtime, "flappy").flapping
+        with runtime.transaction() as session:  # forget the attachment
+            session.execute(update(Alert).values(incident_id=None))
+        frozen.advance(seconds=1)
+        _post(factory, key, "flappy")
+        alert = _alert(runtime, "flappy")
+        assert alert.flapping and alert.incident_id is None
+
+
+def test_groups_by_the_default_keys(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "am")["key"]
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "a1", service="api", pod="1")
+        frozen.advance(seconds=1)
+        _post(factory, key, "a2", service="api", pod="2")
+        frozen.advance(seconds=1)
+        _post(factory, key, "a2", "resolved", service="api", pod="2")
+        frozen.advance(seconds=1)
+        _post(factory, key, "w1", service="web", pod="1")
+        frozen.advance(seconds=1)
+        _post(factory, key, "n1", pod="3")  # no service label: grouped by alertname only
+    assert _alert(runtime, "a1").group_key == "alertname=HighLatency,service=api"
+    viewer = factory.user(Role.viewer)
+    answer = viewer.get("/api/v1/alert-groups")
+    assert answer.status_code == 200, answer.text
+    groups = {g["group_key"]: g for g in answer.json()}
+    assert set(groups) == {
+        "alertname=HighLatency,service=api",
+        "alertname=HighLatency,service=web",
+        "alertname=HighLatency",
+    }
+    api = groups["alertname=HighLatency,service=api"]
+    assert (api["firing"], api["resolved"], api["integration"]) == (1, 1, "am")
+    assert api["incident"] is None
+    assert answer.json()[0]["group_key"] == "alertname=HighLatency"  # newest first
+
+
+def test_groups_by_custom_keys_with_the_incident(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "am", factory.service("checkout"), group_by=["team", "env"])["key"]
+    _post(factory, key, "x", team="pay", env="prod", service="a")
+    _post(factory, key, "y", env="prod", team="pay", service="b")
+    _post(factory, key, "z", team="pay", env="stage")
+    assert _alert(runtime, "x").group_key == "env=prod,team=pay"  # sorted by key
+    groups = {
+        g["group_key"]: g for g in factory.user(Role.viewer).get("/api/v1/alert-groups").json()
+    }
+    assert set(groups) == {"env=prod,team=pay", "env=stage,team=pay"}
+    assert groups["env=prod,team=pay"]["firing"] == 2
+    assert groups["env=prod,team=pay"]["incident"] == "INC-1"
+
+
+def test_alert_list_filters_and_roles(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    one = _integration(admin, "one", flap_threshold=2)["key"]
+    two = _integration(admin, "two")["key"]
+    _post(factory, one, "r", "resolved")
+    _post(factory, one, "r")
+    _post(factory, one, "r", "resolved")  # two changes: flapping
+    _post(factory, two, "t")
+    viewer = factory.user(Role.viewer)
+
+    def fingerprints(**params: Any) -> list[str]:
+        answer = viewer.get("/api/v1/alerts", params=params)
+        assert answer.status_code == 200, answer.text
+        return [a["fingerprint"] for a in answer.json()]
+
+    assert sorted(fingerprints()) == ["r", "t"]
+    assert fingerprints(status="resolved") == ["r"]
+    assert fingerprints(integration="two") == ["t"]
+    assert fingerprints(flapping="true") == ["r"]
+    assert fingerprints(flapping="false") == ["t"]
+    assert fingerprints(silenced="true") == []
+    assert len(fingerprints(limit=1)) == 1
+    listed = viewer.get("/api/v1/alerts", params={"integration": "one"}).json()[0]
+    assert listed["flapping"] and listed["group_key"] == "alertname=HighLatency"
+
+    for params in ({"status": "burning"}, {"limit": 0}, {"limit": 5000}, {"flapping": "x"}):
+        assert viewer.get("/api/v1/alerts", params=params).status_code == 422, params
+    assert viewer.get("/api/v1/alerts", params={"integration": "nope"}).status_code == 404
+    assert viewer.get("/api/v1/alert-groups", params={"limit": 0}).status_code == 422
+    for path in ("/api/v1/alerts", "/api/v1/alert-groups"):
+        assert factory.client.get(path).status_code == 401
