@@ -10,10 +10,12 @@ from sqlalchemy import select, update
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
+from firetower.incidents import service as incident_service
+from firetower.incidents.lifecycle import Status
 from firetower.incidents.models import Incident
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert
-from tests.factories import ApiUser, Factory, row_counts
+from tests.factories import SYSTEM, ApiUser, Factory, row_counts
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -52,8 +54,10 @@ def _alert(runtime: Runtime, fingerprint: str) -> Alert:
 
 
 def _close_incidents(runtime: Runtime) -> None:
+    """Resolve every open incident the way a responder would (through the service)."""
     with runtime.transaction() as session:
-        session.execute(update(Incident).values(status="resolved"))
+        for incident in session.scalars(select(Incident).where(Incident.status != "resolved")):
+            incident_service.transition(session, SYSTEM, incident, Status.resolved)
 
 
 def _incident_count(runtime: Runtime) -> int:
