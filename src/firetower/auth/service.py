@@ -103,7 +103,8 @@ def authenticate_password(session: Session, email: str, password: str) -> User:
     return user
 
 
-def _digest(secret: str) -> str:
+def digest_secret(secret: str) -> str:
+    """How a high-entropy secret (API token, ingest key) is stored: its SHA-256, never itself."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -129,7 +130,7 @@ def create_token(
         user_id=user.id,
         name=data.name,
         prefix=prefix,
-        token_hash=_digest(secret),
+        token_hash=digest_secret(secret),
         role=role.value,
         created_at=clock.now(),
     )
@@ -165,7 +166,7 @@ def authenticate_token(session: Session, presented: str) -> tuple[Actor, ApiToke
     token = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
     if token is None or token.revoked_at is not None:
         raise refused
-    if not hmac.compare_digest(token.token_hash, _digest(secret)):
+    if not hmac.compare_digest(token.token_hash, digest_secret(secret)):
         raise refused
     user = token.user
     if not user.active:

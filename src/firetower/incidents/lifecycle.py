@@ -75,6 +75,11 @@ class IncidentRole(StrEnum):
     operations_lead = "operations_lead"
 
 
+def format_ref(incident_id: int) -> str:
+    """An incident's reference as people say it: INC-42."""
+    return f"INC-{incident_id}"
+
+
 def allowed_transitions(current: Status) -> tuple[Status, ...]:
     return TRANSITIONS[current]
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from firetower.auth.models import User
 from firetower.catalog.models import Service
 from firetower.db import Base, JSONType, UTCDateTime
+from firetower.incidents.lifecycle import format_ref
 
 incident_services = Table(
     "incident_services",
@@ -54,7 +55,7 @@ class Incident(Base):
 
     @property
     def ref(self) -> str:
-        return f"INC-{self.id}"
+        return format_ref(self.id)
 
 
 class TimelineEvent(Base):

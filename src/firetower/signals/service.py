@@ -37,11 +37,11 @@ from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.auth.schemas import Role
-from firetower.auth.service import Actor
+from firetower.auth.service import Actor, digest_secret
 from firetower.catalog.models import Service
 from firetower.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from firetower.incidents import service as incidents
-from firetower.incidents.lifecycle import ACTIVE, Severity, Source
+from firetower.incidents.lifecycle import ACTIVE, Severity, Source, format_ref
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
@@ -91,14 +91,10 @@ of the names admins may give (``NAME``), and its kind out of every intake endpoi
 
 
 # -- integrations ------------------------------------------------------------------------------
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def _new_key(integration: Integration) -> str:
     key = secrets.token_hex(KEY_LENGTH // 2)
     integration.key_prefix = key[:KEY_PREFIX_LENGTH]
-    integration.key_hash = _digest(key)
+    integration.key_hash = digest_secret(key)
     return key
 
 
@@ -172,7 +168,7 @@ def find_by_key(session: Session, key: str) -> Integration | None:
     )
     if integration is None or integration.revoked_at is not None:
         return None
-    if not hmac.compare_digest(integration.key_hash, _digest(key)):
+    if not hmac.compare_digest(integration.key_hash, digest_secret(key)):
         return None
     return integration
 
@@ -909,7 +905,7 @@ def store_change(
 
 # -- alert and group lists ---------------------------------------------------------------------
 def _ref(incident_id: int | None) -> str | None:
-    return f"INC-{incident_id}" if incident_id is not None else None
+    return format_ref(incident_id) if incident_id is not None else None
 
 
 def list_alerts(
