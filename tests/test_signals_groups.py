@@ -16,6 +16,7 @@ from firetower.incidents.models import Incident
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
+from tests.signals_support import alert_by_fingerprint, incident_count
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -46,23 +47,11 @@ def _post(
     return answer.json()
 
 
-def _alert(runtime: Runtime, fingerprint: str) -> Alert:
-    with runtime.read() as session:
-        alert = session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
-        assert alert is not None
-        return alert
-
-
 def _close_incidents(runtime: Runtime) -> None:
     """Resolve every open incident the way a responder would (through the service)."""
     with runtime.transaction() as session:
         for incident in session.scalars(select(Incident).where(Incident.status != "resolved")):
             incident_service.transition(session, SYSTEM, incident, Status.resolved)
-
-
-def _incident_count(runtime: Runtime) -> int:
-    with runtime.read() as session:
-        return len(list(session.scalars(select(Incident.id))))
 
 
 def test_flap_settings_default_and_are_settable(factory: Factory) -> None:
@@ -106,10 +95,10 @@ def test_flapping_is_marked_after_n_changes_within_the_window_and_not_before(
         for status in ("resolved", "firing", "resolved"):  # changes 1..3
             frozen.advance(seconds=30)
             _post(factory, key, "f", status)
-            assert not _alert(runtime, "f").flapping
+            assert not alert_by_fingerprint(runtime, "f").flapping
         frozen.advance(seconds=30)
         _post(factory, key, "f")  # the 4th change within 600 s
-        alert = _alert(runtime, "f")
+        alert = alert_by_fingerprint(runtime, "f")
         assert alert.flapping and alert.count == 5
         assert len(alert.state_changes) == 4
 
@@ -124,12 +113,12 @@ def test_changes_spread_over_more_than_the_window_do_not_flap(
         for status in ("resolved", "firing", "resolved", "firing", "resolved"):
             frozen.advance(seconds=60)  # only one earlier change is ever within 100 s
             _post(factory, key, "slow", status)
-            assert not _alert(runtime, "slow").flapping
+            assert not alert_by_fingerprint(runtime, "slow").flapping
         repeats = ("resolved", "resolved", "resolved")  # repeats of one state: no change
         for status in repeats:
             frozen.advance(seconds=1)
             _post(factory, key, "slow", status)
-        assert not _alert(runtime, "slow").flapping
+        assert not alert_by_fingerprint(runtime, "slow").flapping
 
 
 def test_a_flapping_alert_opens_nothing_until_it_is_stable_for_the_window(
@@ -144,14 +133,14 @@ def test_a_flapping_alert_opens_nothing_until_it_is_stable_for_the_window(
         for status in ("resolved", "firing", "resolved"):
             frozen.advance(seconds=10)
             _post(factory, key, "f", status)
-        assert _alert(runtime, "f").flapping
+        assert alert_by_fingerprint(runtime, "f").flapping
         _close_incidents(runtime)
 
         frozen.advance(seconds=10)
         answer = _post(factory, key, "f")  # firing again while flapping: held
         assert answer["opened"] == []
-        assert _incident_count(runtime) == 1
-        assert _alert(runtime, "f").flapping
+        assert incident_count(runtime) == 1
+        assert alert_by_fingerprint(runtime, "f").flapping
 
         control = _post(factory, key, "steady")  # a steady alert of the same service opens one
         assert len(control["opened"]) == 1
@@ -159,15 +148,15 @@ def test_a_flapping_alert_opens_nothing_until_it_is_stable_for_the_window(
 
         frozen.advance(seconds=299)  # not yet a whole window without a change
         assert _post(factory, key, "f")["opened"] == []
-        assert _alert(runtime, "f").flapping
+        assert alert_by_fingerprint(runtime, "f").flapping
 
         frozen.advance(seconds=2)  # 301 s since the last change: stable again
         answer = _post(factory, key, "f")
         assert len(answer["opened"]) == 1
-        alert = _alert(runtime, "f")
+        alert = alert_by_fingerprint(runtime, "f")
         assert not alert.flapping and alert.state_changes == []
         assert alert.incident_id is not None
-        assert _incident_count(runtime) == 3
+        assert incident_count(runtime) == 3
 
 
 def test_a_flapping_alert_that_fires_after_a_quiet_window_routes(
@@ -185,12 +174,12 @@ def test_a_flapping_alert_that_fires_after_a_quiet_window_routes(
         _post(factory, key, "f")  # two changes: flapping, held
         frozen.advance(seconds=1)
         _post(factory, key, "f", "resolved")
-        assert _alert(runtime, "f").flapping
+        assert alert_by_fingerprint(runtime, "f").flapping
         _close_incidents(runtime)
         frozen.advance(seconds=61)  # quiet for a whole window, then a real change
         answer = _post(factory, key, "f")
         assert len(answer["opened"]) == 1
-        alert = _alert(runtime, "f")
+        alert = alert_by_fingerprint(runtime, "f")
         assert not alert.flapping and len(alert.state_changes) == 1
 
 
@@ -205,15 +194,15 @@ def test_a_flapping_alert_does_not_attach_to_an_open_incident(
         _post(factory, key, "flappy", "resolved")
         frozen.advance(seconds=1)
         _post(factory, key, "flappy")  # change 1: opens an incident
-        assert _alert(runtime, "flappy").incident_id is not None
+        assert alert_by_fingerprint(runtime, "flappy").incident_id is not None
         frozen.advance(seconds=1)
         _post(factory, key, "flappy", "resolved")  # change 2: flapping
-        assert _alert(runtime, "flappy").flapping
+        assert alert_by_fingerprint(runtime, "flappy").flapping
         with runtime.transaction() as session:  # forget the attachment
             session.execute(update(Alert).values(incident_id=None))
         frozen.advance(seconds=1)
         _post(factory, key, "flappy")
-        alert = _alert(runtime, "flappy")
+        alert = alert_by_fingerprint(runtime, "flappy")
         assert alert.flapping and alert.incident_id is None
 
 
@@ -230,7 +219,7 @@ def test_groups_by_the_default_keys(factory: Factory, runtime: Runtime) -> None:
         _post(factory, key, "w1", service="web", pod="1")
         frozen.advance(seconds=1)
         _post(factory, key, "n1", pod="3")  # no service label: grouped by alertname only
-    assert _alert(runtime, "a1").group_key == "alertname=HighLatency,service=api"
+    assert alert_by_fingerprint(runtime, "a1").group_key == "alertname=HighLatency,service=api"
     viewer = factory.user(Role.viewer)
     answer = viewer.get("/api/v1/alert-groups")
     assert answer.status_code == 200, answer.text
@@ -252,7 +241,7 @@ def test_groups_by_custom_keys_with_the_incident(factory: Factory, runtime: Runt
     _post(factory, key, "x", team="pay", env="prod", service="a")
     _post(factory, key, "y", env="prod", team="pay", service="b")
     _post(factory, key, "z", team="pay", env="stage")
-    assert _alert(runtime, "x").group_key == "env=prod,team=pay"  # sorted by key
+    assert alert_by_fingerprint(runtime, "x").group_key == "env=prod,team=pay"  # sorted by key
     groups = {
         g["group_key"]: g for g in factory.user(Role.viewer).get("/api/v1/alert-groups").json()
     }

@@ -6,16 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
-from firetower.incidents.models import Incident
 from firetower.runtime import Runtime
-from firetower.signals.models import Alert, Silence
+from firetower.signals.models import Silence
 from firetower.signals.service import silence_matches
 from tests.factories import ApiUser, Factory, row_counts
+from tests.signals_support import alert_by_fingerprint, incident_count
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -47,18 +46,6 @@ def _post(
     answer = factory.client.post(f"/ingest/alertmanager/{key}", json=body)
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-def _alert(runtime: Runtime, fingerprint: str) -> Alert:
-    with runtime.read() as session:
-        alert = session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
-        assert alert is not None
-        return alert
-
-
-def _incident_count(runtime: Runtime) -> int:
-    with runtime.read() as session:
-        return len(list(session.scalars(select(Incident.id))))
 
 
 def _silence(user: ApiUser, *matchers: tuple[str, str, str], minutes: int = 60) -> Any:
@@ -121,21 +108,21 @@ def test_a_silenced_alert_opens_nothing_while_an_unsilenced_one_does(
     answer = _post(factory, key, "muted", job="api")
     assert answer["opened"] == []
     _post(factory, key, "muted", job="api")  # a repeat is still deduplicated
-    muted = _alert(runtime, "muted")
+    muted = alert_by_fingerprint(runtime, "muted")
     assert muted.silenced and muted.count == 2 and muted.incident_id is None
-    assert _incident_count(runtime) == 0
+    assert incident_count(runtime) == 0
 
     answer = _post(factory, key, "loud", job="api-gateway")  # not matched: anchored
     assert len(answer["opened"]) == 1
-    loud = _alert(runtime, "loud")
+    loud = alert_by_fingerprint(runtime, "loud")
     assert not loud.silenced and loud.incident_id is not None
 
     _post(factory, key, "muted2", job="api")  # would attach to the open incident: it does not
-    assert _alert(runtime, "muted2").incident_id is None
-    assert _incident_count(runtime) == 1
+    assert alert_by_fingerprint(runtime, "muted2").incident_id is None
+    assert incident_count(runtime) == 1
 
     _post(factory, key, "muted", status="resolved", job="api")  # resolving still works
-    assert _alert(runtime, "muted").status == "resolved"
+    assert alert_by_fingerprint(runtime, "muted").status == "resolved"
 
 
 def test_expiry_and_end_let_alerts_through_again(factory: Factory, runtime: Runtime) -> None:
@@ -146,26 +133,26 @@ def test_expiry_and_end_let_alerts_through_again(factory: Factory, runtime: Runt
         silence = _silence(responder, ("team", "=", "pay"), minutes=30)
         assert [s["id"] for s in responder.get("/api/v1/silences").json()] == [silence["id"]]
         _post(factory, key, "a", team="pay")
-        assert _alert(runtime, "a").silenced
+        assert alert_by_fingerprint(runtime, "a").silenced
 
         frozen.advance(minutes=31)  # the silence ended on its own
         assert responder.get("/api/v1/silences").json() == []
         assert len(responder.get("/api/v1/silences", params={"all": "true"}).json()) == 1
         answer = _post(factory, key, "a", team="pay")  # the same alert, still firing
         assert len(answer["opened"]) == 1
-        alert = _alert(runtime, "a")
+        alert = alert_by_fingerprint(runtime, "a")
         assert not alert.silenced and alert.incident_id is not None and alert.count == 2
 
         second = _silence(responder, ("team", "=", "pay"))
         _post(factory, key, "b", team="pay")
-        assert _alert(runtime, "b").silenced
+        assert alert_by_fingerprint(runtime, "b").silenced
         expired = responder.post(f"/api/v1/silences/{second['id']}/expire")
         assert expired.status_code == 200, expired.text
         assert expired.json()["expired_at"] is not None
         assert responder.get("/api/v1/silences").json() == []
         _post(factory, key, "c", team="pay")
-        assert not _alert(runtime, "c").silenced
-        assert _alert(runtime, "c").incident_id == alert.incident_id
+        assert not alert_by_fingerprint(runtime, "c").silenced
+        assert alert_by_fingerprint(runtime, "c").incident_id == alert.incident_id
 
 
 def test_a_silence_from_an_alert_matches_its_labels(factory: Factory, runtime: Runtime) -> None:
@@ -174,7 +161,7 @@ def test_a_silence_from_an_alert_matches_its_labels(factory: Factory, runtime: R
     key = _key(admin, factory.service("search"))
     with FrozenClock(T0) as frozen:
         _post(factory, key, "x", job="indexer", instance="i-1")
-        alert = _alert(runtime, "x")
+        alert = alert_by_fingerprint(runtime, "x")
         answer = responder.post(
             f"/api/v1/alerts/{alert.id}/silence",
             json={"duration_minutes": 15, "comment": "known, fixing"},
@@ -190,11 +177,11 @@ def test_a_silence_from_an_alert_matches_its_labels(factory: Factory, runtime: R
         assert silence["ends_at"].startswith("2026-11-28T12:15:00")
         _post(factory, key, "y", job="indexer", instance="i-1")
         _post(factory, key, "z", job="indexer", instance="i-2")
-        assert _alert(runtime, "y").silenced
-        assert not _alert(runtime, "z").silenced
+        assert alert_by_fingerprint(runtime, "y").silenced
+        assert not alert_by_fingerprint(runtime, "z").silenced
         frozen.advance(minutes=16)
         _post(factory, key, "y2", job="indexer", instance="i-1")
-        assert not _alert(runtime, "y2").silenced
+        assert not alert_by_fingerprint(runtime, "y2").silenced
     assert (
         responder.post("/api/v1/alerts/999999/silence", json={"duration_minutes": 5}).status_code
         == 404
@@ -227,14 +214,14 @@ def test_a_maintenance_window_mutes_its_service_only(factory: Factory, runtime: 
         assert len(_post(factory, db_key, "early")["opened"]) == 1  # not started yet
         frozen.advance(minutes=15)
         assert _post(factory, db_key, "during")["opened"] == []
-        during = _alert(runtime, "during")
+        during = alert_by_fingerprint(runtime, "during")
         assert during.silenced and during.incident_id is None  # not attached either
         assert len(_post(factory, web_key, "other")["opened"]) == 1
         deleted = responder.delete(f"/api/v1/maintenance-windows/{window['id']}")
         assert deleted.status_code == 204
         assert responder.get("/api/v1/maintenance-windows").json() == []
         _post(factory, db_key, "after")
-        assert not _alert(runtime, "after").silenced
+        assert not alert_by_fingerprint(runtime, "after").silenced
         assert responder.delete(f"/api/v1/maintenance-windows/{window['id']}").status_code == 404
 
 
