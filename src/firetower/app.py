@@ -35,6 +35,8 @@ from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry
 from firetower.logs import configure_logging
 from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
 from firetower.migrate import migrations_current
+from firetower.monitors import reactions as monitor_reactions
+from firetower.monitors.routes import router as monitors_router
 from firetower.runtime import Runtime
 from firetower.settings import Settings
 from firetower.signals.routes import intake_router
@@ -424,6 +426,7 @@ def create_app(
     api.include_router(auth_router)
     api.include_router(jobs_api_router())
     api.include_router(signals_router)
+    api.include_router(monitors_router)
     app.include_router(api)
     app.include_router(health_router())
     app.include_router(intake_router)
@@ -445,6 +448,7 @@ def build_runtime(settings: Settings, database: Database) -> Runtime:
     """A runtime with every domain's reactions and job handlers wired to its bus and registry."""
     runtime = Runtime(settings=settings, database=database)
     incident_reactions.register(runtime)
+    monitor_reactions.register(runtime)
     web_pages.register_listeners(runtime)
     return runtime
 

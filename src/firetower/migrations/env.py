@@ -8,6 +8,7 @@ import firetower.auth.models
 import firetower.catalog.models
 import firetower.incidents.models
 import firetower.jobs
+import firetower.monitors.models
 import firetower.signals.models  # noqa: F401  (every table must be imported to be known)
 from firetower.db import Base
 

@@ -85,6 +85,7 @@ SEVERITIES = {
 }
 DEFAULT_SEVERITY = Severity.SEV3
 REPORT_KIND = "user-report"
+BUILTIN_PREFIX = "@"
 REPORT_INTEGRATION = "@user-reports"
 """User reports are filed under one built-in integration; "@" keeps its name out of reach
 of the names admins may give (``NAME``), and its kind out of every intake endpoint."""
@@ -125,9 +126,14 @@ def create_integration(
     return integration, key
 
 
+def _not_builtin() -> Any:
+    """Built-in integrations (user reports, probes, SLOs) are not for admins to manage."""
+    return ~Integration.name.startswith(BUILTIN_PREFIX)
+
+
 def get_integration(session: Session, name: str) -> Integration:
     integration = session.scalar(
-        select(Integration).where(Integration.name == name).where(Integration.kind != REPORT_KIND)
+        select(Integration).where(Integration.name == name).where(_not_builtin())
     )
     if integration is None:
         raise NotFound(f"no integration named {name!r}", field="name")
@@ -136,9 +142,7 @@ def get_integration(session: Session, name: str) -> Integration:
 
 def list_integrations(session: Session) -> list[Integration]:
     return list(
-        session.scalars(
-            select(Integration).where(Integration.kind != REPORT_KIND).order_by(Integration.name)
-        )
+        session.scalars(select(Integration).where(_not_builtin()).order_by(Integration.name))
     )
 
 
@@ -773,25 +777,55 @@ def ingest_generic(session: Session, intake: Intake, signal: Signal) -> Alert:
     return alert
 
 
-# -- user reports ------------------------------------------------------------------------------
-def _report_integration(session: Session) -> Integration:
-    """The built-in integration user reports are filed under, made on first use."""
-    query = select(Integration).where(Integration.name == REPORT_INTEGRATION)
+# -- built-in sources: user reports, probes, SLOs ---------------------------------------------
+def builtin_integration(session: Session, name: str, kind: str) -> Integration:
+    """A built-in integration (user reports, probes, SLOs), made on first use.
+
+    Its name starts with "@", out of reach of the names admins may give (``NAME``), and its
+    kind is taken by no intake endpoint, so its key (never shown) opens nothing.
+    """
+    query = select(Integration).where(Integration.name == name)
     integration = session.scalar(query)
     if integration is not None:
         return integration
-    integration = Integration(
-        name=REPORT_INTEGRATION, kind=REPORT_KIND, service_name=None, created_at=clock.now()
-    )
-    _new_key(integration)  # never shown: no endpoint takes this kind's key
+    integration = Integration(name=name, kind=kind, service_name=None, created_at=clock.now())
+    _new_key(integration)
     try:
         with session.begin_nested():
             session.add(integration)
-    except IntegrityError:  # a concurrent first report made it
+    except IntegrityError:  # a concurrent first use made it
         found = session.scalar(query)
         assert found is not None
         return found
     return integration
+
+
+def raise_internal(
+    session: Session,
+    policy: SeverityPolicy,
+    *,
+    integration_name: str,
+    kind: str,
+    source: Source,
+    signal: Signal,
+    summary: str = "",
+) -> tuple[Alert, Intake]:
+    """A signal firetower makes itself (a failing probe, an SLO burning its budget).
+
+    It goes through the same intake as any alert: dedup by fingerprint, silences,
+    maintenance windows, flapping, routing. Send ``status="resolved"`` when it clears.
+    """
+    integration = builtin_integration(session, integration_name, kind)
+    intake = Intake(
+        integration,
+        policy,
+        source=source,
+        actor=Actor.system(integration_name.lstrip("@")),
+        summary=summary,
+    )
+    alert = receive(session, intake, signal)
+    finish(session, intake)
+    return alert, intake
 
 
 def submit_report(
@@ -799,7 +833,7 @@ def submit_report(
 ) -> tuple[Alert, Intake]:
     """A person's report becomes a signal: it joins or opens its service's incident."""
     actor.require(Role.viewer)
-    integration = _report_integration(session)
+    integration = builtin_integration(session, REPORT_INTEGRATION, REPORT_KIND)
     where = data.where.strip()
     service = _service(session, where, lock=False) if where else None
     what = data.what.strip()

@@ -17,7 +17,15 @@ from fastapi.staticfiles import StaticFiles
 from firetower.auth import service as auth_service
 from firetower.errors import DomainError, PermissionDenied, Unauthenticated
 from firetower.runtime import Runtime
-from firetower.web import catalog_pages, incident_pages, jobs_pages, live
+from firetower.web import (
+    catalog_pages,
+    incident_pages,
+    jobs_pages,
+    live,
+    probe_pages,
+    signal_pages,
+    slo_pages,
+)
 from firetower.web.templating import HERE, render
 
 __all__ = ["error_page", "mount", "register_listeners", "safe_next"]
@@ -78,6 +86,9 @@ def mount(app: FastAPI) -> None:
     app.include_router(incident_pages.router)
     app.include_router(live.router)
     app.include_router(catalog_pages.router)
+    app.include_router(signal_pages.router)
+    app.include_router(probe_pages.router)
+    app.include_router(slo_pages.router)
     app.include_router(jobs_pages.router)
 
 

@@ -1,0 +1,3 @@
+"""Tables of synthetic probes."""
+
+from __future__ import annotations

@@ -1,0 +1,7 @@
+"""API of synthetic probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["probes"])
