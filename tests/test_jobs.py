@@ -171,6 +171,57 @@ def test_success_marks_succeeded(database: Database, registry: JobRegistry, work
         assert worker.run_once() == 0, "a succeeded job is never claimed again"
 
 
+def test_prepare_runs_outside_the_transaction_and_hands_its_result_over(
+    database: Database, registry: JobRegistry, worker: Worker
+) -> None:
+    """A job's network I/O (``prepare``) must not hold the write lock or the job's row lock:
+    another writer touching the very job row finishes while ``prepare`` is still running."""
+    job_id = add_job(database, "probe", {"target": "db-1"})
+    other_writer_done = threading.Event()
+    other_writer_error: list[BaseException] = []
+
+    def touch_the_job_row() -> None:
+        try:
+            with unit_of_work(database.sessions, None) as session:
+                session.execute(update(Job).where(Job.id == job_id).values(max_attempts=9))
+            other_writer_done.set()
+        except BaseException as exc:  # reported to the test below
+            other_writer_error.append(exc)
+
+    def fetch(payload: dict[str, Any]) -> dict[str, Any]:
+        writer = threading.Thread(target=touch_the_job_row)
+        writer.start()
+        writer.join(timeout=5)
+        return {"target": payload["target"], "writer_finished": other_writer_done.is_set()}
+
+    seen: list[Any] = []
+    registry.handler("probe", prepare=fetch)(
+        lambda context, payload: seen.append((context.prepared, payload))
+    )
+    assert worker.run_once() == 1
+    assert not other_writer_error, other_writer_error
+    assert seen == [({"target": "db-1", "writer_finished": True}, {"target": "db-1"})]
+    job = load(database, job_id)
+    assert (job.status, job.max_attempts) == (SUCCEEDED, 9)
+
+
+def test_a_failing_prepare_is_retried_and_its_handler_never_runs(
+    database: Database, registry: JobRegistry, worker: Worker
+) -> None:
+    def unreachable(payload: dict[str, Any]) -> None:
+        raise ConnectionError("probe target refused the connection")
+
+    ran: list[str] = []
+    registry.handler("probe", prepare=unreachable)(lambda context, payload: ran.append("x"))
+    with FrozenClock(T0):
+        job_id = add_job(database, "probe")
+        assert worker.run_once() == 1
+    job = load(database, job_id)
+    assert ran == []
+    assert (job.status, job.attempts) == (QUEUED, 1)
+    assert "probe target refused the connection" in (job.last_error or "")
+
+
 def test_job_due_later_waits(database: Database, registry: JobRegistry, worker: Worker) -> None:
     registry.handler("page")(lambda context, payload: None)
     with FrozenClock(T0) as frozen:

@@ -99,9 +99,13 @@ class JobContext:
     kind: str
     attempt: int
     idempotency_key: str | None
+    prepared: Any = None
+    """What the kind's ``prepare`` step returned (None for kinds without one)."""
 
 
 Handler = Callable[[JobContext, dict[str, Any]], None]
+Prepare = Callable[[dict[str, Any]], Any]
+"""Runs before the handler, outside any transaction: the place for network I/O."""
 
 
 @dataclass(frozen=True)
@@ -117,13 +121,22 @@ class JobRegistry:
     """Handlers by job kind and the cron schedules that feed them."""
 
     handlers: dict[str, Handler] = field(default_factory=dict)
+    prepares: dict[str, Prepare] = field(default_factory=dict)
     schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
 
-    def handler(self, kind: str) -> Callable[[Handler], Handler]:
+    def handler(self, kind: str, *, prepare: Prepare | None = None) -> Callable[[Handler], Handler]:
+        """Register the handler of ``kind``; ``prepare`` (optional) runs first, outside the
+        transaction, so a job that waits on the network (a probe, a query, a delivery) never
+        holds the database's write lock while it waits. ``prepare`` may run more than once
+        for one job (a retry, a lost lease): it must only read and fetch, never change state;
+        the handler records what it found."""
+
         def register(func: Handler) -> Handler:
             if kind in self.handlers:
                 raise ValueError(f"a handler for job kind {kind!r} is already registered")
             self.handlers[kind] = func
+            if prepare is not None:
+                self.prepares[kind] = prepare
             return func
 
         return register
@@ -313,7 +326,21 @@ class Worker:
             return self._fail(
                 job, f"no handler is registered for job kind {job.kind!r}", final=True
             )
+        prepare = self.registry.prepares.get(job.kind)
+        prepared: Any = None
         try:
+            if prepare is not None:
+                # Confirm the lease before spending time on the job's I/O, then do it with
+                # no transaction open; the handler's transaction confirms the lease again.
+                with unit_of_work(self.database.sessions, None) as session:
+                    renewed = session.execute(
+                        update(Job)
+                        .where(self._owned(job))
+                        .values(leased_until=clock.now() + self.lease)
+                    )
+                    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                        raise LeaseLost(job.id)
+                prepared = prepare(dict(job.payload))
             with unit_of_work(self.database.sessions, self.bus) as session:
                 # Confirm and renew the lease first, in the handler's transaction: a job that
                 # waited in the batch past its lease may have been taken by another worker.
@@ -327,7 +354,9 @@ class Worker:
                 if renewed.rowcount != 1:  # type: ignore[attr-defined]
                     raise LeaseLost(job.id)
                 handler(
-                    JobContext(session, job.id, job.kind, job.attempts, job.idempotency_key),
+                    JobContext(
+                        session, job.id, job.kind, job.attempts, job.idempotency_key, prepared
+                    ),
                     dict(job.payload),
                 )
                 done = session.execute(
