@@ -125,6 +125,9 @@ def test_blast_radius_over_a_diamond(factory):
         "tier1_impacted": ["left", "top"],
         "features": ["Home"],
         "customers": ["Acme"],
+        "failing_checks": {},
+        "at_risk": [],
+        "failing_dependencies": [],
         "users_estimate": 5000,
     }
     one_side = responder.get("/api/v1/blast-radius", params={"service": "right"}).json()

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from firetower.auth.models import Team
@@ -74,3 +84,22 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     contact: Mapped[str] = mapped_column(String(320), default="")
     services: Mapped[list[Service]] = relationship(secondary=customer_services)
+
+
+class ServiceCheck(Base):
+    """The latest state of one named check of a service (a probe, an SLO).
+
+    A failing check marks the service failing and its transitive dependents at risk;
+    reported by the monitors domain, read by the catalog and incidents' blast radius.
+    """
+
+    __tablename__ = "service_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    check: Mapped[str] = mapped_column(String(200))
+    failing: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("service_id", "check", name="uq_service_checks_check"),)

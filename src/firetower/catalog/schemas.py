@@ -37,6 +37,9 @@ class ServiceUpdate(BaseModel):
     estimated_users: int | None = Field(default=None, ge=0, le=10_000_000_000)
 
 
+Health = Literal["ok", "at_risk", "failing"]
+
+
 class ServiceRead(BaseModel):
     id: int
     name: str
@@ -48,6 +51,15 @@ class ServiceRead(BaseModel):
     estimated_users: int
     depends_on: list[str]
     dependents: list[str]
+    health: Health = Field(
+        default="ok",
+        description="failing: one of its checks (probe, SLO) fails; at_risk: a service it "
+        "depends on, directly or not, is failing; ok otherwise.",
+    )
+    failing_checks: list[str] = Field(default_factory=list)
+    at_risk_from: list[str] = Field(
+        default_factory=list, description="The failing services it depends on, directly or not."
+    )
 
 
 class DependencyCreate(BaseModel):
@@ -96,6 +108,20 @@ class BlastRadius(BaseModel):
     tier1_impacted: list[str]
     features: list[str]
     customers: list[str]
+    failing_checks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Impacted services with failing checks (probes, SLOs), and those checks.",
+    )
+    at_risk: list[str] = Field(
+        default_factory=list,
+        description="Services marked at risk: dependents, directly or not, of a service whose "
+        "check fails.",
+    )
+    failing_dependencies: list[str] = Field(
+        default_factory=list,
+        description="Services the failing services depend on, directly or not, whose checks "
+        "fail: a likely cause upstream.",
+    )
     users_estimate: int = Field(
         description="The largest estimated_users among impacted services: users of one "
         "product overlap across its services, so a sum would overcount."

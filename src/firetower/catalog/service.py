@@ -15,7 +15,7 @@ from firetower.auth.models import Team
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.catalog.events import BlastRadiusInputsChanged
-from firetower.catalog.models import Customer, Dependency, Feature, Service
+from firetower.catalog.models import Customer, Dependency, Feature, Service, ServiceCheck
 from firetower.catalog.schemas import (
     BlastRadius,
     CatalogDocument,
@@ -63,9 +63,86 @@ def _edges(session: Session) -> list[tuple[int, int]]:
     return [(d.service_id, d.depends_on_id) for d in session.scalars(select(Dependency))]
 
 
+def _reach(adjacent: dict[int, list[int]], start: Iterable[int]) -> set[int]:
+    """Every node reachable from ``start`` (not counting ``start`` unless a path returns)."""
+    seen: set[int] = set()
+    queue = deque(start)
+    while queue:
+        for nxt in adjacent.get(queue.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+def _adjacency(edges: list[tuple[int, int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """(what each service depends on, what depends on each service)."""
+    depends_on: dict[int, list[int]] = {}
+    dependents_of: dict[int, list[int]] = {}
+    for a, b in edges:
+        depends_on.setdefault(a, []).append(b)
+        dependents_of.setdefault(b, []).append(a)
+    return depends_on, dependents_of
+
+
+def failing_checks(session: Session) -> dict[int, list[str]]:
+    """The failing checks of each service that has any, by service id."""
+    failing: dict[int, list[str]] = {}
+    query = (
+        select(ServiceCheck.service_id, ServiceCheck.check)
+        .where(ServiceCheck.failing.is_(True))
+        .order_by(ServiceCheck.check)
+    )
+    for service_id, check in session.execute(query):
+        failing.setdefault(service_id, []).append(check)
+    return failing
+
+
+def report_health(
+    session: Session, *, service_name: str, check: str, failing: bool, detail: str = ""
+) -> None:
+    """Record the state of one check (``probe:home``, ``slo:checkout``) of a service.
+
+    A failing check makes the service *failing* and every service that depends on it,
+    directly or not, *at risk*; read models (services, blast radius) show both. Checks of a
+    service that is not in the catalog (deleted since) are ignored.
+    """
+    service = session.scalar(select(Service).where(Service.name == service_name))
+    if service is None:
+        return
+    query = select(ServiceCheck).where(
+        ServiceCheck.service_id == service.id, ServiceCheck.check == check
+    )
+    row = session.scalar(query)
+    if row is None:
+        row = ServiceCheck(
+            service_id=service.id,
+            check=check,
+            failing=failing,
+            detail=detail,
+            changed_at=clock.now(),
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+            return
+        except IntegrityError:  # reported at the same moment by another transaction
+            found = session.scalar(query)
+            assert found is not None
+            row = found
+    if row.failing != failing:
+        row.failing = failing
+        row.changed_at = clock.now()
+    row.detail = detail
+
+
 def read_service(session: Session, service: Service) -> ServiceRead:
     names = _names(session)
     edges = _edges(session)
+    failing = failing_checks(session)
+    depends_on, _ = _adjacency(edges)
+    upstream_failing = sorted(names[i] for i in _reach(depends_on, [service.id]) if i in failing)
+    health = "failing" if service.id in failing else "at_risk" if upstream_failing else "ok"
     return ServiceRead(
         id=service.id,
         name=service.name,
@@ -77,6 +154,9 @@ def read_service(session: Session, service: Service) -> ServiceRead:
         estimated_users=service.estimated_users,
         depends_on=sorted(names[b] for a, b in edges if a == service.id),
         dependents=sorted(names[a] for a, b in edges if b == service.id),
+        health=health,
+        failing_checks=failing.get(service.id, []),
+        at_risk_from=upstream_failing,
     )
 
 
@@ -266,16 +346,14 @@ def list_customers(session: Session) -> list[CustomerRead]:
 def blast_radius(session: Session, failing_names: Iterable[str]) -> BlastRadius:
     """Everything that depends, directly or not, on the failing services."""
     failing = services_by_name(session, failing_names, field="services")
-    dependents_of: dict[int, list[int]] = {}
-    for a, b in _edges(session):
-        dependents_of.setdefault(b, []).append(a)
-    impacted_ids = {s.id for s in failing}
-    queue = deque(impacted_ids)
-    while queue:
-        for dependent in dependents_of.get(queue.popleft(), ()):
-            if dependent not in impacted_ids:
-                impacted_ids.add(dependent)
-                queue.append(dependent)
+    failing_ids = {s.id for s in failing}
+    depends_on, dependents_of = _adjacency(_edges(session))
+    impacted_ids = failing_ids | _reach(dependents_of, failing_ids)
+    checks = failing_checks(session)
+    checked_failing = [i for i in impacted_ids if i in checks]
+    at_risk_ids = _reach(dependents_of, checked_failing) - set(checks)
+    upstream_ids = _reach(depends_on, failing_ids) - failing_ids
+    names = _names(session)
     impacted = list(session.scalars(select(Service).where(Service.id.in_(impacted_ids))))
     failing_set = {s.name for s in failing}
     features = session.scalars(
@@ -291,6 +369,11 @@ def blast_radius(session: Session, failing_names: Iterable[str]) -> BlastRadius:
         tier1_impacted=sorted(s.name for s in impacted if s.tier == 1),
         features=sorted(f.name for f in features),
         customers=sorted(c.name for c in customers),
+        failing_checks={
+            names[i]: checks[i] for i in sorted(checked_failing, key=lambda i: names[i])
+        },
+        at_risk=sorted(names[i] for i in at_risk_ids),
+        failing_dependencies=sorted(names[i] for i in upstream_ids if i in checks),
         users_estimate=max((s.estimated_users for s in impacted), default=0),
     )
 
