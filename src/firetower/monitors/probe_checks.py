@@ -1,0 +1,315 @@
+"""The network checks of synthetic probes: HTTP(S), TCP connect, DNS resolution.
+
+They touch no database and hold no transaction (a job runs them in its ``prepare`` step), and
+they never raise for what the network does: every failure becomes an outcome with ``ok=False``
+and an ``error`` in words. Latency is measured with a monotonic clock from the start of the
+attempt to the full answer (or to the failure).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+import httpx
+import jsonpath
+from cryptography import x509
+
+from firetower import clock
+from firetower.monitors.probe_schemas import (
+    DnsSettings,
+    HttpSettings,
+    JsonPathCondition,
+    ProbeKind,
+    TcpSettings,
+)
+
+MAX_BODY_BYTES = 1_048_576
+"""The most of a response body a probe reads; conditions see only this much."""
+MAX_ERROR_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What one run saw."""
+
+    checked_at: datetime
+    ok: bool
+    latency_ms: float | None
+    status_code: int | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_payload(self) -> dict[str, Any]:
+        """A JSON-safe form, to carry an outcome from a job's prepare step to its handler."""
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "ok": self.ok,
+            "latency_ms": self.latency_ms,
+            "status_code": self.status_code,
+            "error": self.error,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> CheckOutcome:
+        return cls(
+            checked_at=datetime.fromisoformat(data["checked_at"]),
+            ok=bool(data["ok"]),
+            latency_ms=data.get("latency_ms"),
+            status_code=data.get("status_code"),
+            error=data.get("error"),
+            details=dict(data.get("details") or {}),
+        )
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _words(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+def run_check(kind: str, settings: dict[str, Any], timeout_seconds: float) -> CheckOutcome:
+    """Run one check of a probe of ``kind`` with its stored ``settings``."""
+    if kind == ProbeKind.http:
+        return check_http(HttpSettings.model_validate(settings), timeout_seconds)
+    if kind == ProbeKind.tcp:
+        return check_tcp(TcpSettings.model_validate(settings), timeout_seconds)
+    if kind == ProbeKind.dns:
+        return check_dns(DnsSettings.model_validate(settings), timeout_seconds)
+    raise ValueError(f"unknown probe kind {kind!r}")
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+def certificate_expiry(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> datetime | None:
+    """When the peer's certificate expires, read from its DER form.
+
+    ``getpeercert(binary_form=True)`` hands over the certificate even when verification is
+    off (the dict form would be empty then), so the expiry rule holds for unverified probes.
+    """
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    return x509.load_der_x509_certificate(der).not_valid_after_utc
+
+
+def _status_passes(settings: HttpSettings, status: int) -> bool:
+    if settings.expected_status:
+        return status in settings.expected_status
+    return 200 <= status < 300
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1`` (Python says it is), ``1`` is ``1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def _condition_error(condition: Any, body: bytes) -> str | None:
+    """Why a body condition fails, or None when it passes."""
+    if isinstance(condition, JsonPathCondition):
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return f"jsonpath {condition.path}: the body is not JSON"
+        try:
+            found = jsonpath.findall(condition.path, document)
+        except jsonpath.JSONPathError as exc:
+            return f"jsonpath {condition.path}: {_words(exc)}"
+        if condition.exists is not None:
+            if condition.exists and not found:
+                return f"jsonpath {condition.path} found nothing"
+            if not condition.exists and found:
+                return f"jsonpath {condition.path} found {len(found)} value(s); expected none"
+            return None
+        if not found:
+            return f"jsonpath {condition.path} found nothing; expected {condition.equals!r}"
+        if not any(_json_equal(value, condition.equals) for value in found):
+            shown = json.dumps(found[0], default=str)[:200]
+            return (
+                f"jsonpath {condition.path} is {shown}; expected "
+                f"{json.dumps(condition.equals, default=str)[:200]}"
+            )
+        return None
+    text = body.decode("utf-8", errors="replace")
+    if re.search(condition.pattern, text) is None:
+        return f"the body does not match /{condition.pattern}/"
+    return None
+
+
+def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
+    """One HTTP(S) request: status, latency, body conditions and certificate expiry."""
+    checked_at = clock.now()
+    details: dict[str, Any] = {}
+    started = time.perf_counter()
+    status: int | None = None
+    try:
+        with (
+            httpx.Client(
+                verify=settings.verify_tls,
+                timeout=timeout_seconds,
+                follow_redirects=settings.follow_redirects,
+                trust_env=False,
+            ) as client,
+            client.stream(
+                settings.method,
+                settings.url,
+                headers=settings.headers,
+                content=settings.body.encode() if settings.body else None,
+            ) as response,
+        ):
+            status = response.status_code
+            stream = response.extensions.get("network_stream")
+            ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+            expires = certificate_expiry(ssl_object)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) >= MAX_BODY_BYTES:
+                    del body[MAX_BODY_BYTES:]
+                    details["body_truncated"] = True
+                    break
+                if time.perf_counter() - started > timeout_seconds:
+                    raise httpx.ReadTimeout("the body took longer than the timeout")
+    except httpx.TimeoutException as exc:
+        return CheckOutcome(
+            checked_at,
+            False,
+            _elapsed_ms(started),
+            status,
+            f"timed out after {timeout_seconds:g}s ({_words(exc)})",
+        )
+    except (httpx.HTTPError, ssl.SSLError, OSError, ValueError) as exc:
+        return CheckOutcome(checked_at, False, _elapsed_ms(started), status, _words(exc))
+    latency_ms = _elapsed_ms(started)
+    assert status is not None
+    problems: list[str] = []
+    if expires is not None:
+        days_left = (expires - checked_at).total_seconds() / 86_400
+        details["certificate_expires_at"] = expires.astimezone(UTC).isoformat()
+        details["certificate_days_left"] = round(days_left, 2)
+        if settings.tls_expiry_days is not None and days_left < settings.tls_expiry_days:
+            problems.append(
+                f"the TLS certificate expires in {max(days_left, 0):.1f} days "
+                f"(at {expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC); "
+                f"the limit is {settings.tls_expiry_days} days"
+            )
+    if not _status_passes(settings, status):
+        wanted = ", ".join(map(str, settings.expected_status)) or "2xx"
+        problems.append(f"status {status}; expected {wanted}")
+    if settings.latency_threshold_ms is not None and latency_ms > settings.latency_threshold_ms:
+        problems.append(
+            f"took {latency_ms:.0f} ms; the threshold is {settings.latency_threshold_ms} ms"
+        )
+    for condition in settings.conditions:
+        problem = _condition_error(condition, bytes(body))
+        if problem:
+            problems.append(problem)
+    return CheckOutcome(
+        checked_at,
+        not problems,
+        latency_ms,
+        status,
+        "; ".join(problems)[:MAX_ERROR_CHARS] or None,
+        details,
+    )
+
+
+# -- TCP -------------------------------------------------------------------------------------
+def check_tcp(settings: TcpSettings, timeout_seconds: float) -> CheckOutcome:
+    """A TCP connection opens within the timeout (and is closed again at once)."""
+    checked_at = clock.now()
+    started = time.perf_counter()
+    try:
+        with socket.create_connection((settings.host, settings.port), timeout=timeout_seconds):
+            pass
+    except TimeoutError:
+        return CheckOutcome(
+            checked_at, False, _elapsed_ms(started), error=f"timed out after {timeout_seconds:g}s"
+        )
+    except OSError as exc:
+        reason = exc.strerror or _words(exc)
+        return CheckOutcome(
+            checked_at,
+            False,
+            _elapsed_ms(started),
+            error=f"cannot connect to {settings.host}:{settings.port}: {reason}",
+        )
+    return CheckOutcome(checked_at, True, _elapsed_ms(started))
+
+
+# -- DNS -------------------------------------------------------------------------------------
+def _normal(text: str) -> str:
+    return text.strip().rstrip(".").lower()
+
+
+def check_dns(settings: DnsSettings, timeout_seconds: float) -> CheckOutcome:
+    """The name resolves to records of the type (and includes every expected value)."""
+    checked_at = clock.now()
+    if settings.nameserver:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [settings.nameserver]
+        resolver.port = settings.nameserver_port
+    else:
+        resolver = dns.resolver.Resolver()
+    resolver.cache = None
+    started = time.perf_counter()
+    where = f" at {settings.nameserver}:{settings.nameserver_port}" if settings.nameserver else ""
+    try:
+        answer = resolver.resolve(
+            settings.name,
+            dns.rdatatype.from_text(settings.record_type.value),
+            lifetime=timeout_seconds,
+            search=False,
+        )
+    except dns.resolver.NXDOMAIN:
+        return CheckOutcome(
+            checked_at, False, _elapsed_ms(started), error=f"{settings.name} does not exist{where}"
+        )
+    except dns.resolver.NoAnswer:
+        return CheckOutcome(
+            checked_at,
+            False,
+            _elapsed_ms(started),
+            error=f"{settings.name} has no {settings.record_type.value} record{where}",
+        )
+    except dns.exception.Timeout:
+        return CheckOutcome(
+            checked_at,
+            False,
+            _elapsed_ms(started),
+            error=f"no DNS answer within {timeout_seconds:g}s{where}",
+        )
+    except (dns.exception.DNSException, OSError, ValueError) as exc:
+        return CheckOutcome(checked_at, False, _elapsed_ms(started), error=_words(exc) + where)
+    latency_ms = _elapsed_ms(started)
+    values = [rdata.to_text() for rdata in answer]
+    details: dict[str, Any] = {"answers": values[:50]}
+    have = {_normal(v.strip('"')) for v in values} | {_normal(v) for v in values}
+    missing = [v for v in settings.expected if _normal(v) not in have]
+    if missing:
+        return CheckOutcome(
+            checked_at,
+            False,
+            latency_ms,
+            error=f"{settings.name} {settings.record_type.value} lacks "
+            + ", ".join(missing)
+            + f"; got {', '.join(values) or 'nothing'}",
+            details=details,
+        )
+    return CheckOutcome(checked_at, True, latency_ms, details=details)

@@ -1,0 +1,313 @@
+"""Input and output shapes of synthetic probes.
+
+A probe definition names its kind and carries that kind's settings in a section of the same
+name (``http``, ``tcp`` or ``dns``), so an error names the field the way the document spells
+it (``http.url``, ``tcp.port``). Everything is checked here, before anything is stored: URLs,
+JSONPath expressions, regexes, ports, record types.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import httpx
+import jsonpath
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from firetower.incidents.lifecycle import Severity
+from firetower.text import NO_NUL
+
+NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"
+HOST = r"^[A-Za-z0-9.:_-]{1,253}$"
+"""A host name, an IPv4 address or a bare IPv6 address (no brackets, no port)."""
+MIN_INTERVAL_SECONDS = 10
+MAX_INTERVAL_SECONDS = 86_400
+MAX_TIMEOUT_SECONDS = 60
+MAX_BODY_CHARS = 65_536
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class ProbeKind(StrEnum):
+    http = "http"
+    tcp = "tcp"
+    dns = "dns"
+
+
+class RecordType(StrEnum):
+    A = "A"
+    AAAA = "AAAA"
+    CNAME = "CNAME"
+    MX = "MX"
+    NS = "NS"
+    TXT = "TXT"
+    SRV = "SRV"
+    PTR = "PTR"
+    CAA = "CAA"
+    SOA = "SOA"
+
+
+class JsonPathCondition(BaseModel):
+    """The body is JSON and ``path`` finds a value (``exists``) or one equal to ``equals``."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["jsonpath"]
+    path: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
+    equals: Any = Field(
+        default=None, description="Pass when any value the path finds equals this (JSON)."
+    )
+    exists: bool | None = Field(
+        default=None,
+        description="true: pass when the path finds something; false: when it finds nothing.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            jsonpath.compile(value)
+        except jsonpath.JSONPathError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"not a valid JSONPath expression: {first}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_test(self) -> JsonPathCondition:
+        has_equals = "equals" in self.model_fields_set
+        if has_equals == (self.exists is not None):
+            raise ValueError("a jsonpath condition takes exactly one of equals or exists")
+        return self
+
+
+class RegexCondition(BaseModel):
+    """The body (as text) matches ``pattern`` somewhere (Python ``re.search``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["regex"]
+    pattern: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+Condition = Annotated[JsonPathCondition | RegexCondition, Field(discriminator="type")]
+
+
+def _check_url(value: str) -> str:
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError("a URL must not contain spaces or control characters")
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https"):
+        raise ValueError("the URL must start with http:// or https://")
+    if not url.host:
+        raise ValueError("the URL has no host")
+    try:
+        _ = url.port  # a port beyond 65535 is refused here
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    return value
+
+
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2000)
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[Annotated[str, Field(pattern=HEADER_NAME)], str] = Field(
+        default_factory=dict, max_length=50
+    )
+    body: str = Field(default="", max_length=MAX_BODY_CHARS, pattern=NO_NUL)
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Status codes that pass; empty means any 2xx.",
+    )
+    follow_redirects: bool = False
+    latency_threshold_ms: int | None = Field(
+        default=None, ge=1, le=MAX_TIMEOUT_SECONDS * 1000, description="Slower answers fail."
+    )
+    conditions: list[Condition] = Field(default_factory=list, max_length=20)
+    verify_tls: bool = Field(
+        default=True, description="Check the certificate chain and host name (https)."
+    )
+    tls_expiry_days: int | None = Field(
+        default=14,
+        ge=0,
+        le=3650,
+        description="https: fail when the certificate expires within this many days "
+        "(checked even when verify_tls is false); null turns the check off.",
+    )
+
+    _url = field_validator("url")(_check_url)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if len(text) > 8000 or any(c in text for c in "\r\n\x00"):
+                raise ValueError(f"header {name}: a value has at most 8000 characters, one line")
+        return value
+
+
+class TcpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = Field(pattern=HOST)
+    port: int = Field(ge=1, le=65535)
+
+
+class DnsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._*-]+\.?$")
+    record_type: RecordType = RecordType.A
+    nameserver: str | None = Field(
+        default=None, pattern=r"^[0-9A-Fa-f.:]{2,45}$", description="An IP address."
+    )
+    nameserver_port: int = Field(default=53, ge=1, le=65535)
+    expected: list[Annotated[str, Field(min_length=1, max_length=500, pattern=NO_NUL)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Each value must be among the answers (compared as text, case-blind).",
+    )
+
+    @field_validator("nameserver")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        import ipaddress
+
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError("the nameserver must be an IP address") from None
+        return value
+
+
+class ProbeCreate(BaseModel):
+    """A probe definition; also the body of PUT (a full replacement)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME, max_length=100)
+    kind: ProbeKind
+    service: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=NO_NUL, description="A catalog service."
+    )
+    severity: Severity = Field(
+        default=Severity.SEV2, description="The severity of the signal when the probe goes down."
+    )
+    interval_seconds: int = Field(default=60, ge=MIN_INTERVAL_SECONDS, le=MAX_INTERVAL_SECONDS)
+    timeout_seconds: int = Field(default=10, ge=1, le=MAX_TIMEOUT_SECONDS)
+    failure_threshold: int = Field(
+        default=2, ge=1, le=100, description="Failed runs in a row before the probe is down."
+    )
+    success_threshold: int = Field(
+        default=1, ge=1, le=100, description="Passed runs in a row before it is up again."
+    )
+    enabled: bool = True
+    http: HttpSettings | None = None
+    tcp: TcpSettings | None = None
+    dns: DnsSettings | None = None
+
+    @model_validator(mode="after")
+    def _settings_of_kind(self) -> ProbeCreate:
+        for kind in ProbeKind:
+            given = getattr(self, kind.value) is not None
+            if kind == self.kind and not given:
+                raise ValueError(f"a {kind.value} probe needs its settings under {kind.value!r}")
+            if kind != self.kind and given:
+                raise ValueError(f"a {self.kind.value} probe takes no {kind.value!r} settings")
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError("timeout_seconds must not exceed interval_seconds")
+        if (
+            self.http is not None
+            and self.http.latency_threshold_ms is not None
+            and self.http.latency_threshold_ms > self.timeout_seconds * 1000
+        ):
+            raise ValueError("http.latency_threshold_ms must not exceed timeout_seconds")
+        return self
+
+    def kind_settings(self) -> dict[str, Any]:
+        section = getattr(self, self.kind.value)
+        assert section is not None
+        data: dict[str, Any] = section.model_dump(mode="json")
+        return data
+
+
+class ProbePatch(BaseModel):
+    """Pause or resume a probe without restating it."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+
+
+class ProbeRead(BaseModel):
+    name: str
+    kind: ProbeKind
+    service: str | None
+    severity: Severity
+    interval_seconds: int
+    timeout_seconds: int
+    failure_threshold: int
+    success_threshold: int
+    enabled: bool
+    http: dict[str, Any] | None = None
+    tcp: dict[str, Any] | None = None
+    dns: dict[str, Any] | None = None
+    state: Literal["unknown", "up", "down"]
+    state_changed_at: datetime | None
+    consecutive_failures: int
+    consecutive_successes: int
+    last_checked_at: datetime | None
+    last_ok: bool | None
+    last_latency_ms: float | None
+    last_error: str | None
+    next_run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProbeResultRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    checked_at: datetime
+    ok: bool
+    latency_ms: float | None
+    status_code: int | None
+    error: str | None
+    details: dict[str, Any]
+
+
+class ProbeRunRead(ProbeResultRead):
+    """A run made on request, and the probe's state after it."""
+
+    state: Literal["unknown", "up", "down"]
+    state_changed: bool
+
+
+class ProbeRollupRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    hour_start: datetime
+    count: int
+    failures: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_max_ms: float | None
+    ok_latency_histogram: list[int]
+
+
+class ProbeApplySummary(BaseModel):
+    """What ``apply_probes`` did, by probe name."""
+
+    created: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
