@@ -1,0 +1,114 @@
+"""A small client of the Prometheus HTTP API: instant queries, and the event counts of a
+ratio SLI per window.
+
+Only ``GET /api/v1/query`` is used. A query's vector result is summed over its series;
+an empty result or NaN (a rate over no traffic divided by itself) means "no data".
+Every failure (transport, HTTP status, Prometheus error, odd shape) is a PrometheusError
+whose message says what went wrong, in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from firetower.monitors.slo_schemas import WINDOW_PLACEHOLDER
+
+TIMEOUT_SECONDS = 10.0
+
+
+class PrometheusError(Exception):
+    """A query that did not give a number; the message is for people."""
+
+
+def render(template: str, window: str) -> str:
+    """The query with ``{{window}}`` (spaces allowed inside the braces) set to ``window``."""
+    return WINDOW_PLACEHOLDER.sub(window, template)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise PrometheusError(f"unexpected sample {value!r}") from None
+    return None if math.isnan(number) else number
+
+
+def query(
+    base_url: str,
+    promql: str,
+    *,
+    at: datetime | None = None,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+    transport: httpx.BaseTransport | None = None,
+) -> float | None:
+    """One instant query; the sum of its series, or None when there is no data."""
+    params = {"query": promql}
+    if at is not None:
+        params["time"] = f"{at.timestamp():.3f}"
+    try:
+        with httpx.Client(timeout=timeout_seconds, transport=transport) as client:
+            response = client.get(f"{base_url.rstrip('/')}/api/v1/query", params=params)
+    except httpx.HTTPError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise PrometheusError(f"cannot reach Prometheus at {base_url}: {reason}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise PrometheusError(
+            f"Prometheus at {base_url} answered {response.status_code} without JSON"
+        ) from None
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else None
+        raise PrometheusError(
+            f"Prometheus refused the query {promql!r}: {error or response.status_code}"
+        )
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise PrometheusError("Prometheus answered without data")
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar":
+        return _number(result)
+    if kind != "vector" or not isinstance(result, list):
+        raise PrometheusError(f"the query {promql!r} gave a {kind}, not an instant vector")
+    values = [
+        _number(series.get("value")) if isinstance(series, dict) else _number(None)
+        for series in result
+    ]
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def window_counts(
+    base_url: str,
+    total_query: str,
+    windows_seconds: Mapping[str, int],
+    *,
+    error_query: str | None = None,
+    good_query: str | None = None,
+    at: datetime | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, tuple[float, float]]:
+    """(bad, total) events per window label, from per-second rates times the window.
+
+    A window whose total has no data is left out (no events). A good query above the total
+    (scrape timing) counts as no bad events rather than negative ones.
+    """
+    counts: dict[str, tuple[float, float]] = {}
+    for label, seconds in windows_seconds.items():
+        total = query(base_url, render(total_query, label), at=at, transport=transport)
+        if total is None or total <= 0:
+            continue
+        if error_query is not None:
+            bad = query(base_url, render(error_query, label), at=at, transport=transport) or 0.0
+        else:
+            assert good_query is not None
+            good = query(base_url, render(good_query, label), at=at, transport=transport) or 0.0
+            bad = total - good
+        bad = min(max(bad, 0.0), total)
+        counts[label] = (bad * seconds, total * seconds)
+    return counts

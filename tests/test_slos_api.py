@@ -1,0 +1,434 @@
+"""SLOs through the API: definitions, pushed events end to end, burn-rate alerts and incidents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.jobs import Schedule, Worker
+from firetower.monitors.slo_models import SloEvaluation
+from firetower.monitors.slo_reactions import SCHEDULE
+from firetower.runtime import Runtime
+from tests.factories import Factory, row_counts
+from tests.slo_support import (
+    evaluate_all,
+    events_slo,
+    incidents,
+    push,
+    run_jobs,
+    slo_alerts,
+    timeline,
+)
+
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+# -- definitions -------------------------------------------------------------------------------
+def test_an_slo_is_created_listed_replaced_and_deleted(factory: Factory) -> None:
+    responder = factory.user(Role.responder)
+    viewer = factory.user(Role.viewer)
+    factory.service("checkout")
+    created = events_slo(responder, "checkout-availability", "checkout", window_days=28)
+    assert created["state"] == "ok"
+    assert created["window_days"] == 28
+    assert created["min_events"] == 20
+    assert created["budget_remaining_percent"] is None  # not evaluated yet
+    assert created["sli_summary"] == "pushed events"
+
+    [listed] = viewer.get("/api/v1/slos").json()
+    assert listed["name"] == "checkout-availability"
+    assert viewer.post("/api/v1/slos", json={}).status_code == 403
+
+    replaced = responder.put(
+        "/api/v1/slos/checkout-availability",
+        json={
+            "name": "checkout-availability",
+            "service": "checkout",
+            "objective_percent": 99.5,
+            "sli": {"kind": "events"},
+            "min_events": 5,
+        },
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["objective_percent"] == 99.5
+    assert replaced.json()["window_days"] == 30
+    new = responder.put(
+        "/api/v1/slos/checkout-latency",
+        json={
+            "name": "checkout-latency",
+            "service": "checkout",
+            "objective_percent": 99,
+            "sli": {"kind": "events"},
+        },
+    )
+    assert new.status_code == 201, new.text
+
+    assert responder.delete("/api/v1/slos/checkout-availability").status_code == 204
+    assert responder.get("/api/v1/slos/checkout-availability").status_code == 404
+    assert [s["name"] for s in viewer.get("/api/v1/slos").json()] == ["checkout-latency"]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ({"service": "nowhere"}, 422, "service"),
+        ({"objective_percent": 100}, 422, "objective_percent"),
+        ({"objective_percent": 0}, 422, "objective_percent"),
+        ({"window_days": 91}, 422, "window_days"),
+        ({"min_events": -1}, 422, "min_events"),
+        ({"name": "Not A Name"}, 422, "name"),
+        ({"sli": {"kind": "probe", "probe": "missing"}}, 422, "sli.probe"),
+        ({"sli": {"kind": "probe", "probe": "p", "measure": "latency"}}, 422, "sli.probe"),
+        (
+            {"sli": {"kind": "prometheus", "total_query": "sum(rate(x[{{window}}]))"}},
+            422,
+            "sli.prometheus",
+        ),
+        (
+            {
+                "sli": {
+                    "kind": "prometheus",
+                    "error_query": "sum(rate(errors[5m]))",
+                    "total_query": "sum(rate(x[{{window}}]))",
+                    "url": "http://prometheus:9090",
+                }
+            },
+            422,
+            "sli.prometheus.error_query",
+        ),
+        (
+            {
+                "sli": {
+                    "kind": "prometheus",
+                    "error_query": "sum(rate(errors[{{window}}]))",
+                    "total_query": "sum(rate(x[{{window}}]))",
+                }
+            },
+            422,
+            "sli.url",
+        ),
+        ({"sli": {"kind": "statsd"}}, 422, "sli"),
+    ],
+)
+def test_bad_definitions_are_refused_naming_the_field(
+    factory: Factory, runtime: Runtime, change: dict[str, object], status: int, field: str
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    before = row_counts(runtime)
+    body = {
+        "name": "checkout-availability",
+        "service": "checkout",
+        "objective_percent": 99.9,
+        "sli": {"kind": "events"},
+        **change,
+    }
+    answer = responder.post("/api/v1/slos", json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"].startswith(field), answer.json()
+    assert row_counts(runtime) == before
+
+
+def test_a_second_slo_of_the_same_name_conflicts(factory: Factory) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    again = responder.post(
+        "/api/v1/slos",
+        json={
+            "name": "checkout-availability",
+            "service": "checkout",
+            "objective_percent": 99,
+            "sli": {"kind": "events"},
+        },
+    )
+    assert again.status_code == 409
+    assert again.json()["field"] == "name"
+
+
+# -- pushed events -----------------------------------------------------------------------------
+def test_pushed_events_are_summed_per_minute(factory: Factory) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0 + timedelta(seconds=10)) as clock:
+        first = push(responder, "checkout-availability", 10, 1)
+        clock.advance(seconds=30)
+        second = push(responder, "checkout-availability", 5, 2)
+        stamped = push(
+            responder,
+            "checkout-availability",
+            7,
+            0,
+            timestamp=(T0 - timedelta(minutes=3, seconds=-5)).isoformat(),
+        )
+    assert first["bucket_start"] == second["bucket_start"] == "2026-11-28T10:00:00Z"
+    assert (second["good"], second["bad"]) == (15, 3)
+    assert stamped["bucket_start"] == "2026-11-28T09:57:00Z"
+    assert (stamped["good"], stamped["bad"]) == (7, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"good": -1, "bad": 0}, "good"),
+        ({"good": 1}, "bad"),
+        ({"good": 1, "bad": 0, "timestamp": "2026-11-28T10:00:00"}, "timestamp"),
+        ({"good": 1, "bad": 0, "timestamp": "2026-11-28T11:00:00Z"}, "timestamp"),
+        ({"good": 1, "bad": 0, "timestamp": "2026-06-01T10:00:00Z"}, "timestamp"),
+        ({"good": 10**13, "bad": 0}, "good"),
+    ],
+)
+def test_bad_pushes_are_refused(
+    factory: Factory, runtime: Runtime, body: dict[str, object], field: str
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    before = row_counts(runtime)
+    with FrozenClock(T0):
+        answer = responder.post("/api/v1/slos/checkout-availability/events", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field
+    assert row_counts(runtime) == before
+
+
+def test_events_go_only_to_events_slos_and_need_a_responder(factory: Factory) -> None:
+    responder = factory.user(Role.responder)
+    viewer = factory.user(Role.viewer)
+    factory.service("checkout")
+    responder.post(
+        "/api/v1/slos",
+        json={
+            "name": "checkout-prom",
+            "service": "checkout",
+            "objective_percent": 99,
+            "sli": {
+                "kind": "prometheus",
+                "url": "http://127.0.0.1:9",
+                "error_query": "sum(rate(e[{{window}}]))",
+                "total_query": "sum(rate(t[{{ window }}]))",
+            },
+        },
+    )
+    refused = responder.post("/api/v1/slos/checkout-prom/events", json={"good": 1, "bad": 0})
+    assert refused.status_code == 409
+    assert "prometheus" in refused.json()["detail"]
+    assert (
+        responder.post("/api/v1/slos/nothing/events", json={"good": 1, "bad": 0}).status_code == 404
+    )
+    events_slo(responder, "checkout-events", "checkout")
+    denied = viewer.post("/api/v1/slos/checkout-events/events", json={"good": 1, "bad": 0})
+    assert denied.status_code == 403
+
+
+# -- burn-rate alerts --------------------------------------------------------------------------
+def test_a_fast_burn_pages_then_tickets_then_resolves(factory: Factory, runtime: Runtime) -> None:
+    """Bad pushed events open an incident; as clean traffic returns the windows cool down one
+    by one: page → ticket (the page signal resolves) → ok (the ticket resolves too)."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)  # 10 % errors: 100x
+        evaluate_all(runtime)
+        slo = responder.get("/api/v1/slos/checkout-availability").json()
+        assert slo["state"] == "page"
+        assert slo["burn_rates"]["5m"] == pytest.approx(100)
+        assert slo["current_burn_rate"] == pytest.approx(100)
+        assert slo["budget_remaining_percent"] == pytest.approx(-9900)
+        [incident] = incidents(runtime)
+        assert incident.source == "slo"
+        assert incident.severity == "SEV2"
+        assert "checkout-availability" in incident.title
+        alerts = slo_alerts(runtime, "checkout-availability")
+        assert set(alerts) == {"page"}
+        assert alerts["page"].status == "firing"
+        assert alerts["page"].incident_id == incident.id
+        assert alerts["page"].service_name == "checkout"
+
+        # Still burning a minute later: no second incident, no second alert.
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert len(incidents(runtime)) == 1
+        assert slo_alerts(runtime, "checkout-availability")["page"].count == 1
+
+        # 40 minutes of clean traffic: 5m and 30m are clean, 2h still sees 9x → ticket.
+        for _ in range(4):
+            clock.advance(minutes=10)
+            push(responder, "checkout-availability", 2500, 0)
+        evaluate_all(runtime)
+        slo = responder.get("/api/v1/slos/checkout-availability").json()
+        assert slo["state"] == "ticket"
+        alerts = slo_alerts(runtime, "checkout-availability")
+        assert alerts["page"].status == "resolved"
+        assert alerts["ticket"].status == "firing"
+        assert alerts["ticket"].severity == "SEV4"
+        # The incident is still open, so the ticket joins it as a note; it opened nothing.
+        assert alerts["ticket"].incident_id == incident.id
+        assert len(incidents(runtime)) == 1
+
+        # Seven more hours of clean traffic: every short window is clean → ok.
+        for _ in range(7):
+            clock.advance(hours=1)
+            push(responder, "checkout-availability", 20_000, 0)
+        evaluate_all(runtime)
+        slo = responder.get("/api/v1/slos/checkout-availability").json()
+        assert slo["state"] == "ok"
+        assert slo_alerts(runtime, "checkout-availability")["ticket"].status == "resolved"
+    texts = [e.text for e in timeline(runtime, incident.id)]
+    assert any("alerts attached to this incident have resolved" in t for t in texts)
+
+    history = responder.get("/api/v1/slos/checkout-availability/evaluations").json()
+    assert [h["level"] for h in history] == ["ok", "ticket", "page", "page"]
+    assert history[-1]["fired"] == [
+        "page: >14.4x over 1h and 5m",
+        "page: >6x over 6h and 30m",
+        "ticket: >3x over 1d and 2h",
+        "ticket: >1x over 3d and 6h",
+    ]
+
+
+def test_a_page_escalates_the_open_incident_of_the_service(
+    factory: Factory, runtime: Runtime
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    ref = factory.incident(title="Slow checkout", severity="SEV4", services=["checkout"])
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0):
+        push(responder, "checkout-availability", 500, 500)
+        evaluate_all(runtime)
+    [incident] = incidents(runtime)
+    assert incident.ref == ref
+    assert incident.severity == "SEV2"
+    entries = timeline(runtime, incident.id)
+    raised = [e for e in entries if e.kind == "severity_changed"]
+    assert [(e.before, e.after) for e in raised] == [({"severity": "SEV4"}, {"severity": "SEV2"})]
+    notes = [e.text for e in entries if e.kind == "note"]
+    assert any(
+        n.startswith("Severity raised from SEV4 to SEV2: SLO checkout-availability burns")
+        for n in notes
+    ), notes
+    assert slo_alerts(runtime, "checkout-availability")["page"].incident_id == incident.id
+
+
+def test_a_page_leaves_a_more_severe_incident_alone(factory: Factory, runtime: Runtime) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    factory.incident(title="Checkout down", severity="SEV1", services=["checkout"])
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0):
+        push(responder, "checkout-availability", 0, 100)
+        evaluate_all(runtime)
+    [incident] = incidents(runtime)
+    assert incident.severity == "SEV1"
+    assert not [e for e in timeline(runtime, incident.id) if e.kind == "severity_changed"]
+
+
+def test_too_little_traffic_never_alerts(factory: Factory, runtime: Runtime) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout", min_events=100)
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 40, 50)  # 55 % errors, 90 events
+        evaluate_all(runtime)
+        assert responder.get("/api/v1/slos/checkout-availability").json()["state"] == "ok"
+        assert incidents(runtime) == []
+        assert slo_alerts(runtime, "checkout-availability") == {}
+        clock.advance(seconds=30)
+        push(responder, "checkout-availability", 5, 5)  # 100 events now
+        evaluate_all(runtime)
+        assert responder.get("/api/v1/slos/checkout-availability").json()["state"] == "page"
+    assert len(incidents(runtime)) == 1
+
+
+def test_a_slow_burn_only_files_a_ticket(factory: Factory, runtime: Runtime) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0):
+        push(responder, "checkout-availability", 9980, 20)  # 0.2 %: 2x
+        evaluate_all(runtime)
+    slo = responder.get("/api/v1/slos/checkout-availability").json()
+    assert slo["state"] == "ticket"
+    assert slo["budget_remaining_percent"] == pytest.approx(-100)
+    assert incidents(runtime) == []  # never opens one: it does not page
+    ticket = slo_alerts(runtime, "checkout-availability")["ticket"]
+    assert ticket.status == "firing"
+    assert ticket.severity == "SEV4"
+    assert ticket.incident_id is None
+    assert ticket.labels["service"] == "checkout"
+    listed = responder.get("/api/v1/alerts", params={"integration": "@slos"})
+    assert listed.status_code == 404  # built-in integrations are not for admins to manage
+    all_alerts = responder.get("/api/v1/alerts").json()
+    assert [a["fingerprint"] for a in all_alerts] == ["slo:checkout-availability:ticket"]
+
+
+def test_an_unreadable_prometheus_keeps_the_level_and_says_why(
+    factory: Factory, runtime: Runtime
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    answer = responder.post(
+        "/api/v1/slos",
+        json={
+            "name": "checkout-prom",
+            "service": "checkout",
+            "objective_percent": 99,
+            "sli": {
+                "kind": "prometheus",
+                "url": f"http://127.0.0.1:{port}",
+                "good_query": "sum(rate(ok[{{window}}]))",
+                "total_query": "sum(rate(all[{{window}}]))",
+            },
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    evaluate_all(runtime)
+    slo = responder.get("/api/v1/slos/checkout-prom").json()
+    assert slo["state"] == "ok"
+    assert slo["last_error"].startswith(f"cannot reach Prometheus at http://127.0.0.1:{port}")
+    assert slo["budget_remaining_percent"] is None
+
+
+def test_the_schedule_evaluates_every_slo_each_minute(factory: Factory, runtime: Runtime) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-a", "checkout")
+    events_slo(responder, "checkout-b", "checkout")
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(T0) as clock:
+        worker.sync_schedules()
+        with runtime.read() as session:
+            schedule = session.get(Schedule, SCHEDULE)
+            assert schedule is not None and schedule.cron == "* * * * *"
+        clock.advance(minutes=1)
+        run_jobs(runtime)
+        run_jobs(runtime)
+        clock.advance(minutes=1)
+        run_jobs(runtime)
+    with runtime.read() as session:
+        rows = session.execute(select(SloEvaluation.slo_id, SloEvaluation.at)).all()
+    assert len(rows) == 4  # two SLOs, two ticks
+
+
+def test_deleting_a_paging_slo_resolves_its_signal(factory: Factory, runtime: Runtime) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0):
+        push(responder, "checkout-availability", 0, 100)
+        evaluate_all(runtime)
+        assert slo_alerts(runtime, "checkout-availability")["page"].status == "firing"
+        assert responder.delete("/api/v1/slos/checkout-availability").status_code == 204
+    assert slo_alerts(runtime, "checkout-availability")["page"].status == "resolved"
