@@ -1,0 +1,310 @@
+"""Shared parts of the intake benchmarks: a server with a catalog, and an efficient load generator.
+
+The server is `firetower serve` in a subprocess (bench/support.py) on a database this module
+names, so a benchmark can count what was committed afterwards. The load generator is one or
+more processes, each an asyncio loop with a fixed number of httpx connections; request
+bodies come from pre-serialised templates (one bytes join per request, no JSON encoding while
+timing). Every run prints its generator parameters so it can be repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.support import percentiles_ms, running_server
+
+POSTGRES_ENV = "FIRETOWER_BENCH_POSTGRES_URL"
+PLACEHOLDER = "@@N@@"
+"""Where a request's sequence number goes in a body template (fingerprints, dedup keys)."""
+
+
+# -- server and catalog ------------------------------------------------------------------------
+@dataclass
+class Target:
+    """A running server: its URL, an admin token, its database and its process id."""
+
+    label: str
+    url: str
+    token: str
+    database_url: str
+    pid: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def _fresh_postgres(admin_url: str, name: str) -> str:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _server_pid() -> int:
+    """The `firetower serve` child of this process (bench/support.py does not expose it)."""
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")), "")
+        if parent == me and b"serve" in command and any(b"firetower" in c for c in command):
+            return int(entry.name)
+    raise RuntimeError("could not find the firetower serve process")
+
+
+@contextlib.contextmanager
+def intake_server(backend: str, postgres_admin_url: str | None, name: str) -> Iterator[Target]:
+    """A fresh server on SQLite (a file in a temporary directory) or on a fresh PostgreSQL
+    database named ``firetower_bench_<name>``."""
+    with tempfile.TemporaryDirectory(prefix="firetower-bench-intake-") as home:
+        if backend == "postgresql":
+            if not postgres_admin_url:
+                raise SystemExit(f"PostgreSQL needs {POSTGRES_ENV} or --postgres")
+            database_url = _fresh_postgres(postgres_admin_url, f"firetower_bench_{name}")
+        else:
+            database_url = f"sqlite:///{Path(home) / 'bench.db'}"
+        with running_server(database_url) as server:
+            yield Target(backend, server.url, server.token, database_url, _server_pid())
+
+
+def create_services(target: Target, names: list[str]) -> None:
+    with httpx.Client(base_url=target.url, headers=target.headers, timeout=30) as api:
+        for name in names:
+            made = api.post("/api/v1/services", json={"name": name, "tier": 2})
+            if made.status_code != 201:
+                raise RuntimeError(f"creating service {name}: {made.status_code} {made.text}")
+
+
+def create_integration(
+    target: Target, name: str, kind: str, service_name: str | None = None
+) -> str:
+    """A new integration; returns its ingest key."""
+    body: dict[str, object] = {"name": name, "kind": kind}
+    if service_name:
+        body["service_name"] = service_name
+    with httpx.Client(base_url=target.url, headers=target.headers, timeout=30) as api:
+        made = api.post("/api/v1/integrations", json=body)
+        if made.status_code != 201:
+            raise RuntimeError(f"creating integration {name}: {made.status_code} {made.text}")
+        return str(made.json()["key"])
+
+
+def count_rows(target: Target, sql: str) -> int:
+    engine = create_engine(target.database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(sql)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak resident set) of a process, in KiB, from /proc/<pid>/status."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+# -- request bodies ----------------------------------------------------------------------------
+class Template:
+    """A JSON body serialised once, with @@X@@ marks (X a capital letter) for numbers.
+
+    ``render(n)`` fills @@N@@ (PLACEHOLDER) with ``n``; other marks come as keywords.
+    """
+
+    def __init__(self, document: object) -> None:
+        pieces = re.split(rb"@@([A-Z])@@", json.dumps(document, separators=(",", ":")).encode())
+        self.texts = pieces[0::2]
+        self.names = [p.decode() for p in pieces[1::2]]
+
+    def render(self, n: int, **more: int) -> bytes:
+        values = {"N": str(n).encode(), **{k: str(v).encode() for k, v in more.items()}}
+        out = [self.texts[0]]
+        for name, piece in zip(self.names, self.texts[1:], strict=True):
+            out.append(values[name])
+            out.append(piece)
+        return b"".join(out)
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: bytes
+
+
+RequestMaker = Callable[[int], Request]
+"""Makes request number ``n`` (unique across every generator process of a run)."""
+
+
+# -- load generator ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Load:
+    """How the generator drives the server; printed with the figures."""
+
+    connections: int = 8
+    processes: int = 1
+    seconds: float | None = 10.0
+    requests: int | None = None
+    """Stop after this many requests in all (the storm); otherwise after ``seconds``."""
+    rate_per_second: float | None = None
+    """Pace requests to this total rate (paced per connection); None: as fast as answered."""
+
+    def describe(self) -> str:
+        stop = f"{self.requests:,} requests" if self.requests else f"{self.seconds:g} s"
+        pace = f", paced at {self.rate_per_second:g} requests/s" if self.rate_per_second else ""
+        return (
+            f"load generator: {self.processes} process(es) x {self.connections} connection(s), "
+            f"httpx {httpx.__version__} HTTP/1.1 keep-alive, bodies from pre-serialised "
+            f"templates, stop after {stop}{pace}"
+        )
+
+
+@dataclass
+class Outcome:
+    elapsed_seconds: float = 0.0
+    latencies_seconds: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def succeeded(self) -> int:
+        return sum(n for code, n in self.statuses.items() if 200 <= code < 300)
+
+    def merge(self, other: Outcome) -> None:
+        self.elapsed_seconds = max(self.elapsed_seconds, other.elapsed_seconds)
+        self.latencies_seconds.extend(other.latencies_seconds)
+        self.statuses.update(other.statuses)
+        self.failures.extend(other.failures[: max(0, 5 - len(self.failures))])
+
+    def summary(self) -> str:
+        return percentiles_ms(self.latencies_seconds) if self.latencies_seconds else "no requests"
+
+
+async def _drive_one_process(
+    url: str, make: RequestMaker, load: Load, index: int, start_at: float
+) -> Outcome:
+    outcome = Outcome()
+    numbers = itertools.count(index, load.processes)
+    limits = httpx.Limits(
+        max_connections=load.connections, max_keepalive_connections=load.connections
+    )
+    headers = {"Content-Type": "application/json"}
+    connection_gap = (
+        load.connections * load.processes / load.rate_per_second if load.rate_per_second else 0.0
+    )
+
+    async def connection(client: httpx.AsyncClient, offset: int) -> None:
+        next_at = start_at + (connection_gap * offset / load.connections)
+        while True:
+            now = time.time()
+            if load.seconds is not None and now - start_at >= load.seconds:
+                return
+            n = next(numbers)
+            if load.requests is not None and n >= load.requests:
+                return
+            if connection_gap:
+                if next_at > now:
+                    await asyncio.sleep(next_at - now)
+                next_at += connection_gap
+            request = make(n)
+            sent = time.perf_counter()
+            try:
+                answer = await client.post(request.path, content=request.body, headers=headers)
+            except httpx.HTTPError as exc:
+                outcome.statuses[0] += 1
+                if len(outcome.failures) < 5:
+                    outcome.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            outcome.latencies_seconds.append(time.perf_counter() - sent)
+            outcome.statuses[answer.status_code] += 1
+            if answer.status_code >= 300 and len(outcome.failures) < 5:
+                outcome.failures.append(f"{answer.status_code}: {answer.text[:300]}")
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        began = time.perf_counter()
+        await asyncio.gather(*(connection(client, c) for c in range(load.connections)))
+        outcome.elapsed_seconds = time.perf_counter() - began
+    return outcome
+
+
+def _process_main(url: str, make: RequestMaker, load: Load, index: int, start_at: float) -> Outcome:
+    return asyncio.run(_drive_one_process(url, make, load, index, start_at))
+
+
+def drive(url: str, make: RequestMaker, load: Load) -> Outcome:
+    """Run the load; every process starts at the same moment. ``make`` must be picklable
+    when ``load.processes`` > 1 (a module-level class instance)."""
+    start_at = time.time() + (1.0 if load.processes > 1 else 0.05)
+    if load.processes == 1:
+        return _process_main(url, make, load, 0, start_at)
+    total = Outcome()
+    with ProcessPoolExecutor(load.processes, mp_context=get_context("fork")) as pool:
+        futures = [
+            pool.submit(_process_main, url, make, load, index, start_at)
+            for index in range(load.processes)
+        ]
+        for future in futures:
+            total.merge(future.result())
+    return total
+
+
+# -- command lines -----------------------------------------------------------------------------
+def arguments(description: str, *, processes: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgresql", "both"],
+        default=None,
+        help=f"default: sqlite, and postgresql too when {POSTGRES_ENV} is set",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(POSTGRES_ENV),
+        help=f"admin URL of a PostgreSQL server (default: ${POSTGRES_ENV})",
+    )
+    parser.add_argument("--connections", type=int, default=8, help="per generator process")
+    if processes:
+        parser.add_argument("--processes", type=int, default=1, help="load generator processes")
+    return parser
+
+
+def backends(choice: str | None, postgres: str | None) -> list[str]:
+    if choice == "both":
+        return ["sqlite", "postgresql"]
+    if choice:
+        return [choice]
+    return ["sqlite", "postgresql"] if postgres else ["sqlite"]
