@@ -1,0 +1,189 @@
+"""An alert storm: ALERTS alerts from 50 services in Alertmanager batches, repeats and new ones.
+
+Batch n belongs to service s = n mod SERVICES and is that service's m-th batch (m = n div
+SERVICES). It carries BATCH alerts: BATCH - REPEATS new fingerprints, and REPEATS
+fingerprints first sent in the service's previous batch (firing again, as Alertmanager
+re-sends a group's alerts). So every alert is seen once or twice and
+fingerprints keep coming. Issue 3: such a storm of 1,000,000 alerts leaves at most 50 open
+incidents (one per service) and the server's memory stays under 500 MB.
+
+The server's resident memory is sampled from /proc/<pid>/status (VmRSS) twice a second, and
+its peak (VmHWM) read at the end. `make bench` sends 100,000 alerts; the issue's figure:
+
+    python -m bench.intake_storm --alerts 1000000
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from bench.intake_alertmanager import service_names
+from bench.intake_support import (
+    Load,
+    Request,
+    Template,
+    arguments,
+    backends,
+    count_rows,
+    create_integration,
+    create_services,
+    drive,
+    intake_server,
+    memory_kib,
+)
+
+ALERTS = 100_000
+SERVICES = 50
+BATCH = 100
+REPEATS = 50
+SAMPLE_SECONDS = 0.5
+
+
+def storm_batch(service: str, size: int, repeats: int) -> dict[str, object]:
+    """A v4 batch: new fingerprints carry @@M@@ (this batch of the service), repeats @@P@@."""
+    common = {"alertname": "HighLatency", "service": service, "severity": "critical"}
+
+    def alert(batch_mark: str, j: int) -> dict[str, object]:
+        name = f"{service}-pod-{batch_mark}-{j}"
+        return {
+            "status": "firing",
+            "labels": {**common, "pod": name, "namespace": "prod"},
+            "annotations": {"summary": f"p99 latency above 2 s on {name}"},
+            "startsAt": "2026-11-28T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example:9090/graph?g0.expr=latency",
+            "fingerprint": f"{service}-{batch_mark}-{j}",
+        }
+
+    alerts = [alert("@@P@@", j) for j in range(repeats)]
+    alerts += [alert("@@M@@", j) for j in range(size - repeats)]
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "firetower",
+        "groupKey": '{}:{alertname="HighLatency", service="' + service + '"}',
+        "groupLabels": {"alertname": "HighLatency", "service": service},
+        "commonLabels": common,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": alerts,
+    }
+
+
+class StormBatches:
+    def __init__(self, key: str, services: list[str], size: int, repeats: int) -> None:
+        if repeats > size - repeats:
+            raise SystemExit("--repeats must be at most half of --batch")
+        self.path = f"/ingest/alertmanager/{key}"
+        self.templates = [Template(storm_batch(s, size, repeats)) for s in services]
+
+    def __call__(self, n: int) -> Request:
+        s, m = n % len(self.templates), n // len(self.templates)
+        return Request(self.path, self.templates[s].render(n, M=m, P=m - 1))
+
+
+def distinct_fingerprints(batches: int, services: int, size: int, repeats: int) -> int:
+    """How many alerts the storm's first ``batches`` batches name (each service: its new
+    ones, plus the repeats of its first batch, which point at a batch never sent)."""
+    total = 0
+    for s in range(services):
+        sent = len(range(s, batches, services))
+        if sent:
+            total += sent * (size - repeats) + repeats
+    return total
+
+
+class MemorySampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_rss_kib = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(SAMPLE_SECONDS):
+            self.peak_rss_kib = max(self.peak_rss_kib, memory_kib(self.pid)["VmRSS"])
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:,.0f} MiB"
+
+
+def run(
+    backend: str,
+    postgres: str | None,
+    *,
+    alerts: int = ALERTS,
+    connections: int = 8,
+    processes: int = 1,
+    services: int = SERVICES,
+    batch: int = BATCH,
+    repeats: int = REPEATS,
+) -> None:
+    batches = max(1, alerts // batch)
+    load = Load(connections=connections, processes=processes, seconds=None, requests=batches)
+    with intake_server(backend, postgres, "intake_storm") as target:
+        names = service_names(services)
+        create_services(target, names)
+        key = create_integration(target, "bench-storm", "alertmanager")
+        before = memory_kib(target.pid)
+        sampler = MemorySampler(target.pid)
+        sampler.start()
+        started = time.perf_counter()
+        outcome = drive(target.url, StormBatches(key, names, batch, repeats), load)
+        elapsed = time.perf_counter() - started
+        sampler.stopping.set()
+        sampler.join()
+        after = memory_kib(target.pid)
+        with httpx.Client(base_url=target.url, headers=target.headers, timeout=60) as api:
+            page = api.get("/api/v1/incidents", params={"active": "true", "limit": 200})
+            open_incidents = len(page.json()["items"])
+        rows = count_rows(target, "SELECT count(*) FROM alerts")
+        seen = count_rows(target, "SELECT coalesce(sum(count), 0) FROM alerts")
+    expected = distinct_fingerprints(outcome.succeeded, services, batch, repeats)
+    print(f"[{backend}] alert storm, {load.describe()}")
+    print(
+        f"    {batches * batch:,} alerts in {batches:,} batches of {batch} ({repeats} repeats "
+        f"of the service's previous batch) from {services} services: {elapsed:.1f} s, "
+        f"{outcome.succeeded * batch / elapsed:,.0f} alerts/s ({outcome.summary()})"
+    )
+    verdict = "OK" if rows == expected and seen == outcome.succeeded * batch else "MISMATCH"
+    print(
+        f"    {rows:,} alert rows (expected {expected:,}), repeat counts add up to {seen:,} "
+        f"({verdict}); open incidents: {open_incidents} (at most {services} wanted); "
+        f"statuses {dict(outcome.statuses)}"
+    )
+    print(
+        f"    server memory: peak {_mib(after['VmHWM'])} (VmHWM; target < 500 MB), "
+        f"sampled RSS max {_mib(max(sampler.peak_rss_kib, after['VmRSS']))}, "
+        f"RSS {_mib(before['VmRSS'])} before and {_mib(after['VmRSS'])} after"
+    )
+    for failure in outcome.failures:
+        print(f"    failure: {failure}")
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=ALERTS)
+    parser.add_argument("--services", type=int, default=SERVICES)
+    parser.add_argument("--batch", type=int, default=BATCH, help="alerts per request")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="repeats per batch")
+    options = parser.parse_args()
+    for backend in backends(options.backend, options.postgres):
+        run(
+            backend,
+            options.postgres,
+            alerts=options.alerts,
+            connections=options.connections,
+            processes=options.processes,
+            services=options.services,
+            batch=options.batch,
+            repeats=options.repeats,
+        )
+
+
+if __name__ == "__main__":
+    main()
