@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import platform
 
-from bench import api_incidents, jobs_queue
+from bench import (
+    api_incidents,
+    intake_alertmanager,
+    intake_events,
+    intake_latency,
+    intake_storm,
+    jobs_queue,
+)
 from firetower.logs import configure_logging
 
 
@@ -20,6 +27,13 @@ def main() -> None:
     api_incidents.run("sqlite", None)
     if postgres:
         api_incidents.run("postgresql", jobs_queue._fresh_postgres(postgres))
+    # Alert intake (issue 3); each script runs alone too: python -m bench.intake_storm --help
+    backends = ["sqlite", "postgresql"] if postgres else ["sqlite"]
+    for backend in backends:
+        intake_alertmanager.run(backend, postgres, seconds=10)
+        intake_events.run(backend, postgres, seconds=10)
+        intake_latency.run(backend, postgres, seconds=20)
+        intake_storm.run(backend, postgres, alerts=100_000)
     if not postgres:
         print(
             "PostgreSQL figures skipped: set FIRETOWER_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB"
