@@ -10,7 +10,7 @@ measurable (None) and is not a breach.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -117,9 +117,13 @@ def read_target(target: SlaTarget) -> SlaTargetRead:
 
 
 # -- measuring ---------------------------------------------------------------------------------
-def _slo_counts(session: Session, slo: Slo, start: datetime, end: datetime) -> tuple[float, float]:
-    """(good, total) of an SLO's SLI over [start, end)."""
+def _slo_counts(
+    session: Session, slo: Slo, start: datetime, end: datetime, *, running: bool
+) -> tuple[float, float]:
+    """(good, total) of an SLO's SLI over [start, end); ``running``: ``end`` is now."""
     if slo.sli_kind == "events":
+        if running:  # this minute's bucket counts too
+            end = slos.bucket_of(end) + timedelta(seconds=slos.BUCKET_SECONDS)
         return slos.bucket_counts(session, slo, start, end)
     if slo.sli_kind == "probe":
         sli = ProbeSli.model_validate(slo.sli)
@@ -159,7 +163,7 @@ def _line(session: Session, target: SlaTarget, start: datetime, end: datetime) -
     error = None
     try:
         if target.slo is not None:
-            good, total = _slo_counts(session, target.slo, start, until)
+            good, total = _slo_counts(session, target.slo, start, until, running=until < end)
         else:
             assert target.probe_name is not None
             threshold = target.latency_threshold_ms if target.kind == SlaKind.latency else None

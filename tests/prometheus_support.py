@@ -1,0 +1,92 @@
+"""A real Prometheus (Debian's /usr/bin/prometheus) over backfilled data, for the SLO tests.
+
+``backfilled_prometheus(directory, openmetrics)`` turns OpenMetrics text into TSDB blocks with
+``promtool tsdb create-blocks-from openmetrics``, starts Prometheus on a free loopback port
+over them (nothing scraped, retention long enough to keep old samples) and yields its URL.
+Without the binaries the tests using it skip, saying so; under CI=true they fail instead,
+since `.ci/run` installs them there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+READY_DEADLINE_SECONDS = 30.0
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if found:
+        return found
+    message = f"the Prometheus SLO tests need {name} (apt-get install prometheus)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {message}; `.ci/run` installs it")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def backfilled_prometheus(directory: Path, openmetrics: str) -> Iterator[str]:
+    prometheus, promtool = binary("prometheus"), binary("promtool")
+    source = directory / "data.om"
+    source.write_text(openmetrics)
+    storage = directory / "tsdb"
+    storage.mkdir()
+    made = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(storage)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr[-2000:] + made.stdout[-2000:]
+    config = directory / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = directory / "prometheus.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={storage}",
+                "--storage.tsdb.retention.time=3650d",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + READY_DEADLINE_SECONDS
+            while True:
+                try:
+                    if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Prometheus did not start: {log.read_text()[-3000:]}")
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,148 @@
+"""Prometheus-ratio SLIs against a real Prometheus serving backfilled request counters.
+
+Seven hours of ``http_requests_total`` (10 requests/s): 5 % errors for the first five hours,
+none after. Evaluated at the fifth hour the SLO pages; an hour later the short windows are
+clean and it drops to a ticket (the page resolves). The data sit in last month, so the
+evaluations run under a FrozenClock set there and query Prometheus at that time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.monitors import prometheus
+from firetower.runtime import Runtime
+from tests.factories import Factory
+from tests.prometheus_support import backfilled_prometheus
+from tests.slo_support import evaluate_all, incidents, slo_alerts
+
+STEP_SECONDS = 30
+RATE_PER_SECOND = 10
+ERROR_SHARE = 0.05
+ERROR_QUERY = 'sum(rate(http_requests_total{code="500"}[{{window}}]))'
+TOTAL_QUERY = "sum(rate(http_requests_total[{{window}}]))"
+
+
+def _start() -> datetime:
+    """The sixth of last month, midnight UTC: the whole series lies inside that month."""
+    first = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first - timedelta(days=1)).replace(day=6)
+
+
+def _openmetrics(start: datetime) -> str:
+    lines = ["# TYPE http_requests counter"]
+    ok = errors = 0.0
+    for step in range(0, 7 * 3600 // STEP_SECONDS + 1):
+        at = start + timedelta(seconds=step * STEP_SECONDS)
+        requests = RATE_PER_SECOND * STEP_SECONDS
+        failing = requests * ERROR_SHARE if step * STEP_SECONDS <= 5 * 3600 else 0
+        if step:
+            errors += failing
+            ok += requests - failing
+        stamp = int(at.timestamp())
+        lines.append(f'http_requests_total{{code="200"}} {ok:g} {stamp}')
+        lines.append(f'http_requests_total{{code="500"}} {errors:g} {stamp}')
+    return "\n".join(lines) + "\n# EOF\n"
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory: Path = tmp_path_factory.mktemp("prometheus")
+    with backfilled_prometheus(directory, _openmetrics(_start())) as url:
+        yield url
+
+
+def test_the_client_reads_instant_vectors_and_no_data(prometheus_url: str) -> None:
+    at = _start() + timedelta(hours=4)
+    total = prometheus.query(prometheus_url, prometheus.render(TOTAL_QUERY, "1h"), at=at)
+    assert total == pytest.approx(RATE_PER_SECOND, rel=0.02)
+    errors = prometheus.query(prometheus_url, prometheus.render(ERROR_QUERY, "1h"), at=at)
+    assert errors == pytest.approx(RATE_PER_SECOND * ERROR_SHARE, rel=0.02)
+    assert prometheus.query(prometheus_url, "sum(rate(nothing_total[5m]))", at=at) is None
+    with pytest.raises(prometheus.PrometheusError, match="refused the query"):
+        prometheus.query(prometheus_url, "sum(rate(", at=at)
+    counts = prometheus.window_counts(
+        prometheus_url, TOTAL_QUERY, {"1h": 3600}, error_query=ERROR_QUERY, at=at
+    )
+    bad, total_events = counts["1h"]
+    assert total_events == pytest.approx(36_000, rel=0.02)
+    assert bad / total_events == pytest.approx(ERROR_SHARE, rel=0.02)
+
+
+def test_a_prometheus_slo_pages_and_cools_down_to_a_ticket(
+    factory: Factory, runtime: Runtime, prometheus_url: str
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("api")
+    sloth = f"""
+version: "prometheus/v1"
+service: "api"
+labels:
+  owner: "platform"
+slos:
+  - name: "requests-availability"
+    objective: 99.9
+    description: "Requests answered without a 5xx."
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{{code="500"}}[{{{{.window}}}}]))
+        total_query: sum(rate(http_requests_total[{{{{.window}}}}]))
+    alerting:
+      name: ApiHighErrorRate
+      page_alert:
+        labels:
+          severity: critical
+"""
+    imported = responder.post(
+        "/api/v1/slos/import", json={"content": sloth, "prometheus_url": prometheus_url}
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["created"] == ["api-requests-availability"]
+
+    start = _start()
+    with FrozenClock(start + timedelta(hours=5)) as clock:
+        evaluate_all(runtime)
+        slo = responder.get("/api/v1/slos/api-requests-availability").json()
+        assert slo["last_error"] is None
+        assert slo["state"] == "page"
+        assert slo["burn_rates"]["1h"] == pytest.approx(50, rel=0.05)
+        assert slo["burn_rates"]["5m"] == pytest.approx(50, rel=0.1)
+        [incident] = incidents(runtime)
+        assert incident.source == "slo"
+        assert slo_alerts(runtime, "api-requests-availability")["page"].status == "firing"
+
+        clock.advance(hours=1)
+        evaluate_all(runtime)
+        slo = responder.get("/api/v1/slos/api-requests-availability").json()
+        assert slo["state"] == "ticket"
+        assert slo["burn_rates"]["5m"] == 0
+        assert slo["burn_rates"]["30m"] == 0
+        assert slo["burn_rates"]["2h"] == pytest.approx(25, rel=0.1)
+        alerts = slo_alerts(runtime, "api-requests-availability")
+        assert alerts["page"].status == "resolved"
+        assert alerts["ticket"].status == "firing"
+
+        # The month so far, measured by the same queries over the whole period.
+        target = responder.put(
+            "/api/v1/sla/targets",
+            json={
+                "service": "api",
+                "kind": "uptime",
+                "target_percent": 99.5,
+                "slo": "api-requests-availability",
+            },
+        )
+        assert target.status_code == 200, target.text
+        report = responder.get("/api/v1/sla/report", params={"month": f"{start:%Y-%m}"}).json()
+    [service] = report["services"]
+    [line] = service["targets"]
+    assert line["error"] is None
+    assert line["achieved_percent"] == pytest.approx(100 - 5 * 5 / 6, abs=0.2)
+    assert line["breached"] is True
+    assert report["complete"] is False

@@ -1,0 +1,245 @@
+"""SLA targets and the monthly breach report; probe SLIs from real TCP probe runs."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.runtime import Runtime
+from tests.factories import ApiUser, Factory, row_counts
+from tests.slo_support import evaluate_all, events_slo, incidents, push, slo_alerts
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+NOVEMBER_MINUTES = 30 * 24 * 60
+
+
+def _target(user: ApiUser, **body: object) -> dict[str, object]:
+    answer = user.put("/api/v1/sla/targets", json=body)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_the_monthly_report_says_who_breached(factory: Factory) -> None:
+    responder = factory.user(Role.responder)
+    viewer = factory.user(Role.viewer)
+    factory.service("checkout")
+    factory.service("search")
+    factory.service("quiet")
+    events_slo(responder, "checkout-availability", "checkout")
+    events_slo(responder, "search-availability", "search")
+    events_slo(responder, "quiet-availability", "quiet")
+    with FrozenClock(NOW):
+        for day, good, bad in ((2, 49_900, 100), (20, 49_900, 100)):  # 0.2 % bad in November
+            stamp = datetime(2026, 11, day, 8, 30, tzinfo=UTC).isoformat()
+            push(responder, "checkout-availability", good, bad, timestamp=stamp)
+        push(responder, "checkout-availability", 0, 5000)  # December: not in the report
+        push(
+            responder,
+            "search-availability",
+            1000,
+            0,
+            timestamp=datetime(2026, 11, 15, tzinfo=UTC).isoformat(),
+        )
+        push(  # October: outside the month
+            responder,
+            "quiet-availability",
+            0,
+            10,
+            timestamp=datetime(2026, 10, 31, 23, 59, tzinfo=UTC).isoformat(),
+        )
+        _target(
+            responder,
+            service="checkout",
+            kind="uptime",
+            target_percent=99.9,
+            slo="checkout-availability",
+        )
+        _target(
+            responder, service="search", kind="uptime", target_percent=99, slo="search-availability"
+        )
+        _target(
+            responder, service="quiet", kind="uptime", target_percent=99, slo="quiet-availability"
+        )
+        # Setting the same kind again replaces the target.
+        _target(
+            responder,
+            service="checkout",
+            kind="uptime",
+            target_percent=99.95,
+            slo="checkout-availability",
+        )
+        answer = viewer.get("/api/v1/sla/report", params={"month": "2026-11"})
+        current = viewer.get("/api/v1/sla/report", params={"month": "2026-12"}).json()
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["month"] == "2026-11"
+    assert report["complete"] is True
+    assert report["starts_at"] == "2026-11-01T00:00:00Z"
+    assert report["ends_at"] == "2026-12-01T00:00:00Z"
+    by_service = {s["service"]: s for s in report["services"]}
+    assert sorted(by_service) == ["checkout", "quiet", "search"]
+
+    [checkout] = by_service["checkout"]["targets"]
+    assert by_service["checkout"]["breached"] is True
+    assert checkout["source"] == "slo:checkout-availability"
+    assert checkout["target_percent"] == 99.95
+    assert checkout["achieved_percent"] == pytest.approx(99.8)
+    assert checkout["breached"] is True
+    assert checkout["events"] == 100_000
+    assert checkout["downtime_minutes_allowed"] == pytest.approx(0.0005 * NOVEMBER_MINUTES)
+    assert checkout["downtime_minutes_used"] == pytest.approx(0.002 * NOVEMBER_MINUTES)
+
+    [search] = by_service["search"]["targets"]
+    assert by_service["search"]["breached"] is False
+    assert search["achieved_percent"] == 100
+    assert search["downtime_minutes_allowed"] == pytest.approx(0.01 * NOVEMBER_MINUTES)
+    assert search["downtime_minutes_used"] == 0
+
+    [quiet] = by_service["quiet"]["targets"]  # no events in November: nothing to judge
+    assert quiet["achieved_percent"] is None
+    assert quiet["breached"] is False
+    assert quiet["downtime_minutes_used"] is None
+
+    assert current["complete"] is False
+    december = {s["service"]: s["targets"][0] for s in current["services"]}
+    assert december["checkout"]["achieved_percent"] == 0
+    assert december["checkout"]["breached"] is True
+    # Used so far: the whole elapsed December (2.5 days), all of it bad.
+    assert december["checkout"]["downtime_minutes_used"] == pytest.approx(2.5 * 24 * 60)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"month": "2026-13"}, "month"), ({"month": "nov"}, "month"), ({"month": "2027-01"}, "month")],
+)
+def test_a_bad_month_is_refused(factory: Factory, params: dict[str, str], field: str) -> None:
+    viewer = factory.user(Role.viewer)
+    with FrozenClock(NOW):
+        answer = viewer.get("/api/v1/sla/report", params=params)
+    assert answer.status_code == 422
+    assert answer.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"service": "nowhere", "kind": "uptime", "target_percent": 99, "slo": "a"}, "service"),
+        ({"service": "checkout", "kind": "uptime", "target_percent": 99, "slo": "nope"}, "slo"),
+        ({"service": "search", "kind": "uptime", "target_percent": 99, "slo": "a"}, "slo"),
+        (
+            {"service": "checkout", "kind": "uptime", "target_percent": 101, "slo": "a"},
+            "target_percent",
+        ),
+        ({"service": "checkout", "kind": "uptime", "target_percent": 99}, "body"),
+        ({"service": "checkout", "kind": "latency", "target_percent": 99, "probe": "p"}, "body"),
+        ({"service": "checkout", "kind": "uptime", "target_percent": 99, "probe": "p"}, "probe"),
+    ],
+)
+def test_bad_targets_are_refused(
+    factory: Factory, runtime: Runtime, body: dict[str, object], field: str
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    factory.service("search")
+    events_slo(responder, "a", "checkout")
+    before = row_counts(runtime)
+    answer = responder.put("/api/v1/sla/targets", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == field
+    assert row_counts(runtime) == before
+
+
+def test_targets_are_listed_and_deleted(factory: Factory) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "a", "checkout")
+    made = _target(responder, service="checkout", kind="uptime", target_percent=99.9, slo="a")
+    assert responder.get("/api/v1/sla/targets").json() == [made]
+    assert responder.delete(f"/api/v1/sla/targets/{made['id']}").status_code == 204
+    assert responder.get("/api/v1/sla/targets").json() == []
+    assert responder.delete(f"/api/v1/sla/targets/{made['id']}").status_code == 404
+
+
+# -- probes ------------------------------------------------------------------------------------
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A real TCP endpoint on loopback for the probe to connect to."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock
+    sock.close()
+
+
+def test_probe_slis_feed_slos_and_sla_targets(
+    factory: Factory, runtime: Runtime, listener: socket.socket
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("edge")
+    port = listener.getsockname()[1]
+    made = admin.post(
+        "/api/v1/probes",
+        json={
+            "name": "edge-tcp",
+            "kind": "tcp",
+            "service": "edge",
+            "tcp": {"host": "127.0.0.1", "port": port},
+            "timeout_seconds": 2,
+        },
+    )
+    assert made.status_code == 201, made.text
+    slo = admin.post(
+        "/api/v1/slos",
+        json={
+            "name": "edge-availability",
+            "service": "edge",
+            "objective_percent": 99,
+            "min_events": 5,
+            "sli": {"kind": "probe", "probe": "edge-tcp"},
+        },
+    )
+    assert slo.status_code == 201, slo.text
+    assert slo.json()["sli_summary"] == "probe edge-tcp availability"
+    start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    with FrozenClock(start) as clock:
+        for _ in range(6):  # six passing runs, a minute apart
+            assert admin.post("/api/v1/probes/edge-tcp/run").json()["ok"] is True
+            clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert admin.get("/api/v1/slos/edge-availability").json()["state"] == "ok"
+        listener.close()  # the endpoint goes away: runs fail
+        for _ in range(4):
+            assert admin.post("/api/v1/probes/edge-tcp/run").json()["ok"] is False
+            clock.advance(seconds=30)
+        evaluate_all(runtime)
+        slo_now = admin.get("/api/v1/slos/edge-availability").json()
+        assert slo_now["state"] == "page"
+        assert slo_now["burn_rates"]["1h"] == pytest.approx(40)  # 4 of 10 failed, budget 1 %
+        # The probe itself went down first and opened the incident; the page joins it.
+        [incident] = incidents(runtime)
+        assert incident.source == "probe"
+        assert slo_alerts(runtime, "edge-availability")["page"].incident_id == incident.id
+
+        _target(admin, service="edge", kind="uptime", target_percent=99.9, probe="edge-tcp")
+        _target(
+            admin,
+            service="edge",
+            kind="latency",
+            target_percent=50,
+            probe="edge-tcp",
+            latency_threshold_ms=5000,
+        )
+        report = admin.get("/api/v1/sla/report", params={"month": "2026-11"}).json()
+    [edge] = report["services"]
+    lines = {line["kind"]: line for line in edge["targets"]}
+    assert lines["uptime"]["source"] == "probe:edge-tcp"
+    assert lines["uptime"]["achieved_percent"] == pytest.approx(60)
+    assert lines["uptime"]["breached"] is True
+    assert lines["latency"]["achieved_percent"] == pytest.approx(60)  # the six quick ones
+    assert lines["latency"]["breached"] is False
+    assert edge["breached"] is True
