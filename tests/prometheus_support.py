@@ -25,9 +25,11 @@ READY_DEADLINE_SECONDS = 30.0
 
 
 def binary(name: str) -> str:
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    found = shutil.which(name)
     if found:
         return found
+    if Path(f"/usr/bin/{name}").exists():  # PATH may leave out /usr/bin in odd shells
+        return f"/usr/bin/{name}"
     message = f"the Prometheus SLO tests need {name} (apt-get install prometheus)"
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true: {message}; `.ci/run` installs it")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from firetower.auth.schemas import Role
@@ -108,7 +110,7 @@ spec:
 """
 
 
-def _import(user: ApiUser, content: str, **extra: object) -> object:
+def _import(user: ApiUser, content: str, **extra: object) -> Any:
     return user.post(
         "/api/v1/slos/import", json={"content": content, "prometheus_url": PROM, **extra}
     )

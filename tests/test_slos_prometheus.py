@@ -80,7 +80,7 @@ def test_a_prometheus_slo_pages_and_cools_down_to_a_ticket(
 ) -> None:
     responder = factory.user(Role.responder)
     factory.service("api")
-    sloth = f"""
+    sloth = """
 version: "prometheus/v1"
 service: "api"
 labels:
@@ -91,8 +91,8 @@ slos:
     description: "Requests answered without a 5xx."
     sli:
       events:
-        error_query: sum(rate(http_requests_total{{code="500"}}[{{{{.window}}}}]))
-        total_query: sum(rate(http_requests_total[{{{{.window}}}}]))
+        error_query: sum(rate(http_requests_total{code="500"}[{{.window}}]))
+        total_query: sum(rate(http_requests_total[{{.window}}]))
     alerting:
       name: ApiHighErrorRate
       page_alert:
