@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from firetower.cli import catalog, doctor, incidents, server
+from firetower.cli import slos as slo_commands
 
 app = typer.Typer(
     name="firetower",
@@ -33,6 +34,7 @@ app.command()(incidents.timeline)
 app.add_typer(catalog.catalog_app, name="catalog")
 app.command()(catalog.apply)
 app.command()(doctor.doctor)
+app.add_typer(slo_commands.slo_app, name="slo")
 
 
 def main() -> None:

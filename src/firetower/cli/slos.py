@@ -1,7 +1,142 @@
-"""Client commands for SLOs and SLA reports."""
+"""Client commands for SLOs and SLA reports: slo status, slo import, slo report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from firetower.cli.catalog import read_text
+from firetower.cli.client import connect, segment
+from firetower.cli.output import print_json, print_line, print_table, when
+
 slo_app = typer.Typer(help="SLOs, error budgets and SLA reports.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+
+
+def _percent(value: Any, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}%"
+
+
+def _rate(value: Any) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+@slo_app.command("status")
+def status(
+    name: Annotated[str | None, typer.Argument(help="One SLO; all of them when left out.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Budget left, burn rates and alert level of every SLO (or of one, in detail)."""
+    with connect() as client:
+        found = client.get(f"/api/v1/slos/{segment(name)}") if name else client.get("/api/v1/slos")
+    if json_output:
+        print_json(found)
+        return
+    if name is None:
+        if not found:
+            print_line("no SLOs yet: see `firetower slo import`")
+            return
+        print_table(
+            None,
+            ["name", "service", "objective", "SLI", "budget left", "burn 1h", "state"],
+            [
+                [
+                    s["name"],
+                    s["service"],
+                    f"{s['objective_percent']:g}% / {s['window_days']}d",
+                    s["sli_summary"],
+                    _percent(s["budget_remaining_percent"]),
+                    _rate(s["current_burn_rate"]),
+                    s["state"],
+                ]
+                for s in found
+            ],
+        )
+        return
+    print_line(f"{found['name']} ({found['service']}): {found['state']}")
+    print_line(
+        f"objective {found['objective_percent']:g}% over {found['window_days']}d, "
+        f"SLI: {found['sli_summary']}"
+    )
+    print_line(
+        f"budget left {_percent(found['budget_remaining_percent'])}, "
+        f"consumed {_percent(found['budget_consumed_percent'])}"
+    )
+    rates = found.get("burn_rates") or {}
+    if rates:
+        print_line("burn rates: " + ", ".join(f"{w} {_rate(r)}" for w, r in rates.items()))
+    print_line(f"last evaluated {when(found['last_evaluated_at']) or 'never'}")
+    if found.get("last_error"):
+        print_line(f"SLI unreadable: {found['last_error']}")
+
+
+@slo_app.command("import")
+def import_slos(
+    file: Annotated[
+        Path, typer.Argument(help="A Sloth prometheus/v1 or OpenSLO v1 file; - for stdin.")
+    ],
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option("--prometheus-url", help="Where the SLOs' Prometheus answers."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create or update SLOs from a Sloth or OpenSLO file (the format is recognised)."""
+    content = read_text(file)
+    body: dict[str, Any] = {"content": content}
+    if prometheus_url:
+        body["prometheus_url"] = prometheus_url
+    with connect() as client:
+        summary = client.post("/api/v1/slos/import", json=body)
+    if json_output:
+        print_json(summary)
+        return
+    parts = [
+        f"{len(summary[key])} {key}"
+        for key in ("created", "updated", "unchanged")
+        if summary.get(key)
+    ]
+    print_line(f"imported ({summary.get('format')}): " + (", ".join(parts) or "nothing"))
+    for key in ("created", "updated"):
+        for slo in summary.get(key, []):
+            print_line(f"  {key}: {slo}")
+
+
+@slo_app.command("report")
+def report(
+    month: Annotated[str, typer.Argument(help="The month, like 2026-11 (UTC).")],
+    json_output: JsonOption = False,
+) -> None:
+    """The SLA report of a month: per service and target, achieved and breached or not."""
+    with connect() as client:
+        found = client.get("/api/v1/sla/report", params={"month": month})
+    if json_output:
+        print_json(found)
+        return
+    if not found["services"]:
+        print_line("no SLA targets yet")
+        return
+    rows = []
+    for service in found["services"]:
+        for line in service["targets"]:
+            used = line["downtime_minutes_used"]
+            rows.append(
+                [
+                    service["service"],
+                    f"{line['kind']} {line['target_percent']:g}%",
+                    line["source"],
+                    _percent(line["achieved_percent"], 3),
+                    "yes" if line["breached"] else "no",
+                    f"{line['downtime_minutes_allowed']:.1f}",
+                    "—" if used is None else f"{used:.1f}",
+                ]
+            )
+    title = f"SLA {found['month']}" + ("" if found["complete"] else " (month in progress)")
+    print_table(
+        title,
+        ["service", "target", "source", "achieved", "breached", "allowed min", "used min"],
+        rows,
+    )

@@ -1,0 +1,147 @@
+"""`firetower slo ...` against a live server, and the console's SLO and SLA pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.runtime import Runtime
+from firetower.web.slo_pages import budget_chart
+from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli
+from tests.factories import Factory
+from tests.slo_support import evaluate_all, events_slo, push
+from tests.test_slos_import import OPENSLO, SLOTH
+
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def server_url(app: FastAPI) -> Iterator[str]:
+    with logs_kept_apart(), live_server(app) as url:
+        yield url
+
+
+def test_slo_import_status_and_report_commands(
+    server_url: str, factory: Factory, runtime: Runtime, tmp_path: Path
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("payments")
+    factory.service("search")
+    cli = {"url": server_url, "token": responder.token}
+    sloth = tmp_path / "payments.sloth.yaml"
+    sloth.write_text(SLOTH)
+    imported = run_cli(
+        ["slo", "import", str(sloth), "--prometheus-url", "http://127.0.0.1:9"], **cli
+    )
+    assert imported.exit_code == 0, imported.output
+    assert imported.stdout.splitlines() == [
+        "imported (sloth): 2 created",
+        "  created: payments-requests-availability",
+        "  created: payments-webhook-delivery",
+    ]
+    openslo = run_cli(
+        ["slo", "import", "-", "--prometheus-url", "http://127.0.0.1:9", "--json"],
+        input=OPENSLO,
+        **cli,
+    )
+    assert json_of(openslo)["created"] == ["search-availability", "search-errors"]
+
+    refused = run_cli(
+        ["slo", "import", "-", "--prometheus-url", "http://127.0.0.1:9"],
+        input=OPENSLO.replace("budgetingMethod: Occurrences", "budgetingMethod: Timeslices"),
+        **cli,
+    )
+    assert refused.exit_code == 1
+    assert error_line(refused) == (
+        "error: document 3: spec.budgetingMethod: 'Timeslices' is not supported (Occurrences is)"
+    )
+
+    events_slo(responder, "payments-events", "payments")
+    with FrozenClock(T0):
+        push(responder, "payments-events", 990, 10)  # 1 %: 10x over three nines
+        evaluate_all(runtime)
+    listed = run_cli(["slo", "status"], **cli)
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if "payments-events" in line)
+    assert re.search(r"99\.9% / 30d\s+│?\s*pushed events\s+│?\s*-900\.00%\s+│?\s*10\.00x", row), row
+    assert "page" in row  # 10x over 6h and 30m
+    one = run_cli(["slo", "status", "payments-events"], **cli)
+    assert one.stdout.splitlines()[0] == "payments-events (payments): page"
+    assert "burn rates: 5m 10.00x, 30m 10.00x, 1h 10.00x" in one.stdout
+    as_json = json_of(run_cli(["slo", "status", "payments-events", "--json"], **cli))
+    assert as_json["state"] == "page"
+    missing = run_cli(["slo", "status", "nothing"], **cli)
+    assert error_line(missing) == "error: no SLO named 'nothing'"
+
+    responder.put(
+        "/api/v1/sla/targets",
+        json={
+            "service": "payments",
+            "kind": "uptime",
+            "target_percent": 99.5,
+            "slo": "payments-events",
+        },
+    )
+    report = run_cli(["slo", "report", "2026-11"], **cli)
+    assert report.exit_code == 0, report.output
+    assert "SLA 2026-11" in report.stdout
+    line = next(line for line in report.stdout.splitlines() if "payments" in line)
+    assert "99.000%" in line and "yes" in line
+    bad_month = run_cli(["slo", "report", "2026-13"], **cli)
+    assert error_line(bad_month) == "error: '2026-13' is not a month like 2026-11"
+
+
+def test_the_slo_pages_show_budget_chart_burn_rates_and_history(
+    factory: Factory, runtime: Runtime
+) -> None:
+    responder = factory.user(Role.responder)
+    viewer = factory.user(Role.viewer)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout", description="Checkout works.")
+    empty = viewer.get("/slos/checkout-availability")
+    assert empty.status_code == 200
+    assert "No evaluation with events yet" in empty.text
+    with FrozenClock(T0) as clock:
+        for bad in (0, 2, 4):
+            push(responder, "checkout-availability", 1000, bad)
+            evaluate_all(runtime)
+            clock.advance(minutes=10)
+        listing = viewer.get("/slos")
+        page = viewer.get("/slos/checkout-availability")
+        sla = viewer.get("/sla", params={"month": "2026-11"})
+    assert listing.status_code == 200
+    row = re.search(r'<tr data-slo="checkout-availability">.*?</tr>', listing.text, re.S)
+    assert row is not None
+    assert "99.9% over 30d" in row.group(0)
+    assert "slo-state-ticket" in row.group(0)
+    assert page.status_code == 200
+    polyline = re.search(r'<polyline class="budget" points="([^"]+)"', page.text)
+    assert polyline is not None
+    assert len(polyline.group(1).split()) == 3  # one point per evaluation with events
+    assert "Checkout works." in page.text
+    assert page.text.count('class="slo-state slo-state-') >= 4  # head + three evaluations
+    assert viewer.get("/slos/nothing").status_code == 404
+    assert sla.status_code == 200
+    assert "No SLA targets yet" in sla.text
+
+
+def test_the_budget_chart_scales_into_its_box() -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    history = [(start + timedelta(hours=h), value) for h, value in enumerate([1.0, 0.5, -0.5])]
+    chart = budget_chart(history)
+    points = [tuple(map(float, p.split(","))) for p in chart.points.split()]
+    assert points[0][0] == chart.left
+    assert points[-1][0] == chart.right
+    ys = [y for _, y in points]
+    assert ys[0] < ys[1] < ys[2]  # less budget is lower on the chart
+    assert ys[2] == pytest.approx(chart.height - 28, abs=0.1)  # the lowest value touches the bottom
+    assert [g.label for g in chart.gridlines] == ["100%", "50%", "0%", "-50%"]
+    assert chart.zero_y == pytest.approx(ys[1] + (ys[2] - ys[1]) / 2, abs=0.1)
+    assert budget_chart([]).points == ""
