@@ -22,6 +22,7 @@ import dns.rdatatype
 import dns.resolver
 import httpx
 import jsonpath
+import structlog
 from cryptography import x509
 
 from firetower import clock
@@ -33,6 +34,7 @@ from firetower.monitors.probe_schemas import (
     TcpSettings,
 )
 
+log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 1_048_576
 """The most of a response body a probe reads; conditions see only this much."""
 MAX_ERROR_CHARS = 1000
@@ -82,7 +84,22 @@ def _words(exc: BaseException) -> str:
 
 
 def run_check(kind: str, settings: dict[str, Any], timeout_seconds: float) -> CheckOutcome:
-    """Run one check of a probe of ``kind`` with its stored ``settings``."""
+    """Run one check of a probe of ``kind`` with its stored ``settings``.
+
+    An unexpected exception (a bug, or a library surprised by what a server sent) is logged
+    and becomes a failed run, so one odd endpoint never breaks the worker or the API.
+    """
+    checked_at = clock.now()
+    try:
+        return _dispatch(kind, settings, timeout_seconds)
+    except Exception as exc:
+        log.exception("probe check raised", kind=kind)
+        return CheckOutcome(
+            checked_at, False, None, error=f"the check itself failed: {_words(exc)}"
+        )
+
+
+def _dispatch(kind: str, settings: dict[str, Any], timeout_seconds: float) -> CheckOutcome:
     if kind == ProbeKind.http:
         return check_http(HttpSettings.model_validate(settings), timeout_seconds)
     if kind == ProbeKind.tcp:
@@ -101,7 +118,7 @@ def certificate_expiry(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> date
     """
     if ssl_object is None:
         return None
-    der = ssl_object.getpeercert(binary_form=True)
+    der = ssl_object.getpeercert(True)
     if not der:
         return None
     return x509.load_der_x509_certificate(der).not_valid_after_utc
@@ -126,23 +143,23 @@ def _condition_error(condition: Any, body: bytes) -> str | None:
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return f"jsonpath {condition.path}: the body is not JSON"
+            return f"jsonpath {condition.expression}: the body is not JSON"
         try:
-            found = jsonpath.findall(condition.path, document)
+            found = jsonpath.findall(condition.expression, document)
         except jsonpath.JSONPathError as exc:
-            return f"jsonpath {condition.path}: {_words(exc)}"
+            return f"jsonpath {condition.expression}: {_words(exc)}"
         if condition.exists is not None:
             if condition.exists and not found:
-                return f"jsonpath {condition.path} found nothing"
+                return f"jsonpath {condition.expression} found nothing"
             if not condition.exists and found:
-                return f"jsonpath {condition.path} found {len(found)} value(s); expected none"
+                return f"jsonpath {condition.expression} found {len(found)} value(s); expected none"
             return None
         if not found:
-            return f"jsonpath {condition.path} found nothing; expected {condition.equals!r}"
+            return f"jsonpath {condition.expression} found nothing; expected {condition.equals!r}"
         if not any(_json_equal(value, condition.equals) for value in found):
             shown = json.dumps(found[0], default=str)[:200]
             return (
-                f"jsonpath {condition.path} is {shown}; expected "
+                f"jsonpath {condition.expression} is {shown}; expected "
                 f"{json.dumps(condition.equals, default=str)[:200]}"
             )
         return None

@@ -14,9 +14,7 @@ from pydantic import AwareDatetime
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
 from firetower.auth.schemas import Role
-from firetower.errors import Conflict
 from firetower.monitors import probes
-from firetower.monitors.probe_checks import run_check
 from firetower.monitors.probe_schemas import (
     NAME,
     ProbeCreate,
@@ -26,7 +24,6 @@ from firetower.monitors.probe_schemas import (
     ProbeRollupRead,
     ProbeRunRead,
 )
-from firetower.runtime import Runtime
 
 router = APIRouter(tags=["probes"])
 ProbeName = Annotated[str, Path(pattern=NAME, max_length=100)]
@@ -72,29 +69,10 @@ def delete_probe(name: ProbeName, runtime: RuntimeDep, actor: Admin) -> Response
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def run_now(runtime: Runtime, name: str) -> ProbeRunRead:
-    """Check now (no transaction open while the network answers), then record it."""
-    with runtime.read() as session:
-        spec = probes.run_spec(session, name)
-    outcome = run_check(spec.kind, spec.settings, spec.timeout_seconds)
-    with runtime.transaction() as session:
-        recorded = probes.record_result(session, spec, outcome, require_enabled=False)
-        if recorded is None:
-            raise Conflict(
-                f"probe {name!r} was changed or deleted while it ran; run it again", field="name"
-            )
-        result = ProbeResultRead.model_validate(recorded.result)
-        return ProbeRunRead(
-            **result.model_dump(),
-            state=recorded.probe.state,
-            state_changed=recorded.state_changed,
-        )
-
-
 @router.post("/probes/{name}/run", response_model=ProbeRunRead)
 def run_probe(name: ProbeName, runtime: RuntimeDep, actor: Responder) -> ProbeRunRead:
     """Run the probe now and answer with what it saw; the run is stored and counted."""
-    return run_now(runtime, name)
+    return probes.run_now(runtime, name)
 
 
 Since = Annotated[AwareDatetime | None, Query(description="Aware ISO 8601 time.")]

@@ -51,11 +51,14 @@ class RecordType(StrEnum):
 
 
 class JsonPathCondition(BaseModel):
-    """The body is JSON and ``path`` finds a value (``exists``) or one equal to ``equals``."""
+    """The body is JSON and ``expression`` finds a value (``exists``) or one equal to ``equals``.
+
+    (Not called ``path``: problem details would drop that word from the field they name.)
+    """
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["jsonpath"]
-    path: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
+    expression: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
     equals: Any = Field(
         default=None, description="Pass when any value the path finds equals this (JSON)."
     )
@@ -64,7 +67,7 @@ class JsonPathCondition(BaseModel):
         description="true: pass when the path finds something; false: when it finds nothing.",
     )
 
-    @field_validator("path")
+    @field_validator("expression")
     @classmethod
     def _compiles(cls, value: str) -> str:
         try:
@@ -113,10 +116,8 @@ def _check_url(value: str) -> str:
         raise ValueError("the URL must start with http:// or https://")
     if not url.host:
         raise ValueError("the URL has no host")
-    try:
-        _ = url.port  # a port beyond 65535 is refused here
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ValueError(f"not a valid URL: port {url.port} is out of range 1-65535")
     return value
 
 
@@ -240,6 +241,13 @@ class ProbeCreate(BaseModel):
         section = getattr(self, self.kind.value)
         assert section is not None
         data: dict[str, Any] = section.model_dump(mode="json")
+        if isinstance(section, HttpSettings):
+            # A jsonpath condition keeps only the test it was given: ``equals: null`` is a
+            # test of its own, distinct from no ``equals`` at all.
+            data["conditions"] = [
+                {k: v for k, v in dumped.items() if k in given.model_fields_set or k == "type"}
+                for given, dumped in zip(section.conditions, data["conditions"], strict=True)
+            ]
         return data
 
 

@@ -34,9 +34,17 @@ from firetower.db import SETTINGS_INFO
 from firetower.errors import Conflict, InvalidInput, NotFound
 from firetower.incidents.lifecycle import Severity, Source
 from firetower.jobs import enqueue
-from firetower.monitors.probe_checks import CheckOutcome
+from firetower.monitors.probe_checks import CheckOutcome, run_check
 from firetower.monitors.probe_models import DOWN, UNKNOWN, UP, Probe, ProbeResult, ProbeRollup
-from firetower.monitors.probe_schemas import ProbeApplySummary, ProbeCreate, ProbeKind, ProbeRead
+from firetower.monitors.probe_schemas import (
+    ProbeApplySummary,
+    ProbeCreate,
+    ProbeKind,
+    ProbeRead,
+    ProbeResultRead,
+    ProbeRunRead,
+)
+from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
 from firetower.signals import service as signals
 from firetower.signals.service import Signal
@@ -462,6 +470,25 @@ def dispatch_due(session: Session) -> list[str]:
             max_attempts=1,
         )
     return [p.name for p in due]
+
+
+def run_now(runtime: Runtime, name: str) -> ProbeRunRead:
+    """Check now (no transaction open while the network answers), then record it."""
+    with runtime.read() as session:
+        spec = run_spec(session, name)
+    outcome = run_check(spec.kind, spec.settings, spec.timeout_seconds)
+    with runtime.transaction() as session:
+        recorded = record_result(session, spec, outcome, require_enabled=False)
+        if recorded is None:
+            raise Conflict(
+                f"probe {name!r} was changed or deleted while it ran; run it again", field="name"
+            )
+        result = ProbeResultRead.model_validate(recorded.result)
+        return ProbeRunRead(
+            **result.model_dump(),
+            state=recorded.probe.state,
+            state_changed=recorded.state_changed,
+        )
 
 
 # -- results and roll-ups --------------------------------------------------------------------

@@ -1,0 +1,216 @@
+"""Probe definitions through the API: who may do what, bad input refused with nothing stored,
+replacement, pausing, deletion, and apply_probes (config as code)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from firetower.auth.schemas import Role
+from firetower.errors import InvalidInput
+from firetower.monitors import probes
+from firetower.monitors.probe_schemas import ProbeCreate
+from tests.factories import SYSTEM, ApiUser, Factory, row_counts
+
+
+@pytest.fixture
+def admin(factory: Factory) -> ApiUser:
+    return factory.user(Role.admin)
+
+
+def http_probe(name: str = "home", **fields: Any) -> dict[str, Any]:
+    settings = fields.pop("http", {"url": "http://127.0.0.1:9/ok"})
+    return {"name": name, "kind": "http", "http": settings, **fields}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (http_probe(http={"url": "ftp://example.org/x"}), "http.url", "http:// or https://"),
+        (http_probe(http={"url": "not a url"}), "http.url", "spaces"),
+        (http_probe(http={"url": "http://"}), "http.url", "no host"),
+        (http_probe(http={"url": "http://example.org:99999/"}), "http.url", "not a valid URL"),
+        (
+            http_probe(
+                http={
+                    "url": "http://x/",
+                    "conditions": [{"type": "jsonpath", "expression": "$[", "exists": True}],
+                }
+            ),
+            "http.conditions.0.jsonpath.expression",
+            "not a valid JSONPath expression",
+        ),
+        (
+            http_probe(
+                http={"url": "http://x/", "conditions": [{"type": "jsonpath", "expression": "$.a"}]}
+            ),
+            "http.conditions.0.jsonpath",
+            "exactly one of equals or exists",
+        ),
+        (
+            http_probe(
+                http={"url": "http://x/", "conditions": [{"type": "regex", "pattern": "(unclosed"}]}
+            ),
+            "http.conditions.0.regex.pattern",
+            "not a valid regular expression",
+        ),
+        (
+            http_probe(http={"url": "http://x/", "headers": {"Bad Header": "x"}}),
+            "http.headers.Bad Header.[key]",
+            "pattern",
+        ),
+        (
+            http_probe(http={"url": "http://x/", "headers": {"X-A": "one\r\nX-B: two"}}),
+            "http.headers",
+            "one line",
+        ),
+        (
+            http_probe(http={"url": "http://x/", "expected_status": [200, 700]}),
+            "http.expected_status.1",
+            "less than or equal to 599",
+        ),
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 70000}},
+            "tcp.port",
+            "less than or equal to 65535",
+        ),
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 0}},
+            "tcp.port",
+            "greater than or equal to 1",
+        ),
+        (
+            {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "nameserver": "ns.example"}},
+            "dns.nameserver",
+            "",
+        ),
+        (
+            {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "record_type": "BOGUS"}},
+            "dns.record_type",
+            "",
+        ),
+        ({"name": "db", "kind": "tcp", "http": {"url": "http://x/"}}, "body", "takes no 'http'"),
+        ({"name": "db", "kind": "tcp"}, "body", "a tcp probe needs its settings under 'tcp'"),
+        (http_probe(interval_seconds=5), "interval_seconds", "greater than or equal to 10"),
+        (http_probe(interval_seconds=10, timeout_seconds=20), "body", "must not exceed"),
+        (http_probe(name="Has Spaces"), "name", "pattern"),
+        (http_probe(severity="SEV9"), "severity", ""),
+        (http_probe(failure_threshold=0), "failure_threshold", "greater than or equal to 1"),
+    ],
+)
+def test_bad_definitions_are_refused_and_nothing_is_stored(
+    admin: ApiUser, factory: Factory, body: dict[str, Any], field: str, words: str
+) -> None:
+    before = row_counts(factory.runtime)
+    answer = admin.post("/api/v1/probes", json=body)
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert problem["field"] == field, problem
+    assert words in problem["detail"], problem
+    assert row_counts(factory.runtime) == before
+
+
+def test_unknown_service_is_refused(admin: ApiUser, factory: Factory) -> None:
+    before = row_counts(factory.runtime)
+    answer = admin.post("/api/v1/probes", json=http_probe(service="nowhere"))
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "service"
+    assert "no service named 'nowhere'" in answer.json()["detail"]
+    assert row_counts(factory.runtime) == before
+
+
+def test_roles_create_read_replace_pause_delete(admin: ApiUser, factory: Factory) -> None:
+    service = factory.service("api")
+    viewer = factory.user(Role.viewer)
+    responder = factory.user(Role.responder)
+    body = http_probe(
+        service=service,
+        http={"url": "http://127.0.0.1:9/ok", "headers": {"Authorization": "Bearer s3cret"}},
+    )
+    assert responder.post("/api/v1/probes", json=body).status_code == 403
+    created = admin.post("/api/v1/probes", json=body)
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    assert shown["state"] == "unknown"
+    assert shown["service"] == "api"
+    assert shown["http"]["headers"] == {"Authorization": "Bearer s3cret"}
+    assert shown["failure_threshold"] == 2 and shown["severity"] == "SEV2"
+    assert admin.post("/api/v1/probes", json=body).status_code == 409
+
+    # Header values often hold credentials: only admins see them.
+    assert viewer.get("/api/v1/probes/home").json()["http"]["headers"] == {
+        "Authorization": "<redacted>"
+    }
+    assert responder.get("/api/v1/probes").json()[0]["http"]["headers"] == {
+        "Authorization": "<redacted>"
+    }
+    assert viewer.post("/api/v1/probes/home/run").status_code == 403
+
+    replaced = admin.put(
+        "/api/v1/probes/home",
+        json=http_probe(http={"url": "http://127.0.0.1:9/v2"}, interval_seconds=30),
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["http"]["url"] == "http://127.0.0.1:9/v2"
+    assert replaced.json()["service"] is None
+    renamed = admin.put("/api/v1/probes/home", json=http_probe(name="other"))
+    assert renamed.status_code == 422 and renamed.json()["field"] == "name"
+    assert admin.put("/api/v1/probes/absent", json=http_probe(name="absent")).status_code == 404
+
+    paused = admin.patch("/api/v1/probes/home", json={"enabled": False})
+    assert paused.json()["enabled"] is False
+    assert admin.delete("/api/v1/probes/home").status_code == 204
+    assert admin.get("/api/v1/probes/home").status_code == 404
+    assert admin.post("/api/v1/probes/home/run").status_code == 404
+
+
+def test_results_query_refuses_naive_since(admin: ApiUser) -> None:
+    admin.post("/api/v1/probes", json=http_probe())
+    naive = admin.get("/api/v1/probes/home/results", params={"since": "2026-01-01T00:00:00"})
+    assert naive.status_code == 422
+    assert naive.json()["field"] == "since"
+    ok = admin.get("/api/v1/probes/home/results", params={"since": "2026-01-01T00:00:00Z"})
+    assert ok.status_code == 200 and ok.json() == []
+    assert admin.get("/api/v1/probes/home/rollups").json() == []
+
+
+def test_apply_probes_creates_updates_and_prunes(factory: Factory) -> None:
+    factory.service("api")
+    first = [
+        ProbeCreate.model_validate(http_probe("home", service="api")),
+        ProbeCreate.model_validate(
+            {"name": "db", "kind": "tcp", "tcp": {"host": "db", "port": 5432}}
+        ),
+    ]
+    with factory.runtime.transaction() as session:
+        summary = probes.apply_probes(session, SYSTEM, first)
+    assert (summary.created, summary.updated, summary.unchanged) == (["home", "db"], [], [])
+
+    second = [
+        ProbeCreate.model_validate(http_probe("home", service="api")),
+        ProbeCreate.model_validate(
+            {"name": "db", "kind": "tcp", "tcp": {"host": "db", "port": 6432}}
+        ),
+    ]
+    with factory.runtime.transaction() as session:
+        summary = probes.apply_probes(session, SYSTEM, second[1:], prune=True)
+    assert (summary.updated, summary.deleted) == (["db"], ["home"])
+    with factory.runtime.read() as session:
+        assert [p.name for p in probes.list_probes(session)] == ["db"]
+        assert probes.get_probe(session, "db").settings["port"] == 6432
+
+    with factory.runtime.transaction() as session:
+        summary = probes.apply_probes(session, SYSTEM, second[1:])
+    assert summary.unchanged == ["db"]
+
+    before = row_counts(factory.runtime)
+    bad = [
+        ProbeCreate.model_validate(http_probe("new-one")),
+        ProbeCreate.model_validate(http_probe("broken", service="missing")),
+    ]
+    with pytest.raises(InvalidInput) as refused, factory.runtime.transaction() as session:
+        probes.apply_probes(session, SYSTEM, bad)
+    assert refused.value.field == "probes.1.service"
+    assert row_counts(factory.runtime) == before

@@ -1,0 +1,234 @@
+"""Probe state: thresholds, the signal that opens an incident for the probe's service and
+resolves, the catalog health of the service and its dependents, and runs by the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.jobs import Job, Worker
+from firetower.monitors import probes
+from firetower.monitors.probe_checks import run_check
+from firetower.monitors.probe_models import ProbeResult
+from tests.factories import ApiUser, Factory
+from tests.probe_servers import _Server, http_target
+from tests.signals_support import alert_by_fingerprint, incident_count
+
+
+@pytest.fixture
+def web() -> Iterator[_Server]:
+    with http_target() as server:
+        yield server
+
+
+@pytest.fixture
+def admin(factory: Factory) -> ApiUser:
+    return factory.user(Role.admin)
+
+
+def run(user: ApiUser, name: str) -> dict[str, Any]:
+    answer = user.post(f"/api/v1/probes/{name}/run")
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def test_failures_in_a_row_open_an_incident_and_recovery_resolves_the_signal(
+    admin: ApiUser, factory: Factory, web: _Server
+) -> None:
+    factory.service("payments")
+    factory.service("checkout")
+    added = admin.post(
+        "/api/v1/dependencies", json={"service": "checkout", "depends_on": "payments"}
+    )
+    assert added.status_code == 201, added.text
+    responder = factory.user(Role.responder)
+    created = admin.post(
+        "/api/v1/probes",
+        json={
+            "name": "payments-api",
+            "kind": "http",
+            "service": "payments",
+            "severity": "SEV1",
+            "failure_threshold": 2,
+            "success_threshold": 2,
+            "http": {"url": f"{web.url}/toggle"},
+        },
+    )
+    assert created.status_code == 201, created.text
+
+    first = run(responder, "payments-api")
+    assert (first["ok"], first["state"], first["state_changed"]) == (True, "unknown", False)
+    second = run(responder, "payments-api")
+    assert (second["state"], second["state_changed"]) == ("up", True)
+
+    web.toggle_status = 500
+    one = run(responder, "payments-api")
+    assert (one["ok"], one["state"], one["state_changed"]) == (False, "up", False)
+    assert incident_count(factory.runtime) == 0
+    two = run(responder, "payments-api")
+    assert (two["state"], two["state_changed"]) == ("down", True)
+
+    alert = alert_by_fingerprint(factory.runtime, "probe:payments-api")
+    assert alert.status == "firing"
+    assert alert.severity == "SEV1"
+    assert alert.service_name == "payments"
+    assert alert.labels["probe"] == "payments-api" and alert.labels["probe_kind"] == "http"
+    assert "status 500" in alert.annotations["error"]
+    incidents = admin.get("/api/v1/incidents", params={"service": "payments"}).json()["items"]
+    assert len(incidents) == 1
+    incident = incidents[0]
+    assert incident["source"] == "probe" and incident["services"] == ["payments"]
+    assert incident["severity"] == "SEV1"
+    services = {s["name"]: s for s in admin.get("/api/v1/services").json()}
+    assert services["payments"]["health"] == "failing"
+    assert services["payments"]["failing_checks"] == ["probe:payments-api"]
+    assert services["checkout"]["health"] == "at_risk"
+
+    # More failures neither open another incident nor count the alert as new.
+    run(responder, "payments-api")
+    assert incident_count(factory.runtime) == 1
+
+    web.toggle_status = 200
+    back = run(responder, "payments-api")
+    assert (back["ok"], back["state"]) == (True, "down")
+    assert alert_by_fingerprint(factory.runtime, "probe:payments-api").status == "firing"
+    up = run(responder, "payments-api")
+    assert (up["state"], up["state_changed"]) == ("up", True)
+    assert alert_by_fingerprint(factory.runtime, "probe:payments-api").status == "resolved"
+    services = {s["name"]: s for s in admin.get("/api/v1/services").json()}
+    assert services["payments"]["health"] == "ok"
+    assert services["checkout"]["health"] == "ok"
+    timeline = admin.get(f"/api/v1/incidents/{incident['ref']}/timeline").json()["items"]
+    assert any("have resolved" in (entry.get("text") or "") for entry in timeline), timeline
+
+
+def test_a_probe_without_a_service_raises_a_signal_but_opens_nothing(
+    admin: ApiUser, factory: Factory
+) -> None:
+    admin.post(
+        "/api/v1/probes",
+        json={
+            "name": "lonely",
+            "kind": "tcp",
+            "failure_threshold": 1,
+            "tcp": {"host": "127.0.0.1", "port": 9},
+        },
+    )
+    result = run(admin, "lonely")
+    assert (result["state"], result["state_changed"]) == ("down", True)
+    assert alert_by_fingerprint(factory.runtime, "probe:lonely").status == "firing"
+    assert incident_count(factory.runtime) == 0
+
+
+def test_pausing_or_deleting_a_down_probe_resolves_its_signal(
+    admin: ApiUser, factory: Factory
+) -> None:
+    for name in ("paused", "deleted"):
+        admin.post(
+            "/api/v1/probes",
+            json={
+                "name": name,
+                "kind": "tcp",
+                "failure_threshold": 1,
+                "tcp": {"host": "127.0.0.1", "port": 9},
+            },
+        )
+        assert run(admin, name)["state"] == "down"
+    paused = admin.patch("/api/v1/probes/paused", json={"enabled": False}).json()
+    assert paused["state"] == "unknown"
+    assert alert_by_fingerprint(factory.runtime, "probe:paused").status == "resolved"
+    assert admin.delete("/api/v1/probes/deleted").status_code == 204
+    assert alert_by_fingerprint(factory.runtime, "probe:deleted").status == "resolved"
+
+
+def _jobs(factory: Factory, kind: str) -> list[Job]:
+    with factory.runtime.read() as session:
+        return list(session.scalars(select(Job).where(Job.kind == kind).order_by(Job.id)))
+
+
+def _results(factory: Factory) -> int:
+    with factory.runtime.read() as session:
+        return int(session.scalar(select(func.count()).select_from(ProbeResult)) or 0)
+
+
+def test_the_worker_runs_due_probes_on_their_interval(
+    admin: ApiUser, factory: Factory, web: _Server
+) -> None:
+    start = datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC)
+    with FrozenClock(start) as clock:
+        admin.post(
+            "/api/v1/probes",
+            json={"name": "every-10s", "kind": "http", "interval_seconds": 10,
+                  "http": {"url": f"{web.url}/ok"}},
+        )  # fmt: skip
+        admin.post(
+            "/api/v1/probes",
+            json={"name": "hourly", "kind": "http", "interval_seconds": 3600,
+                  "http": {"url": f"{web.url}/text"}},
+        )  # fmt: skip
+        worker = Worker(factory.runtime.database, factory.runtime.jobs, factory.runtime.bus)
+        worker.sync_schedules()
+
+        def drain() -> None:
+            while worker.run_once():
+                pass
+
+        clock.advance(seconds=5)
+        drain()
+        assert _results(factory) == 2  # both ran in their first slot
+        assert [j.status for j in _jobs(factory, probes.RUN_KIND)] == ["succeeded"] * 2
+        for _ in range(6):  # one minute in 10 s steps
+            clock.advance(seconds=10)
+            drain()
+        with factory.runtime.read() as session:
+            every = probes.get_probe(session, "every-10s")
+            hourly = probes.get_probe(session, "hourly")
+            counts = {p.name: len(probes.list_results(session, p)) for p in (every, hourly)}
+            assert every.state == "up" and every.last_ok is True
+        assert counts == {"every-10s": 7, "hourly": 1}
+        runs = _jobs(factory, probes.RUN_KIND)
+        assert len({j.idempotency_key for j in runs}) == len(runs) == 8
+        assert web.hits.count("/ok") == 7
+
+        # A worker that was away for five minutes runs the probe once, not 30 times over.
+        clock.advance(minutes=5)
+        drain()
+        assert web.hits.count("/ok") == 8
+
+        # Paused after its run was queued: the run is dropped without a check, and the
+        # dispatcher queues no more.
+        clock.advance(seconds=10)
+        assert worker.run_once() == 1  # the dispatcher, which queues the run
+        queued = _jobs(factory, probes.RUN_KIND)[-1]
+        assert queued.status == "queued"
+        admin.patch("/api/v1/probes/every-10s", json={"enabled": False})
+        drain()
+        clock.advance(seconds=30)
+        drain()
+        assert web.hits.count("/ok") == 8
+        assert _jobs(factory, probes.RUN_KIND)[-1].id == queued.id
+
+
+def test_a_run_of_a_redefined_probe_is_not_recorded(admin: ApiUser, factory: Factory) -> None:
+    with http_target() as web:
+        admin.post(
+            "/api/v1/probes",
+            json={"name": "moving", "kind": "http", "http": {"url": f"{web.url}/ok"}},
+        )
+        with factory.runtime.read() as session:
+            spec = probes.run_spec(session, "moving")
+        outcome = run_check(spec.kind, spec.settings, spec.timeout_seconds)
+        admin.put(
+            "/api/v1/probes/moving",
+            json={"name": "moving", "kind": "http", "http": {"url": f"{web.url}/text"}},
+        )
+        with factory.runtime.transaction() as session:
+            assert probes.record_result(session, spec, outcome) is None
+    assert _results(factory) == 0
