@@ -83,12 +83,13 @@ def test_apply_needs_the_admin_role(factory):
 
 def test_an_unknown_top_level_key_is_refused_and_nothing_written(factory):
     admin = factory.user(Role.admin)
-    content = FIRETOWER_YAML.read_text() + "\nrouting:\n  - match: {}\n"
+    content = FIRETOWER_YAML.read_text() + "\nroutes:\n  - match: {}\n"
     answer = admin.post("/api/v1/apply", json={"content": content})
     assert answer.status_code == 422
     body = answer.json()
-    assert body["field"] == "routing"
-    assert "'routing'" in body["detail"] and "settings, catalog" in body["detail"]
+    assert body["field"] == "routes"
+    assert "'routes'" in body["detail"]
+    assert "settings, catalog, routing, inhibit_rules" in body["detail"]
     assert snapshot(admin)["services"] == []
 
 
@@ -127,6 +128,8 @@ def test_an_empty_file_applies_nothing(runtime):
             "applied": [],
             "skipped": [],
             "catalog": None,
+            "routing": None,
+            "inhibit_rules": None,
         }
 
 

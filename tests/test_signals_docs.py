@@ -40,12 +40,19 @@ def _commands() -> list[tuple[str, int, str | None]]:
 
 
 def _matches(answer: object, shown: object) -> bool:
-    """Field by field; "…" in the shown answer stands for any value."""
+    """Field by field (a list of objects item by item); "…" in the shown answer stands for
+    any value."""
     if shown == "…":
         return True
     if isinstance(shown, dict):
         return isinstance(answer, dict) and all(
             k in answer and _matches(answer[k], v) for k, v in shown.items()
+        )
+    if isinstance(shown, list) and any(isinstance(v, dict) for v in shown):
+        return (
+            isinstance(answer, list)
+            and len(answer) == len(shown)
+            and all(_matches(a, v) for a, v in zip(answer, shown, strict=True))
         )
     return answer == shown
 

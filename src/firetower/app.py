@@ -39,6 +39,7 @@ from firetower.monitors import reactions as monitor_reactions
 from firetower.monitors.routes import router as monitors_router
 from firetower.runtime import Runtime
 from firetower.settings import Settings
+from firetower.signals import reactions as signal_reactions
 from firetower.signals.routes import intake_router
 from firetower.signals.routes import router as signals_router
 from firetower.web import pages as web_pages
@@ -448,6 +449,7 @@ def build_runtime(settings: Settings, database: Database) -> Runtime:
     """A runtime with every domain's reactions and job handlers wired to its bus and registry."""
     runtime = Runtime(settings=settings, database=database)
     incident_reactions.register(runtime)
+    signal_reactions.register(runtime)
     monitor_reactions.register(runtime)
     web_pages.register_listeners(runtime)
     return runtime

@@ -1,7 +1,9 @@
 """Apply a whole ``firetower.yaml`` (config as code): each top-level block goes to its domain.
 
 This module sits above the domains: it may import any domain's service, and nothing below
-it imports it. Today it applies ``catalog:``; ``settings:`` is read at start-up instead.
+it imports it. Today it applies ``catalog:``, ``routing:`` (the ordered routing rules) and
+``inhibit_rules:``; ``settings:`` is read at start-up instead. A rules block replaces the
+whole list (``routing: []`` removes every rule); a block left out leaves its rules alone.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, RuntimeDep
@@ -19,10 +21,12 @@ from firetower.catalog import service as catalog_service
 from firetower.catalog.importer import load_yaml_mapping, parse_catalog_block
 from firetower.catalog.schemas import MAX_IMPORT_BYTES, ImportReport
 from firetower.errors import InvalidInput
+from firetower.signals import service as signals_service
+from firetower.signals.schemas import InhibitRuleIn, RoutingRuleIn
 
 # Read by settings.py when the process starts; applying it at run time would half-apply it.
 STARTUP_KEYS = ("settings",)
-APPLIED_KEYS = ("catalog",)
+APPLIED_KEYS = ("catalog", "routing", "inhibit_rules")
 KNOWN_KEYS = (*STARTUP_KEYS, *APPLIED_KEYS)
 
 
@@ -31,10 +35,44 @@ class ApplyRequest(BaseModel):
     content: str = Field(min_length=1, max_length=MAX_IMPORT_BYTES)
 
 
+class RulesReport(BaseModel):
+    """A rules block as applied: the whole list, in order (the same on every re-apply)."""
+
+    rules: int
+    names: list[str]
+
+
 class ApplyReport(BaseModel):
     applied: list[str] = Field(description="Top-level blocks applied, in order.")
     skipped: list[str] = Field(description="Blocks read elsewhere (settings: at start-up).")
     catalog: ImportReport | None = None
+    routing: RulesReport | None = None
+    inhibit_rules: RulesReport | None = None
+
+
+def _where(key: str, loc: tuple[Any, ...]) -> str:
+    text = key
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _parse_rules(key: str, block: Any, model: type[BaseModel]) -> list[Any]:
+    """A rules block (a list) validated; an error names its place, e.g. ``routing[2].action``."""
+    if block is None:
+        return []
+    if not isinstance(block, list):
+        raise InvalidInput(f"{key} must be a list of rules", field=key)
+    rules = []
+    for index, item in enumerate(block):
+        try:
+            rules.append(model.model_validate(item))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = _where(key, (index, *error["loc"]))
+            message = str(error["msg"]).removeprefix("Value error, ")
+            raise InvalidInput(f"{where}: {message}", field=where) from None
+    return rules
 
 
 def apply_config(session: Session, actor: Actor, text: str) -> dict[str, Any]:
@@ -50,10 +88,30 @@ def apply_config(session: Session, actor: Actor, text: str) -> dict[str, Any]:
             )
     # Check every block before applying any, so a bad later block writes nothing either.
     catalog = parse_catalog_block(data["catalog"]) if "catalog" in data else None
+    routing = _parse_rules("routing", data["routing"], RoutingRuleIn) if "routing" in data else None
+    inhibit = (
+        _parse_rules("inhibit_rules", data["inhibit_rules"], InhibitRuleIn)
+        if "inhibit_rules" in data
+        else None
+    )
     report = ApplyReport(applied=[], skipped=[k for k in STARTUP_KEYS if k in data])
     if catalog is not None:
         report.catalog = catalog_service.apply_document(session, actor, catalog)
         report.applied.append("catalog")
+    # After the catalog: a rule may route to a service the same file adds. A rule that fails
+    # its checks here raises, and the caller's transaction undoes the catalog too.
+    if routing is not None:
+        signals_service.replace_routing_rules(
+            session, actor, routing, field=lambda i, name: f"routing[{i}].{name}"
+        )
+        report.routing = RulesReport(rules=len(routing), names=[r.name for r in routing])
+        report.applied.append("routing")
+    if inhibit is not None:
+        signals_service.replace_inhibit_rules(
+            session, actor, inhibit, field=lambda i, name: f"inhibit_rules[{i}].{name}"
+        )
+        report.inhibit_rules = RulesReport(rules=len(inhibit), names=[r.name for r in inhibit])
+        report.applied.append("inhibit_rules")
     return report.model_dump()
 
 

@@ -1,5 +1,5 @@
 """Signal tables: integrations and their ingest keys, alerts, change events, dead letters,
-silences and maintenance windows."""
+silences, maintenance windows, routing rules and inhibition rules."""
 
 from __future__ import annotations
 
@@ -83,6 +83,18 @@ class Alert(Base):
     """When it last changed between firing and resolved (ISO times, within the flap window)."""
     flapping: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """It changed state too often lately: it opens and attaches nothing until it is stable."""
+    inhibited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Its last firing was muted by an inhibition rule: a firing source alert covered it."""
+    inhibited_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The id of the source alert that inhibited it (no foreign key: alerts are never deleted
+    one by one, and the mark is history, not a link to keep)."""
+    inhibit_rule: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    routed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """The routing rule that decided its last routing; None when no rule matched."""
+    routing_action: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    """What its last routing did: open, attach, notify or drop; None while never routed."""
+    on_clear: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    """What its routing asked for when the incident's alerts have all resolved: note, resolve."""
 
     integration: Mapped[Integration] = relationship()
 
@@ -152,3 +164,43 @@ class MaintenanceWindow(Base):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     comment: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(255))
+
+
+class RoutingRule(Base):
+    """One ordered routing rule: matchers → service, severity and an action.
+
+    ``matchers`` is a list of ``{label, op, value}`` as for silences; the pseudo-label
+    ``@integration`` reads the integration's name. ``severity_map`` is ``{label, values}``.
+    """
+
+    __tablename__ = "routing_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    position: Mapped[int] = mapped_column(Integer)
+    matchers: Mapped[list[dict[str, str]]] = mapped_column(JSONType)
+    service_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    severity: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    severity_map: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    action: Mapped[str] = mapped_column(String(10))
+    on_clear: Mapped[str] = mapped_column(String(10))
+    continue_matching: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InhibitRule(Base):
+    """While a source alert fires, matching target alerts with the same ``equal`` labels are
+    muted (Alertmanager's inhibition)."""
+
+    __tablename__ = "inhibit_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    source_matchers: Mapped[list[dict[str, str]]] = mapped_column(JSONType)
+    target_matchers: Mapped[list[dict[str, str]]] = mapped_column(JSONType)
+    equal: Mapped[list[str]] = mapped_column(JSONType)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +27,9 @@ from firetower.signals.schemas import (
     AlertSilenceCreate,
     AlertStatus,
     GrafanaPayload,
+    InhibitRuleIn,
+    InhibitRuleRead,
+    InhibitRulesReplace,
     IntegrationCreate,
     IntegrationKind,
     IntegrationRead,
@@ -38,6 +41,11 @@ from firetower.signals.schemas import (
     RejectedPayloadRead,
     ReportCreate,
     ReportRead,
+    RouteTest,
+    RouteTestResult,
+    RoutingRuleCreate,
+    RoutingRuleRead,
+    RoutingRulesReplace,
     SilenceCreate,
     SilenceRead,
 )
@@ -124,15 +132,17 @@ def list_alerts(
     integration: Annotated[str | None, Query(max_length=100)] = None,
     silenced: bool | None = None,
     flapping: bool | None = None,
+    inhibited: bool | None = None,
     limit: Limit = 100,
 ) -> list[AlertRead]:
-    """Alerts, last seen first; filter by status, integration, silenced, flapping."""
+    """Alerts, last seen first; filter by status, integration, silenced, flapping, inhibited."""
     return service.list_alerts(
         session,
         status=alert_status.value if alert_status is not None else None,
         integration=integration,
         silenced=silenced,
         flapping=flapping,
+        inhibited=inhibited,
         limit=limit,
     )
 
@@ -203,6 +213,103 @@ def list_maintenance_windows(session: ReadSession, actor: Responder) -> list[Mai
 def delete_maintenance_window(window_id: int, runtime: RuntimeDep, actor: Responder) -> Response:
     with runtime.transaction() as session:
         service.delete_maintenance_window(session, actor, window_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- routing rules and inhibition rules ----------------------------------------------------------
+RuleName = Annotated[str, Path(max_length=100)]
+
+
+@router.get("/routing-rules", response_model=list[RoutingRuleRead])
+def list_routing_rules(session: ReadSession, actor: Admin) -> list[RoutingRuleRead]:
+    """The routing rules in the order they are tried."""
+    return [service.routing_rule_read(r) for r in service.list_routing_rules(session)]
+
+
+@router.put("/routing-rules", response_model=list[RoutingRuleRead])
+def replace_routing_rules(
+    data: RoutingRulesReplace, runtime: RuntimeDep, actor: Admin
+) -> list[RoutingRuleRead]:
+    """Replace the whole ordered list at once (also the way to reorder it)."""
+    with runtime.transaction() as session:
+        rules = service.replace_routing_rules(session, actor, data.rules)
+        return [service.routing_rule_read(r) for r in rules]
+
+
+@router.post("/routing-rules", status_code=status.HTTP_201_CREATED, response_model=RoutingRuleRead)
+def create_routing_rule(
+    data: RoutingRuleCreate, runtime: RuntimeDep, actor: Admin
+) -> RoutingRuleRead:
+    with runtime.transaction() as session:
+        return service.routing_rule_read(service.create_routing_rule(session, actor, data))
+
+
+@router.post("/routing-rules/test", response_model=RouteTestResult)
+def test_routing_rules(data: RouteTest, session: ReadSession, actor: Responder) -> RouteTestResult:
+    """Which rules an example alert would match, and what routing would do; stores nothing."""
+    return service.explain_route(session, data)
+
+
+@router.get("/routing-rules/{name}", response_model=RoutingRuleRead)
+def get_routing_rule(name: RuleName, session: ReadSession, actor: Admin) -> RoutingRuleRead:
+    return service.routing_rule_read(service.get_routing_rule(session, name))
+
+
+@router.put("/routing-rules/{name}", response_model=RoutingRuleRead)
+def replace_routing_rule(
+    name: RuleName, data: RoutingRuleCreate, runtime: RuntimeDep, actor: Admin
+) -> RoutingRuleRead:
+    with runtime.transaction() as session:
+        rule = service.replace_routing_rule(session, actor, name, data)
+        return service.routing_rule_read(rule)
+
+
+@router.delete("/routing-rules/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_routing_rule(name: RuleName, runtime: RuntimeDep, actor: Admin) -> Response:
+    with runtime.transaction() as session:
+        service.delete_routing_rule(session, actor, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/inhibit-rules", response_model=list[InhibitRuleRead])
+def list_inhibit_rules(session: ReadSession, actor: Admin) -> list[InhibitRuleRead]:
+    return [InhibitRuleRead.model_validate(r) for r in service.list_inhibit_rules(session)]
+
+
+@router.put("/inhibit-rules", response_model=list[InhibitRuleRead])
+def replace_inhibit_rules(
+    data: InhibitRulesReplace, runtime: RuntimeDep, actor: Admin
+) -> list[InhibitRuleRead]:
+    """Replace every inhibition rule at once."""
+    with runtime.transaction() as session:
+        rules = service.replace_inhibit_rules(session, actor, data.rules)
+        return [InhibitRuleRead.model_validate(r) for r in rules]
+
+
+@router.post("/inhibit-rules", status_code=status.HTTP_201_CREATED, response_model=InhibitRuleRead)
+def create_inhibit_rule(data: InhibitRuleIn, runtime: RuntimeDep, actor: Admin) -> InhibitRuleRead:
+    with runtime.transaction() as session:
+        return InhibitRuleRead.model_validate(service.create_inhibit_rule(session, actor, data))
+
+
+@router.get("/inhibit-rules/{name}", response_model=InhibitRuleRead)
+def get_inhibit_rule(name: RuleName, session: ReadSession, actor: Admin) -> InhibitRuleRead:
+    return InhibitRuleRead.model_validate(service.get_inhibit_rule(session, name))
+
+
+@router.put("/inhibit-rules/{name}", response_model=InhibitRuleRead)
+def replace_inhibit_rule(
+    name: RuleName, data: InhibitRuleIn, runtime: RuntimeDep, actor: Admin
+) -> InhibitRuleRead:
+    with runtime.transaction() as session:
+        rule = service.replace_inhibit_rule(session, actor, name, data)
+        return InhibitRuleRead.model_validate(rule)
+
+
+@router.delete("/inhibit-rules/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_inhibit_rule(name: RuleName, runtime: RuntimeDep, actor: Admin) -> Response:
+    with runtime.transaction() as session:
+        service.delete_inhibit_rule(session, actor, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from firetower.incidents.lifecycle import Severity
 from firetower.text import NO_NUL
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -358,6 +359,15 @@ class AlertRead(BaseModel):
     silenced: bool
     flapping: bool
     incident: str | None
+    inhibited: bool = False
+    inhibited_by: int | None = Field(default=None, description="The inhibiting alert's id.")
+    inhibit_rule: str | None = Field(default=None, description="The inhibition rule that did.")
+    routed_by: str | None = Field(
+        default=None, description="The routing rule that decided its last routing (None: none)."
+    )
+    routing_action: str | None = Field(
+        default=None, description="What its last routing did: open, attach, notify or drop."
+    )
 
 
 class AlertGroupRead(BaseModel):
@@ -367,3 +377,180 @@ class AlertGroupRead(BaseModel):
     resolved: int
     last_seen_at: datetime
     incident: str | None = Field(description="The latest incident an alert of it opened or joined.")
+
+
+# -- routing rules and inhibition rules ---------------------------------------------------------
+INTEGRATION_LABEL = "@integration"
+"""The pseudo-label matchers of routing and inhibition rules read the integration's name from
+("@" is not allowed in Prometheus label names, so no real label takes it)."""
+
+
+class RoutingAction(StrEnum):
+    open = "open"
+    attach = "attach"
+    notify = "notify"
+    drop = "drop"
+
+
+class OnClear(StrEnum):
+    note = "note"
+    resolve = "resolve"
+
+
+LabelValue = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]
+LabelKey = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
+class SeverityMap(BaseModel):
+    """The severity from one label's value, e.g. ``severity``: critical → SEV1."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: LabelKey
+    values: dict[LabelValue, Severity] = Field(min_length=1, max_length=100)
+
+
+class RoutingRuleIn(BaseModel):
+    """A routing rule as written in firetower.yaml or sent to the API."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(pattern=NAME, max_length=100)
+    matchers: list[Matcher] = Field(
+        default_factory=list,
+        max_length=50,
+        description="All must hold; none matches every alert. The pseudo-label "
+        "`@integration` is the integration's name.",
+    )
+    service: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=NO_NUL,
+        description="The catalog service to route to (else the alert's own).",
+    )
+    severity: Severity | None = Field(
+        default=None, description="A fixed severity, or the fallback of `severity_map`."
+    )
+    severity_map: SeverityMap | None = Field(
+        default=None,
+        description="The severity from a label's value; unlisted values fall back to `severity`.",
+    )
+    action: RoutingAction = RoutingAction.open
+    on_clear: OnClear = Field(
+        default=OnClear.note,
+        description="When every alert of its incident has resolved: note it or resolve it.",
+    )
+    continue_: bool = Field(
+        default=False, alias="continue", description="Let later matching rules apply too."
+    )
+    description: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+    @field_validator("on_clear")
+    @classmethod
+    def _clear_needs_an_incident(cls, value: OnClear, info: ValidationInfo) -> OnClear:
+        action = info.data.get("action")
+        if value == OnClear.resolve and action in (RoutingAction.notify, RoutingAction.drop):
+            raise ValueError(f"on_clear resolve needs an open or attach rule, not {action}")
+        return value
+
+    @field_validator("continue_")
+    @classmethod
+    def _drop_is_final(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("action") == RoutingAction.drop:
+            raise ValueError("a drop rule ends the walk: it cannot continue")
+        return value
+
+
+class RoutingRuleCreate(RoutingRuleIn):
+    position: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="Where in the order (0 is first); the end when left out. On a replace, "
+        "left out keeps the rule where it is.",
+    )
+
+
+class RoutingRulesReplace(BaseModel):
+    """The whole ordered list, replaced at once."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules: list[RoutingRuleIn] = Field(max_length=1000)
+
+
+class RoutingRuleRead(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    name: str
+    position: int
+    matchers: list[Matcher]
+    service: str | None
+    severity: Severity | None
+    severity_map: SeverityMap | None
+    action: RoutingAction
+    on_clear: OnClear
+    continue_: bool = Field(alias="continue")
+    description: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class RouteTest(BaseModel):
+    """An example alert: which rules would it hit?"""
+
+    model_config = ConfigDict(extra="forbid")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=100)
+    integration: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=NO_NUL,
+        description="The integration it comes from (`@integration`); when it names one, its "
+        "service is the alert's own as at intake.",
+    )
+
+
+class RouteTestResult(BaseModel):
+    matched: list[str] = Field(description="The rules that match, in order, up to where it stops.")
+    decided_by: str | None = Field(
+        description="The rule whose action decides; None when no rule matched (default routing)."
+    )
+    action: RoutingAction
+    notify: list[str] = Field(description="The rules that would enqueue a notification.")
+    service: str | None
+    severity: Severity
+    on_clear: OnClear
+
+
+class InhibitRuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME, max_length=100)
+    source_matchers: list[Matcher] = Field(min_length=1, max_length=50)
+    target_matchers: list[Matcher] = Field(min_length=1, max_length=50)
+    equal: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description='Labels whose values must be the same on source and target (missing = "").',
+    )
+    description: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+    @field_validator("equal")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("equal must not repeat a label")
+        return value
+
+
+class InhibitRulesReplace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[InhibitRuleIn] = Field(max_length=1000)
+
+
+class InhibitRuleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    source_matchers: list[Matcher]
+    target_matchers: list[Matcher]
+    equal: list[str]
+    description: str
+    created_at: datetime
+    updated_at: datetime

@@ -25,7 +25,7 @@ import re
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,24 +35,27 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from firetower import clock
+from firetower import clock, jobs
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor, digest_secret
 from firetower.catalog.models import Service
 from firetower.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from firetower.incidents import service as incidents
-from firetower.incidents.lifecycle import ACTIVE, Severity, Source, format_ref
+from firetower.incidents.lifecycle import ACTIVE, Severity, Source, Status, format_ref
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
 from firetower.signals.models import (
     Alert,
     ChangeEvent,
+    InhibitRule,
     Integration,
     MaintenanceWindow,
     RejectedPayload,
+    RoutingRule,
     Silence,
 )
+from firetower.signals.routing import Decision, Routing, Rule
 from firetower.signals.schemas import (
     AlertGroupRead,
     AlertmanagerAlert,
@@ -61,13 +64,21 @@ from firetower.signals.schemas import (
     AlertSilenceCreate,
     GenericMapping,
     GrafanaPayload,
+    InhibitRuleIn,
     IntegrationCreate,
     MaintenanceWindowCreate,
     Matcher,
     MatchOp,
+    OnClear,
     PagerDutyChangeEvent,
     PagerDutyEvent,
     ReportCreate,
+    RouteTest,
+    RouteTestResult,
+    RoutingAction,
+    RoutingRuleCreate,
+    RoutingRuleIn,
+    RoutingRuleRead,
     SilenceCreate,
 )
 
@@ -84,6 +95,8 @@ SEVERITIES = {
     "info": Severity.SEV4,
 }
 DEFAULT_SEVERITY = Severity.SEV3
+NOTIFY_KIND = "signals.notify"
+"""The job a notify routing rule enqueues: ``{"alert_id", "rule"}``."""
 REPORT_KIND = "user-report"
 BUILTIN_PREFIX = "@"
 REPORT_INTEGRATION = "@user-reports"
@@ -261,6 +274,8 @@ class Intake:
     """The summary of an incident this request opens; by default it names the alert."""
     mutes: Mutes | None = None
     """The silences and maintenance windows active for this request, loaded once."""
+    routing: Routing | None = None
+    """The routing and inhibition rules, loaded once for this request."""
 
     def acting(self) -> Actor:
         return self.actor or actor_for(self.integration)
@@ -302,8 +317,28 @@ def _active_incident(session: Session, service: Service) -> Incident | None:
     )
 
 
-def _route(session: Session, intake: Intake, alert: Alert) -> None:
-    """A firing alert joins its service's active incident, or opens one."""
+def _routing(session: Session, intake: Intake) -> Routing:
+    if intake.routing is None:
+        intake.routing = Routing.load(session)
+    return intake.routing
+
+
+def _route(
+    session: Session, intake: Intake, alert: Alert, decision: Decision, *, notify: bool = True
+) -> None:
+    """Apply a routing decision to a firing alert that is not muted.
+
+    ``open`` joins the service's active incident or opens one; ``attach`` only joins (the
+    alert stays unrouted when there is none); ``notify`` and ``drop`` touch no incident.
+    Each notify rule enqueues a ``signals.notify`` job in this transaction.
+    """
+    alert.routed_by = decision.decided_by
+    alert.routing_action = decision.action.value
+    alert.on_clear = decision.on_clear.value
+    for rule in decision.notify if notify else ():
+        jobs.enqueue(session, NOTIFY_KIND, {"alert_id": alert.id, "rule": rule})
+    if decision.action not in (RoutingAction.open, RoutingAction.attach):
+        return
     if alert.incident_id is not None:
         current = session.get(Incident, alert.incident_id)
         if current is not None and current.status in ACTIVE:
@@ -315,6 +350,8 @@ def _route(session: Session, intake: Intake, alert: Alert) -> None:
         return  # no service to route to: the alert is kept, no incident opened
     incident = _active_incident(session, service)
     if incident is None:
+        if decision.action == RoutingAction.attach:
+            return  # attach never opens: the alert is kept unrouted
         incident = incidents.declare(
             session,
             intake.acting(),
@@ -338,8 +375,19 @@ def _route(session: Session, intake: Intake, alert: Alert) -> None:
     alert.incident_id = incident.id
 
 
-def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
-    """Record one alert (a repeat updates the existing row) and route it."""
+@dataclass(frozen=True)
+class Received:
+    """One signal recorded, with what its alert was before it (settled afterwards)."""
+
+    alert: Alert
+    signal: Signal
+    was: str | None
+    held: bool
+    """The alert was muted before (silenced, inhibited or flapping): a repeat may route."""
+
+
+def record(session: Session, intake: Intake, signal: Signal) -> Received:
+    """Store one signal: a new alert, or a repeat that updates the existing row."""
     now = clock.now()
     integration = intake.integration
     alert = session.scalar(
@@ -348,8 +396,7 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
         .where(Alert.fingerprint == signal.fingerprint)
     )
     was = alert.status if alert is not None else None
-    was_silenced = alert.silenced if alert is not None else False
-    was_flapping = alert.flapping if alert is not None else False
+    held = alert is not None and (alert.silenced or alert.flapping or alert.inhibited)
     if alert is None:
         alert = Alert(
             integration_id=integration.id,
@@ -369,6 +416,7 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
             group_key=group_key_of(integration.group_by, signal.labels),
             state_changes=[],
             flapping=False,
+            inhibited=False,
         )
         session.add(alert)
         session.flush()
@@ -387,15 +435,62 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
         if signal.starts_at is not None:
             alert.starts_at = signal.starts_at
     _track_flapping(integration, alert, was, signal.status, now)
+    return Received(alert, signal, was, held)
+
+
+def settle(session: Session, intake: Intake, received: Received) -> None:
+    """Mute or route a recorded signal; note a resolved one for ``finish``.
+
+    A firing alert gets its service and severity from the routing rules, then is checked
+    against silences and maintenance windows, then inhibition rules; one nothing mutes
+    routes if it newly fires, or if it was held before (the mute or flapping has ended).
+    """
+    alert, signal, was = received.alert, received.signal, received.was
+    if signal.status != alert.status:
+        return  # a later signal of the same request changed it again: that one settles it
     if signal.status == "firing":
+        name = intake.integration.name
+        routing = _routing(session, intake)
+        decision = routing.decide(
+            alert.labels or {}, name, signal.service_name or alert.service_name, signal.severity
+        )
+        if alert.service_name != decision.service:
+            alert.service_name = decision.service
+        if alert.severity != decision.severity.value:
+            alert.severity = decision.severity.value
         alert.silenced = _mutes(session, intake).cover(alert)
-    if signal.status == "firing" and not alert.silenced and not alert.flapping:
-        # A repeat routes only if it was held before: the silence or flapping has ended.
-        if was_silenced or was_flapping or (was != "firing" and was != "acknowledged"):
-            _route(session, intake, alert)
+        inhibitor = None if alert.silenced else routing.inhibitor(session, alert, name)
+        if alert.inhibited != (inhibitor is not None):
+            alert.inhibited = inhibitor is not None
+        if inhibitor is not None or alert.inhibited_by is not None:
+            alert.inhibited_by, alert.inhibit_rule = inhibitor or (None, None)
+        if alert.silenced or alert.inhibited or alert.flapping:
+            return
+        unrouted_attach = (
+            alert.incident_id is None and alert.routing_action == RoutingAction.attach.value
+        )
+        if received.held or was not in ("firing", "acknowledged"):
+            _route(session, intake, alert, decision)
+        elif unrouted_attach:  # a repeat tries to join again, without notifying twice
+            _route(session, intake, alert, decision, notify=False)
     elif signal.status == "resolved" and was != "resolved" and alert.incident_id is not None:
         intake.resolved_incidents.add(alert.incident_id)
-    return alert
+
+
+def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
+    """Record one alert (a repeat updates the existing row) and route it."""
+    received = record(session, intake, signal)
+    settle(session, intake, received)
+    return received.alert
+
+
+def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> list[Alert]:
+    """Record every signal of a batch first, then settle each: so an inhibition source in the
+    batch counts with its new state wherever it sits in the batch."""
+    received = [record(session, intake, signal) for signal in signals]
+    for item in received:
+        settle(session, intake, item)
+    return [item.alert for item in received]
 
 
 def group_key_of(group_by: Sequence[str], labels: dict[str, Any]) -> str:
@@ -467,22 +562,39 @@ def finish(session: Session, intake: Intake) -> None:
         resolved = session.get(Incident, incident_id)
         if resolved is None:
             continue
-        open_alerts = session.scalar(
-            select(func.count())
-            .select_from(Alert)
-            .where(Alert.incident_id == incident_id)
-            .where(Alert.status != "resolved")
-        )
-        if open_alerts == 0:
-            total = session.scalar(
-                select(func.count()).select_from(Alert).where(Alert.incident_id == incident_id)
-            )
+        total, still_open, keep_open = session.execute(
+            select(
+                func.count(),
+                func.sum(case((Alert.status == "resolved", 0), else_=1)),
+                func.sum(case((Alert.on_clear == OnClear.resolve.value, 0), else_=1)),
+            ).where(Alert.incident_id == incident_id)
+        ).one()
+        if still_open:
+            continue
+        if keep_open or resolved.status not in ACTIVE:
             incidents.add_note(
                 session,
                 actor,
                 resolved,
                 f"All {total} alerts attached to this incident have resolved.",
             )
+            continue
+        rules = sorted(
+            name
+            for name in session.scalars(
+                select(Alert.routed_by).where(Alert.incident_id == incident_id).distinct()
+            )
+            if name
+        )
+        noun = "rule" if len(rules) == 1 else "rules"
+        incidents.transition(
+            session,
+            actor,
+            resolved,
+            Status.resolved,
+            note=f"Resolved by routing {noun} {', '.join(rules)} (on_clear: resolve): "
+            f"all {total} alerts attached to this incident have resolved.",
+        )
 
 
 # -- silences and maintenance windows -----------------------------------------------------------
@@ -681,6 +793,7 @@ def ingest_alertmanager(
     default_service = intake.integration.service_name
     alerts: Sequence[AlertmanagerAlert] = payload.alerts
     grafana = isinstance(payload, GrafanaPayload)
+    signals: list[Signal] = []
     for item in alerts:
         labels = {**payload.commonLabels, **item.labels}
         annotations = {**payload.commonAnnotations, **item.annotations}
@@ -689,9 +802,7 @@ def ingest_alertmanager(
         service = labels.get("service") or default_service
         if service != default_service and _service(session, service, lock=False) is None:
             service = default_service
-        receive(
-            session,
-            intake,
+        signals.append(
             Signal(
                 fingerprint=item.fingerprint or _fingerprint_of(item.labels),
                 status=item.status,
@@ -702,8 +813,9 @@ def ingest_alertmanager(
                 annotations=annotations,
                 starts_at=item.startsAt,
                 ends_at=item.endsAt,
-            ),
+            )
         )
+    receive_all(session, intake, signals)
     finish(session, intake)
     return len(payload.alerts)
 
@@ -937,6 +1049,293 @@ def store_change(
     return change
 
 
+# -- routing rules -----------------------------------------------------------------------------
+def _dump_matchers(matchers: Sequence[Matcher]) -> list[dict[str, str]]:
+    return [m.model_dump(mode="json") for m in matchers]
+
+
+def _check_service(session: Session, name: str | None, field: str) -> None:
+    if name is not None and (
+        session.scalar(select(Service.id).where(Service.name == name)) is None
+    ):
+        raise InvalidInput(f"no service named {name!r}", field=field)
+
+
+def _fill_rule(rule: RoutingRule, data: RoutingRuleIn, now: datetime) -> None:
+    rule.name = data.name
+    rule.matchers = _dump_matchers(data.matchers)
+    rule.service_name = data.service
+    rule.severity = data.severity.value if data.severity is not None else None
+    rule.severity_map = (
+        data.severity_map.model_dump(mode="json") if data.severity_map is not None else None
+    )
+    rule.action = data.action.value
+    rule.on_clear = data.on_clear.value
+    rule.continue_matching = data.continue_
+    rule.description = data.description
+    rule.updated_at = now
+
+
+def routing_rule_read(rule: RoutingRule) -> RoutingRuleRead:
+    return RoutingRuleRead.model_validate(
+        {
+            "name": rule.name,
+            "position": rule.position,
+            "matchers": rule.matchers,
+            "service": rule.service_name,
+            "severity": rule.severity,
+            "severity_map": rule.severity_map,
+            "action": rule.action,
+            "on_clear": rule.on_clear,
+            "continue": rule.continue_matching,
+            "description": rule.description,
+            "created_at": rule.created_at,
+            "updated_at": rule.updated_at,
+        }
+    )
+
+
+def list_routing_rules(session: Session) -> list[RoutingRule]:
+    return list(session.scalars(select(RoutingRule).order_by(RoutingRule.position, RoutingRule.id)))
+
+
+def get_routing_rule(session: Session, name: str) -> RoutingRule:
+    rule = session.scalar(select(RoutingRule).where(RoutingRule.name == name))
+    if rule is None:
+        raise NotFound(f"no routing rule named {name!r}", field="name")
+    return rule
+
+
+def _place(rules: list[RoutingRule], rule: RoutingRule, position: int | None) -> None:
+    """Put ``rule`` at ``position`` (the end when None or past it) and renumber 0..n-1."""
+    rest = [r for r in rules if r is not rule]
+    at = len(rest) if position is None else min(position, len(rest))
+    rest.insert(at, rule)
+    for index, each in enumerate(rest):
+        if each.position != index:
+            each.position = index
+
+
+def create_routing_rule(session: Session, actor: Actor, data: RoutingRuleCreate) -> RoutingRule:
+    """Add a rule at ``position`` (the end by default); later rules move down one."""
+    actor.require(Role.admin)
+    rules = list_routing_rules(session)
+    if any(r.name == data.name for r in rules):
+        raise Conflict(f"a routing rule named {data.name} already exists", field="name")
+    _check_service(session, data.service, "service")
+    now = clock.now()
+    rule = RoutingRule(created_at=now, position=len(rules))
+    _fill_rule(rule, data, now)
+    _place(rules, rule, data.position)
+    session.add(rule)
+    session.flush()
+    return rule
+
+
+def replace_routing_rule(
+    session: Session, actor: Actor, name: str, data: RoutingRuleCreate
+) -> RoutingRule:
+    """Replace one rule (it may be renamed); ``position`` moves it, left out keeps its place."""
+    actor.require(Role.admin)
+    rule = get_routing_rule(session, name)
+    rules = list_routing_rules(session)
+    if data.name != name and any(r.name == data.name for r in rules):
+        raise Conflict(f"a routing rule named {data.name} already exists", field="name")
+    _check_service(session, data.service, "service")
+    _fill_rule(rule, data, clock.now())
+    if data.position is not None:
+        _place(rules, rule, data.position)
+    session.flush()
+    return rule
+
+
+def delete_routing_rule(session: Session, actor: Actor, name: str) -> None:
+    actor.require(Role.admin)
+    rule = get_routing_rule(session, name)
+    rules = list_routing_rules(session)
+    session.delete(rule)
+    for index, each in enumerate(r for r in rules if r is not rule):
+        if each.position != index:
+            each.position = index
+    session.flush()
+
+
+def replace_routing_rules(
+    session: Session,
+    actor: Actor,
+    rules: Sequence[RoutingRuleIn],
+    *,
+    field: Callable[[int, str], str] = lambda i, name: f"rules.{i}.{name}",
+) -> list[RoutingRule]:
+    """Replace the whole ordered list at once (the API's PUT, and firetower.yaml's
+    ``routing:``). Rules keep their row (and ``created_at``) by name; every check runs first.
+    """
+    actor.require(Role.admin)
+    seen: set[str] = set()
+    for index, data in enumerate(rules):
+        if data.name in seen:
+            raise Conflict(
+                f"the routing rule name {data.name} appears twice", field=field(index, "name")
+            )
+        seen.add(data.name)
+        _check_service(session, data.service, field(index, "service"))
+    existing = {r.name: r for r in list_routing_rules(session)}
+    for name, gone in existing.items():
+        if name not in seen:
+            session.delete(gone)
+    session.flush()  # names freed before rows are renamed or added
+    now = clock.now()
+    kept: list[RoutingRule] = []
+    for index, data in enumerate(rules):
+        rule = existing.get(data.name)
+        if rule is None:
+            rule = RoutingRule(created_at=now, position=index)
+            session.add(rule)
+        elif _same_rule(rule, data, index):
+            kept.append(rule)
+            continue
+        _fill_rule(rule, data, now)
+        rule.position = index
+        kept.append(rule)
+    session.flush()
+    return kept
+
+
+def _same_rule(rule: RoutingRule, data: RoutingRuleIn, position: int) -> bool:
+    """An unchanged rule keeps its ``updated_at`` (applying the same file twice changes
+    nothing)."""
+    probe = RoutingRule()
+    _fill_rule(probe, data, rule.updated_at)
+    columns = ("matchers", "service_name", "severity", "severity_map", "action", "on_clear")
+    return (
+        rule.position == position
+        and all(getattr(rule, c) == getattr(probe, c) for c in columns)
+        and rule.continue_matching == probe.continue_matching
+        and rule.description == probe.description
+    )
+
+
+def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
+    """Which rules an example alert would hit, and what routing would do; stores nothing."""
+    integration = (
+        session.scalar(select(Integration).where(Integration.name == data.integration))
+        if data.integration is not None
+        else None
+    )
+    default_service = integration.service_name if integration is not None else None
+    service = data.labels.get("service") or default_service
+    if service != default_service and _service(session, service, lock=False) is None:
+        service = default_service
+    rules = [Rule.of(r) for r in list_routing_rules(session)]
+    decision = Routing(rules, []).decide(
+        dict(data.labels),
+        data.integration or "",
+        service,
+        _severity(data.labels.get("severity")),
+    )
+    return RouteTestResult(
+        matched=list(decision.matched),
+        decided_by=decision.decided_by,
+        action=decision.action,
+        notify=list(decision.notify),
+        service=decision.service,
+        severity=decision.severity,
+        on_clear=decision.on_clear,
+    )
+
+
+# -- inhibition rules --------------------------------------------------------------------------
+def list_inhibit_rules(session: Session) -> list[InhibitRule]:
+    return list(session.scalars(select(InhibitRule).order_by(InhibitRule.name)))
+
+
+def get_inhibit_rule(session: Session, name: str) -> InhibitRule:
+    rule = session.scalar(select(InhibitRule).where(InhibitRule.name == name))
+    if rule is None:
+        raise NotFound(f"no inhibition rule named {name!r}", field="name")
+    return rule
+
+
+def _fill_inhibit(rule: InhibitRule, data: InhibitRuleIn, now: datetime) -> None:
+    rule.name = data.name
+    rule.source_matchers = _dump_matchers(data.source_matchers)
+    rule.target_matchers = _dump_matchers(data.target_matchers)
+    rule.equal = list(data.equal)
+    rule.description = data.description
+    rule.updated_at = now
+
+
+def create_inhibit_rule(session: Session, actor: Actor, data: InhibitRuleIn) -> InhibitRule:
+    actor.require(Role.admin)
+    if session.scalar(select(InhibitRule.id).where(InhibitRule.name == data.name)) is not None:
+        raise Conflict(f"an inhibition rule named {data.name} already exists", field="name")
+    now = clock.now()
+    rule = InhibitRule(created_at=now)
+    _fill_inhibit(rule, data, now)
+    session.add(rule)
+    session.flush()
+    return rule
+
+
+def replace_inhibit_rule(
+    session: Session, actor: Actor, name: str, data: InhibitRuleIn
+) -> InhibitRule:
+    actor.require(Role.admin)
+    rule = get_inhibit_rule(session, name)
+    if data.name != name and (
+        session.scalar(select(InhibitRule.id).where(InhibitRule.name == data.name)) is not None
+    ):
+        raise Conflict(f"an inhibition rule named {data.name} already exists", field="name")
+    _fill_inhibit(rule, data, clock.now())
+    session.flush()
+    return rule
+
+
+def delete_inhibit_rule(session: Session, actor: Actor, name: str) -> None:
+    actor.require(Role.admin)
+    session.delete(get_inhibit_rule(session, name))
+    session.flush()
+
+
+def replace_inhibit_rules(
+    session: Session,
+    actor: Actor,
+    rules: Sequence[InhibitRuleIn],
+    *,
+    field: Callable[[int, str], str] = lambda i, name: f"rules.{i}.{name}",
+) -> list[InhibitRule]:
+    """Replace every inhibition rule at once (PUT, and firetower.yaml's ``inhibit_rules:``)."""
+    actor.require(Role.admin)
+    seen: set[str] = set()
+    for index, data in enumerate(rules):
+        if data.name in seen:
+            raise Conflict(
+                f"the inhibition rule name {data.name} appears twice", field=field(index, "name")
+            )
+        seen.add(data.name)
+    existing = {r.name: r for r in list_inhibit_rules(session)}
+    for name, gone in existing.items():
+        if name not in seen:
+            session.delete(gone)
+    now = clock.now()
+    result: list[InhibitRule] = []
+    for data in rules:
+        rule = existing.get(data.name)
+        if rule is None:
+            rule = InhibitRule(created_at=now)
+            session.add(rule)
+            _fill_inhibit(rule, data, now)
+        else:
+            probe = InhibitRule()
+            _fill_inhibit(probe, data, rule.updated_at)
+            columns = ("source_matchers", "target_matchers", "equal", "description")
+            if any(getattr(rule, c) != getattr(probe, c) for c in columns):
+                _fill_inhibit(rule, data, now)
+        result.append(rule)
+    session.flush()
+    return sorted(result, key=lambda r: r.name)
+
+
 # -- alert and group lists ---------------------------------------------------------------------
 def _ref(incident_id: int | None) -> str | None:
     return format_ref(incident_id) if incident_id is not None else None
@@ -949,6 +1348,7 @@ def list_alerts(
     integration: str | None = None,
     silenced: bool | None = None,
     flapping: bool | None = None,
+    inhibited: bool | None = None,
     limit: int = 100,
 ) -> list[AlertRead]:
     """Alerts last seen first, filtered; an unknown integration name is a 404."""
@@ -963,27 +1363,35 @@ def list_alerts(
         query = query.where(Alert.silenced.is_(silenced))
     if flapping is not None:
         query = query.where(Alert.flapping.is_(flapping))
+    if inhibited is not None:
+        query = query.where(Alert.inhibited.is_(inhibited))
     query = query.order_by(Alert.last_seen_at.desc(), Alert.id.desc()).limit(limit)
-    return [
-        AlertRead(
-            id=alert.id,
-            integration=name,
-            fingerprint=alert.fingerprint,
-            status=alert.status,
-            title=alert.title,
-            severity=alert.severity,
-            service_name=alert.service_name,
-            labels=alert.labels or {},
-            group_key=alert.group_key,
-            count=alert.count,
-            first_seen_at=alert.first_seen_at,
-            last_seen_at=alert.last_seen_at,
-            silenced=alert.silenced,
-            flapping=alert.flapping,
-            incident=_ref(alert.incident_id),
-        )
-        for alert, name in session.execute(query)
-    ]
+    return [alert_read(alert, name) for alert, name in session.execute(query)]
+
+
+def alert_read(alert: Alert, integration: str) -> AlertRead:
+    return AlertRead(
+        id=alert.id,
+        integration=integration,
+        fingerprint=alert.fingerprint,
+        status=alert.status,
+        title=alert.title,
+        severity=alert.severity,
+        service_name=alert.service_name,
+        labels=alert.labels or {},
+        group_key=alert.group_key,
+        count=alert.count,
+        first_seen_at=alert.first_seen_at,
+        last_seen_at=alert.last_seen_at,
+        silenced=alert.silenced,
+        flapping=alert.flapping,
+        incident=_ref(alert.incident_id),
+        inhibited=alert.inhibited,
+        inhibited_by=alert.inhibited_by,
+        inhibit_rule=alert.inhibit_rule,
+        routed_by=alert.routed_by,
+        routing_action=alert.routing_action,
+    )
 
 
 def list_groups(

@@ -1,0 +1,569 @@
+"""Routing rules: ordered, first match wins unless ``continue``; open, attach, notify, drop;
+resolve or note when an incident's alerts clear; the test endpoint; firetower.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import select
+
+from firetower.auth.schemas import Role
+from firetower.incidents.models import Incident, TimelineEvent
+from firetower.jobs import Job, Worker
+from firetower.runtime import Runtime
+from firetower.signals.service import NOTIFY_KIND
+from tests.factories import ApiUser, Factory, row_counts
+from tests.signals_support import alert_by_fingerprint, incident_count
+
+
+def _key(admin: ApiUser, name: str, service: str | None = None) -> str:
+    body: dict[str, Any] = {"name": name, "kind": "alertmanager"}
+    if service:
+        body["service_name"] = service
+    answer = admin.post("/api/v1/integrations", json=body)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
+
+
+def _alert(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": "HighErrorRate", **labels},
+        "annotations": {"summary": f"alert {fingerprint}"},
+        "startsAt": "2026-11-28T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-28T10:05:00Z",
+        "fingerprint": fingerprint,
+    }
+
+
+def _send(factory: Factory, key: str, *alerts: dict[str, Any]) -> Any:
+    body = {"version": "4", "status": alerts[0]["status"], "alerts": list(alerts)}
+    answer = factory.client.post(f"/ingest/alertmanager/{key}", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _rule(admin: ApiUser, name: str, **fields: Any) -> Any:
+    answer = admin.post("/api/v1/routing-rules", json={"name": name, **fields})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _m(label: str, op: str, value: str) -> dict[str, str]:
+    return {"label": label, "op": op, "value": value}
+
+
+def _names(admin: ApiUser) -> list[str]:
+    rules = admin.get("/api/v1/routing-rules").json()
+    assert [r["position"] for r in rules] == list(range(len(rules)))
+    return [r["name"] for r in rules]
+
+
+def _alert_read(admin: ApiUser, fingerprint: str) -> dict[str, Any]:
+    [found] = [a for a in admin.get("/api/v1/alerts").json() if a["fingerprint"] == fingerprint]
+    return dict(found)
+
+
+def _incidents(runtime: Runtime) -> list[Incident]:
+    with runtime.read() as session:
+        found = list(session.scalars(select(Incident).order_by(Incident.id)))
+        for incident in found:
+            _ = incident.services
+        return found
+
+
+def _jobs(runtime: Runtime) -> list[Job]:
+    with runtime.read() as session:
+        return list(session.scalars(select(Job).where(Job.kind == NOTIFY_KIND).order_by(Job.id)))
+
+
+SEVERITY_MAP = {"label": "severity", "values": {"critical": "SEV1", "warning": "SEV3"}}
+
+
+# -- the rule list -------------------------------------------------------------------------------
+def test_rules_are_kept_in_order_and_can_be_moved(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    for name in ("a", "b", "c"):
+        _rule(admin, name)
+    _rule(admin, "first", position=0, matchers=[_m("team", "=", "db")], service="db")
+    assert _names(admin) == ["first", "a", "b", "c"]
+    _rule(admin, "far", position=99)
+    assert _names(admin) == ["first", "a", "b", "c", "far"]
+
+    moved = admin.put(
+        "/api/v1/routing-rules/c", json={"name": "c", "action": "attach", "position": 0}
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["action"] == "attach" and moved.json()["position"] == 0
+    assert _names(admin) == ["c", "first", "a", "b", "far"]
+    renamed = admin.put("/api/v1/routing-rules/b", json={"name": "bee", "continue": True})
+    assert renamed.json()["continue"] is True and renamed.json()["position"] == 3
+    assert _names(admin) == ["c", "first", "a", "bee", "far"]
+
+    one = admin.get("/api/v1/routing-rules/first").json()
+    assert one["matchers"] == [_m("team", "=", "db")]
+    assert one["service"] == "db" and one["action"] == "open" and one["on_clear"] == "note"
+    assert admin.delete("/api/v1/routing-rules/first").status_code == 204
+    assert _names(admin) == ["c", "a", "bee", "far"]
+
+    created_a = admin.get("/api/v1/routing-rules/a").json()["created_at"]
+    whole = admin.put(
+        "/api/v1/routing-rules",
+        json={"rules": [{"name": "far"}, {"name": "a", "action": "drop"}, {"name": "new"}]},
+    )
+    assert whole.status_code == 200, whole.text
+    assert [r["name"] for r in whole.json()] == ["far", "a", "new"]
+    assert _names(admin) == ["far", "a", "new"]
+    after = admin.get("/api/v1/routing-rules/a").json()
+    assert after["created_at"] == created_a and after["action"] == "drop"
+
+    for method in (admin.get, admin.delete):
+        assert method("/api/v1/routing-rules/nope").status_code == 404
+    assert admin.put("/api/v1/routing-rules/nope", json={"name": "nope"}).status_code == 404
+    responder = factory.user(Role.responder)
+    assert responder.post("/api/v1/routing-rules", json={"name": "x"}).status_code == 403
+    assert responder.get("/api/v1/routing-rules").status_code == 403
+
+
+# -- the test endpoint ---------------------------------------------------------------------------
+def test_the_test_endpoint_walks_the_rules_in_order(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    for name in ("db", "web", "checkout"):
+        factory.service(name)
+    _key(admin, "prom", "checkout")
+    _rule(
+        admin,
+        "page-critical",
+        matchers=[_m("severity", "=", "critical")],
+        action="notify",
+        **{"continue": True},
+    )
+    _rule(
+        admin,
+        "db-team",
+        matchers=[_m("team", "=", "db")],
+        service="db",
+        severity_map=SEVERITY_MAP,
+        on_clear="resolve",
+    )
+    _rule(admin, "staging", matchers=[_m("env", "=~", "stag.*")], action="drop")
+    _rule(
+        admin,
+        "from-grafana",
+        matchers=[_m("@integration", "=", "grafana")],
+        service="web",
+        severity="SEV4",
+        action="attach",
+    )
+    responder = factory.user(Role.responder)
+    before = row_counts(runtime)
+
+    def test(labels: dict[str, str], integration: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"labels": labels}
+        if integration:
+            body["integration"] = integration
+        answer = responder.post("/api/v1/routing-rules/test", json=body)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    # notify (continue) then the db rule decides: first match wins after that.
+    assert test({"severity": "critical", "team": "db", "env": "staging"}) == {
+        "matched": ["page-critical", "db-team"],
+        "decided_by": "db-team",
+        "action": "open",
+        "notify": ["page-critical"],
+        "service": "db",
+        "severity": "SEV1",
+        "on_clear": "resolve",
+    }
+    # a value the map does not list sets nothing: the alert's own severity stays.
+    assert test({"severity": "info", "team": "db"})["severity"] == "SEV4"
+    assert test({"team": "db", "severity": "warning"})["severity"] == "SEV3"
+    # a drop mutes the notify rule that matched before it
+    assert test({"severity": "critical", "env": "staging"}) == {
+        "matched": ["page-critical", "staging"],
+        "decided_by": "staging",
+        "action": "drop",
+        "notify": [],
+        "service": None,
+        "severity": "SEV1",
+        "on_clear": "note",
+    }
+    # only a notify rule matched: notify, no incident
+    only_notify = test({"severity": "critical"}, "prom")
+    assert only_notify["action"] == "notify" and only_notify["decided_by"] == "page-critical"
+    assert only_notify["service"] == "checkout"  # the integration's, as at intake
+    # the integration name is matchable; its rule sets service and severity
+    graf = test({"alertname": "x"}, "grafana")
+    assert (graf["decided_by"], graf["action"], graf["service"], graf["severity"]) == (
+        "from-grafana",
+        "attach",
+        "web",
+        "SEV4",
+    )
+    # nothing matches: today's routing (open on the alert's own service)
+    assert test({"service": "web"}) == {
+        "matched": [],
+        "decided_by": None,
+        "action": "open",
+        "notify": [],
+        "service": "web",
+        "severity": "SEV3",
+        "on_clear": "note",
+    }
+    assert row_counts(runtime) == before  # nothing stored
+    viewer = factory.user(Role.viewer)
+    assert viewer.post("/api/v1/routing-rules/test", json={"labels": {}}).status_code == 403
+
+
+def test_the_first_rule_setting_a_value_wins(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    for name in ("a", "b"):
+        factory.service(name)
+    _rule(admin, "sets-severity", severity="SEV2", action="notify", **{"continue": True})
+    _rule(admin, "sets-service", service="a", **{"continue": True})
+    _rule(admin, "sets-both", service="b", severity="SEV4")
+    _rule(admin, "never-reached", service="b", action="drop")
+    answer = admin.post("/api/v1/routing-rules/test", json={"labels": {}}).json()
+    assert answer["matched"] == ["sets-severity", "sets-service", "sets-both"]
+    assert answer["decided_by"] == "sets-service"  # the first open, attach or drop rule
+    assert (answer["service"], answer["severity"]) == ("a", "SEV2")
+
+
+# -- actions at intake ---------------------------------------------------------------------------
+def test_open_routes_to_the_rule_service_with_the_mapped_severity(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    factory.service("db")
+    key = _key(admin, "prom", "checkout")
+    _rule(
+        admin, "db-team", matchers=[_m("team", "=", "db")], service="db", severity_map=SEVERITY_MAP
+    )
+
+    answer = _send(factory, key, _alert("d1", team="db", severity="critical"))
+    [incident] = _incidents(runtime)
+    assert answer["opened"] == [incident.ref]
+    assert [s.name for s in incident.services] == ["db"] and incident.severity == "SEV1"
+    read = _alert_read(admin, "d1")
+    assert read["routed_by"] == "db-team" and read["routing_action"] == "open"
+    assert read["service_name"] == "db" and read["severity"] == "SEV1"
+
+    _send(factory, key, _alert("c1", team="web"))  # no rule: today's default, on checkout
+    read = _alert_read(admin, "c1")
+    assert read["routed_by"] is None and read["routing_action"] == "open"
+    assert sorted(i.services[0].name for i in _incidents(runtime)) == ["checkout", "db"]
+
+
+def test_attach_joins_only_and_keeps_the_alert_unrouted_without_an_incident(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    key = _key(admin, "prom", "web")
+    _rule(admin, "only-join", matchers=[_m("severity", "=", "warning")], action="attach")
+
+    assert _send(factory, key, _alert("w1", severity="warning"))["opened"] == []
+    assert incident_count(runtime) == 0
+    read = _alert_read(admin, "w1")
+    assert read["routing_action"] == "attach" and read["incident"] is None
+
+    ref = factory.incident(title="Web is slow", services=["web"])
+    _send(factory, key, _alert("w2", severity="warning"))
+    assert _alert_read(admin, "w2")["incident"] == ref
+    _send(factory, key, _alert("w1", severity="warning"))  # the repeat tries again, and joins
+    assert _alert_read(admin, "w1")["incident"] == ref
+    assert incident_count(runtime) == 1
+
+
+def test_notify_enqueues_a_job_and_opens_nothing(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    key = _key(admin, "prom", "web")
+    _rule(admin, "tell-team", matchers=[_m("severity", "=", "info")], action="notify")
+
+    assert _send(factory, key, _alert("n1", severity="info"))["opened"] == []
+    assert incident_count(runtime) == 0
+    alert = alert_by_fingerprint(runtime, "n1")
+    assert (alert.routed_by, alert.routing_action, alert.incident_id) == (
+        "tell-team",
+        "notify",
+        None,
+    )
+    [job] = _jobs(runtime)
+    assert job.payload == {"alert_id": alert.id, "rule": "tell-team"}
+    _send(factory, key, _alert("n1", severity="info"))  # a repeat of a firing alert: no new job
+    assert len(_jobs(runtime)) == 1
+
+    with structlog.testing.capture_logs() as logs:
+        assert Worker(runtime.database, runtime.jobs, runtime.bus).run_once() == 1
+    [line] = [entry for entry in logs if entry["event"] == "alert notification"]
+    assert line["rule"] == "tell-team" and line["alert_id"] == alert.id
+    assert line["integration"] == "prom" and line["delivered"] is False
+    assert _jobs(runtime)[0].status == "succeeded"
+
+
+def test_notify_then_open_with_continue(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, "prom", "api")
+    _rule(
+        admin,
+        "page",
+        matchers=[_m("severity", "=", "critical")],
+        action="notify",
+        **{"continue": True},
+    )
+    _rule(admin, "open-api", matchers=[_m("severity", "=~", "critical|error")])
+    assert len(_send(factory, key, _alert("x", severity="critical"))["opened"]) == 1
+    alert = alert_by_fingerprint(runtime, "x")
+    assert (alert.routed_by, alert.routing_action) == ("open-api", "open")
+    assert [j.payload["rule"] for j in _jobs(runtime)] == ["page"]
+
+
+def test_drop_keeps_and_counts_but_never_routes(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, "prom", "api")
+    _rule(admin, "page", action="notify", **{"continue": True})
+    _rule(admin, "no-staging", matchers=[_m("env", "=", "staging")], action="drop")
+    _send(factory, key, _alert("s", env="staging"))
+    _send(factory, key, _alert("s", env="staging"))
+    alert = alert_by_fingerprint(runtime, "s")
+    assert alert.count == 2 and alert.incident_id is None
+    assert (alert.routed_by, alert.routing_action) == ("no-staging", "drop")
+    assert incident_count(runtime) == 0 and _jobs(runtime) == []
+
+
+# -- on clear ------------------------------------------------------------------------------------
+def _status_events(runtime: Runtime, incident_id: int) -> list[TimelineEvent]:
+    with runtime.read() as session:
+        return list(
+            session.scalars(
+                select(TimelineEvent)
+                .where(TimelineEvent.incident_id == incident_id)
+                .where(TimelineEvent.kind.in_(["status_changed", "note"]))
+                .order_by(TimelineEvent.id)
+            )
+        )
+
+
+def test_on_clear_resolve_resolves_when_every_alert_has_cleared(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, "prom", "api")
+    _rule(admin, "auto-resolve", matchers=[_m("team", "=", "api")], on_clear="resolve")
+    _send(factory, key, _alert("r1", team="api"), _alert("r2", team="api"))
+    [incident] = _incidents(runtime)
+    _send(factory, key, _alert("r1", "resolved", team="api"))
+    assert _incidents(runtime)[0].status == "triage"  # r2 still fires
+    _send(factory, key, _alert("r2", "resolved", team="api"))
+    assert _incidents(runtime)[0].status == "resolved"
+    [change] = [e for e in _status_events(runtime, incident.id) if e.kind == "status_changed"]
+    assert change.after == {"status": "resolved"}
+    assert "auto-resolve" in change.text and "all 2 alerts" in change.text
+    assert change.actor == "integration:prom"
+
+
+def test_on_clear_note_only_notes(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, "prom", "api")
+    _rule(admin, "just-note", matchers=[_m("team", "=", "api")])
+    _send(factory, key, _alert("q1", team="api"))
+    _send(factory, key, _alert("q1", "resolved", team="api"))
+    [incident] = _incidents(runtime)
+    assert incident.status == "triage"
+    events = _status_events(runtime, incident.id)
+    assert [e.kind for e in events] == ["note"]
+    assert events[0].text == "All 1 alerts attached to this incident have resolved."
+
+
+def test_one_alert_asking_for_a_note_keeps_the_incident_open(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, "prom", "api")
+    _rule(admin, "auto-resolve", matchers=[_m("team", "=", "api")], on_clear="resolve")
+    _send(factory, key, _alert("a", team="api"), _alert("b", team="other"))  # b: default
+    _send(factory, key, _alert("a", "resolved", team="api"), _alert("b", "resolved", team="other"))
+    assert _incidents(runtime)[0].status == "triage"
+
+
+# -- bad input -----------------------------------------------------------------------------------
+BAD_RULES = [
+    ("post", {"name": "x", "service": "nope"}, 422, "service"),
+    ("post", {"name": "x", "matchers": [_m("a", "=~", "(")]}, 422, "matchers.0.value"),
+    ("post", {"name": "taken"}, 409, "name"),
+    ("post", {"name": "x", "action": "page"}, 422, "action"),
+    ("post", {"name": "x", "action": "drop", "continue": True}, 422, "continue"),
+    ("post", {"name": "x", "action": "notify", "on_clear": "resolve"}, 422, "on_clear"),
+    ("post", {"name": "x", "on_clear": "close"}, 422, "on_clear"),
+    ("post", {"name": "x", "severity": "SEV9"}, 422, "severity"),
+    (
+        "post",
+        {"name": "x", "severity_map": {"label": "s", "values": {}}},
+        422,
+        "severity_map.values",
+    ),
+    ("post", {"name": "Bad Name"}, 422, "name"),
+    ("post", {"name": "x", "position": -1}, 422, "position"),
+    ("put-list", {"rules": [{"name": "a"}, {"name": "a"}]}, 409, "rules.1.name"),
+    (
+        "put-list",
+        {"rules": [{"name": "a"}, {"name": "b", "service": "nope"}]},
+        422,
+        "rules.1.service",
+    ),
+    ("put-list", {"rules": [{"name": "a", "action": "x"}]}, 422, "rules.0.action"),
+    ("put-one", {"name": "other"}, 409, "name"),
+    ("put-one", {"name": "taken", "service": "nope"}, 422, "service"),
+]
+
+
+@pytest.mark.parametrize(("how", "body", "status", "field"), BAD_RULES)
+def test_bad_rules_are_refused_naming_the_field_and_change_nothing(
+    factory: Factory, runtime: Runtime, how: str, body: dict[str, Any], status: int, field: str
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    _rule(admin, "taken", service="db")
+    _rule(admin, "other")
+    before = row_counts(runtime)
+    listed = admin.get("/api/v1/routing-rules").json()
+    if how == "post":
+        answer = admin.post("/api/v1/routing-rules", json=body)
+    elif how == "put-list":
+        answer = admin.put("/api/v1/routing-rules", json=body)
+    else:
+        answer = admin.put("/api/v1/routing-rules/taken", json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field, answer.json()
+    assert row_counts(runtime) == before
+    assert admin.get("/api/v1/routing-rules").json() == listed
+
+
+# -- firetower.yaml ------------------------------------------------------------------------------
+YAML = """
+catalog:
+  services:
+    - name: db
+    - name: web
+routing:
+  - name: page-critical
+    matchers: [{label: severity, op: "=", value: critical}]
+    action: notify
+    continue: true
+  - name: db-team
+    matchers: [{label: team, op: "=", value: db}]
+    service: db
+    severity_map: {label: severity, values: {critical: SEV1, warning: SEV3}}
+    on_clear: resolve
+  - name: drop-staging
+    matchers: [{label: env, op: "=~", value: "stag.*"}]
+    action: drop
+inhibit_rules:
+  - name: node-down
+    source_matchers: [{label: alertname, op: "=", value: NodeDown}]
+    target_matchers: [{label: severity, op: "=", value: warning}]
+    equal: [cluster]
+"""
+
+
+def test_firetower_yaml_applies_routing_and_inhibit_rules(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/apply", json={"content": YAML})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["applied"] == ["catalog", "routing", "inhibit_rules"]
+    assert report["routing"] == {
+        "rules": 3,
+        "names": ["page-critical", "db-team", "drop-staging"],
+    }
+    assert report["inhibit_rules"] == {"rules": 1, "names": ["node-down"]}
+    rules = admin.get("/api/v1/routing-rules").json()
+    assert [r["name"] for r in rules] == ["page-critical", "db-team", "drop-staging"]
+    assert rules[0]["continue"] is True and rules[1]["on_clear"] == "resolve"
+    assert rules[1]["severity_map"] == SEVERITY_MAP
+    [inhibit] = admin.get("/api/v1/inhibit-rules").json()
+    assert inhibit["equal"] == ["cluster"]
+
+    again = admin.post("/api/v1/apply", json={"content": YAML})
+    assert again.json() == report
+    assert admin.get("/api/v1/routing-rules").json() == rules  # unchanged, updated_at too
+    assert admin.get("/api/v1/inhibit-rules").json() == [inhibit]
+
+    # the whole list is replaced: reordered, one gone; an empty block removes them all
+    shorter = "routing:\n  - name: drop-staging\n    action: drop\n  - name: db-team\n"
+    assert admin.post("/api/v1/apply", json={"content": shorter}).status_code == 200
+    assert _names(admin) == ["drop-staging", "db-team"]
+    assert len(admin.get("/api/v1/inhibit-rules").json()) == 1  # its block was left out
+    emptied = "routing: []\ninhibit_rules: []\n"
+    assert admin.post("/api/v1/apply", json={"content": emptied}).status_code == 200
+    assert admin.get("/api/v1/routing-rules").json() == []
+    assert admin.get("/api/v1/inhibit-rules").json() == []
+
+
+@pytest.mark.parametrize(
+    ("block", "status", "field"),
+    [
+        ("routing:\n  - name: a\n  - name: b\n    service: nope\n", 422, "routing[1].service"),
+        ("routing:\n  - name: a\n    action: page\n", 422, "routing[0].action"),
+        (
+            "routing:\n  - name: a\n    matchers: [{label: x, op: '=~', value: '('}]\n",
+            422,
+            "routing[0].matchers[0].value",
+        ),
+        ("routing:\n  - name: a\n  - name: a\n", 409, "routing[1].name"),
+        ("routing: {name: a}\n", 422, "routing"),
+        (
+            "inhibit_rules:\n  - name: i\n    source_matchers: []\n",
+            422,
+            "inhibit_rules[0].source_matchers",
+        ),
+        (
+            "inhibit_rules:\n  - {name: i, source_matchers: [{label: a, op: '=', value: b}],"
+            " target_matchers: [{label: a, op: '=', value: c}]}\n  - {name: i,"
+            " source_matchers: [{label: a, op: '=', value: b}],"
+            " target_matchers: [{label: a, op: '=', value: c}]}\n",
+            409,
+            "inhibit_rules[1].name",
+        ),
+    ],
+)
+def test_a_bad_rules_block_applies_nothing(
+    factory: Factory, runtime: Runtime, block: str, status: int, field: str
+) -> None:
+    admin = factory.user(Role.admin)
+    _rule(admin, "kept")
+    before = row_counts(runtime)
+    content = "catalog:\n  services:\n    - name: fresh\n" + block
+    answer = admin.post("/api/v1/apply", json={"content": content})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field, answer.json()
+    assert row_counts(runtime) == before  # not even the catalog block
+    assert _names(admin) == ["kept"]
+
+
+def test_the_yaml_example_in_the_signals_docs_applies(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "signals.md").read_text()
+    blocks = [part.split("```", 1)[0] for part in docs.split("```yaml\n")[1:]]
+    [example] = [b for b in blocks if "routing:" in b]
+    answer = admin.post("/api/v1/apply", json={"content": example})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied"] == ["routing", "inhibit_rules"]
+    assert _names(admin) == ["drop-staging", "page-critical", "checkout-team", "grafana-joins-only"]
+    test = admin.post(
+        "/api/v1/routing-rules/test", json={"labels": {"x": "y"}, "integration": "grafana"}
+    ).json()
+    assert (test["decided_by"], test["action"]) == ("grafana-joins-only", "attach")
