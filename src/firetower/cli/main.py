@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import typer
 
-from firetower.cli import catalog, doctor, incidents, server
+from firetower.cli import catalog, doctor, incidents, probes, server
+from firetower.cli import signals as signal_commands
 from firetower.cli import slos as slo_commands
 
 app = typer.Typer(
@@ -34,6 +35,10 @@ app.command()(incidents.timeline)
 app.add_typer(catalog.catalog_app, name="catalog")
 app.command()(catalog.apply)
 app.command()(doctor.doctor)
+app.add_typer(signal_commands.alerts_app, name="alerts")
+app.add_typer(signal_commands.silence_app, name="silence")
+app.add_typer(signal_commands.integrations_app, name="integrations")
+app.add_typer(probes.probes_app, name="probes")
 app.add_typer(slo_commands.slo_app, name="slo")
 
 

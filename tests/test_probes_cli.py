@@ -1,0 +1,64 @@
+"""`firetower probes list|run` against a real firetower served by uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+
+from firetower.auth.schemas import Role
+from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli
+from tests.factories import Factory
+from tests.probe_servers import http_target
+
+
+@pytest.fixture
+def server_url(app: FastAPI) -> Iterator[str]:
+    with logs_kept_apart(), live_server(app) as url:
+        yield url
+
+
+def test_list_and_run(server_url: str, factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    viewer = factory.user(Role.viewer)
+    cli = {"url": server_url, "token": responder.token}
+    assert run_cli(["probes", "list"], **cli).stdout.startswith("no probes yet")
+    with http_target() as web:
+        for name, path in (("home", "/ok"), ("broken", "/status/503")):
+            created = admin.post(
+                "/api/v1/probes",
+                json={"name": name, "kind": "http", "http": {"url": f"{web.url}{path}"}},
+            )
+            assert created.status_code == 201
+
+        passed = run_cli(["probes", "run", "home"], **cli)
+        assert passed.exit_code == 0, passed.output
+        assert passed.stdout.startswith("home passed in ")
+        assert "(status 200); state up" in passed.stdout
+
+        failed = run_cli(["probes", "run", "broken"], **cli)
+        assert failed.exit_code == 1
+        assert "broken failed in" in failed.stdout
+        assert "reason: status 503; expected 2xx" in failed.stdout
+
+        as_json = run_cli(["probes", "run", "broken", "--json"], **cli)
+        assert as_json.exit_code == 1
+        import json
+
+        outcome = json.loads(as_json.stdout)
+        assert (outcome["ok"], outcome["status_code"], outcome["state"]) == (False, 503, "down")
+
+    table = run_cli(["probes", "list"], **cli)
+    assert table.exit_code == 0
+    lines = {line.split()[1]: line for line in table.stdout.splitlines() if "http" in line}
+    assert "down" in lines["broken"] and "status 503" in lines["broken"]
+    assert "up" in lines["home"] and f"GET {web.url}/ok" in lines["home"]
+    listed = json_of(run_cli(["probes", "list", "--json"], **cli))
+    assert [p["name"] for p in listed] == ["broken", "home"]
+
+    missing = run_cli(["probes", "run", "absent"], **cli)
+    assert error_line(missing) == "error: no probe named 'absent'"
+    refused = run_cli(["probes", "run", "home"], url=server_url, token=viewer.token)
+    assert error_line(refused) == "error: this needs the responder role; you have viewer"

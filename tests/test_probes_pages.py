@@ -1,0 +1,117 @@
+"""Console pages of probes: the list with history bars, one probe with its latency chart, and
+running a probe from the page."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.web.probe_pages import Point, latency_chart
+from tests.factories import Factory, login
+from tests.probe_servers import http_target
+
+PASSWORD = "correct horse battery staple"
+
+
+def _csrf(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def test_list_and_detail_pages_and_run_now(factory: Factory, client: TestClient) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    responder = factory.user(Role.responder, password=PASSWORD)
+    with http_target() as web:
+        admin.post(
+            "/api/v1/probes",
+            json={
+                "name": "home",
+                "kind": "http",
+                "service": "web",
+                "failure_threshold": 1,
+                "http": {"url": f"{web.url}/toggle"},
+            },
+        )
+        for status in (200, 200, 500):
+            web.toggle_status = status
+            admin.post("/api/v1/probes/home/run")
+        assert login(client, responder.email, PASSWORD).status_code == 303
+
+        listing = client.get("/probes")
+        assert listing.status_code == 200
+        row = re.search(r'<tr id="probe-home" data-state="(\w+)">(.*?)</tr>', listing.text, re.S)
+        assert row, listing.text
+        assert row.group(1) == "down"
+        cells = re.findall(r'class="cell (ok|fail|none)"', row.group(2))
+        assert cells == ["none"] * 27 + ["ok", "ok", "fail"]
+        assert "status 500; expected 2xx" in row.group(2)
+        assert f"GET {web.url}/toggle" in row.group(2)
+
+        page = client.get("/probes/home?range=1h")
+        assert page.status_code == 200
+        assert '<svg class="latency-chart"' in page.text
+        assert page.text.count('class="failure"') == 1
+        assert re.search(r'<path class="series series-latency" d="M[\d.]+,[\d.]+ L', page.text)
+        assert client.get("/probes/home?range=90d").status_code == 200
+        assert "No results in this range yet." in client.get("/probes/home?range=90d").text
+
+        web.toggle_status = 200
+        ran = client.post(
+            "/probes/home/run", data={"csrf_token": _csrf(page.text)}, follow_redirects=False
+        )
+        assert ran.status_code == 303 and ran.headers["location"] == "/probes/home"
+        after = client.get("/probes/home")
+        assert "home passed in" in after.text and "it is up." in after.text
+        assert admin.get("/api/v1/probes/home").json()["state"] == "up"
+
+        # Without the CSRF token nothing runs.
+        refused = client.post("/probes/home/run", data={}, follow_redirects=False)
+        assert refused.status_code == 403
+        assert len(admin.get("/api/v1/probes/home/results").json()) == 4
+    assert client.get("/probes/absent").status_code == 404
+
+
+def test_viewers_see_probes_but_cannot_run_them(factory: Factory, client: TestClient) -> None:
+    admin = factory.user(Role.admin)
+    admin.post(
+        "/api/v1/probes",
+        json={"name": "db", "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 9}},
+    )
+    viewer = factory.user(Role.viewer, password=PASSWORD)
+    login(client, viewer.email, PASSWORD)
+    page = client.get("/probes")
+    assert page.status_code == 200 and "probe-db" in page.text
+    assert "Run now" not in page.text
+    refused = client.post(
+        "/probes/db/run", data={"csrf_token": _csrf(page.text)}, follow_redirects=False
+    )
+    assert refused.status_code == 403
+    assert admin.get("/api/v1/probes/db/results").json() == []
+
+
+def test_the_chart_maps_time_and_latency_and_marks_failures() -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    end = start + timedelta(hours=1)
+    points = [
+        Point(start, 100.0, True, "a"),
+        Point(start + timedelta(minutes=30), 200.0, False, "b"),
+        Point(end, None, False, "c"),
+    ]
+    chart = latency_chart({"latency": points}, start, end)
+    assert chart.series[0].path == "M56.0,120.0 L402.0,48.0"  # y top is 250 ms (nice ceiling)
+    assert [m.x for m in chart.failures] == [402.0, 748.0]
+    assert [t.label for t in chart.y_ticks] == ["0 ms", "62.5 ms", "125 ms", "187.5 ms", "250 ms"]
+    assert chart.x_ticks[0].label == "00:00" and chart.x_ticks[-1].label == "01:00"
+
+
+def test_the_list_page_with_no_probes(factory: Factory, client: TestClient) -> None:
+    viewer = factory.user(Role.viewer, password=PASSWORD)
+    login(client, viewer.email, PASSWORD)
+    with FrozenClock(datetime(2026, 3, 1, tzinfo=UTC)):
+        assert "No probes yet." in client.get("/probes").text
