@@ -1,9 +1,450 @@
-"""Client commands for signals: alerts, silences and integrations."""
+"""Client commands for signals: alerts and their groups, silences, integrations and keys.
+
+Each command is one or two calls to the signals API (``/api/v1/alerts``, ``/silences``,
+``/integrations``, ...) through :mod:`firetower.cli.client`.
+"""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
 import typer
+
+from firetower.cli.client import Client, connect, segment
+from firetower.cli.output import fail, print_json, print_line, print_table, when
+from firetower.errors import InvalidInput
+from firetower.signals.queries import format_matcher, parse_matcher
+from firetower.signals.schemas import AlertStatus, IntegrationKind
 
 alerts_app = typer.Typer(help="Alerts received from integrations.", no_args_is_help=True)
 silence_app = typer.Typer(help="Silences that mute matching alerts.", no_args_is_help=True)
 integrations_app = typer.Typer(help="Integrations and their ingest keys.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+USAGE = 2
+STATUS_ORDER = {"firing": 0, "acknowledged": 1}
+_DURATION = re.compile(r"(\d+)([wdhms])")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+MAPPING_FIELDS = ("title", "severity", "dedup_key", "service", "status")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``2h``, ``1h30m``, ``7d``, ``1w``: one or more number-unit pairs, above zero."""
+    compact = text.strip().lower()
+    if not compact or _DURATION.sub("", compact):
+        raise ValueError(f"{text!r} is not a duration like 30m, 2h, 1h30m or 7d")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(compact))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def _aware(value: str, option: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        fail(f"{option}: {value!r} is not an ISO 8601 time like 2026-05-01T09:30:00Z", USAGE)
+    if parsed.tzinfo is None:
+        fail(f"{option}: {value!r} has no time zone; add Z or an offset such as +02:00", USAGE)
+    return parsed
+
+
+# -- alerts --------------------------------------------------------------------------------------
+ALERT_COLUMNS = [
+    "id",
+    "status",
+    "severity",
+    "title",
+    "service",
+    "integration",
+    "count",
+    "last seen",
+    "incident",
+    "marks",
+]
+
+
+def _marks(alert: dict[str, Any]) -> str:
+    marks = [name for name in ("silenced", "flapping") if alert.get(name)]
+    return ", ".join(marks)
+
+
+@alerts_app.command("list")
+def list_alerts(
+    status: Annotated[AlertStatus | None, typer.Option(help="Only alerts in this state.")] = None,
+    integration: Annotated[
+        str | None, typer.Option(help="Only alerts from this integration.")
+    ] = None,
+    silenced: Annotated[
+        bool | None,
+        typer.Option("--silenced/--not-silenced", help="Only alerts whose last firing was muted."),
+    ] = None,
+    flapping: Annotated[
+        bool | None, typer.Option("--flapping/--not-flapping", help="Only flapping alerts.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    json_output: JsonOption = False,
+) -> None:
+    """List alerts: firing first, then acknowledged, then resolved; newest first in each."""
+    params: dict[str, Any] = {"limit": limit}
+    if status is not None:
+        params["status"] = status.value
+    if integration:
+        params["integration"] = integration
+    if silenced is not None:
+        params["silenced"] = str(silenced).lower()
+    if flapping is not None:
+        params["flapping"] = str(flapping).lower()
+    with connect() as client:
+        alerts = client.get("/api/v1/alerts", params=params)
+    if json_output:
+        print_json(alerts)
+        return
+    if not alerts:
+        print_line("no alerts match")
+        return
+    ordered = sorted(alerts, key=lambda a: STATUS_ORDER.get(a["status"], 2))  # stable
+    print_table(
+        None,
+        ALERT_COLUMNS,
+        [
+            [
+                a["id"],
+                a["status"],
+                a["severity"],
+                a["title"],
+                a["service_name"],
+                a["integration"],
+                a["count"],
+                when(a["last_seen_at"]),
+                a["incident"],
+                _marks(a),
+            ]
+            for a in ordered
+        ],
+    )
+
+
+@alerts_app.command("groups")
+def list_groups(
+    integration: Annotated[
+        str | None, typer.Option(help="Only groups of this integration.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    json_output: JsonOption = False,
+) -> None:
+    """List alert groups (alerts with the same group-by label values), most recent first."""
+    params: dict[str, Any] = {"limit": limit}
+    if integration:
+        params["integration"] = integration
+    with connect() as client:
+        groups = client.get("/api/v1/alert-groups", params=params)
+    if json_output:
+        print_json(groups)
+        return
+    if not groups:
+        print_line("no alert groups")
+        return
+    print_table(
+        None,
+        ["group", "integration", "firing", "resolved", "last seen", "incident"],
+        [
+            [
+                g["group_key"] or "(all)",
+                g["integration"],
+                g["firing"],
+                g["resolved"],
+                when(g["last_seen_at"]),
+                g["incident"],
+            ]
+            for g in groups
+        ],
+    )
+
+
+# -- silences ------------------------------------------------------------------------------------
+def _silence_state(silence: dict[str, Any], now: datetime) -> str:
+    if silence.get("expired_at"):
+        return "expired"
+    if datetime.fromisoformat(silence["ends_at"]) <= now:
+        return "ended"
+    if datetime.fromisoformat(silence["starts_at"]) > now:
+        return "pending"
+    return "active"
+
+
+def _silence_line(silence: dict[str, Any]) -> str:
+    matchers = " ".join(format_matcher(m) for m in silence["matchers"])
+    return f"silence {silence['id']} until {when(silence['ends_at'])}: {matchers}"
+
+
+@silence_app.command("add")
+def add_silence(
+    matcher: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--matcher",
+            "-m",
+            help="label=value, label!=value, label=~regex or label!~regex; repeatable, all "
+            "must hold.",
+        ),
+    ] = None,
+    alert: Annotated[
+        int | None,
+        typer.Option(help="Silence this alert (its exact labels) instead of giving matchers."),
+    ] = None,
+    duration: Annotated[
+        str, typer.Option(help="How long from the start: 30m, 2h, 1h30m, 7d, ...")
+    ] = "1h",
+    start: Annotated[
+        str | None,
+        typer.Option(help="When it starts (ISO 8601 with a zone); now when left out."),
+    ] = None,
+    comment: Annotated[str, typer.Option(help="Why, and who to ask.")] = "",
+    json_output: JsonOption = False,
+) -> None:
+    """Mute alerts whose labels match every matcher (or one alert's labels) for a while."""
+    try:
+        length = parse_duration(duration)
+    except ValueError as exc:
+        fail(f"--duration: {exc}", USAGE)
+    if alert is not None:
+        if matcher or start:
+            fail(
+                "--alert silences from now on that alert's labels: leave out --matcher and --start",
+                USAGE,
+            )
+        if length.total_seconds() % 60:
+            fail("--duration: a silence made from an alert lasts whole minutes", USAGE)
+        body = {"duration_minutes": int(length.total_seconds() // 60), "comment": comment}
+        with connect() as client:
+            silence = client.post(f"/api/v1/alerts/{alert}/silence", json=body)
+    else:
+        if not matcher:
+            fail("give --matcher LABEL=VALUE (repeatable) or --alert ID", USAGE)
+        try:
+            parsed = [parse_matcher(m) for m in matcher]
+        except InvalidInput as exc:
+            fail(f"--matcher: {exc.detail.removeprefix('matchers: ')}", USAGE)
+        begins = _aware(start, "--start") if start else datetime.now(UTC)
+        body = {
+            "matchers": [m.model_dump(mode="json") for m in parsed],
+            "ends_at": (begins + length).isoformat(),
+            "comment": comment,
+        }
+        if start:
+            body["starts_at"] = begins.isoformat()
+        with connect() as client:
+            silence = client.post("/api/v1/silences", json=body)
+    if json_output:
+        print_json(silence)
+    else:
+        print_line(_silence_line(silence))
+
+
+@silence_app.command("list")
+def list_silences(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Pending, expired and ended silences too.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """List the active silences (with --all, every one, newest first)."""
+    with connect() as client:
+        silences = client.get("/api/v1/silences", params={"all": "true"} if show_all else None)
+    if json_output:
+        print_json(silences)
+        return
+    if not silences:
+        print_line("no silences" if show_all else "no active silences")
+        return
+    now = datetime.now(UTC)
+    print_table(
+        None,
+        ["id", "state", "matchers", "starts", "ends", "by", "comment"],
+        [
+            [
+                s["id"],
+                _silence_state(s, now),
+                " ".join(format_matcher(m) for m in s["matchers"]),
+                when(s["starts_at"]),
+                when(s["ends_at"]),
+                s["created_by"],
+                s["comment"],
+            ]
+            for s in silences
+        ],
+    )
+
+
+@silence_app.command("expire")
+def expire_silence(
+    silence_id: Annotated[int, typer.Argument(metavar="ID", help="The silence to end now.")],
+    json_output: JsonOption = False,
+) -> None:
+    """End a silence now (an ended one stays as it was)."""
+    with connect() as client:
+        silence = client.post(f"/api/v1/silences/{silence_id}/expire")
+    if json_output:
+        print_json(silence)
+    else:
+        print_line(f"silence {silence['id']} expired")
+
+
+# -- integrations ----------------------------------------------------------------------------------
+def _key_lines(client: Client, integration: dict[str, Any], verb: str) -> None:
+    name, key, kind = integration["name"], integration["key"], integration["kind"]
+    print_line(f"integration {name} {verb}; its key (shown once, copy it now):")
+    print_line(key)
+    if kind == IntegrationKind.pagerduty.value:
+        print_line(f"send PagerDuty events to {client.base_url}/v2/enqueue with this routing_key")
+    else:
+        print_line(f"send to {client.base_url}/ingest/{kind}/{key}")
+
+
+def _mapping(pairs: list[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, expression = pair.partition("=")
+        field = field.strip()
+        if not sep or field not in MAPPING_FIELDS or not expression.strip():
+            fail(
+                f"--map: {pair!r} is not FIELD=JMESPATH with FIELD one of "
+                + ", ".join(MAPPING_FIELDS),
+                USAGE,
+            )
+        mapping[field] = expression.strip()
+    return mapping
+
+
+@integrations_app.command("create")
+def create_integration(
+    name: Annotated[str, typer.Argument(help="Lower case letters, digits, '.', '_' or '-'.")],
+    kind: Annotated[IntegrationKind, typer.Option(help="What sends to it.")],
+    service: Annotated[
+        str | None, typer.Option(help="The catalog service its alerts open incidents for.")
+    ] = None,
+    group_by: Annotated[
+        list[str] | None,
+        typer.Option("--group-by", help="A label key that groups alerts; repeatable."),
+    ] = None,
+    flap_threshold: Annotated[
+        int | None, typer.Option(help="State changes within the window that mean flapping.")
+    ] = None,
+    flap_window_seconds: Annotated[int | None, typer.Option(help="The flapping window.")] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="Generic webhooks: FIELD=JMESPATH for title (required), severity, dedup_key, "
+            "service, status; repeatable.",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create an integration and print its ingest key, once."""
+    body: dict[str, Any] = {"name": name, "kind": kind.value}
+    if service:
+        body["service_name"] = service
+    if group_by:
+        body["group_by"] = group_by
+    if flap_threshold is not None:
+        body["flap_threshold"] = flap_threshold
+    if flap_window_seconds is not None:
+        body["flap_window_seconds"] = flap_window_seconds
+    if map_:
+        body["mapping"] = _mapping(map_)
+    with connect() as client:
+        integration = client.post("/api/v1/integrations", json=body)
+        if json_output:
+            print_json(integration)
+        else:
+            _key_lines(client, integration, "created")
+
+
+@integrations_app.command("list")
+def list_integrations(json_output: JsonOption = False) -> None:
+    """List integrations: kind, service, the start of their key, and whether revoked."""
+    with connect() as client:
+        integrations = client.get("/api/v1/integrations")
+    if json_output:
+        print_json(integrations)
+        return
+    if not integrations:
+        print_line("no integrations")
+        return
+    print_table(
+        None,
+        ["name", "kind", "service", "key", "group by", "created", "revoked"],
+        [
+            [
+                i["name"],
+                i["kind"],
+                i["service_name"],
+                f"{i['key_prefix']}…",
+                i["group_by"],
+                when(i["created_at"]),
+                when(i["revoked_at"]),
+            ]
+            for i in integrations
+        ],
+    )
+
+
+@integrations_app.command("rotate")
+def rotate_integration(
+    name: Annotated[str, typer.Argument(help="The integration whose key to replace.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Give an integration a new key; the old one stops working at once."""
+    with connect() as client:
+        integration = client.post(f"/api/v1/integrations/{segment(name)}/rotate")
+        if json_output:
+            print_json(integration)
+        else:
+            _key_lines(client, integration, "rotated")
+
+
+@integrations_app.command("revoke")
+def revoke_integration(
+    name: Annotated[str, typer.Argument(help="The integration to shut off.")],
+) -> None:
+    """Revoke an integration: its key stops working; its alerts stay."""
+    with connect() as client:
+        client.request("DELETE", f"/api/v1/integrations/{segment(name)}")
+    print_line(f"integration {name} revoked")
+
+
+def _preview(body: str, chars: int = 60) -> str:
+    flat = " ".join(body.split())
+    return flat[:chars] + ("…" if len(flat) > chars else "")
+
+
+@integrations_app.command("rejected")
+def list_rejected(
+    json_output: JsonOption = False,
+) -> None:
+    """List refused intake requests (dead letters): when, why, and how big."""
+    with connect() as client:
+        letters = client.get("/api/v1/rejected-payloads")
+    if json_output:
+        print_json(letters)
+        return
+    if not letters:
+        print_line("no refused requests")
+        return
+    print_table(
+        None,
+        ["id", "received", "reason", "body"],
+        [
+            [
+                d["id"],
+                when(d["received_at"]),
+                d["reason"],
+                _preview(d["body"]),
+            ]
+            for d in letters
+        ],
+    )

@@ -1,7 +1,539 @@
-"""Console pages of signals: alerts, alert groups, silences, dead letters."""
+"""Console pages of signals: the live alert list, alert groups, silences and maintenance
+windows, and (for admins) integrations with their keys and dead letters.
+
+Viewers see alerts, groups and silences; responders silence, expire and plan maintenance;
+admins manage integrations. A refused form re-renders its page with the reason and the
+refusal's status, having written nothing. A new or rotated key is shown in the answer to
+the form that made it, never kept in the session, so it is seen exactly once.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from firetower import clock
+from firetower.auth.deps import Admin, Responder, Viewer
+from firetower.auth.schemas import Role
+from firetower.auth.service import Actor
+from firetower.catalog import service as catalog
+from firetower.errors import DomainError, InvalidInput, NotFound
+from firetower.runtime import Runtime
+from firetower.signals import queries
+from firetower.signals import service as signals
+from firetower.signals.schemas import (
+    AlertSilenceCreate,
+    AlertStatus,
+    IntegrationCreate,
+    IntegrationKind,
+    IntegrationRead,
+    MaintenanceWindowCreate,
+    SilenceCreate,
+)
+from firetower.web.incident_pages import first_error
+from firetower.web.templating import FLASH_KEY, flash, render
 
 router = APIRouter(include_in_schema=False)
+
+ALERT_ROWS = 200
+POLL_SECONDS = 5
+DURATIONS_MINUTES = [
+    (30, "30 minutes"),
+    (60, "1 hour"),
+    (120, "2 hours"),
+    (240, "4 hours"),
+    (480, "8 hours"),
+    (1440, "1 day"),
+    (10080, "1 week"),
+]
+DEFAULT_DURATION_MINUTES = 120
+MAPPING_FIELDS = ("title", "severity", "dedup_key", "service", "status")
+
+Text = Annotated[str, Form(max_length=20_000)]  # longer than allowed: the form says why
+Short = Annotated[str, Form(max_length=200)]
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _can(actor: Actor, role: Role) -> bool:
+    return actor.role.allows(role)
+
+
+def _notice(request: Request) -> Any:
+    """Take the flash message here, so that it shows inside the panel HTMX swaps in."""
+    return request.session.pop(FLASH_KEY, None)
+
+
+# -- alerts ------------------------------------------------------------------------------------
+def _alert_filters(status: str, integration: str, group: str) -> dict[str, str]:
+    return {
+        k: v for k, v in {"status": status, "integration": integration, "group": group}.items() if v
+    }
+
+
+def _alerts_context(
+    request: Request,
+    actor: Actor,
+    status: str,
+    integration: str,
+    group: str,
+    error: DomainError | None = None,
+) -> dict[str, Any]:
+    rows: list[queries.AlertRow] = []
+    counts = queries.AlertCounts()
+    with _runtime(request).read() as session:
+        names = queries.integration_names(session)
+        try:  # the list shows under a refused form too, unless its own filters are wrong
+            if status and status not in {s.value for s in AlertStatus}:
+                raise InvalidInput(f"status: unknown alert status {status!r}", field="status")
+            rows = queries.alert_rows(
+                session,
+                status=AlertStatus(status) if status else None,
+                integration=integration or None,
+                group_key=group or None,
+                limit=ALERT_ROWS,
+            )
+            counts = queries.alert_counts(session, integration=integration or None)
+        except DomainError as exc:
+            error = error or exc
+    filters = _alert_filters(status, integration, group)
+    return {
+        "rows": rows,
+        "counts": counts,
+        "limit": ALERT_ROWS,
+        "integrations": names,
+        "statuses": [s.value for s in AlertStatus],
+        "filters": {"status": status, "integration": integration, "group": group},
+        "hidden_filters": filters,
+        "query": urlencode(filters),
+        "poll_seconds": POLL_SECONDS,
+        "durations": DURATIONS_MINUTES,
+        "default_duration": DEFAULT_DURATION_MINUTES,
+        "can_act": _can(actor, Role.responder),
+        "error": error,
+        "notice": _notice(request),
+    }
+
+
+def _alerts_page(
+    request: Request,
+    actor: Actor,
+    status: str = "",
+    integration: str = "",
+    group: str = "",
+    error: DomainError | None = None,
+) -> Response:
+    context = _alerts_context(request, actor, status, integration, group, error)
+    failed = context["error"]
+    return render(
+        request,
+        "signals/alerts.html",
+        context,
+        actor=actor,
+        status_code=failed.status_code if failed else 200,
+    )
+
+
+FilterQuery = Annotated[str, Query(max_length=100)]
+
+
+@router.get("/alerts")
+def alerts_page(
+    request: Request,
+    actor: Viewer,
+    status: FilterQuery = "",
+    integration: FilterQuery = "",
+    group: Annotated[str, Query(max_length=1024)] = "",
+) -> Response:
+    return _alerts_page(request, actor, status, integration, group)
+
+
+@router.get("/alerts/panel")
+def alerts_panel(
+    request: Request,
+    actor: Viewer,
+    status: FilterQuery = "",
+    integration: FilterQuery = "",
+    group: Annotated[str, Query(max_length=1024)] = "",
+) -> Response:
+    """The alert list alone: what the page polls every few seconds to stay live."""
+    context = _alerts_context(request, actor, status, integration, group)
+    failed = context["error"]
+    return render(
+        request,
+        "signals/_alerts_panel.html",
+        context,
+        actor=actor,
+        status_code=failed.status_code if failed else 200,
+    )
+
+
+@router.post("/alerts/{alert_id}/silence")
+def silence_alert(
+    request: Request,
+    alert_id: int,
+    actor: Responder,
+    duration_minutes: Short = "",
+    comment: Text = "",
+    status: Short = "",
+    integration: Short = "",
+    group: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """One click: silence this alert's exact labels from now for the chosen duration."""
+    try:
+        if not duration_minutes.strip().isdigit():
+            raise InvalidInput(
+                "duration_minutes: choose how long the silence lasts", field="duration_minutes"
+            )
+        try:
+            data = AlertSilenceCreate(
+                duration_minutes=int(duration_minutes.strip()), comment=comment
+            )
+        except ValidationError as exc:
+            raise first_error(exc) from None
+        with _runtime(request).transaction() as session:
+            silence = signals.silence_alert(session, actor, alert_id, data)
+            silence_id, ends_at = silence.id, silence.ends_at
+    except DomainError as exc:
+        return _alerts_page(request, actor, status, integration, group, error=exc)
+    flash(request, f"Alert {alert_id} silenced (silence {silence_id}) until {_when(ends_at)}.")
+    filters = _alert_filters(status, integration, group)
+    return RedirectResponse(
+        "/alerts" + (f"?{urlencode(filters)}" if filters else ""), status_code=303
+    )
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@router.get("/alerts/groups")
+def alert_groups_page(request: Request, actor: Viewer, integration: FilterQuery = "") -> Response:
+    error: DomainError | None = None
+    groups = []
+    with _runtime(request).read() as session:
+        names = queries.integration_names(session)
+        try:
+            if integration and integration not in names:
+                raise NotFound(f"no integration named {integration!r}", field="integration")
+            groups = signals.list_groups(session, integration=integration or None, limit=200)
+        except DomainError as exc:
+            error = exc
+    return render(
+        request,
+        "signals/groups.html",
+        {"groups": groups, "integrations": names, "integration": integration, "error": error},
+        actor=actor,
+        status_code=error.status_code if error else 200,
+    )
+
+
+# -- silences and maintenance windows ---------------------------------------------------------
+def _parse_utc(value: str, field: str) -> datetime | None:
+    """An <input type=datetime-local> value, read as UTC (the form says so)."""
+    if not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{field}: not a date and time like 2026-01-31T14:05", field=field
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _window_end(starts_at: datetime | None, ends_at: str, duration_minutes: str) -> datetime:
+    """The end of a silence or window: a date given, else start (or now) plus the duration."""
+    end = _parse_utc(ends_at, "ends_at")
+    if end is not None:
+        if end <= clock.now():
+            raise InvalidInput("ends_at: must be in the future", field="ends_at")
+        return end
+    if not duration_minutes.strip().isdigit() or int(duration_minutes) <= 0:
+        raise InvalidInput(
+            "duration_minutes: choose a duration or an end", field="duration_minutes"
+        )
+    minutes = int(duration_minutes)
+    if minutes > 366 * 24 * 60:
+        raise InvalidInput(
+            "duration_minutes: at most a year (527040 minutes)", field="duration_minutes"
+        )
+    return (starts_at or clock.now()) + timedelta(minutes=minutes)
+
+
+def _silences_page(
+    request: Request,
+    actor: Actor,
+    *,
+    show_all: bool = False,
+    error: DomainError | None = None,
+    values: dict[str, Any] | None = None,
+    window_values: dict[str, Any] | None = None,
+) -> Response:
+    now = clock.now()
+    with _runtime(request).read() as session:
+        silences = signals.list_silences(session, include_inactive=show_all)
+        rows = [
+            {
+                "silence": s,
+                "state": queries.silence_state(s, now),
+                "matchers": [queries.format_matcher(m) for m in s.matchers],
+            }
+            for s in silences
+        ]
+        windows = signals.list_maintenance_windows(session)
+        window_rows = [{"window": w, "active": w.starts_at <= now} for w in windows]
+        services = [s.name for s in catalog.list_services(session)]
+    return render(
+        request,
+        "signals/silences.html",
+        {
+            "rows": rows,
+            "windows": window_rows,
+            "services": services,
+            "show_all": show_all,
+            "durations": DURATIONS_MINUTES,
+            "default_duration": DEFAULT_DURATION_MINUTES,
+            "values": values or {"duration_minutes": str(DEFAULT_DURATION_MINUTES)},
+            "window_values": window_values or {"duration_minutes": "60"},
+            "can_act": _can(actor, Role.responder),
+            "error": error,
+            "notice": _notice(request),
+        },
+        actor=actor,
+        status_code=error.status_code if error else 200,
+    )
+
+
+@router.get("/silences")
+def silences_page(request: Request, actor: Viewer, all: bool = False) -> Response:
+    return _silences_page(request, actor, show_all=all)
+
+
+@router.post("/silences")
+def create_silence(
+    request: Request,
+    actor: Responder,
+    matchers: Annotated[str, Form(max_length=20_000)] = "",
+    starts_at: Short = "",
+    ends_at: Short = "",
+    duration_minutes: Short = "",
+    comment: Text = "",
+) -> Response:
+    values = {
+        "matchers": matchers,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "duration_minutes": duration_minutes,
+        "comment": comment,
+    }
+    try:
+        lines = [line for line in matchers.splitlines() if line.strip()]
+        if not lines:
+            raise InvalidInput(
+                "matchers: give at least one, like alertname=HighLatency", field="matchers"
+            )
+        parsed = [queries.parse_matcher(line) for line in lines]
+        start = _parse_utc(starts_at, "starts_at")
+        end = _window_end(start, ends_at, duration_minutes)
+        try:
+            data = SilenceCreate(matchers=parsed, starts_at=start, ends_at=end, comment=comment)
+        except ValidationError as exc:
+            raise first_error(exc) from None
+        with _runtime(request).transaction() as session:
+            silence_id = signals.create_silence(session, actor, data).id
+    except DomainError as exc:
+        return _silences_page(request, actor, error=exc, values=values)
+    flash(request, f"Silence {silence_id} created.")
+    return RedirectResponse("/silences", status_code=303)
+
+
+@router.post("/silences/{silence_id}/expire")
+def expire_silence(request: Request, silence_id: int, actor: Responder) -> Response:
+    try:
+        with _runtime(request).transaction() as session:
+            signals.expire_silence(session, actor, silence_id)
+    except DomainError as exc:
+        return _silences_page(request, actor, error=exc)
+    flash(request, f"Silence {silence_id} expired.")
+    return RedirectResponse("/silences", status_code=303)
+
+
+@router.post("/maintenance-windows")
+def create_maintenance_window(
+    request: Request,
+    actor: Responder,
+    service_name: Short = "",
+    starts_at: Short = "",
+    ends_at: Short = "",
+    duration_minutes: Short = "",
+    comment: Text = "",
+) -> Response:
+    values = {
+        "service_name": service_name,
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "duration_minutes": duration_minutes,
+        "comment": comment,
+    }
+    try:
+        if not service_name.strip():
+            raise InvalidInput("service_name: choose a service", field="service_name")
+        start = _parse_utc(starts_at, "starts_at")
+        end = _window_end(start, ends_at, duration_minutes)
+        try:
+            data = MaintenanceWindowCreate(
+                service_name=service_name.strip(), starts_at=start, ends_at=end, comment=comment
+            )
+        except ValidationError as exc:
+            raise first_error(exc) from None
+        with _runtime(request).transaction() as session:
+            window_id = signals.create_maintenance_window(session, actor, data).id
+    except DomainError as exc:
+        return _silences_page(request, actor, error=exc, window_values=values)
+    flash(request, f"Maintenance window {window_id} for {service_name.strip()} planned.")
+    return RedirectResponse("/silences", status_code=303)
+
+
+@router.post("/maintenance-windows/{window_id}/delete")
+def delete_maintenance_window(request: Request, window_id: int, actor: Responder) -> Response:
+    try:
+        with _runtime(request).transaction() as session:
+            signals.delete_maintenance_window(session, actor, window_id)
+    except DomainError as exc:
+        return _silences_page(request, actor, error=exc)
+    flash(request, f"Maintenance window {window_id} deleted.")
+    return RedirectResponse("/silences", status_code=303)
+
+
+# -- integrations (admins) --------------------------------------------------------------------
+def _integrations_page(
+    request: Request,
+    actor: Actor,
+    *,
+    error: DomainError | None = None,
+    values: dict[str, Any] | None = None,
+    new_key: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    with _runtime(request).read() as session:
+        integrations = [
+            IntegrationRead.model_validate(i) for i in signals.list_integrations(session)
+        ]
+        letters = queries.dead_letters(session)
+        services = [s.name for s in catalog.list_services(session)]
+    return render(
+        request,
+        "signals/integrations.html",
+        {
+            "integrations": integrations,
+            "letters": letters,
+            "services": services,
+            "kinds": [k.value for k in IntegrationKind],
+            "mapping_fields": MAPPING_FIELDS,
+            "values": values or {"kind": "alertmanager", "group_by": "alertname, service"},
+            "new_key": new_key,
+            "base_url": str(request.base_url).rstrip("/"),
+            "error": error,
+            "notice": _notice(request),
+        },
+        actor=actor,
+        status_code=error.status_code if error else status_code,
+    )
+
+
+def _shown_key(integration: IntegrationRead, key: str, verb: str) -> dict[str, Any]:
+    return {"name": integration.name, "kind": integration.kind.value, "key": key, "verb": verb}
+
+
+@router.get("/integrations")
+def integrations_page(request: Request, actor: Admin) -> Response:
+    return _integrations_page(request, actor)
+
+
+@router.post("/integrations")
+def create_integration(
+    request: Request,
+    actor: Admin,
+    name: Short = "",
+    kind: Short = "",
+    service_name: Short = "",
+    group_by: Short = "",
+    flap_threshold: Short = "",
+    flap_window_seconds: Short = "",
+    map_title: Annotated[str, Form(max_length=1000)] = "",
+    map_severity: Annotated[str, Form(max_length=1000)] = "",
+    map_dedup_key: Annotated[str, Form(max_length=1000)] = "",
+    map_service: Annotated[str, Form(max_length=1000)] = "",
+    map_status: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    mapping = {
+        "title": map_title,
+        "severity": map_severity,
+        "dedup_key": map_dedup_key,
+        "service": map_service,
+        "status": map_status,
+    }
+    values: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "service_name": service_name,
+        "group_by": group_by,
+        "flap_threshold": flap_threshold,
+        "flap_window_seconds": flap_window_seconds,
+        **{f"map_{k}": v for k, v in mapping.items()},
+    }
+    fields: dict[str, Any] = {
+        "name": name.strip(),
+        "kind": kind,
+        "service_name": service_name.strip() or None,
+        "group_by": [k.strip() for k in group_by.split(",") if k.strip()],
+    }
+    if flap_threshold.strip():
+        fields["flap_threshold"] = flap_threshold.strip()
+    if flap_window_seconds.strip():
+        fields["flap_window_seconds"] = flap_window_seconds.strip()
+    given = {k: v.strip() for k, v in mapping.items() if v.strip()}
+    if given:
+        fields["mapping"] = given
+    try:
+        try:
+            data = IntegrationCreate(**fields)
+        except ValidationError as exc:
+            raise first_error(exc) from None
+        with _runtime(request).transaction() as session:
+            integration, key = signals.create_integration(session, actor, data)
+            shown = _shown_key(IntegrationRead.model_validate(integration), key, "created")
+    except DomainError as exc:
+        return _integrations_page(request, actor, error=exc, values=values)
+    return _integrations_page(request, actor, new_key=shown, status_code=201)
+
+
+@router.post("/integrations/{name}/rotate")
+def rotate_integration(request: Request, name: str, actor: Admin) -> Response:
+    try:
+        with _runtime(request).transaction() as session:
+            integration, key = signals.rotate_key(session, actor, name)
+            shown = _shown_key(IntegrationRead.model_validate(integration), key, "rotated")
+    except DomainError as exc:
+        return _integrations_page(request, actor, error=exc)
+    return _integrations_page(request, actor, new_key=shown)
+
+
+@router.post("/integrations/{name}/revoke")
+def revoke_integration(request: Request, name: str, actor: Admin) -> Response:
+    try:
+        with _runtime(request).transaction() as session:
+            signals.revoke(session, actor, name)
+    except DomainError as exc:
+        return _integrations_page(request, actor, error=exc)
+    flash(request, f"Integration {name} revoked: its key no longer works.")
+    return RedirectResponse("/integrations", status_code=303)

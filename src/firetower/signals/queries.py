@@ -1,0 +1,235 @@
+"""Read-side views of signals for the console and the CLI, and the text form of matchers.
+
+The console's alert list puts firing alerts first and says whether each one is muted *now*
+(an alert's stored ``silenced`` flag only tells how its last firing was handled: a silence
+made from the alert afterwards does not change it until it fires again). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import ValidationError
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from firetower import clock
+from firetower.errors import InvalidInput, NotFound
+from firetower.incidents.lifecycle import format_ref
+from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
+from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp
+from firetower.signals.service import silence_matches
+
+STATUS_ORDER = {AlertStatus.firing.value: 0, AlertStatus.acknowledged.value: 1}
+PREVIEW_CHARS = 2000
+"""How much of a dead letter's body the console shows (the rest stays in the database)."""
+
+_MATCHER = re.compile(r"^\s*([^=!~\s]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
+
+
+# -- matchers as text -----------------------------------------------------------------------------
+def parse_matcher(text: str) -> Matcher:
+    """``label=value``, ``label!=value``, ``label=~regex`` or ``label!~regex``.
+
+    The value may be wrapped in double quotes (``alertname="High latency"``), as Alertmanager
+    writes matchers; a bad regex or an empty label is an InvalidInput naming ``matchers``.
+    """
+    found = _MATCHER.match(text)
+    if found is None:
+        raise InvalidInput(
+            f"matchers: {text.strip()!r} is not label=value, label!=value, label=~regex "
+            "or label!~regex",
+            field="matchers",
+        )
+    label, op, value = found.groups()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    try:
+        return Matcher(label=label, op=MatchOp(op), value=value)
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(f"matchers: {text.strip()!r}: {message}", field="matchers") from None
+
+
+def format_matcher(matcher: Matcher | dict[str, str]) -> str:
+    """The form ``parse_matcher`` reads back: ``alertname="HighLatency"``."""
+    if isinstance(matcher, Matcher):
+        label, op, value = matcher.label, matcher.op.value, matcher.value
+    else:
+        label, op, value = matcher["label"], matcher["op"], matcher["value"]
+    return f'{label}{op}"{value}"'
+
+
+# -- alerts ------------------------------------------------------------------------------------
+@dataclass
+class AlertRow:
+    """An alert as the console lists it, with what mutes it at this moment."""
+
+    alert: AlertRead
+    silenced_by: list[int] = field(default_factory=list)
+    in_maintenance: bool = False
+
+    @property
+    def muted_now(self) -> bool:
+        return bool(self.silenced_by) or self.in_maintenance
+
+
+@dataclass
+class AlertCounts:
+    firing: int = 0
+    acknowledged: int = 0
+    resolved: int = 0
+
+
+def integration_names(session: Session) -> list[str]:
+    """Every integration that alerts can come from (built-in ones too), by name."""
+    return list(session.scalars(select(Integration.name).order_by(Integration.name)))
+
+
+def _integration_id(session: Session, name: str) -> int:
+    found = session.scalar(select(Integration.id).where(Integration.name == name))
+    if found is None:
+        raise NotFound(f"no integration named {name!r}", field="integration")
+    return found
+
+
+def _read(alert: Alert, integration: str) -> AlertRead:
+    return AlertRead(
+        id=alert.id,
+        integration=integration,
+        fingerprint=alert.fingerprint,
+        status=alert.status,
+        title=alert.title,
+        severity=alert.severity,
+        service_name=alert.service_name,
+        labels=alert.labels or {},
+        group_key=alert.group_key,
+        count=alert.count,
+        first_seen_at=alert.first_seen_at,
+        last_seen_at=alert.last_seen_at,
+        silenced=alert.silenced,
+        flapping=alert.flapping,
+        incident=format_ref(alert.incident_id) if alert.incident_id is not None else None,
+    )
+
+
+def active_silences(session: Session, now: datetime | None = None) -> list[Silence]:
+    at = now or clock.now()
+    return list(
+        session.scalars(
+            select(Silence)
+            .where(Silence.expired_at.is_(None))
+            .where(Silence.starts_at <= at)
+            .where(Silence.ends_at > at)
+            .order_by(Silence.id)
+        )
+    )
+
+
+def services_in_maintenance(session: Session, now: datetime | None = None) -> set[str]:
+    at = now or clock.now()
+    return set(
+        session.scalars(
+            select(MaintenanceWindow.service_name)
+            .where(MaintenanceWindow.starts_at <= at)
+            .where(MaintenanceWindow.ends_at > at)
+        )
+    )
+
+
+def alert_rows(
+    session: Session,
+    *,
+    status: AlertStatus | None = None,
+    integration: str | None = None,
+    group_key: str | None = None,
+    limit: int = 200,
+) -> list[AlertRow]:
+    """Firing first, then acknowledged, then resolved; each by last seen, newest first."""
+    query = select(Alert, Integration.name).join(
+        Integration, Integration.id == Alert.integration_id
+    )
+    if integration:
+        query = query.where(Alert.integration_id == _integration_id(session, integration))
+    if status is not None:
+        query = query.where(Alert.status == status.value)
+    if group_key is not None:
+        query = query.where(Alert.group_key == group_key)
+    order = case(STATUS_ORDER, value=Alert.status, else_=2)
+    query = query.order_by(order, Alert.last_seen_at.desc(), Alert.id.desc()).limit(limit)
+    silences = active_silences(session)
+    maintenance = services_in_maintenance(session)
+    rows = []
+    for alert, name in session.execute(query):
+        labels = alert.labels or {}
+        rows.append(
+            AlertRow(
+                alert=_read(alert, name),
+                silenced_by=[s.id for s in silences if silence_matches(s, labels)],
+                in_maintenance=alert.service_name in maintenance,
+            )
+        )
+    return rows
+
+
+def alert_counts(session: Session, *, integration: str | None = None) -> AlertCounts:
+    query = select(Alert.status, func.count()).group_by(Alert.status)
+    if integration:
+        query = query.where(Alert.integration_id == _integration_id(session, integration))
+    counts = AlertCounts()
+    for status, number in session.execute(query):
+        if status in ("firing", "acknowledged", "resolved"):
+            setattr(counts, status, int(number))
+    return counts
+
+
+# -- silences and dead letters ------------------------------------------------------------------
+def silence_state(silence: Silence, now: datetime | None = None) -> str:
+    """active, pending (starts later), expired (ended early by someone) or ended."""
+    at = now or clock.now()
+    if silence.expired_at is not None:
+        return "expired"
+    if silence.ends_at <= at:
+        return "ended"
+    if silence.starts_at > at:
+        return "pending"
+    return "active"
+
+
+@dataclass
+class DeadLetter:
+    """A refused intake request as the console shows it: why, and the start of its body."""
+
+    id: int
+    integration: str | None
+    received_at: datetime
+    reason: str
+    size_bytes: int
+    preview: str
+    truncated: bool
+
+
+def dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:
+    query = (
+        select(RejectedPayload, Integration.name)
+        .outerjoin(Integration, Integration.id == RejectedPayload.integration_id)
+        .order_by(RejectedPayload.id.desc())
+        .limit(limit)
+    )
+    letters = []
+    for row, name in session.execute(query):
+        text = row.body.decode("utf-8", errors="replace")
+        letters.append(
+            DeadLetter(
+                id=row.id,
+                integration=name,
+                received_at=row.received_at,
+                reason=row.reason,
+                size_bytes=len(row.body),
+                preview=text[:PREVIEW_CHARS],
+                truncated=len(text) > PREVIEW_CHARS,
+            )
+        )
+    return letters

@@ -1,0 +1,395 @@
+"""The signals commands (alerts, silence, integrations) against a real server, both databases."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from firetower.auth.schemas import Role
+from firetower.cli.signals import parse_duration
+from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli
+from tests.factories import ApiUser, Factory
+
+KEY_LINE = re.compile(r"^[0-9a-f]{32}$", re.MULTILINE)
+
+
+@pytest.fixture
+def server_url(app: FastAPI) -> Iterator[str]:
+    with logs_kept_apart(), live_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def admin(factory: Factory) -> ApiUser:
+    return factory.user(Role.admin)
+
+
+@pytest.fixture
+def responder(factory: Factory) -> ApiUser:
+    return factory.user(Role.responder)
+
+
+def send(
+    url: str, key: str, fingerprint: str, status: str = "firing", **labels: str
+) -> httpx.Response:
+    alert = {
+        "status": status,
+        "labels": {"alertname": "HighLatency", **labels},
+        "startsAt": "2026-01-01T10:00:00Z",
+        "fingerprint": fingerprint,
+    }
+    return httpx.post(
+        f"{url}/ingest/alertmanager/{key}",
+        json={"version": "4", "status": status, "alerts": [alert]},
+    )
+
+
+def created_key(output: str) -> str:
+    found = KEY_LINE.search(output)
+    assert found, output
+    return found.group(0)
+
+
+# -- integrations ----------------------------------------------------------------------------
+def test_integrations_are_created_listed_rotated_and_revoked(
+    server_url: str, admin: ApiUser, factory: Factory
+) -> None:
+    factory.service("checkout")
+    cli = {"url": server_url, "token": admin.token}
+    made = run_cli(
+        [
+            "integrations",
+            "create",
+            "am-prod",
+            "--kind",
+            "alertmanager",
+            "--service",
+            "checkout",
+            "--group-by",
+            "alertname",
+            "--group-by",
+            "cluster",
+        ],
+        **cli,
+    )
+    assert made.exit_code == 0, made.output
+    key = created_key(made.stdout)
+    assert "shown once" in made.stdout
+    assert f"send to {server_url}/ingest/alertmanager/{key}" in made.stdout
+    assert send(server_url, key, "fp-1").status_code == 200
+
+    listed = run_cli(["integrations", "list"], **cli)
+    assert listed.exit_code == 0, listed.output
+    assert "am-prod" in listed.stdout and f"{key[:8]}…" in listed.stdout
+    assert key not in listed.stdout
+    (shown,) = json_of(run_cli(["integrations", "list", "--json"], **cli))
+    assert (shown["name"], shown["service_name"], shown["group_by"]) == (
+        "am-prod",
+        "checkout",
+        ["alertname", "cluster"],
+    )
+    assert shown["revoked_at"] is None
+
+    rotated = run_cli(["integrations", "rotate", "am-prod", "--json"], **cli)
+    new_key = json_of(rotated)["key"]
+    assert new_key != key
+    assert send(server_url, key, "fp-1").status_code == 401
+    assert send(server_url, new_key, "fp-1").status_code == 200
+
+    revoked = run_cli(["integrations", "revoke", "am-prod"], **cli)
+    assert revoked.exit_code == 0, revoked.output
+    assert revoked.stdout.strip() == "integration am-prod revoked"
+    assert send(server_url, new_key, "fp-1").status_code == 401
+    (after,) = json_of(run_cli(["integrations", "list", "--json"], **cli))
+    assert after["revoked_at"] is not None
+
+    again = run_cli(["integrations", "create", "am-prod", "--kind", "grafana"], **cli)
+    assert error_line(again) == "error: an integration named am-prod already exists"
+    assert again.exit_code == 1
+    ghost = run_cli(["integrations", "rotate", "ghost"], **cli)
+    assert error_line(ghost) == "error: no integration named 'ghost'"
+    revoked_rotate = run_cli(["integrations", "rotate", "am-prod"], **cli)
+    assert error_line(revoked_rotate) == "error: integration am-prod is revoked"
+
+
+def test_a_generic_integration_and_pagerduty_hints(server_url: str, admin: ApiUser) -> None:
+    cli = {"url": server_url, "token": admin.token}
+    made = run_cli(
+        [
+            "integrations",
+            "create",
+            "hooks",
+            "--kind",
+            "generic",
+            "--map",
+            "title=event.name",
+            "--map",
+            "status=state",
+        ],
+        **cli,
+    )
+    assert made.exit_code == 0, made.output
+    key = created_key(made.stdout)
+    answer = httpx.post(
+        f"{server_url}/ingest/generic/{key}", json={"event": {"name": "Queue stuck"}, "state": "ok"}
+    )
+    assert answer.status_code == 200, answer.text
+    (alert,) = json_of(run_cli(["alerts", "list", "--json"], **cli))
+    assert (alert["title"], alert["status"]) == ("Queue stuck", "resolved")
+
+    pagerduty = run_cli(["integrations", "create", "pd", "--kind", "pagerduty"], **cli)
+    assert f"{server_url}/v2/enqueue with this routing_key" in pagerduty.stdout
+
+    bad_map = run_cli(["integrations", "create", "x", "--kind", "generic", "--map", "oops"], **cli)
+    assert bad_map.exit_code == 2
+    assert error_line(bad_map).startswith("error: --map: 'oops' is not FIELD=JMESPATH")
+    no_map = run_cli(["integrations", "create", "y", "--kind", "generic"], **cli)
+    assert no_map.exit_code == 1
+    assert "a generic integration needs a mapping" in error_line(no_map)
+    bad_kind = run_cli(["integrations", "create", "z", "--kind", "fax"], **cli)
+    assert bad_kind.exit_code == 2
+
+
+def test_integrations_need_an_admin(server_url: str, responder: ApiUser) -> None:
+    refused = run_cli(
+        ["integrations", "create", "mine", "--kind", "alertmanager"],
+        url=server_url,
+        token=responder.token,
+    )
+    assert error_line(refused) == "error: this needs the admin role; you have responder"
+    listed = run_cli(["integrations", "list"], url=server_url, token=responder.token)
+    assert listed.exit_code == 1
+
+
+def test_rejected_requests_are_listed(server_url: str, admin: ApiUser) -> None:
+    cli = {"url": server_url, "token": admin.token}
+    key = created_key(
+        run_cli(["integrations", "create", "am", "--kind", "alertmanager"], **cli).stdout
+    )
+    answer = httpx.post(
+        f"{server_url}/ingest/alertmanager/{key}",
+        content=b"{broken\n json",
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 400
+    table = run_cli(["integrations", "rejected"], **cli)
+    assert table.exit_code == 0, table.output
+    assert "the body is not valid JSON" in table.stdout
+    assert "{broken json" in table.stdout  # the preview on one line
+    (letter,) = json_of(run_cli(["integrations", "rejected", "--json"], **cli))
+    assert letter["body"] == "{broken\n json"
+
+
+# -- alerts --------------------------------------------------------------------------------------
+def test_alerts_list_puts_firing_first_and_filters(
+    server_url: str, admin: ApiUser, responder: ApiUser, factory: Factory
+) -> None:
+    factory.service("api")
+    key = created_key(
+        run_cli(
+            ["integrations", "create", "am-api", "--kind", "alertmanager", "--service", "api"],
+            url=server_url,
+            token=admin.token,
+        ).stdout
+    )
+    assert send(server_url, key, "firing-1", alertname="HighLatency").status_code == 200
+    assert send(server_url, key, "old-1", alertname="DiskFull").status_code == 200
+    assert send(server_url, key, "old-1", "resolved", alertname="DiskFull").status_code == 200
+    cli = {"url": server_url, "token": responder.token}
+
+    table = run_cli(["alerts", "list"], **cli)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    hot = next(i for i, line in enumerate(lines) if "HighLatency" in line)
+    old = next(i for i, line in enumerate(lines) if "DiskFull" in line)
+    assert hot < old  # firing first, though the resolved one was seen last
+    assert "INC-1" in lines[hot] and "am-api" in lines[hot]
+
+    server = responder.get("/api/v1/alerts", params={"status": "resolved"}).json()
+    printed = json_of(run_cli(["alerts", "list", "--status", "resolved", "--json"], **cli))
+    assert printed == server
+    assert [a["title"] for a in printed] == ["DiskFull"]
+    only = json_of(run_cli(["alerts", "list", "--integration", "am-api", "--json"], **cli))
+    assert len(only) == 2
+
+    ghost = run_cli(["alerts", "list", "--integration", "ghost"], **cli)
+    assert error_line(ghost) == "error: no integration named 'ghost'"
+    assert run_cli(["alerts", "list", "--status", "burning"], **cli).exit_code == 2
+
+    groups = run_cli(["alerts", "groups"], **cli)
+    assert groups.exit_code == 0, groups.output
+    assert "alertname=HighLatency,service=" not in groups.stdout  # no service label sent
+    assert "alertname=HighLatency" in groups.stdout and "alertname=DiskFull" in groups.stdout
+    printed_groups = json_of(run_cli(["alerts", "groups", "--json"], **cli))
+    assert printed_groups == responder.get("/api/v1/alert-groups").json()
+
+
+def test_alerts_list_says_when_nothing_matches(server_url: str, responder: ApiUser) -> None:
+    quiet = run_cli(["alerts", "list"], url=server_url, token=responder.token)
+    assert quiet.exit_code == 0
+    assert quiet.stdout.strip() == "no alerts match"
+
+
+# -- silences ------------------------------------------------------------------------------------
+def test_silences_are_added_listed_and_expired(
+    server_url: str, admin: ApiUser, responder: ApiUser
+) -> None:
+    cli = {"url": server_url, "token": responder.token}
+    key = created_key(
+        run_cli(
+            ["integrations", "create", "am", "--kind", "alertmanager"],
+            url=server_url,
+            token=admin.token,
+        ).stdout
+    )
+    added = run_cli(
+        [
+            "silence",
+            "add",
+            "--matcher",
+            "alertname=HighLatency",
+            "--matcher",
+            'service=~"api|web"',
+            "-m",
+            "severity!=info",
+            "-m",
+            "env!~dev.*",
+            "--duration",
+            "2h",
+            "--comment",
+            "deploying v2",
+        ],
+        **cli,
+    )
+    assert added.exit_code == 0, added.output
+    assert added.stdout.startswith("silence 1 until ")
+    assert 'alertname="HighLatency" service=~"api|web" severity!="info" env!~"dev.*"' in (
+        added.stdout
+    )
+    (silence,) = responder.get("/api/v1/silences").json()
+    assert [(m["label"], m["op"], m["value"]) for m in silence["matchers"]] == [
+        ("alertname", "=", "HighLatency"),
+        ("service", "=~", "api|web"),
+        ("severity", "!=", "info"),
+        ("env", "!~", "dev.*"),
+    ]
+    length = datetime.fromisoformat(silence["ends_at"]) - datetime.fromisoformat(
+        silence["starts_at"]
+    )
+    assert abs(length - timedelta(hours=2)) < timedelta(minutes=1)
+    assert silence["comment"] == "deploying v2"
+
+    # It mutes intake: a matching alert is stored as silenced.
+    assert send(server_url, key, "m-1", service="api", env="prod").status_code == 200
+    muted = json_of(run_cli(["alerts", "list", "--silenced", "--json"], **cli))
+    assert [a["fingerprint"] for a in muted] == ["m-1"]
+    marks = run_cli(["alerts", "list"], **cli)
+    assert "silenced" in marks.stdout
+
+    listed = run_cli(["silence", "list"], **cli)
+    assert listed.exit_code == 0, listed.output
+    assert "active" in listed.stdout and "deploying v2" in listed.stdout
+    assert json_of(run_cli(["silence", "list", "--json"], **cli)) == [silence]
+
+    expired = run_cli(["silence", "expire", "1"], **cli)
+    assert expired.stdout.strip() == "silence 1 expired"
+    assert run_cli(["silence", "list"], **cli).stdout.strip() == "no active silences"
+    every = run_cli(["silence", "list", "--all"], **cli)
+    assert "expired" in every.stdout
+    (shown,) = json_of(run_cli(["silence", "list", "--all", "--json"], **cli))
+    assert shown["expired_at"] is not None
+    assert error_line(run_cli(["silence", "expire", "99"], **cli)) == "error: no silence 99"
+
+
+def test_a_silence_can_start_later_or_come_from_an_alert(
+    server_url: str, admin: ApiUser, responder: ApiUser
+) -> None:
+    cli = {"url": server_url, "token": responder.token}
+    later = run_cli(
+        [
+            "silence",
+            "add",
+            "-m",
+            "team=db",
+            "--start",
+            "2999-01-01T00:00:00Z",
+            "--duration",
+            "1d",
+            "--json",
+        ],
+        **cli,
+    )
+    made = json_of(later)
+    assert made["starts_at"].startswith("2999-01-01T00:00:00")
+    assert made["ends_at"].startswith("2999-01-02T00:00:00")
+    pending = run_cli(["silence", "list", "--all"], **cli)
+    assert "pending" in pending.stdout
+
+    key = created_key(
+        run_cli(
+            ["integrations", "create", "am", "--kind", "alertmanager"],
+            url=server_url,
+            token=admin.token,
+        ).stdout
+    )
+    assert send(server_url, key, "one-1", alertname="Saturation", pod="db-0").status_code == 200
+    (alert,) = responder.get("/api/v1/alerts").json()
+    from_alert = json_of(
+        run_cli(
+            ["silence", "add", "--alert", str(alert["id"]), "--duration", "90m", "--json"], **cli
+        )
+    )
+    assert sorted((m["label"], m["op"], m["value"]) for m in from_alert["matchers"]) == [
+        ("alertname", "=", "Saturation"),
+        ("pod", "=", "db-0"),
+    ]
+    assert error_line(run_cli(["silence", "add", "--alert", "999"], **cli)) == "error: no alert 999"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["-m", "alertname"], 2, "is not label=value"),
+        (["-m", "alertname=~(open"], 2, "not a valid regular expression"),
+        (["-m", "a=b", "--duration", "2 hours"], 2, "is not a duration"),
+        (["-m", "a=b", "--duration", "0m"], 2, "not longer than zero"),
+        (["-m", "a=b", "--start", "tomorrow"], 2, "not an ISO 8601 time"),
+        (["-m", "a=b", "--start", "2999-01-01T00:00:00"], 2, "has no time zone"),
+        (["-m", "a=b", "--start", "2001-01-01T00:00:00Z"], 1, "ends_at must be in the future"),
+        ([], 2, "give --matcher LABEL=VALUE"),
+        (["--alert", "1", "-m", "a=b"], 2, "leave out --matcher"),
+        (["--alert", "1", "--duration", "90s"], 2, "whole minutes"),
+    ],
+)
+def test_a_bad_silence_is_refused_on_one_line(
+    server_url: str, responder: ApiUser, args: list[str], code: int, message: str
+) -> None:
+    refused = run_cli(["silence", "add", *args], url=server_url, token=responder.token)
+    assert refused.exit_code == code
+    assert message in error_line(refused)
+    assert responder.get("/api/v1/silences", params={"all": "true"}).json() == []
+
+
+def test_a_viewer_cannot_add_a_silence(server_url: str, factory: Factory) -> None:
+    viewer = factory.user(Role.viewer)
+    refused = run_cli(["silence", "add", "-m", "a=b"], url=server_url, token=viewer.token)
+    assert error_line(refused) == "error: this needs the responder role; you have viewer"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("7d", 604800), ("1w", 604800), ("45s", 45)],
+)
+def test_durations_read_as_people_write_them(text: str, seconds: int) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2", "h", "2 hours", "-1h", "1.5h", "0s"])
+def test_malformed_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)

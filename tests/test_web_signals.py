@@ -1,0 +1,581 @@
+"""The signals console through HTTP: alerts (live panel, one-click silence), groups,
+silences and maintenance windows, and the admins' integrations page with dead letters."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from firetower import clock
+from firetower.auth.schemas import Role
+from firetower.runtime import Runtime
+from firetower.signals.models import Integration, MaintenanceWindow, Silence
+from tests.factories import ApiUser, Factory, row_counts
+from tests.signals_support import alert_by_fingerprint, incident_count
+from tests.test_web_pages import HTML, PASSWORD, Console, login
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def sign_in(factory: Factory, client: TestClient, role: Role) -> Console:
+    email = f"{role.value}-web@example.com"
+    factory.user(role, email=email, password=PASSWORD)
+    assert login(client, email).status_code == 303
+    return Console(client)
+
+
+@pytest.fixture
+def admin_api(factory: Factory) -> ApiUser:
+    return factory.user(Role.admin)
+
+
+@pytest.fixture
+def responder(factory: Factory, client: TestClient) -> Console:
+    return sign_in(factory, client, Role.responder)
+
+
+def make_integration(admin: ApiUser, name: str, **fields: Any) -> str:
+    body = {"name": name, "kind": "alertmanager", **fields}
+    answer = admin.post("/api/v1/integrations", json=body)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
+
+
+def send(
+    client: TestClient, key: str, fingerprint: str, status: str = "firing", **labels: str
+) -> Any:
+    alert = {
+        "status": status,
+        "labels": {"alertname": "HighLatency", **labels},
+        "annotations": {"summary": f"{labels.get('alertname', 'HighLatency')} on {fingerprint}"},
+        "startsAt": "2026-01-01T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-01-01T10:05:00Z",
+        "fingerprint": fingerprint,
+    }
+    answer = client.post(
+        f"/ingest/alertmanager/{key}", json={"version": "4", "status": status, "alerts": [alert]}
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def row_of(page: str, alert_id: int) -> str:
+    found = re.search(rf'<tr id="alert-{alert_id}".*?</tr>', page, re.DOTALL)
+    assert found, f"no row for alert {alert_id}"
+    return found.group(0)
+
+
+def alert_order(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r'<tr id="alert-(\d+)"', page)]
+
+
+def silences(runtime: Runtime) -> list[Silence]:
+    with runtime.read() as session:
+        return list(session.scalars(select(Silence).order_by(Silence.id)))
+
+
+# -- alerts ------------------------------------------------------------------------------------
+def test_the_alert_list_puts_firing_first_with_its_facts_and_marks(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    factory.service("checkout")
+    key = make_integration(admin_api, "am-prod", service_name="checkout", flap_threshold=2)
+    send(factory.client, key, "fp-old", alertname="DiskFull")
+    send(factory.client, key, "fp-old", "resolved", alertname="DiskFull")
+    send(factory.client, key, "fp-hot", alertname="HighLatency", severity="critical")
+    send(factory.client, key, "fp-hot", alertname="HighLatency", severity="critical")  # a repeat
+    send(factory.client, key, "fp-flap", alertname="Flappy")
+    send(factory.client, key, "fp-flap", "resolved", alertname="Flappy")  # 2 changes: flapping
+    send(factory.client, key, "fp-flap", alertname="Flappy")
+    old, hot = alert_by_fingerprint(runtime, "fp-old"), alert_by_fingerprint(runtime, "fp-hot")
+    flap = alert_by_fingerprint(runtime, "fp-flap")
+    assert flap.flapping
+
+    page = responder.get("/alerts")
+    assert page.status_code == 200
+    order = alert_order(page.text)
+    # firing first (newest first among them), the resolved one last, though seen earlier
+    assert order == [flap.id, hot.id, old.id]
+    hot_row = row_of(page.text, hot.id)
+    assert "HighLatency" in hot_row and "checkout" in hot_row
+    assert '<td class="num">2</td>' in hot_row  # the repeat counted, not a new row
+    assert 'class="sev sev-sev1"' in hot_row  # critical maps to SEV1
+    assert f'href="/incidents/INC-{hot.incident_id}"' in hot_row
+    assert "alert-status-firing" in hot_row
+    assert "mark-flapping" in row_of(page.text, flap.id)
+    assert "mark-flapping" not in hot_row
+    assert "alert-status-resolved" in row_of(page.text, old.id)
+    assert "1 resolved" in page.text and "2 firing" in page.text
+    # the panel polls itself
+    assert 'hx-get="/alerts/panel"' in page.text
+    assert 'hx-trigger="every 5s' in page.text
+
+
+def test_the_alert_list_filters_by_status_and_integration(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    one = make_integration(admin_api, "am-one")
+    two = make_integration(admin_api, "am-two")
+    send(factory.client, one, "a1", alertname="OneFiring")
+    send(factory.client, one, "a2", "resolved", alertname="OneResolved")
+    send(factory.client, two, "b1", alertname="TwoFiring")
+
+    firing = responder.get("/alerts?status=firing")
+    assert "OneFiring" in firing.text and "TwoFiring" in firing.text
+    assert "OneResolved" not in firing.text
+    assert 'hx-get="/alerts/panel?status=firing"' in firing.text  # the poll keeps the filter
+    only_two = responder.get("/alerts?integration=am-two")
+    assert "TwoFiring" in only_two.text and "OneFiring" not in only_two.text
+    both = responder.get("/alerts?integration=am-one&status=resolved")
+    assert "OneResolved" in both.text and "OneFiring" not in both.text
+
+    bad_status = responder.get("/alerts?status=burning")
+    assert bad_status.status_code == 422
+    assert 'data-field="status"' in bad_status.text
+    unknown = responder.get("/alerts?integration=ghost")
+    assert unknown.status_code == 404
+    assert "no integration named &#39;ghost&#39;" in unknown.text
+
+
+def test_the_polled_panel_is_a_fragment_showing_new_alerts(
+    responder: Console, factory: Factory, admin_api: ApiUser
+) -> None:
+    key = make_integration(admin_api, "am-live")
+    empty = responder.get("/alerts/panel")
+    assert empty.status_code == 200
+    assert empty.text.lstrip().startswith('<div id="alerts-panel"')
+    assert "<html" not in empty.text
+    assert "No alerts match" in empty.text
+    send(factory.client, key, "new-1", alertname="JustArrived")
+    fresh = responder.get("/alerts/panel?status=firing")
+    assert "JustArrived" in fresh.text
+    assert responder.get("/alerts/panel?status=nope").status_code == 422
+    responder.post("/logout")
+    assert responder.get("/alerts/panel").status_code == 303  # to the login page
+
+
+def test_a_responder_silences_an_alert_in_one_click(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    factory.service("api")
+    key = make_integration(admin_api, "am-api", service_name="api")
+    send(factory.client, key, "lat-1", alertname="HighLatency", instance="api-1")
+    alert = alert_by_fingerprint(runtime, "lat-1")
+    page = responder.get("/alerts")
+    row = row_of(page.text, alert.id)
+    assert f'action="/alerts/{alert.id}/silence"' in row
+    assert "mark-silenced" not in row
+
+    answer = responder.post(
+        f"/alerts/{alert.id}/silence",
+        {"duration_minutes": "120", "comment": "known, fixing", "status": "firing"},
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/alerts?status=firing"  # back to the same filter
+    (silence,) = silences(runtime)
+    assert sorted((m["label"], m["op"], m["value"]) for m in silence.matchers) == [
+        ("alertname", "=", "HighLatency"),
+        ("instance", "=", "api-1"),
+    ]
+    assert silence.comment == "known, fixing"
+    assert silence.created_by == "responder-web@example.com"
+    assert round((silence.ends_at - silence.starts_at).total_seconds()) == 7200
+
+    after = responder.get(answer.headers["location"])
+    assert f"Alert {alert.id} silenced (silence {silence.id})" in after.text
+    row = row_of(after.text, alert.id)
+    assert "mark-silenced" in row
+    assert f'action="/alerts/{alert.id}/silence"' not in row  # nothing left to silence
+
+    # The silence mutes it: a new firing of the same labels opens nothing.
+    incidents_before = incident_count(runtime)
+    send(factory.client, key, "lat-2", alertname="HighLatency", instance="api-1")
+    assert incident_count(runtime) == incidents_before
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "field"),
+    [
+        ({"duration_minutes": ""}, 422, "duration_minutes"),
+        ({"duration_minutes": "soon"}, 422, "duration_minutes"),
+        ({"duration_minutes": "0"}, 422, "duration_minutes"),
+        ({"duration_minutes": "99999999"}, 422, "duration_minutes"),
+        ({"duration_minutes": "60", "comment": "bad\x00byte"}, 422, "comment"),
+    ],
+)
+def test_a_bad_silence_form_shows_why_and_writes_nothing(
+    responder: Console,
+    factory: Factory,
+    admin_api: ApiUser,
+    runtime: Runtime,
+    form: dict[str, str],
+    status: int,
+    field: str,
+) -> None:
+    key = make_integration(admin_api, "am-x")
+    send(factory.client, key, "x-1")
+    alert = alert_by_fingerprint(runtime, "x-1")
+    before = row_counts(runtime)
+    answer = responder.post(f"/alerts/{alert.id}/silence", form)
+    assert answer.status_code == status
+    assert f'data-field="{field}"' in answer.text
+    assert f'id="alert-{alert.id}"' in answer.text  # the list is shown again
+    assert row_counts(runtime) == before
+
+
+def test_silencing_an_unknown_alert_is_refused(responder: Console, runtime: Runtime) -> None:
+    before = row_counts(runtime)
+    answer = responder.post("/alerts/9999/silence", {"duration_minutes": "60"})
+    assert answer.status_code == 404
+    assert "no alert 9999" in answer.text
+    assert row_counts(runtime) == before
+
+
+def test_a_viewer_sees_alerts_but_cannot_silence(
+    factory: Factory, client: TestClient, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    key = make_integration(admin_api, "am-v")
+    send(factory.client, key, "v-1", alertname="Visible")
+    alert = alert_by_fingerprint(runtime, "v-1")
+    viewer = sign_in(factory, client, Role.viewer)
+    page = viewer.get("/alerts")
+    assert page.status_code == 200
+    assert "Visible" in page.text
+    assert "silence-form" not in page.text
+    assert viewer.get("/alerts/groups").status_code == 200
+    assert viewer.get("/silences").status_code == 200
+    refused = viewer.post(f"/alerts/{alert.id}/silence", {"duration_minutes": "60"})
+    assert refused.status_code == 403
+    assert silences(runtime) == []
+
+
+def test_a_silence_form_without_csrf_is_refused(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    key = make_integration(admin_api, "am-c")
+    send(factory.client, key, "c-1")
+    alert = alert_by_fingerprint(runtime, "c-1")
+    answer = responder.client.post(
+        f"/alerts/{alert.id}/silence", data={"duration_minutes": "60"}, headers=HTML
+    )
+    assert answer.status_code == 403
+    assert silences(runtime) == []
+
+
+# -- groups ------------------------------------------------------------------------------------
+def test_alert_groups_sum_up_by_group_key(
+    responder: Console, factory: Factory, admin_api: ApiUser
+) -> None:
+    factory.service("web")
+    key = make_integration(admin_api, "am-g", service_name="web", group_by=["alertname"])
+    send(factory.client, key, "g1", alertname="Errors", instance="a")
+    send(factory.client, key, "g2", alertname="Errors", instance="b")
+    send(factory.client, key, "g3", "resolved", alertname="Errors", instance="c")
+    send(factory.client, key, "g4", alertname="Saturation")
+    page = responder.get("/alerts/groups")
+    assert page.status_code == 200
+    rows = re.findall(r'<tr class="alert-group.*?</tr>', page.text, re.DOTALL)
+    assert len(rows) == 2
+    errors = next(r for r in rows if "alertname=Errors" in r)
+    assert re.findall(r'<td class="num[^"]*">(\d+)</td>', errors) == ["2", "1"]
+    assert 'href="/incidents/INC-' in errors
+    link = html.unescape(re.search(r'href="(/alerts\?[^"]+)"', errors).group(1))
+    assert link == "/alerts?integration=am-g&group=alertname%3DErrors"
+    grouped = responder.get(link)
+    assert len(alert_order(grouped.text)) == 3
+    assert "Saturation" not in grouped.text
+    assert responder.get("/alerts/groups?integration=ghost").status_code == 404
+
+
+# -- silences and maintenance windows ----------------------------------------------------------
+def test_silences_are_created_with_matchers_listed_and_expired(
+    responder: Console, runtime: Runtime
+) -> None:
+    answer = responder.post(
+        "/silences",
+        {
+            "matchers": 'alertname=HighLatency\nservice=~"api|web"\nseverity!=info\nenv!~dev.*\n',
+            "duration_minutes": "60",
+            "comment": "deploy <v2>",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    (silence,) = silences(runtime)
+    assert [(m["label"], m["op"], m["value"]) for m in silence.matchers] == [
+        ("alertname", "=", "HighLatency"),
+        ("service", "=~", "api|web"),
+        ("severity", "!=", "info"),
+        ("env", "!~", "dev.*"),
+    ]
+    assert silence.starts_at <= clock.now() < silence.ends_at
+    page = responder.get("/silences")
+    assert "Silence 1 created." in page.text
+    row = re.search(r'<tr id="silence-1".*?</tr>', page.text, re.DOTALL).group(0)
+    assert "active" in row
+    assert "<code>service=~&#34;api|web&#34;</code>" in row
+    assert "deploy &lt;v2&gt;" in row  # escaped, never markup
+
+    assert responder.post("/silences/1/expire").status_code == 303
+    assert silences(runtime)[0].expired_at is not None
+    assert 'id="silence-1"' not in responder.get("/silences").text  # only active by default
+    shown = responder.get("/silences?all=true").text
+    assert re.search(r'<tr id="silence-1" class="silence silence-expired"', shown)
+    assert responder.post("/silences/42/expire").status_code == 404
+
+
+def test_a_silence_with_an_end_date_and_a_later_start_is_pending(
+    responder: Console, runtime: Runtime
+) -> None:
+    later = clock.now().replace(tzinfo=None, second=0, microsecond=0) + timedelta(days=30)
+    answer = responder.post(
+        "/silences",
+        {
+            "matchers": "team=payments",
+            "starts_at": later.isoformat(timespec="minutes"),
+            "ends_at": (later + timedelta(hours=3)).isoformat(timespec="minutes"),
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    shown = responder.get("/silences?all=true").text
+    assert 'class="silence silence-pending"' in shown
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "message"),
+    [
+        ({"matchers": ""}, "matchers", "give at least one"),
+        ({"matchers": "alertname"}, "matchers", "is not label=value"),
+        ({"matchers": "alertname=~(unclosed"}, "matchers", "not a valid regular expression"),
+        ({"matchers": "a=b", "ends_at": "2001-01-01T00:00"}, "ends_at", "in the future"),
+        (
+            {"matchers": "a=b", "starts_at": "2999-01-02T00:00", "ends_at": "2999-01-01T00:00"},
+            "ends_at",
+            "after starts_at",
+        ),
+        ({"matchers": "a=b", "ends_at": "next week"}, "ends_at", "not a date and time"),
+        ({"matchers": "a=b", "duration_minutes": "0"}, "duration_minutes", "choose a duration"),
+        ({"matchers": "a=b", "duration_minutes": "60", "comment": "x" * 2001}, "comment", ""),
+    ],
+)
+def test_a_bad_silence_is_refused_with_its_reason(
+    responder: Console, runtime: Runtime, form: dict[str, str], field: str, message: str
+) -> None:
+    form = {"duration_minutes": "60", **form}
+    before = row_counts(runtime)
+    answer = responder.post("/silences", form)
+    assert answer.status_code == 422
+    assert f'data-field="{field}"' in answer.text
+    assert message in html.unescape(answer.text)
+    assert '<details class="form-box" open>' in answer.text  # the form is open again
+    assert row_counts(runtime) == before
+
+
+def test_a_viewer_sees_silences_but_cannot_change_them(
+    factory: Factory, client: TestClient, runtime: Runtime
+) -> None:
+    responder = sign_in(factory, client, Role.responder)
+    assert (
+        responder.post("/silences", {"matchers": "a=b", "duration_minutes": "60"}).status_code
+        == 303
+    )
+    responder.post("/logout")
+    viewer = sign_in(factory, client, Role.viewer)
+    page = viewer.get("/silences")
+    assert 'id="silence-1"' in page.text
+    assert 'action="/silences"' not in page.text and "Expire" not in page.text
+    assert (
+        viewer.post("/silences", {"matchers": "c=d", "duration_minutes": "60"}).status_code == 403
+    )
+    assert viewer.post("/silences/1/expire").status_code == 403
+    assert viewer.post("/maintenance-windows", {"service_name": "x"}).status_code == 403
+    assert len(silences(runtime)) == 1 and silences(runtime)[0].expired_at is None
+
+
+def test_maintenance_windows_are_planned_listed_and_deleted(
+    responder: Console, factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("billing")
+    before = row_counts(runtime)
+    unknown = responder.post(
+        "/maintenance-windows", {"service_name": "ghost", "duration_minutes": "60"}
+    )
+    assert unknown.status_code == 422
+    assert "no service named &#39;ghost&#39;" in unknown.text
+    blank = responder.post("/maintenance-windows", {"service_name": "", "duration_minutes": "60"})
+    assert blank.status_code == 422 and 'data-field="service_name"' in blank.text
+    assert row_counts(runtime) == before
+
+    made = responder.post(
+        "/maintenance-windows",
+        {"service_name": "billing", "duration_minutes": "240", "comment": "db upgrade"},
+    )
+    assert made.status_code == 303
+    page = responder.get("/silences")
+    assert "Maintenance window 1 for billing planned." in page.text
+    row = re.search(r'<tr id="window-1">.*?</tr>', page.text, re.DOTALL).group(0)
+    assert "billing" in row and "active" in row and "db upgrade" in row
+    assert responder.post("/maintenance-windows/1/delete").status_code == 303
+    with runtime.read() as session:
+        assert session.scalars(select(MaintenanceWindow)).all() == []
+    assert responder.post("/maintenance-windows/1/delete").status_code == 404
+
+
+def test_an_alert_of_a_service_in_maintenance_is_marked(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    factory.service("search")
+    key = make_integration(admin_api, "am-s", service_name="search")
+    send(factory.client, key, "s-1", alertname="SlowSearch")
+    alert = alert_by_fingerprint(runtime, "s-1")
+    responder.post("/maintenance-windows", {"service_name": "search", "duration_minutes": "60"})
+    row = row_of(responder.get("/alerts").text, alert.id)
+    assert "mark-maintenance" in row
+    assert "silence-form" not in row
+
+
+# -- integrations (admins) ---------------------------------------------------------------------
+def test_integrations_are_for_admins(responder: Console, runtime: Runtime) -> None:
+    assert responder.get("/integrations").status_code == 403
+    assert 'href="/integrations"' not in responder.get("/alerts").text
+    before = row_counts(runtime)
+    refused = responder.post("/integrations", {"name": "sneaky", "kind": "alertmanager"})
+    assert refused.status_code == 403
+    assert row_counts(runtime) == before
+
+
+@pytest.fixture
+def admin(factory: Factory, client: TestClient) -> Console:
+    return sign_in(factory, client, Role.admin)
+
+
+def shown_key(page: str) -> str:
+    found = re.search(r'<code class="key" id="new-key">([0-9a-f]{32})</code>', page)
+    assert found, "no key on the page"
+    return found.group(1)
+
+
+def ingest_status(client: TestClient, key: str) -> int:
+    body = {
+        "version": "4",
+        "status": "firing",
+        "alerts": [{"status": "firing", "labels": {"a": "b"}}],
+    }
+    return int(client.post(f"/ingest/alertmanager/{key}", json=body).status_code)
+
+
+def test_an_admin_creates_rotates_and_revokes_an_integration(
+    admin: Console, factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("checkout")
+    assert 'href="/integrations"' in admin.get("/alerts").text
+    created = admin.post(
+        "/integrations",
+        {
+            "name": "prom-prod",
+            "kind": "alertmanager",
+            "service_name": "checkout",
+            "group_by": "alertname, cluster",
+            "flap_threshold": "4",
+            "flap_window_seconds": "300",
+        },
+    )
+    assert created.status_code == 201, created.text
+    key = shown_key(created.text)
+    assert f"/ingest/alertmanager/{key}" in created.text
+    assert ingest_status(factory.client, key) == 200
+    with runtime.read() as session:
+        made = session.scalar(select(Integration).where(Integration.name == "prom-prod"))
+        assert made is not None
+        assert (made.service_name, made.group_by) == ("checkout", ["alertname", "cluster"])
+        assert (made.flap_threshold, made.flap_window_seconds) == (4, 300)
+    listed = admin.get("/integrations")
+    assert 'id="integration-prom-prod"' in listed.text
+    assert key[:8] + "…" in listed.text
+    assert key not in listed.text  # shown once, never again
+
+    rotated = admin.post("/integrations/prom-prod/rotate")
+    assert rotated.status_code == 200
+    new_key = shown_key(rotated.text)
+    assert new_key != key
+    assert ingest_status(factory.client, key) == 401
+    assert ingest_status(factory.client, new_key) == 200
+
+    revoked = admin.post("/integrations/prom-prod/revoke")
+    assert revoked.status_code == 303
+    page = admin.get("/integrations")
+    assert "Integration prom-prod revoked" in page.text
+    assert "revoked-mark" in page.text
+    assert ingest_status(factory.client, new_key) == 401
+    assert admin.post("/integrations/prom-prod/rotate").status_code == 409
+    assert admin.post("/integrations/ghost/revoke").status_code == 404
+
+
+def test_a_generic_integration_takes_its_mapping_from_the_form(
+    admin: Console, factory: Factory, runtime: Runtime
+) -> None:
+    created = admin.post(
+        "/integrations",
+        {"name": "hooks", "kind": "generic", "map_title": "event.name", "map_status": "state"},
+    )
+    assert created.status_code == 201, created.text
+    key = shown_key(created.text)
+    assert f"/ingest/generic/{key}" in created.text
+    answer = factory.client.post(
+        f"/ingest/generic/{key}", json={"event": {"name": "Queue stuck"}, "state": "open"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert "Queue stuck" in admin.get("/alerts").text
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "field"),
+    [
+        ({"name": "Bad Name", "kind": "alertmanager"}, 422, "name"),
+        ({"name": "ok", "kind": "carrier-pigeon"}, 422, "kind"),
+        ({"name": "ok", "kind": "generic"}, 422, "form"),  # a generic one needs a mapping
+        ({"name": "ok", "kind": "alertmanager", "map_title": "x"}, 422, "form"),
+        ({"name": "ok", "kind": "generic", "map_title": "a[["}, 422, "mapping.title"),
+        ({"name": "ok", "kind": "alertmanager", "service_name": "ghost"}, 422, "service_name"),
+        ({"name": "ok", "kind": "alertmanager", "group_by": "a, a"}, 422, "group_by"),
+        ({"name": "ok", "kind": "alertmanager", "flap_threshold": "1"}, 422, "flap_threshold"),
+        ({"name": "taken", "kind": "alertmanager"}, 409, "name"),
+    ],
+)
+def test_a_bad_integration_form_is_refused_and_changes_nothing(
+    admin: Console, runtime: Runtime, form: dict[str, str], status: int, field: str
+) -> None:
+    assert admin.post("/integrations", {"name": "taken", "kind": "pagerduty"}).status_code == 201
+    before = row_counts(runtime)
+    answer = admin.post("/integrations", form)
+    assert answer.status_code == status, answer.text
+    assert f'data-field="{field}"' in answer.text
+    assert 'id="new-key"' not in answer.text
+    assert row_counts(runtime) == before
+
+
+def test_dead_letters_show_the_reason_and_a_bounded_preview(
+    admin: Console, factory: Factory
+) -> None:
+    key = shown_key(admin.post("/integrations", {"name": "am", "kind": "alertmanager"}).text)
+    broken = b"{not json <script>" + b"x" * 5000
+    answer = factory.client.post(
+        f"/ingest/alertmanager/{key}", content=broken, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    invalid = factory.client.post(f"/ingest/alertmanager/{key}", json={"status": "melting"})
+    assert invalid.status_code == 422
+    page = admin.get("/integrations").text
+    rows = re.findall(r'<tr id="dead-letter-\d+">.*?</tr>', page, re.DOTALL)
+    assert len(rows) == 2
+    newest, oldest = rows
+    assert "status" in newest and "melting" in newest
+    assert "the body is not valid JSON" in oldest
+    assert "5018 bytes" in oldest
+    preview = re.search(r'<pre class="body-preview">(.*?)</pre>', oldest, re.DOTALL).group(1)
+    assert preview.startswith("{not json &lt;script&gt;")  # shown as text
+    assert preview.count("x") < 2100 and preview.endswith("…")
