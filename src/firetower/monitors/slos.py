@@ -38,7 +38,15 @@ from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import ACTIVE, Severity, Source
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentUpdate
-from firetower.monitors.burn import RULES, WINDOWS_SECONDS, Counts, Decision, Level, decide
+from firetower.monitors.burn import (
+    RULES,
+    WINDOWS_SECONDS,
+    Counts,
+    Decision,
+    Level,
+    burn_rate,
+    decide,
+)
 from firetower.monitors.burn import budget_remaining as remaining_of
 from firetower.monitors.probe_models import Probe
 from firetower.monitors.probes import sli_counts
@@ -402,7 +410,12 @@ def evaluate(
         level=decision.level.value,
         budget_remaining=None if error else remaining_of(window, slo.objective_percent),
         window_events=window.total,
-        burn_rates=decision.burn_rates,
+        burn_rates={
+            **decision.burn_rates,
+            window_label(slo.window_days): None
+            if error
+            else burn_rate(window, slo.objective_percent),
+        },
         fired=[r.name for r in decision.fired],
         error=error,
     )
@@ -596,7 +609,11 @@ def sli_summary(slo: Slo) -> str:
 def read_slo(session: Session, slo: Slo) -> SLORead:
     last = latest_evaluation(session, slo)
     remaining = last.budget_remaining if last is not None else None
-    rates: dict[str, float | None] = dict(last.burn_rates) if last is not None else {}
+    stored = dict(last.burn_rates) if last is not None else {}
+    # Shortest window first (PostgreSQL's JSONB does not keep the order they were written in).
+    order = [*WINDOWS_SECONDS, window_label(slo.window_days)]
+    rates: dict[str, float | None] = {w: stored[w] for w in order if w in stored}
+    rates.update({w: v for w, v in stored.items() if w not in rates})
     return SLORead(
         name=slo.name,
         service=slo.service.name,

@@ -111,7 +111,7 @@ def slo_page(request: Request, name: str, actor: Viewer) -> Response:
             "slo": item,
             "chart": chart,
             "evaluations": recent,
-            "windows": list(WINDOWS_SECONDS),
+            "windows": [*WINDOWS_SECONDS, slos.window_label(item.window_days)],
             "rules": RULES,
         },
         actor=actor,
