@@ -144,6 +144,10 @@ def test_pausing_or_deleting_a_down_probe_resolves_its_signal(
     paused = admin.patch("/api/v1/probes/paused", json={"enabled": False}).json()
     assert paused["state"] == "unknown"
     assert alert_by_fingerprint(factory.runtime, "probe:paused").status == "resolved"
+    by_hand = run(admin, "paused")  # stored, but a paused probe's state does not move
+    assert (by_hand["ok"], by_hand["state"], by_hand["state_changed"]) == (False, "unknown", False)
+    assert alert_by_fingerprint(factory.runtime, "probe:paused").status == "resolved"
+    assert len(admin.get("/api/v1/probes/paused/results").json()) == 2
     assert admin.delete("/api/v1/probes/deleted").status_code == 204
     assert alert_by_fingerprint(factory.runtime, "probe:deleted").status == "resolved"
 

@@ -202,7 +202,11 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
                     details["body_truncated"] = True
                     break
                 if time.perf_counter() - started > timeout_seconds:
-                    raise httpx.ReadTimeout("the body took longer than the timeout")
+                    raise httpx.ReadTimeout("the answer took longer than the timeout")
+            # httpx times each phase (connect, each read) on its own; the probe's timeout is
+            # for the whole answer.
+            if time.perf_counter() - started > timeout_seconds:
+                raise httpx.ReadTimeout("the answer took longer than the timeout")
     except httpx.TimeoutException as exc:
         return CheckOutcome(
             checked_at,

@@ -26,7 +26,8 @@ HOST = r"^[A-Za-z0-9.:_-]{1,253}$"
 """A host name, an IPv4 address or a bare IPv6 address (no brackets, no port)."""
 MIN_INTERVAL_SECONDS = 10
 MAX_INTERVAL_SECONDS = 86_400
-MAX_TIMEOUT_SECONDS = 60
+MAX_TIMEOUT_SECONDS = 30
+"""Well inside the job lease (60 s by default) that a run must finish within."""
 MAX_BODY_CHARS = 65_536
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

@@ -66,6 +66,8 @@ REDACTED = "<redacted>"
 RUN_KIND = "probes.run"
 DISPATCH_KIND = "probes.dispatch"
 MAINTENANCE_KIND = "probes.maintenance"
+RUN_MAX_ATTEMPTS = 3
+"""A run whose transaction failed (a busy database) is tried again, with a fresh check."""
 
 
 # -- definitions -----------------------------------------------------------------------------
@@ -359,7 +361,8 @@ def record_result(
         probe.last_ok = outcome.ok
         probe.last_latency_ms = outcome.latency_ms
         probe.last_error = outcome.error
-    changed = _count(session, probe, outcome)
+    # A paused probe may be run by hand; its result is kept but moves no state.
+    changed = _count(session, probe, outcome) if probe.enabled else False
     session.flush()
     return RecordedRun(result, probe, changed)
 
@@ -455,6 +458,7 @@ def dispatch_due(session: Session) -> list[str]:
             select(Probe)
             .where(Probe.enabled.is_(True), Probe.next_run_at <= now)
             .order_by(Probe.next_run_at, Probe.id)
+            .with_for_update(skip_locked=True)  # PostgreSQL: two dispatchers split the work
         )
     )
     for probe in due:
@@ -467,7 +471,7 @@ def dispatch_due(session: Session) -> list[str]:
             RUN_KIND,
             {"probe": probe.name, "probe_id": probe.id, "slot": slot.isoformat()},
             idempotency_key=f"probe:{probe.id}:{slot.isoformat()}",
-            max_attempts=1,
+            max_attempts=RUN_MAX_ATTEMPTS,
         )
     return [p.name for p in due]
 
