@@ -95,6 +95,8 @@ class Alert(Base):
     """What its last routing did: open, attach, notify or drop; None while never routed."""
     on_clear: Mapped[str | None] = mapped_column(String(10), nullable=True)
     """What its routing asked for when the incident's alerts have all resolved: note, resolve."""
+    attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    """When it last joined its incident (opened it, joined it, or fired again in it)."""
 
     integration: Mapped[Integration] = relationship()
 

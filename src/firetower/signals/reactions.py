@@ -1,4 +1,5 @@
-"""The signals domain's jobs: the notification a ``notify`` routing rule asks for.
+"""The signals domain's jobs: the notification a ``notify`` routing rule asks for, and the
+note that sums up the alerts that joined an incident in a minute of a storm.
 
 Delivery (email, chat, webhooks) belongs to the notify domain, which does not exist yet; until
 it does, the job records the notification as one structured log line, so that nothing a rule
@@ -7,14 +8,19 @@ asked for is lost and each one can be seen.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import func, select
 
+from firetower.auth.service import Actor
+from firetower.incidents import service as incidents
+from firetower.incidents.models import Incident
 from firetower.jobs import JobContext
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert, Integration
-from firetower.signals.service import NOTIFY_KIND
+from firetower.signals.service import ATTACHED_KIND, NOTIFY_KIND
 
 log = structlog.get_logger(__name__)
 
@@ -40,5 +46,43 @@ def notify(context: JobContext, payload: dict[str, Any]) -> None:
     )
 
 
+SHOWN_TITLES = 10
+
+
+def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
+    """At a minute's end: note how many more alerts joined the incident than were noted."""
+    session = context.session
+    incident = session.get(Incident, payload["incident_id"])
+    if incident is None:
+        return
+    since = datetime.fromisoformat(payload["since"])
+    until = datetime.fromisoformat(payload["until"])
+    in_window = (
+        (Alert.incident_id == incident.id)
+        & (Alert.attached_at >= since)
+        & (Alert.attached_at < until)
+    )
+    joined = session.scalar(select(func.count()).select_from(Alert).where(in_window)) or 0
+    more = joined - int(payload.get("noted", 0))
+    if more <= 0:
+        return
+    titles = session.scalars(
+        select(Alert.title)
+        .where(in_window)
+        .order_by(Alert.attached_at.desc(), Alert.id.desc())
+        .limit(SHOWN_TITLES)
+    ).all()
+    shown = "; ".join(titles) + ("; …" if joined > len(titles) else "")
+    noun = "alert" if more == 1 else "alerts"
+    incidents.add_note(
+        session,
+        Actor.system("signals"),
+        incident,
+        f"{more} more {noun} attached between {since:%H:%M} and {until:%H:%M} UTC "
+        f"(latest: {shown})",
+    )
+
+
 def register(runtime: Runtime) -> None:
     runtime.jobs.handler(NOTIFY_KIND)(notify)
+    runtime.jobs.handler(ATTACHED_KIND)(attached_note)

@@ -96,6 +96,10 @@ SEVERITIES = {
 }
 DEFAULT_SEVERITY = Severity.SEV3
 NOTIFY_KIND = "signals.notify"
+ATTACHED_KIND = "signals.attached"
+ATTACH_NOTE_WINDOW = timedelta(minutes=1)
+"""An incident gets at most two attach notes a minute however many alerts join it: one
+at once for the first request of the minute, one summing up the rest when it ends."""
 """The job a notify routing rule enqueues: ``{"alert_id", "rule"}``."""
 REPORT_KIND = "user-report"
 BUILTIN_PREFIX = "@"
@@ -276,6 +280,14 @@ class Intake:
     """The silences and maintenance windows active for this request, loaded once."""
     routing: Routing | None = None
     """The routing and inhibition rules, loaded once for this request."""
+    services: dict[str, Service | None] = field(default_factory=dict)
+    """Catalog services by name, read (and on PostgreSQL locked) once per request."""
+    active: dict[int, Incident | None] = field(default_factory=dict)
+    """Each service's active incident, by service id, read once per request."""
+    known: dict[str, Alert] = field(default_factory=dict)
+    """This integration's alerts by fingerprint, read in one query for a whole batch."""
+    joined: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    """The alerts (ids) that joined each incident in this request, the opener included."""
 
     def acting(self) -> Actor:
         return self.actor or actor_for(self.integration)
@@ -306,15 +318,26 @@ def _service(session: Session, name: str | None, lock: bool) -> Service | None:
     return session.scalar(query)
 
 
-def _active_incident(session: Session, service: Service) -> Incident | None:
-    return session.scalar(
-        select(Incident)
-        .join(incident_services, incident_services.c.incident_id == Incident.id)
-        .where(incident_services.c.service_id == service.id)
-        .where(Incident.status.in_([s.value for s in ACTIVE]))
-        .order_by(Incident.id)
-        .limit(1)
-    )
+def _routed_service(session: Session, intake: Intake, name: str | None) -> Service | None:
+    """The service an alert routes to, read and locked once per request (see ``_service``)."""
+    if not name:
+        return None
+    if name not in intake.services:
+        intake.services[name] = _service(session, name, lock=True)
+    return intake.services[name]
+
+
+def _active_incident(session: Session, intake: Intake, service: Service) -> Incident | None:
+    if service.id not in intake.active:
+        intake.active[service.id] = session.scalar(
+            select(Incident)
+            .join(incident_services, incident_services.c.incident_id == Incident.id)
+            .where(incident_services.c.service_id == service.id)
+            .where(Incident.status.in_([s.value for s in ACTIVE]))
+            .order_by(Incident.id)
+            .limit(1)
+        )
+    return intake.active[service.id]
 
 
 def _routing(session: Session, intake: Intake) -> Routing:
@@ -344,11 +367,13 @@ def _route(
         if current is not None and current.status in ACTIVE:
             intake.touched[current.id] = current
             intake.attached[current.id].append(f"{alert.title} (firing again)")
+            alert.attached_at = clock.now()
+            intake.joined[current.id].add(alert.id)
             return
-    service = _service(session, alert.service_name, lock=True)
+    service = _routed_service(session, intake, alert.service_name)
     if service is None:
         return  # no service to route to: the alert is kept, no incident opened
-    incident = _active_incident(session, service)
+    incident = _active_incident(session, intake, service)
     if incident is None:
         if decision.action == RoutingAction.attach:
             return  # attach never opens: the alert is kept unrouted
@@ -369,10 +394,13 @@ def _route(
             intake.policy,
         )
         intake.opened.append(incident)
+        intake.active[service.id] = incident
     else:
         intake.touched[incident.id] = incident
         intake.attached[incident.id].append(alert.title)
     alert.incident_id = incident.id
+    alert.attached_at = clock.now()
+    intake.joined[incident.id].add(alert.id)
 
 
 @dataclass(frozen=True)
@@ -390,11 +418,13 @@ def record(session: Session, intake: Intake, signal: Signal) -> Received:
     """Store one signal: a new alert, or a repeat that updates the existing row."""
     now = clock.now()
     integration = intake.integration
-    alert = session.scalar(
-        select(Alert)
-        .where(Alert.integration_id == integration.id)
-        .where(Alert.fingerprint == signal.fingerprint)
-    )
+    alert = intake.known.get(signal.fingerprint)
+    if alert is None:
+        alert = session.scalar(
+            select(Alert)
+            .where(Alert.integration_id == integration.id)
+            .where(Alert.fingerprint == signal.fingerprint)
+        )
     was = alert.status if alert is not None else None
     held = alert is not None and (alert.silenced or alert.flapping or alert.inhibited)
     if alert is None:
@@ -418,8 +448,8 @@ def record(session: Session, intake: Intake, signal: Signal) -> Received:
             flapping=False,
             inhibited=False,
         )
-        session.add(alert)
-        session.flush()
+        session.add(alert)  # flushed with the rest of its batch (receive, receive_all)
+        intake.known[signal.fingerprint] = alert
     else:
         alert.count += 1
         alert.last_seen_at = now
@@ -479,15 +509,37 @@ def settle(session: Session, intake: Intake, received: Received) -> None:
 
 def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
     """Record one alert (a repeat updates the existing row) and route it."""
-    received = record(session, intake, signal)
-    settle(session, intake, received)
-    return received.alert
+    return receive_all(session, intake, [signal])[0]
+
+
+PREFETCH_CHUNK = 500
+"""Fingerprints per ``IN (...)`` when a batch's known alerts are read (bind limits)."""
+
+
+def _prefetch(session: Session, intake: Intake, fingerprints: Sequence[str]) -> None:
+    """Read the batch's known alerts in a few queries instead of one per alert."""
+    wanted = [f for f in dict.fromkeys(fingerprints) if f not in intake.known]
+    for start in range(0, len(wanted), PREFETCH_CHUNK):
+        chunk = wanted[start : start + PREFETCH_CHUNK]
+        for alert in session.scalars(
+            select(Alert)
+            .where(Alert.integration_id == intake.integration.id)
+            .where(Alert.fingerprint.in_(chunk))
+        ):
+            intake.known[alert.fingerprint] = alert
 
 
 def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> list[Alert]:
     """Record every signal of a batch first, then settle each: so an inhibition source in the
-    batch counts with its new state wherever it sits in the batch."""
-    received = [record(session, intake, signal) for signal in signals]
+    batch counts with its new state wherever it sits in the batch.
+
+    The batch's known alerts are read at once and its new ones inserted in one flush: a
+    storm costs a few statements per batch, not a few per alert.
+    """
+    _prefetch(session, intake, [signal.fingerprint for signal in signals])
+    with session.no_autoflush:
+        received = [record(session, intake, signal) for signal in signals]
+    session.flush()
     for item in received:
         settle(session, intake, item)
     return [item.alert for item in received]
@@ -543,11 +595,37 @@ def update_status(session: Session, intake: Intake, fingerprint: str, status: st
     return receive(session, intake, signal)
 
 
+def attach_window(now: datetime) -> tuple[datetime, datetime]:
+    """The minute ``now`` falls in: attach notes of one incident are coalesced per window."""
+    since = now.replace(second=0, microsecond=0)
+    return since, since + ATTACH_NOTE_WINDOW
+
+
 def finish(session: Session, intake: Intake) -> None:
-    """Write the notes this request owes: one per incident, however many alerts it carried."""
+    """Write the notes this request owes: one per incident, however many alerts it carried.
+
+    In a storm, only the first request of a minute notes its attachments at once; it queues
+    a job for the minute's end that sums up every alert that joined after it, so a storm
+    adds two notes a minute to an incident's timeline, not one per request.
+    """
     actor = intake.acting()
+    since, until = attach_window(clock.now())
     for incident_id, titles in intake.attached.items():
         incident = intake.touched[incident_id]
+        first_of_window = jobs.enqueue(
+            session,
+            ATTACHED_KIND,
+            {
+                "incident_id": incident_id,
+                "since": since.isoformat(),
+                "until": until.isoformat(),
+                "noted": len(intake.joined[incident_id]),
+            },
+            idempotency_key=f"{ATTACHED_KIND}:{incident_id}:{since.isoformat()}",
+            run_at=until,
+        )
+        if first_of_window is None:
+            continue  # this minute's job will sum these alerts up with the rest
         shown = "; ".join(titles[:10]) + (
             f"; and {len(titles) - 10} more" if len(titles) > 10 else ""
         )
@@ -786,6 +864,13 @@ def _extras(item: AlertmanagerAlert) -> dict[str, str]:
     return {n: v for n in names if isinstance(v := getattr(item, n, ""), str) and v}
 
 
+def _known_service(session: Session, known: dict[str, bool], name: str) -> bool:
+    """Whether the catalog has this service; asked once per name and batch."""
+    if name not in known:
+        known[name] = session.scalar(select(Service.id).where(Service.name == name)) is not None
+    return known[name]
+
+
 def ingest_alertmanager(
     session: Session, intake: Intake, payload: AlertmanagerPayload | GrafanaPayload
 ) -> int:
@@ -793,6 +878,7 @@ def ingest_alertmanager(
     default_service = intake.integration.service_name
     alerts: Sequence[AlertmanagerAlert] = payload.alerts
     grafana = isinstance(payload, GrafanaPayload)
+    known_services: dict[str, bool] = {}
     signals: list[Signal] = []
     for item in alerts:
         labels = {**payload.commonLabels, **item.labels}
@@ -800,7 +886,11 @@ def ingest_alertmanager(
         if grafana:
             annotations = {**_extras(item), **annotations}
         service = labels.get("service") or default_service
-        if service != default_service and _service(session, service, lock=False) is None:
+        if (
+            service is not None
+            and service != default_service
+            and not _known_service(session, known_services, service)
+        ):
             service = default_service
         signals.append(
             Signal(

@@ -1,0 +1,82 @@
+"""A storm keeps an incident's timeline readable: attach notes are coalesced per minute, and a
+batch's known alerts are read together (the intake path the benchmarks drive)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.incidents.models import Incident
+from firetower.jobs import Worker
+from firetower.runtime import Runtime
+from firetower.signals.models import Alert
+from tests.factories import Factory
+from tests.test_signals_intake import _am_alert, _am_batch, _integration, _notes
+
+T0 = datetime(2026, 11, 28, 12, 0, 10, tzinfo=UTC)
+
+
+def test_a_storm_adds_two_attach_notes_a_minute_not_one_per_request(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "prom", "alertmanager", "db")
+    url = f"/ingest/alertmanager/{key}"
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+
+    def send(first: int, count: int) -> None:
+        batch = _am_batch(*(_am_alert(f"s{n}") for n in range(first, first + count)))
+        assert admin.client.post(url, json=batch).status_code == 200
+
+    with FrozenClock(T0) as frozen:
+        send(0, 10)  # the first alert opens the incident, nine join it: noted at once
+        with runtime.read() as session:
+            incident_id = session.scalars(select(Incident.id)).one()
+        assert [n.text[:27] for n in _notes(runtime, incident_id)] == [
+            "9 alerts from prom attached"
+        ]
+        for request in range(1, 5):  # forty more alerts in the same minute: no note yet
+            frozen.advance(seconds=5)
+            send(request * 10, 10)
+        assert len(_notes(runtime, incident_id)) == 1
+        worker.run_once()
+        assert len(_notes(runtime, incident_id)) == 1, "the summing-up waits for the minute's end"
+
+        frozen.advance(seconds=30)  # 12:01:00: the minute is over
+        worker.run_once()
+        notes = _notes(runtime, incident_id)
+        assert len(notes) == 2
+        assert notes[1].text.startswith("40 more alerts attached between 12:00 and 12:01 UTC")
+        assert "Errors above 5% (s49)" in notes[1].text
+
+        frozen.advance(seconds=10)  # a new minute: its first request is noted at once again
+        send(50, 3)
+        assert _notes(runtime, incident_id)[-1].text.startswith("3 alerts from prom attached")
+        frozen.advance(minutes=1)
+        worker.run_once()
+        assert len(_notes(runtime, incident_id)) == 3, "nothing more joined: no second note"
+
+    with runtime.read() as session:
+        joined = session.scalars(select(Alert.incident_id)).all()
+    assert len(joined) == 53 and set(joined) == {incident_id}
+
+
+def test_a_batch_with_a_fingerprint_twice_keeps_one_alert_counted_twice(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "prom", "alertmanager", "db")
+    url = f"/ingest/alertmanager/{key}"
+    batch = _am_batch(_am_alert("dup"), _am_alert("other"), _am_alert("dup", "resolved"))
+    assert admin.client.post(url, json=batch).status_code == 200
+    with runtime.read() as session:
+        alerts = {a.fingerprint: a for a in session.scalars(select(Alert))}
+    assert set(alerts) == {"dup", "other"}
+    assert (alerts["dup"].count, alerts["dup"].status) == (2, "resolved")
+    assert alerts["other"].incident_id is not None
+    assert alerts["dup"].last_seen_at - alerts["dup"].first_seen_at < timedelta(seconds=5)
