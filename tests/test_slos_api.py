@@ -432,3 +432,40 @@ def test_deleting_a_paging_slo_resolves_its_signal(factory: Factory, runtime: Ru
         assert slo_alerts(runtime, "checkout-availability")["page"].status == "firing"
         assert responder.delete("/api/v1/slos/checkout-availability").status_code == 204
     assert slo_alerts(runtime, "checkout-availability")["page"].status == "resolved"
+
+
+def test_apply_slos_creates_updates_and_refuses_all_or_nothing(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """The config-as-code entry point: by name, all or nothing, errors name slos[i]."""
+    from firetower.errors import InvalidInput
+    from firetower.monitors.slo_schemas import SLOCreate
+    from firetower.monitors.slos import apply_slos
+    from tests.factories import SYSTEM
+
+    factory.service("checkout")
+    first = SLOCreate.model_validate(
+        {"name": "a", "service": "checkout", "objective_percent": 99, "sli": {"kind": "events"}}
+    )
+    second = first.model_copy(update={"name": "b"})
+    with runtime.transaction() as session:
+        summary = apply_slos(session, SYSTEM, [first, second])
+    assert (summary.created, summary.updated, summary.unchanged) == (["a", "b"], [], [])
+    changed = second.model_copy(update={"objective_percent": 99.5})
+    with runtime.transaction() as session:
+        summary = apply_slos(session, SYSTEM, [first, changed])
+    assert (summary.created, summary.updated, summary.unchanged) == ([], ["b"], ["a"])
+
+    before = row_counts(runtime)
+    stray = first.model_copy(update={"name": "c", "service": "nowhere"})
+    with pytest.raises(InvalidInput) as refused, runtime.transaction() as session:
+        apply_slos(session, SYSTEM, [first.model_copy(update={"name": "new"}), stray])
+    assert refused.value.field == "slos[1].service"
+    assert row_counts(runtime) == before
+
+    responder = factory.user(Role.responder)
+    body = {"name": "a", "service": "nowhere", "objective_percent": 99, "sli": {"kind": "events"}}
+    answer = responder.put("/api/v1/slos/a", json=body)
+    assert (answer.status_code, answer.json()["field"]) == (422, "service")
+    answer = responder.put("/api/v1/slos/other", json={**body, "service": "checkout"})
+    assert (answer.status_code, answer.json()["field"]) == (422, "name")

@@ -39,7 +39,6 @@ from firetower.incidents.lifecycle import ACTIVE, Severity, Source
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentUpdate
 from firetower.monitors.burn import (
-    RULES,
     WINDOWS_SECONDS,
     Counts,
     Decision,
@@ -55,7 +54,6 @@ from firetower.monitors.slo_schemas import (
     MAX_WINDOW_DAYS,
     ApplySummary,
     EvaluationRead,
-    EventsSli,
     ProbeSli,
     PrometheusSli,
     SLOCreate,
@@ -153,8 +151,9 @@ def create_slo(session: Session, actor: Actor, data: SLOCreate) -> Slo:
 
 def _put(session: Session, data: SLOCreate, field: str) -> str:
     """Create or update one SLO by name; returns created, updated or unchanged."""
-    service = _service(session, data.service, field=f"{field}.service")
-    _check_sli(session, data, field=f"{field}.sli")
+    prefix = f"{field}." if field else ""
+    service = _service(session, data.service, field=f"{prefix}service")
+    _check_sli(session, data, field=f"{prefix}sli")
     slo = session.scalar(select(Slo).where(Slo.name == data.name))
     columns = {**_columns(data), "service_id": service.id}
     now = clock.now()
@@ -200,7 +199,7 @@ def replace_slo(session: Session, actor: Actor, name: str, data: SLOCreate) -> t
     actor.require(Role.responder)
     if data.name != name:
         raise InvalidInput(f"the body names {data.name!r}, the path {name!r}", field="name")
-    outcome = _put(session, data, "body")
+    outcome = _put(session, data, "")
     return get_slo(session, name), outcome == "created"
 
 
@@ -231,7 +230,7 @@ def record_events(session: Session, actor: Actor, name: str, data: SLOEvents) ->
     """Add good and bad counts to the minute bucket of ``timestamp`` (default now)."""
     actor.require(Role.responder)
     slo = get_slo(session, name)
-    if slo.sli_kind != EventsSli().kind:
+    if slo.sli_kind != "events":
         raise Conflict(
             f"SLO {name} reads its SLI from {slo.sli_kind}; only events SLOs take pushed events",
             field="name",
@@ -506,7 +505,7 @@ def _signal(
                 "level": level.value,
             },
             annotations={
-                "burn_rates": {k: v for k, v in (decision.burn_rates if decision else {}).items()},
+                "burn_rates": dict(decision.burn_rates) if decision else {},
                 "rules": [r.name for r in decision.fired] if decision else [],
             },
             starts_at=clock.now() if status == "firing" else None,
@@ -635,16 +634,3 @@ def read_slo(session: Session, slo: Slo) -> SLORead:
 
 def read_evaluations(rows: Iterable[SloEvaluation]) -> list[EvaluationRead]:
     return [EvaluationRead.model_validate(row) for row in rows]
-
-
-__all__ = [
-    "RULES",
-    "apply_slos",
-    "create_slo",
-    "delete_slo",
-    "evaluate",
-    "get_slo",
-    "list_slos",
-    "read_slo",
-    "record_events",
-]
