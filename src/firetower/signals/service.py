@@ -286,6 +286,8 @@ class Intake:
     """Each service's active incident, by service id, read once per request."""
     known: dict[str, Alert] = field(default_factory=dict)
     """This integration's alerts by fingerprint, read in one query for a whole batch."""
+    prefetched: set[str] = field(default_factory=set)
+    """Fingerprints already looked up: one not in ``known`` is new."""
     joined: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
     """The alerts (ids) that joined each incident in this request, the opener included."""
 
@@ -419,7 +421,7 @@ def record(session: Session, intake: Intake, signal: Signal) -> Received:
     now = clock.now()
     integration = intake.integration
     alert = intake.known.get(signal.fingerprint)
-    if alert is None:
+    if alert is None and signal.fingerprint not in intake.prefetched:
         alert = session.scalar(
             select(Alert)
             .where(Alert.integration_id == integration.id)
@@ -518,7 +520,8 @@ PREFETCH_CHUNK = 500
 
 def _prefetch(session: Session, intake: Intake, fingerprints: Sequence[str]) -> None:
     """Read the batch's known alerts in a few queries instead of one per alert."""
-    wanted = [f for f in dict.fromkeys(fingerprints) if f not in intake.known]
+    wanted = [f for f in dict.fromkeys(fingerprints) if f not in intake.prefetched]
+    intake.prefetched.update(wanted)
     for start in range(0, len(wanted), PREFETCH_CHUNK):
         chunk = wanted[start : start + PREFETCH_CHUNK]
         for alert in session.scalars(
