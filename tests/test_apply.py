@@ -89,7 +89,7 @@ def test_an_unknown_top_level_key_is_refused_and_nothing_written(factory):
     body = answer.json()
     assert body["field"] == "routes"
     assert "'routes'" in body["detail"]
-    assert "settings, catalog, routing, inhibit_rules" in body["detail"]
+    assert "settings, catalog, routing, inhibit_rules, probes, slos" in body["detail"]
     assert snapshot(admin)["services"] == []
 
 
@@ -130,6 +130,8 @@ def test_an_empty_file_applies_nothing(runtime):
             "catalog": None,
             "routing": None,
             "inhibit_rules": None,
+            "probes": None,
+            "slos": None,
         }
 
 
@@ -145,3 +147,48 @@ def test_the_yaml_examples_in_the_catalog_docs_apply(factory):
         "feed-cache",
         "feed-ranker",
     ]
+
+
+MONITORS_YAML = """
+catalog:
+  services:
+    - name: payments
+probes:
+  - name: payments-db
+    kind: tcp
+    service: payments
+    interval_seconds: 15
+    timeout_seconds: 3
+    tcp: {host: 127.0.0.1, port: 5432}
+slos:
+  - name: payments-db-availability
+    service: payments
+    objective_percent: 99.9
+    sli: {kind: probe, probe: payments-db}
+"""
+
+
+def test_probes_and_slos_apply_from_firetower_yaml(factory):
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/apply", json={"content": MONITORS_YAML})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["applied"] == ["catalog", "probes", "slos"]
+    assert report["probes"]["created"] == ["payments-db"]
+    assert report["slos"]["created"] == ["payments-db-availability"]
+    assert admin.get("/api/v1/probes/payments-db").json()["tcp"]["port"] == 5432
+    slo = admin.get("/api/v1/slos/payments-db-availability").json()
+    assert slo["sli"]["probe"] == "payments-db"
+
+    again = admin.post("/api/v1/apply", json={"content": MONITORS_YAML}).json()
+    assert again["probes"]["unchanged"] == ["payments-db"]
+
+
+def test_a_bad_probe_in_firetower_yaml_changes_nothing(factory):
+    admin = factory.user(Role.admin)
+    content = MONITORS_YAML.replace("port: 5432", "port: 70000")
+    answer = admin.post("/api/v1/apply", json={"content": content})
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "probes[0].tcp.port"
+    assert snapshot(admin)["services"] == []
+    assert admin.get("/api/v1/probes").json() == []

@@ -1,9 +1,11 @@
 """Apply a whole ``firetower.yaml`` (config as code): each top-level block goes to its domain.
 
 This module sits above the domains: it may import any domain's service, and nothing below
-it imports it. Today it applies ``catalog:``, ``routing:`` (the ordered routing rules) and
-``inhibit_rules:``; ``settings:`` is read at start-up instead. A rules block replaces the
-whole list (``routing: []`` removes every rule); a block left out leaves its rules alone.
+it imports it. Today it applies ``catalog:``, ``routing:`` (the ordered routing rules),
+``inhibit_rules:``, ``probes:`` and ``slos:``; ``settings:`` is read at start-up instead. A
+rules block replaces the whole list (``routing: []`` removes every rule); a block left out
+leaves its rules alone. Probes and SLOs are created or updated by name; those a file does not
+list are left alone (delete them in the API, CLI or console).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from firetower.catalog import service as catalog_service
 from firetower.catalog.importer import load_yaml_mapping, parse_catalog_block
 from firetower.catalog.schemas import MAX_IMPORT_BYTES, ImportReport
 from firetower.errors import InvalidInput
+from firetower.monitors import probes as probes_service
+from firetower.monitors import slos as slos_service
+from firetower.monitors.probe_schemas import ProbeApplySummary, ProbeCreate
+from firetower.monitors.slo_schemas import ApplySummary, SLOCreate
 from firetower.signals import service as signals_service
 from firetower.signals.schemas import InhibitRuleIn, RoutingRuleIn
 
 # Read by settings.py when the process starts; applying it at run time would half-apply it.
 STARTUP_KEYS = ("settings",)
-APPLIED_KEYS = ("catalog", "routing", "inhibit_rules")
+APPLIED_KEYS = ("catalog", "routing", "inhibit_rules", "probes", "slos")
 KNOWN_KEYS = (*STARTUP_KEYS, *APPLIED_KEYS)
 
 
@@ -48,6 +54,8 @@ class ApplyReport(BaseModel):
     catalog: ImportReport | None = None
     routing: RulesReport | None = None
     inhibit_rules: RulesReport | None = None
+    probes: ProbeApplySummary | None = None
+    slos: ApplySummary | None = None
 
 
 def _where(key: str, loc: tuple[Any, ...]) -> str:
@@ -94,6 +102,8 @@ def apply_config(session: Session, actor: Actor, text: str) -> dict[str, Any]:
         if "inhibit_rules" in data
         else None
     )
+    probes = _parse_rules("probes", data["probes"], ProbeCreate) if "probes" in data else None
+    slos = _parse_rules("slos", data["slos"], SLOCreate) if "slos" in data else None
     report = ApplyReport(applied=[], skipped=[k for k in STARTUP_KEYS if k in data])
     if catalog is not None:
         report.catalog = catalog_service.apply_document(session, actor, catalog)
@@ -112,6 +122,13 @@ def apply_config(session: Session, actor: Actor, text: str) -> dict[str, Any]:
         )
         report.inhibit_rules = RulesReport(rules=len(inhibit), names=[r.name for r in inhibit])
         report.applied.append("inhibit_rules")
+    # Probes before SLOs: an SLO may measure a probe the same file defines.
+    if probes is not None:
+        report.probes = probes_service.apply_probes(session, actor, probes)
+        report.applied.append("probes")
+    if slos is not None:
+        report.slos = slos_service.apply_slos(session, actor, slos)
+        report.applied.append("slos")
     return report.model_dump()
 
 
