@@ -358,6 +358,8 @@ def test_a_silence_can_start_later_or_come_from_an_alert(
         (["-m", "alertname=~(open"], 2, "not a valid regular expression"),
         (["-m", "a=b", "--duration", "2 hours"], 2, "is not a duration"),
         (["-m", "a=b", "--duration", "0m"], 2, "not longer than zero"),
+        (["-m", "a=b", "--duration", "99999999999w"], 2, "is too long"),
+        (["-m", "a=b", "--start", "9999-12-31T23:00:00Z", "--duration", "2h"], 2, "year 9999"),
         (["-m", "a=b", "--start", "tomorrow"], 2, "not an ISO 8601 time"),
         (["-m", "a=b", "--start", "2999-01-01T00:00:00"], 2, "has no time zone"),
         (["-m", "a=b", "--start", "2001-01-01T00:00:00Z"], 1, "ends_at must be in the future"),

@@ -204,6 +204,7 @@ def test_a_responder_silences_an_alert_in_one_click(
         ({"duration_minutes": ""}, 422, "duration_minutes"),
         ({"duration_minutes": "soon"}, 422, "duration_minutes"),
         ({"duration_minutes": "0"}, 422, "duration_minutes"),
+        ({"duration_minutes": "²"}, 422, "duration_minutes"),
         ({"duration_minutes": "99999999"}, 422, "duration_minutes"),
         ({"duration_minutes": "60", "comment": "bad\x00byte"}, 422, "comment"),
     ],
@@ -359,6 +360,12 @@ def test_a_silence_with_an_end_date_and_a_later_start_is_pending(
         ),
         ({"matchers": "a=b", "ends_at": "next week"}, "ends_at", "not a date and time"),
         ({"matchers": "a=b", "duration_minutes": "0"}, "duration_minutes", "choose a duration"),
+        ({"matchers": "a=b", "duration_minutes": "²"}, "duration_minutes", "choose a duration"),
+        (
+            {"matchers": "a=b", "starts_at": "9999-12-31T23:30", "duration_minutes": "60"},
+            "starts_at",
+            "too far in the future",
+        ),
         ({"matchers": "a=b", "duration_minutes": "60", "comment": "x" * 2001}, "comment", ""),
     ],
 )

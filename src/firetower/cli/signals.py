@@ -38,7 +38,10 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(compact))
     if seconds <= 0:
         raise ValueError(f"{text!r} is not longer than zero")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long") from None
 
 
 def _aware(value: str, option: str) -> datetime:
@@ -229,9 +232,13 @@ def add_silence(
         except InvalidInput as exc:
             fail(f"--matcher: {exc.detail.removeprefix('matchers: ')}", USAGE)
         begins = _aware(start, "--start") if start else datetime.now(UTC)
+        try:
+            ends = begins + length
+        except OverflowError:
+            fail("--duration: the silence would end after the year 9999", USAGE)
         body = {
             "matchers": [m.model_dump(mode="json") for m in parsed],
-            "ends_at": (begins + length).isoformat(),
+            "ends_at": ends.isoformat(),
             "comment": comment,
         }
         if start:

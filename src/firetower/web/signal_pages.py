@@ -189,7 +189,7 @@ def silence_alert(
 ) -> Response:
     """One click: silence this alert's exact labels from now for the chosen duration."""
     try:
-        if not duration_minutes.strip().isdigit():
+        if not duration_minutes.strip().isdecimal():
             raise InvalidInput(
                 "duration_minutes: choose how long the silence lasts", field="duration_minutes"
             )
@@ -257,7 +257,7 @@ def _window_end(starts_at: datetime | None, ends_at: str, duration_minutes: str)
         if end <= clock.now():
             raise InvalidInput("ends_at: must be in the future", field="ends_at")
         return end
-    if not duration_minutes.strip().isdigit() or int(duration_minutes) <= 0:
+    if not duration_minutes.strip().isdecimal() or int(duration_minutes) <= 0:
         raise InvalidInput(
             "duration_minutes: choose a duration or an end", field="duration_minutes"
         )
@@ -266,7 +266,10 @@ def _window_end(starts_at: datetime | None, ends_at: str, duration_minutes: str)
         raise InvalidInput(
             "duration_minutes: at most a year (527040 minutes)", field="duration_minutes"
         )
-    return (starts_at or clock.now()) + timedelta(minutes=minutes)
+    try:
+        return (starts_at or clock.now()) + timedelta(minutes=minutes)
+    except OverflowError:
+        raise InvalidInput("starts_at: too far in the future", field="starts_at") from None
 
 
 def _silences_page(
