@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     )
     severity_policy: SeverityPolicy = Field(default_factory=SeverityPolicy)
     max_request_body_bytes: int = Field(default=1_000_000, gt=0)
+    prometheus_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="Prometheus that SLOs with a Prometheus ratio query when they name none.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -84,8 +84,7 @@ def window_label(days: int) -> str:
 def default_prometheus_url(session: Session) -> str | None:
     """The server-wide Prometheus URL (setting ``prometheus_url``), if the settings have one."""
     settings = session.info.get(SETTINGS_INFO)
-    url = getattr(settings, "prometheus_url", None)
-    return url if isinstance(url, str) and url else None
+    return settings.prometheus_url if settings is not None else None
 
 
 def _service(session: Session, name: str, field: str = "service") -> Service:
