@@ -58,7 +58,10 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "services", 2)`` → ``services.2``; a bare ``("body", 17)`` (a JSON syntax
     error at character 17) → ``body``."""
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    # Only the first element says where the input was; a body field may itself be called
+    # "path" or "query" and must keep its name.
+    where = ("body", "query", "path", "header", "cookie")
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in where else loc)]
     if loc and loc[0] == "body" and len(loc) == 2 and isinstance(loc[1], int):
         parts = []
     return ".".join(parts) or "body"
