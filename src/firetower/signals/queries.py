@@ -17,10 +17,9 @@ from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.errors import InvalidInput, NotFound
-from firetower.incidents.lifecycle import format_ref
 from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
 from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp
-from firetower.signals.service import silence_matches
+from firetower.signals.service import alert_read, silence_matches
 
 STATUS_ORDER = {AlertStatus.firing.value: 0, AlertStatus.acknowledged.value: 1}
 PREVIEW_CHARS = 2000
@@ -95,26 +94,6 @@ def _integration_id(session: Session, name: str) -> int:
     return found
 
 
-def _read(alert: Alert, integration: str) -> AlertRead:
-    return AlertRead(
-        id=alert.id,
-        integration=integration,
-        fingerprint=alert.fingerprint,
-        status=alert.status,
-        title=alert.title,
-        severity=alert.severity,
-        service_name=alert.service_name,
-        labels=alert.labels or {},
-        group_key=alert.group_key,
-        count=alert.count,
-        first_seen_at=alert.first_seen_at,
-        last_seen_at=alert.last_seen_at,
-        silenced=alert.silenced,
-        flapping=alert.flapping,
-        incident=format_ref(alert.incident_id) if alert.incident_id is not None else None,
-    )
-
-
 def active_silences(session: Session, now: datetime | None = None) -> list[Silence]:
     at = now or clock.now()
     return list(
@@ -166,7 +145,7 @@ def alert_rows(
         labels = alert.labels or {}
         rows.append(
             AlertRow(
-                alert=_read(alert, name),
+                alert=alert_read(alert, name),
                 silenced_by=[s.id for s in silences if silence_matches(s, labels)],
                 in_maintenance=alert.service_name in maintenance,
             )
