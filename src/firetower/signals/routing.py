@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from firetower.incidents.lifecycle import Severity
+from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import Alert, InhibitRule, Integration, RoutingRule
 from firetower.signals.schemas import INTEGRATION_LABEL, MatchOp, OnClear, RoutingAction
 
@@ -189,11 +190,10 @@ class Source:
 
 @dataclass
 class Routing:
-    """The rules one intake request applies, read once, and the inhibition sources it found."""
+    """The routing and inhibition rules, read once per transaction."""
 
     rules: list[Rule]
     inhibits: list[Inhibit]
-    sources: dict[tuple[str, tuple[str, ...]], list[Source]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session) -> Routing:
@@ -206,21 +206,31 @@ class Routing:
     ) -> Decision:
         return decide(self.rules, labels, integration, service, severity)
 
-    def inhibitor(self, session: Session, alert: Alert, integration: str) -> tuple[int, str] | None:
+    def inhibitor(
+        self,
+        session: Session,
+        alert: AlertRow,
+        integration: str,
+        found: dict[Any, list[Source]],
+    ) -> tuple[int, str] | None:
         """(source alert id, rule name) of a firing alert inhibiting this one, or None.
 
         Alertmanager's rules: every target matcher holds on the alert, every source matcher
         on a source that is not resolved, and each ``equal`` label has the same value on both
         (a missing label is ""). An alert never inhibits itself, and an alert matching both
-        sides of a rule is not inhibited by a source that also matches both sides.
+        sides of a rule is not inhibited by a source that also matches both sides. ``found``
+        keeps the sources one request looked up (its batch is written before it settles).
         """
-        labels = alert.labels or {}
+        labels = alert.labels
         for rule in self.inhibits:
             if not all_hold(rule.target, labels, integration):
                 continue
             both = all_hold(rule.source, labels, integration)
             values = tuple(label_value(labels, integration, k) for k in rule.equal)
-            for source in self._sources(session, rule, values):
+            key = (rule.name, values)
+            if key not in found:
+                found[key] = _sources(session, rule, values)
+            for source in found[key]:
                 if source.id == alert.id:
                     continue
                 if both and all_hold(rule.target, source.labels, source.integration):
@@ -228,22 +238,19 @@ class Routing:
                 return source.id, rule.name
         return None
 
-    def _sources(self, session: Session, rule: Inhibit, values: tuple[str, ...]) -> list[Source]:
-        key = (rule.name, values)
-        found = self.sources.get(key)
-        if found is None:
-            query = (
-                select(Alert.id, Alert.labels, Integration.name)
-                .join(Integration, Integration.id == Alert.integration_id)
-                .where(Alert.status != "resolved")
-                .order_by(Alert.id)
-            )
-            for name, value in zip(rule.equal, values, strict=True):
-                query = query.where(func.coalesce(Alert.labels[name].as_string(), "") == value)
-            found = [
-                Source(alert_id, labels or {}, integration)
-                for alert_id, labels, integration in session.execute(query)
-                if all_hold(rule.source, labels or {}, integration)
-            ]
-            self.sources[key] = found
-        return found
+
+def _sources(session: Session, rule: Inhibit, values: tuple[str, ...]) -> list[Source]:
+    """The unresolved alerts the rule's source matchers hold on, with these equal values."""
+    query = (
+        select(Alert.id, Alert.labels, Integration.name)
+        .join(Integration, Integration.id == Alert.integration_id)
+        .where(Alert.status != "resolved")
+        .order_by(Alert.id)
+    )
+    for name, value in zip(rule.equal, values, strict=True):
+        query = query.where(func.coalesce(Alert.labels[name].as_string(), "") == value)
+    return [
+        Source(alert_id, labels or {}, integration)
+        for alert_id, labels, integration in session.execute(query)
+        if all_hold(rule.source, labels or {}, integration)
+    ]

@@ -45,6 +45,8 @@ from firetower.incidents.lifecycle import ACTIVE, Severity, Source, Status, form
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
+from firetower.signals import intake_rows
+from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import (
     Alert,
     ChangeEvent,
@@ -56,6 +58,7 @@ from firetower.signals.models import (
     Silence,
 )
 from firetower.signals.routing import Decision, Routing, Rule
+from firetower.signals.routing import Source as InhibitSource
 from firetower.signals.schemas import (
     AlertGroupRead,
     AlertmanagerAlert,
@@ -261,6 +264,40 @@ def _has_nul(value: Any) -> bool:
 
 
 # -- alerts and routing ------------------------------------------------------------------------
+class Shared:
+    """What every intake operation of one transaction reads alike, read once for all of them.
+
+    Concurrent intake requests are committed together (group commit), so the integrations,
+    rules, silences, services and active incidents are read once per transaction rather
+    than once per request. It lives in ``session.info`` and is tied to the transaction: a
+    later transaction of the same session starts afresh.
+    """
+
+    def __init__(self, transaction: object) -> None:
+        self.transaction = transaction
+        self.integrations: dict[str, Integration | None] = {}
+        """Live integrations by presented key (None: unknown, revoked or wrong key)."""
+        self.mutes: Mutes | None = None
+        self.routing: Routing | None = None
+        self.services: dict[str, Service | None] = {}
+        """Catalog services by name, read (and on PostgreSQL locked) once."""
+        self.active: dict[int, Incident | None] = {}
+        """Each service's active incident, by service id."""
+        self.windows: set[tuple[int, datetime]] = set()
+        """(incident id, minute) whose attach-note job this transaction already queued."""
+
+    @classmethod
+    def of(cls, session: Session) -> Shared:
+        transaction = session.get_transaction()
+        shared = session.info.get(SHARED_INFO)
+        if shared is None or shared.transaction is not transaction:
+            shared = session.info[SHARED_INFO] = cls(transaction)
+        return shared
+
+
+SHARED_INFO = "firetower.signals.shared"
+
+
 @dataclass
 class Intake:
     """What one intake request did, and the notes it owes each incident (one per incident)."""
@@ -276,20 +313,16 @@ class Intake:
     """Who acts on incidents for this request; the integration's system actor by default."""
     summary: str = ""
     """The summary of an incident this request opens; by default it names the alert."""
-    mutes: Mutes | None = None
-    """The silences and maintenance windows active for this request, loaded once."""
-    routing: Routing | None = None
-    """The routing and inhibition rules, loaded once for this request."""
-    services: dict[str, Service | None] = field(default_factory=dict)
-    """Catalog services by name, read (and on PostgreSQL locked) once per request."""
-    active: dict[int, Incident | None] = field(default_factory=dict)
-    """Each service's active incident, by service id, read once per request."""
-    known: dict[str, Alert] = field(default_factory=dict)
+    known: dict[str, AlertRow] = field(default_factory=dict)
     """This integration's alerts by fingerprint, read in one query for a whole batch."""
     prefetched: set[str] = field(default_factory=set)
     """Fingerprints already looked up: one not in ``known`` is new."""
-    joined: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
-    """The alerts (ids) that joined each incident in this request, the opener included."""
+    joined: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """The alerts (fingerprints) that joined each incident in this request, the opener too."""
+    inhibitors: dict[Any, list[InhibitSource]] = field(default_factory=dict)
+    """Inhibition sources found in this request, by rule and ``equal`` values."""
+    notify: list[tuple[AlertRow, str]] = field(default_factory=list)
+    """(alert, rule) notifications owed, queued once the alerts have ids."""
 
     def acting(self) -> Actor:
         return self.actor or actor_for(self.integration)
@@ -320,18 +353,20 @@ def _service(session: Session, name: str | None, lock: bool) -> Service | None:
     return session.scalar(query)
 
 
-def _routed_service(session: Session, intake: Intake, name: str | None) -> Service | None:
-    """The service an alert routes to, read and locked once per request (see ``_service``)."""
+def _routed_service(session: Session, name: str | None) -> Service | None:
+    """The service an alert routes to, read and locked once per transaction."""
     if not name:
         return None
-    if name not in intake.services:
-        intake.services[name] = _service(session, name, lock=True)
-    return intake.services[name]
+    services = Shared.of(session).services
+    if name not in services:
+        services[name] = _service(session, name, lock=True)
+    return services[name]
 
 
-def _active_incident(session: Session, intake: Intake, service: Service) -> Incident | None:
-    if service.id not in intake.active:
-        intake.active[service.id] = session.scalar(
+def _active_incident(session: Session, service: Service) -> Incident | None:
+    active = Shared.of(session).active
+    if service.id not in active:
+        active[service.id] = session.scalar(
             select(Incident)
             .join(incident_services, incident_services.c.incident_id == Incident.id)
             .where(incident_services.c.service_id == service.id)
@@ -339,43 +374,46 @@ def _active_incident(session: Session, intake: Intake, service: Service) -> Inci
             .order_by(Incident.id)
             .limit(1)
         )
-    return intake.active[service.id]
+    return active[service.id]
 
 
-def _routing(session: Session, intake: Intake) -> Routing:
-    if intake.routing is None:
-        intake.routing = Routing.load(session)
-    return intake.routing
+def _routing(session: Session) -> Routing:
+    shared = Shared.of(session)
+    if shared.routing is None:
+        shared.routing = Routing.load(session)
+    return shared.routing
 
 
 def _route(
-    session: Session, intake: Intake, alert: Alert, decision: Decision, *, notify: bool = True
+    session: Session, intake: Intake, alert: AlertRow, decision: Decision, *, notify: bool = True
 ) -> None:
     """Apply a routing decision to a firing alert that is not muted.
 
     ``open`` joins the service's active incident or opens one; ``attach`` only joins (the
     alert stays unrouted when there is none); ``notify`` and ``drop`` touch no incident.
-    Each notify rule enqueues a ``signals.notify`` job in this transaction.
+    Each notify rule owes a ``signals.notify`` job, queued in this transaction.
     """
     alert.routed_by = decision.decided_by
     alert.routing_action = decision.action.value
     alert.on_clear = decision.on_clear.value
+    alert.dirty = True
     for rule in decision.notify if notify else ():
-        jobs.enqueue(session, NOTIFY_KIND, {"alert_id": alert.id, "rule": rule})
+        intake.notify.append((alert, rule))
     if decision.action not in (RoutingAction.open, RoutingAction.attach):
         return
+    now = clock.now()
     if alert.incident_id is not None:
         current = session.get(Incident, alert.incident_id)
         if current is not None and current.status in ACTIVE:
             intake.touched[current.id] = current
             intake.attached[current.id].append(f"{alert.title} (firing again)")
-            alert.attached_at = clock.now()
-            intake.joined[current.id].add(alert.id)
+            alert.attached_at = now
+            intake.joined[current.id].add(alert.fingerprint)
             return
-    service = _routed_service(session, intake, alert.service_name)
+    service = _routed_service(session, alert.service_name)
     if service is None:
         return  # no service to route to: the alert is kept, no incident opened
-    incident = _active_incident(session, intake, service)
+    incident = _active_incident(session, service)
     if incident is None:
         if decision.action == RoutingAction.attach:
             return  # attach never opens: the alert is kept unrouted
@@ -388,7 +426,7 @@ def _route(
                 services=[service.name],
                 source=intake.source,
                 impact_started_at=alert.starts_at
-                if alert.starts_at and alert.starts_at <= clock.now()
+                if alert.starts_at and alert.starts_at <= now
                 else None,
                 summary=intake.summary
                 or f"Opened by alert {alert.fingerprint} from {intake.integration.name}.",
@@ -396,41 +434,34 @@ def _route(
             intake.policy,
         )
         intake.opened.append(incident)
-        intake.active[service.id] = incident
+        Shared.of(session).active[service.id] = incident
     else:
         intake.touched[incident.id] = incident
         intake.attached[incident.id].append(alert.title)
     alert.incident_id = incident.id
-    alert.attached_at = clock.now()
-    intake.joined[incident.id].add(alert.id)
+    alert.attached_at = now
+    intake.joined[incident.id].add(alert.fingerprint)
 
 
 @dataclass(frozen=True)
 class Received:
     """One signal recorded, with what its alert was before it (settled afterwards)."""
 
-    alert: Alert
+    alert: AlertRow
     signal: Signal
     was: str | None
     held: bool
     """The alert was muted before (silenced, inhibited or flapping): a repeat may route."""
 
 
-def record(session: Session, intake: Intake, signal: Signal) -> Received:
-    """Store one signal: a new alert, or a repeat that updates the existing row."""
-    now = clock.now()
+def record(intake: Intake, signal: Signal, now: datetime) -> Received:
+    """Take one signal in: a new alert, or a repeat that updates the known one."""
     integration = intake.integration
     alert = intake.known.get(signal.fingerprint)
-    if alert is None and signal.fingerprint not in intake.prefetched:
-        alert = session.scalar(
-            select(Alert)
-            .where(Alert.integration_id == integration.id)
-            .where(Alert.fingerprint == signal.fingerprint)
-        )
     was = alert.status if alert is not None else None
     held = alert is not None and (alert.silenced or alert.flapping or alert.inhibited)
     if alert is None:
-        alert = Alert(
+        alert = AlertRow(
             integration_id=integration.id,
             fingerprint=signal.fingerprint,
             status=signal.status,
@@ -443,16 +474,11 @@ def record(session: Session, intake: Intake, signal: Signal) -> Received:
             ends_at=signal.ends_at,
             first_seen_at=now,
             last_seen_at=now,
-            count=1,
-            silenced=False,
             group_key=group_key_of(integration.group_by, signal.labels),
-            state_changes=[],
-            flapping=False,
-            inhibited=False,
         )
-        session.add(alert)  # flushed with the rest of its batch (receive, receive_all)
         intake.known[signal.fingerprint] = alert
     else:
+        alert.dirty = True
         alert.count += 1
         alert.last_seen_at = now
         alert.status = signal.status
@@ -482,20 +508,21 @@ def settle(session: Session, intake: Intake, received: Received) -> None:
         return  # a later signal of the same request changed it again: that one settles it
     if signal.status == "firing":
         name = intake.integration.name
-        routing = _routing(session, intake)
+        routing = _routing(session)
         decision = routing.decide(
-            alert.labels or {}, name, signal.service_name or alert.service_name, signal.severity
+            alert.labels, name, signal.service_name or alert.service_name, signal.severity
         )
-        if alert.service_name != decision.service:
-            alert.service_name = decision.service
-        if alert.severity != decision.severity.value:
-            alert.severity = decision.severity.value
-        alert.silenced = _mutes(session, intake).cover(alert)
-        inhibitor = None if alert.silenced else routing.inhibitor(session, alert, name)
-        if alert.inhibited != (inhibitor is not None):
-            alert.inhibited = inhibitor is not None
-        if inhibitor is not None or alert.inhibited_by is not None:
-            alert.inhibited_by, alert.inhibit_rule = inhibitor or (None, None)
+        alert.service_name = decision.service
+        alert.severity = decision.severity.value
+        alert.silenced = _mutes(session).cover(alert)
+        inhibitor = (
+            None
+            if alert.silenced or not routing.inhibits
+            else routing.inhibitor(session, alert, name, intake.inhibitors)
+        )
+        alert.inhibited = inhibitor is not None
+        alert.inhibited_by, alert.inhibit_rule = inhibitor or (None, None)
+        alert.dirty = True
         if alert.silenced or alert.inhibited or alert.flapping:
             return
         unrouted_attach = (
@@ -511,40 +538,45 @@ def settle(session: Session, intake: Intake, received: Received) -> None:
 
 def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
     """Record one alert (a repeat updates the existing row) and route it."""
-    return receive_all(session, intake, [signal])[0]
-
-
-PREFETCH_CHUNK = 500
-"""Fingerprints per ``IN (...)`` when a batch's known alerts are read (bind limits)."""
+    row = receive_all(session, intake, [signal])[0]
+    if row.id is None:
+        intake_rows.read_ids(session, intake.integration.id, [row])
+    alert = session.get(Alert, row.id, populate_existing=True)
+    assert alert is not None
+    return alert
 
 
 def _prefetch(session: Session, intake: Intake, fingerprints: Sequence[str]) -> None:
     """Read the batch's known alerts in a few queries instead of one per alert."""
     wanted = [f for f in dict.fromkeys(fingerprints) if f not in intake.prefetched]
     intake.prefetched.update(wanted)
-    for start in range(0, len(wanted), PREFETCH_CHUNK):
-        chunk = wanted[start : start + PREFETCH_CHUNK]
-        for alert in session.scalars(
-            select(Alert)
-            .where(Alert.integration_id == intake.integration.id)
-            .where(Alert.fingerprint.in_(chunk))
-        ):
-            intake.known[alert.fingerprint] = alert
+    for row in intake_rows.load(session, intake.integration.id, wanted):
+        intake.known[row.fingerprint] = row
 
 
-def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> list[Alert]:
-    """Record every signal of a batch first, then settle each: so an inhibition source in the
-    batch counts with its new state wherever it sits in the batch.
+def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> list[AlertRow]:
+    """Record every signal of a batch first, then settle each, then write the batch.
 
-    The batch's known alerts are read at once and its new ones inserted in one flush: a
-    storm costs a few statements per batch, not a few per alert.
+    A batch costs a few statements, not a few per alert: its known alerts are read at once,
+    its new ones inserted by one statement and its changed ones updated by another. With
+    inhibition rules the recorded batch is written before it settles, so that a source in
+    the batch counts with its new state wherever it sits in the batch.
     """
     _prefetch(session, intake, [signal.fingerprint for signal in signals])
-    with session.no_autoflush:
-        received = [record(session, intake, signal) for signal in signals]
-    session.flush()
+    now = clock.now()
+    received = [record(intake, signal, now) for signal in signals]
+    rows = list({id(item.alert): item.alert for item in received}.values())
+    if _routing(session).inhibits:
+        intake_rows.write(session, rows)
+        intake_rows.read_ids(session, intake.integration.id, rows)
     for item in received:
         settle(session, intake, item)
+    intake_rows.write(session, rows)
+    if intake.notify:
+        intake_rows.read_ids(session, intake.integration.id, [row for row, _ in intake.notify])
+        for row, rule in intake.notify:
+            jobs.enqueue(session, NOTIFY_KIND, {"alert_id": row.id, "rule": rule})
+        intake.notify.clear()
     return [item.alert for item in received]
 
 
@@ -560,7 +592,7 @@ def group_key_of(group_by: Sequence[str], labels: dict[str, Any]) -> str:
 
 
 def _track_flapping(
-    integration: Integration, alert: Alert, was: str | None, status: str, now: datetime
+    integration: Integration, alert: AlertRow, was: str | None, status: str, now: datetime
 ) -> None:
     """Count firing<->resolved changes within the window; mark or un-mark ``flapping``.
 
@@ -568,14 +600,16 @@ def _track_flapping(
     ``flap_threshold``-th change within ``flap_window_seconds`` and lifted once no change has
     happened for a whole window.
     """
+    if was is None:
+        return  # a new alert: no change yet, nothing to lift
     window = timedelta(seconds=integration.flap_window_seconds)
-    recent = [t for t in (alert.state_changes or []) if now - datetime.fromisoformat(t) < window]
+    recent = [t for t in alert.state_changes if now - datetime.fromisoformat(t) < window]
     if not recent:
         alert.flapping = False  # stable for a whole window before this signal
-    if was is not None and (was == "resolved") != (status == "resolved"):
+    if (was == "resolved") != (status == "resolved"):
         recent.append(now.isoformat())
     recent = recent[-integration.flap_threshold :]
-    if recent != (alert.state_changes or []):
+    if recent != alert.state_changes:
         alert.state_changes = recent
     if len(recent) >= integration.flap_threshold:
         alert.flapping = True
@@ -583,17 +617,14 @@ def _track_flapping(
 
 def update_status(session: Session, intake: Intake, fingerprint: str, status: str) -> Alert | None:
     """Acknowledge or resolve a known alert; an unknown one is ignored (as PagerDuty does)."""
-    alert = session.scalar(
-        select(Alert)
-        .where(Alert.integration_id == intake.integration.id)
-        .where(Alert.fingerprint == fingerprint)
-    )
-    if alert is None:
+    _prefetch(session, intake, [fingerprint])
+    known = intake.known.get(fingerprint)
+    if known is None:
         return None
     signal = Signal(
         fingerprint=fingerprint,
         status=status,
-        ends_at=clock.now() if status == "resolved" else alert.ends_at,
+        ends_at=clock.now() if status == "resolved" else known.ends_at,
     )
     return receive(session, intake, signal)
 
@@ -613,7 +644,11 @@ def finish(session: Session, intake: Intake) -> None:
     """
     actor = intake.acting()
     since, until = attach_window(clock.now())
+    queued = Shared.of(session).windows
     for incident_id, titles in intake.attached.items():
+        if (incident_id, since) in queued:
+            continue  # an earlier request of this transaction queued the minute's job
+        queued.add((incident_id, since))
         incident = intake.touched[incident_id]
         first_of_window = jobs.enqueue(
             session,
@@ -704,10 +739,10 @@ class Mutes:
     silences: list[Silence]
     services: set[str]
 
-    def cover(self, alert: Alert) -> bool:
+    def cover(self, alert: AlertRow) -> bool:
         if alert.service_name is not None and alert.service_name in self.services:
             return True
-        return any(silence_matches(s, alert.labels or {}) for s in self.silences)
+        return any(silence_matches(s, alert.labels) for s in self.silences)
 
 
 def _active_silences(session: Session, now: datetime) -> list[Silence]:
@@ -722,16 +757,17 @@ def _active_silences(session: Session, now: datetime) -> list[Silence]:
     )
 
 
-def _mutes(session: Session, intake: Intake) -> Mutes:
-    if intake.mutes is None:
+def _mutes(session: Session) -> Mutes:
+    shared = Shared.of(session)
+    if shared.mutes is None:
         now = clock.now()
         services = session.scalars(
             select(MaintenanceWindow.service_name)
             .where(MaintenanceWindow.starts_at <= now)
             .where(MaintenanceWindow.ends_at > now)
         )
-        intake.mutes = Mutes(_active_silences(session, now), set(services))
-    return intake.mutes
+        shared.mutes = Mutes(_active_silences(session, now), set(services))
+    return shared.mutes
 
 
 def _window(starts_at: datetime | None, ends_at: datetime) -> tuple[datetime, datetime]:

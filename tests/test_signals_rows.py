@@ -1,0 +1,141 @@
+"""Intake writes alerts as plain rows with its own encoding: the ORM must read them back as
+it would have written them, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from firetower import clock
+from firetower.runtime import Runtime
+from firetower.signals import intake_rows
+from firetower.signals.intake_rows import AlertRow
+from firetower.signals.models import Alert, Integration
+
+texts = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=30,
+)
+label_maps = st.dictionaries(texts, texts, max_size=4)
+times = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)), timezone(timedelta(hours=5))]),
+)
+
+
+def _integration(runtime: Runtime) -> int:
+    with runtime.transaction() as session:
+        integration = Integration(
+            name="rows",
+            kind="alertmanager",
+            key_prefix="rowsrows",
+            key_hash="0" * 64,
+            created_at=clock.now(),
+        )
+        session.add(integration)
+        session.flush()
+        return integration.id
+
+
+def _row(integration_id: int, fingerprint: str, **values: object) -> AlertRow:
+    now = clock.now()
+    defaults: dict[str, object] = {
+        "integration_id": integration_id,
+        "fingerprint": fingerprint,
+        "status": "firing",
+        "title": "t",
+        "severity": "SEV3",
+        "service_name": None,
+        "labels": {},
+        "annotations": {},
+        "starts_at": None,
+        "ends_at": None,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }
+    return AlertRow(**{**defaults, **values})  # type: ignore[arg-type]
+
+
+def _read(runtime: Runtime, fingerprint: str) -> Alert:
+    with runtime.read() as session:
+        alert = session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
+        assert alert is not None
+        return alert
+
+
+def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> None:
+    integration_id = _integration(runtime)
+    counter = iter(range(10_000))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(labels=label_maps, annotations=label_maps, starts=times, ends=st.none() | times)
+    def check(
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        starts: datetime,
+        ends: datetime | None,
+    ) -> None:
+        fingerprint = f"f{next(counter)}"
+        row = _row(
+            integration_id,
+            fingerprint,
+            labels=labels,
+            annotations=annotations,
+            starts_at=starts,
+            ends_at=ends,
+            silenced=True,
+            state_changes=[starts.isoformat()],
+        )
+        with runtime.transaction() as session:
+            intake_rows.write(session, [row])
+        alert = _read(runtime, fingerprint)
+        assert alert.labels == labels
+        assert alert.annotations == annotations
+        assert alert.starts_at == starts
+        assert alert.ends_at == ends
+        assert alert.starts_at is not None and alert.starts_at.tzinfo is not None
+        assert alert.silenced is True and alert.flapping is False
+        assert alert.state_changes == [starts.isoformat()]
+
+    check()
+
+
+def test_a_changed_row_is_updated_and_read_back_by_load(runtime: Runtime) -> None:
+    integration_id = _integration(runtime)
+    row = _row(integration_id, "again", labels={"a": "1"})
+    with runtime.transaction() as session:
+        intake_rows.write(session, [row])
+        intake_rows.read_ids(session, integration_id, [row])
+    assert row.id is not None and row.stored and not row.dirty
+
+    with runtime.transaction() as session:
+        (loaded,) = intake_rows.load(session, integration_id, ["again", "missing"])
+        assert loaded.id == row.id and loaded.labels == {"a": "1"} and loaded.stored
+        loaded.count = 7
+        loaded.labels = {"a": "2"}
+        loaded.attached_at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+        loaded.dirty = True
+        intake_rows.write(session, [loaded])
+
+    alert = _read(runtime, "again")
+    assert (alert.count, alert.labels, alert.attached_at) == (
+        7,
+        {"a": "2"},
+        datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
+    )
+
+
+def test_times_stored_by_rows_compare_in_time_order_with_orm_values(runtime: Runtime) -> None:
+    """SQLite compares datetimes as text: a bulk-written time must sort like an ORM one."""
+    integration_id = _integration(runtime)
+    on_the_minute = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    with runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, "edge", attached_at=on_the_minute)])
+    with runtime.read() as session:
+        found = session.scalar(select(Alert.fingerprint).where(Alert.attached_at >= on_the_minute))
+        later = session.scalar(select(Alert.fingerprint).where(Alert.attached_at > on_the_minute))
+    assert (found, later) == ("edge", None)
