@@ -16,7 +16,7 @@ from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import Alert, Integration
 
 texts = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
     max_size=30,
 )
 label_maps = st.dictionaries(texts, texts, max_size=4)
