@@ -6,6 +6,7 @@ not to (``firetower serve --no-worker`` leaves jobs to ``firetower worker`` proc
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -410,6 +411,9 @@ def create_app(
         try:
             yield
         finally:
+            # Writes already queued are committed and answered before the process stops; on
+            # a thread, so the loop stays free to deliver those answers meanwhile.
+            await asyncio.to_thread(runtime.group.close)
             if worker is not None:
                 worker.stop()
 

@@ -27,3 +27,14 @@ JOBS_FINISHED = Counter(
 JOB_DURATION = Histogram(
     "firetower_job_duration_seconds", "Time one job run took.", ["kind"], registry=REGISTRY
 )
+GROUP_COMMIT_OPERATIONS = Histogram(
+    "firetower_group_commit_operations",
+    "Operations of concurrent requests committed together in one transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
+GROUP_COMMIT_RETRIED = Counter(
+    "firetower_group_commit_retried_total",
+    "Groups whose shared transaction failed, so each operation ran again alone.",
+    registry=REGISTRY,
+)

@@ -1,0 +1,396 @@
+"""Group commit: concurrent requests' writes share one transaction, and never one failure.
+
+Every test holds the writer threads inside an operation first (``hold_writers``), queues
+operations behind them, then lets go: what was queued by then forms groups. The rows are
+real services on SQLite and on PostgreSQL; a fresh session is the judge of what committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+import structlog
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from firetower import clock
+from firetower.catalog.models import Service
+from firetower.events import Event, record
+from firetower.metrics import REGISTRY
+from firetower.runtime import (
+    MAX_GROUP_OPERATIONS,
+    POSTGRES_WRITER_THREADS,
+    SQLITE_WRITER_THREADS,
+    GroupCommit,
+    Runtime,
+)
+
+T = TypeVar("T")
+WAIT_SECONDS = 20
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def group(runtime: Runtime) -> Iterator[GroupCommit]:
+    yield runtime.group
+    runtime.group.close()
+
+
+def run_async(main: Callable[[], Awaitable[T]]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), WAIT_SECONDS)
+
+    return asyncio.run(bounded())
+
+
+def writer_count(runtime: Runtime) -> int:
+    sqlite = runtime.database.dialect == "sqlite"
+    return SQLITE_WRITER_THREADS if sqlite else POSTGRES_WRITER_THREADS
+
+
+class Held:
+    """Keeps every writer thread busy inside an operation until ``release``."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Semaphore(0)
+        self.released = threading.Event()
+        self.tasks: list[asyncio.Task[str]] = []
+
+    def _hold(self, session: Session) -> str:
+        self.entered.release()
+        assert self.released.wait(WAIT_SECONDS), "never released"
+        return "held"
+
+    async def occupy(self, group: GroupCommit, writers: int) -> None:
+        # One at a time: an idle writer takes each, so no writer holds two.
+        for _ in range(writers):
+            self.tasks.append(asyncio.create_task(group.run(self._hold)))
+            assert await asyncio.to_thread(self.entered.acquire, timeout=WAIT_SECONDS)
+
+    async def release(self) -> None:
+        self.released.set()
+        assert await asyncio.gather(*self.tasks) == ["held"] * len(self.tasks)
+
+
+async def hold_writers(runtime: Runtime) -> Held:
+    held = Held()
+    await held.occupy(runtime.group, writer_count(runtime))
+    return held
+
+
+async def queue(
+    group: GroupCommit, operations: list[Callable[[Session], Any]], weights: list[int] | None = None
+) -> list[asyncio.Task[Any]]:
+    """Submit in this order; on return every operation is queued."""
+    tasks = [
+        asyncio.create_task(group.run(op, weight=(weights[i] if weights else 1)))
+        for i, op in enumerate(operations)
+    ]
+    await asyncio.sleep(0)  # each task runs up to its wait on the writer
+    return tasks
+
+
+@dataclass
+class Journal:
+    """Which session (so which transaction) ran which operation, in order."""
+
+    entries: list[tuple[Session, str]]
+
+    def insert(self, name: str, *, fail: bool = False) -> Callable[[Session], str]:
+        def operation(session: Session) -> str:
+            self.entries.append((session, name))
+            session.add(Service(name=name, created_at=clock.now()))
+            if fail:
+                session.flush()  # its row is written in the transaction, then it fails
+                raise Boom(name)
+            return name
+
+        return operation
+
+    def groups(self) -> list[list[str]]:
+        """Operation names per transaction, in the order they ran (first run only)."""
+        by_session: dict[int, list[str]] = {}
+        for session, name in self.entries:
+            by_session.setdefault(id(session), []).append(name)
+        return list(by_session.values())
+
+
+def service_names(runtime: Runtime) -> list[str]:
+    with runtime.read() as session:
+        return sorted(session.scalars(select(Service.name)))
+
+
+def commits_of(runtime: Runtime) -> list[Session]:
+    commits: list[Session] = []
+    event.listen(runtime.database.sessions, "after_commit", commits.append)
+    return commits
+
+
+def retried_groups() -> float:
+    return REGISTRY.get_sample_value("firetower_group_commit_retried_total") or 0.0
+
+
+def test_operations_queued_meanwhile_commit_together_in_one_transaction(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    journal = Journal([])
+    commits = commits_of(runtime)
+    names = [f"svc-{n}" for n in range(10)]
+
+    async def main() -> list[str]:
+        held = await hold_writers(runtime)
+        tasks = await queue(group, [journal.insert(name) for name in names])
+        await held.release()
+        return await asyncio.gather(*tasks)
+
+    assert run_async(main) == names
+    assert journal.groups() == [names]  # one session, in submission order
+    assert len(commits) == writer_count(runtime) + 1  # the held operations, then the group
+    assert service_names(runtime) == sorted(names)
+
+
+def test_a_raising_operation_gets_its_exception_and_the_rest_of_its_group_commits(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    journal = Journal([])
+    retried_before = retried_groups()
+
+    async def main() -> list[Any]:
+        held = await hold_writers(runtime)
+        tasks = await queue(
+            group,
+            [
+                journal.insert("before"),
+                journal.insert("doomed", fail=True),
+                journal.insert("after"),
+            ],
+        )
+        await held.release()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    before, doomed, after = run_async(main)
+    assert (before, after) == ("before", "after")
+    assert isinstance(doomed, Boom)
+    assert str(doomed) == "doomed"
+    assert service_names(runtime) == ["after", "before"]  # the failing one's row is gone
+    assert journal.groups()[0] == ["before", "doomed"]  # it broke a shared transaction
+    assert retried_groups() == retried_before + 1
+
+
+def test_a_group_whose_commit_fails_is_retried_one_by_one(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    """Two requests creating one unique name: each alone is fine, together the commit fails."""
+    journal = Journal([])
+    retried_before = retried_groups()
+
+    async def main() -> list[Any]:
+        held = await hold_writers(runtime)
+        tasks = await queue(
+            group, [journal.insert("checkout"), journal.insert("checkout"), journal.insert("cart")]
+        )
+        await held.release()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    first, second, other = run_async(main)
+    assert (first, other) == ("checkout", "cart")
+    assert isinstance(second, IntegrityError)
+    assert service_names(runtime) == ["cart", "checkout"]
+    assert journal.groups()[0] == ["checkout", "checkout", "cart"]  # failed at the commit
+    assert retried_groups() == retried_before + 1
+
+
+def test_a_failing_operation_alone_runs_once(runtime: Runtime, group: GroupCommit) -> None:
+    journal = Journal([])
+    retried_before = retried_groups()
+
+    with pytest.raises(Boom):
+        run_async(lambda: group.run(journal.insert("doomed", fail=True)))
+    assert len(journal.entries) == 1
+    assert service_names(runtime) == []
+    assert retried_groups() == retried_before
+
+
+@dataclass(frozen=True)
+class Slowed(Event):
+    """Recorded by an operation; its reaction makes the commit come late."""
+
+
+def test_the_result_is_committed_by_the_time_run_returns(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    # If an answer left before the commit, the reader would find nothing: the reaction
+    # keeps the transaction open a while after the operations ran.
+    runtime.bus.react(Slowed, lambda session, _event: threading.Event().wait(0.3))
+
+    def insert_slowly(name: str) -> Callable[[Session], str]:
+        def operation(session: Session) -> str:
+            session.add(Service(name=name, created_at=clock.now()))
+            record(session, Slowed())
+            return name
+
+        return operation
+
+    async def run_then_read(name: str) -> list[str]:
+        await group.run(insert_slowly(name))
+        return service_names(runtime)
+
+    async def main() -> list[list[str]]:
+        alone = await run_then_read("alone")
+        held = await hold_writers(runtime)
+        tasks = [asyncio.create_task(run_then_read(f"grouped-{n}")) for n in range(3)]
+        await asyncio.sleep(0)
+        await held.release()
+        return [alone, *await asyncio.gather(*tasks)]
+
+    seen = run_async(main)
+    assert seen[0] == ["alone"]
+    for n, names in enumerate(seen[1:]):
+        assert f"grouped-{n}" in names
+
+
+def test_close_commits_what_is_queued_and_stops_the_writers(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    journal = Journal([])
+    names = [f"svc-{n}" for n in range(10)]
+
+    def current_thread(session: Session) -> threading.Thread:
+        return threading.current_thread()
+
+    async def main() -> tuple[list[str], list[Any]]:
+        held = await hold_writers(runtime)
+        tasks = await queue(group, [current_thread, *(journal.insert(name) for name in names)])
+        closing = asyncio.create_task(asyncio.to_thread(group.close))
+        await asyncio.sleep(0.1)
+        assert not closing.done()  # it waits for the held writers and for the queue
+        await held.release()
+        await closing
+        committed_when_closed = service_names(runtime)
+        group.close()  # idempotent
+        return committed_when_closed, await asyncio.gather(*tasks)
+
+    committed_when_closed, (writer, *results) = run_async(main)
+    assert committed_when_closed == sorted(names)
+    assert results == names
+    assert writer.name.startswith("firetower-group-commit-")
+    assert not writer.is_alive()
+
+
+def test_after_close_an_operation_is_committed_in_its_own_transaction(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    journal = Journal([])
+    group.close()
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            group.run(journal.insert("one")),
+            group.run(journal.insert("two")),
+            group.run(journal.insert("three", fail=True)),
+            return_exceptions=True,
+        )
+
+    one, two, three = run_async(main)
+    assert (one, two) == ("one", "two")
+    assert isinstance(three, Boom)
+    assert service_names(runtime) == ["one", "two"]
+    assert len(journal.groups()) == 3  # one transaction each
+
+
+def test_after_close_operations_run_on_callers_threads_not_writers(group: GroupCommit) -> None:
+    def current_thread(session: Session) -> threading.Thread:
+        return threading.current_thread()
+
+    async def main() -> tuple[threading.Thread, threading.Thread]:
+        before = await group.run(current_thread)
+        group.close()
+        return before, await group.run(current_thread)
+
+    before, after = run_async(main)
+    assert before.name.startswith("firetower-group-commit-")
+    assert not before.is_alive()
+    assert not after.name.startswith("firetower-group-commit-")
+
+
+def test_a_group_stops_at_the_weight_and_count_caps(runtime: Runtime, group: GroupCommit) -> None:
+    journal = Journal([])
+    # The first is taken however heavy; 1 + 1 + 3,000 fit in 5,000, another 3,000 does not.
+    weighted = {"heavy": 6_000, "a": 1, "b": 1, "c": 3_000, "d": 3_000}
+    many = [f"svc-{n}" for n in range(MAX_GROUP_OPERATIONS + 10)]
+
+    async def main() -> None:
+        held = await hold_writers(runtime)
+        tasks = await queue(
+            group, [journal.insert(name) for name in weighted], list(weighted.values())
+        )
+        tasks += await queue(group, [journal.insert(name) for name in many])
+        await held.release()
+        await asyncio.gather(*tasks)
+
+    run_async(main)
+    # On PostgreSQL several writers run groups at once: compare the groups, not their order.
+    assert sorted(journal.groups()) == sorted(
+        [
+            ["heavy"],
+            ["a", "b", "c"],
+            ["d", *many[: MAX_GROUP_OPERATIONS - 1]],
+            many[MAX_GROUP_OPERATIONS - 1 :],
+        ]
+    )
+
+
+def test_a_cancelled_caller_does_not_undo_or_break_the_group(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    journal = Journal([])
+    loop_errors: list[dict[str, Any]] = []
+
+    async def main() -> str:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+        held = await hold_writers(runtime)
+        gone, kept = await queue(group, [journal.insert("gone"), journal.insert("kept")])
+        gone.cancel()
+        await held.release()
+        result: str = await kept
+        await asyncio.sleep(0.05)  # the cancelled one's answer arrives too, and is dropped
+        return result
+
+    assert run_async(main) == "kept"
+    assert service_names(runtime) == ["gone", "kept"]
+    assert loop_errors == []
+
+
+def test_an_operation_runs_in_its_callers_context(group: GroupCommit) -> None:
+    """Its log lines carry the request id bound by the request middleware."""
+
+    def bound_request_id(session: Session) -> Any:
+        return structlog.contextvars.get_contextvars().get("request_id")
+
+    async def main() -> Any:
+        structlog.contextvars.bind_contextvars(request_id="r-42")
+        return await group.run(bound_request_id)
+
+    assert run_async(main) == "r-42"
+
+
+def test_the_app_closes_the_group_when_its_lifespan_ends(app: FastAPI, runtime: Runtime) -> None:
+    def current_thread(session: Session) -> threading.Thread:
+        return threading.current_thread()
+
+    with TestClient(app) as client:
+        writer = client.portal.call(runtime.group.run, current_thread)
+        assert writer.is_alive()
+    assert writer.name.startswith("firetower-group-commit-")
+    assert not writer.is_alive()
