@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Annotated, Any
@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from firetower import __version__, clock
 from firetower.apply import router as apply_router
@@ -275,44 +276,76 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
             templates.setdefault(id(route), getattr(route, "path", "") or "unmatched")
         return templates[id(route)]
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        presented = request.headers.get("x-request-id", "")
-        request_id = presented if valid_request_id.match(presented) else uuid.uuid4().hex
-        # Bound, never unbound: the catch-all error handler runs after this returns, and
-        # each ASGI request runs in its own context, so nothing leaks to the next one.
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        length = request.headers.get("content-length", "")
-        try:
-            if length.isdigit() and int(length) > limit:
-                response: Response = too_large(length)
-            else:
-                response = await call_next(request)
-        except Exception:
-            # Answered with a 500 by the catch-all handler; counted and logged here.
-            record(request, 500, started)
-            raise
-        record(request, response.status_code, started)
-        response.headers["X-Request-ID"] = request_id
-        return response
+    def request_context(app: ASGIApp) -> ASGIApp:
+        """Request id, body size limit, metrics and the access line of every HTTP request.
 
-    def record(request: Request, status: int, started: float) -> None:
+        Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware
+        runs the app in a task of its own and passes every response through a memory
+        stream, a large share of a small request's cost (/healthz: ~1,050 → ~1,400 req/s).
+        """
+
+        async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            presented = _header(scope, b"x-request-id")
+            request_id = presented if valid_request_id.match(presented) else uuid.uuid4().hex
+            # Bound, never unbound: the catch-all error handler runs after this returns, and
+            # each ASGI request runs in its own context, so nothing leaks to the next one.
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+            request_id_header = (b"x-request-id", request_id.encode("latin-1"))
+            started = time.perf_counter()
+            status: int | None = None
+
+            async def send_with_request_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = [h for h in message.get("headers", ()) if h[0] != b"x-request-id"]
+                    headers.append(request_id_header)
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            length = _header(scope, b"content-length")
+            try:
+                if length.isascii() and length.isdigit() and int(length) > limit:
+                    await too_large(length)(scope, receive, send_with_request_id)
+                else:
+                    await app(scope, receive, send_with_request_id)
+            except Exception:
+                # Answered with a 500 by the catch-all handler (unless the answer had begun);
+                # counted and logged here.
+                record(scope, status or 500, started)
+                raise
+            record(scope, status or 500, started)
+
+        return asgi
+
+    app.add_middleware(request_context)
+
+    def record(scope: Scope, status: int, started: float) -> None:
         """The access line and the metrics of one request."""
-        template = route_template(request.scope.get("route"))
+        template = route_template(scope.get("route"))
         elapsed = time.perf_counter() - started
-        HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
+        method = scope["method"]
+        HTTP_REQUESTS.labels(method, template, str(status)).inc()
         HTTP_LATENCY.labels(template).observe(elapsed)
         log.info(
             "request",
-            method=request.method,
+            method=method,
             route=template,
             status=status,
             duration_ms=round(elapsed * 1000, 1),
         )
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """The first value of a request header (``name`` in lower case, as ASGI gives them)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
 
 
 def health_router() -> APIRouter:
