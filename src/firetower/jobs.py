@@ -25,12 +25,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Index, Integer, String, Text, delete, or_, select, update
+from sqlalchemy import Index, Integer, String, Table, Text, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -153,6 +153,24 @@ def _insert_for(session: Session) -> Callable[..., Any]:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+def _enqueue_statement(dialect: str, idempotent: bool) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = cast(Table, Job.__table__)
+    statement = insert(table)
+    if idempotent:
+        statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return statement.returning(table.c.id)
+
+
+_ENQUEUE = {
+    (dialect, idempotent): _enqueue_statement(dialect, idempotent)
+    for dialect in ("sqlite", "postgresql")
+    for idempotent in (False, True)
+}
+"""Built once, on the table rather than the ORM class: intake enqueues on its hot path,
+and building an ORM insert per call cost more than running it."""
+
+
 def enqueue(
     session: Session,
     kind: str,
@@ -184,12 +202,8 @@ def enqueue(
         "idempotency_key": idempotency_key,
         "created_at": now,
     }
-    insert = _insert_for(session)
-    statement = insert(Job).values(**values)
-    if idempotency_key is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
-    result = session.execute(statement.returning(Job.id))
-    return result.scalar_one_or_none()
+    statement = _ENQUEUE[(session.get_bind().dialect.name, idempotency_key is not None)]
+    return session.execute(statement, values).scalar_one_or_none()
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
