@@ -575,3 +575,39 @@ def test_the_yaml_example_in_the_signals_docs_applies(factory: Factory) -> None:
         "/api/v1/routing-rules/test", json={"labels": {"x": "y"}, "integration": "grafana"}
     ).json()
     assert (test["decided_by"], test["action"]) == ("grafana-joins-only", "attach")
+
+
+def test_requests_committed_together_see_an_incident_resolved_by_an_earlier_one(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Group commit runs many requests in one transaction, sharing what they read: an
+    incident the first request resolves must not take the next request's new alert."""
+    from firetower.signals import service as signals
+    from firetower.signals.schemas import AlertmanagerPayload
+
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, "prom", "api")
+    _rule(admin, "auto-resolve", matchers=[_m("team", "=", "api")], on_clear="resolve")
+    _send(factory, key, _alert("g1", team="api"))
+    [first] = _incidents(runtime)
+
+    def batch(*alerts: dict[str, Any]) -> AlertmanagerPayload:
+        body = {"version": "4", "status": alerts[0]["status"], "alerts": list(alerts)}
+        return AlertmanagerPayload.model_validate(body)
+
+    batches = (
+        batch(_alert("g0", team="api")),  # joins the incident: the transaction now knows it
+        batch(_alert("g0", "resolved", team="api"), _alert("g1", "resolved", team="api")),
+        batch(_alert("g2", team="api")),  # the incident is resolved: this opens a new one
+    )
+    with runtime.transaction() as session:
+        for payload in batches:
+            integration = signals.authenticate(session, key, "alertmanager")
+            intake = signals.Intake(integration, runtime.settings.severity_policy)
+            signals.ingest_alertmanager(session, intake, payload)
+
+    resolved, opened = _incidents(runtime)
+    assert (resolved.id, resolved.status) == (first.id, "resolved")
+    assert opened.status == "triage"
+    assert alert_by_fingerprint(runtime, "g2").incident_id == opened.id

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from firetower.signals.models import Alert
@@ -65,24 +66,25 @@ class AlertRow:
 
 COLUMNS = tuple(f.name for f in fields(AlertRow) if f.name not in ("id", "stored", "dirty"))
 """The alert columns intake writes, in one fixed order (``id`` is the database's)."""
-_JSON = frozenset({"labels", "annotations", "state_changes"})
-_TIMES = frozenset({"starts_at", "ends_at", "first_seen_at", "last_seen_at", "attached_at"})
+_JSON_AT = [COLUMNS.index(n) for n in ("labels", "annotations", "state_changes")]
+_TIMES_AT = [
+    COLUMNS.index(n)
+    for n in ("starts_at", "ends_at", "first_seen_at", "last_seen_at", "attached_at")
+]
+_read_columns = attrgetter(*COLUMNS)
+_to_json = pydantic_core.to_json
 assert set(COLUMNS) | {"id"} == set(Alert.__table__.columns.keys()), "AlertRow drifted from Alert"
 
 
 def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> list[AlertRow]:
     """The stored alerts of one integration with these fingerprints (a few queries)."""
-    table = Alert.__table__
-    columns = [table.c.id, *(table.c[name] for name in COLUMNS)]
     found: list[AlertRow] = []
     for start in range(0, len(fingerprints), READ_CHUNK):
         chunk = fingerprints[start : start + READ_CHUNK]
-        query = (
-            select(*columns)
-            .where(table.c.integration_id == integration_id)
-            .where(table.c.fingerprint.in_(chunk))
+        rows = session.execute(
+            _KNOWN, {"integration_id": integration_id, "fingerprints": list(chunk)}
         )
-        for values in session.execute(query):
+        for values in rows:
             row = AlertRow(**dict(zip(COLUMNS, values[1:], strict=True)), id=values[0])
             row.labels = row.labels or {}
             row.annotations = row.annotations or {}
@@ -92,17 +94,31 @@ def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> 
     return found
 
 
+_TABLE = Alert.__table__
+_KNOWN = (
+    select(_TABLE.c.id, *(_TABLE.c[name] for name in COLUMNS))
+    .where(_TABLE.c.integration_id == bindparam("integration_id"))
+    .where(_TABLE.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
+)
+_IDS = (
+    select(_TABLE.c.fingerprint, _TABLE.c.id)
+    .where(_TABLE.c.integration_id == bindparam("integration_id"))
+    .where(_TABLE.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
+)
+"""Built once: building a statement per request costs more than running it."""
+
+
 class _Encoder:
     """Turns a row into the driver's parameters, the way the ORM's column types would."""
 
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
-        self._times: dict[datetime, Any] = {}
+        self._times: dict[int, Any] = {}
 
-    def time(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        encoded = self._times.get(value)
+    def time(self, value: datetime) -> Any:
+        # By identity: a batch's rows share a few datetime objects, and hashing an aware
+        # datetime costs more than encoding it. The rows keep them alive meanwhile.
+        encoded = self._times.get(id(value))
         if encoded is None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime refused: use an aware UTC datetime")
@@ -114,19 +130,17 @@ class _Encoder:
                 if self.sqlite
                 else utc
             )
-            self._times[value] = encoded  # a batch shares a few distinct times
+            self._times[id(value)] = encoded
         return encoded
 
-    def values(self, row: AlertRow) -> tuple[Any, ...]:
-        out: list[Any] = []
-        for name in COLUMNS:
-            value = getattr(row, name)
-            if name in _JSON:
-                value = pydantic_core.to_json(value).decode()
-            elif name in _TIMES:
-                value = self.time(value)
-            out.append(value)
-        return tuple(out)
+    def values(self, row: AlertRow) -> list[Any]:
+        values = list(_read_columns(row))
+        for index in _JSON_AT:
+            values[index] = _to_json(values[index]).decode()
+        for index in _TIMES_AT:
+            if values[index] is not None:
+                values[index] = self.time(values[index])
+        return values
 
 
 def _statements(dialect: str) -> tuple[str, str]:
@@ -156,7 +170,7 @@ def write(session: Session, rows: Iterable[AlertRow]) -> None:
     updates: list[tuple[Any, ...]] = []
     for row in rows:
         if not row.stored:
-            inserts.append(encoder.values(row))
+            inserts.append(tuple(encoder.values(row)))
             row.stored = True
         elif row.dirty:
             updates.append((*encoder.values(row), row.id))
@@ -173,13 +187,8 @@ def read_ids(session: Session, integration_id: int, rows: Sequence[AlertRow]) ->
     """Fill in the ids of inserted rows that have none yet."""
     missing = {row.fingerprint: row for row in rows if row.id is None}
     names = list(missing)
-    table = Alert.__table__
     for start in range(0, len(names), READ_CHUNK):
         chunk = names[start : start + READ_CHUNK]
-        query = (
-            select(table.c.fingerprint, table.c.id)
-            .where(table.c.integration_id == integration_id)
-            .where(table.c.fingerprint.in_(chunk))
-        )
-        for fingerprint, alert_id in session.execute(query):
+        found = session.execute(_IDS, {"integration_id": integration_id, "fingerprints": chunk})
+        for fingerprint, alert_id in found:
             missing[fingerprint].id = alert_id

@@ -9,15 +9,18 @@ libraries work unchanged. User reports are not intake: people file them signed i
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
+from firetower.errors import DomainError, Unauthenticated
 from firetower.runtime import Runtime
+from firetower.settings import SeverityPolicy
 from firetower.signals import service
 from firetower.signals.models import Integration
 from firetower.signals.schemas import (
@@ -345,83 +348,109 @@ def _parse_fast(model: type[BaseModel], body: bytes) -> Any:
         return None
 
 
-def _batch(runtime: Runtime, key: str, body: bytes, kind: IntegrationKind) -> Response:
-    """Alertmanager and Grafana: a batch of alerts, the key in the path."""
-    model = GrafanaPayload if kind == IntegrationKind.grafana else AlertmanagerPayload
-    # Parsed before the transaction opens: on SQLite the write lock is not held while a
-    # large batch is read. Only a refused body is parsed again, for the precise reason.
-    parsed = _parse_fast(model, body)
-    with runtime.transaction() as session:
+def _refused(result: Any) -> Any:
+    """An operation hands a refusal back instead of raising it (a raise would make its whole
+    group run again one by one); it is raised here, in the request."""
+    if isinstance(result, DomainError):
+        raise result
+    return result
+
+
+def _store_batch(
+    policy: SeverityPolicy,
+    key: str,
+    body: bytes,
+    kind: IntegrationKind,
+    parsed: AlertmanagerPayload | GrafanaPayload | None,
+    session: Session,
+) -> Response | DomainError:
+    """Alertmanager and Grafana, in the group's transaction: one batch of alerts."""
+    try:
         integration = service.authenticate(session, key, kind)
-        if parsed is not None:
-            payload, errors = parsed, list[dict[str, str]]()
-        else:
-            try:
-                data = service.parse_json(body)
-            except ValueError as exc:
-                service.reject(session, integration, str(exc), body)
-                return _problem(400, "Bad request", str(exc), field="body")
-            payload, errors = _parse(model, data)
-        if errors:
-            first = errors[0]
-            reason = f"{first['field']}: {first['message']}"
-            service.reject(session, integration, reason, body)
-            return _problem(422, "Invalid input", reason, field=first["field"], errors=errors)
-        intake = service.Intake(integration, runtime.settings.severity_policy)
-        count = service.ingest_alertmanager(session, intake, payload)
-        return JSONResponse(
-            {"status": "success", "alerts": count, "opened": [i.ref for i in intake.opened]}
-        )
-
-
-@intake_router.post("/ingest/alertmanager/{key}")
-async def alertmanager_webhook(key: str, request: Request) -> Response:
-    """Alertmanager's webhook receiver (payload version 4)."""
-    body = await request.body()
-    return await run_in_threadpool(
-        _batch, request.app.state.runtime, key, body, IntegrationKind.alertmanager
-    )
-
-
-@intake_router.post("/ingest/grafana/{key}")
-async def grafana_webhook(key: str, request: Request) -> Response:
-    """Grafana unified alerting's webhook contact point."""
-    body = await request.body()
-    return await run_in_threadpool(
-        _batch, request.app.state.runtime, key, body, IntegrationKind.grafana
-    )
-
-
-def _generic(runtime: Runtime, key: str, body: bytes) -> Response:
-    with runtime.transaction() as session:
-        integration = service.authenticate(session, key, IntegrationKind.generic)
+    except Unauthenticated as exc:
+        return exc
+    if parsed is not None:
+        payload, errors = parsed, list[dict[str, str]]()
+    else:
         try:
             data = service.parse_json(body)
         except ValueError as exc:
             service.reject(session, integration, str(exc), body)
             return _problem(400, "Bad request", str(exc), field="body")
-        try:
-            signal = service.generic_signal(session, integration, data)
-        except service.MappingMiss as exc:
-            service.reject(session, integration, str(exc), body)
-            return _problem(422, "Invalid input", str(exc), field=exc.field)
-        intake = service.Intake(integration, runtime.settings.severity_policy)
-        alert = service.ingest_generic(session, intake, signal)
-        return JSONResponse(
-            {
-                "status": "success",
-                "alerts": 1,
-                "dedup_key": alert.fingerprint,
-                "opened": [i.ref for i in intake.opened],
-            }
-        )
+        model = GrafanaPayload if kind == IntegrationKind.grafana else AlertmanagerPayload
+        payload, errors = _parse(model, data)
+    if errors:
+        first = errors[0]
+        reason = f"{first['field']}: {first['message']}"
+        service.reject(session, integration, reason, body)
+        return _problem(422, "Invalid input", reason, field=first["field"], errors=errors)
+    intake = service.Intake(integration, policy)
+    count = service.ingest_alertmanager(session, intake, payload)
+    return JSONResponse(
+        {"status": "success", "alerts": count, "opened": [i.ref for i in intake.opened]}
+    )
+
+
+async def _batch(request: Request, key: str, kind: IntegrationKind) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    body = await request.body()
+    model = GrafanaPayload if kind == IntegrationKind.grafana else AlertmanagerPayload
+    # Parsed before the group's transaction: the write lock is not held while a large
+    # batch is read. Only a refused body is parsed again there, for the precise reason.
+    parsed = _parse_fast(model, body)
+    operation = partial(_store_batch, runtime.settings.severity_policy, key, body, kind, parsed)
+    weight = len(parsed.alerts) if parsed is not None else 1
+    return _refused(await runtime.group.run(operation, weight=weight))
+
+
+@intake_router.post("/ingest/alertmanager/{key}")
+async def alertmanager_webhook(key: str, request: Request) -> Response:
+    """Alertmanager's webhook receiver (payload version 4)."""
+    return await _batch(request, key, IntegrationKind.alertmanager)
+
+
+@intake_router.post("/ingest/grafana/{key}")
+async def grafana_webhook(key: str, request: Request) -> Response:
+    """Grafana unified alerting's webhook contact point."""
+    return await _batch(request, key, IntegrationKind.grafana)
+
+
+def _store_generic(
+    policy: SeverityPolicy, key: str, body: bytes, session: Session
+) -> Response | DomainError:
+    try:
+        integration = service.authenticate(session, key, IntegrationKind.generic)
+    except Unauthenticated as exc:
+        return exc
+    try:
+        data = service.parse_json(body)
+    except ValueError as exc:
+        service.reject(session, integration, str(exc), body)
+        return _problem(400, "Bad request", str(exc), field="body")
+    try:
+        signal = service.generic_signal(session, integration, data)
+    except service.MappingMiss as exc:
+        service.reject(session, integration, str(exc), body)
+        return _problem(422, "Invalid input", str(exc), field=exc.field)
+    intake = service.Intake(integration, policy)
+    alert = service.ingest_generic(session, intake, signal)
+    return JSONResponse(
+        {
+            "status": "success",
+            "alerts": 1,
+            "dedup_key": alert.fingerprint,
+            "opened": [i.ref for i in intake.opened],
+        }
+    )
 
 
 @intake_router.post("/ingest/generic/{key}")
 async def generic_webhook(key: str, request: Request) -> Response:
     """Any JSON document, read with the integration's JMESPath mapping."""
+    runtime: Runtime = request.app.state.runtime
     body = await request.body()
-    return await run_in_threadpool(_generic, request.app.state.runtime, key, body)
+    operation = partial(_store_generic, runtime.settings.severity_policy, key, body)
+    return _refused(await runtime.group.run(operation))
 
 
 def _pagerduty_refusal(status_code: int, *errors: str) -> JSONResponse:
@@ -431,52 +460,85 @@ def _pagerduty_refusal(status_code: int, *errors: str) -> JSONResponse:
     )
 
 
-def _pagerduty(runtime: Runtime, body: bytes, change: bool) -> Response:
+def _routing_key(body: bytes) -> tuple[Any, str | JSONResponse]:
+    """The event document and its routing key, or PagerDuty's refusal when either is bad."""
     try:
         data = service.parse_json(body)
     except ValueError as exc:
-        return _pagerduty_refusal(400, str(exc))
+        return None, _pagerduty_refusal(400, str(exc))
     key = data.get("routing_key") if isinstance(data, dict) else None
     if not isinstance(key, str):
-        return _pagerduty_refusal(400, "'routing_key' is missing or not a string")
+        return data, _pagerduty_refusal(400, "'routing_key' is missing or not a string")
     if len(key) != service.KEY_LENGTH:
-        return _pagerduty_refusal(
+        return data, _pagerduty_refusal(
             400, f"Length of 'routing_key' is incorrect (should be {service.KEY_LENGTH} characters)"
         )
-    with runtime.transaction() as session:
-        integration = service.find_by_key(session, key)
-        if integration is None or integration.kind != IntegrationKind.pagerduty:
-            return _pagerduty_refusal(401, "Invalid routing key")
+    return data, key
+
+
+def _store_pagerduty(
+    policy: SeverityPolicy,
+    body: bytes,
+    change: bool,
+    key: str,
+    event: PagerDutyEvent | PagerDutyChangeEvent | None,
+    data: Any,
+    session: Session,
+) -> Response:
+    """Events v2 in the group's transaction; ``event`` is None when it must be refused."""
+    integration = service.find_by_key(session, key)
+    if integration is None or integration.kind != IntegrationKind.pagerduty:
+        return _pagerduty_refusal(401, "Invalid routing key")
+    messages: list[str] = []
+    if event is None:
         model = PagerDutyChangeEvent if change else PagerDutyEvent
         event, errors = _parse(model, data)
         messages = [f"{e['field']}: {e['message']}" for e in errors]
-        if event is not None and not change:
-            messages = service.pagerduty_errors(event)
-        if messages:
-            service.reject(session, integration, "; ".join(messages), body)
-            return _pagerduty_refusal(400, *messages)
-        if change:
-            service.store_change(session, integration, event)
-            return JSONResponse(
-                {"status": "success", "message": "Change event processed"}, status_code=202
-            )
-        intake = service.Intake(integration, runtime.settings.severity_policy)
-        dedup_key = service.ingest_pagerduty(session, intake, event)
+    if isinstance(event, PagerDutyEvent):
+        messages = service.pagerduty_errors(event)
+    if messages:
+        service.reject(session, integration, "; ".join(messages), body)
+        return _pagerduty_refusal(400, *messages)
+    if isinstance(event, PagerDutyChangeEvent):
+        service.store_change(session, integration, event)
         return JSONResponse(
-            {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
-            status_code=202,
+            {"status": "success", "message": "Change event processed"}, status_code=202
         )
+    assert isinstance(event, PagerDutyEvent)
+    intake = service.Intake(integration, policy)
+    dedup_key = service.ingest_pagerduty(session, intake, event)
+    return JSONResponse(
+        {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
+        status_code=202,
+    )
+
+
+async def _pagerduty(request: Request, change: bool) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    body = await request.body()
+    model = PagerDutyChangeEvent if change else PagerDutyEvent
+    event = _parse_fast(model, body)
+    if event is not None and len(event.routing_key) == service.KEY_LENGTH:
+        key, data = event.routing_key, None
+    else:  # the slow path names what is wrong
+        event = None
+        data, checked = _routing_key(body)
+        if isinstance(checked, JSONResponse):
+            return checked
+        key = checked
+    operation = partial(
+        _store_pagerduty, runtime.settings.severity_policy, body, change, key, event, data
+    )
+    return await runtime.group.run(operation)
 
 
 @intake_router.post("/v2/enqueue")
 async def pagerduty_enqueue(request: Request) -> Response:
     """PagerDuty Events API v2: trigger, acknowledge or resolve an alert."""
-    body = await request.body()
-    return await run_in_threadpool(_pagerduty, request.app.state.runtime, body, False)
+    return await _pagerduty(request, change=False)
 
 
 @intake_router.post("/v2/change/enqueue")
 async def pagerduty_change_enqueue(request: Request) -> Response:
     """PagerDuty change events: stored for analysis, never open an incident."""
-    body = await request.body()
-    return await run_in_threadpool(_pagerduty, request.app.state.runtime, body, True)
+    return await _pagerduty(request, change=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
@@ -112,6 +113,20 @@ class Decision:
     severity: Severity
     on_clear: OnClear
 
+    @property
+    def joins(self) -> bool:
+        """It opens or attaches: the alert joins an incident."""
+        return self.action in JOINING
+
+
+JOINING = frozenset({RoutingAction.open, RoutingAction.attach})
+
+
+@lru_cache(maxsize=4096)
+def _unmatched(service: str | None, severity: Severity) -> Decision:
+    """No rule matched: open on the alert's own service (one shared value per pair)."""
+    return Decision((), None, RoutingAction.open, (), service, severity, OnClear.note)
+
 
 def decide(
     rules: Sequence[Rule],
@@ -144,7 +159,7 @@ def decide(
         if not rule.continue_:
             break
     if not matched:
-        return Decision((), None, RoutingAction.open, (), service, severity, OnClear.note)
+        return _unmatched(service, severity)
     if decider is None:  # only notify rules matched: notify, no incident
         decider = matched[-1]
     if decider.action == RoutingAction.drop:

@@ -28,10 +28,10 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import jmespath
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import bindparam, case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -98,6 +98,11 @@ SEVERITIES = {
     "info": Severity.SEV4,
 }
 DEFAULT_SEVERITY = Severity.SEV3
+ACTION_VALUES = {action: action.value for action in RoutingAction}
+ON_CLEAR_VALUES = {on_clear: on_clear.value for on_clear in OnClear}
+SEVERITY_VALUES = {severity: severity.value for severity in Severity}
+"""Enum values read once: an enum's ``.value`` costs a descriptor call, per alert."""
+ATTACH = RoutingAction.attach.value
 NOTIFY_KIND = "signals.notify"
 ATTACHED_KIND = "signals.attached"
 ATTACH_NOTE_WINDOW = timedelta(minutes=1)
@@ -184,13 +189,14 @@ def revoke(session: Session, actor: Actor, name: str) -> Integration:
 
 
 def find_by_key(session: Session, key: str) -> Integration | None:
-    """The live integration this key belongs to, or None (unknown, malformed or revoked)."""
+    """The live integration this key belongs to, or None (unknown, malformed or revoked).
+
+    Asked once per key and transaction: requests committed together share the answer.
+    """
     if len(key) != KEY_LENGTH:
         return None
-    integration = session.scalar(
-        select(Integration).where(Integration.key_prefix == key[:KEY_PREFIX_LENGTH])
-    )
-    if integration is None or integration.revoked_at is not None:
+    integration = Shared.of(session).live_integrations(session).get(key[:KEY_PREFIX_LENGTH])
+    if integration is None:
         return None
     if not hmac.compare_digest(integration.key_hash, digest_secret(key)):
         return None
@@ -275,14 +281,14 @@ class Shared:
 
     def __init__(self, transaction: object) -> None:
         self.transaction = transaction
-        self.integrations: dict[str, Integration | None] = {}
-        """Live integrations by presented key (None: unknown, revoked or wrong key)."""
+        self.integrations: dict[str, Integration] | None = None
+        """The live (unrevoked) integrations by key prefix."""
         self.mutes: Mutes | None = None
         self.routing: Routing | None = None
-        self.services: dict[str, Service | None] = {}
+        self.services: dict[str, ServiceRef | None] = {}
         """Catalog services by name, read (and on PostgreSQL locked) once."""
-        self.active: dict[int, Incident | None] = {}
-        """Each service's active incident, by service id."""
+        self.active: dict[int, Incident] | None = None
+        """The active incident of each service that has one, by service id."""
         self.windows: set[tuple[int, datetime]] = set()
         """(incident id, minute) whose attach-note job this transaction already queued."""
 
@@ -294,8 +300,71 @@ class Shared:
             shared = session.info[SHARED_INFO] = cls(transaction)
         return shared
 
+    def live_integrations(self, session: Session) -> dict[str, Integration]:
+        """All of them at once: a group's requests mostly carry different keys, and an
+        installation has tens or hundreds of integrations, not millions."""
+        if self.integrations is None:
+            self.integrations = {
+                integration.key_prefix: integration
+                for integration in session.scalars(LIVE_INTEGRATIONS)
+            }
+        return self.integrations
+
+    def service(self, session: Session, name: str | None) -> ServiceRef | None:
+        """The service an alert routes to, read and locked once per transaction."""
+        if not name:
+            return None
+        if name not in self.services:
+            self.services[name] = _service(session, name, lock=True)
+        return self.services[name]
+
+    def active_incident(self, session: Session, service: ServiceRef) -> Incident | None:
+        """The service's active incident. All services' are read at once: there are few."""
+        if self.active is None:
+            self.active = {}
+            for service_id, incident in session.execute(ACTIVE_INCIDENTS):
+                self.active.setdefault(service_id, incident)
+        incident = self.active.get(service.id)
+        if incident is not None and incident.status not in ACTIVE:
+            # Resolved by an earlier request of this transaction: the service may have
+            # another active incident, else the next alert opens one.
+            incident = session.scalar(
+                ACTIVE_INCIDENTS.where(incident_services.c.service_id == service.id).limit(1)
+            )
+            self.active.pop(service.id)
+            if incident is not None:
+                self.active[service.id] = incident
+        return incident
+
+    def rules(self, session: Session) -> Routing:
+        if self.routing is None:
+            self.routing = Routing.load(session)
+        return self.routing
+
+    def muting(self, session: Session) -> Mutes:
+        """The silences and maintenance windows active when this transaction first asked."""
+        if self.mutes is None:
+            now = clock.now()
+            services = session.scalars(
+                select(MaintenanceWindow.service_name)
+                .where(MaintenanceWindow.starts_at <= now)
+                .where(MaintenanceWindow.ends_at > now)
+            )
+            self.mutes = Mutes(_active_silences(session, now), set(services))
+        return self.mutes
+
 
 SHARED_INFO = "firetower.signals.shared"
+LIVE_INTEGRATIONS = select(Integration).where(Integration.revoked_at.is_(None))
+ACTIVE_INCIDENTS = (
+    select(incident_services.c.service_id, Incident)
+    .join(Incident, incident_services.c.incident_id == Incident.id)
+    .where(Incident.status.in_([s.value for s in ACTIVE]))
+    .order_by(Incident.id)
+)
+SERVICE_NAMED = select(Service.id, Service.name).where(Service.name == bindparam("name"))
+SERVICE_LOCKED = SERVICE_NAMED.with_for_update()
+"""Built once: building a statement per request costs more than running it."""
 
 
 @dataclass
@@ -324,11 +393,22 @@ class Intake:
     notify: list[tuple[AlertRow, str]] = field(default_factory=list)
     """(alert, rule) notifications owed, queued once the alerts have ids."""
 
+    now: datetime = field(default_factory=clock.now)
+    """The time this request's alerts are recorded at (one value for a whole batch)."""
+    integration_id: int = field(init=False)
+    group_by: tuple[str, ...] = field(init=False)
+    """The integration's ``group_by`` keys, sorted and unique."""
+
+    def __post_init__(self) -> None:
+        # Plain values read once: the ORM's attribute access costs per alert otherwise.
+        self.integration_id = self.integration.id
+        self.group_by = tuple(sorted(set(self.integration.group_by)))
+
     def acting(self) -> Actor:
         return self.actor or actor_for(self.integration)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Signal:
     """One alert as any adapter reports it."""
 
@@ -343,49 +423,31 @@ class Signal:
     ends_at: datetime | None = None
 
 
-def _service(session: Session, name: str | None, lock: bool) -> Service | None:
+class ServiceRef(NamedTuple):
+    """What routing needs of a catalog service (a whole ORM object costs more to load)."""
+
+    id: int
+    name: str
+
+
+def _service(session: Session, name: str | None, lock: bool) -> ServiceRef | None:
     if not name:
         return None
-    query = select(Service).where(Service.name == name)
-    if lock and session.get_bind().dialect.name != "sqlite":
-        # Serializes routing per service: two concurrent storms never both open an incident.
-        query = query.with_for_update()
-    return session.scalar(query)
-
-
-def _routed_service(session: Session, name: str | None) -> Service | None:
-    """The service an alert routes to, read and locked once per transaction."""
-    if not name:
-        return None
-    services = Shared.of(session).services
-    if name not in services:
-        services[name] = _service(session, name, lock=True)
-    return services[name]
-
-
-def _active_incident(session: Session, service: Service) -> Incident | None:
-    active = Shared.of(session).active
-    if service.id not in active:
-        active[service.id] = session.scalar(
-            select(Incident)
-            .join(incident_services, incident_services.c.incident_id == Incident.id)
-            .where(incident_services.c.service_id == service.id)
-            .where(Incident.status.in_([s.value for s in ACTIVE]))
-            .order_by(Incident.id)
-            .limit(1)
-        )
-    return active[service.id]
-
-
-def _routing(session: Session) -> Routing:
-    shared = Shared.of(session)
-    if shared.routing is None:
-        shared.routing = Routing.load(session)
-    return shared.routing
+    # Locking serializes routing per service on PostgreSQL: two concurrent storms never both
+    # open an incident (SQLite's writers are serialized anyway).
+    locking = lock and session.get_bind().dialect.name != "sqlite"
+    found = session.execute(SERVICE_LOCKED if locking else SERVICE_NAMED, {"name": name}).first()
+    return ServiceRef(*found) if found is not None else None
 
 
 def _route(
-    session: Session, intake: Intake, alert: AlertRow, decision: Decision, *, notify: bool = True
+    session: Session,
+    shared: Shared,
+    intake: Intake,
+    alert: AlertRow,
+    decision: Decision,
+    *,
+    notify: bool = True,
 ) -> None:
     """Apply a routing decision to a firing alert that is not muted.
 
@@ -394,14 +456,14 @@ def _route(
     Each notify rule owes a ``signals.notify`` job, queued in this transaction.
     """
     alert.routed_by = decision.decided_by
-    alert.routing_action = decision.action.value
-    alert.on_clear = decision.on_clear.value
+    alert.routing_action = ACTION_VALUES[decision.action]
+    alert.on_clear = ON_CLEAR_VALUES[decision.on_clear]
     alert.dirty = True
     for rule in decision.notify if notify else ():
         intake.notify.append((alert, rule))
-    if decision.action not in (RoutingAction.open, RoutingAction.attach):
+    if not decision.joins:
         return
-    now = clock.now()
+    now = intake.now
     if alert.incident_id is not None:
         current = session.get(Incident, alert.incident_id)
         if current is not None and current.status in ACTIVE:
@@ -410,10 +472,10 @@ def _route(
             alert.attached_at = now
             intake.joined[current.id].add(alert.fingerprint)
             return
-    service = _routed_service(session, alert.service_name)
+    service = shared.service(session, alert.service_name)
     if service is None:
         return  # no service to route to: the alert is kept, no incident opened
-    incident = _active_incident(session, service)
+    incident = shared.active_incident(session, service)
     if incident is None:
         if decision.action == RoutingAction.attach:
             return  # attach never opens: the alert is kept unrouted
@@ -434,7 +496,8 @@ def _route(
             intake.policy,
         )
         intake.opened.append(incident)
-        Shared.of(session).active[service.id] = incident
+        assert shared.active is not None  # read by active_incident above
+        shared.active[service.id] = incident
     else:
         intake.touched[incident.id] = incident
         intake.attached[incident.id].append(alert.title)
@@ -443,7 +506,7 @@ def _route(
     intake.joined[incident.id].add(alert.fingerprint)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Received:
     """One signal recorded, with what its alert was before it (settled afterwards)."""
 
@@ -454,15 +517,16 @@ class Received:
     """The alert was muted before (silenced, inhibited or flapping): a repeat may route."""
 
 
-def record(intake: Intake, signal: Signal, now: datetime) -> Received:
+def record(intake: Intake, signal: Signal) -> Received:
     """Take one signal in: a new alert, or a repeat that updates the known one."""
     integration = intake.integration
+    now = intake.now
     alert = intake.known.get(signal.fingerprint)
     was = alert.status if alert is not None else None
     held = alert is not None and (alert.silenced or alert.flapping or alert.inhibited)
     if alert is None:
         alert = AlertRow(
-            integration_id=integration.id,
+            integration_id=intake.integration_id,
             fingerprint=signal.fingerprint,
             status=signal.status,
             title=signal.title[:1024] or signal.fingerprint,
@@ -474,7 +538,7 @@ def record(intake: Intake, signal: Signal, now: datetime) -> Received:
             ends_at=signal.ends_at,
             first_seen_at=now,
             last_seen_at=now,
-            group_key=group_key_of(integration.group_by, signal.labels),
+            group_key=_group_key(intake.group_by, signal.labels),
         )
         intake.known[signal.fingerprint] = alert
     else:
@@ -486,7 +550,7 @@ def record(intake: Intake, signal: Signal, now: datetime) -> Received:
             alert.title = signal.title[:1024]
         if signal.labels:
             alert.labels = signal.labels
-            alert.group_key = group_key_of(integration.group_by, signal.labels)
+            alert.group_key = _group_key(intake.group_by, signal.labels)
         if signal.annotations:
             alert.annotations = signal.annotations
         alert.ends_at = signal.ends_at
@@ -496,7 +560,7 @@ def record(intake: Intake, signal: Signal, now: datetime) -> Received:
     return Received(alert, signal, was, held)
 
 
-def settle(session: Session, intake: Intake, received: Received) -> None:
+def settle(session: Session, shared: Shared, intake: Intake, received: Received) -> None:
     """Mute or route a recorded signal; note a resolved one for ``finish``.
 
     A firing alert gets its service and severity from the routing rules, then is checked
@@ -508,13 +572,13 @@ def settle(session: Session, intake: Intake, received: Received) -> None:
         return  # a later signal of the same request changed it again: that one settles it
     if signal.status == "firing":
         name = intake.integration.name
-        routing = _routing(session)
+        routing = shared.rules(session)
         decision = routing.decide(
             alert.labels, name, signal.service_name or alert.service_name, signal.severity
         )
         alert.service_name = decision.service
-        alert.severity = decision.severity.value
-        alert.silenced = _mutes(session).cover(alert)
+        alert.severity = SEVERITY_VALUES[decision.severity]
+        alert.silenced = shared.muting(session).cover(alert)
         inhibitor = (
             None
             if alert.silenced or not routing.inhibits
@@ -525,13 +589,11 @@ def settle(session: Session, intake: Intake, received: Received) -> None:
         alert.dirty = True
         if alert.silenced or alert.inhibited or alert.flapping:
             return
-        unrouted_attach = (
-            alert.incident_id is None and alert.routing_action == RoutingAction.attach.value
-        )
+        unrouted_attach = alert.incident_id is None and alert.routing_action == ATTACH
         if received.held or was not in ("firing", "acknowledged"):
-            _route(session, intake, alert, decision)
+            _route(session, shared, intake, alert, decision)
         elif unrouted_attach:  # a repeat tries to join again, without notifying twice
-            _route(session, intake, alert, decision, notify=False)
+            _route(session, shared, intake, alert, decision, notify=False)
     elif signal.status == "resolved" and was != "resolved" and alert.incident_id is not None:
         intake.resolved_incidents.add(alert.incident_id)
 
@@ -562,15 +624,16 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     inhibition rules the recorded batch is written before it settles, so that a source in
     the batch counts with its new state wherever it sits in the batch.
     """
+    shared = Shared.of(session)
     _prefetch(session, intake, [signal.fingerprint for signal in signals])
-    now = clock.now()
-    received = [record(intake, signal, now) for signal in signals]
+    intake.now = clock.now()
+    received = [record(intake, signal) for signal in signals]
     rows = list({id(item.alert): item.alert for item in received}.values())
-    if _routing(session).inhibits:
+    if shared.rules(session).inhibits:
         intake_rows.write(session, rows)
         intake_rows.read_ids(session, intake.integration.id, rows)
     for item in received:
-        settle(session, intake, item)
+        settle(session, shared, intake, item)
     intake_rows.write(session, rows)
     if intake.notify:
         intake_rows.read_ids(session, intake.integration.id, [row for row, _ in intake.notify])
@@ -582,9 +645,12 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
 
 def group_key_of(group_by: Sequence[str], labels: dict[str, Any]) -> str:
     """The sorted ``label=value`` pairs of the ``group_by`` keys the labels carry."""
-    pairs = ",".join(
-        f"{k}={labels[k]}" for k in sorted(set(group_by)) if labels.get(k) not in (None, "")
-    )
+    return _group_key(tuple(sorted(set(group_by))), labels)
+
+
+def _group_key(keys: tuple[str, ...], labels: dict[str, Any]) -> str:
+    """``group_key_of`` with the keys already sorted and unique (once per request)."""
+    pairs = ",".join(f"{k}={labels[k]}" for k in keys if labels.get(k) not in (None, ""))
     if len(pairs) <= GROUP_KEY_LENGTH:
         return pairs
     digest = hashlib.sha256(pairs.encode()).hexdigest()[:32]
@@ -615,18 +681,18 @@ def _track_flapping(
         alert.flapping = True
 
 
-def update_status(session: Session, intake: Intake, fingerprint: str, status: str) -> Alert | None:
+def update_status(session: Session, intake: Intake, fingerprint: str, status: str) -> None:
     """Acknowledge or resolve a known alert; an unknown one is ignored (as PagerDuty does)."""
     _prefetch(session, intake, [fingerprint])
     known = intake.known.get(fingerprint)
     if known is None:
-        return None
+        return
     signal = Signal(
         fingerprint=fingerprint,
         status=status,
         ends_at=clock.now() if status == "resolved" else known.ends_at,
     )
-    return receive(session, intake, signal)
+    receive_all(session, intake, [signal])
 
 
 def attach_window(now: datetime) -> tuple[datetime, datetime]:
@@ -755,19 +821,6 @@ def _active_silences(session: Session, now: datetime) -> list[Silence]:
             .order_by(Silence.id)
         )
     )
-
-
-def _mutes(session: Session) -> Mutes:
-    shared = Shared.of(session)
-    if shared.mutes is None:
-        now = clock.now()
-        services = session.scalars(
-            select(MaintenanceWindow.service_name)
-            .where(MaintenanceWindow.starts_at <= now)
-            .where(MaintenanceWindow.ends_at > now)
-        )
-        shared.mutes = Mutes(_active_silences(session, now), set(services))
-    return shared.mutes
 
 
 def _window(starts_at: datetime | None, ends_at: datetime) -> tuple[datetime, datetime]:
@@ -1110,37 +1163,39 @@ def ingest_pagerduty(session: Session, intake: Intake, event: PagerDutyEvent) ->
         assert event.payload is not None  # checked by pagerduty_errors
         dedup_key = event.dedup_key or uuid.uuid4().hex
         details = event.payload.custom_details
-        receive(
+        receive_all(
             session,
             intake,
-            Signal(
-                fingerprint=dedup_key,
-                status="firing",
-                title=event.payload.summary,
-                severity=SEVERITIES[event.payload.severity.value],
-                service_name=intake.integration.service_name,
-                labels={
-                    k: v
-                    for k, v in {
-                        "source": event.payload.source,
-                        "severity": event.payload.severity.value,
-                        "component": event.payload.component,
-                        "group": event.payload.group,
-                        "class": event.payload.class_,
-                    }.items()
-                    if v is not None
-                },
-                annotations={
-                    "custom_details": details
-                    if isinstance(details, dict)
-                    else {"details": details},
-                    "links": event.links,
-                    "images": event.images,
-                    "client": event.client,
-                    "client_url": event.client_url,
-                },
-                starts_at=event.payload.timestamp,
-            ),
+            [
+                Signal(
+                    fingerprint=dedup_key,
+                    status="firing",
+                    title=event.payload.summary,
+                    severity=SEVERITIES[event.payload.severity.value],
+                    service_name=intake.integration.service_name,
+                    labels={
+                        k: v
+                        for k, v in {
+                            "source": event.payload.source,
+                            "severity": event.payload.severity.value,
+                            "component": event.payload.component,
+                            "group": event.payload.group,
+                            "class": event.payload.class_,
+                        }.items()
+                        if v is not None
+                    },
+                    annotations={
+                        "custom_details": details
+                        if isinstance(details, dict)
+                        else {"details": details},
+                        "links": event.links,
+                        "images": event.images,
+                        "client": event.client,
+                        "client_url": event.client_url,
+                    },
+                    starts_at=event.payload.timestamp,
+                )
+            ],
         )
     else:
         assert event.dedup_key is not None
