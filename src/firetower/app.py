@@ -468,9 +468,10 @@ def create_app(
     api.include_router(jobs_api_router())
     api.include_router(signals_router)
     api.include_router(monitors_router)
+    # Intake first: routes are matched in order, and intake is the busiest path by far.
+    app.include_router(intake_router)
     app.include_router(api)
     app.include_router(health_router())
-    app.include_router(intake_router)
     web_pages.mount(app)
     install_error_handlers(app)
     install_request_middleware(app, settings)

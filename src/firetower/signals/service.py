@@ -195,7 +195,7 @@ def find_by_key(session: Session, key: str) -> Integration | None:
     """
     if len(key) != KEY_LENGTH:
         return None
-    integration = Shared.of(session).live_integrations(session).get(key[:KEY_PREFIX_LENGTH])
+    integration = Shared.of(session).live_integration(session, key[:KEY_PREFIX_LENGTH])
     if integration is None:
         return None
     if not hmac.compare_digest(integration.key_hash, digest_secret(key)):
@@ -281,14 +281,14 @@ class Shared:
 
     def __init__(self, transaction: object) -> None:
         self.transaction = transaction
-        self.integrations: dict[str, Integration] | None = None
-        """The live (unrevoked) integrations by key prefix."""
+        self.integrations: dict[str, Integration | None] = {}
+        """The live (unrevoked) integrations by key prefix; None: there is none."""
         self.mutes: Mutes | None = None
         self.routing: Routing | None = None
         self.services: dict[str, ServiceRef | None] = {}
         """Catalog services by name, read (and on PostgreSQL locked) once."""
-        self.active: dict[int, Incident] | None = None
-        """The active incident of each service that has one, by service id."""
+        self.active: dict[int, Incident | None] = {}
+        """Each service's active incident (None: it has none), by service id."""
         self.windows: set[tuple[int, datetime]] = set()
         """(incident id, minute) whose attach-note job this transaction already queued."""
 
@@ -300,15 +300,11 @@ class Shared:
             shared = session.info[SHARED_INFO] = cls(transaction)
         return shared
 
-    def live_integrations(self, session: Session) -> dict[str, Integration]:
-        """All of them at once: a group's requests mostly carry different keys, and an
-        installation has tens or hundreds of integrations, not millions."""
-        if self.integrations is None:
-            self.integrations = {
-                integration.key_prefix: integration
-                for integration in session.scalars(LIVE_INTEGRATIONS)
-            }
-        return self.integrations
+    def live_integration(self, session: Session, prefix: str) -> Integration | None:
+        """The live integration whose key starts with ``prefix``, read once."""
+        if prefix not in self.integrations:
+            self.integrations[prefix] = session.scalar(LIVE_INTEGRATION, {"prefix": prefix})
+        return self.integrations[prefix]
 
     def service(self, session: Session, name: str | None) -> ServiceRef | None:
         """The service an alert routes to, read and locked once per transaction."""
@@ -319,21 +315,15 @@ class Shared:
         return self.services[name]
 
     def active_incident(self, session: Session, service: ServiceRef) -> Incident | None:
-        """The service's active incident. All services' are read at once: there are few."""
-        if self.active is None:
-            self.active = {}
-            for service_id, incident in session.execute(ACTIVE_INCIDENTS):
-                self.active.setdefault(service_id, incident)
+        """The service's active incident, read once per transaction."""
         incident = self.active.get(service.id)
-        if incident is not None and incident.status not in ACTIVE:
-            # Resolved by an earlier request of this transaction: the service may have
-            # another active incident, else the next alert opens one.
-            incident = session.scalar(
-                ACTIVE_INCIDENTS.where(incident_services.c.service_id == service.id).limit(1)
-            )
-            self.active.pop(service.id)
-            if incident is not None:
-                self.active[service.id] = incident
+        if service.id not in self.active or (
+            incident is not None and incident.status not in ACTIVE
+        ):
+            # Unknown yet, or resolved by an earlier request of this transaction: the
+            # service may have another active incident, else the next alert opens one.
+            incident = session.scalar(ACTIVE_INCIDENT, {"service_id": service.id})
+            self.active[service.id] = incident
         return incident
 
     def rules(self, session: Session) -> Routing:
@@ -355,12 +345,18 @@ class Shared:
 
 
 SHARED_INFO = "firetower.signals.shared"
-LIVE_INTEGRATIONS = select(Integration).where(Integration.revoked_at.is_(None))
-ACTIVE_INCIDENTS = (
-    select(incident_services.c.service_id, Incident)
-    .join(Incident, incident_services.c.incident_id == Incident.id)
+LIVE_INTEGRATION = (
+    select(Integration)
+    .where(Integration.key_prefix == bindparam("prefix"))
+    .where(Integration.revoked_at.is_(None))
+)
+ACTIVE_INCIDENT = (
+    select(Incident)
+    .join(incident_services, incident_services.c.incident_id == Incident.id)
+    .where(incident_services.c.service_id == bindparam("service_id"))
     .where(Incident.status.in_([s.value for s in ACTIVE]))
     .order_by(Incident.id)
+    .limit(1)
 )
 SERVICE_NAMED = select(Service.id, Service.name).where(Service.name == bindparam("name"))
 SERVICE_LOCKED = SERVICE_NAMED.with_for_update()
@@ -496,7 +492,6 @@ def _route(
             intake.policy,
         )
         intake.opened.append(incident)
-        assert shared.active is not None  # read by active_incident above
         shared.active[service.id] = incident
     else:
         intake.touched[incident.id] = incident
