@@ -122,14 +122,17 @@ class _Encoder:
         if encoded is None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime refused: use an aware UTC datetime")
-            utc = value.astimezone(UTC)
-            # SQLAlchemy's SQLite DATETIME text: always six fractional digits, so stored
-            # values compare as text in time order.
-            encoded = (
-                utc.replace(tzinfo=None).isoformat(" ", timespec="microseconds")
-                if self.sqlite
-                else utc
-            )
+            if not self.sqlite:
+                encoded = value.astimezone(UTC)
+            else:
+                # SQLAlchemy's SQLite DATETIME text: UTC, no zone, always six fractional
+                # digits, so stored values compare as text in time order.
+                text = value.isoformat(" ", timespec="microseconds")
+                if text.endswith("+00:00"):  # already UTC, as senders' times mostly are
+                    encoded = text[:-6]
+                else:
+                    utc = value.astimezone(UTC).replace(tzinfo=None)
+                    encoded = utc.isoformat(" ", timespec="microseconds")
             self._times[id(value)] = encoded
         return encoded
 

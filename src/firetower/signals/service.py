@@ -951,13 +951,6 @@ def _extras(item: AlertmanagerAlert) -> dict[str, str]:
     return {n: v for n in names if isinstance(v := getattr(item, n, ""), str) and v}
 
 
-def _known_service(session: Session, known: dict[str, bool], name: str) -> bool:
-    """Whether the catalog has this service; asked once per name and batch."""
-    if name not in known:
-        known[name] = session.scalar(select(Service.id).where(Service.name == name)) is not None
-    return known[name]
-
-
 def ingest_alertmanager(
     session: Session, intake: Intake, payload: AlertmanagerPayload | GrafanaPayload
 ) -> int:
@@ -965,7 +958,7 @@ def ingest_alertmanager(
     default_service = intake.integration.service_name
     alerts: Sequence[AlertmanagerAlert] = payload.alerts
     grafana = isinstance(payload, GrafanaPayload)
-    known_services: dict[str, bool] = {}
+    shared = Shared.of(session)
     signals: list[Signal] = []
     for item in alerts:
         labels = {**payload.commonLabels, **item.labels}
@@ -976,9 +969,9 @@ def ingest_alertmanager(
         if (
             service is not None
             and service != default_service
-            and not _known_service(session, known_services, service)
+            and shared.service(session, service) is None
         ):
-            service = default_service
+            service = default_service  # not in the catalog
         signals.append(
             Signal(
                 fingerprint=item.fingerprint or _fingerprint_of(item.labels),
