@@ -9,6 +9,7 @@ from bench import (
     api_incidents,
     intake_alertmanager,
     intake_events,
+    intake_events_wrk,
     intake_latency,
     intake_storm,
     jobs_queue,
@@ -32,6 +33,7 @@ def main() -> None:
     for backend in backends:
         intake_alertmanager.run(backend, postgres, seconds=10)
         intake_events.run(backend, postgres, seconds=10)
+        intake_events_wrk.run(backend, postgres, seconds=8, keys=50)
         intake_latency.run(backend, postgres, seconds=20)
         intake_storm.run(backend, postgres, alerts=100_000)
     if not postgres:

@@ -1,0 +1,161 @@
+"""PagerDuty Events API v2 driven by wrk: single triggers from a generator written in C.
+
+The httpx generator of `bench.intake_events` is Python: on a 2-core machine it takes a good
+share of the CPU the server could use. wrk (Debian's package `wrk`) costs far less, so this
+shows what the server itself can take. Two runs on one fresh server:
+
+1. **refused**: every event has a routing key of the wrong length, refused before any
+   database work: the ceiling of the HTTP stack alone.
+2. **triggers**: every event is a trigger with a dedup key never sent before, on KEYS routing
+   keys (one integration per catalog service, taken in turn); the alert rows are counted
+   afterwards and must equal the 202 answers.
+
+    python -m bench.intake_events_wrk --seconds 8 --connections 16 --keys 1
+
+Skipped, saying so, when wrk is not installed (`apt-get install wrk`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.intake_alertmanager import service_names
+from bench.intake_support import (
+    arguments,
+    backends,
+    count_rows,
+    create_integration,
+    create_services,
+    intake_server,
+)
+
+SECONDS = 8.0
+CONNECTIONS = 16
+KEYS = 1
+
+REFUSED = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"routing_key": "short", "event_action": "trigger", '
+  .. '"payload": {"summary": "s", "source": "h", "severity": "critical"}}'
+"""
+
+TRIGGERS = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local keys = %(keys)s
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"routing_key": "' .. keys[(n %% #keys) + 1] .. '", "event_action": "trigger", '
+    .. '"dedup_key": "wrk-' .. n .. '", "payload": {"summary": "Disk 91%% full on db-' .. n
+    .. '", "source": "db-' .. n .. '.internal", "severity": "warning", "component": "postgres", '
+    .. '"custom_details": {"free_bytes": 1234567}}}'
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    non_2xx: int
+    latency: str
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def _wrk(url: str, script: str, seconds: float, connections: int) -> WrkResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+        file.write(script)
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", file.name, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        Path(file.name).unlink()
+    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if done is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    seconds_taken = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    return WrkResult(
+        requests=int(done.group(1)),
+        seconds=seconds_taken,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        latency=f"mean {latency.group(1)}, max {latency.group(3)}" if latency else "?",
+    )
+
+
+def run(
+    backend: str,
+    postgres: str | None,
+    *,
+    seconds: float = SECONDS,
+    connections: int = CONNECTIONS,
+    keys: int = KEYS,
+) -> None:
+    if shutil.which("wrk") is None:
+        print(
+            f"[{backend}] events v2 with wrk: skipped, wrk is not installed (apt-get install wrk)"
+        )
+        return
+    with intake_server(backend, postgres, "intake_events_wrk") as target:
+        names = service_names(keys)
+        create_services(target, names)
+        routing_keys = [create_integration(target, f"wrk-{n}", "pagerduty", n) for n in names]
+        url = f"{target.url}/v2/enqueue"
+        refused = _wrk(url, REFUSED, seconds, connections)
+        lua_keys = "{" + ", ".join(json.dumps(k) for k in routing_keys) + "}"
+        triggers = _wrk(url, TRIGGERS % {"keys": lua_keys}, seconds, connections)
+        committed = count_rows(target, "SELECT count(*) FROM alerts")
+    accepted = triggers.requests - triggers.non_2xx
+    print(
+        f"[{backend}] events v2 with wrk (-t1 -c{connections} -d{seconds:g}s, "
+        f"{keys} routing key(s))"
+    )
+    print(
+        f"    refused before any database work: {refused.rate:,.0f} requests/s "
+        f"({refused.latency}; {refused.non_2xx:,} of {refused.requests:,} refused, as meant)"
+    )
+    # wrk stops at its deadline without waiting for the requests in flight; the server
+    # still commits them, so up to one per connection may be committed but not counted.
+    verdict = "OK" if accepted <= committed <= accepted + connections else "MISMATCH"
+    print(
+        f"    single triggers: {accepted / triggers.seconds:,.0f} events/s ({triggers.latency}); "
+        f"committed {committed:,} alert rows for {accepted:,} accepted, plus at most "
+        f"{connections} in flight at the end ({verdict}); {triggers.non_2xx:,} not accepted"
+    )
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0], processes=False)
+    parser.set_defaults(connections=CONNECTIONS)
+    parser.add_argument("--seconds", type=float, default=SECONDS)
+    parser.add_argument("--keys", type=int, default=KEYS, help="routing keys, one per service")
+    options = parser.parse_args()
+    for backend in backends(options.backend, options.postgres):
+        run(
+            backend,
+            options.postgres,
+            seconds=options.seconds,
+            connections=options.connections,
+            keys=options.keys,
+        )
+
+
+if __name__ == "__main__":
+    main()
