@@ -394,3 +394,31 @@ def test_the_app_closes_the_group_when_its_lifespan_ends(app: FastAPI, runtime: 
         assert writer.is_alive()
     assert writer.name.startswith("firetower-group-commit-")
     assert not writer.is_alive()
+
+
+def test_an_operation_that_lost_a_race_on_postgresql_runs_once_more(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    """A unique violation, deadlock or serialization failure on PostgreSQL means another
+    writer got there first: run again, the operation sees its committed work. SQLite has one
+    writer, so nothing races there and a failure is the caller's."""
+    with runtime.transaction() as session:
+        session.add(Service(name="taken", created_at=clock.now()))
+    attempts: list[str] = []
+
+    def insert_unless_taken(session: Session) -> str:
+        name = "taken" if not attempts else "free"  # the second run sees the first's winner
+        attempts.append(name)
+        session.add(Service(name=name, created_at=clock.now()))
+        session.flush()
+        return name
+
+    if runtime.database.dialect == "postgresql":
+        assert run_async(lambda: group.run(insert_unless_taken)) == "free"
+        assert attempts == ["taken", "free"]
+        assert service_names(runtime) == ["free", "taken"]
+    else:
+        with pytest.raises(IntegrityError):
+            run_async(lambda: group.run(insert_unless_taken))
+        assert attempts == ["taken"]
+        assert service_names(runtime) == ["taken"]

@@ -210,6 +210,11 @@ def test_an_alert_without_a_known_service_is_kept_without_an_incident(
             400,
             "body",
         ),
+        (  # half a surrogate pair: neither database can store it
+            b'{"status": "firing", "alerts": [{"status": "firing", "labels": {"a": "\\ud800"}}]}',
+            400,
+            "body",
+        ),
     ],
 )
 def test_a_malformed_batch_is_refused_and_only_dead_lettered(

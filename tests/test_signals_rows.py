@@ -139,3 +139,46 @@ def test_times_stored_by_rows_compare_in_time_order_with_orm_values(runtime: Run
         found = session.scalar(select(Alert.fingerprint).where(Alert.attached_at >= on_the_minute))
         later = session.scalar(select(Alert.fingerprint).where(Alert.attached_at > on_the_minute))
     assert (found, later) == ("edge", None)
+
+
+def test_two_requests_changing_one_alert_do_not_lose_either_change(runtime: Runtime) -> None:
+    """A row is read, changed in Python and written back whole: a second writer must wait
+    for the first (PostgreSQL: the read locks the row; SQLite: one writer at a time), else
+    it writes back what it read before the first committed."""
+    import threading
+    import time
+
+    integration_id = _integration(runtime)
+    with runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, "shared")])
+    first_read = threading.Event()
+
+    def second_writer() -> None:
+        first_read.wait(timeout=10)
+        with runtime.transaction() as session:
+            (row,) = intake_rows.load(session, integration_id, ["shared"])
+            row.count += 1
+            row.dirty = True
+            intake_rows.write(session, [row])
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    with runtime.transaction() as session:
+        (row,) = intake_rows.load(session, integration_id, ["shared"])
+        first_read.set()
+        time.sleep(0.3)  # the second writer reads now, if nothing stops it
+        row.count = 10
+        row.dirty = True
+        intake_rows.write(session, [row])
+    thread.join(timeout=20)
+
+    assert _read(runtime, "shared").count == 11
+
+
+def test_text_the_fast_encoder_refuses_is_written_as_the_orm_would() -> None:
+    """Rows stored before intake refused lone surrogates still hold them; they stay writable."""
+    import json
+
+    value = {"note": "half a pair: \ud800"}
+    assert intake_rows._to_json(value) == json.dumps(value).encode()
+    assert json.loads(intake_rows._to_json(value)) == value

@@ -4,13 +4,14 @@ batch's known alerts are read together (the intake path the benchmarks drive).""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.incidents.models import Incident
-from firetower.jobs import Worker
+from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert
 from tests.factories import Factory
@@ -80,3 +81,50 @@ def test_a_batch_with_a_fingerprint_twice_keeps_one_alert_counted_twice(
     assert (alerts["dup"].count, alerts["dup"].status) == (2, "resolved")
     assert alerts["other"].incident_id is not None
     assert alerts["dup"].last_seen_at - alerts["dup"].first_seen_at < timedelta(seconds=5)
+
+
+def test_a_batch_routed_across_a_minute_boundary_is_noted_in_the_minute_it_joined(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """The note job's minute and the alerts' attached_at come from one time: otherwise a batch
+    that starts at 12:00:59.9 and finishes at 12:01 is noted for 12:01 but summed up (again)
+    by the job of 12:00."""
+    from firetower.signals import service as signals
+    from firetower.signals.schemas import AlertmanagerPayload
+
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "prom", "alertmanager", "db")
+    opening = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+    with FrozenClock(opening) as frozen:
+        url = f"/ingest/alertmanager/{key}"
+        assert admin.client.post(url, json=_am_batch(_am_alert("m0"))).status_code == 200
+        frozen.advance(seconds=59.9)
+        payload = AlertmanagerPayload.model_validate(_am_batch(_am_alert("m1"), _am_alert("m2")))
+        with runtime.transaction() as session:
+            integration = signals.authenticate(session, key, "alertmanager")
+            intake = signals.Intake(integration, runtime.settings.severity_policy)
+            signals.receive_all(session, intake, signals_of(signals, payload, intake))
+            frozen.advance(seconds=0.2)  # routing took the batch past the minute
+            signals.finish(session, intake)
+    with runtime.read() as session:
+        attached = set(session.scalars(select(Alert.attached_at).where(Alert.fingerprint != "m0")))
+        jobs = session.scalars(select(Job).where(Job.kind == signals.ATTACHED_KIND)).all()
+    assert attached == {opening + timedelta(seconds=59.9)}
+    assert sorted(job.payload["since"] for job in jobs) == [opening.isoformat()]
+
+
+def signals_of(signals: Any, payload: Any, intake: Any) -> list[Any]:
+    """The Signal values ingest_alertmanager would build (its own loop, without finishing)."""
+    return [
+        signals.Signal(
+            fingerprint=item.fingerprint,
+            status=item.status,
+            title=item.annotations.get("summary", ""),
+            service_name=intake.integration.service_name,
+            labels=item.labels,
+            annotations=item.annotations,
+            starts_at=item.startsAt,
+        )
+        for item in payload.alerts
+    ]

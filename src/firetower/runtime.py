@@ -52,8 +52,24 @@ class _Submitted:
             self.loop.call_soon_threadsafe(_resolve, self.future, result, error)
 
 
+RACE_SQLSTATES = frozenset({"40P01", "40001", "23505"})
+"""PostgreSQL's deadlock, serialization failure and unique violation: what a concurrent
+writer causes (two requests locking services crosswise, inserting one new alert). Run once
+more, the operation sees the other's committed work and usually succeeds."""
+
+
+def _lost_a_race(error: BaseException) -> bool:
+    return getattr(getattr(error, "orig", None), "sqlstate", None) in RACE_SQLSTATES
+
+
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # cancelled: the client went away; its operation still committed
+    if future.done():  # cancelled: the client went away; what the operation did stands
+        if error is not None:
+            log.warning(
+                "operation failed after its caller went away",
+                error=type(error).__name__,
+                detail=str(error)[:500],
+            )
         return
     if error is None:
         future.set_result(result)
@@ -170,10 +186,11 @@ class GroupCommit:
             # earlier one, as two inserts of one unique name) is known only by running
             # each again alone.
             GROUP_COMMIT_RETRIED.inc()
-            log.info(
+            log.warning(
                 "group commit failed; running its operations one by one",
                 operations=len(group),
                 error=type(error).__name__,
+                detail=str(error)[:500],
             )
             for submitted in group:
                 self._commit_alone(submitted)
@@ -182,13 +199,18 @@ class GroupCommit:
             submitted.settle(result=result)
 
     def _commit_alone(self, submitted: _Submitted) -> None:
-        try:
-            with self._transaction() as session:
-                result = submitted.run(session)
-        except BaseException as error:  # the caller's own failure, raised in its request
-            submitted.settle(error=error)
-        else:
-            submitted.settle(result=result)
+        for attempt in (1, 2):
+            try:
+                with self._transaction() as session:
+                    result = submitted.run(session)
+            except BaseException as error:  # the caller's own failure, raised in its request
+                if attempt == 1 and _lost_a_race(error):
+                    log.info("operation lost a race; running it once more", error=str(error)[:200])
+                    continue
+                submitted.settle(error=error)
+            else:
+                submitted.settle(result=result)
+            return
 
     def _alone(self, operation: Callable[[Session], T]) -> T:
         with self._transaction() as session:

@@ -12,6 +12,7 @@ so rows written here read back through the ORM unchanged (tests/test_signals_row
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -72,17 +73,31 @@ _TIMES_AT = [
     for n in ("starts_at", "ends_at", "first_seen_at", "last_seen_at", "attached_at")
 ]
 _read_columns = attrgetter(*COLUMNS)
-_to_json = pydantic_core.to_json
+
+
+def _to_json(value: Any) -> bytes:
+    try:
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:
+        # Text intake now refuses (a lone surrogate) may sit in rows stored before: the
+        # ORM's own serializer wrote it escaped, and so does this one.
+        return json.dumps(value).encode()
+
+
 assert set(COLUMNS) | {"id"} == set(Alert.__table__.columns.keys()), "AlertRow drifted from Alert"
 
 
 def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> list[AlertRow]:
     """The stored alerts of one integration with these fingerprints (a few queries)."""
+    # Locked on PostgreSQL (in id order, so two batches never lock crosswise): a row is
+    # written back whole, so a concurrent request must not change it between read and write.
+    # SQLite's writers are serialized by its write lock already.
+    known = _KNOWN if session.get_bind().dialect.name == "sqlite" else _KNOWN_LOCKED
     found: list[AlertRow] = []
     for start in range(0, len(fingerprints), READ_CHUNK):
         chunk = fingerprints[start : start + READ_CHUNK]
         rows = session.execute(
-            _KNOWN, {"integration_id": integration_id, "fingerprints": list(chunk)}
+            known, {"integration_id": integration_id, "fingerprints": list(chunk)}
         )
         for values in rows:
             row = AlertRow(**dict(zip(COLUMNS, values[1:], strict=True)), id=values[0])
@@ -99,7 +114,9 @@ _KNOWN = (
     select(_TABLE.c.id, *(_TABLE.c[name] for name in COLUMNS))
     .where(_TABLE.c.integration_id == bindparam("integration_id"))
     .where(_TABLE.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
+    .order_by(_TABLE.c.id)
 )
+_KNOWN_LOCKED = _KNOWN.with_for_update()
 _IDS = (
     select(_TABLE.c.fingerprint, _TABLE.c.id)
     .where(_TABLE.c.integration_id == bindparam("integration_id"))

@@ -249,24 +249,32 @@ def list_rejected(session: Session, limit: int = 100) -> list[RejectedPayload]:
 
 
 def parse_json(body: bytes) -> Any:
-    """The body as JSON; ValueError (with a reason) when it is not, or holds a NUL."""
+    """The body as JSON; ValueError (with a reason) when it is not, or holds text no
+    database stores: a NUL, or half of a UTF-16 surrogate pair (``"\\ud800"`` alone)."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
-    if _has_nul(data):
-        raise ValueError("text must not contain NUL characters")
+    if (problem := _bad_text(data)) is not None:
+        raise ValueError(problem)
     return data
 
 
-def _has_nul(value: Any) -> bool:
+def _bad_text(value: Any) -> str | None:
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "text must not contain NUL characters"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"text must be valid Unicode: {value[:40]!r} holds a lone surrogate"
+        return None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return next((p for k, v in value.items() if (p := _bad_text(k) or _bad_text(v))), None)
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        return next((p for v in value if (p := _bad_text(v))), None)
+    return None
 
 
 # -- alerts and routing ------------------------------------------------------------------------
@@ -287,6 +295,8 @@ class Shared:
         self.routing: Routing | None = None
         self.services: dict[str, ServiceRef | None] = {}
         """Catalog services by name, read (and on PostgreSQL locked) once."""
+        self.exists: dict[str, bool] = {}
+        """Service names looked up without a lock (``known_service``)."""
         self.active: dict[int, Incident | None] = {}
         """Each service's active incident (None: it has none), by service id."""
         self.windows: set[tuple[int, datetime]] = set()
@@ -305,6 +315,15 @@ class Shared:
         if prefix not in self.integrations:
             self.integrations[prefix] = session.scalar(LIVE_INTEGRATION, {"prefix": prefix})
         return self.integrations[prefix]
+
+    def known_service(self, session: Session, name: str) -> bool:
+        """Whether the catalog has this service, asked without locking it: a batch names
+        services its alerts may never route to (resolved ones, rules that reroute)."""
+        if name in self.services:
+            return self.services[name] is not None
+        if name not in self.exists:
+            self.exists[name] = _service(session, name, lock=False) is not None
+        return self.exists[name]
 
     def service(self, session: Session, name: str | None) -> ServiceRef | None:
         """The service an alert routes to, read and locked once per transaction."""
@@ -704,7 +723,8 @@ def finish(session: Session, intake: Intake) -> None:
     adds two notes a minute to an incident's timeline, not one per request.
     """
     actor = intake.acting()
-    since, until = attach_window(clock.now())
+    # The batch's own time: its alerts' attached_at, so note and summary job agree on the minute.
+    since, until = attach_window(intake.now)
     queued = Shared.of(session).windows
     for incident_id, titles in intake.attached.items():
         if (incident_id, since) in queued:
@@ -969,7 +989,7 @@ def ingest_alertmanager(
         if (
             service is not None
             and service != default_service
-            and shared.service(session, service) is None
+            and not shared.known_service(session, service)
         ):
             service = default_service  # not in the catalog
         signals.append(
