@@ -30,7 +30,7 @@ from firetower.auth.deps import Admin, ReadSession, RuntimeDep
 from firetower.auth.routes import router as auth_router
 from firetower.catalog.routes import router as catalog_router
 from firetower.db import MAX_ID, Database
-from firetower.errors import DomainError, NotFound
+from firetower.errors import PROBLEM, DomainError, NotFound, problem
 from firetower.incidents import reactions as incident_reactions
 from firetower.incidents.routes import router as incidents_router
 from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry_dead
@@ -47,14 +47,6 @@ from firetower.signals.routes import router as signals_router
 from firetower.web import pages as web_pages
 
 log = structlog.get_logger(__name__)
-PROBLEM = "application/problem+json"
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem details answer; ``field`` names the offending input when known."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:

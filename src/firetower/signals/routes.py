@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
-from firetower.errors import DomainError, Unauthenticated
+from firetower.errors import DomainError, Unauthenticated, problem
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
 from firetower.signals import service
@@ -55,7 +55,6 @@ from firetower.signals.schemas import (
 
 router = APIRouter(tags=["signals"])
 intake_router = APIRouter(tags=["intake"], include_in_schema=False)
-PROBLEM = "application/problem+json"
 
 
 def _with_key(integration: Integration, key: str) -> IntegrationWithKey:
@@ -317,12 +316,6 @@ def delete_inhibit_rule(name: RuleName, runtime: RuntimeDep, actor: Admin) -> Re
 
 
 # -- intake ------------------------------------------------------------------------------------
-def _problem(status_code: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status_code, "detail": detail}
-    body.update(extra)
-    return JSONResponse(body, status_code=status_code, media_type=PROBLEM)
-
-
 def _messages(exc: ValidationError) -> list[dict[str, str]]:
     return [
         {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": str(e["msg"])}
@@ -376,14 +369,14 @@ def _store_batch(
             data = service.parse_json(body)
         except ValueError as exc:
             service.reject(session, integration, str(exc), body)
-            return _problem(400, "Bad request", str(exc), field="body")
+            return problem(400, "Bad request", str(exc), field="body")
         model = GrafanaPayload if kind == IntegrationKind.grafana else AlertmanagerPayload
         payload, errors = _parse(model, data)
     if errors:
         first = errors[0]
         reason = f"{first['field']}: {first['message']}"
         service.reject(session, integration, reason, body)
-        return _problem(422, "Invalid input", reason, field=first["field"], errors=errors)
+        return problem(422, "Invalid input", reason, field=first["field"], errors=errors)
     intake = service.Intake(integration, policy)
     count = service.ingest_alertmanager(session, intake, payload)
     return JSONResponse(
@@ -426,12 +419,12 @@ def _store_generic(
         data = service.parse_json(body)
     except ValueError as exc:
         service.reject(session, integration, str(exc), body)
-        return _problem(400, "Bad request", str(exc), field="body")
+        return problem(400, "Bad request", str(exc), field="body")
     try:
         signal = service.generic_signal(session, integration, data)
     except service.MappingMiss as exc:
         service.reject(session, integration, str(exc), body)
-        return _problem(422, "Invalid input", str(exc), field=exc.field)
+        return problem(422, "Invalid input", str(exc), field=exc.field)
     intake = service.Intake(integration, policy)
     alert = service.ingest_generic(session, intake, signal)
     return JSONResponse(
