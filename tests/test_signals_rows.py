@@ -182,3 +182,19 @@ def test_text_the_fast_encoder_refuses_is_written_as_the_orm_would() -> None:
     value = {"note": "half a pair: \ud800"}
     assert intake_rows._to_json(value) == json.dumps(value).encode()
     assert json.loads(intake_rows._to_json(value)) == value
+
+
+def test_postgresql_plans_the_known_alert_lookup_afresh_each_time(runtime: Runtime) -> None:
+    """A prepared statement may keep the plan it got while ``alerts`` was small: intake then
+    scanned all of an integration's alerts per batch and a storm slowed as the table grew."""
+    import pytest
+    from sqlalchemy import text
+
+    if runtime.database.dialect == "sqlite":
+        pytest.skip("PostgreSQL only: SQLite plans every statement in the process itself")
+    integration_id = _integration(runtime)
+    with runtime.transaction() as session:
+        for _ in range(10):  # psycopg prepares a statement on its fifth run by default
+            intake_rows.load(session, integration_id, ["a", "b"])
+        prepared = session.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar()
+    assert prepared == 0

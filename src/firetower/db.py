@@ -108,7 +108,14 @@ def make_engine(
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, **pooling)
+    # No server-side prepared statements: psycopg prepares a query after five runs, and
+    # PostgreSQL may then keep one generic plan for it, chosen while a table was small.
+    # Without fresh statistics (autovacuum off or behind) the known-alert lookup of intake
+    # stayed on a scan of all the integration's alerts: a 1,000,000-alert storm slowed to a
+    # few hundred alerts a second. Planned each time, it follows the table's real size.
+    return create_engine(
+        url, pool_pre_ping=True, connect_args={"prepare_threshold": None}, **pooling
+    )
 
 
 class Database:
