@@ -445,6 +445,52 @@ def test_an_alert_of_a_service_in_maintenance_is_marked(
     assert "silence-form" not in row
 
 
+def test_alerts_that_open_nothing_say_why(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    """At 3 a.m. a firing alert without an incident must say why: inhibited, notify only
+    (and that nothing was delivered), dropped, or waiting for an incident to join."""
+
+    def rule(name: str, value: str, action: str) -> None:
+        matchers = [{"label": "kind", "op": "=", "value": value}]
+        answer = admin_api.post(
+            "/api/v1/routing-rules", json={"name": name, "matchers": matchers, "action": action}
+        )
+        assert answer.status_code == 201, answer.text
+
+    factory.service("infra")
+    key = make_integration(admin_api, "am-why", service_name="infra")
+    rule("tell-only", "fyi", "notify")
+    rule("noise", "noise", "drop")
+    rule("join-only", "join", "attach")
+    inhibit = {
+        "name": "node-down",
+        "source_matchers": [{"label": "alertname", "op": "=", "value": "NodeDown"}],
+        "target_matchers": [{"label": "alertname", "op": "=", "value": "HighLatency"}],
+        "equal": ["node"],
+    }
+    assert admin_api.post("/api/v1/inhibit-rules", json=inhibit).status_code == 201
+    send(factory.client, key, "w-fyi", kind="fyi")
+    send(factory.client, key, "w-noise", kind="noise")
+    send(factory.client, key, "w-join", kind="join")  # no open incident of infra to join yet
+    send(factory.client, key, "w-down", alertname="NodeDown", node="n1")  # opens an incident
+    send(factory.client, key, "w-slow", node="n1")  # HighLatency on n1: inhibited
+
+    page = responder.get("/alerts").text
+    marks = {
+        fingerprint: row_of(page, alert_by_fingerprint(runtime, fingerprint).id)
+        for fingerprint in ("w-fyi", "w-noise", "w-join", "w-down", "w-slow")
+    }
+    assert "mark-notify" in marks["w-fyi"] and "not delivered" in marks["w-fyi"]
+    assert "dropped by noise" in marks["w-noise"]
+    assert "mark-waiting" in marks["w-join"]
+    down = alert_by_fingerprint(runtime, "w-down")
+    assert "mark-inhibited" in marks["w-slow"]
+    assert f"Muted by alert {down.id} (inhibition rule node-down)" in marks["w-slow"]
+    assert "mark mark-" not in marks["w-down"]  # it opened its incident: nothing to explain
+    assert down.incident_id is not None
+
+
 # -- integrations (admins) ---------------------------------------------------------------------
 def test_integrations_are_for_admins(responder: Console, runtime: Runtime) -> None:
     assert responder.get("/integrations").status_code == 403
