@@ -22,12 +22,12 @@ from bench.intake_support import (
     Request,
     Template,
     arguments,
-    backends,
     count_rows,
     create_integration,
     create_services,
     drive,
     intake_server,
+    run_each_backend,
 )
 
 BATCH = 100
@@ -76,7 +76,8 @@ class DistinctBatches:
 
     def __init__(self, key: str, services: list[str], size: int) -> None:
         self.path = f"/ingest/alertmanager/{key}"
-        self.templates = [Template(alertmanager_batch(s, size)) for s in services or [None]]
+        names: list[str | None] = list(services) or [None]  # no services: no service label
+        self.templates = [Template(alertmanager_batch(s, size)) for s in names]
 
     def __call__(self, n: int) -> Request:
         return Request(self.path, self.templates[n % len(self.templates)].render(n))
@@ -123,17 +124,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--services", type=int, default=SERVICES, help="0: no service label")
     parser.add_argument("--batch", type=int, default=BATCH, help="alerts per request")
-    options = parser.parse_args()
-    for backend in backends(options.backend, options.postgres):
-        run(
-            backend,
-            options.postgres,
-            seconds=options.seconds,
-            connections=options.connections,
-            processes=options.processes,
-            services=options.services,
-            batch=options.batch,
-        )
+    run_each_backend(parser, run)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from bench.intake_support import (
     Request,
     Template,
     arguments,
-    backends,
     count_rows,
     create_integration,
     create_services,
     drive,
     intake_server,
+    run_each_backend,
 )
 
 SERVICES = 50
@@ -110,16 +110,7 @@ def main() -> None:
     parser.add_argument(
         "--services", type=int, default=SERVICES, help="integrations, one per service"
     )
-    options = parser.parse_args()
-    for backend in backends(options.backend, options.postgres):
-        run(
-            backend,
-            options.postgres,
-            seconds=options.seconds,
-            connections=options.connections,
-            processes=options.processes,
-            services=options.services,
-        )
+    run_each_backend(parser, run)
 
 
 if __name__ == "__main__":

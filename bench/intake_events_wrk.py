@@ -28,11 +28,11 @@ from pathlib import Path
 from bench.intake_alertmanager import service_names
 from bench.intake_support import (
     arguments,
-    backends,
     count_rows,
     create_integration,
     create_services,
     intake_server,
+    run_each_backend,
 )
 
 SECONDS = 8.0
@@ -146,15 +146,7 @@ def main() -> None:
     parser.set_defaults(connections=CONNECTIONS)
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--keys", type=int, default=KEYS, help="routing keys, one per service")
-    options = parser.parse_args()
-    for backend in backends(options.backend, options.postgres):
-        run(
-            backend,
-            options.postgres,
-            seconds=options.seconds,
-            connections=options.connections,
-            keys=options.keys,
-        )
+    run_each_backend(parser, run)
 
 
 if __name__ == "__main__":

@@ -39,11 +39,11 @@ from bench.intake_support import (
     Target,
     Template,
     arguments,
-    backends,
     create_integration,
     create_services,
     drive,
     intake_server,
+    run_each_backend,
 )
 from bench.support import percentiles_ms
 from firetower.db import Database
@@ -194,18 +194,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=INTERVAL, help="between foreground")
     parser.add_argument("--batch", type=int, default=BATCH, help="background alerts per request")
     parser.add_argument("--services", type=int, default=SERVICES, help="background services")
-    options = parser.parse_args()
-    for backend in backends(options.backend, options.postgres):
-        run(
-            backend,
-            options.postgres,
-            seconds=options.seconds,
-            background=options.background,
-            interval=options.interval,
-            connections=options.connections,
-            batch=options.batch,
-            services=options.services,
-        )
+    run_each_backend(parser, run)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ from bench.intake_support import (
     Request,
     Template,
     arguments,
-    backends,
     count_rows,
     create_integration,
     create_services,
     drive,
     intake_server,
     memory_kib,
+    run_each_backend,
 )
 
 ALERTS = 100_000
@@ -171,18 +171,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=SERVICES)
     parser.add_argument("--batch", type=int, default=BATCH, help="alerts per request")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="repeats per batch")
-    options = parser.parse_args()
-    for backend in backends(options.backend, options.postgres):
-        run(
-            backend,
-            options.postgres,
-            alerts=options.alerts,
-            connections=options.connections,
-            processes=options.processes,
-            services=options.services,
-            batch=options.batch,
-            repeats=options.repeats,
-        )
+    run_each_backend(parser, run)
 
 
 if __name__ == "__main__":

@@ -302,6 +302,15 @@ def arguments(description: str, *, processes: bool = True) -> argparse.ArgumentP
     return parser
 
 
+def run_each_backend(parser: argparse.ArgumentParser, run: Callable[..., None]) -> None:
+    """Parse the command line and run the benchmark on each chosen backend. Every option but
+    --backend and --postgres goes to ``run`` under its own name."""
+    options = vars(parser.parse_args())
+    choice, postgres = options.pop("backend"), options.pop("postgres")
+    for backend in backends(choice, postgres):
+        run(backend, postgres, **options)
+
+
 def backends(choice: str | None, postgres: str | None) -> list[str]:
     if choice == "both":
         return ["sqlite", "postgresql"]
