@@ -8,7 +8,6 @@ action re-renders the page with the reason and the refusal's status, having writ
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -27,6 +26,7 @@ from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
 from firetower.incidents.models import Incident
 from firetower.incidents.schemas import IncidentCreate, IncidentUpdate, TaskCreate, TaskUpdate
 from firetower.runtime import Runtime
+from firetower.web.forms import first_error, parse_local_utc
 from firetower.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -37,14 +37,6 @@ SCOPES = ("active", "ended", "all")
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
-
-
-def first_error(exc: ValidationError) -> InvalidInput:
-    """A pydantic error as the domain's InvalidInput, naming the offending field."""
-    error = exc.errors()[0]
-    field = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "form"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return InvalidInput(f"{field}: {message}", field=field)
 
 
 # -- list ------------------------------------------------------------------------------------
@@ -148,19 +140,6 @@ def declare_form(request: Request, actor: Responder) -> Response:
     return _declare_form(request, actor, defaults)
 
 
-def _parse_local_utc(value: str, field: str) -> datetime | None:
-    """An <input type=datetime-local> value, read as UTC (the form says so)."""
-    if not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(
-            f"{field}: not a date and time like 2025-01-31T14:05", field=field
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
 @router.post("/incidents/new")
 def declare(
     request: Request,
@@ -192,7 +171,7 @@ def declare(
             data = IncidentCreate(
                 **{
                     **values,
-                    "impact_started_at": _parse_local_utc(impact_started_at, "impact_started_at"),
+                    "impact_started_at": parse_local_utc(impact_started_at, "impact_started_at"),
                 }
             )
         except ValidationError as exc:

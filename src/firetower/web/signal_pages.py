@@ -35,7 +35,7 @@ from firetower.signals.schemas import (
     MaintenanceWindowCreate,
     SilenceCreate,
 )
-from firetower.web.incident_pages import first_error
+from firetower.web.forms import first_error, parse_local_utc
 from firetower.web.templating import FLASH_KEY, flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -237,22 +237,9 @@ def alert_groups_page(request: Request, actor: Viewer, integration: FilterQuery 
 
 
 # -- silences and maintenance windows ---------------------------------------------------------
-def _parse_utc(value: str, field: str) -> datetime | None:
-    """An <input type=datetime-local> value, read as UTC (the form says so)."""
-    if not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(
-            f"{field}: not a date and time like 2026-01-31T14:05", field=field
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
 def _window_end(starts_at: datetime | None, ends_at: str, duration_minutes: str) -> datetime:
     """The end of a silence or window: a date given, else start (or now) plus the duration."""
-    end = _parse_utc(ends_at, "ends_at")
+    end = parse_local_utc(ends_at, "ends_at")
     if end is not None:
         if end <= clock.now():
             raise InvalidInput("ends_at: must be in the future", field="ends_at")
@@ -345,7 +332,7 @@ def create_silence(
                 "matchers: give at least one, like alertname=HighLatency", field="matchers"
             )
         parsed = [queries.parse_matcher(line) for line in lines]
-        start = _parse_utc(starts_at, "starts_at")
+        start = parse_local_utc(starts_at, "starts_at")
         end = _window_end(start, ends_at, duration_minutes)
         try:
             data = SilenceCreate(matchers=parsed, starts_at=start, ends_at=end, comment=comment)
@@ -390,7 +377,7 @@ def create_maintenance_window(
     try:
         if not service_name.strip():
             raise InvalidInput("service_name: choose a service", field="service_name")
-        start = _parse_utc(starts_at, "starts_at")
+        start = parse_local_utc(starts_at, "starts_at")
         end = _window_end(start, ends_at, duration_minutes)
         try:
             data = MaintenanceWindowCreate(
