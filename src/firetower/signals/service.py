@@ -657,13 +657,9 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     return [item.alert for item in received]
 
 
-def group_key_of(group_by: Sequence[str], labels: dict[str, Any]) -> str:
-    """The sorted ``label=value`` pairs of the ``group_by`` keys the labels carry."""
-    return _group_key(tuple(sorted(set(group_by))), labels)
-
-
 def _group_key(keys: tuple[str, ...], labels: dict[str, Any]) -> str:
-    """``group_key_of`` with the keys already sorted and unique (once per request)."""
+    """The ``label=value`` pairs of the ``group_by`` keys the labels carry; ``keys`` come
+    sorted and unique (``Intake.group_by``)."""
     pairs = ",".join(f"{k}={labels[k]}" for k in keys if labels.get(k) not in (None, ""))
     if len(pairs) <= GROUP_KEY_LENGTH:
         return pairs
@@ -1363,13 +1359,8 @@ def replace_routing_rules(
     ``routing:``). Rules keep their row (and ``created_at``) by name; every check runs first.
     """
     actor.require(Role.admin)
-    seen: set[str] = set()
+    seen = _names_once(rules, "routing rule", field)
     for index, data in enumerate(rules):
-        if data.name in seen:
-            raise Conflict(
-                f"the routing rule name {data.name} appears twice", field=field(index, "name")
-            )
-        seen.add(data.name)
         _check_service(session, data.service, field(index, "service"))
     existing = {r.name: r for r in list_routing_rules(session)}
     for name, gone in existing.items():
@@ -1393,18 +1384,43 @@ def replace_routing_rules(
     return kept
 
 
-def _same_rule(rule: RoutingRule, data: RoutingRuleIn, position: int) -> bool:
+def _names_once(
+    rules: Sequence[RoutingRuleIn | InhibitRuleIn],
+    noun: str,
+    field: Callable[[int, str], str],
+) -> set[str]:
+    """The rules' names; a name given twice is refused, naming the second place."""
+    seen: set[str] = set()
+    for index, data in enumerate(rules):
+        if data.name in seen:
+            raise Conflict(f"the {noun} name {data.name} appears twice", field=field(index, "name"))
+        seen.add(data.name)
+    return seen
+
+
+def _same_columns(rule: object, probe: object, columns: Sequence[str]) -> bool:
     """An unchanged rule keeps its ``updated_at`` (applying the same file twice changes
-    nothing)."""
+    nothing): ``probe`` is the rule filled from the new data."""
+    return all(getattr(rule, c) == getattr(probe, c) for c in columns)
+
+
+def _same_rule(rule: RoutingRule, data: RoutingRuleIn, position: int) -> bool:
     probe = RoutingRule()
     _fill_rule(probe, data, rule.updated_at)
-    columns = ("matchers", "service_name", "severity", "severity_map", "action", "on_clear")
-    return (
-        rule.position == position
-        and all(getattr(rule, c) == getattr(probe, c) for c in columns)
-        and rule.continue_matching == probe.continue_matching
-        and rule.description == probe.description
-    )
+    return rule.position == position and _same_columns(rule, probe, ROUTING_RULE_COLUMNS)
+
+
+ROUTING_RULE_COLUMNS = (
+    "matchers",
+    "service_name",
+    "severity",
+    "severity_map",
+    "action",
+    "on_clear",
+    "continue_matching",
+    "description",
+)
+INHIBIT_RULE_COLUMNS = ("source_matchers", "target_matchers", "equal", "description")
 
 
 def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
@@ -1498,13 +1514,7 @@ def replace_inhibit_rules(
 ) -> list[InhibitRule]:
     """Replace every inhibition rule at once (PUT, and firetower.yaml's ``inhibit_rules:``)."""
     actor.require(Role.admin)
-    seen: set[str] = set()
-    for index, data in enumerate(rules):
-        if data.name in seen:
-            raise Conflict(
-                f"the inhibition rule name {data.name} appears twice", field=field(index, "name")
-            )
-        seen.add(data.name)
+    seen = _names_once(rules, "inhibition rule", field)
     existing = {r.name: r for r in list_inhibit_rules(session)}
     for name, gone in existing.items():
         if name not in seen:
@@ -1520,8 +1530,7 @@ def replace_inhibit_rules(
         else:
             probe = InhibitRule()
             _fill_inhibit(probe, data, rule.updated_at)
-            columns = ("source_matchers", "target_matchers", "equal", "description")
-            if any(getattr(rule, c) != getattr(probe, c) for c in columns):
+            if not _same_columns(rule, probe, INHIBIT_RULE_COLUMNS):
                 _fill_inhibit(rule, data, now)
         result.append(rule)
     session.flush()
