@@ -444,3 +444,22 @@ def test_change_events_are_stored_and_never_open_incidents(
     bad = admin.client.post("/v2/change/enqueue", json={"routing_key": key, "payload": {}})
     assert bad.status_code == 400
     assert bad.json()["errors"][0].startswith("payload.summary")
+
+
+def test_a_refused_text_says_where_it_is(factory: Factory, runtime: Runtime) -> None:
+    """NUL and half surrogate pairs are refused for the whole body; the reason names the
+    place, as schema errors do, so the sender can find it in a 100-alert batch."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "prom", "alertmanager")
+    body = (
+        b'{"status": "firing", "alerts": [{"status": "firing", "labels": {"a": "x"}}, '
+        b'{"status": "firing", "labels": {"team": "db\\ud800"}}]}'
+    )
+    answer = admin.client.post(
+        f"/ingest/alertmanager/{key}", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["detail"].startswith("alerts.1.labels.team: text must be valid Unicode")
+    with runtime.read() as session:
+        [row] = session.scalars(select(RejectedPayload))
+    assert row.reason.startswith("alerts.1.labels.team:")

@@ -260,20 +260,36 @@ def parse_json(body: bytes) -> Any:
     return data
 
 
-def _bad_text(value: Any) -> str | None:
+HALF_SURROGATE = (
+    "text must be valid Unicode, not half of a surrogate pair (\\ud800 to \\udfff alone)"
+)
+
+
+def _bad_text(value: Any, where: str = "") -> str | None:
+    """What is wrong with the first bad text in a JSON document, and where it is (as
+    ``alerts.0.labels.team``), or None."""
     if isinstance(value, str):
+        place = f"{where}: " if where else ""
         if "\x00" in value:
-            return "text must not contain NUL characters"
+            return f"{place}text must not contain NUL characters"
         if not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                return f"text must be valid Unicode: {value[:40]!r} holds a lone surrogate"
+                return f"{place}{HALF_SURROGATE}"
         return None
     if isinstance(value, dict):
-        return next((p for k, v in value.items() if (p := _bad_text(k) or _bad_text(v))), None)
-    if isinstance(value, list):
-        return next((p for v in value if (p := _bad_text(v))), None)
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            key_place = f"a key in {where}" if where else "a key"
+            if (problem := _bad_text(key, key_place) or _bad_text(item, inner)) is not None:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (
+                problem := _bad_text(item, f"{where}.{index}" if where else str(index))
+            ) is not None:
+                return problem
     return None
 
 
