@@ -9,6 +9,7 @@ the form that made it, never kept in the session, so it is seen exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.auth.deps import Admin, Responder, Viewer
@@ -70,6 +72,24 @@ def _can(actor: Actor, role: Role) -> bool:
 def _notice(request: Request) -> Any:
     """Take the flash message here, so that it shows inside the panel HTMX swaps in."""
     return request.session.pop(FLASH_KEY, None)
+
+
+def _act(
+    request: Request,
+    change: Callable[[Session], str],
+    *,
+    refused: Callable[[DomainError], Response],
+    to: str,
+) -> Response:
+    """Run one change in one transaction, then flash the notice it returns and redirect (303)
+    to ``to``; a refusal, having written nothing, is shown by ``refused``."""
+    try:
+        with _runtime(request).transaction() as session:
+            notice = change(session)
+    except DomainError as exc:
+        return refused(exc)
+    flash(request, notice)
+    return RedirectResponse(to, status_code=303)
 
 
 # -- alerts ------------------------------------------------------------------------------------
@@ -188,7 +208,8 @@ def silence_alert(
     group: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
     """One click: silence this alert's exact labels from now for the chosen duration."""
-    try:
+
+    def change(session: Session) -> str:
         if not duration_minutes.strip().isdecimal():
             raise InvalidInput(
                 "duration_minutes: choose how long the silence lasts", field="duration_minutes"
@@ -199,15 +220,15 @@ def silence_alert(
             )
         except ValidationError as exc:
             raise first_error(exc) from None
-        with _runtime(request).transaction() as session:
-            silence = signals.silence_alert(session, actor, alert_id, data)
-            silence_id, ends_at = silence.id, silence.ends_at
-    except DomainError as exc:
-        return _alerts_page(request, actor, status, integration, group, error=exc)
-    flash(request, f"Alert {alert_id} silenced (silence {silence_id}) until {_when(ends_at)}.")
+        silence = signals.silence_alert(session, actor, alert_id, data)
+        return f"Alert {alert_id} silenced (silence {silence.id}) until {_when(silence.ends_at)}."
+
     filters = _alert_filters(status, integration, group)
-    return RedirectResponse(
-        "/alerts" + (f"?{urlencode(filters)}" if filters else ""), status_code=303
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _alerts_page(request, actor, status, integration, group, error=exc),
+        to="/alerts" + (f"?{urlencode(filters)}" if filters else ""),
     )
 
 
@@ -325,7 +346,8 @@ def create_silence(
         "duration_minutes": duration_minutes,
         "comment": comment,
     }
-    try:
+
+    def change(session: Session) -> str:
         lines = [line for line in matchers.splitlines() if line.strip()]
         if not lines:
             raise InvalidInput(
@@ -338,23 +360,28 @@ def create_silence(
             data = SilenceCreate(matchers=parsed, starts_at=start, ends_at=end, comment=comment)
         except ValidationError as exc:
             raise first_error(exc) from None
-        with _runtime(request).transaction() as session:
-            silence_id = signals.create_silence(session, actor, data).id
-    except DomainError as exc:
-        return _silences_page(request, actor, error=exc, values=values)
-    flash(request, f"Silence {silence_id} created.")
-    return RedirectResponse("/silences", status_code=303)
+        return f"Silence {signals.create_silence(session, actor, data).id} created."
+
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _silences_page(request, actor, error=exc, values=values),
+        to="/silences",
+    )
 
 
 @router.post("/silences/{silence_id}/expire")
 def expire_silence(request: Request, silence_id: int, actor: Responder) -> Response:
-    try:
-        with _runtime(request).transaction() as session:
-            signals.expire_silence(session, actor, silence_id)
-    except DomainError as exc:
-        return _silences_page(request, actor, error=exc)
-    flash(request, f"Silence {silence_id} expired.")
-    return RedirectResponse("/silences", status_code=303)
+    def change(session: Session) -> str:
+        signals.expire_silence(session, actor, silence_id)
+        return f"Silence {silence_id} expired."
+
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _silences_page(request, actor, error=exc),
+        to="/silences",
+    )
 
 
 @router.post("/maintenance-windows")
@@ -374,7 +401,8 @@ def create_maintenance_window(
         "duration_minutes": duration_minutes,
         "comment": comment,
     }
-    try:
+
+    def change(session: Session) -> str:
         if not service_name.strip():
             raise InvalidInput("service_name: choose a service", field="service_name")
         start = parse_local_utc(starts_at, "starts_at")
@@ -385,23 +413,29 @@ def create_maintenance_window(
             )
         except ValidationError as exc:
             raise first_error(exc) from None
-        with _runtime(request).transaction() as session:
-            window_id = signals.create_maintenance_window(session, actor, data).id
-    except DomainError as exc:
-        return _silences_page(request, actor, error=exc, window_values=values)
-    flash(request, f"Maintenance window {window_id} for {service_name.strip()} planned.")
-    return RedirectResponse("/silences", status_code=303)
+        window_id = signals.create_maintenance_window(session, actor, data).id
+        return f"Maintenance window {window_id} for {service_name.strip()} planned."
+
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _silences_page(request, actor, error=exc, window_values=values),
+        to="/silences",
+    )
 
 
 @router.post("/maintenance-windows/{window_id}/delete")
 def delete_maintenance_window(request: Request, window_id: int, actor: Responder) -> Response:
-    try:
-        with _runtime(request).transaction() as session:
-            signals.delete_maintenance_window(session, actor, window_id)
-    except DomainError as exc:
-        return _silences_page(request, actor, error=exc)
-    flash(request, f"Maintenance window {window_id} deleted.")
-    return RedirectResponse("/silences", status_code=303)
+    def change(session: Session) -> str:
+        signals.delete_maintenance_window(session, actor, window_id)
+        return f"Maintenance window {window_id} deleted."
+
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _silences_page(request, actor, error=exc),
+        to="/silences",
+    )
 
 
 # -- integrations (admins) --------------------------------------------------------------------
@@ -520,10 +554,13 @@ def rotate_integration(request: Request, name: str, actor: Admin) -> Response:
 
 @router.post("/integrations/{name}/revoke")
 def revoke_integration(request: Request, name: str, actor: Admin) -> Response:
-    try:
-        with _runtime(request).transaction() as session:
-            signals.revoke(session, actor, name)
-    except DomainError as exc:
-        return _integrations_page(request, actor, error=exc)
-    flash(request, f"Integration {name} revoked: its key no longer works.")
-    return RedirectResponse("/integrations", status_code=303)
+    def change(session: Session) -> str:
+        signals.revoke(session, actor, name)
+        return f"Integration {name} revoked: its key no longer works."
+
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _integrations_page(request, actor, error=exc),
+        to="/integrations",
+    )
