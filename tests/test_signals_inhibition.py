@@ -9,7 +9,7 @@ import pytest
 from firetower.auth.schemas import Role
 from firetower.runtime import Runtime
 from tests.factories import ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count
+from tests.signals_support import alert_by_fingerprint, incident_count, matcher, send_batch
 
 
 def _key(admin: ApiUser, name: str = "prom", service: str = "infra") -> str:
@@ -31,21 +31,10 @@ def _alert(fingerprint: str, alertname: str, status: str = "firing", **labels: s
     }
 
 
-def _send(factory: Factory, key: str, *alerts: dict[str, Any]) -> Any:
-    body = {"version": "4", "status": alerts[0]["status"], "alerts": list(alerts)}
-    answer = factory.client.post(f"/ingest/alertmanager/{key}", json=body)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-def _m(label: str, op: str, value: str) -> dict[str, str]:
-    return {"label": label, "op": op, "value": value}
-
-
 NODE_DOWN = {
     "name": "node-down",
-    "source_matchers": [_m("alertname", "=", "NodeDown")],
-    "target_matchers": [_m("severity", "=", "warning")],
+    "source_matchers": [matcher("alertname", "=", "NodeDown")],
+    "target_matchers": [matcher("severity", "=", "warning")],
     "equal": ["cluster"],
 }
 
@@ -68,15 +57,17 @@ def test_a_firing_source_mutes_targets_with_equal_labels(
     factory: Factory, runtime: Runtime, setup: tuple[ApiUser, str]
 ) -> None:
     admin, key = setup
-    assert len(_send(factory, key, _alert("src", "NodeDown", cluster="eu"))["opened"]) == 1
+    assert len(send_batch(factory, key, _alert("src", "NodeDown", cluster="eu"))["opened"]) == 1
     source = alert_by_fingerprint(runtime, "src")
 
-    assert _send(factory, key, _alert("t-eu", "DiskSlow", severity="warning", cluster="eu")) == {
+    assert send_batch(
+        factory, key, _alert("t-eu", "DiskSlow", severity="warning", cluster="eu")
+    ) == {
         "status": "success",
         "alerts": 1,
         "opened": [],
     }
-    _send(factory, key, _alert("t-eu", "DiskSlow", severity="warning", cluster="eu"))
+    send_batch(factory, key, _alert("t-eu", "DiskSlow", severity="warning", cluster="eu"))
     muted = alert_by_fingerprint(runtime, "t-eu")
     assert muted.inhibited and muted.count == 2 and muted.incident_id is None
     assert (muted.inhibited_by, muted.inhibit_rule) == (source.id, "node-down")
@@ -87,10 +78,10 @@ def test_a_firing_source_mutes_targets_with_equal_labels(
         "node-down",
     )
 
-    _send(factory, key, _alert("t-us", "DiskSlow", severity="warning", cluster="us"))
+    send_batch(factory, key, _alert("t-us", "DiskSlow", severity="warning", cluster="us"))
     other_cluster = alert_by_fingerprint(runtime, "t-us")
     assert not other_cluster.inhibited and other_cluster.incident_id == source.incident_id
-    _send(factory, key, _alert("crit", "DiskSlow", severity="critical", cluster="eu"))
+    send_batch(factory, key, _alert("crit", "DiskSlow", severity="critical", cluster="eu"))
     assert not alert_by_fingerprint(runtime, "crit").inhibited  # not a target
     assert incident_count(runtime) == 1
 
@@ -99,9 +90,9 @@ def test_a_label_missing_on_both_sides_counts_as_equal(
     factory: Factory, runtime: Runtime, setup: tuple[ApiUser, str]
 ) -> None:
     _admin, key = setup
-    _send(factory, key, _alert("src", "NodeDown"))
-    _send(factory, key, _alert("t-none", "DiskSlow", severity="warning"))
-    _send(factory, key, _alert("t-eu", "DiskSlow", severity="warning", cluster="eu"))
+    send_batch(factory, key, _alert("src", "NodeDown"))
+    send_batch(factory, key, _alert("t-none", "DiskSlow", severity="warning"))
+    send_batch(factory, key, _alert("t-eu", "DiskSlow", severity="warning", cluster="eu"))
     assert alert_by_fingerprint(runtime, "t-none").inhibited
     assert not alert_by_fingerprint(runtime, "t-eu").inhibited
 
@@ -110,12 +101,12 @@ def test_a_target_routes_when_it_sends_again_after_the_source_resolved(
     factory: Factory, runtime: Runtime, setup: tuple[ApiUser, str]
 ) -> None:
     _admin, key = setup
-    _send(factory, key, _alert("src", "NodeDown", cluster="eu"))
+    send_batch(factory, key, _alert("src", "NodeDown", cluster="eu"))
     incident_id = alert_by_fingerprint(runtime, "src").incident_id
-    _send(factory, key, _alert("t", "DiskSlow", severity="warning", cluster="eu"))
+    send_batch(factory, key, _alert("t", "DiskSlow", severity="warning", cluster="eu"))
     assert alert_by_fingerprint(runtime, "t").inhibited
-    _send(factory, key, _alert("src", "NodeDown", "resolved", cluster="eu"))
-    _send(factory, key, _alert("t", "DiskSlow", severity="warning", cluster="eu"))
+    send_batch(factory, key, _alert("src", "NodeDown", "resolved", cluster="eu"))
+    send_batch(factory, key, _alert("t", "DiskSlow", severity="warning", cluster="eu"))
     target = alert_by_fingerprint(runtime, "t")
     assert not target.inhibited and target.inhibited_by is None and target.inhibit_rule is None
     assert target.incident_id == incident_id and target.routing_action == "open"
@@ -128,21 +119,21 @@ def test_an_alert_never_inhibits_itself(factory: Factory, runtime: Runtime) -> N
         admin,
         {
             "name": "critical-mutes-warning",
-            "source_matchers": [_m("severity", "=~", "critical|warning")],
-            "target_matchers": [_m("severity", "=", "warning")],
+            "source_matchers": [matcher("severity", "=~", "critical|warning")],
+            "target_matchers": [matcher("severity", "=", "warning")],
             "equal": ["cluster"],
         },
     )
     key = _key(admin)
-    _send(factory, key, _alert("alone", "DiskSlow", severity="warning", cluster="eu"))
+    send_batch(factory, key, _alert("alone", "DiskSlow", severity="warning", cluster="eu"))
     alone = alert_by_fingerprint(runtime, "alone")
     assert not alone.inhibited and alone.incident_id is not None
     # Alertmanager's rule: an alert matching both sides is not muted by another that does too
-    _send(factory, key, _alert("twin", "DiskFull", severity="warning", cluster="eu"))
+    send_batch(factory, key, _alert("twin", "DiskFull", severity="warning", cluster="eu"))
     assert not alert_by_fingerprint(runtime, "twin").inhibited
     # ... but it is by a source that is not itself a target
-    _send(factory, key, _alert("big", "NodeDown", severity="critical", cluster="eu"))
-    _send(factory, key, _alert("third", "DiskFull", severity="warning", cluster="eu"))
+    send_batch(factory, key, _alert("big", "NodeDown", severity="critical", cluster="eu"))
+    send_batch(factory, key, _alert("third", "DiskFull", severity="warning", cluster="eu"))
     third = alert_by_fingerprint(runtime, "third")
     assert third.inhibited and third.inhibited_by == alert_by_fingerprint(runtime, "big").id
 
@@ -155,7 +146,7 @@ def test_a_source_inhibits_a_target_of_the_same_batch_in_any_order(
     source = _alert("src", "NodeDown", cluster="eu")
     target = _alert("t", "DiskSlow", severity="warning", cluster="eu")
     batch = [source, target] if source_first else [target, source]
-    answer = _send(factory, key, *batch)
+    answer = send_batch(factory, key, *batch)
     assert len(answer["opened"]) == 1  # the source's
     muted = alert_by_fingerprint(runtime, "t")
     assert muted.inhibited and muted.inhibited_by == alert_by_fingerprint(runtime, "src").id
@@ -167,7 +158,7 @@ def test_a_source_resolving_in_the_same_batch_inhibits_nothing(
     factory: Factory, runtime: Runtime, setup: tuple[ApiUser, str], source_first: bool
 ) -> None:
     _admin, key = setup
-    _send(factory, key, _alert("src", "NodeDown", cluster="eu"))
+    send_batch(factory, key, _alert("src", "NodeDown", cluster="eu"))
     source = _alert("src", "NodeDown", "resolved", cluster="eu")
     target = _alert("t", "DiskSlow", severity="warning", cluster="eu")
     body = {
@@ -189,15 +180,15 @@ def test_inhibition_spans_integrations_and_can_match_the_integration(
         admin,
         {
             "name": "from-infra",
-            "source_matchers": [_m("@integration", "=", "infra-prom")],
-            "target_matchers": [_m("@integration", "!=", "infra-prom")],
+            "source_matchers": [matcher("@integration", "=", "infra-prom")],
+            "target_matchers": [matcher("@integration", "!=", "infra-prom")],
             "equal": ["cluster"],
         },
     )
     infra = _key(admin, "infra-prom")
     apps = _key(admin, "apps-prom")
-    _send(factory, infra, _alert("net", "NetworkDown", cluster="eu"))
-    _send(factory, apps, _alert("app", "Errors", cluster="eu"))
+    send_batch(factory, infra, _alert("net", "NetworkDown", cluster="eu"))
+    send_batch(factory, apps, _alert("app", "Errors", cluster="eu"))
     assert alert_by_fingerprint(runtime, "app").inhibit_rule == "from-infra"
     assert not alert_by_fingerprint(runtime, "net").inhibited
 
@@ -236,7 +227,7 @@ def test_inhibit_rules_crud(factory: Factory) -> None:
         ("post", {**NODE_DOWN, "name": "x", "target_matchers": []}, 422, "target_matchers"),
         (
             "post",
-            {**NODE_DOWN, "name": "x", "target_matchers": [_m("a", "!~", "[z-a]")]},
+            {**NODE_DOWN, "name": "x", "target_matchers": [matcher("a", "!~", "[z-a]")]},
             422,
             "target_matchers.0.value",
         ),

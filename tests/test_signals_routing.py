@@ -17,7 +17,7 @@ from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.signals.service import NOTIFY_KIND
 from tests.factories import ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count
+from tests.signals_support import alert_by_fingerprint, incident_count, matcher, send_batch
 
 
 def _key(admin: ApiUser, name: str, service: str | None = None) -> str:
@@ -40,21 +40,10 @@ def _alert(fingerprint: str, status: str = "firing", **labels: str) -> dict[str,
     }
 
 
-def _send(factory: Factory, key: str, *alerts: dict[str, Any]) -> Any:
-    body = {"version": "4", "status": alerts[0]["status"], "alerts": list(alerts)}
-    answer = factory.client.post(f"/ingest/alertmanager/{key}", json=body)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
 def _rule(admin: ApiUser, name: str, **fields: Any) -> Any:
     answer = admin.post("/api/v1/routing-rules", json={"name": name, **fields})
     assert answer.status_code == 201, answer.text
     return answer.json()
-
-
-def _m(label: str, op: str, value: str) -> dict[str, str]:
-    return {"label": label, "op": op, "value": value}
 
 
 def _names(admin: ApiUser) -> list[str]:
@@ -90,7 +79,7 @@ def test_rules_are_kept_in_order_and_can_be_moved(factory: Factory) -> None:
     factory.service("db")
     for name in ("a", "b", "c"):
         _rule(admin, name)
-    _rule(admin, "first", position=0, matchers=[_m("team", "=", "db")], service="db")
+    _rule(admin, "first", position=0, matchers=[matcher("team", "=", "db")], service="db")
     assert _names(admin) == ["first", "a", "b", "c"]
     _rule(admin, "far", position=99)
     assert _names(admin) == ["first", "a", "b", "c", "far"]
@@ -106,7 +95,7 @@ def test_rules_are_kept_in_order_and_can_be_moved(factory: Factory) -> None:
     assert _names(admin) == ["c", "first", "a", "bee", "far"]
 
     one = admin.get("/api/v1/routing-rules/first").json()
-    assert one["matchers"] == [_m("team", "=", "db")]
+    assert one["matchers"] == [matcher("team", "=", "db")]
     assert one["service"] == "db" and one["action"] == "open" and one["on_clear"] == "note"
     assert admin.delete("/api/v1/routing-rules/first").status_code == 204
     assert _names(admin) == ["c", "a", "bee", "far"]
@@ -139,23 +128,23 @@ def test_the_test_endpoint_walks_the_rules_in_order(factory: Factory, runtime: R
     _rule(
         admin,
         "page-critical",
-        matchers=[_m("severity", "=", "critical")],
+        matchers=[matcher("severity", "=", "critical")],
         action="notify",
         **{"continue": True},
     )
     _rule(
         admin,
         "db-team",
-        matchers=[_m("team", "=", "db")],
+        matchers=[matcher("team", "=", "db")],
         service="db",
         severity_map=SEVERITY_MAP,
         on_clear="resolve",
     )
-    _rule(admin, "staging", matchers=[_m("env", "=~", "stag.*")], action="drop")
+    _rule(admin, "staging", matchers=[matcher("env", "=~", "stag.*")], action="drop")
     _rule(
         admin,
         "from-grafana",
-        matchers=[_m("@integration", "=", "grafana")],
+        matchers=[matcher("@integration", "=", "grafana")],
         service="web",
         severity="SEV4",
         action="attach",
@@ -244,10 +233,14 @@ def test_open_routes_to_the_rule_service_with_the_mapped_severity(
     factory.service("db")
     key = _key(admin, "prom", "checkout")
     _rule(
-        admin, "db-team", matchers=[_m("team", "=", "db")], service="db", severity_map=SEVERITY_MAP
+        admin,
+        "db-team",
+        matchers=[matcher("team", "=", "db")],
+        service="db",
+        severity_map=SEVERITY_MAP,
     )
 
-    answer = _send(factory, key, _alert("d1", team="db", severity="critical"))
+    answer = send_batch(factory, key, _alert("d1", team="db", severity="critical"))
     [incident] = _incidents(runtime)
     assert answer["opened"] == [incident.ref]
     assert [s.name for s in incident.services] == ["db"] and incident.severity == "SEV1"
@@ -255,7 +248,7 @@ def test_open_routes_to_the_rule_service_with_the_mapped_severity(
     assert read["routed_by"] == "db-team" and read["routing_action"] == "open"
     assert read["service_name"] == "db" and read["severity"] == "SEV1"
 
-    _send(factory, key, _alert("c1", team="web"))  # no rule: today's default, on checkout
+    send_batch(factory, key, _alert("c1", team="web"))  # no rule: today's default, on checkout
     read = _alert_read(admin, "c1")
     assert read["routed_by"] is None and read["routing_action"] == "open"
     assert sorted(i.services[0].name for i in _incidents(runtime)) == ["checkout", "db"]
@@ -267,17 +260,17 @@ def test_attach_joins_only_and_keeps_the_alert_unrouted_without_an_incident(
     admin = factory.user(Role.admin)
     factory.service("web")
     key = _key(admin, "prom", "web")
-    _rule(admin, "only-join", matchers=[_m("severity", "=", "warning")], action="attach")
+    _rule(admin, "only-join", matchers=[matcher("severity", "=", "warning")], action="attach")
 
-    assert _send(factory, key, _alert("w1", severity="warning"))["opened"] == []
+    assert send_batch(factory, key, _alert("w1", severity="warning"))["opened"] == []
     assert incident_count(runtime) == 0
     read = _alert_read(admin, "w1")
     assert read["routing_action"] == "attach" and read["incident"] is None
 
     ref = factory.incident(title="Web is slow", services=["web"])
-    _send(factory, key, _alert("w2", severity="warning"))
+    send_batch(factory, key, _alert("w2", severity="warning"))
     assert _alert_read(admin, "w2")["incident"] == ref
-    _send(factory, key, _alert("w1", severity="warning"))  # the repeat tries again, and joins
+    send_batch(factory, key, _alert("w1", severity="warning"))  # the repeat tries again, and joins
     assert _alert_read(admin, "w1")["incident"] == ref
     assert incident_count(runtime) == 1
 
@@ -286,9 +279,9 @@ def test_notify_enqueues_a_job_and_opens_nothing(factory: Factory, runtime: Runt
     admin = factory.user(Role.admin)
     factory.service("web")
     key = _key(admin, "prom", "web")
-    _rule(admin, "tell-team", matchers=[_m("severity", "=", "info")], action="notify")
+    _rule(admin, "tell-team", matchers=[matcher("severity", "=", "info")], action="notify")
 
-    assert _send(factory, key, _alert("n1", severity="info"))["opened"] == []
+    assert send_batch(factory, key, _alert("n1", severity="info"))["opened"] == []
     assert incident_count(runtime) == 0
     alert = alert_by_fingerprint(runtime, "n1")
     assert (alert.routed_by, alert.routing_action, alert.incident_id) == (
@@ -298,7 +291,9 @@ def test_notify_enqueues_a_job_and_opens_nothing(factory: Factory, runtime: Runt
     )
     [job] = _jobs(runtime)
     assert job.payload == {"alert_id": alert.id, "rule": "tell-team"}
-    _send(factory, key, _alert("n1", severity="info"))  # a repeat of a firing alert: no new job
+    send_batch(
+        factory, key, _alert("n1", severity="info")
+    )  # a repeat of a firing alert: no new job
     assert len(_jobs(runtime)) == 1
 
     # Another test of this process may have set a higher log level (serve --log-level):
@@ -323,12 +318,12 @@ def test_notify_then_open_with_continue(factory: Factory, runtime: Runtime) -> N
     _rule(
         admin,
         "page",
-        matchers=[_m("severity", "=", "critical")],
+        matchers=[matcher("severity", "=", "critical")],
         action="notify",
         **{"continue": True},
     )
-    _rule(admin, "open-api", matchers=[_m("severity", "=~", "critical|error")])
-    assert len(_send(factory, key, _alert("x", severity="critical"))["opened"]) == 1
+    _rule(admin, "open-api", matchers=[matcher("severity", "=~", "critical|error")])
+    assert len(send_batch(factory, key, _alert("x", severity="critical"))["opened"]) == 1
     alert = alert_by_fingerprint(runtime, "x")
     assert (alert.routed_by, alert.routing_action) == ("open-api", "open")
     assert [j.payload["rule"] for j in _jobs(runtime)] == ["page"]
@@ -339,9 +334,9 @@ def test_drop_keeps_and_counts_but_never_routes(factory: Factory, runtime: Runti
     factory.service("api")
     key = _key(admin, "prom", "api")
     _rule(admin, "page", action="notify", **{"continue": True})
-    _rule(admin, "no-staging", matchers=[_m("env", "=", "staging")], action="drop")
-    _send(factory, key, _alert("s", env="staging"))
-    _send(factory, key, _alert("s", env="staging"))
+    _rule(admin, "no-staging", matchers=[matcher("env", "=", "staging")], action="drop")
+    send_batch(factory, key, _alert("s", env="staging"))
+    send_batch(factory, key, _alert("s", env="staging"))
     alert = alert_by_fingerprint(runtime, "s")
     assert alert.count == 2 and alert.incident_id is None
     assert (alert.routed_by, alert.routing_action) == ("no-staging", "drop")
@@ -367,12 +362,12 @@ def test_on_clear_resolve_resolves_when_every_alert_has_cleared(
     admin = factory.user(Role.admin)
     factory.service("api")
     key = _key(admin, "prom", "api")
-    _rule(admin, "auto-resolve", matchers=[_m("team", "=", "api")], on_clear="resolve")
-    _send(factory, key, _alert("r1", team="api"), _alert("r2", team="api"))
+    _rule(admin, "auto-resolve", matchers=[matcher("team", "=", "api")], on_clear="resolve")
+    send_batch(factory, key, _alert("r1", team="api"), _alert("r2", team="api"))
     [incident] = _incidents(runtime)
-    _send(factory, key, _alert("r1", "resolved", team="api"))
+    send_batch(factory, key, _alert("r1", "resolved", team="api"))
     assert _incidents(runtime)[0].status == "triage"  # r2 still fires
-    _send(factory, key, _alert("r2", "resolved", team="api"))
+    send_batch(factory, key, _alert("r2", "resolved", team="api"))
     assert _incidents(runtime)[0].status == "resolved"
     [change] = [e for e in _status_events(runtime, incident.id) if e.kind == "status_changed"]
     assert change.after == {"status": "resolved"}
@@ -384,9 +379,9 @@ def test_on_clear_note_only_notes(factory: Factory, runtime: Runtime) -> None:
     admin = factory.user(Role.admin)
     factory.service("api")
     key = _key(admin, "prom", "api")
-    _rule(admin, "just-note", matchers=[_m("team", "=", "api")])
-    _send(factory, key, _alert("q1", team="api"))
-    _send(factory, key, _alert("q1", "resolved", team="api"))
+    _rule(admin, "just-note", matchers=[matcher("team", "=", "api")])
+    send_batch(factory, key, _alert("q1", team="api"))
+    send_batch(factory, key, _alert("q1", "resolved", team="api"))
     [incident] = _incidents(runtime)
     assert incident.status == "triage"
     events = _status_events(runtime, incident.id)
@@ -400,16 +395,18 @@ def test_one_alert_asking_for_a_note_keeps_the_incident_open(
     admin = factory.user(Role.admin)
     factory.service("api")
     key = _key(admin, "prom", "api")
-    _rule(admin, "auto-resolve", matchers=[_m("team", "=", "api")], on_clear="resolve")
-    _send(factory, key, _alert("a", team="api"), _alert("b", team="other"))  # b: default
-    _send(factory, key, _alert("a", "resolved", team="api"), _alert("b", "resolved", team="other"))
+    _rule(admin, "auto-resolve", matchers=[matcher("team", "=", "api")], on_clear="resolve")
+    send_batch(factory, key, _alert("a", team="api"), _alert("b", team="other"))  # b: default
+    send_batch(
+        factory, key, _alert("a", "resolved", team="api"), _alert("b", "resolved", team="other")
+    )
     assert _incidents(runtime)[0].status == "triage"
 
 
 # -- bad input -----------------------------------------------------------------------------------
 BAD_RULES = [
     ("post", {"name": "x", "service": "nope"}, 422, "service"),
-    ("post", {"name": "x", "matchers": [_m("a", "=~", "(")]}, 422, "matchers.0.value"),
+    ("post", {"name": "x", "matchers": [matcher("a", "=~", "(")]}, 422, "matchers.0.value"),
     ("post", {"name": "taken"}, 409, "name"),
     ("post", {"name": "x", "action": "page"}, 422, "action"),
     ("post", {"name": "x", "action": "drop", "continue": True}, 422, "continue"),
@@ -588,8 +585,8 @@ def test_requests_committed_together_see_an_incident_resolved_by_an_earlier_one(
     admin = factory.user(Role.admin)
     factory.service("api")
     key = _key(admin, "prom", "api")
-    _rule(admin, "auto-resolve", matchers=[_m("team", "=", "api")], on_clear="resolve")
-    _send(factory, key, _alert("g1", team="api"))
+    _rule(admin, "auto-resolve", matchers=[matcher("team", "=", "api")], on_clear="resolve")
+    send_batch(factory, key, _alert("g1", team="api"))
     [first] = _incidents(runtime)
 
     def batch(*alerts: dict[str, Any]) -> AlertmanagerPayload:
