@@ -1085,8 +1085,10 @@ def _generic_severity(value: str | None) -> Severity:
     return _severity(value)
 
 
-def ingest_generic(session: Session, intake: Intake, signal: Signal) -> Alert:
-    alert = receive(session, intake, signal)
+def ingest_generic(session: Session, intake: Intake, signal: Signal) -> AlertRow:
+    """One generic webhook document; the alert as recorded (no ORM reload: the answer
+    needs only its fingerprint)."""
+    (alert,) = receive_all(session, intake, [signal])
     finish(session, intake)
     return alert
 
