@@ -30,7 +30,7 @@ from firetower.auth.deps import Admin, ReadSession, RuntimeDep
 from firetower.auth.routes import router as auth_router
 from firetower.catalog.routes import router as catalog_router
 from firetower.db import MAX_ID, Database
-from firetower.errors import PROBLEM, DomainError, NotFound, problem
+from firetower.errors import DomainError, NotFound
 from firetower.incidents import reactions as incident_reactions
 from firetower.incidents.routes import router as incidents_router
 from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry_dead
@@ -39,6 +39,7 @@ from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
 from firetower.migrate import migrations_current
 from firetower.monitors import reactions as monitor_reactions
 from firetower.monitors.routes import router as monitors_router
+from firetower.problems import PROBLEM, problem
 from firetower.runtime import Runtime
 from firetower.settings import Settings
 from firetower.signals import reactions as signal_reactions

@@ -14,20 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse
-
-PROBLEM = "application/problem+json"
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem details answer; ``field`` names the offending input when known.
-
-    Here, at the bottom, so that every layer answers refusals in the one shape (the app's
-    error handlers for raised errors, intake endpoints for refusals they return)."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
-
 
 class FiretowerError(Exception):
     """Base of every error firetower raises on purpose."""

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
-from firetower.errors import DomainError, Unauthenticated, problem
+from firetower.errors import DomainError, Unauthenticated
+from firetower.problems import problem
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
 from firetower.signals import service
