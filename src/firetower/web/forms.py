@@ -3,6 +3,8 @@ refusal into the domain's InvalidInput, so every page words a bad field the same
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -16,6 +18,15 @@ def first_error(exc: ValidationError) -> InvalidInput:
     field = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "form"
     message = str(error["msg"]).removeprefix("Value error, ")
     return InvalidInput(f"{field}: {message}", field=field)
+
+
+@contextmanager
+def as_invalid_input() -> Iterator[None]:
+    """Around building a schema from form values: its refusal becomes ``first_error``."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise first_error(exc) from None
 
 
 def parse_local_utc(value: str, field: str) -> datetime | None:

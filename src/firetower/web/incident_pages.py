@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from firetower.auth import service as auth_service
@@ -26,7 +25,7 @@ from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
 from firetower.incidents.models import Incident
 from firetower.incidents.schemas import IncidentCreate, IncidentUpdate, TaskCreate, TaskUpdate
 from firetower.runtime import Runtime
-from firetower.web.forms import first_error, parse_local_utc
+from firetower.web.forms import as_invalid_input, parse_local_utc
 from firetower.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -167,15 +166,13 @@ def declare(
     }
     runtime = _runtime(request)
     try:
-        try:
+        with as_invalid_input():
             data = IncidentCreate(
                 **{
                     **values,
                     "impact_started_at": parse_local_utc(impact_started_at, "impact_started_at"),
                 }
             )
-        except ValidationError as exc:
-            raise first_error(exc) from None
         with runtime.transaction() as session:
             ref = incidents.declare(session, actor, data, runtime.settings.severity_policy).ref
     except DomainError as exc:
@@ -329,10 +326,8 @@ def add_task(
     def change(session: Session, incident: Incident) -> None:
         if not title.strip():  # the service would store a blank title: refuse it here
             raise InvalidInput("title: a task needs a title", field="title")
-        try:
+        with as_invalid_input():
             data = TaskCreate(title=title, assignee=assignee.strip() or None)
-        except ValidationError as exc:
-            raise first_error(exc) from None
         incidents.add_task(session, actor, incident, data)
 
     return _act(request, actor, ref, change)
@@ -353,10 +348,8 @@ def update_task(
             fields["status"] = status
         if assignee is not None:
             fields["assignee"] = assignee.strip() or None
-        try:
+        with as_invalid_input():
             data = TaskUpdate(**fields)
-        except ValidationError as exc:
-            raise first_error(exc) from None
         incidents.update_task(session, actor, incident, task_id, data)
 
     return _act(request, actor, ref, change)

@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from firetower import clock
@@ -37,7 +36,7 @@ from firetower.signals.schemas import (
     MaintenanceWindowCreate,
     SilenceCreate,
 )
-from firetower.web.forms import first_error, parse_local_utc
+from firetower.web.forms import as_invalid_input, parse_local_utc
 from firetower.web.templating import FLASH_KEY, flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -214,12 +213,10 @@ def silence_alert(
             raise InvalidInput(
                 "duration_minutes: choose how long the silence lasts", field="duration_minutes"
             )
-        try:
+        with as_invalid_input():
             data = AlertSilenceCreate(
                 duration_minutes=int(duration_minutes.strip()), comment=comment
             )
-        except ValidationError as exc:
-            raise first_error(exc) from None
         silence = signals.silence_alert(session, actor, alert_id, data)
         return f"Alert {alert_id} silenced (silence {silence.id}) until {_when(silence.ends_at)}."
 
@@ -356,10 +353,8 @@ def create_silence(
         parsed = [queries.parse_matcher(line) for line in lines]
         start = parse_local_utc(starts_at, "starts_at")
         end = _window_end(start, ends_at, duration_minutes)
-        try:
+        with as_invalid_input():
             data = SilenceCreate(matchers=parsed, starts_at=start, ends_at=end, comment=comment)
-        except ValidationError as exc:
-            raise first_error(exc) from None
         return f"Silence {signals.create_silence(session, actor, data).id} created."
 
     return _act(
@@ -407,12 +402,10 @@ def create_maintenance_window(
             raise InvalidInput("service_name: choose a service", field="service_name")
         start = parse_local_utc(starts_at, "starts_at")
         end = _window_end(start, ends_at, duration_minutes)
-        try:
+        with as_invalid_input():
             data = MaintenanceWindowCreate(
                 service_name=service_name.strip(), starts_at=start, ends_at=end, comment=comment
             )
-        except ValidationError as exc:
-            raise first_error(exc) from None
         window_id = signals.create_maintenance_window(session, actor, data).id
         return f"Maintenance window {window_id} for {service_name.strip()} planned."
 
@@ -529,10 +522,8 @@ def create_integration(
     if given:
         fields["mapping"] = given
     try:
-        try:
+        with as_invalid_input():
             data = IntegrationCreate(**fields)
-        except ValidationError as exc:
-            raise first_error(exc) from None
         with _runtime(request).transaction() as session:
             integration, key = signals.create_integration(session, actor, data)
             shown = _shown_key(IntegrationRead.model_validate(integration), key, "created")
