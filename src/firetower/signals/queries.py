@@ -63,7 +63,7 @@ def format_matcher(matcher: Matcher | dict[str, str]) -> str:
 
 # -- alerts ------------------------------------------------------------------------------------
 @dataclass
-class AlertRow:
+class ListedAlert:
     """An alert as the console lists it, with what mutes it at this moment."""
 
     alert: AlertRead
@@ -125,7 +125,7 @@ def alert_rows(
     integration: str | None = None,
     group_key: str | None = None,
     limit: int = 200,
-) -> list[AlertRow]:
+) -> list[ListedAlert]:
     """Firing first, then acknowledged, then resolved; each by last seen, newest first."""
     query = select(Alert, Integration.name).join(
         Integration, Integration.id == Alert.integration_id
@@ -144,7 +144,7 @@ def alert_rows(
     for alert, name in session.execute(query):
         labels = alert.labels or {}
         rows.append(
-            AlertRow(
+            ListedAlert(
                 alert=alert_read(alert, name),
                 silenced_by=[s.id for s in silences if silence_matches(s, labels)],
                 in_maintenance=alert.service_name in maintenance,

@@ -106,7 +106,7 @@ def _alerts_context(
     group: str,
     error: DomainError | None = None,
 ) -> dict[str, Any]:
-    rows: list[queries.AlertRow] = []
+    rows: list[queries.ListedAlert] = []
     counts = queries.AlertCounts()
     with _runtime(request).read() as session:
         names = queries.integration_names(session)
