@@ -18,7 +18,7 @@ import structlog
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -35,13 +35,13 @@ from firetower.incidents import reactions as incident_reactions
 from firetower.incidents.routes import router as incidents_router
 from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry_dead
 from firetower.logs import configure_logging
-from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
+from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
 from firetower.migrate import migrations_current
 from firetower.monitors import reactions as monitor_reactions
 from firetower.monitors.routes import router as monitors_router
 from firetower.problems import PROBLEM, problem
 from firetower.runtime import Runtime
-from firetower.settings import Settings
+from firetower.settings import Settings, load_settings
 from firetower.signals import reactions as signal_reactions
 from firetower.signals.routes import intake_router
 from firetower.signals.routes import router as signals_router
@@ -411,7 +411,7 @@ def health_router() -> APIRouter:
         },
     )
     def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -477,6 +477,12 @@ def create_app(
         https_only=settings.cookies_secure,
     )
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``serve --processes N`` process, from the environment ``serve`` read
+    and checked (and migrated the database for) before it started the processes."""
+    return create_app(load_settings())
 
 
 def build_runtime(settings: Settings, database: Database) -> Runtime:

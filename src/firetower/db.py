@@ -5,11 +5,14 @@ built at import time: ``Database(settings)`` makes the engine.
 
 On SQLite a write transaction takes the write lock up front (``BEGIN IMMEDIATE``); read
 sessions (``Database.read_sessions``) begin deferred, so in WAL mode they never wait for a
-writer and never make a writer wait.
+writer and never make a writer wait. Writers queue for SQLite's one write lock on a
+``WriterLock`` first, so that they take turns in order instead of polling.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +121,65 @@ def make_engine(
     )
 
 
+def _lock_file(engine: Engine) -> str | None:
+    """Where a SQLite database's writers take turns: beside its file (none in memory)."""
+    path = engine.url.database
+    if not path or path == ":memory:" or engine.url.query.get("mode") == "memory":
+        return None
+    return f"{path}.writer"
+
+
+class WriterLock:
+    """The turn to write a SQLite database, for the threads of this process and for every
+    other process on the same file (``serve --processes``, a separate ``worker``).
+
+    SQLite lets one writer in at a time and makes the others poll with growing sleeps (its
+    busy timeout): under load some wait for seconds while others get in again and again.
+    Here the waiters block instead, on a re-entrant lock between threads and on an
+    exclusive ``flock`` of ``<database>.writer`` between processes, and each is woken the
+    moment the writer before it is done. The kernel drops the ``flock`` of a process that
+    dies, so a crashed writer never holds the turn.
+
+    Only the in-process wait has a timeout (``acquire``'s); a writer of another process
+    holds the turn for one transaction, which the group commit keeps short.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        """The lock file; None (an in-memory database): threads of this process only."""
+        self._threads = threading.RLock()
+        self._depth = 0  # re-entries of the holding thread
+        self._fd: int | None = None
+        self._fd_pid = 0
+
+    def _file(self) -> int:
+        # Opened per process: a forked child shares its parent's open file, and with it
+        # the parent's flock, so it opens its own.
+        if self._fd is None or self._fd_pid != os.getpid():
+            assert self.path is not None
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd_pid = os.getpid()
+        return self._fd
+
+    def acquire(self, timeout: float = -1) -> bool:
+        if not self._threads.acquire(timeout=timeout):
+            return False
+        if self._depth == 0 and self.path is not None:
+            try:
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self.path is not None:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        self._threads.release()
+
+
 class Database:
     """The engine and the session factory for one app or worker."""
 
@@ -137,9 +199,11 @@ class Database:
             pool_timeout_seconds=settings.database_pool_timeout_seconds,
         )
         info: dict[str, Any] = {SETTINGS_INFO: settings}
-        # SQLite has one writer: writers of this process queue on a lock, in order, instead
-        # of polling the file lock with sleeps (busy_timeout), which starves some of them.
-        writer_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        # SQLite has one writer: writers queue on a lock, in order, instead of polling the
+        # file lock with sleeps (busy_timeout), which starves some of them.
+        writer_lock = (
+            WriterLock(_lock_file(self.engine)) if self.engine.dialect.name == "sqlite" else None
+        )
         self.sessions = sessionmaker(
             self.engine, expire_on_commit=False, info={**info, WRITER_LOCK_INFO: writer_lock}
         )

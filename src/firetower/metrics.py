@@ -1,8 +1,20 @@
-"""Process-wide Prometheus instruments, served at /metrics."""
+"""Process-wide Prometheus instruments, served at /metrics.
+
+With ``serve --processes N`` every process counts into files of one directory
+(prometheus-client's multiprocess mode, set up by ``serve`` through
+``PROMETHEUS_MULTIPROC_DIR`` before the processes start) and /metrics adds them up, so a
+scrape sees the whole server whichever process answers it. Only counters and histograms
+are kept here: they add up across processes without choices to make.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -38,3 +50,12 @@ GROUP_COMMIT_RETRIED = Counter(
     "Groups whose shared transaction failed, so each operation ran again alone.",
     registry=REGISTRY,
 )
+
+
+def exposition() -> bytes:
+    """The text /metrics serves: this process's instruments, or every process's summed."""
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        every_process = CollectorRegistry()
+        MultiProcessCollector(every_process)
+        return generate_latest(every_process)
+    return generate_latest(REGISTRY)

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     secure_cookies: bool | None = None
     """None: secure when ``env`` is production; true or false as set otherwise."""
     embedded_worker: bool = True
+    web_processes: int = Field(default=1, ge=1, le=64)
+    """Processes that serve HTTP (``serve --processes``); each holds one CPU core's worth."""
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=20, ge=0)
     database_pool_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -128,14 +128,23 @@ def serve(
     ] = False,
     host: Annotated[str | None, typer.Option(help="Overrides FIRETOWER_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides FIRETOWER_PORT.")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Overrides FIRETOWER_WEB_PROCESSES (default 1)."),
+    ] = None,
 ) -> None:
-    """Migrate, then serve the API and console (with an embedded worker unless --no-worker)."""
+    """Migrate, then serve the API and console (with an embedded worker unless --no-worker).
+
+    With several processes they share one listening socket and the database; each runs
+    its own embedded worker (jobs are claimed, never run twice).
+    """
     import uvicorn
 
     from firetower.app import create_app
     from firetower.migrate import upgrade
 
     settings, database = _database()
+    processes = processes or settings.web_processes
     upgrade(database.engine)
     host = host or settings.host
     port = port or settings.port
@@ -147,10 +156,43 @@ def serve(
             f"first admin login (shown once): {first[0]} / {first[1]}\n"
             f"change it with: firetower admin set-password {first[0]}"
         )
+    if processes > 1:
+        database.engine.dispose()  # the processes open their own connections
+        _serve_processes(processes, host, port, embedded_worker=not no_worker)
+        return
     app = create_app(
         settings, database=database, start_worker=not no_worker and settings.embedded_worker
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+
+
+def _serve_processes(processes: int, host: str, port: int, *, embedded_worker: bool) -> None:
+    """uvicorn's supervisor starts the processes, each building the app from the settings
+    this process read (they inherit its environment) and restarting any that dies."""
+    import os
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from firetower.metrics import MULTIPROCESS_DIR_ENV
+
+    metrics_dir = tempfile.mkdtemp(prefix="firetower-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
+    if not embedded_worker:
+        os.environ["FIRETOWER_EMBEDDED_WORKER"] = "false"
+    try:
+        uvicorn.run(
+            "firetower.app:app_from_environment",
+            factory=True,
+            workers=processes,
+            host=host,
+            port=port,
+            log_level="warning",
+            proxy_headers=True,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @one_line_errors

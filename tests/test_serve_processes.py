@@ -1,0 +1,163 @@
+"""`firetower serve --processes 2`: two real server processes on one database and one port.
+
+Concurrent Alertmanager batches land in both processes; every alert is committed exactly
+once, the storm opens one incident per service, and /metrics counts every request whichever
+process answers the scrape. Stopping the server removes the shared metrics directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.cli_support import unused_port
+from tests.conftest import SECRET
+
+BIN = Path(sys.executable).parent
+PROCESSES = 2
+BATCHES = 40
+BATCH = 25
+
+
+def _firetower(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "firetower"), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    port = unused_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {
+        **os.environ,
+        "FIRETOWER_HOME": str(tmp_path / "home"),
+        "FIRETOWER_DATABASE_URL": database_url,
+        "FIRETOWER_SECRET_KEY": SECRET,
+        "FIRETOWER_PORT": str(port),
+        "FIRETOWER_LOG_LEVEL": "warning",
+        "TMPDIR": str(scratch),
+    }
+    _firetower(env, "migrate")
+    _firetower(env, "admin", "create-user", "ops@example.com", "--role", "admin")
+    token = _firetower(env, "admin", "create-token", "--user", "ops@example.com", "--name", "t")
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "firetower"), "serve", "--processes", str(PROCESSES)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"serve did not start: {(tmp_path / 'serve.log').read_text()}")
+            time.sleep(0.1)
+        yield url, token, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+        log.close()
+
+
+def _batch(service: str, n: int) -> dict[str, object]:
+    labels = {"alertname": "Down", "service": service, "severity": "critical"}
+    return {
+        "version": "4",
+        "status": "firing",
+        "groupLabels": labels,
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {**labels, "instance": f"i-{n}-{k}"},
+                "annotations": {"summary": "down"},
+                "startsAt": "2026-11-28T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": f"f-{n}-{k}",
+            }
+            for k in range(BATCH)
+        ],
+    }
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    exposition = httpx.get(f"{url}/metrics", timeout=10).text
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_two_processes_share_the_port_and_the_database(
+    server: tuple[str, str, subprocess.Popen[bytes]], database_url: str, tmp_path: Path
+) -> None:
+    url, token, process = server
+    assert len(_children(process.pid)) >= PROCESSES
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+        for name in ("checkout", "search"):
+            assert api.post("/api/v1/services", json={"name": name}).status_code == 201
+        made = api.post("/api/v1/integrations", json={"name": "am", "kind": "alertmanager"})
+        key = made.json()["key"]
+
+    def send(n: int) -> int:
+        # A new connection per batch: the kernel hands each to whichever process accepts.
+        body = _batch(("checkout", "search")[n % 2], n)
+        return httpx.post(f"{url}/ingest/alertmanager/{key}", json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(send, range(BATCHES)))
+    assert statuses == [200] * BATCHES
+
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        alerts = connection.execute(text("SELECT count(*) FROM alerts")).scalar_one()
+        incidents = connection.execute(text("SELECT count(*) FROM incidents")).scalar_one()
+    engine.dispose()
+    assert alerts == BATCHES * BATCH
+    assert incidents == 2
+    route = "/ingest/alertmanager/{key}"
+    for _ in range(5):  # any process may answer the scrape: each one sees every request
+        counted = _metric(url, "firetower_http_requests_total", route=route, status="200")
+        assert counted == BATCHES
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    assert not list((tmp_path / "tmp").glob("firetower-metrics-*"))
