@@ -602,7 +602,7 @@ def test_requests_committed_together_see_an_incident_resolved_by_an_earlier_one(
         for payload in batches:
             integration = signals.authenticate(session, key, "alertmanager")
             intake = signals.Intake(integration, runtime.settings.severity_policy)
-            signals.ingest_alertmanager(session, intake, payload)
+            signals.ingest_alertmanager(session, intake, signals.alertmanager_signals(payload))
 
     resolved, opened = _incidents(runtime)
     assert (resolved.id, resolved.status) == (first.id, "resolved")

@@ -198,3 +198,21 @@ def test_postgresql_plans_the_known_alert_lookup_afresh_each_time(runtime: Runti
             intake_rows.load(session, integration_id, ["a", "b"])
         prepared = session.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar()
     assert prepared == 0
+
+
+def test_an_encoder_prepared_ahead_encodes_each_object_as_it_was_given() -> None:
+    """Values encoded before the write lock are found again by identity, never confused
+    with another object that happens to be equal or to come later."""
+    from firetower.signals.service import Signal
+
+    starts = datetime(2026, 11, 28, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    signal = Signal("f1", "firing", labels={"team": "api"}, starts_at=starts)
+    encoder = intake_rows.Encoder("sqlite")
+    encoder.prepare([signal])
+    assert encoder.json(signal.labels) == '{"team":"api"}'
+    assert encoder.time(starts) == "2026-11-28 07:30:00.000000"
+    for _ in range(1000):  # fresh objects, some at addresses freed meanwhile
+        other = {"team": f"web-{_}"}
+        assert encoder.json(other) == f'{{"team":"web-{_}"}}'
+        del other
+    assert encoder.json({"team": "api"}) == '{"team":"api"}'

@@ -140,7 +140,7 @@ def serve(
     """
     import uvicorn
 
-    from firetower.app import create_app
+    from firetower.app import create_app, tune_garbage_collector
     from firetower.migrate import upgrade
 
     settings, database = _database()
@@ -163,6 +163,7 @@ def serve(
     app = create_app(
         settings, database=database, start_worker=not no_worker and settings.embedded_worker
     )
+    tune_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
 
 

@@ -126,38 +126,63 @@ _IDS = (
 """Built once: building a statement per request costs more than running it."""
 
 
-class _Encoder:
-    """Turns a row into the driver's parameters, the way the ORM's column types would."""
+class Encoder:
+    """Turns a row into the driver's parameters, the way the ORM's column types would.
+
+    Values are encoded once per object, remembered by identity (a batch's rows share a few
+    datetime objects, and hashing an aware datetime costs more than encoding it); the
+    encoder keeps each object alive, so an identity is never reused while it remembers.
+    ``prepare`` encodes signals' values ahead, before the write lock is taken; an object
+    must not change once encoded (intake replaces labels, never edits them).
+    """
 
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
-        self._times: dict[int, Any] = {}
+        self._encoded: dict[int, tuple[object, Any]] = {}
+
+    def prepare(self, signals: Iterable[Any]) -> None:
+        """Encode the labels, annotations and times of ``Signal`` values now."""
+        for signal in signals:
+            self.json(signal.labels)
+            self.json(signal.annotations)
+            if signal.starts_at is not None:
+                self.time(signal.starts_at)
+            if signal.ends_at is not None:
+                self.time(signal.ends_at)
+
+    def json(self, value: Any) -> str:
+        known = self._encoded.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        encoded = _to_json(value).decode()
+        self._encoded[id(value)] = (value, encoded)
+        return encoded
 
     def time(self, value: datetime) -> Any:
-        # By identity: a batch's rows share a few datetime objects, and hashing an aware
-        # datetime costs more than encoding it. The rows keep them alive meanwhile.
-        encoded = self._times.get(id(value))
-        if encoded is None:
-            if value.tzinfo is None:
-                raise ValueError("naive datetime refused: use an aware UTC datetime")
-            if not self.sqlite:
-                encoded = value.astimezone(UTC)
+        known = self._encoded.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: use an aware UTC datetime")
+        encoded: Any
+        if not self.sqlite:
+            encoded = value.astimezone(UTC)
+        else:
+            # SQLAlchemy's SQLite DATETIME text: UTC, no zone, always six fractional
+            # digits, so stored values compare as text in time order.
+            text = value.isoformat(" ", timespec="microseconds")
+            if text.endswith("+00:00"):  # already UTC, as senders' times mostly are
+                encoded = text[:-6]
             else:
-                # SQLAlchemy's SQLite DATETIME text: UTC, no zone, always six fractional
-                # digits, so stored values compare as text in time order.
-                text = value.isoformat(" ", timespec="microseconds")
-                if text.endswith("+00:00"):  # already UTC, as senders' times mostly are
-                    encoded = text[:-6]
-                else:
-                    utc = value.astimezone(UTC).replace(tzinfo=None)
-                    encoded = utc.isoformat(" ", timespec="microseconds")
-            self._times[id(value)] = encoded
+                utc = value.astimezone(UTC).replace(tzinfo=None)
+                encoded = utc.isoformat(" ", timespec="microseconds")
+        self._encoded[id(value)] = (value, encoded)
         return encoded
 
     def values(self, row: AlertRow) -> list[Any]:
         values = list(_read_columns(row))
         for index in _JSON_AT:
-            values[index] = _to_json(values[index]).decode()
+            values[index] = self.json(values[index])
         for index in _TIMES_AT:
             if values[index] is not None:
                 values[index] = self.time(values[index])
@@ -179,14 +204,14 @@ def _statements(dialect: str) -> tuple[str, str]:
 STATEMENTS = {dialect: _statements(dialect) for dialect in ("sqlite", "postgresql")}
 
 
-def write(session: Session, rows: Iterable[AlertRow]) -> None:
+def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = None) -> None:
     """Insert the new rows and update the changed stored ones: two statements at most.
 
     New rows get no id here (an ``executemany`` INSERT returns none); ``read_ids`` fetches
     them when the caller needs them.
     """
     dialect = session.get_bind().dialect.name
-    encoder = _Encoder(dialect)
+    encoder = encoder or Encoder(dialect)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     for row in rows:

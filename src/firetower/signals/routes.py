@@ -9,6 +9,7 @@ libraries work unchanged. User reports are not intake: people file them signed i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from firetower.errors import DomainError, Unauthenticated
 from firetower.problems import problem
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
-from firetower.signals import service
+from firetower.signals import intake_rows, service
 from firetower.signals.models import Integration
 from firetower.signals.schemas import (
     AlertGroupRead,
@@ -350,12 +351,21 @@ def _refused(result: Any) -> Any:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a batch's request works out before the group's transaction: its signals, and
+    their values encoded for the database."""
+
+    signals: list[service.Signal]
+    encoder: intake_rows.Encoder
+
+
 def _store_batch(
     policy: SeverityPolicy,
     key: str,
     body: bytes,
     kind: IntegrationKind,
-    parsed: AlertmanagerPayload | GrafanaPayload | None,
+    prepared: _Prepared | None,
     session: Session,
 ) -> Response | DomainError:
     """Alertmanager and Grafana, in the group's transaction: one batch of alerts."""
@@ -363,9 +373,7 @@ def _store_batch(
         integration = service.authenticate(session, key, kind)
     except Unauthenticated as exc:
         return exc
-    if parsed is not None:
-        payload, errors = parsed, list[dict[str, str]]()
-    else:
+    if prepared is None:
         try:
             data = service.parse_json(body)
         except ValueError as exc:
@@ -373,27 +381,37 @@ def _store_batch(
             return problem(400, "Bad request", str(exc), field="body")
         model = GrafanaPayload if kind == IntegrationKind.grafana else AlertmanagerPayload
         payload, errors = _parse(model, data)
-    if errors:
-        first = errors[0]
-        reason = f"{first['field']}: {first['message']}"
-        service.reject(session, integration, reason, body)
-        return problem(422, "Invalid input", reason, field=first["field"], errors=errors)
-    intake = service.Intake(integration, policy)
-    count = service.ingest_alertmanager(session, intake, payload)
+        if errors:
+            first = errors[0]
+            reason = f"{first['field']}: {first['message']}"
+            service.reject(session, integration, reason, body)
+            return problem(422, "Invalid input", reason, field=first["field"], errors=errors)
+        prepared = _prepare(session.get_bind().dialect.name, payload)
+    intake = service.Intake(integration, policy, encoder=prepared.encoder)
+    count = service.ingest_alertmanager(session, intake, prepared.signals)
     return JSONResponse(
         {"status": "success", "alerts": count, "opened": [i.ref for i in intake.opened]}
     )
+
+
+def _prepare(dialect: str, payload: AlertmanagerPayload | GrafanaPayload) -> _Prepared:
+    signals = service.alertmanager_signals(payload)
+    encoder = intake_rows.Encoder(dialect)
+    encoder.prepare(signals)
+    return _Prepared(signals, encoder)
 
 
 async def _batch(request: Request, key: str, kind: IntegrationKind) -> Response:
     runtime: Runtime = request.app.state.runtime
     body = await request.body()
     model = GrafanaPayload if kind == IntegrationKind.grafana else AlertmanagerPayload
-    # Parsed before the group's transaction: the write lock is not held while a large
-    # batch is read. Only a refused body is parsed again there, for the precise reason.
+    # Parsed, turned into signals and encoded before the group's transaction: the write
+    # lock is not held meanwhile (other processes may write). Only a refused body is parsed
+    # again there, for the precise reason.
     parsed = _parse_fast(model, body)
-    operation = partial(_store_batch, runtime.settings.severity_policy, key, body, kind, parsed)
-    weight = len(parsed.alerts) if parsed is not None else 1
+    prepared = None if parsed is None else _prepare(runtime.database.dialect, parsed)
+    operation = partial(_store_batch, runtime.settings.severity_policy, key, body, kind, prepared)
+    weight = len(prepared.signals) if prepared is not None else 1
     return _refused(await runtime.group.run(operation, weight=weight))
 
 

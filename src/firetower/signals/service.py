@@ -423,6 +423,9 @@ class Intake:
     """Inhibition sources found in this request, by rule and ``equal`` values."""
     notify: list[tuple[AlertRow, str]] = field(default_factory=list)
     """(alert, rule) notifications owed, queued once the alerts have ids."""
+    encoder: intake_rows.Encoder | None = None
+    """Encodes the rows for the database; one made before the transaction may already hold
+    the signals' values (``Encoder.prepare``), so that less work waits for the write lock."""
 
     now: datetime = field(default_factory=clock.now)
     """The time this request's alerts are recorded at (one value for a whole batch)."""
@@ -660,11 +663,11 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     received = [record(intake, signal) for signal in signals]
     rows = list({id(item.alert): item.alert for item in received}.values())
     if shared.rules(session).inhibits:
-        intake_rows.write(session, rows)
+        intake_rows.write(session, rows, intake.encoder)
         intake_rows.read_ids(session, intake.integration.id, rows)
     for item in received:
         settle(session, shared, intake, item)
-    intake_rows.write(session, rows)
+    intake_rows.write(session, rows, intake.encoder)
     if intake.notify:
         intake_rows.read_ids(session, intake.integration.id, [row for row, _ in intake.notify])
         for row, rule in intake.notify:
@@ -983,43 +986,48 @@ def _extras(item: AlertmanagerAlert) -> dict[str, str]:
     return {n: v for n in names if isinstance(v := getattr(item, n, ""), str) and v}
 
 
-def ingest_alertmanager(
-    session: Session, intake: Intake, payload: AlertmanagerPayload | GrafanaPayload
-) -> int:
-    """Record an Alertmanager v4 (or Grafana) batch; returns how many alerts it carried."""
-    default_service = intake.integration.service_name
-    alerts: Sequence[AlertmanagerAlert] = payload.alerts
+def alertmanager_signals(payload: AlertmanagerPayload | GrafanaPayload) -> list[Signal]:
+    """The signals of an Alertmanager v4 (or Grafana) batch, built before any transaction.
+
+    A signal names the service its ``service`` label gives, unchecked: ``ingest_alertmanager``
+    checks it against the catalog in the transaction.
+    """
     grafana = isinstance(payload, GrafanaPayload)
-    shared = Shared.of(session)
+    common_labels, common_annotations = payload.commonLabels, payload.commonAnnotations
     signals: list[Signal] = []
-    for item in alerts:
-        labels = {**payload.commonLabels, **item.labels}
-        annotations = {**payload.commonAnnotations, **item.annotations}
+    for item in payload.alerts:
+        labels = {**common_labels, **item.labels}
+        annotations = {**common_annotations, **item.annotations}
         if grafana:
             annotations = {**_extras(item), **annotations}
-        service = labels.get("service") or default_service
-        if (
-            service is not None
-            and service != default_service
-            and not shared.known_service(session, service)
-        ):
-            service = default_service  # not in the catalog
         signals.append(
             Signal(
                 fingerprint=item.fingerprint or _fingerprint_of(item.labels),
                 status=item.status,
                 title=annotations.get("summary") or labels.get("alertname", ""),
                 severity=_severity(labels.get("severity")),
-                service_name=service,
+                service_name=labels.get("service") or None,
                 labels=labels,
                 annotations=annotations,
                 starts_at=item.startsAt,
                 ends_at=item.endsAt,
             )
         )
+    return signals
+
+
+def ingest_alertmanager(session: Session, intake: Intake, signals: Sequence[Signal]) -> int:
+    """Record the signals of an Alertmanager or Grafana batch (``alertmanager_signals``); a
+    service the catalog lacks, or none, becomes the integration's own. Returns their count."""
+    default_service = intake.integration.service_name
+    shared = Shared.of(session)
+    for signal in signals:
+        named = signal.service_name
+        if named is None or (named != default_service and not shared.known_service(session, named)):
+            signal.service_name = default_service
     receive_all(session, intake, signals)
     finish(session, intake)
-    return len(payload.alerts)
+    return len(signals)
 
 
 # -- generic webhook ---------------------------------------------------------------------------
