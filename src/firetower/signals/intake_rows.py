@@ -20,13 +20,10 @@ from operator import attrgetter
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import bindparam, select
+from sqlalchemy import TextualSelect, text
 from sqlalchemy.orm import Session
 
 from firetower.signals.models import Alert
-
-READ_CHUNK = 500
-"""Fingerprints per ``IN (...)`` when a batch's known alerts are read (bind limits)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -90,39 +87,54 @@ if set(COLUMNS) | {"id"} != set(Alert.__table__.columns.keys()):  # a column add
 
 def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> list[AlertRow]:
     """The stored alerts of one integration with these fingerprints (a few queries)."""
-    # Locked on PostgreSQL (in id order, so two batches never lock crosswise): a row is
-    # written back whole, so a concurrent request must not change it between read and write.
-    # SQLite's writers are serialized by its write lock already.
-    known = _KNOWN if session.get_bind().dialect.name == "sqlite" else _KNOWN_LOCKED
+    dialect = session.get_bind().dialect.name
+    listed = {
+        "integration_id": integration_id,
+        "fingerprints": _fingerprints(dialect, fingerprints),
+    }
     found: list[AlertRow] = []
-    for start in range(0, len(fingerprints), READ_CHUNK):
-        chunk = fingerprints[start : start + READ_CHUNK]
-        rows = session.execute(
-            known, {"integration_id": integration_id, "fingerprints": list(chunk)}
-        )
-        for values in rows:
-            row = AlertRow(**dict(zip(COLUMNS, values[1:], strict=True)), id=values[0])
-            row.labels = row.labels or {}
-            row.annotations = row.annotations or {}
-            row.state_changes = row.state_changes or []
-            row.stored = True
-            found.append(row)
+    for values in session.execute(_KNOWN[dialect], listed):
+        row = AlertRow(**dict(zip(COLUMNS, values[1:], strict=True)), id=values[0])
+        row.labels = row.labels or {}
+        row.annotations = row.annotations or {}
+        row.state_changes = row.state_changes or []
+        row.stored = True
+        found.append(row)
     return found
 
 
 _TABLE = Alert.__table__
-_KNOWN = (
-    select(_TABLE.c.id, *(_TABLE.c[name] for name in COLUMNS))
-    .where(_TABLE.c.integration_id == bindparam("integration_id"))
-    .where(_TABLE.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
-    .order_by(_TABLE.c.id)
-)
-_KNOWN_LOCKED = _KNOWN.with_for_update()
-_IDS = (
-    select(_TABLE.c.fingerprint, _TABLE.c.id)
-    .where(_TABLE.c.integration_id == bindparam("integration_id"))
-    .where(_TABLE.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
-)
+
+
+def _fingerprints(dialect: str, fingerprints: Iterable[str]) -> Any:
+    """The fingerprints as ONE parameter: a JSON array that SQLite's ``json_each`` reads, a
+    PostgreSQL array. An ``IN (...)`` of one parameter each was rendered again for every
+    batch (and is bounded by the driver's parameter limits)."""
+    return json.dumps(list(fingerprints)) if dialect == "sqlite" else list(fingerprints)
+
+
+def _by_fingerprint(dialect: str, *names: str, lock: bool = False) -> TextualSelect:
+    listed = (
+        "fingerprint IN (SELECT value FROM json_each(:fingerprints))"
+        if dialect == "sqlite"
+        else "fingerprint = ANY(:fingerprints)"
+    )
+    sql = (
+        f"SELECT {', '.join(names)} FROM alerts "  # noqa: S608 - constant names
+        f"WHERE integration_id = :integration_id AND {listed} ORDER BY id"
+        + (" FOR UPDATE" if lock else "")
+    )
+    return text(sql).columns(*(_TABLE.c[name] for name in names))
+
+
+# Locked on PostgreSQL (in id order, so two batches never lock crosswise): a row is written
+# back whole, so a concurrent request must not change it between read and write. SQLite's
+# writers are serialized by its write lock already.
+_KNOWN = {
+    "sqlite": _by_fingerprint("sqlite", "id", *COLUMNS),
+    "postgresql": _by_fingerprint("postgresql", "id", *COLUMNS, lock=True),
+}
+_IDS = {dialect: _by_fingerprint(dialect, "fingerprint", "id") for dialect in _KNOWN}
 """Built once: building a statement per request costs more than running it."""
 
 
@@ -232,9 +244,7 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
 def read_ids(session: Session, integration_id: int, rows: Sequence[AlertRow]) -> None:
     """Fill in the ids of inserted rows that have none yet."""
     missing = {row.fingerprint: row for row in rows if row.id is None}
-    names = list(missing)
-    for start in range(0, len(names), READ_CHUNK):
-        chunk = names[start : start + READ_CHUNK]
-        found = session.execute(_IDS, {"integration_id": integration_id, "fingerprints": chunk})
-        for fingerprint, alert_id in found:
-            missing[fingerprint].id = alert_id
+    dialect = session.get_bind().dialect.name
+    listed = {"integration_id": integration_id, "fingerprints": _fingerprints(dialect, missing)}
+    for fingerprint, alert_id in session.execute(_IDS[dialect], listed):
+        missing[fingerprint].id = alert_id

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
 from firetower.errors import DomainError, Unauthenticated
+from firetower.incidents.models import Incident
 from firetower.problems import problem
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
@@ -114,7 +115,8 @@ def create_report(data: ReportCreate, runtime: RuntimeDep, actor: Viewer) -> Rep
         alert, intake = service.submit_report(
             session, actor, data, runtime.settings.severity_policy
         )
-        incident = intake.opened[0] if intake.opened else intake.touched.get(alert.incident_id or 0)
+        joined = session.get(Incident, alert.incident_id) if alert.incident_id else None
+        incident = intake.opened[0] if intake.opened else joined
         return ReportRead(
             id=alert.id,
             fingerprint=alert.fingerprint,

@@ -313,8 +313,10 @@ class Shared:
         """Catalog services by name, read (and on PostgreSQL locked) once."""
         self.exists: dict[str, bool] = {}
         """Service names looked up without a lock (``known_service``)."""
-        self.active: dict[int, Incident | None] = {}
-        """Each service's active incident (None: it has none), by service id."""
+        self.active: dict[int, int | None] = {}
+        """Each service's active incident id (None: it has none), by service id."""
+        self.ended: set[int] = set()
+        """Incidents an operation of this transaction resolved: no longer anyone's active one."""
         self.windows: set[tuple[int, datetime]] = set()
         """(incident id, minute) whose attach-note job this transaction already queued."""
 
@@ -349,17 +351,16 @@ class Shared:
             self.services[name] = _service(session, name, lock=True)
         return self.services[name]
 
-    def active_incident(self, session: Session, service: ServiceRef) -> Incident | None:
-        """The service's active incident, read once per transaction."""
-        incident = self.active.get(service.id)
-        if service.id not in self.active or (
-            incident is not None and incident.status not in ACTIVE
-        ):
+    def active_incident(self, session: Session, service: ServiceRef) -> int | None:
+        """The id of the service's active incident, read once per transaction (an id only:
+        loading the whole incident cost more than routing a hundred alerts to it)."""
+        incident_id = self.active.get(service.id)
+        if service.id not in self.active or incident_id in self.ended:
             # Unknown yet, or resolved by an earlier request of this transaction: the
             # service may have another active incident, else the next alert opens one.
-            incident = session.scalar(ACTIVE_INCIDENT, {"service_id": service.id})
-            self.active[service.id] = incident
-        return incident
+            incident_id = session.scalar(ACTIVE_INCIDENT, {"service_id": service.id})
+            self.active[service.id] = incident_id
+        return incident_id
 
     def rules(self, session: Session) -> Routing:
         if self.routing is None:
@@ -386,7 +387,7 @@ LIVE_INTEGRATION = (
     .where(Integration.revoked_at.is_(None))
 )
 ACTIVE_INCIDENT = (
-    select(Incident)
+    select(Incident.id)
     .join(incident_services, incident_services.c.incident_id == Incident.id)
     .where(incident_services.c.service_id == bindparam("service_id"))
     .where(Incident.status.in_([s.value for s in ACTIVE]))
@@ -406,7 +407,6 @@ class Intake:
     policy: SeverityPolicy
     opened: list[Incident] = field(default_factory=list)
     attached: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
-    touched: dict[int, Incident] = field(default_factory=dict)
     resolved_incidents: set[int] = field(default_factory=set)
     source: Source = Source.alert
     actor: Actor | None = None
@@ -501,7 +501,6 @@ def _route(
     if alert.incident_id is not None:
         current = session.get(Incident, alert.incident_id)
         if current is not None and current.status in ACTIVE:
-            intake.touched[current.id] = current
             intake.attached[current.id].append(f"{alert.title} (firing again)")
             alert.attached_at = now
             intake.joined[current.id].add(alert.fingerprint)
@@ -509,8 +508,8 @@ def _route(
     service = shared.service(session, alert.service_name)
     if service is None:
         return  # no service to route to: the alert is kept, no incident opened
-    incident = shared.active_incident(session, service)
-    if incident is None:
+    incident_id = shared.active_incident(session, service)
+    if incident_id is None:
         if decision.action == RoutingAction.attach:
             return  # attach never opens: the alert is kept unrouted
         incident = incidents.declare(
@@ -530,13 +529,12 @@ def _route(
             intake.policy,
         )
         intake.opened.append(incident)
-        shared.active[service.id] = incident
+        incident_id = shared.active[service.id] = incident.id
     else:
-        intake.touched[incident.id] = incident
-        intake.attached[incident.id].append(alert.title)
-    alert.incident_id = incident.id
+        intake.attached[incident_id].append(alert.title)
+    alert.incident_id = incident_id
     alert.attached_at = now
-    intake.joined[incident.id].add(alert.fingerprint)
+    intake.joined[incident_id].add(alert.fingerprint)
 
 
 @dataclass(slots=True)
@@ -745,7 +743,6 @@ def finish(session: Session, intake: Intake) -> None:
         if (incident_id, since) in queued:
             continue  # an earlier request of this transaction queued the minute's job
         queued.add((incident_id, since))
-        incident = intake.touched[incident_id]
         first_of_window = jobs.enqueue(
             session,
             ATTACHED_KIND,
@@ -764,6 +761,8 @@ def finish(session: Session, intake: Intake) -> None:
             f"; and {len(titles) - 10} more" if len(titles) > 10 else ""
         )
         noun = "alert" if len(titles) == 1 else "alerts"
+        incident = session.get(Incident, incident_id)
+        assert incident is not None  # an id this transaction just read or made
         incidents.add_note(
             session,
             actor,
@@ -799,6 +798,7 @@ def finish(session: Session, intake: Intake) -> None:
             if name
         )
         noun = "rule" if len(rules) == 1 else "rules"
+        Shared.of(session).ended.add(incident_id)
         incidents.transition(
             session,
             actor,
