@@ -1,13 +1,20 @@
-"""SQLite writers take turns across processes, not only across the threads of one."""
+"""SQLite writers take turns across processes, not only across the threads of one, and
+leave copying the write-ahead log to a checkpointer beside them."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from firetower.db import Database, WriterLock
+from sqlalchemy import text
+
+from firetower.db import WAL_RESTART_FRAMES, Database, WriterLock
+from firetower.events import unit_of_work
 from firetower.settings import Settings
 from tests.conftest import SECRET
 
@@ -99,3 +106,58 @@ def test_the_holding_thread_may_enter_again(tmp_path: Path) -> None:
 def test_an_in_memory_database_has_no_lock_file() -> None:
     database = Database(Settings(env="test", database_url="sqlite://", secret_key=SECRET))
     assert database.sessions.kw["info"]["firetower.writer_lock"].path is None
+
+
+def _write_megabytes(database: Database, transactions: int) -> None:
+    with unit_of_work(database.sessions, None) as session:
+        session.execute(text("CREATE TABLE IF NOT EXISTS filler (body BLOB)"))
+    for _ in range(transactions):
+        with unit_of_work(database.sessions, None) as session:
+            session.execute(
+                text("INSERT INTO filler (body) VALUES (:body)"),
+                [{"body": os.urandom(4096)} for _ in range(256)],
+            )
+
+
+def _log_pages(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return int(connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def test_commits_leave_the_log_to_the_checkpointer(tmp_path: Path) -> None:
+    """SQLite's own checkpoint would copy the log inside a commit every 1,000 pages; here
+    the log grows until a checkpointer pass copies it and starts it over."""
+    path = tmp_path / "busy.db"
+    database = Database(Settings(env="test", database_url=f"sqlite:///{path}", secret_key=SECRET))
+    assert database.checkpointer is not None
+    lock = database.sessions.kw["info"]["firetower.writer_lock"]
+    lock.first_write = None  # no thread: this test runs the passes itself
+    _write_megabytes(database, transactions=12)  # 12 MiB, about 3,100 pages
+    wal = Path(f"{path}-wal")
+    assert wal.stat().st_size > 3_000 * 4096, "a commit checkpointed the log"
+
+    _write_megabytes(database, transactions=6)  # past WAL_RESTART_FRAMES
+    pages, copied = database.checkpointer.checkpoint()
+    assert pages >= WAL_RESTART_FRAMES
+    assert copied == pages  # every committed page is in the database file now
+    _write_megabytes(database, transactions=1)
+    assert _log_pages(path) < 400, "the log did not start over"
+    with database.engine.connect() as connection:
+        rows = connection.execute(text("SELECT count(*) FROM filler")).scalar_one()
+    assert rows == 19 * 256
+    database.dispose()
+
+
+def test_a_writing_process_runs_one_checkpointer_until_disposed(tmp_path: Path) -> None:
+    database = Database(
+        Settings(env="test", database_url=f"sqlite:///{tmp_path / 'x.db'}", secret_key=SECRET)
+    )
+
+    def running() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "firetower-wal-checkpoint"]
+
+    before = len(running())
+    _write_megabytes(database, transactions=2)
+    assert len(running()) == before + 1
+    database.dispose()
+    assert len(running()) == before
