@@ -303,8 +303,10 @@ class Shared:
     later transaction of the same session starts afresh.
     """
 
-    def __init__(self, transaction: object) -> None:
+    def __init__(self, transaction: object, dialect: str) -> None:
         self.transaction = transaction
+        self.locks_services = dialect != "sqlite"
+        """PostgreSQL locks a routed service's row; SQLite's writers are serialized anyway."""
         self.integrations: dict[str, Integration | None] = {}
         """The live (unrevoked) integrations by key prefix; None: there is none."""
         self.mutes: Mutes | None = None
@@ -325,7 +327,8 @@ class Shared:
         transaction = session.get_transaction()
         shared = session.info.get(SHARED_INFO)
         if shared is None or shared.transaction is not transaction:
-            shared = session.info[SHARED_INFO] = cls(transaction)
+            dialect = session.get_bind().dialect.name
+            shared = session.info[SHARED_INFO] = cls(transaction, dialect)
         return shared
 
     def live_integration(self, session: Session, prefix: str) -> Integration | None:
@@ -337,8 +340,8 @@ class Shared:
     def known_service(self, session: Session, name: str) -> bool:
         """Whether the catalog has this service, asked without locking it: a batch names
         services its alerts may never route to (resolved ones, rules that reroute)."""
-        if name in self.services:
-            return self.services[name] is not None
+        if name in self.services or not self.locks_services:  # without locks: one lookup
+            return self.service(session, name) is not None
         if name not in self.exists:
             self.exists[name] = _service(session, name, lock=False) is not None
         return self.exists[name]
@@ -348,7 +351,7 @@ class Shared:
         if not name:
             return None
         if name not in self.services:
-            self.services[name] = _service(session, name, lock=True)
+            self.services[name] = _service(session, name, lock=self.locks_services)
         return self.services[name]
 
     def active_incident(self, session: Session, service: ServiceRef) -> int | None:
@@ -430,12 +433,14 @@ class Intake:
     now: datetime = field(default_factory=clock.now)
     """The time this request's alerts are recorded at (one value for a whole batch)."""
     integration_id: int = field(init=False)
+    integration_name: str = field(init=False)
     group_by: tuple[str, ...] = field(init=False)
     """The integration's ``group_by`` keys, sorted and unique."""
 
     def __post_init__(self) -> None:
         # Plain values read once: the ORM's attribute access costs per alert otherwise.
         self.integration_id = self.integration.id
+        self.integration_name = self.integration.name
         self.group_by = tuple(sorted(set(self.integration.group_by)))
 
     def acting(self) -> Actor:
@@ -468,9 +473,8 @@ def _service(session: Session, name: str | None, lock: bool) -> ServiceRef | Non
     if not name:
         return None
     # Locking serializes routing per service on PostgreSQL: two concurrent storms never both
-    # open an incident (SQLite's writers are serialized anyway).
-    locking = lock and session.get_bind().dialect.name != "sqlite"
-    found = session.execute(SERVICE_LOCKED if locking else SERVICE_NAMED, {"name": name}).first()
+    # open an incident.
+    found = session.execute(SERVICE_LOCKED if lock else SERVICE_NAMED, {"name": name}).first()
     return ServiceRef(*found) if found is not None else None
 
 
@@ -602,7 +606,7 @@ def settle(session: Session, shared: Shared, intake: Intake, received: Received)
     if signal.status != alert.status:
         return  # a later signal of the same request changed it again: that one settles it
     if signal.status == "firing":
-        name = intake.integration.name
+        name = intake.integration_name
         routing = shared.rules(session)
         decision = routing.decide(
             alert.labels, name, signal.service_name or alert.service_name, signal.severity
@@ -677,7 +681,7 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
 def _group_key(keys: tuple[str, ...], labels: dict[str, Any]) -> str:
     """The ``label=value`` pairs of the ``group_by`` keys the labels carry; ``keys`` come
     sorted and unique (``Intake.group_by``)."""
-    pairs = ",".join(f"{k}={labels[k]}" for k in keys if labels.get(k) not in (None, ""))
+    pairs = ",".join([f"{k}={v}" for k in keys if (v := labels.get(k)) is not None and v != ""])
     if len(pairs) <= GROUP_KEY_LENGTH:
         return pairs
     digest = hashlib.sha256(pairs.encode()).hexdigest()[:32]
