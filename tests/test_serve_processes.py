@@ -1,8 +1,9 @@
 """`firetower serve --processes 2`: two real server processes on one database and one port.
 
-Concurrent Alertmanager batches land in both processes; every alert is committed exactly
-once, the storm opens one incident per service, and /metrics counts every request whichever
-process answers the scrape. Stopping the server removes the shared metrics directory.
+Keep-alive connections opened together are spread over both processes; concurrent
+Alertmanager batches land in both, every alert is committed exactly once, the storm opens
+one incident per service, and /metrics counts every request whichever process answers the
+scrape. Stopping the server removes the shared metrics directory.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ BIN = Path(sys.executable).parent
 PROCESSES = 2
 BATCHES = 40
 BATCH = 25
+KEPT_OPEN = 16
 
 
 def _firetower(env: dict[str, str], *args: str) -> str:
@@ -38,17 +41,40 @@ def _firetower(env: dict[str, str], *args: str) -> str:
     return done.stdout.strip()
 
 
-def _children(pid: int) -> list[int]:
+def _servers(pid: int) -> list[int]:
+    """The server processes ``serve`` started (not multiprocessing's resource tracker)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 status = (entry / "status").read_text()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
+            if (
+                re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE)
+                and b"resource_tracker" not in command
+            ):
                 found.append(int(entry.name))
     return found
+
+
+def _connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """Established TCP connections to ``port`` that each process holds."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # 01: established
+                inodes.add(fields[9])
+    counts = {}
+    for pid in pids:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        counts[pid] = sum(
+            1 for link in links if link[8:-1] in inodes and link.startswith("socket:")
+        )
+    return counts
 
 
 @pytest.fixture
@@ -130,7 +156,24 @@ def test_two_processes_share_the_port_and_the_database(
     server: tuple[str, str, subprocess.Popen[bytes]], database_url: str, tmp_path: Path
 ) -> None:
     url, token, process = server
-    assert len(_children(process.pid)) >= PROCESSES
+    servers = _servers(process.pid)
+    assert len(servers) == PROCESSES
+    # Opened at once and kept open, as Alertmanager's are: every process gets some. (Opened
+    # in one burst, a shared listening socket hands them all to whichever process wakes.)
+    port = int(url.rsplit(":", 1)[1])
+    kept = [socket.create_connection(("127.0.0.1", port)) for _ in range(KEPT_OPEN)]
+    try:
+        for sock in kept:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: firetower\r\n\r\n")
+        for sock in kept:
+            sock.settimeout(30)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        held = _connections_by_process(servers, port)
+    finally:
+        for sock in kept:
+            sock.close()
+    assert sum(held.values()) == KEPT_OPEN
+    assert all(count > 0 for count in held.values()), held
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
         for name in ("checkout", "search"):
             assert api.post("/api/v1/services", json={"name": name}).status_code == 201
@@ -157,6 +200,14 @@ def test_two_processes_share_the_port_and_the_database(
     for _ in range(5):  # any process may answer the scrape: each one sees every request
         counted = _metric(url, "firetower_http_requests_total", route=route, status="200")
         assert counted == BATCHES
+
+    # A server process that dies is replaced; the others go on serving meanwhile.
+    os.kill(servers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while sorted(_servers(process.pid)) == sorted(servers) or len(_servers(process.pid)) < 2:
+        assert time.monotonic() < deadline, "the dead server process was not replaced"
+        time.sleep(0.1)
+    assert servers[0] not in _servers(process.pid)
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0

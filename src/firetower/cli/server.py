@@ -135,8 +135,8 @@ def serve(
 ) -> None:
     """Migrate, then serve the API and console (with an embedded worker unless --no-worker).
 
-    With several processes they share one listening socket and the database; each runs
-    its own embedded worker (jobs are claimed, never run twice).
+    With several processes each listens on the port itself and they share the database;
+    each runs its own embedded worker (jobs are claimed, never run twice).
     """
     import uvicorn
 
@@ -157,43 +157,16 @@ def serve(
             f"change it with: firetower admin set-password {first[0]}"
         )
     if processes > 1:
-        database.engine.dispose()  # the processes open their own connections
-        _serve_processes(processes, host, port, embedded_worker=not no_worker)
+        from firetower.cli.processes import supervise
+
+        database.dispose()  # the processes open their own connections
+        supervise(processes, host, port, embedded_worker=not no_worker)
         return
     app = create_app(
         settings, database=database, start_worker=not no_worker and settings.embedded_worker
     )
     tune_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
-
-
-def _serve_processes(processes: int, host: str, port: int, *, embedded_worker: bool) -> None:
-    """uvicorn's supervisor starts the processes, each building the app from the settings
-    this process read (they inherit its environment) and restarting any that dies."""
-    import os
-    import shutil
-    import tempfile
-
-    import uvicorn
-
-    from firetower.metrics import MULTIPROCESS_DIR_ENV
-
-    metrics_dir = tempfile.mkdtemp(prefix="firetower-metrics-")
-    os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
-    if not embedded_worker:
-        os.environ["FIRETOWER_EMBEDDED_WORKER"] = "false"
-    try:
-        uvicorn.run(
-            "firetower.app:app_from_environment",
-            factory=True,
-            workers=processes,
-            host=host,
-            port=port,
-            log_level="warning",
-            proxy_headers=True,
-        )
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @one_line_errors

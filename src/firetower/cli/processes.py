@@ -1,0 +1,117 @@
+"""`serve --processes N`: N server processes, each with its own listening socket on one port.
+
+uvicorn's own workers share one listening socket, and whichever process wakes first accepts
+the connections that arrive together: 16 keep-alive connections opened at once all landed
+on one of two processes (measured), which then did all the work. Alertmanager, Grafana and
+PagerDuty clients keep their connections open, so that imbalance lasts. Here every process
+binds the port itself with ``SO_REUSEPORT``, and the kernel spreads new connections over
+the processes by a hash of their addresses.
+
+This process only supervises: it starts the processes, starts another for one that fails,
+and on SIGTERM or SIGINT asks each to finish its requests and stop.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from firetower.cli.output import console, fail
+from firetower.metrics import MULTIPROCESS_DIR_ENV
+
+BACKLOG = 2048  # uvicorn's default
+STOP_SECONDS = 30.0
+"""How long a process may take to finish its requests once asked to stop."""
+CHECK_SECONDS = 0.5
+
+
+def _address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    family, _type, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[
+        0
+    ]
+    return family, address
+
+
+def _listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
+    family, address = _address(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
+
+
+def serve_one(host: str, port: int) -> None:
+    """One server process (the target of a spawned process)."""
+    import uvicorn
+
+    sock = _listening_socket(host, port, shared=True)
+    sock.listen(BACKLOG)
+    config = uvicorn.Config(
+        "firetower.app:app_from_environment",
+        factory=True,
+        log_level="warning",
+        proxy_headers=True,
+        backlog=BACKLOG,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def supervise(processes: int, host: str, port: int, *, embedded_worker: bool) -> None:
+    """Run ``processes`` server processes until SIGTERM or SIGINT."""
+    # A port taken by anything else is refused here, in one line, before any process binds
+    # it (SO_REUSEPORT would otherwise share it with another firetower of this user).
+    try:
+        _listening_socket(host, port, shared=False).close()
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    metrics_dir = tempfile.mkdtemp(prefix="firetower-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
+    if not embedded_worker:
+        os.environ["FIRETOWER_EMBEDDED_WORKER"] = "false"
+    context = multiprocessing.get_context("spawn")  # a clean interpreter, not a fork
+    stopping = threading.Event()
+
+    def start(number: int) -> BaseProcess:
+        process = context.Process(
+            target=serve_one, args=(host, port), name=f"firetower-serve-{number}"
+        )
+        process.start()
+        return process
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    children = [start(number) for number in range(processes)]
+    try:
+        while not stopping.wait(CHECK_SECONDS):
+            for number, child in enumerate(children):
+                # Exit code 0 is a clean stop someone asked for (Ctrl-C reaches every
+                # process of the terminal's group): only a failure is replaced.
+                if child.exitcode not in (None, 0) and not stopping.is_set():
+                    console.print(
+                        f"server process {child.pid} stopped (exit code {child.exitcode}); "
+                        "starting another"
+                    )
+                    children[number] = start(number)
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: uvicorn finishes the requests it has
+        for child in children:
+            child.join(STOP_SECONDS)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
