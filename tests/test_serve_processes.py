@@ -212,3 +212,26 @@ def test_two_processes_share_the_port_and_the_database(
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     assert not list((tmp_path / "tmp").glob("firetower-metrics-*"))
+
+
+def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(BIN / "firetower"), "serve", "--processes", "2", "--port", str(port)],
+            env={
+                **os.environ,
+                "FIRETOWER_HOME": str(tmp_path / "home"),
+                "FIRETOWER_SECRET_KEY": SECRET,
+                "FIRETOWER_LOG_LEVEL": "warning",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
