@@ -14,6 +14,7 @@ from bench import (
     intake_storm,
     jobs_queue,
 )
+from bench.intake_support import server_processes
 from firetower.logs import configure_logging
 
 
@@ -32,6 +33,9 @@ def main() -> None:
     backends = ["sqlite", "postgresql"] if postgres else ["sqlite"]
     for backend in backends:
         intake_alertmanager.run(backend, postgres, seconds=10)
+        with server_processes(2):  # the throughput targets, with both cores serving
+            intake_alertmanager.run(backend, postgres, seconds=10, connections=16, processes=2)
+            intake_events_wrk.run(backend, postgres, seconds=8, keys=1)
         intake_events.run(backend, postgres, seconds=10)
         intake_events_wrk.run(backend, postgres, seconds=8, keys=50)
         intake_latency.run(backend, postgres, seconds=20)

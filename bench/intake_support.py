@@ -124,13 +124,28 @@ def count_rows(target: Target, sql: str) -> int:
         engine.dispose()
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                status = (entry / "status").read_text()
+                if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
+                    found.append(int(entry.name))
+    return found
+
+
 def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak resident set) of a process, in KiB, from /proc/<pid>/status."""
-    found: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = int(value.split()[0])
+    """VmRSS and VmHWM (peak resident set) in KiB, from /proc/<pid>/status, summed over the
+    process and its children (``serve --processes``: a supervisor and its server processes;
+    the sum of peaks is an upper bound of the peak of the sum)."""
+    found = {"VmRSS": 0, "VmHWM": 0}
+    for process in (pid, *_children(pid)):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{process}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in found:
+                    found[key] += int(value.split()[0])
     return found
 
 
@@ -297,6 +312,12 @@ def arguments(description: str, *, processes: bool = True) -> argparse.ArgumentP
         help=f"admin URL of a PostgreSQL server (default: ${POSTGRES_ENV})",
     )
     parser.add_argument("--connections", type=int, default=8, help="per generator process")
+    parser.add_argument(
+        "--server-processes",
+        type=int,
+        default=1,
+        help="firetower serve --processes (FIRETOWER_WEB_PROCESSES) for the server",
+    )
     if processes:
         parser.add_argument("--processes", type=int, default=1, help="load generator processes")
     return parser
@@ -307,8 +328,24 @@ def run_each_backend(parser: argparse.ArgumentParser, run: Callable[..., None]) 
     --backend and --postgres goes to ``run`` under its own name."""
     options = vars(parser.parse_args())
     choice, postgres = options.pop("backend"), options.pop("postgres")
-    for backend in backends(choice, postgres):
-        run(backend, postgres, **options)
+    with server_processes(options.pop("server_processes")):
+        for backend in backends(choice, postgres):
+            run(backend, postgres, **options)
+
+
+@contextlib.contextmanager
+def server_processes(count: int) -> Iterator[None]:
+    """Servers started meanwhile run ``firetower serve --processes count``."""
+    before = os.environ.get("FIRETOWER_WEB_PROCESSES")
+    os.environ["FIRETOWER_WEB_PROCESSES"] = str(count)  # the server inherits it
+    print(f"server: firetower serve --processes {count}")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FIRETOWER_WEB_PROCESSES")
+        else:
+            os.environ["FIRETOWER_WEB_PROCESSES"] = before
 
 
 def backends(choice: str | None, postgres: str | None) -> list[str]:
