@@ -422,3 +422,54 @@ def test_an_operation_that_lost_a_race_on_postgresql_runs_once_more(
             run_async(lambda: group.run(insert_unless_taken))
         assert attempts == ["taken"]
         assert service_names(runtime) == ["taken"]
+
+
+def test_batched_items_that_follow_one_another_go_to_one_call(
+    runtime: Runtime, group: GroupCommit
+) -> None:
+    calls: list[list[str]] = []
+    journal = Journal([])
+
+    def add_services(session: Session, items: list[str]) -> list[str]:
+        calls.append(list(items))
+        session.add_all(Service(name=name, created_at=clock.now()) for name in items)
+        return [f"added {name}" for name in items]
+
+    async def main() -> list[str]:
+        held = await hold_writers(runtime)
+        first = [asyncio.create_task(group.run_batched(add_services, f"a{n}")) for n in range(3)]
+        await asyncio.sleep(0)
+        between = await queue(group, [journal.insert("plain")])
+        last = [asyncio.create_task(group.run_batched(add_services, f"b{n}")) for n in range(2)]
+        await asyncio.sleep(0)
+        await held.release()
+        return await asyncio.gather(*first, *between, *last)
+
+    answers = run_async(main)
+    assert answers == ["added a0", "added a1", "added a2", "plain", "added b0", "added b1"]
+    assert calls == [["a0", "a1", "a2"], ["b0", "b1"]]  # the plain operation ran in between
+    assert service_names(runtime) == sorted(["a0", "a1", "a2", "plain", "b0", "b1"])
+
+
+def test_a_failing_batch_runs_each_item_again_alone(runtime: Runtime, group: GroupCommit) -> None:
+    calls: list[list[str]] = []
+
+    def add_services(session: Session, items: list[str]) -> list[str]:
+        calls.append(list(items))
+        if "bad" in items and len(items) > 1:
+            raise Boom("together")
+        session.add_all(Service(name=name, created_at=clock.now()) for name in items)
+        return list(items)
+
+    async def main() -> list[str]:
+        held = await hold_writers(runtime)
+        tasks = [
+            asyncio.create_task(group.run_batched(add_services, name)) for name in ("x", "bad", "y")
+        ]
+        await asyncio.sleep(0)
+        await held.release()
+        return await asyncio.gather(*tasks)
+
+    assert run_async(main) == ["x", "bad", "y"]
+    assert calls == [["x", "bad", "y"], ["x"], ["bad"], ["y"]]
+    assert service_names(runtime) == ["bad", "x", "y"]

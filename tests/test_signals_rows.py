@@ -216,3 +216,18 @@ def test_an_encoder_prepared_ahead_encodes_each_object_as_it_was_given() -> None
         assert encoder.json(other) == f'{{"team":"web-{_}"}}'
         del other
     assert encoder.json({"team": "api"}) == '{"team":"api"}'
+
+
+def test_a_row_inserted_without_its_id_is_updated_by_a_later_write(runtime: Runtime) -> None:
+    """Found by batching Events v2: a trigger inserted, then a resolve of it in the same
+    request. The update finds its row by id, which the INSERT did not return."""
+    integration_id = _integration(runtime)
+    row = _row(integration_id, "disk")
+    with runtime.transaction() as session:
+        intake_rows.write(session, [row])
+        assert row.id is None
+        row.status, row.count, row.dirty = "resolved", 2, True
+        intake_rows.write(session, [row])
+    with runtime.read() as session:
+        stored = session.scalars(select(Alert)).one()
+    assert (stored.fingerprint, stored.status, stored.count) == ("disk", "resolved", 2)

@@ -42,6 +42,8 @@ class _Submitted:
     context: contextvars.Context  # the submitting request's (its request_id in the logs)
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    batch: Callable[[Session, list[Any]], list[Any]] | None = None
+    item: Any = None
 
     def run(self, session: Session) -> Any:
         return self.context.run(self.operation, session)
@@ -50,6 +52,28 @@ class _Submitted:
         # A closed loop (RuntimeError) means nobody is waiting for this answer any more.
         with suppress(RuntimeError):
             self.loop.call_soon_threadsafe(_resolve, self.future, result, error)
+
+
+def _run_group(session: Session, group: list[_Submitted]) -> list[Any]:
+    """Each operation's result, in order; a run of batched items goes to one call."""
+    results: list[Any] = []
+    start = 0
+    while start < len(group):
+        first = group[start]
+        if first.batch is None:
+            results.append(first.run(session))
+            start += 1
+            continue
+        end = start + 1
+        while end < len(group) and group[end].batch is first.batch:
+            end += 1
+        items = [submitted.item for submitted in group[start:end]]
+        answers = first.context.run(first.batch, session, items)
+        if len(answers) != len(items):
+            raise RuntimeError(f"{first.batch!r} answered {len(answers)} of {len(items)} items")
+        results.extend(answers)
+        start = end
+    return results
 
 
 RACE_SQLSTATES = frozenset({"40P01", "40001", "23505"})
@@ -114,9 +138,31 @@ class GroupCommit:
 
         ``weight`` is how many alerts the operation carries: it bounds a group's size.
         """
+        return await self._submit(operation, weight)
+
+    async def run_batched(self, batch: Callable[[Session, list[Any]], list[T]], item: Any) -> T:
+        """``batch(session, items)``'s result for ``item``, committed in a group.
+
+        Items submitted with the same ``batch`` function that follow one another in a group
+        go to ONE call, which returns a result per item in order: requests that each carry
+        a single event share its statements, not only the transaction. ``batch`` must
+        answer a refusal as a result, not raise it (a raise runs each item again alone, in
+        ``batch(session, [item])``). It runs in the first item's request context.
+        """
+        return await self._submit(lambda session: batch(session, [item])[0], 1, batch, item)
+
+    async def _submit(
+        self,
+        operation: Callable[[Session], Any],
+        weight: int,
+        batch: Callable[[Session, list[Any]], list[Any]] | None = None,
+        item: Any = None,
+    ) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        submitted = _Submitted(operation, weight, contextvars.copy_context(), loop, future)
+        submitted = _Submitted(
+            operation, weight, contextvars.copy_context(), loop, future, batch, item
+        )
         with self._wakeup:
             closed = self._closed
             if not closed:
@@ -126,8 +172,7 @@ class GroupCommit:
                 self._wakeup.notify()
         if closed:
             return await asyncio.to_thread(self._alone, operation)
-        result: T = await future
-        return result
+        return await future
 
     def close(self) -> None:
         """Run what is queued, then stop the writer threads. Idempotent."""
@@ -179,7 +224,7 @@ class GroupCommit:
             return
         try:
             with self._transaction() as session:
-                results = [submitted.run(session) for submitted in group]
+                results = _run_group(session, group)
         # Anything, even an operation's SystemExit, must still answer every caller.
         except BaseException as error:
             # Rolled back: which operation broke the group (maybe only together with an

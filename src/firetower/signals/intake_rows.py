@@ -220,10 +220,18 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
     """Insert the new rows and update the changed stored ones: two statements at most.
 
     New rows get no id here (an ``executemany`` INSERT returns none); ``read_ids`` fetches
-    them when the caller needs them.
+    them when the caller needs them, and this does before it updates a row inserted earlier
+    without one (an update finds its row by id).
     """
     dialect = session.get_bind().dialect.name
     encoder = encoder or Encoder(dialect)
+    rows = list(rows)
+    unknown: dict[int, list[AlertRow]] = {}
+    for row in rows:
+        if row.stored and row.dirty and row.id is None:
+            unknown.setdefault(row.integration_id, []).append(row)
+    for integration_id, unidentified in unknown.items():
+        read_ids(session, integration_id, unidentified)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     for row in rows:

@@ -490,41 +490,58 @@ def _routing_key(body: bytes) -> tuple[Any, str | JSONResponse]:
     return data, key
 
 
-def _store_pagerduty(
-    policy: SeverityPolicy,
-    body: bytes,
-    change: bool,
-    key: str,
-    event: PagerDutyEvent | PagerDutyChangeEvent | None,
-    data: Any,
-    session: Session,
-) -> Response:
-    """Events v2 in the group's transaction; ``event`` is None when it must be refused."""
-    integration = service.find_by_key(session, key)
-    if integration is None or integration.kind != IntegrationKind.pagerduty:
-        return _pagerduty_refusal(401, "Invalid routing key")
-    messages: list[str] = []
-    if event is None:
-        model = PagerDutyChangeEvent if change else PagerDutyEvent
-        event, errors = _parse(model, data)
-        messages = [f"{e['field']}: {e['message']}" for e in errors]
-    if isinstance(event, PagerDutyEvent):
-        messages = service.pagerduty_errors(event)
-    if messages:
-        service.reject(session, integration, "; ".join(messages), body)
-        return _pagerduty_refusal(400, *messages)
-    if isinstance(event, PagerDutyChangeEvent):
-        service.store_change(session, integration, event)
-        return JSONResponse(
-            {"status": "success", "message": "Change event processed"}, status_code=202
-        )
-    assert isinstance(event, PagerDutyEvent)
-    intake = service.Intake(integration, policy)
-    dedup_key = service.ingest_pagerduty(session, intake, event)
-    return JSONResponse(
-        {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
-        status_code=202,
-    )
+@dataclass(frozen=True, slots=True)
+class _PagerDutyItem:
+    """One Events v2 request, as its operation in the group's transaction needs it."""
+
+    policy: SeverityPolicy
+    body: bytes
+    change: bool
+    key: str
+    event: PagerDutyEvent | PagerDutyChangeEvent | None
+    """Parsed before the transaction; None when it must be refused (``data`` says why)."""
+    data: Any
+
+
+def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Response]:
+    """Events v2 requests of one group, in its transaction: each is checked and answered on
+    its own, and the alert events of each integration are recorded together."""
+    answers: list[Response | None] = [None] * len(items)
+    accepted: dict[int, tuple[Integration, SeverityPolicy, list[tuple[int, PagerDutyEvent]]]] = {}
+    for index, item in enumerate(items):
+        integration = service.find_by_key(session, item.key)
+        if integration is None or integration.kind != IntegrationKind.pagerduty:
+            answers[index] = _pagerduty_refusal(401, "Invalid routing key")
+            continue
+        event, messages = item.event, list[str]()
+        if event is None:
+            model = PagerDutyChangeEvent if item.change else PagerDutyEvent
+            event, errors = _parse(model, item.data)
+            messages = [f"{e['field']}: {e['message']}" for e in errors]
+        if isinstance(event, PagerDutyEvent):
+            messages = service.pagerduty_errors(event)
+        if messages:
+            service.reject(session, integration, "; ".join(messages), item.body)
+            answers[index] = _pagerduty_refusal(400, *messages)
+        elif isinstance(event, PagerDutyChangeEvent):
+            service.store_change(session, integration, event)
+            answers[index] = JSONResponse(
+                {"status": "success", "message": "Change event processed"}, status_code=202
+            )
+        else:
+            assert isinstance(event, PagerDutyEvent)
+            found = accepted.setdefault(integration.id, (integration, item.policy, []))
+            found[2].append((index, event))
+    for integration, policy, events in accepted.values():
+        intake = service.Intake(integration, policy)
+        dedup_keys = service.ingest_pagerduty_events(session, intake, [e for _, e in events])
+        for (index, _), dedup_key in zip(events, dedup_keys, strict=True):
+            answers[index] = JSONResponse(
+                {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
+                status_code=202,
+            )
+    assert all(answer is not None for answer in answers)
+    return [answer for answer in answers if answer is not None]
 
 
 async def _pagerduty(request: Request, change: bool) -> Response:
@@ -540,10 +557,9 @@ async def _pagerduty(request: Request, change: bool) -> Response:
         if isinstance(checked, JSONResponse):
             return checked
         key = checked
-    operation = partial(
-        _store_pagerduty, runtime.settings.severity_policy, body, change, key, event, data
-    )
-    return await runtime.group.run(operation)
+    policy = runtime.settings.severity_policy
+    item = _PagerDutyItem(policy, body, change, key, event, data)
+    return await runtime.group.run_batched(_store_pagerduty, item)
 
 
 @intake_router.post("/v2/enqueue")

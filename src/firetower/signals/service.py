@@ -1193,51 +1193,67 @@ def submit_report(
 
 def ingest_pagerduty(session: Session, intake: Intake, event: PagerDutyEvent) -> str:
     """Record an Events v2 alert event; returns its dedup key (made up on a trigger without)."""
-    if event.event_action == "trigger":
-        assert event.payload is not None  # checked by pagerduty_errors
-        dedup_key = event.dedup_key or uuid.uuid4().hex
-        details = event.payload.custom_details
-        receive_all(
-            session,
-            intake,
-            [
-                Signal(
-                    fingerprint=dedup_key,
-                    status="firing",
-                    title=event.payload.summary,
-                    severity=SEVERITIES[event.payload.severity.value],
-                    service_name=intake.integration.service_name,
-                    labels={
-                        k: v
-                        for k, v in {
-                            "source": event.payload.source,
-                            "severity": event.payload.severity.value,
-                            "component": event.payload.component,
-                            "group": event.payload.group,
-                            "class": event.payload.class_,
-                        }.items()
-                        if v is not None
-                    },
-                    annotations={
-                        "custom_details": details
-                        if isinstance(details, dict)
-                        else {"details": details},
-                        "links": event.links,
-                        "images": event.images,
-                        "client": event.client,
-                        "client_url": event.client_url,
-                    },
-                    starts_at=event.payload.timestamp,
-                )
-            ],
-        )
-    else:
+    return ingest_pagerduty_events(session, intake, [event])[0]
+
+
+def ingest_pagerduty_events(
+    session: Session, intake: Intake, events: Sequence[PagerDutyEvent]
+) -> list[str]:
+    """Record Events v2 alert events of one integration, in order; their dedup keys.
+
+    Triggers in a row are recorded as one batch (a few statements for all of them, as an
+    Alertmanager batch is); an acknowledge or resolve records the triggers before it first.
+    """
+    dedup_keys: list[str] = []
+    triggers: list[Signal] = []
+    for event in events:
+        if event.event_action == "trigger":
+            assert event.payload is not None  # checked by pagerduty_errors
+            dedup_keys.append(event.dedup_key or uuid.uuid4().hex)
+            triggers.append(_trigger_signal(intake, event, dedup_keys[-1]))
+            continue
+        if triggers:
+            receive_all(session, intake, triggers)
+            triggers = []
         assert event.dedup_key is not None
-        dedup_key = event.dedup_key
+        dedup_keys.append(event.dedup_key)
         status = "acknowledged" if event.event_action == "acknowledge" else "resolved"
-        update_status(session, intake, dedup_key, status)
+        update_status(session, intake, event.dedup_key, status)
+    if triggers:
+        receive_all(session, intake, triggers)
     finish(session, intake)
-    return dedup_key
+    return dedup_keys
+
+
+def _trigger_signal(intake: Intake, event: PagerDutyEvent, dedup_key: str) -> Signal:
+    assert event.payload is not None
+    details = event.payload.custom_details
+    return Signal(
+        fingerprint=dedup_key,
+        status="firing",
+        title=event.payload.summary,
+        severity=SEVERITIES[event.payload.severity.value],
+        service_name=intake.integration.service_name,
+        labels={
+            k: v
+            for k, v in {
+                "source": event.payload.source,
+                "severity": event.payload.severity.value,
+                "component": event.payload.component,
+                "group": event.payload.group,
+                "class": event.payload.class_,
+            }.items()
+            if v is not None
+        },
+        annotations={
+            "custom_details": details if isinstance(details, dict) else {"details": details},
+            "links": event.links,
+            "images": event.images,
+            "client": event.client,
+            "client_url": event.client_url,
+        },
+        starts_at=event.payload.timestamp,
+    )
 
 
 def pagerduty_errors(event: PagerDutyEvent) -> list[str]:

@@ -1,0 +1,105 @@
+"""Events v2 requests that wait for the writer together are recorded together, and each is
+still answered as if it had been alone: accepted, refused or a change event."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from firetower.auth.schemas import Role
+from firetower.runtime import Runtime
+from firetower.signals import service as signals
+from firetower.signals.models import Alert, ChangeEvent, RejectedPayload
+from firetower.signals.schemas import PagerDutyEvent
+from tests.factories import Factory
+from tests.test_group_commit import hold_writers, run_async
+
+
+def _key(factory: Factory, name: str) -> str:
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/integrations", json={"name": name, "kind": "pagerduty"})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
+
+
+def _trigger(key: str, dedup_key: str | None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "routing_key": key,
+        "event_action": "trigger",
+        "payload": {"summary": f"{dedup_key} is down", "source": "db", "severity": "error"},
+    }
+    if dedup_key:
+        event["dedup_key"] = dedup_key
+    return event
+
+
+def test_events_queued_together_are_each_answered_as_alone(
+    factory: Factory, app: FastAPI, runtime: Runtime
+) -> None:
+    first, second = _key(factory, "pd-one"), _key(factory, "pd-two")
+    bodies: list[tuple[str, dict[str, Any]]] = [
+        ("/v2/enqueue", _trigger(first, "disk")),
+        ("/v2/enqueue", {"routing_key": first, "event_action": "trigger"}),  # no payload
+        ("/v2/enqueue", _trigger(second, "cpu")),
+        ("/v2/enqueue", _trigger(first, None)),  # the dedup key is made up
+        ("/v2/enqueue", _trigger("x" * 32, "nobody")),  # a routing key nobody has
+        (
+            "/v2/change/enqueue",
+            {"routing_key": first, "payload": {"summary": "deploy 42", "source": "ci"}},
+        ),
+    ]
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://firetower") as client:
+            held = await hold_writers(runtime)
+            tasks = [asyncio.create_task(client.post(path, json=body)) for path, body in bodies]
+            await asyncio.sleep(0.5)  # every request waits for the writer by now
+            await held.release()
+            return await asyncio.gather(*tasks)
+
+    disk, refused, cpu, made_up, unknown, change = run_async(main)
+    assert (disk.status_code, disk.json()["dedup_key"]) == (202, "disk")
+    assert refused.status_code == 400
+    assert refused.json()["status"] == "invalid event"
+    assert (cpu.status_code, cpu.json()["dedup_key"]) == (202, "cpu")
+    assert made_up.status_code == 202 and len(made_up.json()["dedup_key"]) == 32
+    assert unknown.status_code == 401
+    assert change.status_code == 202 and change.json()["message"] == "Change event processed"
+
+    with runtime.read() as session:
+        alerts = {a.fingerprint: a.status for a in session.scalars(select(Alert))}
+        changes = session.scalar(select(func.count()).select_from(ChangeEvent))
+        dead = session.scalar(select(func.count()).select_from(RejectedPayload))
+    assert alerts == {"disk": "firing", "cpu": "firing", made_up.json()["dedup_key"]: "firing"}
+    assert (changes, dead) == (1, 1)
+
+
+def test_events_of_one_integration_are_recorded_in_their_order(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Triggers in a row share one batch; a resolve in between sees the triggers before it."""
+    key = _key(factory, "pd-order")
+    events = [
+        PagerDutyEvent.model_validate(body)
+        for body in (
+            _trigger(key, "disk"),
+            _trigger(key, "cpu"),
+            {"routing_key": key, "event_action": "resolve", "dedup_key": "disk"},
+            _trigger(key, "disk"),  # fires again
+            {"routing_key": key, "event_action": "acknowledge", "dedup_key": "cpu"},
+        )
+    ]
+    with runtime.transaction() as session:
+        intake = signals.Intake(
+            signals.authenticate(session, key, "pagerduty"), runtime.settings.severity_policy
+        )
+        keys = signals.ingest_pagerduty_events(session, intake, events)
+    assert keys == ["disk", "cpu", "disk", "disk", "cpu"]
+    with runtime.read() as session:
+        alerts = {a.fingerprint: (a.status, a.count) for a in session.scalars(select(Alert))}
+    assert alerts == {"disk": ("firing", 3), "cpu": ("acknowledged", 2)}
