@@ -35,7 +35,8 @@ def main() -> None:
         intake_alertmanager.run(backend, postgres, seconds=10)
         with server_processes(2):  # the throughput targets, with both cores serving
             intake_alertmanager.run(backend, postgres, seconds=10, connections=16, processes=2)
-            intake_events_wrk.run(backend, postgres, seconds=8, keys=1)
+            intake_events_wrk.run(backend, postgres, seconds=8, keys=1, connections=64)
+            intake_events_wrk.run(backend, postgres, seconds=8, keys=50, connections=64)
         intake_events.run(backend, postgres, seconds=10)
         intake_events_wrk.run(backend, postgres, seconds=8, keys=50)
         intake_latency.run(backend, postgres, seconds=20)
