@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -30,14 +31,21 @@ def _hold_then_release(path: str, held: object, released_at: object) -> None:
     lock.release()
 
 
-def test_a_writer_in_another_process_makes_this_one_wait(tmp_path: Path) -> None:
-    path = str(tmp_path / "db.sqlite.writer")
+def _holder(path: str) -> tuple[Any, Any]:
+    """Another process, holding the lock at ``path`` once this returns; and where it will
+    note when it let go."""
     context = multiprocessing.get_context("spawn")
     held, released_at = context.Event(), context.Value("d", 0.0)
     other = context.Process(target=_hold_then_release, args=(path, held, released_at))
     other.start()
+    assert held.wait(30), "the other process never took the lock"
+    return other, released_at
+
+
+def test_a_writer_in_another_process_makes_this_one_wait(tmp_path: Path) -> None:
+    path = str(tmp_path / "db.sqlite.writer")
+    other, released_at = _holder(path)
     try:
-        assert held.wait(30), "the other process never took the lock"
         lock = WriterLock(path)
         assert lock.acquire(timeout=30)
         acquired_at = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process
@@ -50,11 +58,7 @@ def test_a_writer_in_another_process_makes_this_one_wait(tmp_path: Path) -> None
 
 def test_a_process_that_dies_holding_the_lock_frees_it(tmp_path: Path) -> None:
     path = str(tmp_path / "db.sqlite.writer")
-    context = multiprocessing.get_context("spawn")
-    held, released_at = context.Event(), context.Value("d", 0.0)
-    other = context.Process(target=_hold_then_release, args=(path, held, released_at))
-    other.start()
-    assert held.wait(30)
+    other, released_at = _holder(path)
     other.kill()
     other.join(30)
     lock = WriterLock(path)
