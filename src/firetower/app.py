@@ -512,8 +512,12 @@ def intake_shortcut(fastapi_app: FastAPI) -> Callable[[ASGIApp], ASGIApp]:
                     if (matched := route.path_regex.match(scope["path"])) is not None:
                         scope["route"] = route  # the metrics' route template
                         request = Request(scope, receive)
+                        path_params = {
+                            name: route.param_convertors[name].convert(value)
+                            for name, value in matched.groupdict().items()
+                        }
                         try:
-                            response = await route.endpoint(request=request, **matched.groupdict())
+                            response = await route.endpoint(request=request, **path_params)
                         except Exception as exc:
                             if (handler := handler_for(exc)) is None:
                                 raise
