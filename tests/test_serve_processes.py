@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -235,3 +236,23 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_a_server_process_that_keeps_failing_is_started_ever_more_slowly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failing at once, it is started again after 1 s, then 2 s, then 4 s: in 6 s that is at
+    most three starts, where starting it again at every check made six."""
+    from firetower.cli.processes import supervise
+    from tests.crashing_server import crash
+
+    starts = tmp_path / "starts"
+    monkeypatch.setenv("FIRETOWER_TEST_CRASH_LOG", str(starts))
+    stop = threading.Timer(6.0, signal.raise_signal, (signal.SIGTERM,))
+    stop.start()
+    try:
+        supervise(1, "127.0.0.1", unused_port(), embedded_worker=True, target=crash)
+    finally:
+        stop.cancel()
+    assert 2 <= len(starts.read_text().splitlines()) <= 3
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # the environment is put back

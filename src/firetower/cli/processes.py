@@ -20,6 +20,9 @@ import signal
 import socket
 import tempfile
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -30,6 +33,9 @@ BACKLOG = 2048  # uvicorn's default
 STOP_SECONDS = 30.0
 """How long a process may take to finish its requests once asked to stop."""
 CHECK_SECONDS = 0.5
+STABLE_SECONDS = 10.0
+"""A process that fails later than this after its start is started again at once."""
+MAX_RESTART_DELAY_SECONDS = 30.0
 
 
 def _address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
@@ -65,14 +71,39 @@ def serve_one(host: str, port: int) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def supervise(processes: int, host: str, port: int, *, embedded_worker: bool) -> None:
-    """Run ``processes`` server processes until SIGTERM or SIGINT."""
+@dataclass
+class _Slot:
+    """One server process of the N, and how its recent failures delay the next start."""
+
+    process: BaseProcess
+    started_at: float
+    quick_failures: int = 0
+    """Failures in a row, each within STABLE_SECONDS of its start."""
+    restart_at: float | None = None
+    """When a failed process is started again (None: it has not failed)."""
+
+
+def supervise(
+    processes: int,
+    host: str,
+    port: int,
+    *,
+    embedded_worker: bool,
+    target: Callable[[str, int], None] = serve_one,
+) -> None:
+    """Run ``processes`` server processes (``target``) until SIGTERM or SIGINT.
+
+    A process that fails is started again; one that keeps failing soon after it starts (a
+    database that refuses it, a broken install) waits 1, 2, 4 ... up to 30 seconds first,
+    instead of a new interpreter every half second taking a core.
+    """
     # A port taken by anything else is refused here, in one line, before any process binds
     # it (SO_REUSEPORT would otherwise share it with another firetower of this user).
     try:
         _listening_socket(host, port, shared=False).close()
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    environment = dict(os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="firetower-metrics-")
     os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
     if not embedded_worker:
@@ -80,30 +111,42 @@ def supervise(processes: int, host: str, port: int, *, embedded_worker: bool) ->
     context = multiprocessing.get_context("spawn")  # a clean interpreter, not a fork
     stopping = threading.Event()
 
-    def start(number: int) -> BaseProcess:
+    def start(number: int, quick_failures: int = 0) -> _Slot:
         process = context.Process(
-            target=serve_one, args=(host, port), name=f"firetower-serve-{number}"
+            target=target, args=(host, port), name=f"firetower-serve-{number}"
         )
         process.start()
-        return process
+        return _Slot(process, time.monotonic(), quick_failures)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    children = [start(number) for number in range(processes)]
+    slots = [start(number) for number in range(processes)]
     try:
         while not stopping.wait(CHECK_SECONDS):
-            for number, child in enumerate(children):
+            now = time.monotonic()
+            for number, slot in enumerate(slots):
+                if slot.restart_at is not None:
+                    if now >= slot.restart_at and not stopping.is_set():
+                        slots[number] = start(number, slot.quick_failures)
+                    continue
                 # Exit code 0 is a clean stop someone asked for (Ctrl-C reaches every
                 # process of the terminal's group): only a failure is replaced.
-                if child.exitcode not in (None, 0) and not stopping.is_set():
-                    console.print(
-                        f"server process {child.pid} stopped (exit code {child.exitcode}); "
-                        "starting another"
-                    )
-                    children[number] = start(number)
+                if slot.process.exitcode in (None, 0):
+                    continue
+                quick = now - slot.started_at < STABLE_SECONDS
+                slot.quick_failures = slot.quick_failures + 1 if quick else 0
+                delay = min(MAX_RESTART_DELAY_SECONDS, 2.0 ** (slot.quick_failures - 1))
+                delay = delay if slot.quick_failures else 0.0
+                slot.restart_at = now + delay
+                console.print(
+                    f"server process {slot.process.pid} stopped (exit code "
+                    f"{slot.process.exitcode}); starting another"
+                    + (f" in {delay:g} s" if delay else "")
+                )
     finally:
+        children = [slot.process for slot in slots]
         for child in children:
             if child.is_alive():
                 child.terminate()  # SIGTERM: uvicorn finishes the requests it has
@@ -115,3 +158,5 @@ def supervise(processes: int, host: str, port: int, *, embedded_worker: bool) ->
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.environ.clear()
+        os.environ.update(environment)
