@@ -256,3 +256,17 @@ def test_a_server_process_that_keeps_failing_is_started_ever_more_slowly(
         stop.cancel()
     assert 2 <= len(starts.read_text().splitlines()) <= 3
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # the environment is put back
+
+
+def test_the_supervisor_stops_once_every_server_process_has_stopped_cleanly() -> None:
+    from firetower.cli.processes import supervise
+    from tests.crashing_server import leave
+
+    stop = threading.Timer(30.0, signal.raise_signal, (signal.SIGTERM,))  # a safety net
+    stop.start()
+    started = time.monotonic()
+    try:
+        supervise(2, "127.0.0.1", unused_port(), embedded_worker=True, target=leave)
+    finally:
+        stop.cancel()
+    assert time.monotonic() - started < 30, "it went on supervising nothing"

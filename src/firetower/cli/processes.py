@@ -91,7 +91,8 @@ def supervise(
     embedded_worker: bool,
     target: Callable[[str, int], None] = serve_one,
 ) -> None:
-    """Run ``processes`` server processes (``target``) until SIGTERM or SIGINT.
+    """Run ``processes`` server processes (``target``) until SIGTERM or SIGINT, or until
+    every one of them has stopped cleanly.
 
     A process that fails is started again; one that keeps failing soon after it starts (a
     database that refuses it, a broken install) waits 1, 2, 4 ... up to 30 seconds first,
@@ -125,6 +126,9 @@ def supervise(
     slots = [start(number) for number in range(processes)]
     try:
         while not stopping.wait(CHECK_SECONDS):
+            if all(slot.process.exitcode == 0 for slot in slots):
+                console.print("every server process has stopped; stopping")
+                break  # stopped one by one (SIGTERM to each): nothing is left to serve
             now = time.monotonic()
             for number, slot in enumerate(slots):
                 if slot.restart_at is not None:
@@ -137,8 +141,8 @@ def supervise(
                     continue
                 quick = now - slot.started_at < STABLE_SECONDS
                 slot.quick_failures = slot.quick_failures + 1 if quick else 0
-                delay = min(MAX_RESTART_DELAY_SECONDS, 2.0 ** (slot.quick_failures - 1))
-                delay = delay if slot.quick_failures else 0.0
+                failures = slot.quick_failures
+                delay = min(MAX_RESTART_DELAY_SECONDS, 2.0 ** (failures - 1)) if failures else 0.0
                 slot.restart_at = now + delay
                 console.print(
                     f"server process {slot.process.pid} stopped (exit code "
