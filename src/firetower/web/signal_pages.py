@@ -91,6 +91,18 @@ def _act(
     return RedirectResponse(to, status_code=303)
 
 
+def _act_on_silences(
+    request: Request, actor: Actor, change: Callable[[Session], str], **typed: Any
+) -> Response:
+    """``_act`` from the silences page: back to it, or shown again with what was typed."""
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _silences_page(request, actor, error=exc, **typed),
+        to="/silences",
+    )
+
+
 # -- alerts ------------------------------------------------------------------------------------
 def _alert_filters(status: str, integration: str, group: str) -> dict[str, str]:
     return {
@@ -357,12 +369,7 @@ def create_silence(
             data = SilenceCreate(matchers=parsed, starts_at=start, ends_at=end, comment=comment)
         return f"Silence {signals.create_silence(session, actor, data).id} created."
 
-    return _act(
-        request,
-        change,
-        refused=lambda exc: _silences_page(request, actor, error=exc, values=values),
-        to="/silences",
-    )
+    return _act_on_silences(request, actor, change, values=values)
 
 
 @router.post("/silences/{silence_id}/expire")
@@ -371,12 +378,7 @@ def expire_silence(request: Request, silence_id: int, actor: Responder) -> Respo
         signals.expire_silence(session, actor, silence_id)
         return f"Silence {silence_id} expired."
 
-    return _act(
-        request,
-        change,
-        refused=lambda exc: _silences_page(request, actor, error=exc),
-        to="/silences",
-    )
+    return _act_on_silences(request, actor, change)
 
 
 @router.post("/maintenance-windows")
@@ -409,12 +411,7 @@ def create_maintenance_window(
         window_id = signals.create_maintenance_window(session, actor, data).id
         return f"Maintenance window {window_id} for {service_name.strip()} planned."
 
-    return _act(
-        request,
-        change,
-        refused=lambda exc: _silences_page(request, actor, error=exc, window_values=values),
-        to="/silences",
-    )
+    return _act_on_silences(request, actor, change, window_values=values)
 
 
 @router.post("/maintenance-windows/{window_id}/delete")
@@ -423,12 +420,7 @@ def delete_maintenance_window(request: Request, window_id: int, actor: Responder
         signals.delete_maintenance_window(session, actor, window_id)
         return f"Maintenance window {window_id} deleted."
 
-    return _act(
-        request,
-        change,
-        refused=lambda exc: _silences_page(request, actor, error=exc),
-        to="/silences",
-    )
+    return _act_on_silences(request, actor, change)
 
 
 # -- integrations (admins) --------------------------------------------------------------------
