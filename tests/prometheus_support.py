@@ -13,15 +13,13 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-READY_DEADLINE_SECONDS = 30.0
+from tests.process_support import daemon
 
 
 def binary(name: str) -> str:
@@ -60,35 +58,12 @@ def backfilled_prometheus(directory: Path, openmetrics: str) -> Iterator[str]:
     config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = directory / "prometheus.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={storage}",
-                "--storage.tsdb.retention.time=3650d",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + READY_DEADLINE_SECONDS
-            while True:
-                try:
-                    if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Prometheus did not start: {log.read_text()[-3000:]}")
-                time.sleep(0.1)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    args = [
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={storage}",
+        "--storage.tsdb.retention.time=3650d",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with daemon(args, directory / "prometheus.log", f"{url}/-/ready"):
+        yield url

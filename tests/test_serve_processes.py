@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 
 from tests.cli_support import unused_port
 from tests.conftest import SECRET
+from tests.process_support import daemon
 
 BIN = Path(sys.executable).parent
 PROCESSES = 2
@@ -95,31 +96,10 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, subpro
     _firetower(env, "migrate")
     _firetower(env, "admin", "create-user", "ops@example.com", "--role", "admin")
     token = _firetower(env, "admin", "create-token", "--user", "ops@example.com", "--name", "t")
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "firetower"), "serve", "--processes", str(PROCESSES)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = [str(BIN / "firetower"), "serve", "--processes", str(PROCESSES)]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not start: {(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.1)
+    with daemon(args, tmp_path / "serve.log", f"{url}/readyz", env=env) as process:
         yield url, token, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
-        log.close()
 
 
 def _batch(service: str, n: int) -> dict[str, object]:

@@ -10,18 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
-READY_DEADLINE_SECONDS = 30.0
-STOP_DEADLINE_SECONDS = 10.0
 
 
 def _binary(names: Sequence[str], package: str) -> str:
@@ -57,33 +51,3 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
-
-
-@contextmanager
-def daemon(args: Sequence[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a process writing to ``log``; wait until ``ready_url`` answers 200; stop it after."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(list(args), stdout=output, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + READY_DEADLINE_SECONDS
-            while True:
-                try:
-                    if httpx.get(ready_url, timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"{args[0]} exited with {process.returncode} before it was ready; see {log}"
-                    )
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{args[0]} was not ready within 30 s; see {log}")
-                time.sleep(0.1)
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from firetower.auth.schemas import Role
 from tests.cli_support import live_server, unused_port
-from tests.e2e.conftest import daemon
 from tests.factories import Factory
+from tests.process_support import daemon
 
 SERVICE = "checkout"
 WAIT_SECONDS = 60.0
