@@ -61,20 +61,25 @@ def _fresh_postgres(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                status = (entry / "status").read_text()
+                if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
+                    found.append(int(entry.name))
+    return found
+
+
 def _server_pid() -> int:
     """The `firetower serve` child of this process (bench/support.py does not expose it)."""
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        parent = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")), "")
-        if parent == me and b"serve" in command and any(b"firetower" in c for c in command):
-            return int(entry.name)
+    for pid in _children(os.getpid()):
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"serve" in command and any(b"firetower" in part for part in command):
+                return pid
     raise RuntimeError("could not find the firetower serve process")
 
 
@@ -122,17 +127,6 @@ def count_rows(target: Target, sql: str) -> int:
             return int(connection.execute(text(sql)).scalar_one())
     finally:
         engine.dispose()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                status = (entry / "status").read_text()
-                if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
-                    found.append(int(entry.name))
-    return found
 
 
 def memory_kib(pid: int) -> dict[str, int]:
