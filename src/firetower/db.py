@@ -232,19 +232,16 @@ class WalCheckpointer:
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
-        self._thread = None
-        self._started_pid = 0
-
     def _run(self) -> None:
         while not self._stop.wait(WAL_CHECKPOINT_INTERVAL_SECONDS):
             try:
                 self.checkpoint()
             except sqlite3.Error as error:  # the next pass tries again; nothing is lost
-                log.warning("WAL checkpoint failed", error=str(error))
+                log.warning(
+                    "could not copy SQLite's write-ahead log into the database file; "
+                    "nothing is lost, trying again in half a second",
+                    error=str(error),
+                )
 
     def checkpoint(self) -> tuple[int, int]:
         """One pass; returns the log's pages and how many are in the database now."""
@@ -264,7 +261,12 @@ class WalCheckpointer:
         return pages, copied
 
     def close(self) -> None:
-        self.stop()
+        """Stop the thread and close its connection (a later write starts them again)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        self._thread = None
+        self._started_pid = 0
         if self._connection is not None:
             self._connection.close()
             self._connection = None
