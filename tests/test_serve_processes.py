@@ -219,7 +219,7 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_a_server_process_that_keeps_failing_is_started_ever_more_slowly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Failing at once, it is started again after 1 s, then 2 s, then 4 s: in 6 s that is at
     most three starts, where starting it again at every check made six."""
@@ -235,6 +235,9 @@ def test_a_server_process_that_keeps_failing_is_started_ever_more_slowly(
     finally:
         stop.cancel()
     assert 2 <= len(starts.read_text().splitlines()) <= 3
+    said = capsys.readouterr().out
+    assert "exited with code 3; starting another in 1 s" in said
+    assert "exited with code 3; starting another in 2 s" in said
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # the environment is put back
 
 

@@ -13,6 +13,7 @@ and on SIGTERM or SIGINT asks each to finish its requests and stop.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -69,6 +70,15 @@ def serve_one(host: str, port: int) -> None:
         backlog=BACKLOG,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _ended(exit_code: int) -> str:
+    """How a process ended, in words: a negative code is the signal that killed it."""
+    if exit_code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-exit_code).name}"
+        return f"was killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
 
 
 @dataclass
@@ -145,9 +155,8 @@ def supervise(
                 delay = min(MAX_RESTART_DELAY_SECONDS, 2.0 ** (failures - 1)) if failures else 0.0
                 slot.restart_at = now + delay
                 console.print(
-                    f"server process {slot.process.pid} stopped (exit code "
-                    f"{slot.process.exitcode}); starting another"
-                    + (f" in {delay:g} s" if delay else "")
+                    f"server process {slot.process.pid} {_ended(slot.process.exitcode)}; "
+                    f"starting another {f'in {delay:g} s' if delay else 'now'}"
                 )
     finally:
         children = [slot.process for slot in slots]
