@@ -1208,7 +1208,6 @@ def ingest_pagerduty_events(
     triggers: list[Signal] = []
     for event in events:
         if event.event_action == "trigger":
-            assert event.payload is not None  # checked by pagerduty_errors
             dedup_keys.append(event.dedup_key or uuid.uuid4().hex)
             triggers.append(_trigger_signal(intake, event, dedup_keys[-1]))
             continue
@@ -1226,7 +1225,7 @@ def ingest_pagerduty_events(
 
 
 def _trigger_signal(intake: Intake, event: PagerDutyEvent, dedup_key: str) -> Signal:
-    assert event.payload is not None
+    assert event.payload is not None  # a trigger without one was refused (pagerduty_errors)
     details = event.payload.custom_details
     return Signal(
         fingerprint=dedup_key,
