@@ -1,5 +1,5 @@
 """Signal tables: integrations and their ingest keys, alerts, change events, dead letters,
-silences, maintenance windows, routing rules and inhibition rules."""
+silences, maintenance windows, routing rules, inhibition rules and intake's cache generations."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -206,3 +207,21 @@ class InhibitRule(Base):
     description: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IntakeGeneration(Base):
+    """A value that database triggers replace (with a random one) whenever what intake
+    caches may have changed.
+
+    ``routing``: integrations, routing and inhibition rules, silences, maintenance windows
+    and service names. ``incidents`` (SQLite only): which incidents are active and their
+    services. A process keeps what it read with the generation it read it at
+    (``signals/intake_cache.py``); triggers rather than service code change it, so that
+    every writer (another process, the CLI, plain SQL) invalidates every cache. Random
+    rather than counted: a value written by a transaction that rolled back never recurs.
+    """
+
+    __tablename__ = "intake_generations"
+
+    topic: Mapped[str] = mapped_column(String(20), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)

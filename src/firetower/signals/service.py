@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import jmespath
 from sqlalchemy import bindparam, case, delete, func, select
@@ -45,7 +45,8 @@ from firetower.incidents.lifecycle import ACTIVE, Severity, Source, Status, form
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
-from firetower.signals import intake_rows
+from firetower.signals import intake_cache, intake_rows
+from firetower.signals.intake_cache import ServiceRef
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import (
     Alert,
@@ -195,7 +196,7 @@ def find_by_key(session: Session, key: str) -> Integration | None:
     """
     if len(key) != KEY_LENGTH:
         return None
-    integration = Shared.of(session).live_integration(session, key[:KEY_PREFIX_LENGTH])
+    integration = Shared.of(session).live_integration(key[:KEY_PREFIX_LENGTH])
     if integration is None:
         return None
     if not hmac.compare_digest(integration.key_hash, digest_secret(key)):
@@ -298,25 +299,26 @@ class Shared:
     """What every intake operation of one transaction reads alike, read once for all of them.
 
     Concurrent intake requests are committed together (group commit), so the integrations,
-    rules, silences, services and active incidents are read once per transaction rather
-    than once per request. It lives in ``session.info`` and is tied to the transaction: a
-    later transaction of the same session starts afresh.
+    rules, silences, services and active incidents are looked up once per transaction
+    rather than once per request, and most of them not even that: they come from the
+    process's views (``intake_cache``), read again only when a trigger says they changed.
+    It lives in ``session.info`` and is tied to the transaction: a later transaction of the
+    same session starts afresh.
     """
 
-    def __init__(self, transaction: object, dialect: str) -> None:
+    def __init__(self, transaction: object, session: Session) -> None:
         self.transaction = transaction
-        self.locks_services = dialect != "sqlite"
+        self.locks_services = session.get_bind().dialect.name != "sqlite"
         """PostgreSQL locks a routed service's row; SQLite's writers are serialized anyway."""
-        self.integrations: dict[str, Integration | None] = {}
-        """The live (unrevoked) integrations by key prefix; None: there is none."""
+        self.cache = intake_cache.of(session)
+        self.view, self.incidents = self.cache.views(
+            session, with_incidents=not self.locks_services
+        )
         self.mutes: Mutes | None = None
-        self.routing: Routing | None = None
         self.services: dict[str, ServiceRef | None] = {}
-        """Catalog services by name, read (and on PostgreSQL locked) once."""
-        self.exists: dict[str, bool] = {}
-        """Service names looked up without a lock (``known_service``)."""
+        """Services read and locked in this transaction, by name (PostgreSQL)."""
         self.active: dict[int, int | None] = {}
-        """Each service's active incident id (None: it has none), by service id."""
+        """Each service's active incident id as this transaction knows it (None: none)."""
         self.ended: set[int] = set()
         """Incidents an operation of this transaction resolved: no longer anyone's active one."""
         self.windows: set[tuple[int, datetime]] = set()
@@ -327,68 +329,64 @@ class Shared:
         transaction = session.get_transaction()
         shared = session.info.get(SHARED_INFO)
         if shared is None or shared.transaction is not transaction:
-            dialect = session.get_bind().dialect.name
-            shared = session.info[SHARED_INFO] = cls(transaction, dialect)
+            shared = session.info[SHARED_INFO] = cls(transaction, session)
         return shared
 
-    def live_integration(self, session: Session, prefix: str) -> Integration | None:
-        """The live integration whose key starts with ``prefix``, read once."""
-        if prefix not in self.integrations:
-            self.integrations[prefix] = session.scalar(LIVE_INTEGRATION, {"prefix": prefix})
-        return self.integrations[prefix]
+    def live_integration(self, prefix: str) -> Integration | None:
+        """The live integration whose key starts with ``prefix``: shared by the process's
+        threads and in no session, so read it and never change it."""
+        return self.view.integrations.get(prefix)
 
-    def known_service(self, session: Session, name: str) -> bool:
-        """Whether the catalog has this service, asked without locking it: a batch names
-        services its alerts may never route to (resolved ones, rules that reroute)."""
-        if name in self.services or not self.locks_services:  # without locks: one lookup
-            return self.service(session, name) is not None
-        if name not in self.exists:
-            self.exists[name] = _service(session, name, lock=False) is not None
-        return self.exists[name]
+    def known_service(self, name: str) -> bool:
+        """Whether the catalog has this service (asked without locking it)."""
+        return name in self.view.services
 
     def service(self, session: Session, name: str | None) -> ServiceRef | None:
-        """The service an alert routes to, read and locked once per transaction."""
+        """The service an alert routes to; on PostgreSQL read and locked once per transaction."""
         if not name:
             return None
+        if not self.locks_services:
+            return self.view.services.get(name)
         if name not in self.services:
-            self.services[name] = _service(session, name, lock=self.locks_services)
+            found = session.execute(SERVICE_LOCKED, {"name": name}).first()
+            self.services[name] = ServiceRef(*found) if found is not None else None
         return self.services[name]
 
     def active_incident(self, session: Session, service: ServiceRef) -> int | None:
-        """The id of the service's active incident, read once per transaction (an id only:
-        loading the whole incident cost more than routing a hundred alerts to it)."""
-        incident_id = self.active.get(service.id)
-        if service.id not in self.active or incident_id in self.ended:
-            # Unknown yet, or resolved by an earlier request of this transaction: the
+        """The id of the service's active incident: from the view on SQLite, read under the
+        service's lock on PostgreSQL (an id only: loading the incident cost more than
+        routing a hundred alerts to it)."""
+        if service.id in self.active:
+            incident_id = self.active[service.id]
+        elif self.incidents is not None:
+            incident_id = self.incidents.active.get(service.id)
+        else:
+            incident_id = _UNKNOWN
+        if incident_id is _UNKNOWN or incident_id in self.ended:
+            # Not known yet, or resolved by an earlier request of this transaction: the
             # service may have another active incident, else the next alert opens one.
             incident_id = session.scalar(ACTIVE_INCIDENT, {"service_id": service.id})
-            self.active[service.id] = incident_id
+        self.active[service.id] = incident_id
         return incident_id
 
-    def rules(self, session: Session) -> Routing:
-        if self.routing is None:
-            self.routing = Routing.load(session)
-        return self.routing
+    def rules(self) -> Routing:
+        return self.view.routing
 
-    def muting(self, session: Session) -> Mutes:
+    def muting(self) -> Mutes:
         """The silences and maintenance windows active when this transaction first asked."""
         if self.mutes is None:
             now = clock.now()
-            services = session.scalars(
-                select(MaintenanceWindow.service_name)
-                .where(MaintenanceWindow.starts_at <= now)
-                .where(MaintenanceWindow.ends_at > now)
+            self.mutes = Mutes(
+                [silence.what for silence in self.view.silences if silence.applies(now)],
+                {window.what for window in self.view.windows if window.applies(now)},
             )
-            self.mutes = Mutes(_active_silences(session, now), set(services))
         return self.mutes
 
 
+_UNKNOWN: Any = object()
+
+
 SHARED_INFO = "firetower.signals.shared"
-LIVE_INTEGRATION = (
-    select(Integration)
-    .where(Integration.key_prefix == bindparam("prefix"))
-    .where(Integration.revoked_at.is_(None))
-)
 ACTIVE_INCIDENT = (
     select(Incident.id)
     .join(incident_services, incident_services.c.incident_id == Incident.id)
@@ -399,7 +397,9 @@ ACTIVE_INCIDENT = (
 )
 SERVICE_NAMED = select(Service.id, Service.name).where(Service.name == bindparam("name"))
 SERVICE_LOCKED = SERVICE_NAMED.with_for_update()
-"""Built once: building a statement per request costs more than running it."""
+"""Built once: building a statement per request costs more than running it. Locking a
+service serializes routing to it on PostgreSQL: two concurrent storms never both open an
+incident."""
 
 
 @dataclass
@@ -462,19 +462,10 @@ class Signal:
     ends_at: datetime | None = None
 
 
-class ServiceRef(NamedTuple):
-    """What routing needs of a catalog service (a whole ORM object costs more to load)."""
-
-    id: int
-    name: str
-
-
-def _service(session: Session, name: str | None, lock: bool) -> ServiceRef | None:
+def _service(session: Session, name: str | None) -> ServiceRef | None:
     if not name:
         return None
-    # Locking serializes routing per service on PostgreSQL: two concurrent storms never both
-    # open an incident.
-    found = session.execute(SERVICE_LOCKED if lock else SERVICE_NAMED, {"name": name}).first()
+    found = session.execute(SERVICE_NAMED, {"name": name}).first()
     return ServiceRef(*found) if found is not None else None
 
 
@@ -607,13 +598,13 @@ def settle(session: Session, shared: Shared, intake: Intake, received: Received)
         return  # a later signal of the same request changed it again: that one settles it
     if signal.status == "firing":
         name = intake.integration_name
-        routing = shared.rules(session)
+        routing = shared.rules()
         decision = routing.decide(
             alert.labels, name, signal.service_name or alert.service_name, signal.severity
         )
         alert.service_name = decision.service
         alert.severity = SEVERITY_VALUES[decision.severity]
-        alert.silenced = shared.muting(session).cover(alert)
+        alert.silenced = shared.muting().cover(alert)
         inhibitor = (
             None
             if alert.silenced or not routing.inhibits
@@ -664,7 +655,7 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     intake.now = clock.now()
     received = [record(intake, signal) for signal in signals]
     rows = list({id(item.alert): item.alert for item in received}.values())
-    if shared.rules(session).inhibits:
+    if shared.rules().inhibits:
         intake_rows.write(session, rows, intake.encoder)
         intake_rows.read_ids(session, intake.integration.id, rows)
     for item in received:
@@ -742,10 +733,11 @@ def finish(session: Session, intake: Intake) -> None:
     actor = intake.acting()
     # The batch's own time: its alerts' attached_at, so note and summary job agree on the minute.
     since, until = attach_window(intake.now)
-    queued = Shared.of(session).windows
+    shared = Shared.of(session)
+    queued = shared.windows
     for incident_id, titles in intake.attached.items():
-        if (incident_id, since) in queued:
-            continue  # an earlier request of this transaction queued the minute's job
+        if (incident_id, since) in queued or (incident_id, since) in shared.cache.attach_jobs:
+            continue  # this transaction or a committed one queued the minute's job
         queued.add((incident_id, since))
         first_of_window = jobs.enqueue(
             session,
@@ -760,6 +752,8 @@ def finish(session: Session, intake: Intake) -> None:
             run_at=until,
         )
         if first_of_window is None:
+            # Committed before this transaction began: later ones of the minute skip it.
+            shared.cache.attach_job_queued(incident_id, since)
             continue  # this minute's job will sum these alerts up with the rest
         shown = "; ".join(titles[:10]) + (
             f"; and {len(titles) - 10} more" if len(titles) > 10 else ""
@@ -802,7 +796,7 @@ def finish(session: Session, intake: Intake) -> None:
             if name
         )
         noun = "rule" if len(rules) == 1 else "rules"
-        Shared.of(session).ended.add(incident_id)
+        shared.ended.add(incident_id)
         incidents.transition(
             session,
             actor,
@@ -827,22 +821,27 @@ def _matches(matcher: dict[str, str], labels: dict[str, Any]) -> bool:
     return found if op == MatchOp.regex else not found
 
 
+def matchers_hold(matchers: Sequence[dict[str, str]], labels: dict[str, Any]) -> bool:
+    """Every matcher holds (Alertmanager's rule for a silence)."""
+    return all(_matches(m, labels) for m in matchers)
+
+
 def silence_matches(silence: Silence, labels: dict[str, Any]) -> bool:
-    """Every matcher holds (Alertmanager's rule)."""
-    return all(_matches(m, labels) for m in silence.matchers)
+    return matchers_hold(silence.matchers, labels)
 
 
 @dataclass
 class Mutes:
-    """What mutes intake at one moment: the active silences and services in maintenance."""
+    """What mutes intake at one moment: the active silences' matchers and the services in
+    maintenance."""
 
-    silences: list[Silence]
+    silences: list[list[dict[str, str]]]
     services: set[str]
 
     def cover(self, alert: AlertRow) -> bool:
         if alert.service_name is not None and alert.service_name in self.services:
             return True
-        return any(silence_matches(s, alert.labels) for s in self.silences)
+        return any(matchers_hold(matchers, alert.labels) for matchers in self.silences)
 
 
 def _active_silences(session: Session, now: datetime) -> list[Silence]:
@@ -1027,7 +1026,7 @@ def ingest_alertmanager(session: Session, intake: Intake, signals: Sequence[Sign
     shared = Shared.of(session)
     for signal in signals:
         named = signal.service_name
-        if named is None or (named != default_service and not shared.known_service(session, named)):
+        if named is None or (named != default_service and not shared.known_service(named)):
             signal.service_name = default_service
     receive_all(session, intake, signals)
     finish(session, intake)
@@ -1067,7 +1066,7 @@ def generic_signal(session: Session, integration: Integration, data: Any) -> Sig
         raise MappingMiss("title", f"{mapping.title!r} found nothing in the document")
     severity_text = _text(mapping, "severity", data, 100)
     service = _text(mapping, "service", data, 100) or integration.service_name
-    if service != integration.service_name and _service(session, service, lock=False) is None:
+    if service != integration.service_name and _service(session, service) is None:
         service = integration.service_name
     dedup_key = _text(mapping, "dedup_key", data, 255)
     status_text = _text(mapping, "status", data, 100)
@@ -1163,7 +1162,7 @@ def submit_report(
     actor.require(Role.viewer)
     integration = builtin_integration(session, REPORT_INTEGRATION, REPORT_KIND)
     where = data.where.strip()
-    service = _service(session, where, lock=False) if where else None
+    service = _service(session, where) if where else None
     what = data.what.strip()
     contact = data.contact.strip()
     intake = Intake(
@@ -1477,7 +1476,7 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
     )
     default_service = integration.service_name if integration is not None else None
     service = data.labels.get("service") or default_service
-    if service != default_service and _service(session, service, lock=False) is None:
+    if service != default_service and _service(session, service) is None:
         service = default_service
     rules = [Rule.of(r) for r in list_routing_rules(session)]
     decision = Routing(rules, []).decide(
