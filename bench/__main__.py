@@ -13,6 +13,7 @@ from bench import (
     intake_latency,
     intake_storm,
     jobs_queue,
+    reference_alertmanager,
 )
 from bench.intake_support import server_processes
 from firetower.logs import configure_logging
@@ -31,6 +32,8 @@ def main() -> None:
         api_incidents.run("postgresql", jobs_queue._fresh_postgres(postgres))
     # Alert intake (issue 3); each script runs alone too: python -m bench.intake_storm --help
     backends = ["sqlite", "postgresql"] if postgres else ["sqlite"]
+    # The issue's reference, Alertmanager itself, on this machine and load (skipped if absent)
+    reference_alertmanager.run(seconds=10, connections=16, processes=2)
     for backend in backends:
         intake_alertmanager.run(backend, postgres, seconds=10)
         with server_processes(2):  # the throughput targets, with both cores serving
