@@ -326,6 +326,8 @@ class Shared:
 
     @classmethod
     def of(cls, session: Session) -> Shared:
+        if session.get_transaction() is None:
+            session.connection()  # begin now: what is read belongs to this transaction
         transaction = session.get_transaction()
         shared = session.info.get(SHARED_INFO)
         if shared is None or shared.transaction is not transaction:

@@ -38,11 +38,13 @@ WATCHED = [
     ("incident_services", INCIDENTS, ""),
 ]
 POSTGRES_FUNCTION = "firetower_bump_intake_generation"
+RANDOM = {"sqlite": "random()", "postgresql": "floor(random() * 2^53)::bigint"}
 
 
 def _bump(topic: str) -> str:
     # Topics are this module's constants, never input.
-    return f"UPDATE intake_generations SET generation = random() WHERE topic = '{topic}'"  # noqa: S608
+    random = RANDOM["sqlite"]
+    return f"UPDATE intake_generations SET generation = {random} WHERE topic = '{topic}'"  # noqa: S608
 
 
 def _sqlite_triggers() -> None:
@@ -58,7 +60,7 @@ def _sqlite_triggers() -> None:
 def _postgres_triggers() -> None:
     op.execute(
         f"CREATE FUNCTION {POSTGRES_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "  # noqa: S608
-        "BEGIN UPDATE intake_generations SET generation = floor(random() * 2^53)::bigint "
+        f"BEGIN UPDATE intake_generations SET generation = {RANDOM['postgresql']} "
         "WHERE topic = TG_ARGV[0]; RETURN NULL; END $$"
     )
     # PostgreSQL caches only the routing topic: intake reads a service's active incident
@@ -70,20 +72,23 @@ def _postgres_triggers() -> None:
         update = f"UPDATE OF {column}" if column else "UPDATE"
         op.execute(
             f"CREATE TRIGGER bump_{topic}_on_change_{table} "
-            f"AFTER INSERT OR {update} OR DELETE ON {table} "
+            f"AFTER INSERT OR {update} OR DELETE OR TRUNCATE ON {table} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {POSTGRES_FUNCTION}('{topic}')"
         )
 
 
 def upgrade() -> None:
-    generations = op.create_table(
+    op.create_table(
         "intake_generations",
         sa.Column("topic", sa.String(20), primary_key=True),
         sa.Column("generation", sa.BigInteger(), nullable=False),
     )
-    op.bulk_insert(
-        generations,
-        [{"topic": ROUTING, "generation": 0}, {"topic": INCIDENTS, "generation": 0}],
+    # Random from the start too: a database made again under a running server (dropped and
+    # migrated anew) must not match what the server read from the old one.
+    random = RANDOM[op.get_bind().dialect.name]
+    op.execute(
+        "INSERT INTO intake_generations (topic, generation) "  # noqa: S608 - constants
+        f"VALUES ('{ROUTING}', {random}), ('{INCIDENTS}', {random})"
     )
     if op.get_bind().dialect.name == "postgresql":
         _postgres_triggers()
