@@ -65,6 +65,20 @@ def _post(factory: Factory, key: str, fingerprint: str, **labels: str) -> Any:
     return answer.json()
 
 
+def _silence_api_jobs(admin: ApiUser) -> Any:
+    """A silence of ``job="api"`` for the next hour."""
+    answer = admin.post(
+        "/api/v1/silences",
+        json={
+            "matchers": [{"label": "job", "op": "=", "value": "api"}],
+            "ends_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+            "comment": "deploy",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
 def _generations(runtime: Runtime) -> dict[str, int]:
     with runtime.read() as session:
         rows = session.execute(select(IntakeGeneration.topic, IntakeGeneration.generation))
@@ -136,14 +150,7 @@ def test_triggers_move_a_generation_only_for_what_the_views_hold(
     admin = factory.user(Role.admin)
     _key(admin, factory.service("checkout"))
     factory.incident(services=["checkout"])
-    admin.post(
-        "/api/v1/silences",
-        json={
-            "matchers": [{"label": "job", "op": "=", "value": "api"}],
-            "ends_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
-            "comment": "deploy",
-        },
-    )
+    _silence_api_jobs(admin)
     topic = WATCHED[table]
     before = _generations(runtime)
     with _another_writer(settings) as connection:
@@ -190,14 +197,7 @@ def test_config_changed_through_the_api_applies_to_the_next_request(
     key = _key(admin, factory.service("checkout"))
     _post(factory, key, "warm", job="web")
 
-    silence = admin.post(
-        "/api/v1/silences",
-        json={
-            "matchers": [{"label": "job", "op": "=", "value": "api"}],
-            "ends_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
-            "comment": "deploy",
-        },
-    ).json()
+    silence = _silence_api_jobs(admin)
     _post(factory, key, "muted", job="api")
     assert alert_by_fingerprint(runtime, "muted").silenced
 
@@ -301,15 +301,7 @@ def test_a_watched_table_emptied_whole_is_seen_at_once(
     PostgreSQL's TRUNCATE fires no row or DELETE trigger: both must still count."""
     admin = factory.user(Role.admin)
     key = _key(admin, factory.service("checkout"))
-    answer = admin.post(
-        "/api/v1/silences",
-        json={
-            "matchers": [{"label": "job", "op": "=", "value": "api"}],
-            "ends_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
-            "comment": "deploy",
-        },
-    )
-    assert answer.status_code == 201, answer.text
+    _silence_api_jobs(admin)
     _post(factory, key, "muted", job="api")
     assert alert_by_fingerprint(runtime, "muted").silenced
     empty = "DELETE FROM silences" if runtime.database.dialect == "sqlite" else "TRUNCATE silences"
