@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from bench.intake_support import (
     PLACEHOLDER,
     Load,
-    Request,
-    Template,
+    Turns,
     arguments,
     count_rows,
     create_integration,
@@ -71,16 +70,10 @@ def alertmanager_batch(service: str | None, size: int, status: str = "firing") -
     }
 
 
-class DistinctBatches:
+def distinct_batches(key: str, services: list[str], size: int) -> Turns:
     """Request n: a batch for service n mod len(services) with fingerprints b<n>a<k>."""
-
-    def __init__(self, key: str, services: list[str], size: int) -> None:
-        self.path = f"/ingest/alertmanager/{key}"
-        names: list[str | None] = list(services) or [None]  # no services: no service label
-        self.templates = [Template(alertmanager_batch(s, size)) for s in names]
-
-    def __call__(self, n: int) -> Request:
-        return Request(self.path, self.templates[n % len(self.templates)].render(n))
+    names: list[str | None] = list(services) or [None]  # no services: no service label
+    return Turns(f"/ingest/alertmanager/{key}", [alertmanager_batch(s, size) for s in names])
 
 
 def run(
@@ -98,25 +91,22 @@ def run(
         names = service_names(services)
         create_services(target, names)
         key = create_integration(target, "bench-am", "alertmanager")
-        make = DistinctBatches(key, names, batch)
+        make = distinct_batches(key, names, batch)
         outcome = drive(target.url, make, load)
         committed = count_rows(target, "SELECT count(*) FROM alerts")
         incidents = count_rows(target, "SELECT count(*) FROM incidents")
     sent = outcome.succeeded * batch
-    elapsed = outcome.elapsed_seconds
     print(f"[{backend}] alertmanager intake, {load.describe()}")
     print(
         f"    batches of {batch} distinct alerts over {services or 'no'} services: "
-        f"{sent / elapsed:,.0f} alerts/s, {outcome.succeeded / elapsed:,.1f} requests/s "
-        f"over {elapsed:.1f} s ({outcome.summary()})"
+        f"{outcome.batch_rate(batch)}"
     )
     verdict = "OK" if committed == sent else "MISMATCH"
     print(
         f"    committed: {committed:,} alert rows for {sent:,} alerts accepted ({verdict}); "
         f"{incidents} incidents; statuses {dict(outcome.statuses)}"
     )
-    for failure in outcome.failures:
-        print(f"    failure: {failure}")
+    outcome.print_failures()
 
 
 def main() -> None:

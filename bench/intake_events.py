@@ -19,8 +19,7 @@ from bench.intake_alertmanager import service_names
 from bench.intake_support import (
     PLACEHOLDER,
     Load,
-    Request,
-    Template,
+    Turns,
     arguments,
     count_rows,
     create_integration,
@@ -57,14 +56,9 @@ def trigger(routing_key: str, service: str | None) -> dict[str, object]:
     }
 
 
-class Triggers:
+def triggers(keys: list[tuple[str, str | None]]) -> Turns:
     """Request n: a trigger with dedup key evt-<n> on routing key n mod len(keys)."""
-
-    def __init__(self, keys: list[tuple[str, str | None]]) -> None:
-        self.templates = [Template(trigger(key, service)) for key, service in keys]
-
-    def __call__(self, n: int) -> Request:
-        return Request("/v2/enqueue", self.templates[n % len(self.templates)].render(n))
+    return Turns("/v2/enqueue", [trigger(key, service) for key, service in keys])
 
 
 def run(
@@ -84,7 +78,7 @@ def run(
             (create_integration(target, f"bench-pd-{name}", "pagerduty", name), name)
             for name in names
         ] or [(create_integration(target, "bench-pd", "pagerduty"), None)]
-        outcome = drive(target.url, Triggers(keys), load)
+        outcome = drive(target.url, triggers(keys), load)
         committed = count_rows(target, "SELECT count(*) FROM alerts")
         incidents = count_rows(target, "SELECT count(*) FROM incidents")
     accepted = outcome.statuses[202]
@@ -99,8 +93,7 @@ def run(
         f"    committed: {committed:,} alert rows for {accepted:,} events accepted ({verdict}); "
         f"{incidents} incidents; statuses {dict(outcome.statuses)}"
     )
-    for failure in outcome.failures:
-        print(f"    failure: {failure}")
+    outcome.print_failures()
 
 
 def main() -> None:

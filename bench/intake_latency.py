@@ -32,7 +32,7 @@ from multiprocessing import get_context
 import httpx
 from sqlalchemy import select
 
-from bench.intake_alertmanager import DistinctBatches, alertmanager_batch, service_names
+from bench.intake_alertmanager import alertmanager_batch, distinct_batches, service_names
 from bench.intake_support import (
     Load,
     Outcome,
@@ -155,7 +155,7 @@ def run(
         create_services(target, names + [f"probe-{i:04d}" for i in range(count)])
         key = create_integration(target, "bench-am", "alertmanager")
         with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
-            flowing = pool.submit(drive, target.url, DistinctBatches(key, names, batch), load)
+            flowing = pool.submit(drive, target.url, distinct_batches(key, names, batch), load)
             time.sleep(WARMUP)
             probes = _probes(target, key, count, interval)
             outcome: Outcome = flowing.result()

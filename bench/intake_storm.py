@@ -161,8 +161,7 @@ def run(
         f"sampled RSS max {_mib(max(sampler.peak_rss_kib, after['VmRSS']))}, "
         f"RSS {_mib(before['VmRSS'])} before and {_mib(after['VmRSS'])} after"
     )
-    for failure in outcome.failures:
-        print(f"    failure: {failure}")
+    outcome.print_failures()
 
 
 def main() -> None:

@@ -174,6 +174,18 @@ RequestMaker = Callable[[int], Request]
 """Makes request number ``n`` (unique across every generator process of a run)."""
 
 
+class Turns:
+    """Request n: the body of document n mod len(documents) (one per service or routing key,
+    taking turns), its PLACEHOLDER filled with n."""
+
+    def __init__(self, path: str, documents: list[object]) -> None:
+        self.path = path
+        self.templates = [Template(document) for document in documents]
+
+    def __call__(self, n: int) -> Request:
+        return Request(self.path, self.templates[n % len(self.templates)].render(n))
+
+
 # -- load generator ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Load:
@@ -220,6 +232,18 @@ class Outcome:
 
     def summary(self) -> str:
         return percentiles_ms(self.latencies_seconds) if self.latencies_seconds else "no requests"
+
+    def batch_rate(self, batch: int) -> str:
+        """Alerts and requests a second of the accepted batches, with their latencies."""
+        elapsed = self.elapsed_seconds
+        return (
+            f"{self.succeeded * batch / elapsed:,.0f} alerts/s, "
+            f"{self.succeeded / elapsed:,.1f} requests/s over {elapsed:.1f} s ({self.summary()})"
+        )
+
+    def print_failures(self) -> None:
+        for failure in self.failures:
+            print(f"    failure: {failure}")
 
 
 async def _drive_one_process(

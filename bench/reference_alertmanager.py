@@ -23,22 +23,20 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from tests.process_support import daemon
 
 from bench.intake_alertmanager import BATCH, SECONDS, SERVICES, service_names
-from bench.intake_support import PLACEHOLDER, Load, Request, Template, drive, memory_kib
+from bench.intake_support import PLACEHOLDER, Load, Turns, drive, memory_kib
 from bench.support import free_port
 
 BINARY = "prometheus-alertmanager"
 INSTALL = "apt-get install -y prometheus-alertmanager"
-STOP_TIMEOUT_SECONDS = 10.0
-READY_TIMEOUT_SECONDS = 30.0
 
 CONFIG = """\
 route:
@@ -50,12 +48,6 @@ receivers:
 """Grouped as bench/intake_alertmanager.py's batches are; the receiver has no integrations."""
 
 
-@dataclass
-class Alertmanager:
-    url: str
-    pid: int
-
-
 def version(binary: str) -> str:
     """The first line of ``--version``, e.g. 'alertmanager, version 0.25.0 (branch: ...)'."""
     done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
@@ -65,47 +57,29 @@ def version(binary: str) -> str:
 @contextlib.contextmanager
 def running_alertmanager(binary: str) -> Iterator[Alertmanager]:
     """Alertmanager on a free loopback port with a temporary config and storage path; ready
-    (``/-/ready`` answers 200) when yielded, stopped afterwards (terminate, then kill)."""
+    (``/-/ready`` answers 200) when yielded, stopped afterwards."""
     with tempfile.TemporaryDirectory(prefix="firetower-bench-alertmanager-") as home:
         config = Path(home) / "alertmanager.yml"
         config.write_text(CONFIG)
         storage = Path(home) / "data"
         storage.mkdir()
-        log_path = Path(home) / "alertmanager.log"
-        port = free_port()
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.path={storage}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--cluster.listen-address=",  # empty: no gossip, no second port
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-            while True:
-                # Checked first, so an answer on the port cannot come from another process.
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = log_path.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"Alertmanager did not become ready:\n{tail}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.1)
+        url = f"http://127.0.0.1:{free_port()}"
+        args = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={storage}",
+            f"--web.listen-address={url.removeprefix('http://')}",
+            "--cluster.listen-address=",  # empty: no gossip, no second port
+            "--log.level=warn",
+        ]
+        with daemon(args, Path(home) / "alertmanager.log", f"{url}/-/ready") as process:
             yield Alertmanager(url, process.pid)
-        finally:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+
+
+@dataclass
+class Alertmanager:
+    url: str
+    pid: int
 
 
 def metric_total(url: str, name: str) -> float:
@@ -132,18 +106,6 @@ def postable_batch(service: str, size: int) -> list[dict[str, object]]:
     ]
 
 
-class DistinctPostableBatches:
-    """Request n: a batch for service n mod len(services) with instances node-<n>-<k>."""
-
-    path = "/api/v2/alerts"
-
-    def __init__(self, services: list[str], size: int) -> None:
-        self.templates = [Template(postable_batch(s, size)) for s in services]
-
-    def __call__(self, n: int) -> Request:
-        return Request(self.path, self.templates[n % len(self.templates)].render(n))
-
-
 def run(
     *,
     seconds: float = SECONDS,
@@ -158,30 +120,26 @@ def run(
         return
     load = Load(connections=connections, processes=processes, seconds=seconds)
     names = service_names(max(1, services))  # every alert has a service label here
-    make = DistinctPostableBatches(names, batch)
+    make = Turns("/api/v2/alerts", [postable_batch(name, batch) for name in names])
     with running_alertmanager(binary) as alertmanager:
         outcome = drive(alertmanager.url, make, load)
         received = metric_total(alertmanager.url, "alertmanager_alerts_received_total")
         invalid = metric_total(alertmanager.url, "alertmanager_alerts_invalid_total")
         peak_rss_kib = memory_kib(alertmanager.pid)["VmHWM"]
-    answered_ok = outcome.statuses[200]
-    sent = answered_ok * batch
-    elapsed = outcome.elapsed_seconds
+    sent = outcome.succeeded * batch
     print(f"[alertmanager] reference intake, {load.describe()}")
     print(f"    reference: {version(binary)}; in memory, no cluster, a receiver that sends nothing")
     print(
         f"    batches of {batch} distinct alerts over {len(names)} services: "
-        f"{sent / elapsed:,.0f} alerts/s, {answered_ok / elapsed:,.1f} requests/s "
-        f"over {elapsed:.1f} s ({outcome.summary()})"
+        f"{outcome.batch_rate(batch)}"
     )
-    all_held = received == sent and invalid == 0 and answered_ok == outcome.requests
+    all_held = received == sent and invalid == 0 and outcome.succeeded == outcome.requests
     print(
         f"    received: {received:,.0f} alerts ({invalid:,.0f} invalid) for {sent:,} alerts "
-        f"answered 200 ({'OK' if all_held else 'MISMATCH'}); statuses {dict(outcome.statuses)}; "
+        f"accepted ({'OK' if all_held else 'MISMATCH'}); statuses {dict(outcome.statuses)}; "
         f"peak RSS {peak_rss_kib / 1024:,.0f} MiB"
     )
-    for failure in outcome.failures:
-        print(f"    failure: {failure}")
+    outcome.print_failures()
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from tests.process_support import daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -57,30 +57,12 @@ def running_server(database_url: str | None = None) -> Iterator[Server]:
         token = _firetower(
             env, "admin", "create-token", "--user", "bench@example.com", "--name", "bench"
         )
-        process = subprocess.Popen(
-            [str(BIN / "firetower"), "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the benchmark server did not start")
-                time.sleep(0.1)
+        log = Path(home) / "serve.log"
+        with daemon([str(BIN / "firetower"), "serve"], log, f"{url}/healthz", env):
             yield Server(url, token)
-        finally:
             stopping = time.perf_counter()
-            process.terminate()
-            process.wait(60)
-            print(f"    (server stopped in {time.perf_counter() - stopping:.1f} s)")
+        print(f"    (server stopped in {time.perf_counter() - stopping:.1f} s)")
 
 
 def percentiles_ms(samples_seconds: list[float]) -> str:
