@@ -513,7 +513,8 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
         if integration is None or integration.kind != IntegrationKind.pagerduty:
             answers[index] = _pagerduty_refusal(401, "Invalid routing key")
             continue
-        event, messages = item.event, list[str]()
+        event = item.event
+        messages: list[str] = []
         if event is None:
             model = PagerDutyChangeEvent if item.change else PagerDutyEvent
             event, errors = _parse(model, item.data)

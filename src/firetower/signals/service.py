@@ -339,9 +339,9 @@ class Shared:
         threads and in no session, so read it and never change it."""
         return self.view.integrations.get(prefix)
 
-    def known_service(self, name: str) -> bool:
+    def known_service(self, name: str | None) -> bool:
         """Whether the catalog has this service (asked without locking it)."""
-        return name in self.view.services
+        return name is not None and name in self.view.services
 
     def service(self, session: Session, name: str | None) -> ServiceRef | None:
         """The service an alert routes to; on PostgreSQL read and locked once per transaction."""
@@ -397,8 +397,9 @@ ACTIVE_INCIDENT = (
     .order_by(Incident.id)
     .limit(1)
 )
-SERVICE_NAMED = select(Service.id, Service.name).where(Service.name == bindparam("name"))
-SERVICE_LOCKED = SERVICE_NAMED.with_for_update()
+SERVICE_LOCKED = (
+    select(Service.id, Service.name).where(Service.name == bindparam("name")).with_for_update()
+)
 """Built once: building a statement per request costs more than running it. Locking a
 service serializes routing to it on PostgreSQL: two concurrent storms never both open an
 incident."""
@@ -462,13 +463,6 @@ class Signal:
     annotations: dict[str, Any] = field(default_factory=dict)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
-
-
-def _service(session: Session, name: str | None) -> ServiceRef | None:
-    if not name:
-        return None
-    found = session.execute(SERVICE_NAMED, {"name": name}).first()
-    return ServiceRef(*found) if found is not None else None
 
 
 def _route(
@@ -1068,7 +1062,7 @@ def generic_signal(session: Session, integration: Integration, data: Any) -> Sig
         raise MappingMiss("title", f"{mapping.title!r} found nothing in the document")
     severity_text = _text(mapping, "severity", data, 100)
     service = _text(mapping, "service", data, 100) or integration.service_name
-    if service != integration.service_name and _service(session, service) is None:
+    if service != integration.service_name and not Shared.of(session).known_service(service):
         service = integration.service_name
     dedup_key = _text(mapping, "dedup_key", data, 255)
     status_text = _text(mapping, "status", data, 100)
@@ -1164,7 +1158,7 @@ def submit_report(
     actor.require(Role.viewer)
     integration = builtin_integration(session, REPORT_INTEGRATION, REPORT_KIND)
     where = data.where.strip()
-    service = _service(session, where) if where else None
+    service_name = where if where and Shared.of(session).known_service(where) else None
     what = data.what.strip()
     contact = data.contact.strip()
     intake = Intake(
@@ -1183,7 +1177,7 @@ def submit_report(
             fingerprint=uuid.uuid4().hex,  # every report is its own signal
             status="firing",
             title=what,
-            service_name=service.name if service else None,
+            service_name=service_name,
             labels={"where": where, "reporter": actor.label},
             annotations={"contact": contact},
         ),
@@ -1478,7 +1472,7 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
     )
     default_service = integration.service_name if integration is not None else None
     service = data.labels.get("service") or default_service
-    if service != default_service and _service(session, service) is None:
+    if service != default_service and not Shared.of(session).known_service(service):
         service = default_service
     rules = [Rule.of(r) for r in list_routing_rules(session)]
     decision = Routing(rules, []).decide(
