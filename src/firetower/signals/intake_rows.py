@@ -138,6 +138,9 @@ _IDS = {dialect: _by_fingerprint(dialect, "fingerprint", "id") for dialect in _K
 """Built once: building a statement per request costs more than running it."""
 
 
+_EMPTY_JSON: dict[type, str] = {list: "[]", dict: "{}"}
+
+
 class Encoder:
     """Turns a row into the driver's parameters, the way the ORM's column types would.
 
@@ -163,6 +166,8 @@ class Encoder:
                 self.time(signal.ends_at)
 
     def json(self, value: Any) -> str:
+        if not value and type(value) in _EMPTY_JSON:  # most rows' state_changes: a new []
+            return _EMPTY_JSON[type(value)]
         known = self._encoded.get(id(value))
         if known is not None and known[0] is value:
             return known[1]
