@@ -12,15 +12,17 @@ so rows written here read back through the ORM unchanged (tests/test_signals_row
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import TextualSelect, text
+from sqlalchemy import Connection, TextualSelect, text
 from sqlalchemy.orm import Session
 
 from firetower.signals.models import Alert
@@ -220,6 +222,29 @@ def _statements(dialect: str) -> tuple[str, str]:
 
 STATEMENTS = {dialect: _statements(dialect) for dialect in ("sqlite", "postgresql")}
 
+SQLITE_INSERT_SIZES = (100, 10, 1)
+"""The rows per INSERT on SQLite, largest first: a batch takes a few fixed-size statements
+(prepared once each, and kept in the driver's statement cache)."""
+
+
+@functools.cache
+def _sqlite_insert(rows: int) -> str:
+    one = f"({', '.join('?' * len(COLUMNS))})"
+    return f"INSERT INTO alerts ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"  # noqa: S608
+
+
+def _insert_sqlite(connection: Connection, inserts: list[tuple[Any, ...]]) -> None:
+    """Many rows per statement: Python's sqlite3 lets go of the GIL around every step of a
+    statement, so an ``executemany`` of a hundred rows gave the GIL away a hundred times,
+    and while this thread holds the database's write turn, each time it waited to get the
+    GIL back, every writer of every process waited with it."""
+    start = 0
+    for size in SQLITE_INSERT_SIZES:
+        while len(inserts) - start >= size:
+            values = tuple(chain.from_iterable(inserts[start : start + size]))
+            connection.exec_driver_sql(_sqlite_insert(size), values)
+            start += size
+
 
 def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = None) -> None:
     """Insert the new rows and update the changed stored ones: two statements at most.
@@ -248,7 +273,9 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
         row.dirty = False
     insert, update = STATEMENTS[dialect]
     connection = session.connection()
-    if inserts:
+    if inserts and dialect == "sqlite":
+        _insert_sqlite(connection, inserts)
+    elif inserts:
         connection.exec_driver_sql(insert, inserts)
     if updates:
         connection.exec_driver_sql(update, updates)
