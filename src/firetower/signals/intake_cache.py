@@ -176,6 +176,11 @@ class IntakeCache:
             self.kept[topic] = view
         return view
 
+    def last_routing(self) -> RoutingView | None:
+        """The routing view last read, with no transaction: it may be out of date, so use it
+        only for a guess that the transaction checks."""
+        return cast(RoutingView | None, self.kept.get(ROUTING))
+
     def attach_job_queued(self, incident_id: int, minute: datetime) -> None:
         """Remember a committed attach-note job of the latest minute (earlier ones are over)."""
         with self._lock:
@@ -193,7 +198,10 @@ _CACHES_LOCK = threading.Lock()
 def of(session: Session) -> IntakeCache:
     """This process's cache of the session's database (one per engine)."""
     bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
+    return of_engine(bind if isinstance(bind, Engine) else bind.engine)
+
+
+def of_engine(engine: Engine) -> IntakeCache:
     cache = _CACHES.get(engine)
     if cache is None:
         with _CACHES_LOCK:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
@@ -360,6 +361,7 @@ class _Prepared:
 
     signals: list[service.Signal]
     encoder: intake_rows.Encoder
+    drafts: service.Drafts | None
 
 
 def _store_batch(
@@ -388,19 +390,22 @@ def _store_batch(
             reason = f"{first['field']}: {first['message']}"
             service.reject(session, integration, reason, body)
             return problem(422, "Invalid input", reason, field=first["field"], errors=errors)
-        prepared = _prepare(session.get_bind().dialect.name, payload)
-    intake = service.Intake(integration, policy, encoder=prepared.encoder)
+        prepared = _prepare(session.get_bind(), key, payload)
+    intake = service.Intake(integration, policy, encoder=prepared.encoder, drafts=prepared.drafts)
     count = service.ingest_alertmanager(session, intake, prepared.signals)
     return JSONResponse(
         {"status": "success", "alerts": count, "opened": [i.ref for i in intake.opened]}
     )
 
 
-def _prepare(dialect: str, payload: AlertmanagerPayload | GrafanaPayload) -> _Prepared:
+def _prepare(
+    engine: Engine | Connection, key: str, payload: AlertmanagerPayload | GrafanaPayload
+) -> _Prepared:
+    engine = engine if isinstance(engine, Engine) else engine.engine
     signals = service.alertmanager_signals(payload)
-    encoder = intake_rows.Encoder(dialect)
+    encoder = intake_rows.Encoder(engine.dialect.name)
     encoder.prepare(signals)
-    return _Prepared(signals, encoder)
+    return _Prepared(signals, encoder, service.draft_new_alerts(engine, key, signals))
 
 
 async def _batch(request: Request, key: str, kind: IntegrationKind) -> Response:
@@ -411,7 +416,7 @@ async def _batch(request: Request, key: str, kind: IntegrationKind) -> Response:
     # lock is not held meanwhile (other processes may write). Only a refused body is parsed
     # again there, for the precise reason.
     parsed = _parse_fast(model, body)
-    prepared = None if parsed is None else _prepare(runtime.database.dialect, parsed)
+    prepared = None if parsed is None else _prepare(runtime.database.engine, key, parsed)
     operation = partial(_store_batch, runtime.settings.severity_policy, key, body, kind, prepared)
     weight = len(prepared.signals) if prepared is not None else 1
     return _refused(await runtime.group.run(operation, weight=weight))

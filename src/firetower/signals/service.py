@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jmespath
-from sqlalchemy import bindparam, case, delete, func, select
+from sqlalchemy import Engine, bindparam, case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -432,6 +432,8 @@ class Intake:
     encoder: intake_rows.Encoder | None = None
     """Encodes the rows for the database; one made before the transaction may already hold
     the signals' values (``Encoder.prepare``), so that less work waits for the write lock."""
+    drafts: Drafts | None = None
+    """The batch's rows made before the transaction, used if its alerts are all new."""
 
     now: datetime = field(default_factory=clock.now)
     """The time this request's alerts are recorded at (one value for a whole batch)."""
@@ -547,21 +549,7 @@ def record(intake: Intake, signal: Signal) -> Received:
     was = alert.status if alert is not None else None
     held = alert is not None and (alert.silenced or alert.flapping or alert.inhibited)
     if alert is None:
-        alert = AlertRow(
-            integration_id=intake.integration_id,
-            fingerprint=signal.fingerprint,
-            status=signal.status,
-            title=signal.title[:1024] or signal.fingerprint,
-            severity=signal.severity.value,
-            service_name=signal.service_name,
-            labels=signal.labels,
-            annotations=signal.annotations,
-            starts_at=signal.starts_at,
-            ends_at=signal.ends_at,
-            first_seen_at=now,
-            last_seen_at=now,
-            group_key=_group_key(intake.group_by, signal.labels),
-        )
+        alert = _new_row(intake.integration_id, intake.group_by, signal, now)
         intake.known[signal.fingerprint] = alert
     else:
         alert.dirty = True
@@ -580,6 +568,79 @@ def record(intake: Intake, signal: Signal) -> Received:
             alert.starts_at = signal.starts_at
     _track_flapping(integration, alert, was, signal.status, now)
     return Received(alert, signal, was, held)
+
+
+def _new_row(
+    integration_id: int, group_by: tuple[str, ...], signal: Signal, now: datetime
+) -> AlertRow:
+    return AlertRow(
+        integration_id=integration_id,
+        fingerprint=signal.fingerprint,
+        status=signal.status,
+        title=signal.title[:1024] or signal.fingerprint,
+        severity=signal.severity.value,
+        service_name=signal.service_name,
+        labels=signal.labels,
+        annotations=signal.annotations,
+        starts_at=signal.starts_at,
+        ends_at=signal.ends_at,
+        first_seen_at=now,
+        last_seen_at=now,
+        group_key=_group_key(group_by, signal.labels),
+    )
+
+
+@dataclass(slots=True)
+class Drafts:
+    """A batch's alert rows made before its transaction, on the guess that every alert of
+    it is new (as in a storm): the transaction takes them, instead of making them while
+    it holds the write lock, when the guess held (``receive_all``).
+
+    Taken once: a transaction changes them, and an operation that runs again (its group
+    failed) makes its rows afresh.
+    """
+
+    integration_id: int
+    group_by: tuple[str, ...]
+    now: datetime
+    rows: list[AlertRow] | None
+
+
+def draft_new_alerts(engine: Engine, key: str, signals: Sequence[Signal]) -> Drafts | None:
+    """Rows for a batch of alerts, if all of them turn out new; None where the guess cannot
+    hold (a fingerprint twice in the batch, a key this process has not seen)."""
+    view = intake_cache.of_engine(engine).last_routing()
+    integration = None if view is None else view.integrations.get(key[:KEY_PREFIX_LENGTH])
+    if integration is None or len({signal.fingerprint for signal in signals}) != len(signals):
+        return None
+    group_by = tuple(sorted(set(integration.group_by)))
+    now = clock.now()
+    rows = [_new_row(integration.id, group_by, signal, now) for signal in signals]
+    return Drafts(integration.id, group_by, now, rows)
+
+
+def _drafted(intake: Intake, signals: Sequence[Signal]) -> list[Received] | None:
+    """The batch recorded from its drafts, when they were made for this integration as it
+    is now and none of the batch's alerts is known (the transaction's prefetch says)."""
+    drafts = intake.drafts
+    rows = None if drafts is None else drafts.rows
+    if (
+        drafts is None
+        or rows is None
+        or drafts.integration_id != intake.integration_id
+        or drafts.group_by != intake.group_by
+        or len(rows) != len(signals)
+        or any(signal.fingerprint in intake.known for signal in signals)
+    ):
+        return None
+    drafts.rows = None
+    intake.now = drafts.now
+    received = []
+    for row, signal in zip(rows, signals, strict=True):
+        row.service_name = signal.service_name  # settled in the transaction (the catalog's)
+        intake.known[signal.fingerprint] = row
+        received.append(Received(row, signal, None, False))
+    return received
 
 
 def settle(session: Session, shared: Shared, intake: Intake, received: Received) -> None:
@@ -648,8 +709,10 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     """
     shared = Shared.of(session)
     _prefetch(session, intake, [signal.fingerprint for signal in signals])
-    intake.now = clock.now()
-    received = [record(intake, signal) for signal in signals]
+    received = _drafted(intake, signals)
+    if received is None:
+        intake.now = clock.now()
+        received = [record(intake, signal) for signal in signals]
     rows = list({id(item.alert): item.alert for item in received}.values())
     if shared.rules().inhibits:
         intake_rows.write(session, rows, intake.encoder)
