@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,6 +44,11 @@ class Boom(Exception):
 
 @pytest.fixture
 def group(runtime: Runtime) -> Iterator[GroupCommit]:
+    """The runtime's group commit, but never pausing the callers' loop (SQLite does): these
+    tests hold a writer inside an operation while their loop queues more behind it. The
+    pause has its own tests (``test_..._loop_...``)."""
+    runtime.group.close()
+    runtime.group = GroupCommit(runtime.transaction, writer_threads=writer_count(runtime))
     yield runtime.group
     runtime.group.close()
 
@@ -473,3 +479,53 @@ def test_a_failing_batch_runs_each_item_again_alone(runtime: Runtime, group: Gro
     assert run_async(main) == ["x", "bad", "y"]
     assert calls == [["x", "bad", "y"], ["x"], ["bad"], ["y"]]
     assert service_names(runtime) == ["bad", "x", "y"]
+
+
+def test_on_sqlite_the_callers_loop_waits_while_its_group_commits(runtime: Runtime) -> None:
+    """The write turn is held only as long as the work in it takes: the loop, which would
+    take the GIL from the writer, stays parked meanwhile. PostgreSQL has no such turn."""
+
+    async def main() -> int:
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.005)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.05)
+
+        def operation(session: Session) -> int:
+            before = len(ticks)
+            time.sleep(0.2)
+            return len(ticks) - before
+
+        try:
+            return await runtime.group.run(operation)
+        finally:
+            ticker.cancel()
+
+    ticks_during_the_operation = run_async(main)
+    if runtime.database.dialect == "sqlite":
+        assert ticks_during_the_operation == 0
+    else:
+        assert ticks_during_the_operation > 0
+
+
+def test_an_operation_that_waits_for_its_loop_is_not_stuck(runtime: Runtime) -> None:
+    """No operation should, but one that waits for its caller's loop gets it back within
+    ``LOOP_PAUSE_LIMIT_SECONDS`` instead of waiting forever."""
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+
+        async def answer() -> str:
+            return "from the loop"
+
+        def operation(session: Session) -> str:
+            return asyncio.run_coroutine_threadsafe(answer(), loop).result(WAIT_SECONDS)
+
+        return await runtime.group.run(operation)
+
+    assert run_async(main) == "from the loop"

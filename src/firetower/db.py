@@ -305,6 +305,8 @@ class Database:
         writer_lock = (
             WriterLock(_lock_file(self.engine)) if self.engine.dialect.name == "sqlite" else None
         )
+        self.writer_lock = writer_lock
+        """SQLite's turn to write, taken by every write transaction (None on PostgreSQL)."""
         self.checkpointer: WalCheckpointer | None = None
         if writer_lock is not None and writer_lock.path is not None:
             self.checkpointer = WalCheckpointer(str(self.engine.url.database), writer_lock)

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy.orm import Session
 
-from firetower.db import Database
+from firetower import db
+from firetower.db import Database, WriterLock
 from firetower.events import EventBus, unit_of_work
 from firetower.jobs import CLEANUP_KIND, JobRegistry, register_maintenance
 from firetower.metrics import GROUP_COMMIT_OPERATIONS, GROUP_COMMIT_RETRIED
@@ -31,6 +32,8 @@ MAX_GROUP_WEIGHT = 5_000
 operation of a group is always taken, however heavy)."""
 SQLITE_WRITER_THREADS = 1  # SQLite has one writer anyway
 POSTGRES_WRITER_THREADS = 4
+LOOP_PAUSE_LIMIT_SECONDS = 1.0
+"""The longest a caller's event loop stays paused for one SQLite group commit."""
 
 
 @dataclass(eq=False, slots=True)
@@ -112,9 +115,10 @@ class GroupCommit:
     writer thread takes whatever is queued when it is free, and never waits for more.
 
     An operation gets the group's session and must only work through it: it must not
-    commit, roll back or open another transaction, and it may run twice (if its group
-    fails, every operation of the group runs again alone, so that one failing request
-    never fails another), so it must have no effect outside the database.
+    commit, roll back or open another transaction, nor wait for its caller's event loop
+    (on SQLite the loop is paused while the group commits); and it may run twice (if its
+    group fails, every operation of the group runs again alone, so that one failing
+    request never fails another), so it must have no effect outside the database.
 
     Its caller is answered only after the commit succeeded: a response means committed.
 
@@ -124,10 +128,15 @@ class GroupCommit:
     """
 
     def __init__(
-        self, transaction: Callable[[], AbstractContextManager[Session]], *, writer_threads: int
+        self,
+        transaction: Callable[[], AbstractContextManager[Session]],
+        *,
+        writer_threads: int,
+        writer_lock: WriterLock | None = None,
     ) -> None:
         self._transaction = transaction
         self._writer_threads = writer_threads
+        self._writer_lock = writer_lock
         self._pending: deque[_Submitted] = deque()
         self._wakeup = threading.Condition()
         self._writers: list[threading.Thread] = []
@@ -194,7 +203,33 @@ class GroupCommit:
 
     def _write(self) -> None:
         while (group := self._next_group()) is not None:
+            if self._writer_lock is None:
+                self._commit(group)
+            else:
+                self._commit_with_loops_paused(group, self._writer_lock)
+
+    def _commit_with_loops_paused(self, group: list[_Submitted], writer_lock: WriterLock) -> None:
+        """Commit holding SQLite's write turn with the requests' event loops paused.
+
+        Every writer of every process waits while one holds the turn, so the holder must not
+        wait too. Its own process's event loop is its rival: both need the GIL, which Python
+        hands over every few milliseconds, and which each SQLite call lets go. With the loop
+        parked until the commit is done, the turn is held only as long as the work in it
+        takes; other processes take in requests meanwhile. (A loop waits at most
+        ``LOOP_PAUSE_LIMIT_SECONDS``, should an operation ever need it.)
+        """
+        if not writer_lock.acquire(timeout=db.WRITER_LOCK_WAIT_SECONDS):
+            self._commit(group)  # past the wait: as a transaction would, go on without it
+            return
+        resume = threading.Event()
+        try:
+            for loop in {submitted.loop for submitted in group}:
+                with suppress(RuntimeError):  # a closed loop: nobody to pause
+                    loop.call_soon_threadsafe(resume.wait, LOOP_PAUSE_LIMIT_SECONDS)
             self._commit(group)
+        finally:
+            resume.set()
+            writer_lock.release()
 
     def _next_group(self) -> list[_Submitted] | None:
         """The first queued operation (waiting for one) and what else is queued already,
@@ -277,7 +312,9 @@ class Runtime:
         writers = (
             SQLITE_WRITER_THREADS if self.database.dialect == "sqlite" else POSTGRES_WRITER_THREADS
         )
-        self.group = GroupCommit(self.transaction, writer_threads=writers)
+        self.group = GroupCommit(
+            self.transaction, writer_threads=writers, writer_lock=self.database.writer_lock
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
