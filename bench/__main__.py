@@ -11,6 +11,7 @@ from bench import (
     intake_events,
     intake_events_wrk,
     intake_latency,
+    intake_operation,
     intake_storm,
     jobs_queue,
     reference_alertmanager,
@@ -34,6 +35,7 @@ def main() -> None:
     backends = ["sqlite", "postgresql"] if postgres else ["sqlite"]
     # The reference, Alertmanager itself, on this machine and load (skipped if absent)
     reference_alertmanager.run(seconds=10, connections=16, processes=2)
+    intake_operation.run()  # the batch operation alone, without HTTP: CPU per alert
     for backend in backends:
         intake_alertmanager.run(backend, postgres, seconds=10)
         with server_processes(2):  # the throughput targets, with both cores serving
