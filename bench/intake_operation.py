@@ -20,7 +20,6 @@ For a count that does not move with the machine's speed, run it under callgrind 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -28,8 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.intake_alertmanager import BATCH, SERVICES, alertmanager_batch, service_names
-from bench.intake_support import PLACEHOLDER
+from bench.intake_alertmanager import BATCH, SERVICES, distinct_batches, service_names
 from firetower.app import build_runtime
 from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
@@ -54,7 +52,7 @@ class Batches:
             _, self.key = service.create_integration(
                 session, Actor.system(), IntegrationCreate(name="am", kind="alertmanager")
             )
-        self.templates = [json.dumps(alertmanager_batch(name, BATCH)) for name in names]
+        self.make = distinct_batches(self.key, names, BATCH)  # the server benchmark's bodies
         self.sent = 0
 
     def prepare(self, count: int) -> list[tuple[bytes, routes._Prepared]]:
@@ -63,10 +61,10 @@ class Batches:
         prepared = []
         engine = self.runtime.database.engine
         for number in range(self.sent, self.sent + count):
-            body = self.templates[number % len(self.templates)].replace(PLACEHOLDER, str(number))
-            payload = routes._parse_fast(AlertmanagerPayload, body.encode())
+            body = self.make(number).body
+            payload = routes._parse_fast(AlertmanagerPayload, body)
             assert payload is not None
-            prepared.append((body.encode(), routes._prepare(engine, self.key, payload)))
+            prepared.append((body, routes._prepare_ahead(engine, self.key, payload)))
         self.sent += count
         return prepared
 

@@ -2,9 +2,10 @@
 
 Intake is the one write path that must keep up with a storm (tens of thousands of alerts a
 second on SQLite). ORM objects cost more to build, track and flush than everything else an
-alert needs, so intake works on ``AlertRow`` values and writes a batch with one statement
-per kind of change: an ``executemany`` INSERT for new alerts and an ``executemany`` UPDATE
-for changed ones, with values encoded here once instead of per column by the type system.
+alert needs, so intake works on ``AlertRow`` values and writes a batch with a few statements
+per kind of change: INSERTs of many rows each for new alerts (an ``executemany`` on
+PostgreSQL) and an ``executemany`` UPDATE for changed ones, with values encoded here once
+instead of per column by the type system.
 
 The encoding matches what the ORM column types store (``db.UTCDateTime``, ``db.JSONType``),
 so rows written here read back through the ORM unchanged (tests/test_signals_rows.py).
@@ -247,9 +248,9 @@ def _insert_sqlite(connection: Connection, inserts: list[tuple[Any, ...]]) -> No
 
 
 def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = None) -> None:
-    """Insert the new rows and update the changed stored ones: two statements at most.
+    """Insert the new rows and update the changed stored ones, a few statements for a batch.
 
-    New rows get no id here (an ``executemany`` INSERT returns none); ``read_ids`` fetches
+    New rows get no id here (the INSERTs return none); ``read_ids`` fetches
     them when the caller needs them, and this does before it updates a row inserted earlier
     without one (an update finds its row by id).
     """

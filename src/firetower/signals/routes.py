@@ -9,14 +9,14 @@ libraries work unchanged. User reports are not intake: people file them signed i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
@@ -361,7 +361,7 @@ class _Prepared:
 
     signals: list[service.Signal]
     encoder: intake_rows.Encoder
-    drafts: service.Drafts | None
+    drafts: service.Drafts | None = None
 
 
 def _store_batch(
@@ -390,7 +390,7 @@ def _store_batch(
             reason = f"{first['field']}: {first['message']}"
             service.reject(session, integration, reason, body)
             return problem(422, "Invalid input", reason, field=first["field"], errors=errors)
-        prepared = _prepare(session.get_bind(), key, payload)
+        prepared = _prepare(session.get_bind().dialect.name, payload)
     intake = service.Intake(integration, policy, encoder=prepared.encoder, drafts=prepared.drafts)
     count = service.ingest_alertmanager(session, intake, prepared.signals)
     return JSONResponse(
@@ -398,14 +398,20 @@ def _store_batch(
     )
 
 
-def _prepare(
-    engine: Engine | Connection, key: str, payload: AlertmanagerPayload | GrafanaPayload
-) -> _Prepared:
-    engine = engine if isinstance(engine, Engine) else engine.engine
+def _prepare(dialect: str, payload: AlertmanagerPayload | GrafanaPayload) -> _Prepared:
     signals = service.alertmanager_signals(payload)
-    encoder = intake_rows.Encoder(engine.dialect.name)
+    encoder = intake_rows.Encoder(dialect)
     encoder.prepare(signals)
-    return _Prepared(signals, encoder, service.draft_new_alerts(engine, key, signals))
+    return _Prepared(signals, encoder)
+
+
+def _prepare_ahead(
+    engine: Engine, key: str, payload: AlertmanagerPayload | GrafanaPayload
+) -> _Prepared:
+    """``_prepare`` in the request, before the transaction, with the batch's rows drafted."""
+    prepared = _prepare(engine.dialect.name, payload)
+    drafts = service.draft_new_alerts(engine, key, prepared.signals)
+    return replace(prepared, drafts=drafts)
 
 
 async def _batch(request: Request, key: str, kind: IntegrationKind) -> Response:
@@ -416,7 +422,7 @@ async def _batch(request: Request, key: str, kind: IntegrationKind) -> Response:
     # lock is not held meanwhile (other processes may write). Only a refused body is parsed
     # again there, for the precise reason.
     parsed = _parse_fast(model, body)
-    prepared = None if parsed is None else _prepare(runtime.database.engine, key, parsed)
+    prepared = None if parsed is None else _prepare_ahead(runtime.database.engine, key, parsed)
     operation = partial(_store_batch, runtime.settings.severity_policy, key, body, kind, prepared)
     weight = len(prepared.signals) if prepared is not None else 1
     return _refused(await runtime.group.run(operation, weight=weight))

@@ -446,7 +446,7 @@ class Intake:
         # Plain values read once: the ORM's attribute access costs per alert otherwise.
         self.integration_id = self.integration.id
         self.integration_name = self.integration.name
-        self.group_by = tuple(sorted(set(self.integration.group_by)))
+        self.group_by = _group_by(self.integration)
 
     def acting(self) -> Actor:
         return self.actor or actor_for(self.integration)
@@ -613,7 +613,7 @@ def draft_new_alerts(engine: Engine, key: str, signals: Sequence[Signal]) -> Dra
     integration = None if view is None else view.integrations.get(key[:KEY_PREFIX_LENGTH])
     if integration is None or len({signal.fingerprint for signal in signals}) != len(signals):
         return None
-    group_by = tuple(sorted(set(integration.group_by)))
+    group_by = _group_by(integration)
     now = clock.now()
     rows = [_new_row(integration.id, group_by, signal, now) for signal in signals]
     return Drafts(integration.id, group_by, now, rows)
@@ -623,10 +623,9 @@ def _drafted(intake: Intake, signals: Sequence[Signal]) -> list[Received] | None
     """The batch recorded from its drafts, when they were made for this integration as it
     is now and none of the batch's alerts is known (the transaction's prefetch says)."""
     drafts = intake.drafts
-    rows = None if drafts is None else drafts.rows
     if (
         drafts is None
-        or rows is None
+        or (rows := drafts.rows) is None
         or drafts.integration_id != intake.integration_id
         or drafts.group_by != intake.group_by
         or len(rows) != len(signals)
@@ -726,6 +725,11 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
             jobs.enqueue(session, NOTIFY_KIND, {"alert_id": row.id, "rule": rule})
         intake.notify.clear()
     return [item.alert for item in received]
+
+
+def _group_by(integration: Integration) -> tuple[str, ...]:
+    """The integration's ``group_by`` keys, sorted and unique, as ``_group_key`` takes them."""
+    return tuple(sorted(set(integration.group_by)))
 
 
 def _group_key(keys: tuple[str, ...], labels: dict[str, Any]) -> str:
