@@ -513,6 +513,46 @@ def test_on_sqlite_the_callers_loop_waits_while_its_group_commits(runtime: Runti
         assert ticks_during_the_operation > 0
 
 
+def test_on_sqlite_the_loop_resumes_only_once_the_write_turn_is_given_back(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Woken first, the loop would take the GIL from the writer, which still holds the turn
+    that every writer of every process waits for."""
+    lock = runtime.database.writer_lock
+    if lock is None:
+        pytest.skip("PostgreSQL has no write turn")
+    ticks: list[float] = []
+    ticks_while_giving_back: list[int] = []
+    give_back = lock.release
+
+    def release() -> None:
+        if threading.current_thread().name.startswith("firetower-group-commit"):
+            before = len(ticks)
+            time.sleep(0.1)  # a resumed loop would tick about twenty times meanwhile
+            ticks_while_giving_back.append(len(ticks) - before)
+        give_back()
+
+    monkeypatch.setattr(lock, "release", release)
+
+    async def main() -> None:
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.005)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.05)
+        try:
+            await runtime.group.run(lambda session: None)
+            await asyncio.sleep(0.2)  # ticking on, past the giving back
+        finally:
+            ticker.cancel()
+
+    run_async(main)
+    assert ticks_while_giving_back, "the group commit never gave the turn back"
+    assert ticks_while_giving_back[-1] == 0, ticks_while_giving_back  # the last: the turn itself
+
+
 def test_an_operation_that_waits_for_its_loop_is_not_stuck(runtime: Runtime) -> None:
     """No operation should, but one that waits for its caller's loop gets it back within
     ``LOOP_PAUSE_LIMIT_SECONDS`` instead of waiting forever."""

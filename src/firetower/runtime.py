@@ -228,8 +228,8 @@ class GroupCommit:
                     loop.call_soon_threadsafe(resume.wait, LOOP_PAUSE_LIMIT_SECONDS)
             self._commit(group)
         finally:
+            writer_lock.release()  # first: a loop woken earlier takes the GIL from the holder
             resume.set()
-            writer_lock.release()
 
     def _next_group(self) -> list[_Submitted] | None:
         """The first queued operation (waiting for one) and what else is queued already,
