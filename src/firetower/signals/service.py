@@ -613,10 +613,9 @@ def draft_new_alerts(engine: Engine, key: str, signals: Sequence[Signal]) -> Dra
     integration = None if view is None else view.integrations.get(key[:KEY_PREFIX_LENGTH])
     if integration is None or len({signal.fingerprint for signal in signals}) != len(signals):
         return None
-    group_by = _group_by(integration)
-    now = clock.now()
-    rows = [_new_row(integration.id, group_by, signal, now) for signal in signals]
-    return Drafts(integration.id, group_by, now, rows)
+    integration_id, group_by, now = integration.id, _group_by(integration), clock.now()
+    rows = [_new_row(integration_id, group_by, signal, now) for signal in signals]
+    return Drafts(integration_id, group_by, now, rows)
 
 
 def _drafted(intake: Intake, signals: Sequence[Signal]) -> list[Received] | None:
@@ -1038,6 +1037,8 @@ def delete_maintenance_window(session: Session, actor: Actor, window_id: int) ->
 
 
 def _severity(value: str | None) -> Severity:
+    if value is not None and value in SEVERITIES:  # as senders mostly spell it: at once
+        return SEVERITIES[value]
     return SEVERITIES.get((value or "").strip().lower(), DEFAULT_SEVERITY)
 
 
