@@ -8,6 +8,7 @@ import platform
 from bench import (
     api_incidents,
     intake_alertmanager,
+    intake_alertmanager_wrk,
     intake_events,
     intake_events_wrk,
     intake_latency,
@@ -40,6 +41,10 @@ def main() -> None:
         intake_alertmanager.run(backend, postgres, seconds=10)
         with server_processes(2):  # the throughput targets, with both cores serving
             intake_alertmanager.run(backend, postgres, seconds=10, connections=16, processes=2)
+            # The same load from wrk, then Alertmanager under it (once)
+            intake_alertmanager_wrk.run(
+                backend, postgres, seconds=10, connections=16, reference=backend == "sqlite"
+            )
             intake_events_wrk.run(backend, postgres, seconds=8, keys=1, connections=64)
             intake_events_wrk.run(backend, postgres, seconds=8, keys=50, connections=64)
         intake_events.run(backend, postgres, seconds=10)

@@ -74,18 +74,22 @@ class WrkResult:
         return self.requests / self.seconds
 
 
-def _wrk(url: str, script: str, seconds: float, connections: int) -> WrkResult:
+def run_wrk(url: str, script: str, seconds: float, connections: int) -> WrkResult:
+    """wrk with one thread and ``connections`` connections, running the Lua ``script``."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
         file.write(script)
     try:
-        out = subprocess.run(
+        finished = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", file.name, url],
             capture_output=True,
             text=True,
             check=True,
-        ).stdout
+        )
     finally:
         Path(file.name).unlink()
+    if finished.stderr.strip():  # a script that does not load: wrk runs on with plain GETs
+        raise RuntimeError(f"wrk failed:\n{finished.stderr}")
+    out = finished.stdout
     done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
     if done is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -118,9 +122,9 @@ def run(
         create_services(target, names)
         routing_keys = [create_integration(target, f"wrk-{n}", "pagerduty", n) for n in names]
         url = f"{target.url}/v2/enqueue"
-        refused = _wrk(url, REFUSED, seconds, connections)
+        refused = run_wrk(url, REFUSED, seconds, connections)
         lua_keys = "{" + ", ".join(json.dumps(k) for k in routing_keys) + "}"
-        triggers = _wrk(url, TRIGGERS % {"keys": lua_keys}, seconds, connections)
+        triggers = run_wrk(url, TRIGGERS % {"keys": lua_keys}, seconds, connections)
         committed = count_rows(target, "SELECT count(*) FROM alerts")
     accepted = triggers.requests - triggers.non_2xx
     print(

@@ -1,17 +1,19 @@
-"""The Alertmanager batch operation alone: CPU per alert inside its transaction on SQLite.
+"""The Alertmanager batch operation alone: CPU per alert before and inside its transaction.
 
 What the server does for a batch while it holds SQLite's write turn (authenticate, read the
 known alerts, record, route, insert, commit), without HTTP and without other processes, so
-that a change to that path can be measured without the noise of a loaded 2-core machine.
-Batches are parsed and prepared as requests prepare them, before the timing; then each is
-stored in a transaction of its own (the server groups several, so its per-alert cost is a
-little lower). Every service already has its open incident: later batches attach to it.
+that a change to that path can be measured without the noise of a loaded 2-core machine;
+and, timed apart, what its request does before (parse the body, make the signals, encode
+their values, draft the rows). Each batch is stored in a transaction of its own (the server
+groups several, so its per-alert cost is a little lower). Every service already has its
+open incident: later batches attach to it.
 
     python -m bench.intake_operation --batches 200 --rounds 5
 
 For a count that does not move with the machine's speed, run it under callgrind with
-``--callgrind``: it switches instrumentation on for the timed part only, and valgrind's
-"Collected" line divided by the alerts printed is the instructions per alert.
+``--callgrind``: it switches instrumentation on for one part only (``--part``, the
+transaction by default), and valgrind's "Collected" line divided by the alerts printed is
+the instructions per alert.
 
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null \\
         .venv/bin/python -m bench.intake_operation --callgrind --batches 20 --rounds 1
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench.intake_alertmanager import BATCH, SERVICES, distinct_batches, service_names
-from firetower.app import build_runtime
+from firetower.app import build_runtime, tune_garbage_collector
 from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
 from firetower.catalog.schemas import ServiceCreate
@@ -55,17 +57,20 @@ class Batches:
         self.make = distinct_batches(self.key, names, BATCH)  # the server benchmark's bodies
         self.sent = 0
 
-    def prepare(self, count: int) -> list[tuple[bytes, routes._Prepared]]:
-        """The next ``count`` bodies, parsed and prepared as the endpoint does before its
-        transaction."""
+    def bodies(self, count: int) -> list[bytes]:
+        """The next ``count`` request bodies."""
+        made = [self.make(number).body for number in range(self.sent, self.sent + count)]
+        self.sent += count
+        return made
+
+    def prepare(self, bodies: list[bytes]) -> list[tuple[bytes, routes._Prepared]]:
+        """The bodies parsed and prepared as the endpoint does before its transaction."""
         prepared = []
         engine = self.runtime.database.engine
-        for number in range(self.sent, self.sent + count):
-            body = self.make(number).body
+        for body in bodies:
             payload = routes._parse_fast(AlertmanagerPayload, body)
             assert payload is not None
             prepared.append((body, routes._prepare_ahead(engine, self.key, payload)))
-        self.sent += count
         return prepared
 
     def store(self, prepared: list[tuple[bytes, routes._Prepared]]) -> None:
@@ -82,7 +87,12 @@ def _callgrind(switch: str) -> None:
     subprocess.run(["callgrind_control", "-i", switch, str(os.getpid())], check=True)
 
 
-def run(batches: int = 200, rounds: int = 5, callgrind: bool = False) -> None:
+PARTS = ("transaction", "request")
+
+
+def run(
+    batches: int = 200, rounds: int = 5, callgrind: bool = False, part: str = "transaction"
+) -> None:
     with tempfile.TemporaryDirectory(prefix="firetower-bench-operation-") as home:
         settings = Settings(
             env="test",
@@ -98,25 +108,35 @@ def run(batches: int = 200, rounds: int = 5, callgrind: bool = False) -> None:
             database.writer_lock.first_write = None
         runtime = build_runtime(settings, database)
         made = Batches(runtime)
-        made.store(made.prepare(2 * SERVICES))  # every service has its incident
-        per_alert_us = []
+        made.store(made.prepare(made.bodies(2 * SERVICES)))  # every service has its incident
+        tune_garbage_collector()  # as ``serve`` does
+        per_alert_us: dict[str, list[float]] = {name: [] for name in PARTS}
         for _ in range(rounds):
-            prepared = made.prepare(batches)
-            if callgrind:
+            bodies = made.bodies(batches)
+            if callgrind and part == "request":
                 _callgrind("on")
             started = time.process_time()
+            prepared = made.prepare(bodies)
+            per_alert_us["request"].append(_per_alert_us(started, batches))
+            if callgrind:
+                _callgrind("off" if part == "request" else "on")
+            started = time.process_time()
             made.store(prepared)
-            spent = time.process_time() - started
+            per_alert_us["transaction"].append(_per_alert_us(started, batches))
             if callgrind:
                 _callgrind("off")
-            per_alert_us.append(spent / (batches * BATCH) * 1e6)
         database.dispose()
-    shown = ", ".join(f"{value:.1f}" for value in per_alert_us)
     print(f"[sqlite] Alertmanager batch operation, {batches} batches of {BATCH} per round")
-    print(
-        f"    CPU per alert in the transaction: median {statistics.median(per_alert_us):.1f} µs "
-        f"(rounds: {shown}); {rounds * batches * BATCH:,} alerts timed"
-    )
+    for name, where in (("request", "before the transaction"), ("transaction", "in it")):
+        shown = ", ".join(f"{value:.1f}" for value in per_alert_us[name])
+        print(
+            f"    CPU per alert {where}: median {statistics.median(per_alert_us[name]):.1f} µs "
+            f"(rounds: {shown}); {rounds * batches * BATCH:,} alerts timed"
+        )
+
+
+def _per_alert_us(started: float, batches: int) -> float:
+    return (time.process_time() - started) / (batches * BATCH) * 1e6
 
 
 def main() -> None:
@@ -126,7 +146,10 @@ def main() -> None:
     parser.add_argument(
         "--callgrind",
         action="store_true",
-        help="switch callgrind's instrumentation on while timing",
+        help="switch callgrind's instrumentation on while timing one part",
+    )
+    parser.add_argument(
+        "--part", choices=PARTS, default="transaction", help="the part callgrind counts"
     )
     run(**vars(parser.parse_args()))
 

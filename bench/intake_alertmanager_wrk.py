@@ -1,0 +1,180 @@
+"""Alertmanager batches driven by wrk, into firetower and into Alertmanager itself.
+
+The same load as `bench.intake_alertmanager` and `bench.reference_alertmanager` (batches of
+BATCH distinct alerts of one service, services taking turns, every alert checked at the end),
+but sent by wrk (Debian's package `wrk`) instead of Python processes, which on a 2-core
+machine take about a quarter of the CPU that the server under test could use. Each body is
+the Python benchmarks' JSON template, serialised once per service, with the request's number
+put in by wrk's Lua (LuaJIT) at its placeholders: every fingerprint and instance is new.
+
+One command measures firetower on each backend, then, when it is installed (`apt-get install
+prometheus-alertmanager`), Alertmanager 0.25 under the very same wrk settings, so that the two
+figures come from one machine in one minute:
+
+    python -m bench.intake_alertmanager_wrk --backend sqlite --server-processes 2 --connections 16
+
+Skipped, saying so, when wrk is not installed (`apt-get install wrk`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from bench.intake_alertmanager import BATCH, SECONDS, SERVICES, alertmanager_batch, service_names
+from bench.intake_events_wrk import WrkResult, run_wrk
+from bench.intake_support import (
+    PLACEHOLDER,
+    arguments,
+    count_rows,
+    create_integration,
+    create_services,
+    intake_server,
+    run_each_backend,
+)
+from bench.reference_alertmanager import (
+    BINARY,
+    metric_total,
+    postable_batch,
+    running_alertmanager,
+    version,
+)
+
+CONNECTIONS = 16
+
+SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local templates = %(templates)s
+local n = 0
+request = function()
+  local pieces = templates[(n %% #templates) + 1]
+  local number = tostring(n)
+  local parts = {}
+  for i = 1, #pieces - 1 do
+    parts[2 * i - 1] = pieces[i]
+    parts[2 * i] = number
+  end
+  parts[2 * #pieces - 1] = pieces[#pieces]
+  n = n + 1
+  return wrk.format(nil, "%(path)s", nil, table.concat(parts))
+end
+"""
+"""Request n (from 0, one wrk thread): template n mod len(templates) with n at its marks."""
+
+
+def _lua_text(text: str) -> str:
+    """``text`` as a Lua long string, whose level no ``]=...=]`` in the text can close."""
+    level = 0
+    while f"]{'=' * level}]" in f"{text}]":  # a text ending in "]" must not close it early
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def script(path: str, documents: list[object]) -> str:
+    """The wrk script that sends ``documents`` in turn with PLACEHOLDER filled in."""
+    templates = [
+        "{"
+        + ", ".join(map(_lua_text, json.dumps(doc, separators=(",", ":")).split(PLACEHOLDER)))
+        + "}"
+        for doc in documents
+    ]
+    return SCRIPT % {"templates": "{" + ",\n".join(templates) + "}", "path": path}
+
+
+def _rate(result: WrkResult, batch: int) -> str:
+    accepted = result.requests - result.non_2xx
+    return (
+        f"{accepted * batch / result.seconds:,.0f} alerts/s, "
+        f"{accepted / result.seconds:,.1f} requests/s over {result.seconds:.1f} s "
+        f"({result.latency})"
+    )
+
+
+def _verdict(counted: float, accepted: int, batch: int, connections: int) -> str:
+    # wrk stops at its deadline without waiting for the requests in flight; the server
+    # still takes them, so up to one batch per connection may be counted but not accepted.
+    return "OK" if accepted * batch <= counted <= (accepted + connections) * batch else "MISMATCH"
+
+
+def run(
+    backend: str,
+    postgres: str | None,
+    *,
+    seconds: float = SECONDS,
+    connections: int = CONNECTIONS,
+    services: int = SERVICES,
+    batch: int = BATCH,
+    reference: bool = True,
+) -> None:
+    settings = f"wrk -t1 -c{connections} -d{seconds:g}s"
+    if shutil.which("wrk") is None:
+        print(f"[{backend}] alertmanager intake with wrk: skipped, wrk is not installed")
+        return
+    names = service_names(services)
+    with intake_server(backend, postgres, "intake_alertmanager_wrk") as target:
+        create_services(target, names)
+        key = create_integration(target, "bench-am-wrk", "alertmanager")
+        documents: list[object] = [alertmanager_batch(name, batch) for name in names]
+        path = f"/ingest/alertmanager/{key}"
+        result = run_wrk(f"{target.url}{path}", script(path, documents), seconds, connections)
+        committed = count_rows(target, "SELECT count(*) FROM alerts")
+    accepted = result.requests - result.non_2xx
+    print(f"[{backend}] alertmanager intake with {settings}, batches of {batch} distinct alerts")
+    print(f"    firetower: {_rate(result, batch)}")
+    print(
+        f"    committed: {committed:,} alert rows for {accepted * batch:,} alerts accepted, "
+        f"plus at most {connections} batches in flight at the end "
+        f"({_verdict(committed, accepted, batch, connections)}); "
+        f"{result.non_2xx:,} requests not accepted"
+    )
+    if reference:
+        run_reference(seconds=seconds, connections=connections, services=services, batch=batch)
+
+
+def run_reference(
+    *,
+    seconds: float = SECONDS,
+    connections: int = CONNECTIONS,
+    services: int = SERVICES,
+    batch: int = BATCH,
+) -> None:
+    """Alertmanager under the same wrk load (its API v2 takes the same alerts as a list)."""
+    binary = shutil.which(BINARY)
+    if binary is None or shutil.which("wrk") is None:
+        print(f"[alertmanager] reference with wrk: skipped, needs wrk and {BINARY}")
+        return
+    names = service_names(max(1, services))
+    documents: list[object] = [postable_batch(name, batch) for name in names]
+    with running_alertmanager(binary) as alertmanager:
+        result = run_wrk(
+            f"{alertmanager.url}/api/v2/alerts",
+            script("/api/v2/alerts", documents),
+            seconds,
+            connections,
+        )
+        received = metric_total(alertmanager.url, "alertmanager_alerts_received_total")
+        invalid = metric_total(alertmanager.url, "alertmanager_alerts_invalid_total")
+    accepted = result.requests - result.non_2xx
+    verdict = _verdict(received, accepted, batch, connections) if invalid == 0 else "INVALID"
+    print(f"    reference, {version(binary)} (in memory): {_rate(result, batch)}")
+    print(
+        f"    received: {received:,.0f} alerts ({invalid:,.0f} invalid) for "
+        f"{accepted * batch:,} accepted ({verdict}); {result.non_2xx:,} requests not accepted"
+    )
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0], processes=False)
+    parser.set_defaults(connections=CONNECTIONS)
+    parser.add_argument("--seconds", type=float, default=SECONDS)
+    parser.add_argument("--services", type=int, default=SERVICES, help="services taking turns")
+    parser.add_argument("--batch", type=int, default=BATCH, help="alerts per request")
+    parser.add_argument(
+        "--no-reference", dest="reference", action="store_false", help="skip Alertmanager"
+    )
+    run_each_backend(parser, run)
+
+
+if __name__ == "__main__":
+    main()
