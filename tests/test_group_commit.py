@@ -27,6 +27,7 @@ from firetower.catalog.models import Service
 from firetower.events import Event, record
 from firetower.metrics import REGISTRY
 from firetower.runtime import (
+    LOOP_PARK_WAIT_SECONDS,
     MAX_GROUP_OPERATIONS,
     POSTGRES_WRITER_THREADS,
     SQLITE_WRITER_THREADS,
@@ -511,6 +512,41 @@ def test_on_sqlite_the_callers_loop_waits_while_its_group_commits(runtime: Runti
         assert ticks_during_the_operation == 0
     else:
         assert ticks_during_the_operation > 0
+
+
+def test_on_sqlite_a_group_begins_once_its_loop_has_parked(runtime: Runtime) -> None:
+    """A loop parks when its current callback is done; begun before, the transaction would
+    take turns at the GIL with that callback. PostgreSQL's groups begin at once."""
+    order: list[str] = []
+
+    async def main() -> None:
+        committed = asyncio.create_task(runtime.group.run(lambda session: order.append("begun")))
+        await asyncio.sleep(0)  # queued: the writer takes the turn and asks the loop to park
+        time.sleep(0.03)  # this callback holds the loop meanwhile, as parsing a body would
+        order.append("loop free")
+        await committed
+
+    run_async(main)
+    if runtime.database.dialect == "sqlite":
+        assert order == ["loop free", "begun"]
+    else:
+        assert order == ["begun", "loop free"]
+
+
+def test_a_group_waits_for_a_busy_loop_to_park_only_so_long(runtime: Runtime) -> None:
+    """A loop that does not get to park (a callback that runs long) does not hold the group
+    back past ``LOOP_PARK_WAIT_SECONDS``."""
+    order: list[str] = []
+
+    async def main() -> None:
+        committed = asyncio.create_task(runtime.group.run(lambda session: order.append("begun")))
+        await asyncio.sleep(0)
+        time.sleep(LOOP_PARK_WAIT_SECONDS + 0.25)
+        order.append("loop free")
+        await committed
+
+    run_async(main)
+    assert order == ["begun", "loop free"]
 
 
 def test_on_sqlite_the_loop_resumes_only_once_the_write_turn_is_given_back(
