@@ -5,7 +5,7 @@ BATCH distinct alerts of one service, services taking turns, every alert checked
 but sent by wrk (Debian's package `wrk`) instead of Python processes, which on a 2-core
 machine take about a quarter of the CPU that the server under test could use. Each body is
 the Python benchmarks' JSON template, serialised once per service, with the request's number
-put in by wrk's Lua (LuaJIT) at its placeholders: every fingerprint and instance is new.
+put in by wrk's Lua (LuaJIT) at its placeholders: every label set is new.
 
 One command measures firetower on each backend, then, when it is installed (`apt-get install
 prometheus-alertmanager`), Alertmanager 0.25 under the very same wrk settings, so that the two
