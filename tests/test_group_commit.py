@@ -8,9 +8,10 @@ real services on SQLite and on PostgreSQL; a fresh session is the judge of what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -482,6 +483,23 @@ def test_a_failing_batch_runs_each_item_again_alone(runtime: Runtime, group: Gro
     assert service_names(runtime) == ["bad", "x", "y"]
 
 
+@contextlib.asynccontextmanager
+async def ticking(ticks: list[float]) -> AsyncIterator[None]:
+    """A task on the running loop that notes the time every 5 ms while the block runs."""
+
+    async def tick() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        ticker.cancel()
+
+
 def test_on_sqlite_the_callers_loop_waits_while_its_group_commits(runtime: Runtime) -> None:
     """The write turn is held only as long as the work in it takes: the loop, which would
     take the GIL from the writer, stays parked meanwhile. PostgreSQL has no such turn."""
@@ -489,23 +507,13 @@ def test_on_sqlite_the_callers_loop_waits_while_its_group_commits(runtime: Runti
     async def main() -> int:
         ticks: list[float] = []
 
-        async def tick() -> None:
-            while True:
-                ticks.append(time.monotonic())
-                await asyncio.sleep(0.005)
-
-        ticker = asyncio.create_task(tick())
-        await asyncio.sleep(0.05)
-
         def operation(session: Session) -> int:
             before = len(ticks)
             time.sleep(0.2)
             return len(ticks) - before
 
-        try:
+        async with ticking(ticks):
             return await runtime.group.run(operation)
-        finally:
-            ticker.cancel()
 
     ticks_during_the_operation = run_async(main)
     if runtime.database.dialect == "sqlite":
@@ -571,18 +579,9 @@ def test_on_sqlite_the_loop_resumes_only_once_the_write_turn_is_given_back(
     monkeypatch.setattr(lock, "release", release)
 
     async def main() -> None:
-        async def tick() -> None:
-            while True:
-                ticks.append(time.monotonic())
-                await asyncio.sleep(0.005)
-
-        ticker = asyncio.create_task(tick())
-        await asyncio.sleep(0.05)
-        try:
+        async with ticking(ticks):
             await runtime.group.run(lambda session: None)
             await asyncio.sleep(0.2)  # ticking on, past the giving back
-        finally:
-            ticker.cancel()
 
     run_async(main)
     assert ticks_while_giving_back, "the group commit never gave the turn back"
