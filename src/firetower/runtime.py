@@ -230,9 +230,8 @@ class GroupCommit:
 
         A loop parks once the callback it runs (a request's parsing, say) is done; the
         transaction begins only then (or after ``LOOP_PARK_WAIT_SECONDS``): begun at once, it
-        took turns at the GIL with that callback, and both took longer (measured under
-        load: parking took 4-5 ms of a 10-15 ms commit, then 0.5-2.5 ms, and the turn was
-        held ~10% less per alert).
+        took turns at the GIL with that callback, and both took longer
+        (docs/group-commit.md has the measurements).
         """
         if not writer_lock.acquire(timeout=db.WRITER_LOCK_WAIT_SECONDS):
             self._commit(group)  # past the wait: as a transaction would, go on without it
@@ -250,8 +249,10 @@ class GroupCommit:
                 arrived.wait(max(0.0, deadline - time.monotonic()))
             self._commit(group)
         finally:
-            writer_lock.release()  # first: a loop woken earlier takes the GIL from the holder
-            resume.set()
+            try:
+                writer_lock.release()  # first: a loop woken earlier takes the GIL from it
+            finally:
+                resume.set()
 
     def _next_group(self) -> list[_Submitted] | None:
         """The first queued operation (waiting for one) and what else is queued already,
