@@ -9,7 +9,7 @@ sends alerts without a service label: they are stored and open nothing.
 The alerts carry no ``fingerprint``: firetower derives one from the labels, a hash, so new
 alerts land all over the dedup index as Alertmanager's own hashed fingerprints do.
 Numbered fingerprints (``b<n>a<k>``, until 2026-11-29) put a batch's alerts side by side in
-the index, which cost less than half as much in the transaction (17.8 against 41.9 µs per
+the index, which cost about half as much in the transaction (17.8 against 34.8-47.1 µs per
 alert, ``bench.intake_operation``) and flattered every figure taken with them.
 
 At the end the alert rows are counted in the database: they must equal the alerts of every
