@@ -19,12 +19,14 @@ Skipped, saying so, when wrk is not installed (`apt-get install wrk`).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 from bench.intake_alertmanager import BATCH, SECONDS, SERVICES, alertmanager_batch, service_names
 from bench.intake_events_wrk import WrkResult, run_wrk
 from bench.intake_support import (
-    PLACEHOLDER,
+    FINGERPRINT_MULTIPLIER,
+    FINGERPRINTS_PER_BODY,
     arguments,
     count_rows,
     create_integration,
@@ -48,19 +50,27 @@ wrk.headers["Content-Type"] = "application/json"
 local templates = %(templates)s
 local n = 0
 request = function()
-  local pieces = templates[(n %% #templates) + 1]
+  local template = templates[(n %% #templates) + 1]
+  local pieces, marks = template[1], template[2]
   local number = tostring(n)
-  local parts = {}
-  for i = 1, #pieces - 1 do
-    parts[2 * i - 1] = pieces[i]
-    parts[2 * i] = number
+  local parts = {pieces[1]}
+  local place = 0
+  for i = 1, #marks do
+    if marks:sub(i, i) == "F" then
+      local id = 0ULL + n * %(per_body)d + place
+      parts[2 * i] = bit.tohex(id * %(multiplier)dULL)
+      place = place + 1
+    else
+      parts[2 * i] = number
+    end
+    parts[2 * i + 1] = pieces[i + 1]
   end
-  parts[2 * #pieces - 1] = pieces[#pieces]
   n = n + 1
   return wrk.format(nil, "%(path)s", nil, table.concat(parts))
 end
 """
-"""Request n (from 0, one wrk thread): template n mod len(templates) with n at its marks."""
+"""Request n (from 0, one wrk thread): template n mod len(templates) with n at its N marks
+and ``intake_support.fingerprint(n, place)`` at its F marks (LuaJIT's 64-bit integers)."""
 
 
 def _lua_text(text: str) -> str:
@@ -72,14 +82,19 @@ def _lua_text(text: str) -> str:
 
 
 def script(path: str, documents: list[object]) -> str:
-    """The wrk script that sends ``documents`` in turn with PLACEHOLDER filled in."""
-    templates = [
-        "{"
-        + ", ".join(map(_lua_text, json.dumps(doc, separators=(",", ":")).split(PLACEHOLDER)))
-        + "}"
-        for doc in documents
-    ]
-    return SCRIPT % {"templates": "{" + ",\n".join(templates) + "}", "path": path}
+    """The wrk script that sends ``documents`` in turn, their marks filled in as
+    ``intake_support.Template`` fills them (PLACEHOLDER and FINGERPRINT only)."""
+    templates = []
+    for document in documents:
+        pieces = re.split(r"@@([NF])@@", json.dumps(document, separators=(",", ":")))
+        texts = "{" + ", ".join(map(_lua_text, pieces[0::2])) + "}"
+        templates.append(f"{{{texts}, {_lua_text(''.join(pieces[1::2]))}}}")
+    return SCRIPT % {
+        "templates": "{" + ",\n".join(templates) + "}",
+        "path": path,
+        "per_body": FINGERPRINTS_PER_BODY,
+        "multiplier": FINGERPRINT_MULTIPLIER,
+    }
 
 
 def _rate(result: WrkResult, batch: int) -> str:

@@ -33,7 +33,19 @@ from bench.support import percentiles_ms, running_server
 
 POSTGRES_ENV = "FIRETOWER_BENCH_POSTGRES_URL"
 PLACEHOLDER = "@@N@@"
-"""Where a request's sequence number goes in a body template (fingerprints, dedup keys)."""
+"""Where a request's sequence number goes in a body template (instances, dedup keys)."""
+FINGERPRINT = "@@F@@"
+"""Where a fingerprint goes in a body template: each one unique to its request and place,
+16 hex digits scattered as Alertmanager's hashes of the labels are (``fingerprint``)."""
+FINGERPRINTS_PER_BODY = 10_000
+"""More than a body holds (an Alertmanager batch has at most 10,000 alerts)."""
+FINGERPRINT_MULTIPLIER = 0x9E3779B97F4A7C15
+"""Odd, so that multiplying by it modulo 2**64 maps distinct numbers to distinct ones."""
+
+
+def fingerprint(n: int, place: int) -> str:
+    """The fingerprint of request ``n`` at its ``place``-th FINGERPRINT mark."""
+    return f"{(n * FINGERPRINTS_PER_BODY + place) * FINGERPRINT_MULTIPLIER % 2**64:016x}"
 
 
 # -- server and catalog ------------------------------------------------------------------------
@@ -147,7 +159,8 @@ def memory_kib(pid: int) -> dict[str, int]:
 class Template:
     """A JSON body serialised once, with @@X@@ marks (X a capital letter) for numbers.
 
-    ``render(n)`` fills @@N@@ (PLACEHOLDER) with ``n``; other marks come as keywords.
+    ``render(n)`` fills @@N@@ (PLACEHOLDER) with ``n`` and each @@F@@ (FINGERPRINT) with
+    ``fingerprint(n, place)``; other marks come as keywords.
     """
 
     def __init__(self, document: object) -> None:
@@ -158,8 +171,13 @@ class Template:
     def render(self, n: int, **more: int) -> bytes:
         values = {"N": str(n).encode(), **{k: str(v).encode() for k, v in more.items()}}
         out = [self.texts[0]]
+        place = 0
         for name, piece in zip(self.names, self.texts[1:], strict=True):
-            out.append(values[name])
+            if name == "F":
+                out.append(fingerprint(n, place).encode())
+                place += 1
+            else:
+                out.append(values[name])
             out.append(piece)
         return b"".join(out)
 
