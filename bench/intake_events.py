@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from bench.intake_alertmanager import service_names
 from bench.intake_support import (
+    FINGERPRINT,
     PLACEHOLDER,
     Load,
     Turns,
@@ -35,11 +36,12 @@ CONNECTIONS = 16
 
 
 def trigger(routing_key: str, service: str | None) -> dict[str, object]:
-    """A trigger whose dedup key carries PLACEHOLDER (the event number)."""
+    """A trigger whose source carries PLACEHOLDER (the event number) and whose dedup key is a
+    FINGERPRINT mark (new keys scatter over the dedup index as hashes and UUIDs do)."""
     return {
         "routing_key": routing_key,
         "event_action": "trigger",
-        "dedup_key": f"evt-{PLACEHOLDER}",
+        "dedup_key": FINGERPRINT,
         "payload": {
             "summary": f"Disk 91% full on db-{PLACEHOLDER}",
             "source": f"db-{PLACEHOLDER}.{service or 'example'}.internal",
