@@ -38,7 +38,7 @@ FINGERPRINT = "@@F@@"
 """Where a fingerprint goes in a body template: each one unique to its request and place,
 16 hex digits scattered as Alertmanager's hashes of the labels are (``fingerprint``)."""
 FINGERPRINTS_PER_BODY = 10_000
-"""More than a body holds (an Alertmanager batch has at most 10,000 alerts)."""
+"""Places per body: an Alertmanager batch holds at most 10,000 alerts (places 0 to 9,999)."""
 FINGERPRINT_MULTIPLIER = 0x9E3779B97F4A7C15
 """Odd, so that multiplying by it modulo 2**64 maps distinct numbers to distinct ones."""
 
