@@ -16,6 +16,7 @@ from bench import (
     intake_storm,
     jobs_queue,
     reference_alertmanager,
+    sqlite_ceiling,
 )
 from bench.intake_support import server_processes
 from firetower.logs import configure_logging
@@ -37,6 +38,7 @@ def main() -> None:
     # The reference, Alertmanager itself, on this machine and load (skipped if absent)
     reference_alertmanager.run(seconds=10, connections=16, processes=2)
     intake_operation.run()  # the batch operation alone, without HTTP: CPU per alert
+    sqlite_ceiling.run()  # SQLite alone under two writer processes: what bounds the rest
     for backend in backends:
         intake_alertmanager.run(backend, postgres, seconds=10)
         with server_processes(2):  # the throughput targets, with both cores serving
