@@ -3,9 +3,10 @@
 Batch n belongs to service s = n mod SERVICES and is that service's m-th batch (m = n div
 SERVICES). It carries BATCH alerts: BATCH - REPEATS new fingerprints, and REPEATS
 fingerprints first sent in the service's previous batch (firing again, as Alertmanager
-re-sends a group's alerts). So every alert is seen once or twice and
-fingerprints keep coming. Issue 3: such a storm of 1,000,000 alerts leaves at most 50 open
-incidents (one per service) and the server's memory stays under 500 MB.
+re-sends a group's alerts). So every alert is seen once or twice and fingerprints keep
+coming; they are 16 hex digits scattered as Alertmanager's hashes are
+(``intake_support.fingerprint``). Issue 3: such a storm of 1,000,000 alerts leaves at most
+50 open incidents (one per service) and the server's memory stays under 500 MB.
 
 The server's resident memory is sampled from /proc/<pid>/status (VmRSS) twice a second, and
 its peak (VmHWM) read at the end. `make bench` sends 100,000 alerts; the issue's figure:
@@ -22,6 +23,8 @@ import httpx
 
 from bench.intake_alertmanager import service_names
 from bench.intake_support import (
+    FINGERPRINT,
+    REPEATED,
     Load,
     Request,
     Template,
@@ -43,10 +46,11 @@ SAMPLE_SECONDS = 0.5
 
 
 def storm_batch(service: str, size: int, repeats: int) -> dict[str, object]:
-    """A v4 batch: new fingerprints carry @@M@@ (this batch of the service), repeats @@P@@."""
+    """A v4 batch: new alerts carry @@M@@ (this batch of the service) and FINGERPRINT marks,
+    repeats @@P@@ (its previous batch) and REPEATED marks."""
     common = {"alertname": "HighLatency", "service": service, "severity": "critical"}
 
-    def alert(batch_mark: str, j: int) -> dict[str, object]:
+    def alert(batch_mark: str, fingerprint_mark: str, j: int) -> dict[str, object]:
         name = f"{service}-pod-{batch_mark}-{j}"
         return {
             "status": "firing",
@@ -55,11 +59,12 @@ def storm_batch(service: str, size: int, repeats: int) -> dict[str, object]:
             "startsAt": "2026-11-28T10:00:00Z",
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://prometheus.example:9090/graph?g0.expr=latency",
-            "fingerprint": f"{service}-{batch_mark}-{j}",
+            "fingerprint": fingerprint_mark,
         }
 
-    alerts = [alert("@@P@@", j) for j in range(repeats)]
-    alerts += [alert("@@M@@", j) for j in range(size - repeats)]
+    # The j-th repeat names the j-th new alert of the previous batch (place j of each kind).
+    alerts = [alert("@@P@@", REPEATED, j) for j in range(repeats)]
+    alerts += [alert("@@M@@", FINGERPRINT, j) for j in range(size - repeats)]
     return {
         "version": "4",
         "status": "firing",
@@ -82,7 +87,8 @@ class StormBatches:
 
     def __call__(self, n: int) -> Request:
         s, m = n % len(self.templates), n // len(self.templates)
-        return Request(self.path, self.templates[s].render(n, M=m, P=m - 1))
+        previous = n - len(self.templates)  # the service's previous batch (none for m = 0)
+        return Request(self.path, self.templates[s].render(n, earlier=previous, M=m, P=m - 1))
 
 
 def distinct_fingerprints(batches: int, services: int, size: int, repeats: int) -> int:

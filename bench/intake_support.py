@@ -37,6 +37,9 @@ PLACEHOLDER = "@@N@@"
 FINGERPRINT = "@@F@@"
 """Where a fingerprint goes in a body template: each one unique to its request and place,
 16 hex digits scattered as Alertmanager's hashes of the labels are (``fingerprint``)."""
+REPEATED = "@@R@@"
+"""Where an earlier request's fingerprint goes: ``Template.render(n, earlier=k)`` fills the
+i-th REPEATED mark with the fingerprint of request ``k``'s i-th FINGERPRINT mark."""
 FINGERPRINTS_PER_BODY = 10_000
 """Places per body: an Alertmanager batch holds at most 10,000 alerts (places 0 to 9,999)."""
 FINGERPRINT_MULTIPLIER = 0x9E3779B97F4A7C15
@@ -160,7 +163,8 @@ class Template:
     """A JSON body serialised once, with @@X@@ marks (X a capital letter) for numbers.
 
     ``render(n)`` fills @@N@@ (PLACEHOLDER) with ``n`` and each @@F@@ (FINGERPRINT) with
-    ``fingerprint(n, place)``; other marks come as keywords.
+    ``fingerprint(n, place)``; with ``earlier=k``, each @@R@@ (REPEATED) with
+    ``fingerprint(k, place)``, counting its own places; other marks come as keywords.
     """
 
     def __init__(self, document: object) -> None:
@@ -168,14 +172,18 @@ class Template:
         self.texts = pieces[0::2]
         self.names = [p.decode() for p in pieces[1::2]]
 
-    def render(self, n: int, **more: int) -> bytes:
+    def render(self, n: int, earlier: int | None = None, **more: int) -> bytes:
         values = {"N": str(n).encode(), **{k: str(v).encode() for k, v in more.items()}}
         out = [self.texts[0]]
-        place = 0
+        places = {"F": 0, "R": 0}
+        requests = {"F": n, "R": earlier}
         for name, piece in zip(self.names, self.texts[1:], strict=True):
-            if name == "F":
-                out.append(fingerprint(n, place).encode())
-                place += 1
+            if name in places:
+                request = requests[name]
+                if request is None:
+                    raise ValueError("a template with @@R@@ marks needs render(n, earlier=k)")
+                out.append(fingerprint(request, places[name]).encode())
+                places[name] += 1
             else:
                 out.append(values[name])
             out.append(piece)
