@@ -15,3 +15,12 @@ def crash(host: str, port: int) -> None:
 def leave(host: str, port: int) -> None:
     """Stops cleanly at once, as a server process asked to stop does."""
     sys.exit(0)
+
+
+def tell_processes(host: str, port: int) -> None:
+    """Writes how many server processes its settings say there are, then stops cleanly."""
+    from firetower.settings import load_settings
+
+    with open(os.environ["FIRETOWER_TEST_CRASH_LOG"], "a") as log:
+        log.write(f"{load_settings().web_processes}\n")
+    sys.exit(0)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.catalog.models import Service
+from firetower.db import Database
 from firetower.events import Event, record
 from firetower.metrics import REGISTRY
 from firetower.runtime import (
@@ -35,6 +36,7 @@ from firetower.runtime import (
     GroupCommit,
     Runtime,
 )
+from firetower.settings import Settings
 
 T = TypeVar("T")
 WAIT_SECONDS = 20
@@ -402,6 +404,18 @@ def test_the_app_closes_the_group_when_its_lifespan_ends(app: FastAPI, runtime: 
         assert writer.is_alive()
     assert writer.name.startswith("firetower-group-commit-")
     assert not writer.is_alive()
+
+
+@pytest.mark.parametrize(("processes", "on_postgresql"), [(1, 4), (2, 1), (8, 1)])
+def test_on_postgresql_each_of_several_server_processes_keeps_one_writer(
+    settings: Settings, database: Database, processes: int, on_postgresql: int
+) -> None:
+    """A lone process overlaps its round trips with four; several overlap them already, and
+    more writers only contend for the same rows. SQLite has one writer whatever the count."""
+    told = settings.model_copy(update={"web_processes": processes})
+    runtime = Runtime(settings=told, database=database)
+    sqlite = database.dialect == "sqlite"
+    assert runtime.group.writer_threads == (SQLITE_WRITER_THREADS if sqlite else on_postgresql)
 
 
 def test_an_operation_that_lost_a_race_on_postgresql_runs_once_more(

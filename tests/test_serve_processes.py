@@ -253,3 +253,24 @@ def test_the_supervisor_stops_once_every_server_process_has_stopped_cleanly() ->
     finally:
         stop.cancel()
     assert time.monotonic() - started < 30, "it went on supervising nothing"
+
+
+def test_each_server_process_is_told_how_many_there_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --processes 3`` with no FIRETOWER_WEB_PROCESSES: each process's settings say
+    3, which sizes its group commit on PostgreSQL (``runtime.postgres_writer_threads``)."""
+    from firetower.cli.processes import supervise
+    from tests.crashing_server import tell_processes
+
+    told = tmp_path / "told"
+    monkeypatch.setenv("FIRETOWER_TEST_CRASH_LOG", str(told))
+    monkeypatch.delenv("FIRETOWER_WEB_PROCESSES", raising=False)
+    stop = threading.Timer(30.0, signal.raise_signal, (signal.SIGTERM,))  # a safety net
+    stop.start()
+    try:
+        supervise(3, "127.0.0.1", unused_port(), embedded_worker=True, target=tell_processes)
+    finally:
+        stop.cancel()
+    assert told.read_text().splitlines() == ["3", "3", "3"]
+    assert "FIRETOWER_WEB_PROCESSES" not in os.environ  # the environment is put back

@@ -33,6 +33,19 @@ MAX_GROUP_WEIGHT = 5_000
 operation of a group is always taken, however heavy)."""
 SQLITE_WRITER_THREADS = 1  # SQLite has one writer anyway
 POSTGRES_WRITER_THREADS = 4
+"""Group commits a lone server process keeps in flight on PostgreSQL, so that its round
+trips to the database overlap. Each of several processes (``serve --processes``) keeps one:
+the processes overlap their round trips already, and more transactions at once only
+contend for the same rows (an integration's, a service's open incident) with smaller
+groups. Measured with two processes: four threads each took Alertmanager batches at the
+same rate as one each with twice the p99, and half as many Events v2 events a second."""
+
+
+def postgres_writer_threads(processes: int) -> int:
+    """The group commit's writer threads in one of ``processes`` server processes."""
+    return POSTGRES_WRITER_THREADS if processes == 1 else 1
+
+
 LOOP_PAUSE_LIMIT_SECONDS = 1.0
 """The longest a caller's event loop stays paused for one SQLite group commit."""
 LOOP_PARK_WAIT_SECONDS = 0.05
@@ -145,7 +158,8 @@ class GroupCommit:
         writer_lock: WriterLock | None = None,
     ) -> None:
         self._transaction = transaction
-        self._writer_threads = writer_threads
+        self.writer_threads = writer_threads
+        """How many transactions it keeps in flight at most (threads, started on first use)."""
         self._writer_lock = writer_lock
         self._pending: deque[_Submitted] = deque()
         self._wakeup = threading.Condition()
@@ -204,7 +218,7 @@ class GroupCommit:
                 writer.join()
 
     def _start_writers(self) -> None:
-        for number in range(self._writer_threads):
+        for number in range(self.writer_threads):
             writer = threading.Thread(
                 target=self._write, name=f"firetower-group-commit-{number}", daemon=True
             )
@@ -333,7 +347,9 @@ class Runtime:
         if CLEANUP_KIND not in self.jobs.handlers:
             register_maintenance(self.jobs, keep_succeeded_days=self.settings.job_retention_days)
         writers = (
-            SQLITE_WRITER_THREADS if self.database.dialect == "sqlite" else POSTGRES_WRITER_THREADS
+            SQLITE_WRITER_THREADS
+            if self.database.dialect == "sqlite"
+            else postgres_writer_threads(self.settings.web_processes)
         )
         self.group = GroupCommit(
             self.transaction, writer_threads=writers, writer_lock=self.database.writer_lock

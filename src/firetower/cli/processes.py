@@ -119,6 +119,7 @@ def supervise(
     os.environ[MULTIPROCESS_DIR_ENV] = metrics_dir
     if not embedded_worker:
         os.environ["FIRETOWER_EMBEDDED_WORKER"] = "false"
+    os.environ["FIRETOWER_WEB_PROCESSES"] = str(processes)  # each sizes its group commit by it
     context = multiprocessing.get_context("spawn")  # a clean interpreter, not a fork
     stopping = threading.Event()
 
