@@ -87,7 +87,7 @@ class StormBatches:
 
     def __call__(self, n: int) -> Request:
         s, m = n % len(self.templates), n // len(self.templates)
-        previous = n - len(self.templates)  # the service's previous batch (none for m = 0)
+        previous = n - len(self.templates)  # its previous batch; for m = 0, one never sent
         return Request(self.path, self.templates[s].render(n, earlier=previous, M=m, P=m - 1))
 
 
