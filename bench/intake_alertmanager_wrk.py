@@ -23,10 +23,7 @@ import re
 import shutil
 
 from bench.intake_alertmanager import BATCH, SECONDS, SERVICES, alertmanager_batch, service_names
-from bench.intake_events_wrk import WrkResult, run_wrk
 from bench.intake_support import (
-    FINGERPRINT_MULTIPLIER,
-    FINGERPRINTS_PER_BODY,
     arguments,
     count_rows,
     create_integration,
@@ -41,10 +38,13 @@ from bench.reference_alertmanager import (
     running_alertmanager,
     version,
 )
+from bench.wrk_support import LUA_FINGERPRINT, WrkResult, run_wrk
 
 CONNECTIONS = 16
 
-SCRIPT = """
+SCRIPT = (
+    LUA_FINGERPRINT
+    + """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local templates = %(templates)s
@@ -57,8 +57,7 @@ request = function()
   local place = 0
   for i = 1, #marks do
     if marks:sub(i, i) == "F" then
-      local id = 0ULL + n * %(per_body)d + place
-      parts[2 * i] = bit.tohex(id * %(multiplier)dULL)
+      parts[2 * i] = fingerprint(n, place)
       place = place + 1
     else
       parts[2 * i] = number
@@ -69,8 +68,9 @@ request = function()
   return wrk.format(nil, "%(path)s", nil, table.concat(parts))
 end
 """
+)
 """Request n (from 0, one wrk thread): template n mod len(templates) with n at its N marks
-and ``intake_support.fingerprint(n, place)`` at its F marks (LuaJIT's 64-bit integers)."""
+and ``intake_support.fingerprint(n, place)`` at its F marks."""
 
 
 def _lua_text(text: str) -> str:
@@ -92,8 +92,6 @@ def script(path: str, documents: list[object]) -> str:
     return SCRIPT % {
         "templates": "{" + ",\n".join(templates) + "}",
         "path": path,
-        "per_body": FINGERPRINTS_PER_BODY,
-        "multiplier": FINGERPRINT_MULTIPLIER,
     }
 
 

@@ -18,17 +18,10 @@ Skipped, saying so, when wrk is not installed (`apt-get install wrk`).
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 
 from bench.intake_alertmanager import service_names
 from bench.intake_support import (
-    FINGERPRINT_MULTIPLIER,
-    FINGERPRINTS_PER_BODY,
     arguments,
     count_rows,
     create_integration,
@@ -36,6 +29,7 @@ from bench.intake_support import (
     intake_server,
     run_each_backend,
 )
+from bench.wrk_support import LUA_FINGERPRINT, run_wrk
 
 SECONDS = 8.0
 CONNECTIONS = 16
@@ -48,14 +42,16 @@ wrk.body = '{"routing_key": "short", "event_action": "trigger", '
   .. '"payload": {"summary": "s", "source": "h", "severity": "critical"}}'
 """
 
-TRIGGERS = """
+TRIGGERS = (
+    LUA_FINGERPRINT
+    + """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local keys = %(keys)s
 local n = 0
 request = function()
   n = n + 1
-  local dedup_key = bit.tohex((0ULL + n * %(per_body)d) * %(multiplier)dULL)
+  local dedup_key = fingerprint(n, 0)  -- new keys scatter over the dedup index as hashes do
   local body = '{"routing_key": "' .. keys[(n %% #keys) + 1] .. '", "event_action": "trigger", '
     .. '"dedup_key": "' .. dedup_key .. '", "payload": {"summary": "Disk 91%% full on db-' .. n
     .. '", "source": "db-' .. n .. '.internal", "severity": "warning", "component": "postgres", '
@@ -63,66 +59,7 @@ request = function()
   return wrk.format(nil, nil, nil, body)
 end
 """
-
-
-_SCATTERED = {"per_body": FINGERPRINTS_PER_BODY, "multiplier": FINGERPRINT_MULTIPLIER}
-"""Each event's dedup key is ``intake_support.fingerprint(n, 0)``: new keys scatter over the
-dedup index as hashes and UUIDs do (``wrk-<n>`` put them side by side: 5,624-6,070 events/s
-against 3,945-5,272 scattered, one routing key, 2026-11-29)."""
-
-
-@dataclass
-class WrkResult:
-    requests: int
-    seconds: float
-    non_2xx: int
-    latency: str
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def accepted(self) -> int:
-        return self.requests - self.non_2xx
-
-    def verdict(self, counted: float, per_request: int, connections: int) -> str:
-        """Whether the server took in (``counted``) what wrk saw accepted, each request
-        carrying ``per_request`` items. wrk stops at its deadline without waiting for the
-        requests in flight; the server still takes them, so up to one request per connection
-        may be counted but not accepted."""
-        low, high = self.accepted * per_request, (self.accepted + connections) * per_request
-        return "OK" if low <= counted <= high else "MISMATCH"
-
-
-def run_wrk(url: str, script: str, seconds: float, connections: int) -> WrkResult:
-    """wrk with one thread and ``connections`` connections, running the Lua ``script``."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
-        file.write(script)
-    try:
-        finished = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", file.name, url],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    finally:
-        Path(file.name).unlink()
-    if finished.stderr.strip():  # a script that does not load: wrk runs on with plain GETs
-        raise RuntimeError(f"wrk failed:\n{finished.stderr}")
-    out = finished.stdout
-    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
-    if done is None:
-        raise RuntimeError(f"unexpected wrk output:\n{out}")
-    seconds_taken = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    return WrkResult(
-        requests=int(done.group(1)),
-        seconds=seconds_taken,
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        latency=f"mean {latency.group(1)}, max {latency.group(3)}" if latency else "?",
-    )
+)
 
 
 def run(
@@ -145,7 +82,7 @@ def run(
         url = f"{target.url}/v2/enqueue"
         refused = run_wrk(url, REFUSED, seconds, connections)
         lua_keys = "{" + ", ".join(json.dumps(k) for k in routing_keys) + "}"
-        triggers = run_wrk(url, TRIGGERS % {"keys": lua_keys, **_SCATTERED}, seconds, connections)
+        triggers = run_wrk(url, TRIGGERS % {"keys": lua_keys}, seconds, connections)
         committed = count_rows(target, "SELECT count(*) FROM alerts")
     accepted = triggers.accepted
     print(
