@@ -33,6 +33,7 @@ from bench.intake_alertmanager import BATCH
 from bench.intake_support import fingerprint
 from firetower.db import WalCheckpointer, WriterLock, make_engine
 from firetower.migrate import upgrade
+from firetower.signals import intake_rows
 from firetower.signals.intake_rows import COLUMNS, AlertRow, Encoder
 
 ORDERS = ("scattered", "in order")
@@ -40,12 +41,9 @@ GROUP = 800
 """Alerts per commit: the HTTP benchmarks keep 16 requests of 100 alerts in flight, which
 the group commits of two server processes share."""
 TARGET_PER_SECOND = 35_000
-_ONE_ROW = f"({', '.join('?' * len(COLUMNS))})"
-INSERT_100 = f"INSERT INTO alerts ({', '.join(COLUMNS)}) VALUES {', '.join([_ONE_ROW] * BATCH)}"
-KNOWN = (
-    "SELECT id FROM alerts WHERE integration_id = ? "
-    "AND fingerprint IN (SELECT value FROM json_each(?))"
-)
+INSERT_100 = intake_rows.sqlite_insert(BATCH)
+KNOWN = str(intake_rows.KNOWN["sqlite"])
+"""Intake's own known-alert read, with its named parameters (sqlite3 takes them as such)."""
 
 
 def _fingerprint(order: str, request: int, place: int) -> str:
@@ -124,7 +122,8 @@ def _writer(
         started = time.perf_counter()
         try:
             connection.execute("BEGIN IMMEDIATE")
-            assert connection.execute(KNOWN, (integration_id, fingerprints)).fetchall() == []
+            known = {"integration_id": integration_id, "fingerprints": fingerprints}
+            assert connection.execute(KNOWN, known).fetchall() == []
             for start in range(0, len(rows), BATCH):
                 values = [value for row in rows[start : start + BATCH] for value in row]
                 connection.execute(INSERT_100, values)

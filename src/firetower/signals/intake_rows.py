@@ -96,7 +96,7 @@ def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> 
         "fingerprints": _fingerprints(dialect, fingerprints),
     }
     found: list[AlertRow] = []
-    for values in session.execute(_KNOWN[dialect], listed):
+    for values in session.execute(KNOWN[dialect], listed):
         row = AlertRow(**dict(zip(COLUMNS, values[1:], strict=True)), id=values[0])
         row.labels = row.labels or {}
         row.annotations = row.annotations or {}
@@ -133,11 +133,11 @@ def _by_fingerprint(dialect: str, *names: str, lock: bool = False) -> TextualSel
 # Locked on PostgreSQL (in id order, so two batches never lock crosswise): a row is written
 # back whole, so a concurrent request must not change it between read and write. SQLite's
 # writers are serialized by its write lock already.
-_KNOWN = {
+KNOWN = {
     "sqlite": _by_fingerprint("sqlite", "id", *COLUMNS),
     "postgresql": _by_fingerprint("postgresql", "id", *COLUMNS, lock=True),
 }
-_IDS = {dialect: _by_fingerprint(dialect, "fingerprint", "id") for dialect in _KNOWN}
+_IDS = {dialect: _by_fingerprint(dialect, "fingerprint", "id") for dialect in KNOWN}
 """Built once: building a statement per request costs more than running it."""
 
 
@@ -229,7 +229,7 @@ SQLITE_INSERT_SIZES = (100, 10, 1)
 
 
 @functools.cache
-def _sqlite_insert(rows: int) -> str:
+def sqlite_insert(rows: int) -> str:
     one = f"({', '.join('?' * len(COLUMNS))})"
     return f"INSERT INTO alerts ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"  # noqa: S608
 
@@ -243,7 +243,7 @@ def _insert_sqlite(connection: Connection, inserts: list[tuple[Any, ...]]) -> No
     for size in SQLITE_INSERT_SIZES:
         while len(inserts) - start >= size:
             values = tuple(chain.from_iterable(inserts[start : start + size]))
-            connection.exec_driver_sql(_sqlite_insert(size), values)
+            connection.exec_driver_sql(sqlite_insert(size), values)
             start += size
 
 
