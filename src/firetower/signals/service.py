@@ -1037,7 +1037,7 @@ def delete_maintenance_window(session: Session, actor: Actor, window_id: int) ->
 
 
 def _severity(value: str | None) -> Severity:
-    if value is not None and value in SEVERITIES:  # as senders mostly spell it: at once
+    if value in SEVERITIES:  # as senders mostly spell it: at once
         return SEVERITIES[value]
     return SEVERITIES.get((value or "").strip().lower(), DEFAULT_SEVERITY)
 
