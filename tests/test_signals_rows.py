@@ -72,13 +72,21 @@ def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> Non
     counter = iter(range(10_000))
 
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(labels=label_maps, annotations=label_maps, starts=times, ends=st.none() | times)
+    @given(
+        labels=label_maps,
+        annotations=label_maps,
+        starts=times,
+        ends=st.none() | times,
+        flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    )
     def check(
         labels: dict[str, str],
         annotations: dict[str, str],
         starts: datetime,
         ends: datetime | None,
+        flags: tuple[bool, bool, bool],
     ) -> None:
+        silenced, flapping, inhibited = flags
         fingerprint = f"f{next(counter)}"
         row = _row(
             integration_id,
@@ -87,7 +95,9 @@ def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> Non
             annotations=annotations,
             starts_at=starts,
             ends_at=ends,
-            silenced=True,
+            silenced=silenced,
+            flapping=flapping,
+            inhibited=inhibited,
             state_changes=[starts.isoformat()],
         )
         with runtime.transaction() as session:
@@ -98,7 +108,8 @@ def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> Non
         assert alert.starts_at == starts
         assert alert.ends_at == ends
         assert alert.starts_at is not None and alert.starts_at.tzinfo is not None
-        assert alert.silenced is True and alert.flapping is False
+        assert (alert.silenced, alert.flapping, alert.inhibited) == flags
+        assert all(type(flag) is bool for flag in (alert.silenced, alert.flapping, alert.inhibited))
         assert alert.state_changes == [starts.isoformat()]
 
     check()

@@ -35,10 +35,11 @@ from firetower.settings import Settings
 # Python's sqlite3 binds None and bool (not exact ints) through its adapter lookup, which
 # tries the registry and then two attribute lookups per value: for an alert row of a dozen
 # None and bool columns, binding cost as much as SQLite's insert. A registered adapter is
-# found on the first step. Both keep what is stored: NULL, and 0 or 1 as SQLAlchemy's
-# Boolean writes them. (Process-wide, for every sqlite3 connection; nothing else here
-# registers adapters for these types.)
-sqlite3.register_adapter(type(None), lambda value: value)
+# found on the first step; for None it is a C function that gives None back (an empty
+# dict's ``get``), so that binding NULL runs no Python code. Both keep what is stored:
+# NULL, and 0 or 1 as SQLAlchemy's Boolean writes them. (Process-wide, for every sqlite3
+# connection; nothing else here registers adapters for these types.)
+sqlite3.register_adapter(type(None), {}.get)
 sqlite3.register_adapter(bool, int)
 
 log = structlog.get_logger(__name__)

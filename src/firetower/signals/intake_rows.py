@@ -72,6 +72,7 @@ _TIMES_AT = [
     COLUMNS.index(n)
     for n in ("starts_at", "ends_at", "first_seen_at", "last_seen_at", "attached_at")
 ]
+_BOOLS_AT = [COLUMNS.index(n) for n in ("silenced", "flapping", "inhibited")]
 _read_columns = attrgetter(*COLUMNS)
 
 
@@ -200,12 +201,31 @@ class Encoder:
         return encoded
 
     def values(self, row: AlertRow) -> list[Any]:
+        """The row's parameters in ``COLUMNS`` order.
+
+        Written out for speed: it runs for every row while the write lock is held. Values
+        encoded ahead are looked up here, not through a call each; on SQLite the booleans
+        are bound as the 0 and 1 that SQLAlchemy's Boolean stores, since the driver would
+        otherwise call an adapter for each.
+        """
         values = list(_read_columns(row))
+        encoded = self._encoded
         for index in _JSON_AT:
-            values[index] = self.json(values[index])
+            value = values[index]
+            known = encoded.get(id(value))
+            values[index] = (
+                known[1] if known is not None and known[0] is value else self.json(value)
+            )
         for index in _TIMES_AT:
-            if values[index] is not None:
-                values[index] = self.time(values[index])
+            value = values[index]
+            if value is not None:
+                known = encoded.get(id(value))
+                values[index] = (
+                    known[1] if known is not None and known[0] is value else self.time(value)
+                )
+        if self.sqlite:
+            for index in _BOOLS_AT:
+                values[index] = 1 if values[index] else 0
         return values
 
 
