@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
-from firetower.db import WAL_RESTART_FRAMES, Database, WriterLock
+from firetower import db
+from firetower.db import Database, WriterLock
 from firetower.events import unit_of_work
 from firetower.settings import Settings
 from tests.conftest import SECRET
@@ -128,9 +130,12 @@ def _log_pages(path: Path) -> int:
         return int(connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
 
 
-def test_commits_leave_the_log_to_the_checkpointer(tmp_path: Path) -> None:
+def test_commits_leave_the_log_to_the_checkpointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SQLite's own checkpoint would copy the log inside a commit every 1,000 pages; here
     the log grows until a checkpointer pass copies it and starts it over."""
+    monkeypatch.setattr(db, "WAL_RESTART_FRAMES", 4_096)  # 16 MiB to write, not 128
     path = tmp_path / "busy.db"
     database = Database(Settings(env="test", database_url=f"sqlite:///{path}", secret_key=SECRET))
     assert database.checkpointer is not None
@@ -142,7 +147,7 @@ def test_commits_leave_the_log_to_the_checkpointer(tmp_path: Path) -> None:
 
     _write_megabytes(database, transactions=6)  # past WAL_RESTART_FRAMES
     pages, copied = database.checkpointer.checkpoint()
-    assert pages >= WAL_RESTART_FRAMES
+    assert pages >= db.WAL_RESTART_FRAMES
     assert copied == pages  # every committed page is in the database file now
     _write_megabytes(database, transactions=1)
     assert _log_pages(path) < 400, "the log did not start over"
