@@ -453,6 +453,9 @@ def create_app(
         docs_url="/api/v1/docs",
         redoc_url=None,
         lifespan=lifespan,
+        # firetower's own telemetry is its Prometheus metrics and structured logs. FastAPI's
+        # OpenTelemetry hooks, unused, still looked up three global providers per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     api = APIRouter(prefix="/api/v1")
