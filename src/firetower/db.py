@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
@@ -39,7 +39,8 @@ from firetower.settings import Settings
 # dict's ``get``), so that binding NULL runs no Python code. Both keep what is stored:
 # NULL, and 0 or 1 as SQLAlchemy's Boolean writes them. (Process-wide, for every sqlite3
 # connection; nothing else here registers adapters for these types.)
-sqlite3.register_adapter(type(None), {}.get)
+_NO_ADAPTATION: dict[None, None] = {}
+sqlite3.register_adapter(type(None), cast(Callable[[None], None], _NO_ADAPTATION.get))
 sqlite3.register_adapter(bool, int)
 
 log = structlog.get_logger(__name__)
