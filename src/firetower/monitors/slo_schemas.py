@@ -112,6 +112,8 @@ class SLOCreate(BaseModel):
 
 
 class SLOState(StrEnum):
+    pending = "pending"
+    """Never evaluated yet: nothing is known about its budget."""
     ok = "ok"
     ticket = "ticket"
     page = "page"

@@ -621,7 +621,7 @@ def read_slo(session: Session, slo: Slo) -> SLORead:
         min_events=slo.min_events,
         sli=slo.sli,
         sli_summary=sli_summary(slo),
-        state=SLOState(slo.state),
+        state=SLOState.pending if last is None else SLOState(slo.state),
         budget_remaining_percent=None if remaining is None else round(remaining * 100, 4),
         budget_consumed_percent=None if remaining is None else round((1 - remaining) * 100, 4),
         burn_rates=rates,
