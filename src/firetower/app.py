@@ -50,6 +50,7 @@ from firetower.signals.routes import router as signals_router
 from firetower.web import pages as web_pages
 
 log = structlog.get_logger(__name__)
+TOO_LARGE_TITLE = "Content too large"
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -94,6 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 413:  # a body found too large while read (sent without a length)
+            return problem(413, TOO_LARGE_TITLE, str(exc.detail), field="body")
         response = problem(exc.status_code, _title(exc.status_code), str(exc.detail))
         if exc.headers:  # e.g. Allow on a 405
             response.headers.update(exc.headers)
@@ -226,7 +229,7 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
     def too_large(length: str | int) -> JSONResponse:
         return problem(
             413,
-            "Content too large",
+            TOO_LARGE_TITLE,
             f"the body is {length} bytes or more; at most {limit} are accepted",
             field="body",
         )
