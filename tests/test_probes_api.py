@@ -109,6 +109,8 @@ def test_bad_definitions_are_refused_and_nothing_is_stored(
     assert answer.headers["content-type"] == "application/problem+json"
     assert problem["field"] == field, problem
     assert words in problem["detail"], problem
+    messages = [problem["detail"], *(error["message"] for error in problem["errors"])]
+    assert not [m for m in messages if "Value error" in m], "pydantic's prefix leaked"
     assert row_counts(factory.runtime) == before
 
 

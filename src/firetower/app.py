@@ -41,7 +41,7 @@ from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
 from firetower.migrate import migrations_current
 from firetower.monitors import reactions as monitor_reactions
 from firetower.monitors.routes import router as monitors_router
-from firetower.problems import PROBLEM, problem
+from firetower.problems import PROBLEM, problem, validation_message
 from firetower.runtime import Runtime
 from firetower.settings import Settings, load_settings
 from firetower.signals import reactions as signal_reactions
@@ -83,7 +83,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"field": _field_of(e["loc"]), "message": str(e["msg"])} for e in exc.errors()]
+        errors = [
+            {"field": _field_of(e["loc"]), "message": validation_message(e)} for e in exc.errors()
+        ]
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         return problem(
             422,

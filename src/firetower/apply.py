@@ -27,6 +27,7 @@ from firetower.monitors import probes as probes_service
 from firetower.monitors import slos as slos_service
 from firetower.monitors.probe_schemas import ProbeApplySummary, ProbeCreate
 from firetower.monitors.slo_schemas import ApplySummary, SLOCreate
+from firetower.problems import validation_message
 from firetower.signals import service as signals_service
 from firetower.signals.schemas import InhibitRuleIn, RoutingRuleIn
 
@@ -78,7 +79,7 @@ def _parse_rules(key: str, block: Any, model: type[BaseModel]) -> list[Any]:
         except ValidationError as exc:
             error = exc.errors()[0]
             where = _where(key, (index, *error["loc"]))
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = validation_message(error)
             raise InvalidInput(f"{where}: {message}", field=where) from None
     return rules
 

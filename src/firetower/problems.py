@@ -18,3 +18,9 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def validation_message(error: Any) -> str:
+    """A pydantic error's message as people should read it: without the ``Value error, ``
+    that pydantic puts before the text of a validator's own ValueError."""
+    return str(error["msg"]).removeprefix("Value error, ")

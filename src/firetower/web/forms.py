@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from firetower.errors import InvalidInput
+from firetower.problems import validation_message
 
 
 def first_error(exc: ValidationError) -> InvalidInput:
     """A pydantic error as the domain's InvalidInput, naming the offending field."""
     error = exc.errors()[0]
     field = ".".join(str(p) for p in error["loc"] if not isinstance(p, int)) or "form"
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = validation_message(error)
     return InvalidInput(f"{field}: {message}", field=field)
 
 
