@@ -128,3 +128,35 @@ def signals_of(signals: Any, payload: Any, intake: Any) -> list[Any]:
         )
         for item in payload.alerts
     ]
+
+
+def test_the_minute_summary_counts_only_alerts_that_joined_after_the_first_note(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """One alert opens the incident, the next request is the minute's first note, a third
+    joins after it: the summary names that third alone, not the opener nor the noted one."""
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "prom", "alertmanager", "db")
+    url = f"/ingest/alertmanager/{key}"
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+
+    def send(fingerprint: str, summary: str) -> None:
+        alert = {**_am_alert(fingerprint), "annotations": {"summary": summary}}
+        assert admin.client.post(url, json=_am_batch(alert)).status_code == 200
+
+    with FrozenClock(datetime(2026, 11, 28, 10, 55, 5, tzinfo=UTC)) as frozen:
+        send("checkout", "Checkout errors above 5%")  # opens the incident
+        frozen.advance(seconds=5)
+        send("disk", "Disk full on db-1")  # the minute's first note names it
+        frozen.advance(seconds=5)
+        send("nodedup", "no dedup")  # joins after the first note
+        with runtime.read() as session:
+            incident_id = session.scalars(select(Incident.id)).one()
+        frozen.advance(minutes=1)
+        worker.run_once()
+    notes = [n.text for n in _notes(runtime, incident_id)]
+    assert notes == [
+        "1 alert from prom attached: Disk full on db-1",
+        "1 more alert attached between 10:55 and 10:56 UTC (latest: no dedup)",
+    ]

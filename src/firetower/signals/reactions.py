@@ -20,7 +20,7 @@ from firetower.incidents.models import Incident
 from firetower.jobs import JobContext
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert, Integration
-from firetower.signals.service import ATTACHED_KIND, NOTIFY_KIND
+from firetower.signals.service import ATTACHED_KIND, NOTIFY_KIND, joined_in_window
 
 log = structlog.get_logger(__name__)
 
@@ -50,29 +50,31 @@ SHOWN_TITLES = 10
 
 
 def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
-    """At a minute's end: note how many more alerts joined the incident than were noted."""
+    """At a minute's end: note the alerts that joined the incident after its first note.
+
+    ``joined_before`` counts the alerts that had joined in the minute when the first note
+    was written (that note's own, and the alert that opened the incident): only those that
+    joined since are counted, and the latest of them named. A job queued by an older
+    version carries ``noted`` instead.
+    """
     session = context.session
     incident = session.get(Incident, payload["incident_id"])
     if incident is None:
         return
     since = datetime.fromisoformat(payload["since"])
     until = datetime.fromisoformat(payload["until"])
-    in_window = (
-        (Alert.incident_id == incident.id)
-        & (Alert.attached_at >= since)
-        & (Alert.attached_at < until)
-    )
+    in_window = joined_in_window(incident.id, since, until)
     joined = session.scalar(select(func.count()).select_from(Alert).where(in_window)) or 0
-    more = joined - int(payload.get("noted", 0))
+    more = joined - int(payload.get("joined_before", payload.get("noted", 0)))
     if more <= 0:
         return
     titles = session.scalars(
         select(Alert.title)
         .where(in_window)
         .order_by(Alert.attached_at.desc(), Alert.id.desc())
-        .limit(SHOWN_TITLES)
+        .limit(min(more, SHOWN_TITLES))
     ).all()
-    shown = "; ".join(titles) + ("; …" if joined > len(titles) else "")
+    shown = "; ".join(titles) + ("; …" if more > len(titles) else "")
     noun = "alert" if more == 1 else "alerts"
     incidents.add_note(
         session,

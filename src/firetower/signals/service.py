@@ -785,12 +785,28 @@ def attach_window(now: datetime) -> tuple[datetime, datetime]:
     return since, since + ATTACH_NOTE_WINDOW
 
 
+def joined_in_window(incident_id: int, since: datetime, until: datetime) -> Any:
+    """The alerts of an incident whose ``attached_at`` falls in ``[since, until)``."""
+    return (
+        (Alert.incident_id == incident_id)
+        & (Alert.attached_at >= since)
+        & (Alert.attached_at < until)
+    )
+
+
+def _joined_in(session: Session, incident_id: int, since: datetime, until: datetime) -> int:
+    query = select(func.count()).select_from(Alert)
+    return session.scalar(query.where(joined_in_window(incident_id, since, until))) or 0
+
+
 def finish(session: Session, intake: Intake) -> None:
     """Write the notes this request owes: one per incident, however many alerts it carried.
 
     In a storm, only the first request of a minute notes its attachments at once; it queues
     a job for the minute's end that sums up every alert that joined after it, so a storm
-    adds two notes a minute to an incident's timeline, not one per request.
+    adds two notes a minute to an incident's timeline, not one per request. The job is told
+    how many alerts had joined in the minute by then (this request's, and the one that
+    opened the incident if it did in this minute): those are not summed up again.
     """
     actor = intake.acting()
     # The batch's own time: its alerts' attached_at, so note and summary job agree on the minute.
@@ -808,7 +824,9 @@ def finish(session: Session, intake: Intake) -> None:
                 "incident_id": incident_id,
                 "since": since.isoformat(),
                 "until": until.isoformat(),
-                "noted": len(intake.joined[incident_id]),
+                # Every alert that joined the incident in this minute so far (this note's,
+                # the opener's, earlier requests'): the job sums up only those that join after.
+                "joined_before": _joined_in(session, incident_id, since, until),
             },
             idempotency_key=f"{ATTACHED_KIND}:{incident_id}:{since.isoformat()}",
             run_at=until,
