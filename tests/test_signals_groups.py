@@ -281,3 +281,39 @@ def test_alert_list_filters_and_roles(factory: Factory, runtime: Runtime) -> Non
     assert viewer.get("/api/v1/alert-groups", params={"limit": 0}).status_code == 422
     for path in ("/api/v1/alerts", "/api/v1/alert-groups"):
         assert factory.client.get(path).status_code == 401
+
+
+def test_the_lists_filter_on_built_in_integrations_and_name_the_parameter(
+    factory: Factory, runtime: Runtime
+) -> None:
+    from firetower.incidents.lifecycle import Source
+    from firetower.monitors import probes, slos
+    from firetower.signals import service as signals
+
+    admin = factory.user(Role.admin)
+    _post(factory, _integration(admin, "prom")["key"], "p")
+    for name, kind, fingerprint in (
+        (probes.INTEGRATION, probes.SIGNAL_KIND, "probe:home"),
+        (slos.INTEGRATION, slos.SIGNAL_KIND, "slo:latency"),
+    ):
+        with runtime.transaction() as session:
+            signals.raise_internal(
+                session,
+                runtime.settings.severity_policy,
+                integration_name=name,
+                kind=kind,
+                source=Source.alert,
+                signal=signals.Signal(fingerprint=fingerprint, status="firing", labels={"a": "b"}),
+            )
+    viewer = factory.user(Role.viewer)
+    for name, fingerprint in (("@probes", "probe:home"), ("@slos", "slo:latency")):
+        alerts = viewer.get("/api/v1/alerts", params={"integration": name})
+        assert alerts.status_code == 200, alerts.text
+        assert [a["fingerprint"] for a in alerts.json()] == [fingerprint]
+        groups = viewer.get("/api/v1/alert-groups", params={"integration": name})
+        assert groups.status_code == 200, groups.text
+        assert [g["integration"] for g in groups.json()] == [name]
+    for path in ("/api/v1/alerts", "/api/v1/alert-groups"):
+        missing = viewer.get(path, params={"integration": "@nosuch"})
+        assert missing.status_code == 404, missing.text
+        assert missing.json()["field"] == "integration"

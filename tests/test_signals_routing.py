@@ -125,6 +125,7 @@ def test_the_test_endpoint_walks_the_rules_in_order(factory: Factory, runtime: R
     for name in ("db", "web", "checkout"):
         factory.service(name)
     _key(admin, "prom", "checkout")
+    _key(admin, "grafana")
     _rule(
         admin,
         "page-critical",
@@ -208,6 +209,28 @@ def test_the_test_endpoint_walks_the_rules_in_order(factory: Factory, runtime: R
     assert row_counts(runtime) == before  # nothing stored
     viewer = factory.user(Role.viewer)
     assert viewer.post("/api/v1/routing-rules/test", json={"labels": {}}).status_code == 403
+
+
+def test_the_test_endpoint_refuses_an_unknown_integration_and_knows_built_in_ones(
+    factory: Factory, runtime: Runtime
+) -> None:
+    from firetower.signals import service as signals
+
+    admin = factory.user(Role.admin)
+    _rule(
+        admin, "probes-notify", matchers=[matcher("@integration", "=", "@probes")], action="notify"
+    )
+    before = row_counts(runtime)
+    answer = admin.post("/api/v1/routing-rules/test", json={"labels": {}, "integration": "nosuch"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "integration"
+    assert "no integration named 'nosuch'" in answer.json()["detail"]
+    assert row_counts(runtime) == before
+    with runtime.transaction() as session:
+        signals.builtin_integration(session, "@probes", "probe")
+    probes = admin.post("/api/v1/routing-rules/test", json={"labels": {}, "integration": "@probes"})
+    assert probes.status_code == 200, probes.text
+    assert probes.json()["decided_by"] == "probes-notify"
 
 
 def test_the_first_rule_setting_a_value_wins(factory: Factory) -> None:
@@ -568,6 +591,7 @@ def test_the_yaml_example_in_the_signals_docs_applies(factory: Factory) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["applied"] == ["routing", "inhibit_rules"]
     assert _names(admin) == ["drop-staging", "page-critical", "checkout-team", "grafana-joins-only"]
+    _key(admin, "grafana")
     test = admin.post(
         "/api/v1/routing-rules/test", json={"labels": {"x": "y"}, "integration": "grafana"}
     ).json()

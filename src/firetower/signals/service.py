@@ -166,6 +166,15 @@ def get_integration(session: Session, name: str) -> Integration:
     return integration
 
 
+def integration_id_named(session: Session, name: str) -> int:
+    """The id of the integration called ``name`` for the lists' ``integration`` filter,
+    built-in ones (``@probes``, ``@slos``) included; 404 naming that parameter if none."""
+    found = session.scalar(select(Integration.id).where(Integration.name == name))
+    if found is None:
+        raise NotFound(f"no integration named {name!r}", field="integration")
+    return found
+
+
 def list_integrations(session: Session) -> list[Integration]:
     return list(
         session.scalars(select(Integration).where(_not_builtin()).order_by(Integration.name))
@@ -1550,12 +1559,18 @@ INHIBIT_RULE_COLUMNS = ("source_matchers", "target_matchers", "equal", "descript
 
 
 def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
-    """Which rules an example alert would hit, and what routing would do; stores nothing."""
-    integration = (
-        session.scalar(select(Integration).where(Integration.name == data.integration))
-        if data.integration is not None
-        else None
-    )
+    """Which rules an example alert would hit, and what routing would do; stores nothing.
+
+    An integration the body names must exist (built-in ones too): 422 naming ``integration``,
+    as for an unknown service, so that a typo is not answered with an empty match.
+    """
+    integration = None
+    if data.integration is not None:
+        integration = session.scalar(
+            select(Integration).where(Integration.name == data.integration)
+        )
+        if integration is None:
+            raise InvalidInput(f"no integration named {data.integration!r}", field="integration")
     default_service = integration.service_name if integration is not None else None
     service = data.labels.get("service") or default_service
     if service != default_service and not Shared.of(session).known_service(service):
@@ -1683,7 +1698,7 @@ def list_alerts(
         Integration, Integration.id == Alert.integration_id
     )
     if integration is not None:
-        query = query.where(Alert.integration_id == get_integration(session, integration).id)
+        query = query.where(Alert.integration_id == integration_id_named(session, integration))
     if status is not None:
         query = query.where(Alert.status == status)
     if silenced is not None:
@@ -1739,7 +1754,7 @@ def list_groups(
         .group_by(Alert.integration_id, Integration.name, Alert.group_key)
     )
     if integration is not None:
-        query = query.where(Alert.integration_id == get_integration(session, integration).id)
+        query = query.where(Alert.integration_id == integration_id_named(session, integration))
     query = query.order_by(func.max(Alert.last_seen_at).desc(), Alert.group_key).limit(limit)
     return [
         AlertGroupRead(
