@@ -306,3 +306,33 @@ def test_bad_input_is_refused_and_writes_nothing(
 def test_expiring_an_unknown_silence_is_404(factory: Factory) -> None:
     responder = factory.user(Role.responder)
     assert responder.post("/api/v1/silences/424242/expire").status_code == 404
+
+
+def test_expiring_a_silence_twice_is_a_conflict_that_says_when(
+    factory: Factory, runtime: Runtime
+) -> None:
+    responder = factory.user(Role.responder)
+    with FrozenClock(T0) as frozen:
+        silence = _silence(responder, ("team", "=", "pay"), minutes=30)
+        first = responder.post(f"/api/v1/silences/{silence['id']}/expire")
+        assert first.status_code == 200, first.text
+        frozen.advance(minutes=5)
+        before = row_counts(runtime)
+        again = responder.post(f"/api/v1/silences/{silence['id']}/expire")
+        assert again.status_code == 409, again.text
+        assert again.headers["content-type"] == "application/problem+json"
+        problem = again.json()
+        assert problem["field"] == "id"
+        assert problem["detail"] == (
+            f"silence {silence['id']} was already expired at 2026-11-28T12:00:00+00:00"
+        )
+        assert row_counts(runtime) == before
+        with runtime.read() as session:
+            stored = session.get(Silence, silence["id"])
+            assert stored is not None and stored.expired_at == T0
+
+        ended = _silence(responder, ("team", "=", "pay"), minutes=10)
+        frozen.advance(minutes=11)
+        late = responder.post(f"/api/v1/silences/{ended['id']}/expire")
+        assert late.status_code == 409, late.text
+        assert "already ended at 2026-11-28T12:15:00+00:00" in late.json()["detail"]

@@ -258,7 +258,10 @@ def list_silences(
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """List the active silences (with --all, every one, newest first)."""
+    """List the active silences (with --all, every one, newest first).
+
+    An expired silence (ended early) shows when it was expired as its end.
+    """
     with connect() as client:
         silences = client.get("/api/v1/silences", params={"all": "true"} if show_all else None)
     if json_output:
@@ -277,7 +280,7 @@ def list_silences(
                 _silence_state(s, now),
                 " ".join(format_matcher(m) for m in s["matchers"]),
                 when(s["starts_at"]),
-                when(s["ends_at"]),
+                when(s.get("expired_at") or s["ends_at"]),
                 s["created_by"],
                 s["comment"],
             ]
@@ -291,7 +294,7 @@ def expire_silence(
     silence_id: Annotated[int, typer.Argument(metavar="ID", help="The silence to end now.")],
     json_output: JsonOption = False,
 ) -> None:
-    """End a silence now (an ended one stays as it was)."""
+    """End a silence now; the server says why when it will not."""
     with connect() as client:
         silence = client.post(f"/api/v1/silences/{silence_id}/expire")
     if json_output:

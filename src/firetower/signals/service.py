@@ -1013,14 +1013,25 @@ def list_silences(session: Session, *, include_inactive: bool = False) -> list[S
 
 
 def expire_silence(session: Session, actor: Actor, silence_id: int) -> Silence:
-    """End a silence now; expiring an expired or ended one changes nothing."""
+    """End a silence now; one already expired, or already ended, is a 409 saying when."""
     actor.require(Role.responder)
     silence = session.get(Silence, silence_id)
     if silence is None:
         raise NotFound(f"no silence {silence_id}", field="id")
     now = clock.now()
-    if silence.expired_at is None and silence.ends_at > now:
-        silence.expired_at = now
+    if silence.expired_at is not None:
+        raise Conflict(
+            f"silence {silence_id} was already expired at {silence.expired_at.isoformat()}",
+            field="id",
+            expired_at=silence.expired_at.isoformat(),
+        )
+    if silence.ends_at <= now:
+        raise Conflict(
+            f"silence {silence_id} already ended at {silence.ends_at.isoformat()}",
+            field="id",
+            ends_at=silence.ends_at.isoformat(),
+        )
+    silence.expired_at = now
     return silence
 
 
