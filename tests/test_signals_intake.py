@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -463,3 +464,35 @@ def test_a_refused_text_says_where_it_is(factory: Factory, runtime: Runtime) -> 
     with runtime.read() as session:
         [row] = session.scalars(select(RejectedPayload))
     assert row.reason.startswith("alerts.1.labels.team:")
+
+
+@pytest.mark.parametrize(
+    ("url", "event"),
+    [
+        ("/v2/enqueue", {"event_action": "trigger", "payload": {"summary": "x"}}),
+        ("/v2/enqueue", {"event_action": "resolve"}),
+        ("/v2/change/enqueue", {"payload": {}}),
+    ],
+)
+def test_pagerduty_dead_letters_keep_no_routing_key_and_name_their_integration(
+    factory: Factory, runtime: Runtime, url: str, event: dict[str, Any]
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    # Compact JSON with the key twice: every copy goes, whatever the body's spacing.
+    body = json.dumps({"routing_key": key, **event, "client": key}).encode()
+    answer = admin.client.post(url, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    with runtime.read() as session:
+        [row] = session.scalars(select(RejectedPayload))
+    assert key.encode() not in row.body
+    assert json.loads(row.body)["routing_key"] == "[routing key]"
+    assert row.body == body.replace(key.encode(), b"[routing key]")
+    with runtime.transaction() as session:
+        signals.reject(session, None, "no integration", b"{}")
+    listed = admin.get("/api/v1/rejected-payloads").json()
+    assert [(d["integration"], d["integration_id"]) for d in listed] == [
+        (None, None),
+        ("pd", row.integration_id),
+    ]
+    assert key not in listed[1]["body"]

@@ -436,7 +436,7 @@ def _preview(body: str, chars: int = 60) -> str:
 def list_rejected(
     json_output: JsonOption = False,
 ) -> None:
-    """List refused intake requests (dead letters): when, why, and how big."""
+    """List refused intake requests (dead letters): when, for which integration, and why."""
     with connect() as client:
         letters = client.get("/api/v1/rejected-payloads")
     if json_output:
@@ -447,11 +447,12 @@ def list_rejected(
         return
     print_table(
         None,
-        ["id", "received", "reason", "body"],
+        ["id", "received", "integration", "reason", "body"],
         [
             [
                 d["id"],
                 when(d["received_at"]),
+                d["integration"] or "—",
                 d["reason"],
                 _preview(d["body"]),
             ]

@@ -101,11 +101,12 @@ def list_rejected_payloads(session: ReadSession, actor: Admin) -> list[RejectedP
         RejectedPayloadRead(
             id=row.id,
             integration_id=row.integration_id,
+            integration=name,
             received_at=row.received_at,
             reason=row.reason,
             body=row.body.decode("utf-8", errors="replace"),
         )
-        for row in service.list_rejected(session)
+        for row, name in service.list_rejected(session)
     ]
 
 
@@ -533,7 +534,8 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
         if isinstance(event, PagerDutyEvent):
             messages = service.pagerduty_errors(event)
         if messages:
-            service.reject(session, integration, "; ".join(messages), item.body)
+            reason = "; ".join(messages)
+            service.reject(session, integration, reason, item.body, secret=item.key)
             answers[index] = _pagerduty_refusal(400, *messages)
         elif isinstance(event, PagerDutyChangeEvent):
             service.store_change(session, integration, event)

@@ -128,6 +128,9 @@ class RejectedPayloadRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     integration_id: int | None
+    """Kept for compatibility; ``integration`` names it as every other endpoint does."""
+    integration: str | None
+    """The integration's name; None when the payload came with no (or a deleted) one."""
     received_at: datetime
     reason: str
     body: str

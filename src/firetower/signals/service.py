@@ -92,6 +92,8 @@ KEY_PREFIX_LENGTH = 8
 GROUP_KEY_LENGTH = 1024
 DEAD_LETTER_KEEP = 1000
 DEAD_LETTER_BODY_BYTES = 64 * 1024
+REDACTED_KEY = b"[routing key]"
+"""What a dead letter holds in place of the integration key its body carried."""
 SEVERITIES = {
     "critical": Severity.SEV1,
     "error": Severity.SEV2,
@@ -233,9 +235,17 @@ def reject(
     reason: str,
     body: bytes,
     *,
+    secret: str | None = None,
     keep: int = DEAD_LETTER_KEEP,
 ) -> RejectedPayload:
-    """Keep the raw body of a refused request (truncated), and at most ``keep`` of them."""
+    """Keep the raw body of a refused request (truncated), and at most ``keep`` of them.
+
+    ``secret`` is a key the body carries (PagerDuty's ``routing_key``): keys are shown once
+    and only their hash is kept, so it is stored as ``[routing key]``. A plain byte
+    replacement, since the body may not be JSON at all.
+    """
+    if secret:
+        body = body.replace(secret.encode(), REDACTED_KEY)
     row = RejectedPayload(
         integration_id=integration.id if integration else None,
         received_at=clock.now(),
@@ -252,10 +262,15 @@ def reject(
     return row
 
 
-def list_rejected(session: Session, limit: int = 100) -> list[RejectedPayload]:
-    return list(
-        session.scalars(select(RejectedPayload).order_by(RejectedPayload.id.desc()).limit(limit))
+def list_rejected(session: Session, limit: int = 100) -> list[tuple[RejectedPayload, str | None]]:
+    """The latest dead letters, newest first, each with its integration's name (or None)."""
+    query = (
+        select(RejectedPayload, Integration.name)
+        .outerjoin(Integration, Integration.id == RejectedPayload.integration_id)
+        .order_by(RejectedPayload.id.desc())
+        .limit(limit)
     )
+    return [(row, name) for row, name in session.execute(query)]
 
 
 def parse_json(body: bytes) -> Any:
