@@ -131,3 +131,19 @@ def error_line(result: Result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def table_rows(stdout: str) -> list[dict[str, str]]:
+    """The rows of the Rich table a command printed, each as {column: cell text}.
+
+    Tables go to a pipe at full width, so each row is one line: a header between heavy bars
+    (``┃``), rows between light ones (``│``).
+    """
+    lines = stdout.splitlines()
+    header = next(line for line in lines if line.startswith("┃"))
+    names = [name.strip() for name in header.strip("┃").split("┃")]
+    return [
+        dict(zip(names, (c.strip() for c in line.strip("│").split("│")), strict=True))
+        for line in lines
+        if line.startswith("│")
+    ]

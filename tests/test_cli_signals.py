@@ -11,9 +11,18 @@ import pytest
 from fastapi import FastAPI
 
 from firetower.auth.schemas import Role
+from firetower.cli.output import when
 from firetower.cli.signals import parse_duration
-from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli
+from tests.cli_support import (
+    error_line,
+    json_of,
+    live_server,
+    logs_kept_apart,
+    run_cli,
+    table_rows,
+)
 from tests.factories import ApiUser, Factory
+from tests.signals_support import matcher
 
 KEY_LINE = re.compile(r"^[0-9a-f]{32}$", re.MULTILINE)
 
@@ -183,6 +192,8 @@ def test_rejected_requests_are_listed(server_url: str, admin: ApiUser) -> None:
     assert "{broken json" in table.stdout  # the preview on one line
     (letter,) = json_of(run_cli(["integrations", "rejected", "--json"], **cli))
     assert letter["body"] == "{broken\n json"
+    (row,) = table_rows(table.stdout)
+    assert row["integration"] == letter["integration"] == "am"
 
 
 # -- alerts --------------------------------------------------------------------------------------
@@ -227,6 +238,45 @@ def test_alerts_list_puts_firing_first_and_filters(
     assert "alertname=HighLatency" in groups.stdout and "alertname=DiskFull" in groups.stdout
     printed_groups = json_of(run_cli(["alerts", "groups", "--json"], **cli))
     assert printed_groups == responder.get("/api/v1/alert-groups").json()
+
+
+def test_alert_marks_say_dropped_notify_only_and_inhibited(
+    server_url: str, admin: ApiUser, factory: Factory
+) -> None:
+    factory.service("api")
+    for rule in (
+        {"name": "noise", "matchers": [matcher("alertname", "=", "Noise")], "action": "drop"},
+        {"name": "fyi", "matchers": [matcher("alertname", "=", "Heads")], "action": "notify"},
+    ):
+        assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    inhibit = {
+        "name": "node-down",
+        "source_matchers": [matcher("alertname", "=", "NodeDown")],
+        "target_matchers": [matcher("severity", "=", "warning")],
+        "equal": ["cluster"],
+    }
+    assert admin.post("/api/v1/inhibit-rules", json=inhibit).status_code == 201
+    cli = {"url": server_url, "token": admin.token}
+    key = created_key(
+        run_cli(
+            ["integrations", "create", "am", "--kind", "alertmanager", "--service", "api"], **cli
+        ).stdout
+    )
+    assert send(server_url, key, "drop-1", alertname="Noise").status_code == 200
+    assert send(server_url, key, "fyi-1", alertname="Heads").status_code == 200
+    assert send(server_url, key, "src-1", alertname="NodeDown", cluster="eu").status_code == 200
+    muted = send(server_url, key, "tgt-1", alertname="DiskSlow", severity="warning", cluster="eu")
+    assert muted.status_code == 200
+
+    table = run_cli(["alerts", "list"], **cli)
+    assert table.exit_code == 0, table.output
+    marks = {row["title"]: row["marks"] for row in table_rows(table.stdout)}
+    assert marks == {
+        "Noise": "dropped (rule noise)",
+        "Heads": "notify only (rule fyi)",
+        "NodeDown": "",
+        "DiskSlow": "inhibited",
+    }
 
 
 def test_alerts_list_says_when_nothing_matches(server_url: str, responder: ApiUser) -> None:
@@ -304,6 +354,9 @@ def test_silences_are_added_listed_and_expired(
     (shown,) = json_of(run_cli(["silence", "list", "--all", "--json"], **cli))
     assert shown["expired_at"] is not None
     assert error_line(run_cli(["silence", "expire", "99"], **cli)) == "error: no silence 99"
+    again = run_cli(["silence", "expire", "1"], **cli)
+    assert again.exit_code == 1
+    assert error_line(again).startswith("error: silence 1 was already expired at ")
 
 
 def test_a_silence_can_start_later_or_come_from_an_alert(
@@ -355,6 +408,15 @@ def test_a_silence_can_start_later_or_come_from_an_alert(
     ("args", "code", "message"),
     [
         (["-m", "alertname"], 2, "is not label=value"),
+        (["-m", "alertname~x"], 2, "--matcher: 'alertname~x' is not label=value"),
+        (["-m", "alertname==x"], 2, "--matcher: 'alertname==x': an unquoted value cannot start"),
+        (["-m", "a=~~x"], 2, "--matcher: 'a=~~x': an unquoted value cannot start with '~'"),
+        (["-m", "a!==x"], 2, "--matcher: 'a!==x': an unquoted value cannot start with '='"),
+        (["-m", 'a="unterminated'], 2, "'a=\"unterminated': the value's opening double quote"),
+        (["-m", 'a="'], 2, "'a=\"': the value's opening double quote is never closed"),
+        (["-m", 'a=x"y'], 2, "'a=x\"y': a double quote may only wrap the whole value"),
+        (["-m", 'a="x"y"'], 2, '\'a="x"y"\': a quoted value cannot hold a double quote'),
+        (["-m", "a=b", "-m", "c==d"], 2, "'c==d'"),
         (["-m", "alertname=~(open"], 2, "not a valid regular expression"),
         (["-m", "a=b", "--duration", "2 hours"], 2, "is not a duration"),
         (["-m", "a=b", "--duration", "0m"], 2, "not longer than zero"),
@@ -375,6 +437,32 @@ def test_a_bad_silence_is_refused_on_one_line(
     assert refused.exit_code == code
     assert message in error_line(refused)
     assert responder.get("/api/v1/silences", params={"all": "true"}).json() == []
+
+
+def test_quotes_around_a_matcher_value_are_removed(server_url: str, responder: ApiUser) -> None:
+    made = run_cli(
+        ["silence", "add", "-m", 'a="=x"', "-m", ' b = " spaced " ', "-m", 'c=""', "--json"],
+        url=server_url,
+        token=responder.token,
+    )
+    assert [(m["label"], m["op"], m["value"]) for m in json_of(made)["matchers"]] == [
+        ("a", "=", "=x"),
+        ("b", "=", " spaced "),
+        ("c", "=", ""),
+    ]
+
+
+def test_an_expired_silence_shows_when_it_was_expired(server_url: str, responder: ApiUser) -> None:
+    cli = {"url": server_url, "token": responder.token}
+    made = json_of(run_cli(["silence", "add", "-m", "a=b", "--duration", "2h", "--json"], **cli))
+    assert run_cli(["silence", "expire", str(made["id"])], **cli).exit_code == 0
+    (silence,) = json_of(run_cli(["silence", "list", "--all", "--json"], **cli))
+    assert silence["expired_at"] is not None
+    table = run_cli(["silence", "list", "--all"], **cli)
+    assert table.exit_code == 0, table.output
+    (row,) = table_rows(table.stdout)
+    assert row["state"] == "expired"
+    assert row["ends"] == when(silence["expired_at"]) != when(silence["ends_at"])
 
 
 def test_a_viewer_cannot_add_a_silence(server_url: str, factory: Factory) -> None:

@@ -12,12 +12,14 @@ import typer
 from firetower.cli import catalog, doctor, incidents, probes, server
 from firetower.cli import signals as signal_commands
 from firetower.cli import slos as slo_commands
+from firetower.cli.output import OneLineErrorsGroup
 
 app = typer.Typer(
     name="firetower",
     help="Self-hosted incident management.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
 app.command()(server.serve)
 app.command()(server.worker)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -13,6 +14,7 @@ from rich.console import Console, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,6 +23,45 @@ err_console = Console(stderr=True)
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def usage_message(exc: typer.TyperException) -> str:
+    """Click's words for a usage mistake, on one line: ``invalid value for '--limit': ...``."""
+    # Typer passes pydantic's "Value error, " prefix through; the "Choose from:" list of a
+    # missing choice option spans lines.
+    message = " ".join(exc.format_message().replace("Value error, ", "").split())
+    return message[:1].lower() + message[1:] if message[1:2].islower() else message
+
+
+@contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    """Turn a usage error (Typer's Click exceptions: bad value, missing or unknown option,
+    unknown command) into :func:`fail`'s one line with the exception's exit code (2)."""
+    try:
+        yield
+    except typer.TyperException as exc:
+        # A bare group (no_args_is_help) has already printed its help; Typer only exits.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise
+        fail(usage_message(exc), exc.exit_code)
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """The root command: usage errors as ``error: ...`` on one line, not Typer's Rich box.
+
+    Typer's ``main`` prints a usage error as a usage line, a hint and a panel. Options are
+    parsed in ``make_context`` (the root's here, a sub-command's inside ``invoke``), so an
+    error caught there becomes :class:`typer.Exit`, which ``main`` exits with. ``--help``
+    stays Rich.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with one_line_usage_errors():
+            return super().invoke(ctx)
 
 
 def print_json(data: Any) -> None:

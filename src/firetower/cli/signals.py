@@ -69,8 +69,17 @@ ALERT_COLUMNS = [
 ]
 
 
+ROUTING_MARKS = {"drop": "dropped", "notify": "notify only"}
+"""Routing actions that leave a firing alert without an incident, as the marks column says."""
+
+
 def _marks(alert: dict[str, Any]) -> str:
-    marks = [name for name in ("silenced", "flapping") if alert.get(name)]
+    """Why a firing alert may page nobody: muted, dropped or notify-only by a rule, flapping."""
+    marks = [name for name in ("silenced", "inhibited", "flapping") if alert.get(name)]
+    routed = ROUTING_MARKS.get(alert.get("routing_action") or "")
+    if routed:
+        rule = alert.get("routed_by")
+        marks.append(f"{routed} (rule {rule})" if rule else routed)
     return ", ".join(marks)
 
 

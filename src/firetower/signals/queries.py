@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.errors import InvalidInput, NotFound
+from firetower.problems import validation_message
 from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
 from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp
 from firetower.signals.service import alert_read, silence_matches
@@ -25,31 +26,46 @@ STATUS_ORDER = {AlertStatus.firing.value: 0, AlertStatus.acknowledged.value: 1}
 PREVIEW_CHARS = 2000
 """How much of a dead letter's body the console shows (the rest stays in the database)."""
 
-_MATCHER = re.compile(r"^\s*([^=!~\s]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
+_MATCHER = re.compile(r'^\s*([^=!~"\s]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.DOTALL)
 
 
 # -- matchers as text -----------------------------------------------------------------------------
 def parse_matcher(text: str) -> Matcher:
-    """``label=value``, ``label!=value``, ``label=~regex`` or ``label!~regex``.
+    """``label=value``, ``label!=value``, ``label=~regex`` or ``label!~regex``, as the CLI's
+    ``--matcher`` and the console's silence form read them.
 
     The value may be wrapped in double quotes (``alertname="High latency"``), as Alertmanager
-    writes matchers; a bad regex or an empty label is an InvalidInput naming ``matchers``.
+    writes matchers: they are removed, and must wrap the whole value (a value never holds a
+    double quote otherwise). Unquoted, it cannot start with ``=``, ``!`` or ``~``, so that a
+    mistyped operator (``a==x``) is refused rather than read as a value nothing has. A bad
+    matcher, regex or label is an InvalidInput naming ``matchers``.
     """
+    shown = repr(text.strip())
+
+    def refused(reason: str) -> InvalidInput:
+        return InvalidInput(f"matchers: {shown}{reason}", field="matchers")
+
     found = _MATCHER.match(text)
     if found is None:
-        raise InvalidInput(
-            f"matchers: {text.strip()!r} is not label=value, label!=value, label=~regex "
-            "or label!~regex",
-            field="matchers",
-        )
+        raise refused(" is not label=value, label!=value, label=~regex or label!~regex")
     label, op, value = found.groups()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
+    if value.startswith('"'):
+        if len(value) < 2 or not value.endswith('"'):
+            raise refused(": the value's opening double quote is never closed")
         value = value[1:-1]
+        if '"' in value:
+            raise refused(": a quoted value cannot hold a double quote")
+    elif '"' in value:
+        raise refused(": a double quote may only wrap the whole value")
+    elif value[:1] in ("=", "!", "~"):
+        raise refused(
+            f": an unquoted value cannot start with {value[0]!r} (a mistyped operator?); "
+            f'write {label}{op}"{value}" if it belongs to the value'
+        )
     try:
         return Matcher(label=label, op=MatchOp(op), value=value)
     except ValidationError as exc:
-        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise InvalidInput(f"matchers: {text.strip()!r}: {message}", field="matchers") from None
+        raise refused(f": {validation_message(exc.errors()[0])}") from None
 
 
 def format_matcher(matcher: Matcher | dict[str, str]) -> str:

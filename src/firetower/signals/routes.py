@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
 from firetower.errors import DomainError, Unauthenticated
 from firetower.incidents.models import Incident
-from firetower.problems import problem
+from firetower.problems import problem, validation_message
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
 from firetower.signals import intake_rows, service
@@ -324,7 +324,7 @@ def delete_inhibit_rule(name: RuleName, runtime: RuntimeDep, actor: Admin) -> Re
 # -- intake ------------------------------------------------------------------------------------
 def _messages(exc: ValidationError) -> list[dict[str, str]]:
     return [
-        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": str(e["msg"])}
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": validation_message(e)}
         for e in exc.errors()
     ]
 
