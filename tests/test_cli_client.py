@@ -401,6 +401,11 @@ def test_apply_a_firetower_yaml(server_url: str, factory: Factory, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert "applied: catalog" in result.stdout
     assert "skipped: settings" in result.stdout
+    assert "None" not in result.stdout  # the blocks the file lacks are left out
+    assert not any(
+        line.startswith(("routing", "inhibit_rules", "probes", "slos"))
+        for line in result.stdout.splitlines()
+    ), result.stdout
     report = json_of(
         run_cli(["apply", "-f", str(path), "--json"], url=server_url, token=admin.token)
     )

@@ -41,6 +41,8 @@ def test_list_and_run(server_url: str, factory: Factory) -> None:
         failed = run_cli(["probes", "run", "broken"], **cli)
         assert failed.exit_code == 1
         assert "broken failed in" in failed.stdout
+        # one failure is not yet down: the line says how many it takes
+        assert "(status 503); state unknown (1 of 2 failures before down)" in failed.stdout
         assert "reason: status 503; expected 2xx" in failed.stdout
 
         as_json = run_cli(["probes", "run", "broken", "--json"], **cli)
@@ -49,6 +51,9 @@ def test_list_and_run(server_url: str, factory: Factory) -> None:
 
         outcome = json.loads(as_json.stdout)
         assert (outcome["ok"], outcome["status_code"], outcome["state"]) == (False, 503, "down")
+        assert (outcome["consecutive_failures"], outcome["failure_threshold"]) == (2, 2)
+        again = run_cli(["probes", "run", "broken"], **cli)
+        assert again.stdout.splitlines()[0].endswith("(status 503); state down")  # no hint
 
     table = run_cli(["probes", "list"], **cli)
     assert table.exit_code == 0

@@ -15,7 +15,7 @@ from firetower.clock import FrozenClock
 from firetower.runtime import Runtime
 from firetower.web.slo_pages import budget_chart
 from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli
-from tests.factories import Factory
+from tests.factories import ApiUser, Factory
 from tests.slo_support import evaluate_all, events_slo, push
 from tests.test_slos_import import OPENSLO, SLOTH
 
@@ -145,3 +145,80 @@ def test_the_budget_chart_scales_into_its_box() -> None:
     assert [g.label for g in chart.gridlines] == ["100%", "50%", "0%", "-50%"]
     assert chart.zero_y == pytest.approx(ys[1] + (ys[2] - ys[1]) / 2, abs=0.1)
     assert budget_chart([]).points == ""
+
+
+def _unreadable_prometheus_slo(responder: ApiUser, name: str, service: str) -> int:
+    """An SLO whose Prometheus listens nowhere; returns the port it would be on."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    answer = responder.post(
+        "/api/v1/slos",
+        json={
+            "name": name,
+            "service": service,
+            "objective_percent": 99,
+            "sli": {
+                "kind": "prometheus",
+                "url": f"http://127.0.0.1:{port}",
+                "good_query": "sum(rate(ok[{{window}}]))",
+                "total_query": "sum(rate(all[{{window}}]))",
+            },
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return port
+
+
+def test_slo_status_says_when_the_sli_is_unreadable(
+    server_url: str, factory: Factory, runtime: Runtime
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("payments")
+    cli = {"url": server_url, "token": responder.token}
+    _unreadable_prometheus_slo(responder, "payments-prom", "payments")
+    with FrozenClock(T0):
+        evaluate_all(runtime)
+    listed = run_cli(["slo", "status"], **cli)
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if "payments-prom" in line)
+    # never read: nothing is known, and the list says why
+    assert "pending · SLI unreadable" in row, listed.stdout
+    one = run_cli(["slo", "status", "payments-prom"], **cli)
+    assert one.stdout.splitlines()[0] == "payments-prom (payments): pending · SLI unreadable"
+
+
+def test_slo_report_shows_why_a_source_is_unreadable(
+    server_url: str, factory: Factory, runtime: Runtime
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("payments")
+    cli = {"url": server_url, "token": responder.token}
+    port = _unreadable_prometheus_slo(responder, "payments-prom", "payments")
+    target = {"service": "payments", "kind": "uptime", "target_percent": 99.5}
+    responder.put("/api/v1/sla/targets", json={**target, "slo": "payments-prom"})
+    with FrozenClock(T0):
+        report = run_cli(["slo", "report", "2026-11"], **cli)
+    assert report.exit_code == 0, report.output
+    line = next(line for line in report.stdout.splitlines() if "payments-prom" in line)
+    assert "unreadable" in line and "no" in line
+    assert (
+        "unreadable: payments uptime 99.5% (slo:payments-prom): "
+        f"cannot reach Prometheus at http://127.0.0.1:{port}"
+    ) in " ".join(report.stdout.split())
+
+
+def test_slo_import_without_a_prometheus_url_names_the_flag(
+    server_url: str, factory: Factory, tmp_path: Path
+) -> None:
+    responder = factory.user(Role.responder)
+    factory.service("payments")
+    sloth = tmp_path / "payments.sloth.yaml"
+    sloth.write_text(SLOTH)
+    no_url = run_cli(["slo", "import", str(sloth)], url=server_url, token=responder.token)
+    assert error_line(no_url) == (
+        "error: the file does not say where Prometheus is: give --prometheus-url URL "
+        "(or set the server's prometheus_url)"
+    )

@@ -138,5 +138,7 @@ def apply(
     if json_output:
         print_json(report)
         return
-    for line in _report_lines(report) or ["applied: nothing changed"]:
+    # A block the file lacks comes back as null: leave it out rather than print None.
+    present = {k: v for k, v in report.items() if v is not None}
+    for line in _report_lines(present) or ["applied: nothing changed"]:
         print_line(line)

@@ -25,14 +25,28 @@ TIMEOUT_SECONDS = 30.0
 class ApiError(Exception):
     """A request that did not get the answer it wanted; the message is for people."""
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+        self.field = field
+        """The input the server refused, when its problem answer names one."""
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def problem_field(response: httpx.Response) -> str | None:
+    """The ``field`` a problem answer names, if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    field = body.get("field") if isinstance(body, dict) else None
+    return field if isinstance(field, str) else None
 
 
 def problem_message(response: httpx.Response) -> str:
@@ -111,7 +125,11 @@ class Client:
                 status_code=401,
             )
         if response.is_error:
-            raise ApiError(problem_message(response), status_code=response.status_code)
+            raise ApiError(
+                problem_message(response),
+                status_code=response.status_code,
+                field=problem_field(response),
+            )
         if response.status_code == 204 or not response.content:
             return None
         try:

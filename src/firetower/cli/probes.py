@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +28,29 @@ def _target(probe: dict[str, object]) -> str:
 
 def _latency(value: object) -> str:
     return f"{float(value):.0f} ms" if isinstance(value, int | float) else ""
+
+
+def _streak(outcome: dict[str, Any]) -> str:
+    """When this run's outcome is not (yet) the state: how many more it takes to move it."""
+    if not outcome["ok"] and outcome["state"] != "down":
+        count, needed, kind, then = (
+            outcome.get("consecutive_failures"),
+            outcome.get("failure_threshold"),
+            "failures",
+            "down",
+        )
+    elif outcome["ok"] and outcome["state"] != "up":
+        count, needed, kind, then = (
+            outcome.get("consecutive_successes"),
+            outcome.get("success_threshold"),
+            "passes",
+            "up",
+        )
+    else:
+        return ""
+    if count is None or needed is None:
+        return ""
+    return f" ({count} of {needed} {kind} before {then})"
 
 
 @probes_app.command("list")
@@ -78,7 +101,7 @@ def run(
         status = f" (status {outcome['status_code']})" if outcome.get("status_code") else ""
         verdict = "passed" if outcome["ok"] else "failed"
         took = f" in {latency}" if latency else ""
-        print_line(f"{name} {verdict}{took}{status}; state {outcome['state']}")
+        print_line(f"{name} {verdict}{took}{status}; state {outcome['state']}{_streak(outcome)}")
         if outcome.get("error"):
             print_line(f"reason: {outcome['error']}")
     if not outcome["ok"]:

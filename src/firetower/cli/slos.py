@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from firetower.cli.catalog import read_text
-from firetower.cli.client import connect, segment
+from firetower.cli.client import ApiError, connect, segment
 from firetower.cli.output import print_json, print_line, print_table, when
 
 slo_app = typer.Typer(help="SLOs, error budgets and SLA reports.", no_args_is_help=True)
@@ -22,6 +22,12 @@ def _percent(value: Any, digits: int = 2) -> str:
 
 def _rate(value: Any) -> str:
     return "—" if value is None else f"{value:.2f}x"
+
+
+def _state(slo: dict[str, Any]) -> str:
+    """The level, and a hint when the last evaluation could not read the SLI (the level then
+    is the one from before, as on the console)."""
+    return f"{slo['state']} · SLI unreadable" if slo.get("last_error") else str(slo["state"])
 
 
 @slo_app.command("status")
@@ -50,13 +56,13 @@ def status(
                     s["sli_summary"],
                     _percent(s["budget_remaining_percent"]),
                     _rate(s["current_burn_rate"]),
-                    s["state"],
+                    _state(s),
                 ]
                 for s in found
             ],
         )
         return
-    print_line(f"{found['name']} ({found['service']}): {found['state']}")
+    print_line(f"{found['name']} ({found['service']}): {_state(found)}")
     print_line(
         f"objective {found['objective_percent']:g}% over {found['window_days']}d, "
         f"SLI: {found['sli_summary']}"
@@ -90,7 +96,18 @@ def import_slos(
     if prometheus_url:
         body["prometheus_url"] = prometheus_url
     with connect() as client:
-        summary = client.post("/api/v1/slos/import", json=body)
+        try:
+            summary = client.post("/api/v1/slos/import", json=body)
+        except ApiError as exc:
+            if exc.field != "prometheus_url":
+                raise
+            # The server names its own field; here the way to give it is the flag.
+            raise ApiError(
+                "the file does not say where Prometheus is: give --prometheus-url URL "
+                "(or set the server's prometheus_url)",
+                status_code=exc.status_code,
+                field=exc.field,
+            ) from None
     if json_output:
         print_json(summary)
         return
@@ -120,15 +137,22 @@ def report(
         print_line("no SLA targets yet")
         return
     rows = []
+    errors = []
     for service in found["services"]:
         for line in service["targets"]:
             used = line["downtime_minutes_used"]
+            target = f"{line['kind']} {line['target_percent']:g}%"
+            achieved = _percent(line["achieved_percent"], 3)
+            if line.get("error"):
+                # The source could not be read: say why under the table, as --json does.
+                errors.append(f"{service['service']} {target} ({line['source']}): {line['error']}")
+                achieved = "unreadable" if line["achieved_percent"] is None else achieved
             rows.append(
                 [
                     service["service"],
-                    f"{line['kind']} {line['target_percent']:g}%",
+                    target,
                     line["source"],
-                    _percent(line["achieved_percent"], 3),
+                    achieved,
                     "yes" if line["breached"] else "no",
                     f"{line['downtime_minutes_allowed']:.1f}",
                     "—" if used is None else f"{used:.1f}",
@@ -140,3 +164,5 @@ def report(
         ["service", "target", "source", "achieved", "breached", "allowed min", "used min"],
         rows,
     )
+    for error in errors:
+        print_line(f"unreadable: {error}")

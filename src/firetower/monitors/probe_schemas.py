@@ -300,6 +300,12 @@ class ProbeRunRead(ProbeResultRead):
 
     state: Literal["unknown", "up", "down"]
     state_changed: bool
+    consecutive_failures: int
+    """Failed runs in a row, this one included; ``failure_threshold`` of them make it down."""
+    failure_threshold: int
+    consecutive_successes: int
+    """Passed runs in a row, this one included; ``success_threshold`` of them make it up."""
+    success_threshold: int
 
 
 class ProbeRollupRead(BaseModel):

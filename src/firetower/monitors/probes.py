@@ -492,6 +492,10 @@ def run_now(runtime: Runtime, name: str) -> ProbeRunRead:
             **result.model_dump(),
             state=recorded.probe.state,
             state_changed=recorded.state_changed,
+            consecutive_failures=recorded.probe.consecutive_failures,
+            failure_threshold=recorded.probe.failure_threshold,
+            consecutive_successes=recorded.probe.consecutive_successes,
+            success_threshold=recorded.probe.success_threshold,
         )
 
 

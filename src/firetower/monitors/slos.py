@@ -604,8 +604,19 @@ def sli_summary(slo: Slo) -> str:
     return "pushed events"
 
 
+def ever_read(session: Session, slo: Slo) -> bool:
+    """Whether any evaluation of the SLO read its SLI (an error row keeps the level it found)."""
+    query = select(SloEvaluation.id).where(
+        SloEvaluation.slo_id == slo.id, SloEvaluation.error.is_(None)
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
 def read_slo(session: Session, slo: Slo) -> SLORead:
     last = latest_evaluation(session, slo)
+    # The stored level only means something once one evaluation read the SLI: until then
+    # (no evaluation, or only failed ones) nothing is known.
+    known = last is not None and (last.error is None or ever_read(session, slo))
     remaining = last.budget_remaining if last is not None else None
     stored = dict(last.burn_rates) if last is not None else {}
     # Shortest window first (PostgreSQL's JSONB does not keep the order they were written in).
@@ -621,7 +632,7 @@ def read_slo(session: Session, slo: Slo) -> SLORead:
         min_events=slo.min_events,
         sli=slo.sli,
         sli_summary=sli_summary(slo),
-        state=SLOState.pending if last is None else SLOState(slo.state),
+        state=SLOState(slo.state) if known else SLOState.pending,
         budget_remaining_percent=None if remaining is None else round(remaining * 100, 4),
         budget_consumed_percent=None if remaining is None else round((1 - remaining) * 100, 4),
         burn_rates=rates,
