@@ -106,7 +106,8 @@ def test_failures_in_a_row_open_an_incident_and_recovery_resolves_the_signal(
     assert services["payments"]["health"] == "ok"
     assert services["checkout"]["health"] == "ok"
     timeline = admin.get(f"/api/v1/incidents/{incident['ref']}/timeline").json()["items"]
-    assert any("have resolved" in (entry.get("text") or "") for entry in timeline), timeline
+    resolved = "The 1 alert attached to this incident has resolved."
+    assert any(resolved in (entry.get("text") or "") for entry in timeline), timeline
 
 
 def test_a_probe_without_a_service_raises_a_signal_but_opens_nothing(

@@ -12,7 +12,7 @@ from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.incidents import service as incident_service
 from firetower.incidents.lifecycle import Status
-from firetower.incidents.models import Incident
+from firetower.incidents.models import Incident, TimelineEvent
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
@@ -204,6 +204,70 @@ def test_a_flapping_alert_does_not_attach_to_an_open_incident(
         _post(factory, key, "flappy")
         alert = alert_by_fingerprint(runtime, "flappy")
         assert alert.flapping and alert.incident_id is None
+
+
+ALL_RESOLVED = "The 1 alert attached to this incident has resolved."
+
+
+def _all_resolved_notes(runtime: Runtime, incident_id: int) -> int:
+    with runtime.read() as session:
+        texts = session.scalars(
+            select(TimelineEvent.text).where(
+                TimelineEvent.incident_id == incident_id, TimelineEvent.kind == "note"
+            )
+        )
+        return sum(text == ALL_RESOLVED for text in texts)
+
+
+def test_a_flapping_alert_resolves_without_noting_its_incident_until_it_is_stable(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(
+        admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=300
+    )["key"]
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "f")  # opens the incident
+        incident_id = alert_by_fingerprint(runtime, "f").incident_id
+        assert incident_id is not None
+        frozen.advance(seconds=1)
+        _post(factory, key, "f", "resolved")  # change 1: every alert resolved, noted
+        assert _all_resolved_notes(runtime, incident_id) == 1
+        for status in ("firing", "resolved", "firing", "resolved"):  # flapping from change 3
+            frozen.advance(seconds=1)
+            _post(factory, key, "f", status)
+        assert alert_by_fingerprint(runtime, "f").flapping
+        assert _all_resolved_notes(runtime, incident_id) == 1  # its resolves were held
+        _close_incidents(runtime)  # resolved by hand while it flaps
+        for status in ("firing", "resolved", "firing", "resolved"):
+            frozen.advance(seconds=1)
+            _post(factory, key, "f", status)
+        assert _all_resolved_notes(runtime, incident_id) == 1
+        assert incident_count(runtime) == 1
+        frozen.advance(seconds=301)  # stable for a window: the resolve that lifts the mark counts
+        _post(factory, key, "f", "resolved")
+        assert not alert_by_fingerprint(runtime, "f").flapping
+        assert _all_resolved_notes(runtime, incident_id) == 2
+
+
+def test_an_incident_resolved_by_hand_is_noted_once_however_often_its_alert_clears(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "am", factory.service("checkout"), flap_threshold=100)["key"]
+    _post(factory, key, "f")
+    incident_id = alert_by_fingerprint(runtime, "f").incident_id
+    assert incident_id is not None
+    _close_incidents(runtime)  # resolved by hand while the alert still fires
+    # From now on the alert only notifies: it stays the resolved incident's alert.
+    rule = {"name": "quiet", "action": "notify"}
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    for _ in range(3):
+        _post(factory, key, "f", "resolved")
+        _post(factory, key, "f")
+    _post(factory, key, "f", "resolved")
+    assert alert_by_fingerprint(runtime, "f").incident_id == incident_id
+    assert _all_resolved_notes(runtime, incident_id) == 1
 
 
 def test_groups_by_the_default_keys(factory: Factory, runtime: Runtime) -> None:

@@ -114,7 +114,7 @@ def test_a_firing_alert_opens_an_incident_and_a_repeat_counts(
     [incident] = _incidents(runtime)
     assert incident.status == "triage"  # noted, never resolved automatically
     [note] = _notes(runtime, incident.id)
-    assert note.text == "All 1 alerts attached to this incident have resolved."
+    assert note.text == "The 1 alert attached to this incident has resolved."
     assert note.actor == "integration:prom"
 
 
@@ -329,7 +329,7 @@ def test_pagerduty_trigger_acknowledge_resolve(factory: Factory, runtime: Runtim
     [alert] = _alerts(runtime)
     assert alert.status == "resolved"
     assert alert.ends_at is not None
-    assert _notes(runtime, incident.id)[-1].text.startswith("All 1 alerts")
+    assert _notes(runtime, incident.id)[-1].text.startswith("The 1 alert attached")
     assert len(_incidents(runtime)) == 1
 
 

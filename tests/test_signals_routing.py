@@ -409,7 +409,7 @@ def test_on_clear_note_only_notes(factory: Factory, runtime: Runtime) -> None:
     assert incident.status == "triage"
     events = _status_events(runtime, incident.id)
     assert [e.kind for e in events] == ["note"]
-    assert events[0].text == "All 1 alerts attached to this incident have resolved."
+    assert events[0].text == "The 1 alert attached to this incident has resolved."
 
 
 def test_one_alert_asking_for_a_note_keeps_the_incident_open(

@@ -99,9 +99,52 @@ def test_a_grafana_alert_opens_repeats_and_resolves(factory: Factory, runtime: R
     [alert] = _alerts(runtime)
     assert alert.status == "resolved"
     assert _notes(runtime, incident.id)[-1].text == (
-        "All 1 alerts attached to this incident have resolved."
+        "The 1 alert attached to this incident has resolved."
     )
     assert len(_incidents(runtime)) == 1
+
+
+def test_the_alert_list_gives_each_alert_its_annotations(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    grafana = _integration(admin, "grafana", "grafana")
+    alert = _am_alert("g1")
+    alert["annotations"] = {
+        "summary": "Errors above 5%",
+        "description": "Checkout answers 5xx to 7.5% of requests",
+        "runbook_url": "https://runbooks.example.com/checkout-errors",
+    }
+    alert["panelURL"] = "http://grafana:3000/d/abc?viewPanel=2"
+    answer = admin.client.post(f"/ingest/grafana/{grafana}", json=_grafana(alert))
+    assert answer.status_code == 200, answer.text
+    pd = _integration(admin, "pd", "pagerduty")
+    event = {
+        "routing_key": pd,
+        "event_action": "trigger",
+        "dedup_key": "pd1",
+        "payload": {"summary": "Disk full", "source": "db-1", "severity": "error"},
+        "links": [{"href": "https://example.com/disk", "text": "Disk"}],
+    }
+    assert admin.client.post("/v2/enqueue", json=event).status_code == 202
+
+    listed = factory.user(Role.viewer).get("/api/v1/alerts")
+    assert listed.status_code == 200, listed.text
+    by_fingerprint = {a["fingerprint"]: a["annotations"] for a in listed.json()}
+    assert by_fingerprint["g1"] == {
+        "summary": "Errors above 5%",
+        "description": "Checkout answers 5xx to 7.5% of requests",
+        "runbook_url": "https://runbooks.example.com/checkout-errors",
+        "generatorURL": "http://prometheus:9090/graph",
+        "dashboardURL": "http://grafana:3000/d/abc",
+        "panelURL": "http://grafana:3000/d/abc?viewPanel=2",
+        "silenceURL": "http://grafana:3000/alerting/silence/new",
+        "valueString": "[ var='A' value=7.5 ]",
+    }
+    # PagerDuty's structured details are kept as JSON text; its empty fields left out.
+    assert by_fingerprint["pd1"] == {
+        "custom_details": '{"details":null}',
+        "links": '[{"href":"https://example.com/disk","text":"Disk"}]',
+        "images": "[]",
+    }
 
 
 def test_a_grafana_alert_joins_the_active_incident_of_its_service(
@@ -222,7 +265,7 @@ def test_a_generic_document_opens_repeats_and_resolves(factory: Factory, runtime
     [alert] = _alerts(runtime)
     assert alert.status == "resolved"
     assert alert.ends_at is not None
-    assert _notes(runtime, incident.id)[-1].text.startswith("All 1 alerts")
+    assert _notes(runtime, incident.id)[-1].text.startswith("The 1 alert attached")
     assert len(_incidents(runtime)) == 1
 
 

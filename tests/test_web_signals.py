@@ -116,6 +116,47 @@ def test_the_alert_list_puts_firing_first_with_its_facts_and_marks(
     assert 'hx-trigger="every 5s' in page.text
 
 
+def test_an_alert_row_links_its_runbook_and_dashboard_and_shows_its_description(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    key = make_integration(admin_api, "graf", kind="grafana")
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "DiskFull"},
+        "annotations": {
+            "summary": "Disk almost full",
+            "description": "<b>92%</b> used & rising",
+            "runbook_url": "https://runbooks.example.com/disk?team=a&b=1",
+            "notes_url": "javascript:alert(document.cookie)",
+            "wiki": "JavaScript:alert(1)",
+            "page": "data:text/html,<script>alert(1)</script>",
+            "relative": "/d/abc",
+        },
+        "dashboardURL": "http://grafana:3000/d/abc",
+        "panelURL": "java\tscript:alert(1)",
+        "fingerprint": "disk-1",
+    }
+    answer = factory.client.post(
+        f"/ingest/grafana/{key}", json={"status": "firing", "alerts": [alert]}
+    )
+    assert answer.status_code == 200, answer.text
+    row = row_of(responder.get("/alerts").text, alert_by_fingerprint(runtime, "disk-1").id)
+
+    links = re.findall(r'<a href="([^"]*)" class="annotation-link"[^>]*>([^<]*)</a>', row)
+    assert [(html.unescape(url), name) for url, name in links] == [
+        ("https://runbooks.example.com/disk?team=a&b=1", "runbook_url"),
+        ("http://grafana:3000/d/abc", "dashboardURL"),
+    ]
+    # only http(s) URLs become links, whatever their spelling
+    hrefs = [html.unescape(h).lower() for h in re.findall(r'href="([^"]*)"', row)]
+    assert not [h for h in hrefs if not h.startswith(("http://", "https://", "/incidents/"))]
+    assert "<script>" not in row
+    # the description, escaped; the summary is already the title, so not shown twice
+    assert "&lt;b&gt;92%&lt;/b&gt; used &amp; rising" in row
+    assert "<b>92%</b>" not in row
+    assert row.count("Disk almost full") == 1
+
+
 def test_the_alert_list_filters_by_status_and_integration(
     responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
 ) -> None:

@@ -199,7 +199,7 @@ def test_a_prometheus_rule_opens_an_incident_and_its_recovery_resolves_the_alert
 
             timeline = api.get(f"/api/v1/incidents/{incident['ref']}/timeline").json()["items"]
             notes = [e["text"] for e in timeline if e["kind"] == "note"]
-            assert "All 1 alerts attached to this incident have resolved." in notes, notes
+            assert "The 1 alert attached to this incident has resolved." in notes, notes
             # Still one alert and one incident: Prometheus's repeats were deduplicated.
             assert len(api.get("/api/v1/alerts").json()) == 1
             assert len(api.get("/api/v1/incidents").json()["items"]) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy import case, func, select
@@ -89,6 +90,38 @@ class ListedAlert:
     @property
     def muted_now(self) -> bool:
         return bool(self.silenced_by) or self.in_maintenance
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """(key, URL) of its annotations that are http(s) URLs, the runbook first."""
+        annotations = self.alert.annotations
+        keys = [k for k in LINK_ORDER if k in annotations]
+        keys += sorted(k for k in annotations if k not in LINK_ORDER)
+        return [(k, annotations[k]) for k in keys if is_web_url(annotations[k])]
+
+    @property
+    def texts(self) -> list[tuple[str, str]]:
+        """(key, text) of its description, and its summary unless that is its title."""
+        annotations = self.alert.annotations
+        return [
+            (key, text)
+            for key in ("summary", "description")
+            if (text := annotations.get(key, "").strip()) and text != self.alert.title
+        ]
+
+
+LINK_ORDER = ("runbook_url", "dashboardURL", "panelURL", "generatorURL", "silenceURL")
+"""Annotation links in the order a responder wants them; other URL-valued keys follow."""
+
+
+def is_web_url(value: str) -> bool:
+    """An absolute http(s) URL: the only kind the console turns into a link (never
+    ``javascript:`` or ``data:``, which would run in the console's origin)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 @dataclass

@@ -355,6 +355,11 @@ class AlertRead(BaseModel):
     severity: str
     service_name: str | None
     labels: dict[str, Any]
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="As the sender gave them (summary, description, runbook_url, Grafana's "
+        "dashboardURL, panelURL, valueString...); values that are not text, as JSON.",
+    )
     group_key: str
     count: int
     first_seen_at: datetime

@@ -42,7 +42,7 @@ from firetower.catalog.models import Service
 from firetower.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import ACTIVE, Severity, Source, Status, format_ref
-from firetower.incidents.models import Incident, incident_services
+from firetower.incidents.models import Incident, TimelineEvent, incident_services
 from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
 from firetower.signals import intake_cache, intake_rows
@@ -563,6 +563,8 @@ class Received:
     was: str | None
     held: bool
     """The alert was muted before (silenced, inhibited or flapping): a repeat may route."""
+    was_flapping: bool = False
+    """The alert was flapping before: a resolve that lifts the mark may clear its incident."""
 
 
 def record(intake: Intake, signal: Signal) -> Received:
@@ -571,7 +573,8 @@ def record(intake: Intake, signal: Signal) -> Received:
     now = intake.now
     alert = intake.known.get(signal.fingerprint)
     was = alert.status if alert is not None else None
-    held = alert is not None and (alert.silenced or alert.flapping or alert.inhibited)
+    was_flapping = alert is not None and alert.flapping
+    held = alert is not None and (alert.silenced or was_flapping or alert.inhibited)
     if alert is None:
         alert = _new_row(intake.integration_id, intake.group_by, signal, now)
         intake.known[signal.fingerprint] = alert
@@ -591,7 +594,7 @@ def record(intake: Intake, signal: Signal) -> Received:
         if signal.starts_at is not None:
             alert.starts_at = signal.starts_at
     _track_flapping(integration, alert, was, signal.status, now)
-    return Received(alert, signal, was, held)
+    return Received(alert, signal, was, held, was_flapping)
 
 
 def _new_row(
@@ -671,6 +674,8 @@ def settle(session: Session, shared: Shared, intake: Intake, received: Received)
     A firing alert gets its service and severity from the routing rules, then is checked
     against silences and maintenance windows, then inhibition rules; one nothing mutes
     routes if it newly fires, or if it was held before (the mute or flapping has ended).
+    A flapping alert's resolve is held like its firing: it does not clear its incident
+    until the mark is lifted (then a resolve, even a repeated one, does).
     """
     alert, signal, was = received.alert, received.signal, received.was
     if signal.status != alert.status:
@@ -699,7 +704,12 @@ def settle(session: Session, shared: Shared, intake: Intake, received: Received)
             _route(session, shared, intake, alert, decision)
         elif unrouted_attach:  # a repeat tries to join again, without notifying twice
             _route(session, shared, intake, alert, decision, notify=False)
-    elif signal.status == "resolved" and was != "resolved" and alert.incident_id is not None:
+    elif (
+        signal.status == "resolved"
+        and alert.incident_id is not None
+        and not alert.flapping
+        and (was != "resolved" or received.was_flapping)
+    ):
         intake.resolved_incidents.add(alert.incident_id)
 
 
@@ -884,13 +894,15 @@ def finish(session: Session, intake: Intake) -> None:
         ).one()
         if still_open:
             continue
-        if keep_open or resolved.status not in ACTIVE:
-            incidents.add_note(
-                session,
-                actor,
-                resolved,
-                f"All {total} alerts attached to this incident have resolved.",
-            )
+        cleared = all_resolved_text(total)
+        if resolved.status not in ACTIVE:
+            # Resolved (or closed, merged) by hand: the note says once that its alerts have
+            # cleared since; alerts that go on changing under it do not repeat the news.
+            if not _noted_since_status_change(session, incident_id, cleared):
+                incidents.add_note(session, actor, resolved, cleared)
+            continue
+        if keep_open:
+            incidents.add_note(session, actor, resolved, cleared)
             continue
         rules = sorted(
             name
@@ -907,8 +919,33 @@ def finish(session: Session, intake: Intake) -> None:
             resolved,
             Status.resolved,
             note=f"Resolved by routing {noun} {', '.join(rules)} (on_clear: resolve): "
-            f"all {total} alerts attached to this incident have resolved.",
+            + cleared[0].lower()
+            + cleared[1:],
         )
+
+
+def all_resolved_text(total: int) -> str:
+    """The note that every alert of an incident has resolved."""
+    if total == 1:
+        return "The 1 alert attached to this incident has resolved."
+    return f"All {total} alerts attached to this incident have resolved."
+
+
+def _noted_since_status_change(session: Session, incident_id: int, text: str) -> bool:
+    """Whether the incident's timeline has the note ``text`` after its last status change."""
+    of_incident = TimelineEvent.incident_id == incident_id
+    changed = (
+        select(func.coalesce(func.max(TimelineEvent.id), 0))
+        .where(of_incident, TimelineEvent.kind == "status_changed")
+        .scalar_subquery()
+    )
+    noted = select(TimelineEvent.id).where(
+        of_incident,
+        TimelineEvent.kind == "note",
+        TimelineEvent.text == text,
+        TimelineEvent.id > changed,
+    )
+    return session.scalar(noted.limit(1)) is not None
 
 
 # -- silences and maintenance windows -----------------------------------------------------------
@@ -1737,6 +1774,18 @@ def list_alerts(
     return [alert_read(alert, name) for alert, name in session.execute(query)]
 
 
+def annotation_texts(annotations: dict[str, Any] | None) -> dict[str, str]:
+    """Annotations as text: strings as sent, other values (PagerDuty's ``custom_details``,
+    ``links``) as compact JSON; empty ones (None) left out."""
+    return {
+        key: value
+        if isinstance(value, str)
+        else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        for key, value in (annotations or {}).items()
+        if value is not None
+    }
+
+
 def alert_read(alert: Alert, integration: str) -> AlertRead:
     return AlertRead(
         id=alert.id,
@@ -1747,6 +1796,7 @@ def alert_read(alert: Alert, integration: str) -> AlertRead:
         severity=alert.severity,
         service_name=alert.service_name,
         labels=alert.labels or {},
+        annotations=annotation_texts(alert.annotations),
         group_key=alert.group_key,
         count=alert.count,
         first_seen_at=alert.first_seen_at,
