@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from firetower.cli.client import connect
+from firetower.cli.client import ApiError, connect
 from firetower.cli.output import fail, print_json, print_line, print_table
 
 catalog_app = typer.Typer(help="Import and inspect the service catalog.", no_args_is_help=True)
@@ -78,6 +78,17 @@ def import_catalog(
         print_line(f"imported{source}: " + describe_counts(report, IMPORT_KINDS))
 
 
+def _health(service: dict[str, Any]) -> str:
+    """E.g. ``failing: probe:home``, ``at risk from db``, ``ok``: the health and why."""
+    health = service.get("health") or "ok"
+    if health == "failing" and service.get("failing_checks"):
+        return "failing: " + ", ".join(service["failing_checks"])
+    if health == "at_risk":
+        causes = service.get("at_risk_from") or []
+        return "at risk" + (f" from {', '.join(causes)}" if causes else "")
+    return str(health)
+
+
 @catalog_app.command("services")
 def services(json_output: JsonOption = False) -> None:
     """List the catalog's services."""
@@ -91,10 +102,11 @@ def services(json_output: JsonOption = False) -> None:
         return
     print_table(
         None,
-        ["name", "tier", "team", "owner", "users", "depends on", "dependents"],
+        ["name", "health", "tier", "team", "owner", "users", "depends on", "dependents"],
         [
             [
                 s["name"],
+                _health(s),
                 s["tier"],
                 s["team"],
                 s["owner"],
@@ -124,6 +136,14 @@ def _report_lines(report: Any, indent: str = "") -> list[str]:
     return lines
 
 
+def located(exc: ApiError) -> ApiError:
+    """The error with the place in the file the server named (``routing[1].service: ...``),
+    unless its detail already starts with it: a long file is fixed by going there."""
+    if not exc.field or exc.message.startswith(exc.field):
+        return exc
+    return ApiError(f"{exc.field}: {exc.message}", status_code=exc.status_code, field=exc.field)
+
+
 def apply(
     file: Annotated[
         Path,
@@ -134,7 +154,10 @@ def apply(
     """Apply a firetower.yaml (services, teams, ... as code) to the server."""
     content = read_text(file)
     with connect() as client:
-        report = client.post("/api/v1/apply", json={"content": content})
+        try:
+            report = client.post("/api/v1/apply", json={"content": content})
+        except ApiError as exc:
+            raise located(exc) from None
     if json_output:
         print_json(report)
         return

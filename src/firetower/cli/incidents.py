@@ -214,6 +214,25 @@ def _timeline_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
+def _radius_rows(radius: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The blast radius as the console shows it, with why services are in trouble: their
+    failing checks, the dependents those put at risk, and failing services upstream."""
+    checks = radius.get("failing_checks") or {}
+    why = [
+        ("failing checks", "; ".join(f"{svc}: {', '.join(c)}" for svc, c in checks.items())),
+        ("at risk", radius.get("at_risk") or []),
+        ("failing upstream", radius.get("failing_dependencies") or []),
+    ]
+    return [
+        ("impacted services", radius["impacted"]),
+        *[(label, value) for label, value in why if value],
+        ("tier-1 impacted", radius["tier1_impacted"] or "none"),
+        ("features", radius["features"] or "none"),
+        ("customers", radius["customers"] or "none"),
+        ("users (estimate)", f"{radius['users_estimate']:,}"),
+    ]
+
+
 @incidents_app.command("show")
 def show(
     ref: RefArgument,
@@ -233,7 +252,8 @@ def show(
         [
             ("services", incident["services"] or "none"),
             ("source", incident["source"]),
-            ("at risk", risks or "nothing flagged"),
+            # The incident's own flags, not service health (that is under Blast radius).
+            ("data/security/revenue risk", risks or "none flagged"),
             ("next statuses", incident["allowed_transitions"] or "none (final)"),
         ]
         + ([("merged into", incident["merged_into"])] if incident.get("merged_into") else [])
@@ -275,15 +295,7 @@ def show(
     radius = incident.get("blast_radius")
     if radius:
         _section("Blast radius")
-        _key_values(
-            [
-                ("impacted services", radius["impacted"]),
-                ("tier-1 impacted", radius["tier1_impacted"] or "none"),
-                ("features", radius["features"] or "none"),
-                ("customers", radius["customers"] or "none"),
-                ("users (estimate)", f"{radius['users_estimate']:,}"),
-            ]
-        )
+        _key_values(_radius_rows(radius))
     if last:
         shown = events[-last:]
         _section(f"Timeline (last {len(shown)} of {len(events)})")
