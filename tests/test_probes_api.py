@@ -83,7 +83,32 @@ def http_probe(name: str = "home", **fields: Any) -> dict[str, Any]:
         (
             {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "nameserver": "ns.example"}},
             "dns.nameserver",
-            "",
+            "must be an IP address",
+        ),
+        (
+            {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "nameserver": "dns.google"}},
+            "dns.nameserver",
+            "must be an IP address",
+        ),
+        (
+            {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "nameserver": "999.1.1.1"}},
+            "dns.nameserver",
+            "must be an IP address",
+        ),
+        (
+            {"name": "ns", "kind": "dns", "dns": {"name": "bad..name"}},
+            "dns.name",
+            "'bad..name' is not a valid DNS name: it has an empty label",
+        ),
+        (
+            {"name": "ns", "kind": "dns", "dns": {"name": "a" * 64 + ".example"}},
+            "dns.name",
+            f"the label {'a' * 64!r} is longer than 63 bytes",
+        ),
+        (
+            http_probe(timeout_seconds=2, http={"url": "http://x/", "latency_threshold_ms": 2500}),
+            "http.latency_threshold_ms",
+            "latency_threshold_ms (2500) must not exceed timeout_seconds (2 s = 2000 ms)",
         ),
         (
             {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "record_type": "BOGUS"}},
@@ -216,3 +241,11 @@ def test_apply_probes_creates_updates_and_prunes(factory: Factory) -> None:
         probes.apply_probes(session, SYSTEM, bad)
     assert refused.value.field == "probes.1.service"
     assert row_counts(factory.runtime) == before
+
+
+@pytest.mark.parametrize("name", ["_sip._tcp.example.org", "*.example.org", "example.org."])
+def test_dns_names_dnspython_parses_are_accepted(admin: ApiUser, name: str) -> None:
+    body = {"name": "ns", "kind": "dns", "dns": {"name": name, "nameserver": "2001:db8::53"}}
+    answer = admin.post("/api/v1/probes", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["dns"]["name"] == name

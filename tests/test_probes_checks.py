@@ -271,3 +271,24 @@ def test_dns_server_that_does_not_answer_times_out(admin: ApiUser) -> None:
         silent.close()
     assert result["ok"] is False
     assert result["error"] == f"no DNS answer within 1s at 127.0.0.1:{port}"
+
+
+def test_a_stored_dns_name_now_refused_fails_runs_naming_the_field(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """A probe stored before names were checked (``bad..name``): each run says which field of
+    the definition is wrong, instead of dnspython's bare "A DNS label is empty."."""
+    from firetower.monitors import probes
+
+    with dns_server({"app.test": ["10.1.2.3"]}) as port:
+        at = {"nameserver": "127.0.0.1", "nameserver_port": port}
+        probe(admin, "dns-old", "dns", {"name": "app.test", **at})
+        with factory.runtime.transaction() as session:
+            stored = probes.get_probe(session, "dns-old")
+            stored.settings = {**stored.settings, "name": "bad..name"}
+        result = run(admin, "dns-old")
+    assert result["ok"] is False
+    assert result["error"] == (
+        "the stored definition is invalid: dns.name: 'bad..name' is not a valid DNS name: "
+        "it has an empty label (a leading dot or two dots in a row)"
+    )

@@ -3,6 +3,8 @@ running a probe from the page."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -115,3 +117,60 @@ def test_the_list_page_with_no_probes(factory: Factory, client: TestClient) -> N
     login(client, viewer.email, PASSWORD)
     with FrozenClock(datetime(2026, 3, 1, tzinfo=UTC)):
         assert "No probes yet." in client.get("/probes").text
+
+
+def _xs(page: str) -> list[float]:
+    path = re.search(r'<path class="series series-latency" d="([^"]+)"', page)
+    assert path, page
+    return [float(x) for x in re.findall(r"[ML]([\d.]+),", path.group(1))]
+
+
+def test_a_new_probe_chart_spans_its_life_by_default(factory: Factory, client: TestClient) -> None:
+    """Without a range, a probe younger than 24 hours is charted from its creation, not
+    squeezed into the last pixels of a day; the offered ranges still chart what they say."""
+    admin = factory.user(Role.admin)
+    viewer = factory.user(Role.viewer, password=PASSWORD)
+    login(client, viewer.email, PASSWORD)
+    with http_target() as web, FrozenClock(datetime.now(UTC)) as clock:
+        created = admin.post(
+            "/api/v1/probes",
+            json={"name": "fresh", "kind": "http", "http": {"url": f"{web.url}/ok"}},
+        )
+        assert created.status_code == 201, created.text
+        for _ in range(3):
+            clock.advance(minutes=10)
+            assert admin.post("/api/v1/probes/fresh/run").status_code == 200
+
+        fitted = client.get("/probes/fresh")
+        assert fitted.status_code == 200
+        xs = _xs(fitted.text)
+        assert len(xs) == 3
+        assert xs[0] < 300 and xs[-1] == 748.0, xs  # 10, 20, 30 of 30 minutes: 287, 517, 748
+        assert "since the probe was created" in fitted.text
+        assert not re.search(r'range=\w+" aria-current', fitted.text)
+
+        day = client.get("/probes/fresh?range=24h")
+        assert min(_xs(day.text)) > 730  # the last 30 minutes of a day
+        assert re.search(r'range=24h" aria-current="true"', day.text)
+        hour = client.get("/probes/fresh?range=1h")
+        assert _xs(hour.text)[0] == 517.3  # 40 of the hour's 60 minutes
+
+        clock.advance(days=2)
+        later = client.get("/probes/fresh")
+        assert "since the probe was created" not in later.text
+        assert re.search(r'range=24h" aria-current="true"', later.text)
+        assert "No results in this range yet." in later.text
+
+
+def test_the_definition_shows_characters_as_they_are(factory: Factory, client: TestClient) -> None:
+    admin = factory.user(Role.admin, password=PASSWORD)
+    body = {"url": "http://127.0.0.1:9/", "method": "POST", "body": "it's <café> & co"}
+    created = admin.post("/api/v1/probes", json={"name": "quoted", "kind": "http", "http": body})
+    assert created.status_code == 201, created.text
+    login(client, admin.email, PASSWORD)
+    page = client.get("/probes/quoted").text
+    definition = re.search(r"<h2>Definition</h2>\s*<pre>(.*?)</pre>", page, re.S)
+    assert definition, page
+    assert "it&#39;s &lt;café&gt; &amp; co" in definition.group(1)  # escaped once, as HTML
+    assert "\\u" not in definition.group(1)
+    assert json.loads(html.unescape(definition.group(1)))["body"] == "it's <café> & co"

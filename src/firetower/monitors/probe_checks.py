@@ -24,6 +24,7 @@ import httpx
 import jsonpath
 import structlog
 from cryptography import x509
+from pydantic import ValidationError
 
 from firetower import clock
 from firetower.monitors.probe_schemas import (
@@ -33,6 +34,7 @@ from firetower.monitors.probe_schemas import (
     ProbeKind,
     TcpSettings,
 )
+from firetower.problems import validation_message
 
 log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 1_048_576
@@ -92,6 +94,13 @@ def run_check(kind: str, settings: dict[str, Any], timeout_seconds: float) -> Ch
     checked_at = clock.now()
     try:
         return _dispatch(kind, settings, timeout_seconds)
+    except ValidationError as exc:
+        # Stored before a rule was tightened (e.g. a DNS name with an empty label): say which
+        # field to fix rather than log a traceback at every run.
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in (kind, *first["loc"]))
+        error = f"the stored definition is invalid: {where}: {validation_message(first)}"
+        return CheckOutcome(checked_at, False, None, error=error[:MAX_ERROR_CHARS])
     except Exception as exc:
         log.exception("probe check raised", kind=kind)
         return CheckOutcome(

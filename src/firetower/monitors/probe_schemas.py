@@ -8,14 +8,25 @@ JSONPath expressions, regexes, ports, record types.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import dns.exception
+import dns.name
 import httpx
 import jsonpath
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from firetower.incidents.lifecycle import Severity
 from firetower.text import NO_NUL
@@ -106,6 +117,16 @@ class RegexCondition(BaseModel):
 Condition = Annotated[JsonPathCondition | RegexCondition, Field(discriminator="type")]
 
 
+def _error_at(model: str, loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:
+    """An error that names ``loc`` (e.g. ``http.latency_threshold_ms``) when a rule spanning
+    fields is broken; a plain ValueError from a model validator would name only the model.
+    Pydantic prefixes ``loc`` with where the model sits, as for any field error."""
+    error = PydanticCustomError("value_error", message)  # no context: braces stay as they are
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=loc, input=value)]
+    )
+
+
 def _check_url(value: str) -> str:
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError("a URL must not contain spaces or control characters")
@@ -168,13 +189,34 @@ class TcpSettings(BaseModel):
     port: int = Field(ge=1, le=65535)
 
 
+def _check_dns_name(value: str) -> str:
+    """dnspython's own parsing, so a name it would refuse at every run is refused here."""
+    try:
+        dns.name.from_text(value)
+    except dns.name.EmptyLabel:
+        raise ValueError(
+            f"{value!r} is not a valid DNS name: it has an empty label "
+            "(a leading dot or two dots in a row)"
+        ) from None
+    except dns.name.LabelTooLong:
+        longest = max(value.split("."), key=len)
+        raise ValueError(
+            f"{value!r} is not a valid DNS name: the label {longest!r} is longer than 63 bytes"
+        ) from None
+    except dns.name.NameTooLong:
+        raise ValueError(
+            f"{value!r} is not a valid DNS name: it is longer than 255 bytes"
+        ) from None
+    except dns.exception.DNSException as exc:
+        raise ValueError(f"{value!r} is not a valid DNS name: {exc}") from None
+    return value
+
+
 class DnsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._*-]+\.?$")
     record_type: RecordType = RecordType.A
-    nameserver: str | None = Field(
-        default=None, pattern=r"^[0-9A-Fa-f.:]{2,45}$", description="An IP address."
-    )
+    nameserver: str | None = Field(default=None, description="An IP address.")
     nameserver_port: int = Field(default=53, ge=1, le=65535)
     expected: list[Annotated[str, Field(min_length=1, max_length=500, pattern=NO_NUL)]] = Field(
         default_factory=list,
@@ -182,16 +224,18 @@ class DnsSettings(BaseModel):
         description="Each value must be among the answers (compared as text, case-blind).",
     )
 
+    _name = field_validator("name")(_check_dns_name)
+
     @field_validator("nameserver")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        import ipaddress
-
         if value is not None:
             try:
                 ipaddress.ip_address(value)
             except ValueError:
-                raise ValueError("the nameserver must be an IP address") from None
+                raise ValueError(
+                    f"the nameserver must be an IP address, not {value[:60]!r}"
+                ) from None
         return value
 
 
@@ -235,7 +279,13 @@ class ProbeCreate(BaseModel):
             and self.http.latency_threshold_ms is not None
             and self.http.latency_threshold_ms > self.timeout_seconds * 1000
         ):
-            raise ValueError("http.latency_threshold_ms must not exceed timeout_seconds")
+            raise _error_at(
+                type(self).__name__,
+                ("http", "latency_threshold_ms"),
+                f"latency_threshold_ms ({self.http.latency_threshold_ms}) must not exceed "
+                f"timeout_seconds ({self.timeout_seconds} s = {self.timeout_seconds * 1000} ms)",
+                self.http.latency_threshold_ms,
+            )
         return self
 
     def kind_settings(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ chart costs ~2,000 rows whatever the probe's interval.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ CHART_HEIGHT = 220
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 12, 12, 28
 MAX_POINTS = 360
 DETAIL_HISTORY = 60
+MIN_FITTED_SPAN = timedelta(minutes=5)
+"""The shortest chart of a new probe's default view (a wider span than a few seconds)."""
 ProbeName = Annotated[str, Path(pattern=NAME, max_length=100)]
 
 
@@ -137,7 +140,7 @@ def latency_chart(
     y_ticks = [
         Tick(y_of(top * i / 4), f"{top * i / 4:g} ms") for i in range(5)
     ]  # 0, 25, 50, 75, 100 %
-    fmt = "%m-%d" if hourly and span > 2 * 86_400 else "%H:%M"
+    fmt = "%m-%d" if hourly and span > 2 * 86_400 else "%H:%M" if span >= 3600 else "%H:%M:%S"
     x_ticks = [
         Tick(x_of(start + timedelta(seconds=span * i / 4)),
              (start + timedelta(seconds=span * i / 4)).strftime(fmt))
@@ -221,14 +224,19 @@ def probe_page(
     request: Request,
     name: ProbeName,
     actor: Viewer,
-    range: Annotated[str, Query(max_length=10)] = "24h",
+    range: Annotated[str | None, Query(max_length=10)] = None,
 ) -> Response:
+    """Without a ``range`` the chart shows the last 24 hours, or, for a probe younger than
+    that, its whole life (so a new probe's runs are not squeezed against the right edge)."""
     runtime = _runtime(request)
     chosen = range if range in RANGES else "24h"
     end = clock.now()
     start = end - RANGES[chosen]
     with runtime.read() as session:
         probe: Probe = probes.get_probe(session, name)
+        fitted = range not in RANGES and probe.created_at > start
+        if fitted:
+            start = min(probe.created_at, end - MIN_FITTED_SPAN)
         service = probe.service.name if probe.service else None
         recent = probes.list_results_by_id(session, probe.id, DETAIL_HISTORY)
         if chosen in RAW_RANGES:
@@ -244,13 +252,18 @@ def probe_page(
         {
             "probe": probe,
             "definition": definition,
-            "settings": getattr(definition, probe.kind) or {},
             "service": service,
             "target": probes.target_of(probe),
             "recent": recent,
             "chart": chart,
             "ranges": list(RANGES),
             "chosen": chosen,
+            "fitted_since": start if fitted else None,
+            # Not ``tojson``: it escapes quotes and non-ASCII (``\u0027``) for <script>; in
+            # <pre> the text is HTML-escaped by autoescaping instead.
+            "definition_json": json.dumps(
+                getattr(definition, probe.kind) or {}, indent=2, sort_keys=True, ensure_ascii=False
+            ),
             "can_run": actor.role.allows(Role.responder),
             "raw_retention_days": probes.RAW_RETENTION_DAYS,
             "rollup_retention_days": probes.ROLLUP_RETENTION_DAYS,
