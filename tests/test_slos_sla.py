@@ -154,6 +154,27 @@ def test_bad_targets_are_refused(
     assert row_counts(runtime) == before
 
 
+def test_a_probe_of_another_service_cannot_measure_its_target(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """As an SLO of another service is refused; a probe of no service may measure any."""
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    factory.service("search")
+    for name, service in (("checkout-tcp", "checkout"), ("edge-tcp", None)):
+        probe = {"name": name, "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 9}}
+        made = admin.post("/api/v1/probes", json={**probe, "service": service})
+        assert made.status_code == 201, made.text
+    before = row_counts(runtime)
+    body = {"service": "search", "kind": "uptime", "target_percent": 99}
+    refused = admin.put("/api/v1/sla/targets", json={**body, "probe": "checkout-tcp"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "probe"
+    assert refused.json()["detail"] == "probe checkout-tcp belongs to service checkout, not search"
+    assert row_counts(runtime) == before
+    assert _target(admin, **body, probe="edge-tcp")["probe"] == "edge-tcp"
+
+
 def test_targets_are_listed_and_deleted(factory: Factory) -> None:
     responder = factory.user(Role.responder)
     factory.service("checkout")

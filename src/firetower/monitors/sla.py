@@ -67,10 +67,15 @@ def put_target(session: Session, actor: Actor, data: SlaTargetCreate) -> SlaTarg
                 field="slo",
             )
         slo_id = slo.id
-    if data.probe is not None and (
-        session.scalar(select(Probe.id).where(Probe.name == data.probe)) is None
-    ):
-        raise InvalidInput(f"no probe named {data.probe!r}", field="probe")
+    if data.probe is not None:
+        probe = session.scalar(select(Probe).where(Probe.name == data.probe))
+        if probe is None:
+            raise InvalidInput(f"no probe named {data.probe!r}", field="probe")
+        if probe.service is not None and probe.service_id != service.id:
+            raise InvalidInput(  # as for an SLO; a probe of no service may measure any
+                f"probe {data.probe} belongs to service {probe.service.name}, not {service.name}",
+                field="probe",
+            )
     target = session.scalar(
         select(SlaTarget).where(SlaTarget.service_id == service.id, SlaTarget.kind == data.kind)
     )
