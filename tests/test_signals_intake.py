@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from firetower.auth.schemas import Role
@@ -14,6 +16,8 @@ from firetower.runtime import Runtime
 from firetower.signals import service as signals
 from firetower.signals.models import Alert, ChangeEvent, RejectedPayload
 from tests.factories import ApiUser, Factory, row_counts
+from tests.test_web_pages import PASSWORD, Console, login
+from tests.test_web_signals import row_of
 
 
 def _integration(admin: ApiUser, name: str, kind: str, service: str | None = None) -> str:
@@ -116,6 +120,33 @@ def test_a_firing_alert_opens_an_incident_and_a_repeat_counts(
     [note] = _notes(runtime, incident.id)
     assert note.text == "The 1 alert attached to this incident has resolved."
     assert note.actor == "integration:prom"
+
+
+def test_an_alertmanager_alert_keeps_its_generator_url_with_its_annotations(
+    factory: Factory, client: TestClient, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "prom", "alertmanager")
+    alert = _am_alert("g1")
+    alert["annotations"]["runbook_url"] = "https://runbooks.example.com/errors"
+    answer = admin.client.post(f"/ingest/alertmanager/{key}", json=_am_batch(alert))
+    assert answer.status_code == 200, answer.text
+
+    [listed] = factory.user(Role.viewer).get("/api/v1/alerts").json()
+    assert listed["annotations"] == {
+        "summary": "Errors above 5% (g1)",
+        "runbook_url": "https://runbooks.example.com/errors",
+        "generatorURL": "http://prometheus:9090/graph",
+    }
+    # the console links to the Prometheus graph of the rule
+    factory.user(Role.viewer, email="viewer-web@example.com", password=PASSWORD)
+    assert login(client, "viewer-web@example.com").status_code == 303
+    [alert_row] = _alerts(runtime)
+    row = row_of(Console(client).get("/alerts").text, alert_row.id)
+    assert re.search(
+        r'<a href="http://prometheus:9090/graph" class="annotation-link"[^>]*>generatorURL</a>',
+        row,
+    ), row
 
 
 def test_severity_label_maps_and_defaults_to_sev3(factory: Factory, runtime: Runtime) -> None:

@@ -300,7 +300,7 @@ def test_a_generic_document_without_dedup_key_dedups_on_title_and_service(
         (b'{"state": "open", "alert": {"id": "x"}}', 422, "title"),
         (b'{"alert": {"name": {"nested": true}}}', 422, "title"),
         (b'{"alert": {"name": "ok", "id": ["a", "b"]}}', 422, "dedup_key"),
-        (b"[1, 2]", 422, "title"),
+        (b"[1, 2]", 422, "body"),
     ],
 )
 def test_a_document_the_mapping_cannot_read_is_refused_and_only_dead_lettered(
@@ -317,6 +317,34 @@ def test_a_document_the_mapping_cannot_read_is_refused_and_only_dead_lettered(
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["field"] == field
     _refused_with_only_a_dead_letter(runtime, before, body)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'[{"alert": {"name": "x"}}]', "body: must be a JSON object, not an array"),
+        (b'"CPU high"', "body: must be a JSON object, not a string"),
+        (b'{"alert": {"name": {"a": 1}}}', "title: 'alert.name' gave an object, not text"),
+        (b'{"alert": {"name": "x", "id": [1]}}', "dedup_key: 'alert.id' gave an array, not text"),
+        (
+            b'{"alert": {"name": "x", "level": true}}',
+            "severity: 'alert.level' gave a boolean, not text",
+        ),
+    ],
+)
+def test_a_refused_document_is_described_in_json_words(
+    factory: Factory, runtime: Runtime, body: bytes, detail: str
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "custom", "generic", mapping=MAPPING)
+    answer = admin.client.post(
+        f"/ingest/generic/{key}", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert (answer.json()["field"], answer.json()["detail"]) == (detail.split(":")[0], detail)
+    with runtime.read() as session:
+        [dead] = session.scalars(select(RejectedPayload)).all()
+        assert dead.reason == detail
 
 
 @pytest.mark.parametrize(
@@ -397,6 +425,51 @@ def test_a_report_joins_an_incident_already_open_for_its_service(
     assert answer.status_code == 201, answer.text
     assert (answer.json()["incident"], answer.json()["opened"]) == (ref, False)
     assert len(_incidents(runtime)) == 1
+
+
+def test_a_report_names_its_service_in_any_case_and_carries_it_as_a_label(
+    factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("accounts")
+    viewer = factory.user(Role.viewer)
+    answer = viewer.post("/api/v1/reports", json={"what": "Cannot log in", "where": " ACCOUNTS "})
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["service_name"], answer.json()["opened"]) == ("accounts", True)
+    [incident] = _incidents(runtime)
+    assert [s.name for s in incident.services] == ["accounts"]
+    [alert] = _alerts(runtime)
+    assert alert.labels == {"where": "ACCOUNTS", "reporter": viewer.email, "service": "accounts"}
+
+
+def test_a_routing_rule_on_the_service_label_catches_a_report_as_the_route_test_says(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("news-feed")
+    rule = {
+        "name": "news-feed-urgent",
+        "matchers": [{"label": "service", "op": "=", "value": "news-feed"}],
+        "severity": "SEV2",
+    }
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    answer = factory.user(Role.viewer).post(
+        "/api/v1/reports", json={"what": "The feed is empty", "where": "news-feed"}
+    )
+    assert answer.status_code == 201, answer.text
+    [alert] = _alerts(runtime)
+    assert (alert.routed_by, alert.routing_action) == ("news-feed-urgent", "open")
+    [incident] = _incidents(runtime)
+    assert (incident.severity, [s.name for s in incident.services]) == ("SEV2", ["news-feed"])
+
+    predicted = admin.post(
+        "/api/v1/routing-rules/test",
+        json={"labels": alert.labels, "integration": "@user-reports"},
+    )
+    assert predicted.status_code == 200, predicted.text
+    assert (predicted.json()["decided_by"], predicted.json()["severity"]) == (
+        "news-feed-urgent",
+        "SEV2",
+    )
 
 
 def test_a_report_about_no_known_service_is_kept_and_opens_nothing(

@@ -357,11 +357,15 @@ class AlertRead(BaseModel):
     labels: dict[str, Any]
     annotations: dict[str, str] = Field(
         default_factory=dict,
-        description="As the sender gave them (summary, description, runbook_url, Grafana's "
-        "dashboardURL, panelURL, valueString...); values that are not text, as JSON.",
+        description="As the sender gave them (summary, description, runbook_url, "
+        "Alertmanager's and Grafana's generatorURL, Grafana's dashboardURL, panelURL, "
+        "valueString...); values that are not text, as JSON.",
     )
     group_key: str
-    count: int
+    count: int = Field(
+        description="How many signals it received: the first, repeats, acknowledges and "
+        "resolves alike."
+    )
     first_seen_at: datetime
     last_seen_at: datetime
     silenced: bool

@@ -367,6 +367,13 @@ class Shared:
         """Whether the catalog has this service (asked without locking it)."""
         return name is not None and name in self.view.services
 
+    def catalog_name(self, name: str) -> str | None:
+        """The catalog's spelling of the service ``name`` names in any case; None if none."""
+        if name in self.view.services:
+            return name
+        folded = name.casefold()
+        return next((n for n in self.view.services if n.casefold() == folded), None)
+
     def service(self, session: Session, name: str | None) -> ServiceRef | None:
         """The service an alert routes to; on PostgreSQL read and locked once per transaction."""
         if not name:
@@ -1138,7 +1145,8 @@ def _fingerprint_of(labels: dict[str, str]) -> str:
 
 
 def _extras(item: AlertmanagerAlert) -> dict[str, str]:
-    """Grafana's per-alert URLs and values, kept beside the annotations when present."""
+    """The per-alert URLs and values beside the annotations, kept with them when present:
+    Alertmanager's ``generatorURL``, and Grafana's URLs and values too."""
     names = ("generatorURL", "silenceURL", "dashboardURL", "panelURL", "valueString")
     return {n: v for n in names if isinstance(v := getattr(item, n, ""), str) and v}
 
@@ -1149,14 +1157,11 @@ def alertmanager_signals(payload: AlertmanagerPayload | GrafanaPayload) -> list[
     A signal names the service its ``service`` label gives, unchecked: ``ingest_alertmanager``
     checks it against the catalog in the transaction.
     """
-    grafana = isinstance(payload, GrafanaPayload)
     common_labels, common_annotations = payload.commonLabels, payload.commonAnnotations
     signals: list[Signal] = []
     for item in payload.alerts:
         labels = {**common_labels, **item.labels}
-        annotations = {**common_annotations, **item.annotations}
-        if grafana:
-            annotations = {**_extras(item), **annotations}
+        annotations = {**_extras(item), **common_annotations, **item.annotations}
         signals.append(
             Signal(
                 fingerprint=item.fingerprint or _fingerprint_of(item.labels),
@@ -1197,6 +1202,21 @@ class MappingMiss(ValueError):
         self.message = message
 
 
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words ("an object", not Python's "a dict")."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "null"
+
+
 def _text(mapping: GenericMapping, name: str, data: Any, limit: int) -> str | None:
     expression = getattr(mapping, name)
     if expression is None:
@@ -1205,7 +1225,7 @@ def _text(mapping: GenericMapping, name: str, data: Any, limit: int) -> str | No
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise MappingMiss(name, f"{expression!r} gave a {type(value).__name__}, not text")
+        raise MappingMiss(name, f"{expression!r} gave {_json_kind(value)}, not text")
     text = str(value).strip()
     if len(text) > limit:
         raise MappingMiss(name, f"{expression!r} gave more than {limit} characters")
@@ -1214,6 +1234,8 @@ def _text(mapping: GenericMapping, name: str, data: Any, limit: int) -> str | No
 
 def generic_signal(session: Session, integration: Integration, data: Any) -> Signal:
     """Read one alert out of a document with the integration's mapping; MappingMiss if not."""
+    if not isinstance(data, dict):  # the mapping reads fields: nothing to read elsewhere
+        raise MappingMiss("body", f"must be a JSON object, not {_json_kind(data)}")
     mapping = GenericMapping.model_validate(integration.mapping or {})
     title = _text(mapping, "title", data, 1024)
     if title is None:
@@ -1312,11 +1334,18 @@ def raise_internal(
 def submit_report(
     session: Session, actor: Actor, data: ReportCreate, policy: SeverityPolicy
 ) -> tuple[Alert, Intake]:
-    """A person's report becomes a signal: it joins or opens its service's incident."""
+    """A person's report becomes a signal: it joins or opens its service's incident.
+
+    ``where`` names a service in any case; the signal carries the catalog's spelling as its
+    ``service`` label, so routing rules match a report as they match an alert.
+    """
     actor.require(Role.viewer)
     integration = builtin_integration(session, REPORT_INTEGRATION, REPORT_KIND)
     where = data.where.strip()
-    service_name = where if where and Shared.of(session).known_service(where) else None
+    service_name = Shared.of(session).catalog_name(where) if where else None
+    labels = {"where": where, "reporter": actor.label}
+    if service_name is not None:
+        labels["service"] = service_name
     what = data.what.strip()
     contact = data.contact.strip()
     intake = Intake(
@@ -1336,7 +1365,7 @@ def submit_report(
             status="firing",
             title=what,
             service_name=service_name,
-            labels={"where": where, "reporter": actor.label},
+            labels=labels,
             annotations={"contact": contact},
         ),
     )
