@@ -18,6 +18,7 @@ Alerts are grouped by the values of their integration's ``group_by`` label keys
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -1144,11 +1145,26 @@ def _fingerprint_of(labels: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+EXTRA_FIELDS = ("generatorURL", "silenceURL", "dashboardURL", "panelURL", "valueString")
+"""Per-alert URLs and values a sender puts beside the annotations, kept with them."""
+
+
+@functools.cache
+def _extra_fields(model: type[AlertmanagerAlert]) -> tuple[str, ...]:
+    """Those of ``EXTRA_FIELDS`` the model has: asking a pydantic model for a field it lacks
+    raises and catches an AttributeError, which took more time than the rest of a batch's
+    preparation."""
+    return tuple(name for name in EXTRA_FIELDS if name in model.model_fields)
+
+
 def _extras(item: AlertmanagerAlert) -> dict[str, str]:
     """The per-alert URLs and values beside the annotations, kept with them when present:
     Alertmanager's ``generatorURL``, and Grafana's URLs and values too."""
-    names = ("generatorURL", "silenceURL", "dashboardURL", "panelURL", "valueString")
-    return {n: v for n in names if isinstance(v := getattr(item, n, ""), str) and v}
+    return {
+        name: value
+        for name in _extra_fields(type(item))
+        if isinstance(value := getattr(item, name), str) and value
+    }
 
 
 def alertmanager_signals(payload: AlertmanagerPayload | GrafanaPayload) -> list[Signal]:
