@@ -393,6 +393,18 @@ def test_catalog_import_error_names_the_problem(
     assert _services(server_url, responder.token) == {}
 
 
+def test_catalog_import_error_says_where_in_the_file(
+    server_url: str, responder: ApiUser, tmp_path: Path
+) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text("catalog:\n  services:\n    - name: web\n    - name: api\n      team: ghost\n")
+    result = run_cli(["catalog", "import", str(path)], url=server_url, token=responder.token)
+    line = error_line(result)
+    assert line.startswith("error: catalog.services[1].team: "), line
+    assert "ghost" in line, line
+    assert _services(server_url, responder.token) == {}
+
+
 def test_apply_a_firetower_yaml(server_url: str, factory: Factory, tmp_path: Path) -> None:
     admin = factory.user(Role.admin)
     path = tmp_path / "firetower.yaml"

@@ -53,6 +53,14 @@ def describe_counts(report: dict[str, Any], kinds: tuple[str, ...]) -> str:
     return ", ".join(parts)
 
 
+def located(exc: ApiError) -> ApiError:
+    """The error with the place in the file the server named (``routing[1].service: ...``),
+    unless its detail already starts with it: a long file is fixed by going there."""
+    if not exc.field or exc.message.startswith(exc.field):
+        return exc
+    return ApiError(f"{exc.field}: {exc.message}", status_code=exc.status_code, field=exc.field)
+
+
 @catalog_app.command("import")
 def import_catalog(
     file: Annotated[
@@ -68,9 +76,12 @@ def import_catalog(
     """Create or update teams, services, dependencies, features and customers from a file."""
     content = read_text(file)
     with connect() as client:
-        report = client.post(
-            "/api/v1/catalog/import", json={"format": format_.value, "content": content}
-        )
+        try:
+            report = client.post(
+                "/api/v1/catalog/import", json={"format": format_.value, "content": content}
+            )
+        except ApiError as exc:
+            raise located(exc) from None
     if json_output:
         print_json(report)
     else:
@@ -134,14 +145,6 @@ def _report_lines(report: Any, indent: str = "") -> list[str]:
         else:
             lines.append(f"{indent}{key}: {value}")
     return lines
-
-
-def located(exc: ApiError) -> ApiError:
-    """The error with the place in the file the server named (``routing[1].service: ...``),
-    unless its detail already starts with it: a long file is fixed by going there."""
-    if not exc.field or exc.message.startswith(exc.field):
-        return exc
-    return ApiError(f"{exc.field}: {exc.message}", status_code=exc.status_code, field=exc.field)
 
 
 def apply(
