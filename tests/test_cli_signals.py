@@ -277,6 +277,10 @@ def test_alert_marks_say_dropped_notify_only_and_inhibited(
         "NodeDown": "",
         "DiskSlow": "inhibited",
     }
+    muted = json_of(run_cli(["alerts", "list", "--inhibited", "--json"], **cli))
+    assert [a["title"] for a in muted] == ["DiskSlow"]
+    others = json_of(run_cli(["alerts", "list", "--not-inhibited", "--json"], **cli))
+    assert sorted(a["title"] for a in others) == ["Heads", "NodeDown", "Noise"]
 
 
 def test_alerts_list_says_when_nothing_matches(server_url: str, responder: ApiUser) -> None:

@@ -96,6 +96,10 @@ def list_alerts(
     flapping: Annotated[
         bool | None, typer.Option("--flapping/--not-flapping", help="Only flapping alerts.")
     ] = None,
+    inhibited: Annotated[
+        bool | None,
+        typer.Option("--inhibited/--not-inhibited", help="Only alerts an inhibition rule mutes."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
     json_output: JsonOption = False,
 ) -> None:
@@ -105,10 +109,9 @@ def list_alerts(
         params["status"] = status.value
     if integration:
         params["integration"] = integration
-    if silenced is not None:
-        params["silenced"] = str(silenced).lower()
-    if flapping is not None:
-        params["flapping"] = str(flapping).lower()
+    for name, wanted in (("silenced", silenced), ("flapping", flapping), ("inhibited", inhibited)):
+        if wanted is not None:
+            params[name] = str(wanted).lower()
     with connect() as client:
         alerts = client.get("/api/v1/alerts", params=params)
     if json_output:
