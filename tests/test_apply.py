@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -191,4 +192,33 @@ def test_a_bad_probe_in_firetower_yaml_changes_nothing(factory):
     assert answer.status_code == 422
     assert answer.json()["field"] == "probes[0].tcp.port"
     assert snapshot(admin)["services"] == []
+    assert admin.get("/api/v1/probes").json() == []
+
+
+@pytest.mark.parametrize(
+    ("block", "where"),
+    [
+        # Refused by the database check (no such service), after the shape passed.
+        (
+            "probes:\n  - {name: a, kind: tcp, tcp: {host: h, port: 1}}\n"
+            "  - {name: b, kind: tcp, service: nowhere, tcp: {host: h, port: 1}}\n",
+            "probes[1].service",
+        ),
+        # Refused by the shape.
+        ("probes:\n  - {name: a, kind: http, http: {url: 'ftp://h'}}\n", "probes[0].http.url"),
+        (
+            "slos:\n  - {name: s, service: nowhere, objective_percent: 99,"
+            " sli: {kind: probe, probe: p}}\n",
+            "slos[0].service",
+        ),
+        ("routing:\n  - {name: r, service: nowhere}\n", "routing[0].service"),
+    ],
+)
+def test_every_apply_error_names_its_place_in_the_file_alike(factory, block, where):
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/apply", json={"content": "catalog: {}\n" + block})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == where
+    dotted = re.sub(r"\[(\d+)\]", r".\1", where)  # probes[1].service → probes.1.service
+    assert dotted not in answer.json()["detail"]
     assert admin.get("/api/v1/probes").json() == []

@@ -239,7 +239,7 @@ def test_apply_probes_creates_updates_and_prunes(factory: Factory) -> None:
     ]
     with pytest.raises(InvalidInput) as refused, factory.runtime.transaction() as session:
         probes.apply_probes(session, SYSTEM, bad)
-    assert refused.value.field == "probes.1.service"
+    assert refused.value.field == "probes[1].service"
     assert row_counts(factory.runtime) == before
 
 

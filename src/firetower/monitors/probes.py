@@ -217,7 +217,8 @@ def apply_probes(
     """Config as code: create the listed probes that are new, replace those that differ.
 
     With ``prune``, probes not listed are deleted. Everything is checked before anything is
-    written; the caller's transaction makes it all or nothing.
+    written; the caller's transaction makes it all or nothing. An error names its place as
+    firetower.yaml's apply does, e.g. ``probes[1].service``.
     """
     actor.require(Role.admin)
     names = [p.name for p in probes]
@@ -229,9 +230,9 @@ def apply_probes(
         try:
             services[data.name] = _service_of(session, data.service)
         except InvalidInput as exc:
+            where = f"probes[{index}].service"
             raise InvalidInput(
-                f"probes.{index}.service: no service named {data.service!r} in the catalog",
-                field=f"probes.{index}.service",
+                f"{where}: no service named {data.service!r} in the catalog", field=where
             ) from exc
     existing = {p.name: p for p in list_probes(session)}
     summary = ProbeApplySummary()
