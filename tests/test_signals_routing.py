@@ -4,6 +4,7 @@ resolve or note when an incident's alerts clear; the test endpoint; firetower.ya
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -313,7 +314,8 @@ def test_notify_enqueues_a_job_and_opens_nothing(factory: Factory, runtime: Runt
         None,
     )
     [job] = _jobs(runtime)
-    assert job.payload == {"alert_id": alert.id, "rule": "tell-team"}
+    assert (job.payload["alert_id"], job.payload["rule"]) == (alert.id, "tell-team")
+    assert job.payload["status"] == "firing"
     send_batch(
         factory, key, _alert("n1", severity="info")
     )  # a repeat of a firing alert: no new job
@@ -332,6 +334,57 @@ def test_notify_enqueues_a_job_and_opens_nothing(factory: Factory, runtime: Runt
     assert line["rule"] == "tell-team" and line["alert_id"] == alert.id
     assert line["integration"] == "prom" and line["delivered"] is False
     assert _jobs(runtime)[0].status == "succeeded"
+
+
+def _run_notifications(runtime: Runtime) -> list[dict[str, Any]]:
+    """Run the queued jobs through the worker; the ``alert notification`` lines logged."""
+    kept = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            while Worker(runtime.database, runtime.jobs, runtime.bus).run_once():
+                pass
+    finally:
+        structlog.configure(**kept)
+    return [entry for entry in logs if entry["event"] == "alert notification"]
+
+
+def test_a_notification_logs_the_status_the_rule_fired_on(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    key = _key(admin, "prom", "web")
+    _rule(admin, "tell-team", matchers=[matcher("severity", "=", "info")], action="notify")
+
+    send_batch(factory, key, _alert("n1", severity="info"))
+    send_batch(factory, key, _alert("n1", "resolved", severity="info"))  # before the job runs
+    assert alert_by_fingerprint(runtime, "n1").status == "resolved"
+    [job] = _jobs(runtime)
+    assert job.payload["status"] == "firing"
+    fired_at = datetime.fromisoformat(job.payload["fired_at"])
+    assert fired_at.tzinfo is not None and fired_at <= job.created_at
+    [line] = _run_notifications(runtime)
+    assert (line["rule"], line["status"]) == ("tell-team", "firing")
+    assert line["fired_at"] == job.payload["fired_at"]
+
+
+def test_a_notification_queued_by_an_older_version_logs_the_current_status(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    key = _key(admin, "prom", "web")
+    _rule(admin, "tell-team", matchers=[matcher("severity", "=", "info")], action="notify")
+    send_batch(factory, key, _alert("n1", severity="info"))
+    send_batch(factory, key, _alert("n1", "resolved", severity="info"))
+    with runtime.transaction() as session:  # the payload an older version queued
+        job = session.scalars(select(Job).where(Job.kind == NOTIFY_KIND)).one()
+        job.payload = {"alert_id": job.payload["alert_id"], "rule": "tell-team"}
+        created_at = job.created_at
+    [line] = _run_notifications(runtime)
+    assert (line["rule"], line["status"]) == ("tell-team", "resolved")
+    assert line["fired_at"] == created_at.isoformat()
 
 
 def test_notify_then_open_with_continue(factory: Factory, runtime: Runtime) -> None:

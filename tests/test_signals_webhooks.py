@@ -269,6 +269,27 @@ def test_a_generic_document_opens_repeats_and_resolves(factory: Factory, runtime
     assert len(_incidents(runtime)) == 1
 
 
+def test_a_generic_service_the_catalog_lacks_routes_to_the_integrations_and_stays_a_label(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    ref = factory.incident(title="Web is slow", services=["web"])
+    mapping = {"title": "msg", "service": "svc"}
+    key = _integration(admin, "custom", "generic", mapping=mapping, service_name="web")
+    url = f"/ingest/generic/{key}"
+    assert admin.client.post(url, json={"msg": "Latency high", "svc": "nope"}).status_code == 200
+    assert admin.client.post(url, json={"msg": "Disk full"}).status_code == 200
+    named, unnamed = _alerts(runtime)
+    # routed to the integration's service, and what the sender named is still visible
+    assert (named.service_name, named.labels) == ("web", {"service": "nope"})
+    assert (unnamed.service_name, unnamed.labels) == ("web", {"service": "web"})
+    [incident] = _incidents(runtime)
+    assert incident.ref == ref and named.incident_id == incident.id
+    [read] = [a for a in admin.get("/api/v1/alerts").json() if a["title"] == "Latency high"]
+    assert read["service_name"] == "web" and read["labels"]["service"] == "nope"
+
+
 def test_a_generic_document_without_dedup_key_dedups_on_title_and_service(
     factory: Factory, runtime: Runtime
 ) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from firetower.auth.service import Actor
 from firetower.incidents import service as incidents
 from firetower.incidents.models import Incident
-from firetower.jobs import JobContext
+from firetower.jobs import Job, JobContext
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert, Integration
 from firetower.signals.service import ATTACHED_KIND, NOTIFY_KIND, joined_in_window
@@ -26,19 +26,29 @@ log = structlog.get_logger(__name__)
 
 
 def notify(context: JobContext, payload: dict[str, Any]) -> None:
-    """Log the alert a notify rule matched (a deleted alert is logged as missing)."""
+    """Log the alert a notify rule matched (a deleted alert is logged as missing).
+
+    ``status`` and ``fired_at`` are the alert's when the rule fired on it, from the payload:
+    the alert may have resolved since. A job queued by an older version lacks them; it logs
+    the alert's current status and the time the job was queued (in the same transaction).
+    """
     alert = context.session.get(Alert, payload.get("alert_id"))
     if alert is None:
         log.warning("alert notification: alert not found", **payload)
         return
     integration = context.session.get(Integration, alert.integration_id)
+    fired_at = payload.get("fired_at")
+    if fired_at is None:
+        job = context.session.get(Job, context.job_id)
+        fired_at = job.created_at.isoformat() if job is not None else None
     log.info(
         "alert notification",
         rule=payload.get("rule"),
         alert_id=alert.id,
         fingerprint=alert.fingerprint,
         integration=integration.name if integration is not None else None,
-        status=alert.status,
+        status=payload.get("status", alert.status),
+        fired_at=fired_at,
         title=alert.title,
         service=alert.service_name,
         severity=alert.severity,

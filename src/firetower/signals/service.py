@@ -112,7 +112,8 @@ ATTACHED_KIND = "signals.attached"
 ATTACH_NOTE_WINDOW = timedelta(minutes=1)
 """An incident gets at most two attach notes a minute however many alerts join it: one
 at once for the first request of the minute, one summing up the rest when it ends."""
-"""The job a notify routing rule enqueues: ``{"alert_id", "rule"}``."""
+"""The job a notify routing rule enqueues: ``{"alert_id", "rule", "status", "fired_at"}``,
+the last two the alert's status and the time it was recorded when the rule fired on it."""
 REPORT_KIND = "user-report"
 BUILTIN_PREFIX = "@"
 REPORT_INTEGRATION = "@user-reports"
@@ -459,8 +460,9 @@ class Intake:
     """The alerts (fingerprints) that joined each incident in this request, the opener too."""
     inhibitors: dict[Any, list[InhibitSource]] = field(default_factory=dict)
     """Inhibition sources found in this request, by rule and ``equal`` values."""
-    notify: list[tuple[AlertRow, str]] = field(default_factory=list)
-    """(alert, rule) notifications owed, queued once the alerts have ids."""
+    notify: list[tuple[AlertRow, str, str]] = field(default_factory=list)
+    """(alert, rule, status) notifications owed, queued once the alerts have ids; the
+    status is the alert's when the rule fired (a later signal may change it)."""
     encoder: intake_rows.Encoder | None = None
     """Encodes the rows for the database; one made before the transaction may already hold
     the signals' values (``Encoder.prepare``), so that less work waits for the write lock."""
@@ -519,7 +521,7 @@ def _route(
     alert.on_clear = ON_CLEAR_VALUES[decision.on_clear]
     alert.dirty = True
     for rule in decision.notify if notify else ():
-        intake.notify.append((alert, rule))
+        intake.notify.append((alert, rule, alert.status))
     if not decision.joins:
         return
     now = intake.now
@@ -761,9 +763,11 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
         settle(session, shared, intake, item)
     intake_rows.write(session, rows, intake.encoder)
     if intake.notify:
-        intake_rows.read_ids(session, intake.integration.id, [row for row, _ in intake.notify])
-        for row, rule in intake.notify:
-            jobs.enqueue(session, NOTIFY_KIND, {"alert_id": row.id, "rule": rule})
+        intake_rows.read_ids(session, intake.integration.id, [row for row, *_ in intake.notify])
+        fired_at = intake.now.isoformat()
+        for row, rule, status in intake.notify:
+            payload = {"alert_id": row.id, "rule": rule, "status": status, "fired_at": fired_at}
+            jobs.enqueue(session, NOTIFY_KIND, payload)
         intake.notify.clear()
     return [item.alert for item in received]
 
@@ -1257,16 +1261,21 @@ def generic_signal(session: Session, integration: Integration, data: Any) -> Sig
     if title is None:
         raise MappingMiss("title", f"{mapping.title!r} found nothing in the document")
     severity_text = _text(mapping, "severity", data, 100)
-    service = _text(mapping, "service", data, 100) or integration.service_name
+    named = _text(mapping, "service", data, 100)
+    service = named or integration.service_name
     if service != integration.service_name and not Shared.of(session).known_service(service):
-        service = integration.service_name
+        service = integration.service_name  # routes to the integration's; the label keeps named
     dedup_key = _text(mapping, "dedup_key", data, 255)
     status_text = _text(mapping, "status", data, 100)
     resolved = {v.strip().lower() for v in mapping.resolved_values}
     status = "resolved" if status_text and status_text.lower() in resolved else "firing"
     labels = {
         k: v
-        for k, v in {"severity": severity_text, "service": service, "status": status_text}.items()
+        for k, v in {
+            "severity": severity_text,
+            "service": named or service,
+            "status": status_text,
+        }.items()
         if v is not None
     }
     return Signal(
