@@ -62,10 +62,10 @@ SHOWN_TITLES = 10
 def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
     """At a minute's end: note the alerts that joined the incident after its first note.
 
-    ``joined_before`` counts the alerts that had joined in the minute when the first note
-    was written (that note's own, and the alert that opened the incident): only those that
-    joined since are counted, and the latest of them named. A job queued by an older
-    version carries ``noted`` instead.
+    ``noted_at`` is the time of the request that wrote the first note, its alerts'
+    ``attached_at``: only alerts that joined later are counted (not those, nor the alert
+    that opened the incident), and the latest of them named. A job queued by an older
+    version carries a count to subtract instead (``joined_before``, or ``noted``).
     """
     session = context.session
     incident = session.get(Incident, payload["incident_id"])
@@ -74,6 +74,8 @@ def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
     since = datetime.fromisoformat(payload["since"])
     until = datetime.fromisoformat(payload["until"])
     in_window = joined_in_window(incident.id, since, until)
+    if "noted_at" in payload:
+        in_window &= Alert.attached_at > datetime.fromisoformat(payload["noted_at"])
     joined = session.scalar(select(func.count()).select_from(Alert).where(in_window)) or 0
     more = joined - int(payload.get("joined_before", payload.get("noted", 0)))
     if more <= 0:

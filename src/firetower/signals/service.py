@@ -840,19 +840,15 @@ def joined_in_window(incident_id: int, since: datetime, until: datetime) -> Any:
     )
 
 
-def _joined_in(session: Session, incident_id: int, since: datetime, until: datetime) -> int:
-    query = select(func.count()).select_from(Alert)
-    return session.scalar(query.where(joined_in_window(incident_id, since, until))) or 0
-
-
 def finish(session: Session, intake: Intake) -> None:
     """Write the notes this request owes: one per incident, however many alerts it carried.
 
     In a storm, only the first request of a minute notes its attachments at once; it queues
     a job for the minute's end that sums up every alert that joined after it, so a storm
     adds two notes a minute to an incident's timeline, not one per request. The job is told
-    how many alerts had joined in the minute by then (this request's, and the one that
-    opened the incident if it did in this minute): those are not summed up again.
+    this request's time (its alerts' ``attached_at``): alerts that joined by then (this
+    note's, and the one that opened the incident) are not summed up again. (A count of them
+    here scanned the incident's alerts inside the write turn.)
     """
     actor = intake.acting()
     # The batch's own time: its alerts' attached_at, so note and summary job agree on the minute.
@@ -870,9 +866,8 @@ def finish(session: Session, intake: Intake) -> None:
                 "incident_id": incident_id,
                 "since": since.isoformat(),
                 "until": until.isoformat(),
-                # Every alert that joined the incident in this minute so far (this note's,
-                # the opener's, earlier requests'): the job sums up only those that join after.
-                "joined_before": _joined_in(session, incident_id, since, until),
+                # The job sums up only the alerts that join after this request's.
+                "noted_at": intake.now.isoformat(),
             },
             idempotency_key=f"{ATTACHED_KIND}:{incident_id}:{since.isoformat()}",
             run_at=until,
