@@ -349,16 +349,20 @@ def _run_notifications(runtime: Runtime) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == "alert notification"]
 
 
-def test_a_notification_logs_the_status_the_rule_fired_on(
-    factory: Factory, runtime: Runtime
-) -> None:
+def _fired_and_resolved_before_its_job(factory: Factory) -> None:
+    """A notify rule fires on an alert that resolves before its job runs."""
     admin = factory.user(Role.admin)
     factory.service("web")
     key = _key(admin, "prom", "web")
     _rule(admin, "tell-team", matchers=[matcher("severity", "=", "info")], action="notify")
-
     send_batch(factory, key, _alert("n1", severity="info"))
-    send_batch(factory, key, _alert("n1", "resolved", severity="info"))  # before the job runs
+    send_batch(factory, key, _alert("n1", "resolved", severity="info"))
+
+
+def test_a_notification_logs_the_status_the_rule_fired_on(
+    factory: Factory, runtime: Runtime
+) -> None:
+    _fired_and_resolved_before_its_job(factory)
     assert alert_by_fingerprint(runtime, "n1").status == "resolved"
     [job] = _jobs(runtime)
     assert job.payload["status"] == "firing"
@@ -372,12 +376,7 @@ def test_a_notification_logs_the_status_the_rule_fired_on(
 def test_a_notification_queued_by_an_older_version_logs_the_current_status(
     factory: Factory, runtime: Runtime
 ) -> None:
-    admin = factory.user(Role.admin)
-    factory.service("web")
-    key = _key(admin, "prom", "web")
-    _rule(admin, "tell-team", matchers=[matcher("severity", "=", "info")], action="notify")
-    send_batch(factory, key, _alert("n1", severity="info"))
-    send_batch(factory, key, _alert("n1", "resolved", severity="info"))
+    _fired_and_resolved_before_its_job(factory)
     with runtime.transaction() as session:  # the payload an older version queued
         job = session.scalars(select(Job).where(Job.kind == NOTIFY_KIND)).one()
         job.payload = {"alert_id": job.payload["alert_id"], "rule": "tell-team"}

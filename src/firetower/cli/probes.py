@@ -34,21 +34,19 @@ def _streak(outcome: dict[str, Any]) -> str:
     """When this run's outcome is not (yet) the state: how many more it takes to move it."""
     if not outcome["ok"] and outcome["state"] != "down":
         count, needed, kind, then = (
-            outcome.get("consecutive_failures"),
-            outcome.get("failure_threshold"),
+            outcome["consecutive_failures"],
+            outcome["failure_threshold"],
             "failures",
             "down",
         )
     elif outcome["ok"] and outcome["state"] != "up":
         count, needed, kind, then = (
-            outcome.get("consecutive_successes"),
-            outcome.get("success_threshold"),
+            outcome["consecutive_successes"],
+            outcome["success_threshold"],
             "passes",
             "up",
         )
     else:
-        return ""
-    if count is None or needed is None:
         return ""
     return f" ({count} of {needed} {kind} before {then})"
 

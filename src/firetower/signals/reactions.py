@@ -65,7 +65,7 @@ def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
     ``noted_at`` is the time of the request that wrote the first note, its alerts'
     ``attached_at``: only alerts that joined later are counted (not those, nor the alert
     that opened the incident), and the latest of them named. A job queued by an older
-    version carries a count to subtract instead (``joined_before``, or ``noted``).
+    version carries ``noted`` instead, a count to subtract.
     """
     session = context.session
     incident = session.get(Incident, payload["incident_id"])
@@ -77,7 +77,7 @@ def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
     if "noted_at" in payload:
         in_window &= Alert.attached_at > datetime.fromisoformat(payload["noted_at"])
     joined = session.scalar(select(func.count()).select_from(Alert).where(in_window)) or 0
-    more = joined - int(payload.get("joined_before", payload.get("noted", 0)))
+    more = joined - int(payload.get("noted", 0))
     if more <= 0:
         return
     titles = session.scalars(
