@@ -40,6 +40,7 @@ app.command()(doctor.doctor)
 app.add_typer(signal_commands.alerts_app, name="alerts")
 app.add_typer(signal_commands.silence_app, name="silence")
 app.add_typer(signal_commands.integrations_app, name="integrations")
+app.add_typer(signal_commands.changes_app, name="changes")
 app.add_typer(probes.probes_app, name="probes")
 app.add_typer(slo_commands.slo_app, name="slo")
 

@@ -21,6 +21,10 @@ from firetower.signals.schemas import AlertStatus, IntegrationKind
 alerts_app = typer.Typer(help="Alerts received from integrations.", no_args_is_help=True)
 silence_app = typer.Typer(help="Silences that mute matching alerts.", no_args_is_help=True)
 integrations_app = typer.Typer(help="Integrations and their ingest keys.", no_args_is_help=True)
+changes_app = typer.Typer(
+    help="Change events (deploys, config changes) sent to /v2/change/enqueue.",
+    no_args_is_help=True,
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 USAGE = 2
@@ -437,6 +441,71 @@ def revoke_integration(
     with connect() as client:
         client.request("DELETE", f"/api/v1/integrations/{segment(name)}")
     print_line(f"integration {name} revoked")
+
+
+# -- change events ------------------------------------------------------------------------------
+def _moment(value: str, option: str) -> datetime:
+    """An ISO 8601 time, or a duration back from now (``2h`` is two hours ago)."""
+    if not value.strip()[:1].isdigit() or "-" in value or ":" in value:
+        return _aware(value, option)  # not a duration's shape: read it as a time
+    try:
+        return datetime.now(UTC) - parse_duration(value)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", USAGE)
+
+
+@changes_app.command("list")
+def list_changes(
+    integration: Annotated[
+        str | None, typer.Option(help="Only changes sent with this integration's key.")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Only changes of this catalog service.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only changes at or after this: an ISO time, or 2h for two hours ago."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only changes at or before this: an ISO time or 2h.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    json_output: JsonOption = False,
+) -> None:
+    """List change events, newest first: what changed before an incident began?"""
+    params: dict[str, Any] = {"limit": limit}
+    if integration:
+        params["integration"] = integration
+    if service:
+        params["service"] = service
+    if since:
+        params["since"] = _moment(since, "--since").isoformat()
+    if until:
+        params["until"] = _moment(until, "--until").isoformat()
+    with connect() as client:
+        changes = client.get("/api/v1/change-events", params=params)
+    if json_output:
+        print_json(changes)
+        return
+    if not changes:
+        print_line("no change events match")
+        return
+    print_table(
+        None,
+        ["id", "when", "service", "summary", "source", "integration", "link"],
+        [
+            [
+                c["id"],
+                when(c["timestamp"]),
+                c["service_name"] or "—",
+                c["summary"],
+                c["source"] or "—",
+                c["integration"],
+                next((link.get("href") for link in c["links"] if link.get("href")), ""),
+            ]
+            for c in changes
+        ],
+    )
 
 
 def _preview(body: str, chars: int = 60) -> str:

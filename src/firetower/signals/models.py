@@ -109,18 +109,25 @@ class Alert(Base):
 
 
 class ChangeEvent(Base):
-    """A deploy or config change (PagerDuty change events); kept for analysis, never paged."""
+    """A deploy or config change (PagerDuty change events); kept for analysis, never paged.
+
+    ``service_name`` is settled when the change arrives: the integration's service, or the
+    catalog service its ``custom_details.service`` or ``source`` names.
+    """
 
     __tablename__ = "change_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id"))
+    service_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     summary: Mapped[str] = mapped_column(String(1024))
     source: Mapped[str] = mapped_column(String(255), default="")
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     custom_details: Mapped[dict[str, Any]] = mapped_column(JSONType)
     links: Mapped[list[Any]] = mapped_column(JSONType)
+
+    __table_args__ = (Index("ix_change_events_timestamp", "timestamp"),)
 
 
 class RejectedPayload(Base):

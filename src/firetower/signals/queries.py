@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -112,6 +113,15 @@ class ListedAlert:
 
 LINK_ORDER = ("runbook_url", "dashboardURL", "panelURL", "generatorURL", "silenceURL")
 """Annotation links in the order a responder wants them; other URL-valued keys follow."""
+
+
+def web_links(links: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(text, URL) of PagerDuty-style ``links`` (``{"href", "text"}``) that are http(s)."""
+    return [
+        (str(link.get("text") or href), href)
+        for link in links
+        if isinstance(href := link.get("href"), str) and is_web_url(href)
+    ]
 
 
 def is_web_url(value: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,7 @@ from firetower.signals.schemas import (
     AlertRead,
     AlertSilenceCreate,
     AlertStatus,
+    ChangeEventRead,
     GrafanaPayload,
     InhibitRuleIn,
     InhibitRuleRead,
@@ -108,6 +109,28 @@ def list_rejected_payloads(session: ReadSession, actor: Admin) -> list[RejectedP
         )
         for row, name in service.list_rejected(session)
     ]
+
+
+@router.get("/change-events", response_model=list[ChangeEventRead])
+def list_change_events(
+    session: ReadSession,
+    actor: Viewer,
+    integration: Annotated[str | None, Query(max_length=100)] = None,
+    service_name: Annotated[str | None, Query(alias="service", max_length=100)] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ChangeEventRead]:
+    """Deploys and config changes sent to ``/v2/change/enqueue``, newest first; filter by
+    integration, service and the window of their ``timestamp`` (both ends included)."""
+    return service.list_changes(
+        session,
+        integration=integration,
+        service_name=service_name,
+        since=since,
+        until=until,
+        limit=limit,
+    )
 
 
 @router.post("/reports", status_code=status.HTTP_201_CREATED, response_model=ReportRead)

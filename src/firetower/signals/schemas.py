@@ -265,6 +265,21 @@ class PagerDutyChangeEvent(BaseModel):
     links: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class ChangeEventRead(BaseModel):
+    id: int
+    integration: str
+    service_name: str | None = Field(
+        description="The integration's service, else the catalog service that "
+        "custom_details.service or source names (any case); None when neither does."
+    )
+    summary: str
+    source: str
+    timestamp: datetime = Field(description="When the change happened (the sender's time).")
+    received_at: datetime
+    custom_details: dict[str, Any]
+    links: list[dict[str, Any]]
+
+
 # -- silences and maintenance windows -----------------------------------------------------------
 class MatchOp(StrEnum):
     equal = "="

@@ -67,6 +67,7 @@ from firetower.signals.schemas import (
     AlertmanagerPayload,
     AlertRead,
     AlertSilenceCreate,
+    ChangeEventRead,
     GenericMapping,
     GrafanaPayload,
     InhibitRuleIn,
@@ -1472,6 +1473,7 @@ def store_change(
     now = clock.now()
     change = ChangeEvent(
         integration_id=integration.id,
+        service_name=_changed_service(session, integration, event),
         summary=event.payload.summary,
         source=event.payload.source,
         timestamp=event.payload.timestamp or now,
@@ -1482,6 +1484,72 @@ def store_change(
     session.add(change)
     session.flush()
     return change
+
+
+def _changed_service(
+    session: Session, integration: Integration, event: PagerDutyChangeEvent
+) -> str | None:
+    """The integration's service; for a key shared by many services (one CI system), the
+    catalog service that ``custom_details.service`` or else ``source`` names, in any case."""
+    if integration.service_name is not None:
+        return integration.service_name
+    shared = Shared.of(session)
+    named = event.payload.custom_details.get("service")
+    for name in (named if isinstance(named, str) else "", event.payload.source):
+        if name.strip() and (found := shared.catalog_name(name.strip())) is not None:
+            return found
+    return None
+
+
+def list_changes(
+    session: Session,
+    *,
+    integration: str | None = None,
+    service_name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[ChangeEventRead]:
+    """Change events, newest first by when they happened, for "what changed before this?".
+
+    ``since`` and ``until`` bound the change's own time (inclusive); an unknown
+    integration or service is a 404 naming the parameter, a window ending before it
+    starts a 422.
+    """
+    if since is not None and until is not None and until < since:
+        raise InvalidInput(
+            f"until ({until.isoformat()}) is before since ({since.isoformat()})", field="until"
+        )
+    query = select(ChangeEvent, Integration.name).join(
+        Integration, Integration.id == ChangeEvent.integration_id
+    )
+    if integration is not None:
+        query = query.where(
+            ChangeEvent.integration_id == integration_id_named(session, integration)
+        )
+    if service_name is not None:
+        if session.scalar(select(Service.id).where(Service.name == service_name)) is None:
+            raise NotFound(f"no service named {service_name!r}", field="service")
+        query = query.where(ChangeEvent.service_name == service_name)
+    if since is not None:
+        query = query.where(ChangeEvent.timestamp >= since)
+    if until is not None:
+        query = query.where(ChangeEvent.timestamp <= until)
+    query = query.order_by(ChangeEvent.timestamp.desc(), ChangeEvent.id.desc()).limit(limit)
+    return [
+        ChangeEventRead(
+            id=change.id,
+            integration=name,
+            service_name=change.service_name,
+            summary=change.summary,
+            source=change.source,
+            timestamp=change.timestamp,
+            received_at=change.received_at,
+            custom_details=change.custom_details,
+            links=change.links,
+        )
+        for change, name in session.execute(query)
+    ]
 
 
 # -- routing rules -----------------------------------------------------------------------------

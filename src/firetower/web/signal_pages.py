@@ -266,6 +266,55 @@ def alert_groups_page(request: Request, actor: Viewer, integration: FilterQuery 
     )
 
 
+# -- change events -----------------------------------------------------------------------------
+CHANGE_ROWS = 200
+CHANGE_WINDOWS_HOURS = [(1, "last hour"), (6, "last 6 hours"), (24, "last day"), (168, "last week")]
+
+
+@router.get("/changes")
+def changes_page(
+    request: Request,
+    actor: Viewer,
+    integration: FilterQuery = "",
+    service: FilterQuery = "",
+    hours: FilterQuery = "",
+) -> Response:
+    """Deploys and config changes, newest first: what changed before things broke?"""
+    error: DomainError | None = None
+    changes = []
+    with _runtime(request).read() as session:
+        names = queries.integration_names(session)
+        services = [s.name for s in catalog.list_services(session)]
+        try:
+            if hours and hours not in {str(h) for h, _ in CHANGE_WINDOWS_HOURS}:
+                raise InvalidInput(f"hours: {hours!r} is not one of the windows", field="hours")
+            since = clock.now() - timedelta(hours=int(hours)) if hours else None
+            changes = signals.list_changes(
+                session,
+                integration=integration or None,
+                service_name=service or None,
+                since=since,
+                limit=CHANGE_ROWS,
+            )
+        except DomainError as exc:
+            error = exc
+    return render(
+        request,
+        "signals/changes.html",
+        {
+            "changes": [(c, queries.web_links(c.links)) for c in changes],
+            "limit": CHANGE_ROWS,
+            "integrations": names,
+            "services": services,
+            "windows": CHANGE_WINDOWS_HOURS,
+            "filters": {"integration": integration, "service": service, "hours": hours},
+            "error": error,
+        },
+        actor=actor,
+        status_code=error.status_code if error else 200,
+    )
+
+
 # -- silences and maintenance windows ---------------------------------------------------------
 def _window_end(starts_at: datetime | None, ends_at: str, duration_minutes: str) -> datetime:
     """The end of a silence or window: a date given, else start (or now) plus the duration."""
