@@ -464,6 +464,34 @@ def test_on_clear_note_only_notes(factory: Factory, runtime: Runtime) -> None:
     assert events[0].text == "The 1 alert attached to this incident has resolved."
 
 
+def test_on_clear_resolve_leaves_an_incident_a_person_declared_open(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, "prom", "api")
+    _rule(
+        admin,
+        "attach-and-resolve",
+        matchers=[matcher("team", "=", "api")],
+        action="attach",
+        on_clear="resolve",
+    )
+    declared = admin.post(
+        "/api/v1/incidents", json={"title": "Checkout is slow", "services": ["api"]}
+    )
+    assert declared.status_code == 201, declared.text
+    send_batch(factory, key, _alert("d1", team="api"))
+    [incident] = _incidents(runtime)
+    send_batch(factory, key, _alert("d1", "resolved", team="api"))
+    assert _incidents(runtime)[0].status == "triage"
+    notes = [e.text for e in _status_events(runtime, incident.id) if e.kind == "note"]
+    assert notes[-1] == (
+        "The 1 alert attached to this incident has resolved. It stays open: a person "
+        "declared it, so a person resolves it."
+    )
+
+
 def test_one_alert_asking_for_a_note_keeps_the_incident_open(
     factory: Factory, runtime: Runtime
 ) -> None:

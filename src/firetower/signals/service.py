@@ -912,6 +912,10 @@ def finish(session: Session, intake: Intake) -> None:
         if keep_open:
             incidents.add_note(session, actor, resolved, cleared)
             continue
+        if resolved.source == Source.manual.value:
+            # Alerts that joined a person's incident tell them; they do not end it for them.
+            incidents.add_note(session, actor, resolved, f"{cleared} {DECLARED_STAYS_OPEN}")
+            continue
         rules = sorted(
             name
             for name in session.scalars(
@@ -930,6 +934,9 @@ def finish(session: Session, intake: Intake) -> None:
             + cleared[0].lower()
             + cleared[1:],
         )
+
+
+DECLARED_STAYS_OPEN = "It stays open: a person declared it, so a person resolves it."
 
 
 def all_resolved_text(total: int) -> str:
