@@ -234,6 +234,30 @@ def test_the_test_endpoint_refuses_an_unknown_integration_and_knows_built_in_one
     assert probes.json()["decided_by"] == "probes-notify"
 
 
+def test_built_in_integrations_are_known_before_their_first_signal(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A team writes its rule for user reports before the first report arrives."""
+    admin = factory.user(Role.admin)
+    _rule(
+        admin,
+        "reports-notify",
+        matchers=[matcher("@integration", "=", "@user-reports")],
+        action="notify",
+    )
+    before = row_counts(runtime)
+    for name in ("@user-reports", "@probes", "@slos"):
+        tried = admin.post("/api/v1/routing-rules/test", json={"labels": {}, "integration": name})
+        assert tried.status_code == 200, tried.text
+        expected = "reports-notify" if name == "@user-reports" else None
+        assert tried.json()["decided_by"] == expected
+        for path in ("/api/v1/alerts", "/api/v1/alert-groups", "/api/v1/change-events"):
+            listed = admin.get(path, params={"integration": name})
+            assert listed.status_code == 200, (path, listed.text)
+            assert listed.json() == []
+    assert row_counts(runtime) == before  # nothing made by asking
+
+
 def test_the_first_rule_setting_a_value_wins(factory: Factory) -> None:
     admin = factory.user(Role.admin)
     for name in ("a", "b"):

@@ -59,7 +59,7 @@ LATENCY_BUCKETS_MS = (
     1000, 1500, 2000, 2500, 3000, 4000, 5000, 7500, 10000, 15000, 20000, 30000, 60000,
 )  # fmt: skip
 """Upper bounds of the roll-up histogram buckets; a last bucket (+Inf) follows."""
-INTEGRATION = "@probes"
+INTEGRATION = signals.PROBE_INTEGRATION
 SIGNAL_KIND = "probe"
 HISTORY_LENGTH = 30
 REDACTED = "<redacted>"

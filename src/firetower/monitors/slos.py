@@ -64,7 +64,7 @@ from firetower.monitors.slo_schemas import (
 from firetower.settings import SeverityPolicy, severity_rank
 from firetower.signals import service as signals
 
-INTEGRATION = "@slos"
+INTEGRATION = signals.SLO_INTEGRATION
 SIGNAL_KIND = "slo"
 PAGE_SEVERITY = Severity.SEV2
 TICKET_SEVERITY = Severity.SEV4

@@ -18,11 +18,11 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from firetower import clock
-from firetower.errors import InvalidInput, NotFound
+from firetower.errors import InvalidInput
 from firetower.problems import validation_message
 from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
 from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp
-from firetower.signals.service import alert_read, silence_matches
+from firetower.signals.service import alert_read, from_integration, silence_matches
 
 STATUS_ORDER = {AlertStatus.firing.value: 0, AlertStatus.acknowledged.value: 1}
 PREVIEW_CHARS = 2000
@@ -146,13 +146,6 @@ def integration_names(session: Session) -> list[str]:
     return list(session.scalars(select(Integration.name).order_by(Integration.name)))
 
 
-def _integration_id(session: Session, name: str) -> int:
-    found = session.scalar(select(Integration.id).where(Integration.name == name))
-    if found is None:
-        raise NotFound(f"no integration named {name!r}", field="integration")
-    return found
-
-
 def active_silences(session: Session, now: datetime | None = None) -> list[Silence]:
     at = now or clock.now()
     return list(
@@ -190,7 +183,7 @@ def alert_rows(
         Integration, Integration.id == Alert.integration_id
     )
     if integration:
-        query = query.where(Alert.integration_id == _integration_id(session, integration))
+        query = query.where(from_integration(session, Alert.integration_id, integration))
     if status is not None:
         query = query.where(Alert.status == status.value)
     if group_key is not None:
@@ -215,7 +208,7 @@ def alert_rows(
 def alert_counts(session: Session, *, integration: str | None = None) -> AlertCounts:
     query = select(Alert.status, func.count()).group_by(Alert.status)
     if integration:
-        query = query.where(Alert.integration_id == _integration_id(session, integration))
+        query = query.where(from_integration(session, Alert.integration_id, integration))
     counts = AlertCounts()
     for status, number in session.execute(query):
         if status in ("firing", "acknowledged", "resolved"):
