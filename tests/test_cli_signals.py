@@ -419,7 +419,8 @@ def test_a_silence_can_start_later_or_come_from_an_alert(
         (["-m", 'a="unterminated'], 2, "'a=\"unterminated': the value's opening double quote"),
         (["-m", 'a="'], 2, "'a=\"': the value's opening double quote is never closed"),
         (["-m", 'a=x"y'], 2, "'a=x\"y': a double quote may only wrap the whole value"),
-        (["-m", 'a="x"y"'], 2, '\'a="x"y"\': a quoted value cannot hold a double quote'),
+        (["-m", 'a="x"y"'], 2, '\'a="x"y"\': a double quote inside a quoted value is written'),
+        (["-m", 'a="x\\"'], 2, "the value's opening double quote is never closed"),
         (["-m", "a=b", "-m", "c==d"], 2, "'c==d'"),
         (["-m", "alertname=~(open"], 2, "not a valid regular expression"),
         (["-m", "a=b", "--duration", "2 hours"], 2, "is not a duration"),
@@ -454,6 +455,19 @@ def test_quotes_around_a_matcher_value_are_removed(server_url: str, responder: A
         ("b", "=", " spaced "),
         ("c", "=", ""),
     ]
+
+
+def test_a_double_quote_in_a_value_is_escaped_both_ways(
+    server_url: str, responder: ApiUser
+) -> None:
+    cli = {"url": server_url, "token": responder.token}
+    given = ['query="rate(x{job=\\"api\\"}[5m])"', 'path=~"C:\\\\temp\\d+"']
+    made = json_of(run_cli(["silence", "add", "-m", given[0], "-m", given[1], "--json"], **cli))
+    assert [m["value"] for m in made["matchers"]] == ['rate(x{job="api"}[5m])', "C:\\temp\\d+"]
+    listed = run_cli(["silence", "list"], **cli)
+    assert listed.exit_code == 0, listed.output
+    assert 'query="rate(x{job=\\"api\\"}[5m])"' in listed.stdout  # what -m reads back
+    assert 'path=~"C:\\temp\\d+"' in listed.stdout  # a backslash doubled only where needed
 
 
 def test_an_expired_silence_shows_when_it_was_expired(server_url: str, responder: ApiUser) -> None:

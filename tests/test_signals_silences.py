@@ -6,12 +6,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.runtime import Runtime
 from firetower.signals.models import Silence
+from firetower.signals.queries import format_matcher, parse_matcher
+from firetower.signals.schemas import Matcher, MatchOp
 from firetower.signals.service import silence_matches
 from tests.factories import ApiUser, Factory, row_counts
 from tests.signals_support import alert_by_fingerprint, incident_count
@@ -336,3 +340,28 @@ def test_expiring_a_silence_twice_is_a_conflict_that_says_when(
         late = responder.post(f"/api/v1/silences/{ended['id']}/expire")
         assert late.status_code == 409, late.text
         assert "already ended at 2026-11-28T12:15:00+00:00" in late.json()["detail"]
+
+
+@given(
+    value=st.text(alphabet=st.sampled_from('ab "\\\\=~!d\n'), max_size=12),
+    op=st.sampled_from([MatchOp.equal, MatchOp.not_equal]),
+)
+def test_a_formatted_matcher_reads_back_as_itself(value: str, op: MatchOp) -> None:
+    """What the CLI and console show of a silence is what --matcher reads, whatever the
+    value holds: quotes, backslashes, operators, newlines."""
+    matcher = Matcher(label="a", op=op, value=value)
+    assert parse_matcher(format_matcher(matcher)) == matcher
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('a="x\\"y"', 'x"y'),  # an escaped quote
+        ('a="x\\\\"', "x\\"),  # an escaped backslash, then the closing quote
+        ('a=~"api-\\d+"', "api-\\d+"),  # a regex's backslash stays as written
+        ('a="\\n"', "\\n"),  # so does any other
+        ("a=x\\y", "x\\y"),  # unquoted: no escapes at all
+    ],
+)
+def test_matcher_escapes_read_as_alertmanager_reads_them(text: str, value: str) -> None:
+    assert parse_matcher(text).value == value

@@ -8,6 +8,7 @@ made from the alert afterwards does not change it until it fires again). Nothing
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,10 +38,12 @@ def parse_matcher(text: str) -> Matcher:
     ``--matcher`` and the console's silence form read them.
 
     The value may be wrapped in double quotes (``alertname="High latency"``), as Alertmanager
-    writes matchers: they are removed, and must wrap the whole value (a value never holds a
-    double quote otherwise). Unquoted, it cannot start with ``=``, ``!`` or ``~``, so that a
-    mistyped operator (``a==x``) is refused rather than read as a value nothing has. A bad
-    matcher, regex or label is an InvalidInput naming ``matchers``.
+    writes matchers: they are removed, and must wrap the whole value. Inside them, as in
+    Alertmanager, ``\\"`` is a double quote and ``\\\\`` a backslash; any other backslash
+    stays as written, so a regex's ``\\d`` needs no doubling. Unquoted, a value holds no
+    double quote and cannot start with ``=``, ``!`` or ``~``, so that a mistyped operator
+    (``a==x``) is refused rather than read as a value nothing has. A bad matcher, regex or
+    label is an InvalidInput naming ``matchers``.
     """
     shown = repr(text.strip())
 
@@ -52,11 +55,7 @@ def parse_matcher(text: str) -> Matcher:
         raise refused(" is not label=value, label!=value, label=~regex or label!~regex")
     label, op, value = found.groups()
     if value.startswith('"'):
-        if len(value) < 2 or not value.endswith('"'):
-            raise refused(": the value's opening double quote is never closed")
-        value = value[1:-1]
-        if '"' in value:
-            raise refused(": a quoted value cannot hold a double quote")
+        value = _unquoted(value[1:], refused)
     elif '"' in value:
         raise refused(": a double quote may only wrap the whole value")
     elif value[:1] in ("=", "!", "~"):
@@ -70,13 +69,37 @@ def parse_matcher(text: str) -> Matcher:
         raise refused(f": {validation_message(exc.errors()[0])}") from None
 
 
+def _unquoted(rest: str, refused: Callable[[str], InvalidInput]) -> str:
+    """The value a quoted matcher value holds; ``rest`` follows its opening quote."""
+    value: list[str] = []
+    at = 0
+    while at < len(rest):
+        char = rest[at]
+        if char == "\\" and rest[at + 1 : at + 2] in ("\\", '"'):
+            value.append(rest[at + 1])
+            at += 2
+            continue
+        if char == '"':
+            if at != len(rest) - 1:
+                raise refused(': a double quote inside a quoted value is written \\"')
+            return "".join(value)
+        value.append(char)
+        at += 1
+    raise refused(": the value's opening double quote is never closed")
+
+
 def format_matcher(matcher: Matcher | dict[str, str]) -> str:
-    """The form ``parse_matcher`` reads back: ``alertname="HighLatency"``."""
+    """The form ``parse_matcher`` reads back: ``alertname="HighLatency"``, with a double
+    quote in the value escaped, and a backslash where it would be read as an escape."""
     if isinstance(matcher, Matcher):
         label, op, value = matcher.label, matcher.op.value, matcher.value
     else:
         label, op, value = matcher["label"], matcher["op"], matcher["value"]
-    return f'{label}{op}"{value}"'
+    quoted = []
+    for at, char in enumerate(value):
+        read_as_escape = char == "\\" and value[at + 1 : at + 2] in ("", "\\", '"')
+        quoted.append("\\" + char if char == '"' or read_as_escape else char)
+    return f'{label}{op}"{"".join(quoted)}"'
 
 
 # -- alerts ------------------------------------------------------------------------------------
