@@ -527,3 +527,72 @@ def test_pagerduty_dead_letters_keep_no_routing_key_and_name_their_integration(
         ("pd", row.integration_id),
     ]
     assert key not in listed[1]["body"]
+
+
+# A time UTC cannot hold: year 0 or 10000 once its offset is applied.
+BEFORE_YEAR_1 = "0001-01-01T00:00:00+01:00"
+AFTER_YEAR_9999 = "9999-12-31T23:59:59-01:00"
+
+
+@pytest.mark.parametrize("when", [BEFORE_YEAR_1, AFTER_YEAR_9999])
+def test_a_time_utc_cannot_hold_is_refused_by_name_at_intake(
+    factory: Factory, runtime: Runtime, when: str
+) -> None:
+    admin = factory.user(Role.admin)
+    pd_key = _integration(admin, "pd", "pagerduty")
+    am_key = _integration(admin, "prom", "alertmanager")
+    before = row_counts(runtime)
+    trigger = _pd(pd_key, dedup_key="t1", timestamp=when)
+    change = {"routing_key": pd_key, "payload": {"summary": "Deployed", "timestamp": when}}
+    for url, event, field in (
+        ("/v2/enqueue", trigger, "payload.timestamp"),
+        ("/v2/change/enqueue", change, "payload.timestamp"),
+    ):
+        answer = admin.client.post(url, json=event)
+        assert answer.status_code == 400, (url, answer.text)
+        assert answer.json()["errors"] == [
+            f"{field}: must fall within the years 1 to 9999 once in UTC"
+        ]
+    alert = {"status": "firing", "labels": {"alertname": "x"}, "startsAt": when}
+    answer = admin.client.post(
+        f"/ingest/alertmanager/{am_key}", json={"status": "firing", "alerts": [alert]}
+    )
+    if when == BEFORE_YEAR_1:  # Alertmanager's "no time" (year 1): read as none
+        assert answer.status_code == 200, answer.text
+        with runtime.read() as session:
+            [stored] = session.scalars(select(Alert))
+            assert stored.starts_at is None
+        return
+    assert answer.status_code == 422, answer.text  # as every other shape error of the batch
+    assert answer.json()["detail"] == (
+        "alerts.0.startsAt: must fall within the years 1 to 9999 once in UTC"
+    )
+    after = row_counts(runtime)
+    assert after["alerts"] == before["alerts"] and after["change_events"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("get", "/api/v1/change-events?since=", "since"),
+        ("get", "/api/v1/change-events?until=", "until"),
+        ("post", "/api/v1/incidents", "impact_started_at"),
+        ("post", "/api/v1/silences", "ends_at"),
+    ],
+)
+def test_a_time_utc_cannot_hold_is_refused_by_name_in_the_api(
+    factory: Factory, runtime: Runtime, method: str, path: str, field: str
+) -> None:
+    admin = factory.user(Role.admin)
+    before = row_counts(runtime)
+    if method == "get":
+        answer = admin.get(path + AFTER_YEAR_9999.replace("+", "%2B"))
+    elif field == "ends_at":
+        body = {"matchers": [{"label": "a", "op": "=", "value": "b"}], "ends_at": AFTER_YEAR_9999}
+        answer = admin.post(path, json={**body, "created_by": "me", "comment": "c"})
+    else:
+        answer = admin.post(path, json={"title": "Slow", field: AFTER_YEAR_9999})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"].endswith(field)
+    assert "must fall within the years 1 to 9999 once in UTC" in answer.text
+    assert row_counts(runtime) == before

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime
 
 _now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 
@@ -17,6 +20,19 @@ def ensure_utc(value: datetime, *, field: str = "datetime") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{field} must carry a time zone (e.g. 2026-01-01T12:00:00Z)")
     return value.astimezone(UTC)
+
+
+def in_utc(value: datetime) -> datetime:
+    """``value`` as UTC; ValueError when UTC cannot hold it."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 once in UTC
+        raise ValueError("must fall within the years 1 to 9999 once in UTC") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
+"""A time from outside, as UTC: with a zone, and one that UTC can hold (a time near year 1
+or 9999 with an offset may not, and would fail when stored instead of when read)."""
 
 
 class FrozenClock:

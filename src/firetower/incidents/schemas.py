@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from firetower.catalog.schemas import BlastRadius
+from firetower.clock import UtcDatetime
 from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
 from firetower.text import NO_NUL
 
@@ -25,8 +26,8 @@ class IncidentCreate(BaseModel):
     services: list[Text] = Field(default_factory=list, max_length=100)
     summary: Text = Field(default="", max_length=20_000)
     source: Source = Source.manual
-    impact_started_at: AwareDatetime | None = None
-    detected_at: AwareDatetime | None = None
+    impact_started_at: UtcDatetime | None = None
+    detected_at: UtcDatetime | None = None
     data_at_risk: bool = False
     security_at_risk: bool = False
     revenue_at_risk: bool = False
@@ -39,7 +40,7 @@ class IncidentUpdate(BaseModel):
     severity: Severity | None = None
     status: Status | None = None
     services: list[Text] | None = Field(default=None, max_length=100)
-    impact_started_at: AwareDatetime | None = None
+    impact_started_at: UtcDatetime | None = None
     data_at_risk: bool | None = None
     security_at_risk: bool | None = None
     revenue_at_risk: bool | None = None

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import AwareDatetime
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
 from firetower.auth.schemas import Role
+from firetower.clock import UtcDatetime
 from firetower.monitors import probes
 from firetower.monitors.probe_schemas import (
     NAME,
@@ -75,7 +75,7 @@ def run_probe(name: ProbeName, runtime: RuntimeDep, actor: Responder) -> ProbeRu
     return probes.run_now(runtime, name)
 
 
-Since = Annotated[AwareDatetime | None, Query(description="Aware ISO 8601 time.")]
+Since = Annotated[UtcDatetime | None, Query(description="Aware ISO 8601 time.")]
 
 
 @router.get("/probes/{name}/results", response_model=list[ProbeResultRead])

@@ -7,8 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from firetower.clock import UtcDatetime
 from firetower.text import NO_NUL
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -145,7 +146,7 @@ class SLOEvents(BaseModel):
     model_config = ConfigDict(extra="forbid")
     good: int = Field(ge=0, le=MAX_EVENTS_PER_PUSH)
     bad: int = Field(ge=0, le=MAX_EVENTS_PER_PUSH)
-    timestamp: AwareDatetime | None = None
+    timestamp: UtcDatetime | None = None
 
 
 class SLOEventsAccepted(BaseModel):

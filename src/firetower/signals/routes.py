@@ -15,11 +15,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
+from firetower.clock import UtcDatetime
 from firetower.errors import DomainError, Unauthenticated
 from firetower.incidents.models import Incident
 from firetower.problems import problem, validation_message
@@ -117,8 +118,8 @@ def list_change_events(
     actor: Viewer,
     integration: Annotated[str | None, Query(max_length=100)] = None,
     service_name: Annotated[str | None, Query(alias="service", max_length=100)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ChangeEventRead]:
     """Deploys and config changes sent to ``/v2/change/enqueue``, newest first; filter by

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from firetower.clock import UtcDatetime, in_utc
 from firetower.incidents.lifecycle import Severity
 from firetower.text import NO_NUL
 
@@ -137,8 +138,11 @@ class RejectedPayloadRead(BaseModel):
 
 
 def _no_zero_time(value: datetime | None) -> datetime | None:
-    """Alertmanager sends ``0001-01-01T00:00:00Z`` for "no end yet"."""
-    return None if value is None or value.year <= 1 else value
+    """Alertmanager sends ``0001-01-01T00:00:00Z`` for "no end yet". A time in year 9999
+    is checked to fit once in UTC here, in the call every alert makes already."""
+    if value is None or value.year <= 1:
+        return None
+    return in_utc(value) if value.year >= 9999 else value
 
 
 class AlertmanagerAlert(BaseModel):
@@ -232,7 +236,7 @@ class PagerDutyPayload(BaseModel):
     summary: str = Field(min_length=1, max_length=1024)
     source: str = Field(min_length=1, max_length=255)
     severity: PagerDutySeverity
-    timestamp: AwareDatetime | None = None
+    timestamp: UtcDatetime | None = None
     component: str | None = Field(default=None, max_length=255)
     group: str | None = Field(default=None, max_length=255)
     class_: str | None = Field(default=None, alias="class", max_length=255)
@@ -255,7 +259,7 @@ class PagerDutyEvent(BaseModel):
 class PagerDutyChangePayload(BaseModel):
     summary: str = Field(min_length=1, max_length=1024)
     source: str = Field(default="", max_length=255)
-    timestamp: AwareDatetime | None = None
+    timestamp: UtcDatetime | None = None
     custom_details: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -311,8 +315,8 @@ class Matcher(BaseModel):
 class SilenceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     matchers: list[Matcher] = Field(min_length=1, max_length=50)
-    starts_at: AwareDatetime | None = Field(default=None, description="Now when left out.")
-    ends_at: AwareDatetime
+    starts_at: UtcDatetime | None = Field(default=None, description="Now when left out.")
+    ends_at: UtcDatetime
     comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
 
 
@@ -339,8 +343,8 @@ class AlertSilenceCreate(BaseModel):
 class MaintenanceWindowCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service_name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
-    starts_at: AwareDatetime | None = Field(default=None, description="Now when left out.")
-    ends_at: AwareDatetime
+    starts_at: UtcDatetime | None = Field(default=None, description="Now when left out.")
+    ends_at: UtcDatetime
     comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
 
 
