@@ -488,8 +488,9 @@ def test_on_clear_note_only_notes(factory: Factory, runtime: Runtime) -> None:
     assert events[0].text == "The 1 alert attached to this incident has resolved."
 
 
+@pytest.mark.parametrize("source", ["manual", "alert"])
 def test_on_clear_resolve_leaves_an_incident_a_person_declared_open(
-    factory: Factory, runtime: Runtime
+    factory: Factory, runtime: Runtime, source: str
 ) -> None:
     admin = factory.user(Role.admin)
     factory.service("api")
@@ -502,7 +503,8 @@ def test_on_clear_resolve_leaves_an_incident_a_person_declared_open(
         on_clear="resolve",
     )
     declared = admin.post(
-        "/api/v1/incidents", json={"title": "Checkout is slow", "services": ["api"]}
+        "/api/v1/incidents",
+        json={"title": "Checkout is slow", "services": ["api"], "source": source},
     )
     assert declared.status_code == 201, declared.text
     send_batch(factory, key, _alert("d1", team="api"))

@@ -920,8 +920,9 @@ def finish(session: Session, intake: Intake) -> None:
         if keep_open:
             incidents.add_note(session, actor, resolved, cleared)
             continue
-        if resolved.source == Source.manual.value:
-            # Alerts that joined a person's incident tell them; they do not end it for them.
+        if resolved.created_by_id is not None:
+            # Alerts that joined a person's incident tell them; they do not end it for them
+            # (whatever source the person gave it: a person may declare from an alert).
             incidents.add_note(session, actor, resolved, f"{cleared} {DECLARED_STAYS_OPEN}")
             continue
         rules = sorted(
