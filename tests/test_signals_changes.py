@@ -52,8 +52,8 @@ def _change(
             "custom_details": custom_details,
         },
         "links": [
-            {"href": f"https://ci.example.com/{summary.split()[-1]}", "text": "build"},
             {"href": "javascript:alert(1)", "text": "evil"},
+            {"href": f"https://ci.example.com/{summary.split()[-1]}", "text": "build"},
         ],
     }
     answer = client.post("/v2/change/enqueue", json=event)
@@ -100,7 +100,7 @@ def test_changes_are_listed_newest_first_by_service_integration_and_time(
     newest = everything[0]
     assert newest["integration"] == "checkout-deploys"
     assert newest["service_name"] == "checkout"
-    assert newest["links"][0] == {"href": "https://ci.example.com/v42", "text": "build"}
+    assert newest["links"][1] == {"href": "https://ci.example.com/v42", "text": "build"}
     # A shared key: the catalog service custom_details names (any case), else none.
     assert [c["service_name"] for c in everything[1:3]] == [None, "search"]
 
@@ -168,8 +168,14 @@ def test_the_cli_lists_changes_and_reads_since_as_a_time_or_a_duration(
         "Deployed search v7",
     ]
     assert rows[0]["service"] == "checkout"
-    assert rows[0]["link"] == "https://ci.example.com/v42"
+    assert rows[0]["link"] == "https://ci.example.com/v42"  # the first web link
     assert rows[1]["service"] == "—"
+    assert "note:" not in table.stderr
+    cut = run_cli(["changes", "list", "--limit", "2"], **cli)
+    assert len(table_rows(cut.stdout)) == 2
+    assert cut.stderr.strip() == (
+        "note: the newest 2 are shown; narrow the filters or raise --limit"
+    )
     until = (history - timedelta(hours=24)).astimezone(UTC).isoformat()
     listed = json_of(run_cli(["changes", "list", "--until", until, "--json"], **cli))
     assert _summaries(listed) == ["Deployed checkout v41"]
@@ -182,9 +188,15 @@ def test_the_cli_lists_changes_and_reads_since_as_a_time_or_a_duration(
     ("args", "says"),
     [
         (["--since", "0m"], "--since: '0m' is not longer than zero"),
-        (["--since", "yesterday"], "--since: 'yesterday' is not an ISO 8601 time"),
+        (["--since", "800000d"], "--since: '800000d' reaches back before the year 1"),
+        (["--since", "yesterday"], "--since: 'yesterday' is neither a time like"),
+        (["--since", "-1h"], "is neither a time like 2026-05-01T09:30:00Z nor a duration"),
+        (["--since", "2026-11-29"], "is a date; give a time with a zone: 2026-11-29T00:00:00Z"),
+        (["--since", "2026-11-29+02:00"], "is a date; give a time with a zone"),
         (["--until", "2026-11-29T10:00:00"], "--until: '2026-11-29T10:00:00' has no time zone"),
         (["--service", "nope"], "no service named 'nope'"),
+        (["--service", ""], "no service named ''"),
+        (["--integration", ""], "no integration named ''"),
     ],
 )
 def test_the_cli_refuses_bad_filters_on_one_line(
@@ -199,7 +211,7 @@ def test_the_console_lists_changes_with_safe_links(
 ) -> None:
     console = sign_in(factory, client, Role.viewer)
     key = _integration(factory.user(Role.admin, email="a2@example.com"), "scripted")
-    _change(client, key, "Tried <script>alert(1)</script> v1", history, note="<b>bold</b>")
+    _change(client, key, "Tried <script>alert(1)</script> v1", history, note="<b>bold</b> déployé")
     before = row_counts(runtime)
     page = console.get("/changes")
     assert page.status_code == 200, page.text
@@ -208,14 +220,16 @@ def test_the_console_lists_changes_with_safe_links(
     assert "javascript:" not in page.text
     assert "<script>alert" not in page.text
     assert "<b>bold" not in page.text
-    assert '"service": "SEARCH"' in page.text  # custom details, as JSON
+    assert "&#34;service&#34;: &#34;SEARCH&#34;" in page.text  # custom details, as JSON
+    assert "&lt;b&gt;bold&lt;/b&gt; déployé" in page.text  # as written, escaped as HTML
+    assert '<option value="@user-reports"' in page.text  # built-ins, before their first use
     narrowed = console.get("/changes", params={"service": "checkout", "hours": "1"})
     assert "Deployed checkout v42" in narrowed.text
     assert "Deployed checkout v41" not in narrowed.text
     assert "Rotated certs" not in narrowed.text
     refused = console.get("/changes", params={"hours": "5"})
     assert refused.status_code == 422
-    assert "is not one of the windows" in refused.text
+    assert "is not one of the windows (1, 6, 24, 168)" in refused.text
     unknown = console.get("/changes", params={"service": "nope"})
     assert unknown.status_code == 404
     assert "no service named" in unknown.text

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from firetower.auth.schemas import Role
@@ -19,6 +20,7 @@ from firetower.runtime import Runtime
 from firetower.signals.service import NOTIFY_KIND
 from tests.factories import ApiUser, Factory, row_counts
 from tests.signals_support import alert_by_fingerprint, incident_count, matcher, send_batch
+from tests.test_web_signals import sign_in
 
 
 def _key(admin: ApiUser, name: str, service: str | None = None) -> str:
@@ -235,7 +237,7 @@ def test_the_test_endpoint_refuses_an_unknown_integration_and_knows_built_in_one
 
 
 def test_built_in_integrations_are_known_before_their_first_signal(
-    factory: Factory, runtime: Runtime
+    factory: Factory, runtime: Runtime, client: TestClient
 ) -> None:
     """A team writes its rule for user reports before the first report arrives."""
     admin = factory.user(Role.admin)
@@ -245,6 +247,7 @@ def test_built_in_integrations_are_known_before_their_first_signal(
         matchers=[matcher("@integration", "=", "@user-reports")],
         action="notify",
     )
+    viewer = sign_in(factory, client, Role.viewer)
     before = row_counts(runtime)
     for name in ("@user-reports", "@probes", "@slos"):
         tried = admin.post("/api/v1/routing-rules/test", json={"labels": {}, "integration": name})
@@ -255,6 +258,9 @@ def test_built_in_integrations_are_known_before_their_first_signal(
             listed = admin.get(path, params={"integration": name})
             assert listed.status_code == 200, (path, listed.text)
             assert listed.json() == []
+    for page in ("/alerts/groups", "/alerts", "/changes"):
+        shown = viewer.get(page, params={"integration": "@user-reports"})
+        assert shown.status_code == 200, (page, shown.text)
     assert row_counts(runtime) == before  # nothing made by asking
 
 

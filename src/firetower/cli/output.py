@@ -109,6 +109,11 @@ def print_line(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+def print_note(text: str) -> None:
+    """One plain line on stderr, beside the output a script reads: ``note: ...``."""
+    err_console.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
 def when(value: Any) -> str:
     """An ISO 8601 timestamp from the API, shown in UTC to the second; '' for none."""
     if not value:

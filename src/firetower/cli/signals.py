@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 
 from firetower.cli.client import Client, connect, segment
-from firetower.cli.output import fail, print_json, print_line, print_table, when
+from firetower.cli.output import fail, print_json, print_line, print_note, print_table, when
 from firetower.errors import InvalidInput
-from firetower.signals.queries import format_matcher, parse_matcher
+from firetower.signals.queries import format_matcher, parse_matcher, web_links
 from firetower.signals.schemas import AlertStatus, IntegrationKind
 
 alerts_app = typer.Typer(help="Alerts received from integrations.", no_args_is_help=True)
@@ -445,13 +445,29 @@ def revoke_integration(
 
 # -- change events ------------------------------------------------------------------------------
 def _moment(value: str, option: str) -> datetime:
-    """An ISO 8601 time, or a duration back from now (``2h`` is two hours ago)."""
-    if not value.strip()[:1].isdigit() or "-" in value or ":" in value:
-        return _aware(value, option)  # not a duration's shape: read it as a time
+    """An ISO 8601 time with a zone, or a duration back from now (``2h``: two hours ago)."""
+    text = value.strip()
+    if text[:1].isdigit() and not any(mark in text for mark in "-:Tt"):  # a duration's shape
+        try:
+            return datetime.now(UTC) - parse_duration(text)
+        except ValueError as exc:
+            fail(f"{option}: {exc}", USAGE)
+        except OverflowError:
+            fail(f"{option}: {value!r} reaches back before the year 1", USAGE)
     try:
-        return datetime.now(UTC) - parse_duration(value)
-    except ValueError as exc:
-        fail(f"{option}: {exc}", USAGE)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        fail(
+            f"{option}: {value!r} is neither a time like 2026-05-01T09:30:00Z "
+            "nor a duration like 2h",
+            USAGE,
+        )
+    if "t" not in text.lower() and " " not in text:
+        example = f"{text[:10]}T00:00:00Z"
+        fail(f"{option}: {value!r} is a date; give a time with a zone: {example}", USAGE)
+    if parsed.tzinfo is None:
+        fail(f"{option}: {value!r} has no time zone; add Z or an offset such as +02:00", USAGE)
+    return parsed
 
 
 @changes_app.command("list")
@@ -474,13 +490,13 @@ def list_changes(
 ) -> None:
     """List change events, newest first: what changed before an incident began?"""
     params: dict[str, Any] = {"limit": limit}
-    if integration:
+    if integration is not None:  # an empty one too: the server says no such integration
         params["integration"] = integration
-    if service:
+    if service is not None:
         params["service"] = service
-    if since:
+    if since is not None:
         params["since"] = _moment(since, "--since").isoformat()
-    if until:
+    if until is not None:
         params["until"] = _moment(until, "--until").isoformat()
     with connect() as client:
         changes = client.get("/api/v1/change-events", params=params)
@@ -501,11 +517,13 @@ def list_changes(
                 c["summary"],
                 c["source"] or "—",
                 c["integration"],
-                next((link.get("href") for link in c["links"] if link.get("href")), ""),
+                next((url for _, url in web_links(c["links"])), ""),
             ]
             for c in changes
         ],
     )
+    if len(changes) == limit:
+        print_note(f"the newest {limit} are shown; narrow the filters or raise --limit")
 
 
 def _preview(body: str, chars: int = 60) -> str:

@@ -23,7 +23,12 @@ from firetower.errors import InvalidInput
 from firetower.problems import validation_message
 from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
 from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp
-from firetower.signals.service import alert_read, from_integration, silence_matches
+from firetower.signals.service import (
+    BUILTIN_INTEGRATIONS,
+    alert_read,
+    from_integration,
+    silence_matches,
+)
 
 STATUS_ORDER = {AlertStatus.firing.value: 0, AlertStatus.acknowledged.value: 1}
 PREVIEW_CHARS = 2000
@@ -165,8 +170,10 @@ class AlertCounts:
 
 
 def integration_names(session: Session) -> list[str]:
-    """Every integration that alerts can come from (built-in ones too), by name."""
-    return list(session.scalars(select(Integration.name).order_by(Integration.name)))
+    """Every integration that alerts can come from, by name: the built-in ones too, even
+    before their first signal, as the lists' filters take them."""
+    names = set(session.scalars(select(Integration.name))) | BUILTIN_INTEGRATIONS
+    return sorted(names)
 
 
 def active_silences(session: Session, now: datetime | None = None) -> list[Silence]:

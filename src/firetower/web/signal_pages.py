@@ -23,7 +23,7 @@ from firetower.auth.deps import Admin, Responder, Viewer
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
-from firetower.errors import DomainError, InvalidInput, NotFound
+from firetower.errors import DomainError, InvalidInput
 from firetower.runtime import Runtime
 from firetower.signals import queries
 from firetower.signals import service as signals
@@ -252,8 +252,6 @@ def alert_groups_page(request: Request, actor: Viewer, integration: FilterQuery 
     with _runtime(request).read() as session:
         names = queries.integration_names(session)
         try:
-            if integration and integration not in names:
-                raise NotFound(f"no integration named {integration!r}", field="integration")
             groups = signals.list_groups(session, integration=integration or None, limit=200)
         except DomainError as exc:
             error = exc
@@ -286,8 +284,12 @@ def changes_page(
         names = queries.integration_names(session)
         services = [s.name for s in catalog.list_services(session)]
         try:
-            if hours and hours not in {str(h) for h, _ in CHANGE_WINDOWS_HOURS}:
-                raise InvalidInput(f"hours: {hours!r} is not one of the windows", field="hours")
+            windows = [str(h) for h, _ in CHANGE_WINDOWS_HOURS]
+            if hours and hours not in windows:
+                raise InvalidInput(
+                    f"hours: {hours!r} is not one of the windows ({', '.join(windows)})",
+                    field="hours",
+                )
             since = clock.now() - timedelta(hours=int(hours)) if hours else None
             changes = signals.list_changes(
                 session,

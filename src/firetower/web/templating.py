@@ -6,6 +6,7 @@ message) so that page handlers only pass their own data.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,14 @@ def describe(kind: str, text: str, before: Any, after: Any) -> str:
     return f"{label(kind).capitalize()} — " + "; ".join(changes)
 
 
+def pretty_json(value: Any) -> str:
+    """JSON indented, with its text as written (``tojson`` escapes every non-ASCII letter);
+    a plain string, so the template escapes it as HTML."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 templates.env.filters["when"] = when
+templates.env.filters["pretty_json"] = pretty_json
 templates.env.globals["describe"] = describe
 templates.env.filters["iso"] = iso
 templates.env.filters["label"] = label
