@@ -6,7 +6,6 @@ open, then stores the result like a scheduled run (it counts toward the threshol
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -88,7 +87,7 @@ def list_results(
 ) -> list[ProbeResultRead]:
     """Raw results (kept 7 days) from ``since``, oldest first; without it, the latest ones."""
     probe = probes.get_probe(session, name)
-    found = probes.list_results(session, probe, since=_utc(since), limit=limit)
+    found = probes.list_results(session, probe, since=since, limit=limit)
     return [ProbeResultRead.model_validate(r) for r in found]
 
 
@@ -99,12 +98,5 @@ def list_rollups(
     """Hourly roll-ups (kept 90 days) from the hour of ``since``, oldest first."""
     probe = probes.get_probe(session, name)
     return [
-        ProbeRollupRead.model_validate(r)
-        for r in probes.list_rollups(session, probe, since=_utc(since))
+        ProbeRollupRead.model_validate(r) for r in probes.list_rollups(session, probe, since=since)
     ]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    from firetower import clock
-
-    return clock.ensure_utc(value, field="since") if value is not None else None
