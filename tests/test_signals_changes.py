@@ -111,6 +111,7 @@ def test_changes_are_listed_newest_first_by_service_integration_and_time(
 
     assert summaries(service="checkout") == ["Deployed checkout v42", "Deployed checkout v41"]
     assert summaries(service="search") == ["Deployed search v7"]
+    assert summaries(service="Search") == ["Deployed search v7"]  # any case, as on arrival
     assert summaries(integration="ci") == ["Rotated certs r1", "Deployed search v7"]
     since = (history - timedelta(hours=3)).isoformat()
     until = (history - timedelta(minutes=30)).isoformat()

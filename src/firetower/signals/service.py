@@ -1542,9 +1542,11 @@ def list_changes(
     if integration is not None:
         query = query.where(from_integration(session, ChangeEvent.integration_id, integration))
     if service_name is not None:
-        if session.scalar(select(Service.id).where(Service.name == service_name)) is None:
+        # In any case, as a change names its service on arrival.
+        found = Shared.of(session).catalog_name(service_name)
+        if found is None:
             raise NotFound(f"no service named {service_name!r}", field="service")
-        query = query.where(ChangeEvent.service_name == service_name)
+        query = query.where(ChangeEvent.service_name == found)
     if since is not None:
         query = query.where(ChangeEvent.timestamp >= since)
     if until is not None:
