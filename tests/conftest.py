@@ -23,6 +23,7 @@ from firetower.db import Base, Database
 from firetower.migrate import upgrade
 from firetower.runtime import Runtime
 from firetower.settings import Settings
+from tests.cli_support import live_server, logs_kept_apart
 from tests.factories import Factory
 
 POSTGRES_ENV = "FIRETOWER_TEST_POSTGRES_URL"
@@ -137,6 +138,14 @@ def runtime(app: FastAPI) -> Runtime:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def server_url(app: FastAPI) -> Iterator[str]:
+    """The app served on a loopback port, for the CLI and curl examples, with its request
+    logs kept out of the test's output."""
+    with logs_kept_apart(), live_server(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 
 from firetower.auth.schemas import Role
 from firetower.jobs import Worker
@@ -14,18 +12,10 @@ from firetower.runtime import Runtime
 from tests.cli_support import (
     error_line,
     json_of,
-    live_server,
-    logs_kept_apart,
     run_cli,
     unused_port,
 )
 from tests.factories import ApiUser, Factory
-
-
-@pytest.fixture
-def server_url(app: FastAPI) -> Iterator[str]:
-    with logs_kept_apart(), live_server(app) as url:
-        yield url
 
 
 @pytest.fixture

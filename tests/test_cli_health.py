@@ -4,22 +4,14 @@ has a health column; `apply` errors name their place in the file (SQLite and Pos
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 
 from firetower.auth.schemas import Role
 from firetower.catalog import service as catalog
-from tests.cli_support import error_line, live_server, logs_kept_apart, run_cli, table_rows
+from tests.cli_support import error_line, run_cli, table_rows
 from tests.factories import ApiUser, Factory
-
-
-@pytest.fixture
-def server_url(app: FastAPI) -> Iterator[str]:
-    with logs_kept_apart(), live_server(app) as url:
-        yield url
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from firetower.auth.schemas import Role
 from firetower.cli.output import when
@@ -16,8 +14,6 @@ from firetower.cli.signals import parse_duration
 from tests.cli_support import (
     error_line,
     json_of,
-    live_server,
-    logs_kept_apart,
     run_cli,
     table_rows,
 )
@@ -25,12 +21,6 @@ from tests.factories import ApiUser, Factory
 from tests.signals_support import matcher
 
 KEY_LINE = re.compile(r"^[0-9a-f]{32}$", re.MULTILINE)
-
-
-@pytest.fixture
-def server_url(app: FastAPI) -> Iterator[str]:
-    with logs_kept_apart(), live_server(app) as url:
-        yield url
 
 
 @pytest.fixture

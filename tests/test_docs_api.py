@@ -13,17 +13,14 @@ import json
 import re
 import shlex
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 
 from firetower.auth import service as auth_service
 from firetower.auth.schemas import Role, UserCreate
-from tests.cli_support import live_server, logs_kept_apart
 from tests.factories import SYSTEM, Factory
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
@@ -215,12 +212,6 @@ def test_the_premise_is_the_one_the_page_states() -> None:
     premise = text[text.index("## How to read the examples") : text.index("## Authentication")]
     for name in [*PREMISE_SERVICES, PREMISE_USER, *PREMISE_OTHER_USERS]:
         assert f"`{name}`" in premise, f"the test sets up {name}, the page does not say so"
-
-
-@pytest.fixture
-def server_url(app: FastAPI) -> Iterator[str]:
-    with logs_kept_apart(), live_server(app) as url:
-        yield url
 
 
 def _run(example: Example, env: dict[str, str]) -> tuple[int, int | None, str, str]:

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from fastapi import FastAPI
-
 from firetower.auth.schemas import Role
-from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli
+from tests.cli_support import error_line, json_of, run_cli
 from tests.factories import Factory
 from tests.probe_servers import http_target
-
-
-@pytest.fixture
-def server_url(app: FastAPI) -> Iterator[str]:
-    with logs_kept_apart(), live_server(app) as url:
-        yield url
 
 
 def test_list_and_run(server_url: str, factory: Factory) -> None:

@@ -6,12 +6,10 @@ by the API, the CLI and the console, newest first, by service, integration and t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -21,7 +19,7 @@ from firetower.db import Database
 from firetower.migrate import upgrade
 from firetower.runtime import Runtime
 from firetower.settings import Settings
-from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli, table_rows
+from tests.cli_support import error_line, json_of, run_cli, table_rows
 from tests.factories import ApiUser, Factory, row_counts
 from tests.test_web_signals import sign_in
 
@@ -148,12 +146,6 @@ def test_bad_filters_are_refused_by_name(
     answer = admin.get("/api/v1/change-events", params=params)
     assert answer.status_code == status, answer.text
     assert field in answer.text
-
-
-@pytest.fixture
-def server_url(app: FastAPI) -> Iterator[str]:
-    with logs_kept_apart(), live_server(app) as url:
-        yield url
 
 
 def test_the_cli_lists_changes_and_reads_since_as_a_time_or_a_duration(

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.runtime import Runtime
 from firetower.web.slo_pages import budget_chart
-from tests.cli_support import error_line, json_of, live_server, logs_kept_apart, run_cli
+from tests.cli_support import error_line, json_of, run_cli
 from tests.factories import ApiUser, Factory
 from tests.slo_support import evaluate_all, events_slo, push
 from tests.test_slos_import import OPENSLO, SLOTH
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def server_url(app: FastAPI) -> Iterator[str]:
-    with logs_kept_apart(), live_server(app) as url:
-        yield url
 
 
 def test_slo_import_status_and_report_commands(
