@@ -10,6 +10,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from firetower.text import pattern_message
+
 PROBLEM = "application/problem+json"
 
 
@@ -22,5 +24,10 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 def validation_message(error: Any) -> str:
     """A pydantic error's message as people should read it: without the ``Value error, ``
-    that pydantic puts before the text of a validator's own ValueError."""
+    that pydantic puts before the text of a validator's own ValueError, and the shared text
+    patterns said in words instead of quoted as regexes."""
+    if error.get("type") == "string_pattern_mismatch":
+        said = pattern_message(error.get("ctx", {}).get("pattern", ""), error.get("input"))
+        if said is not None:
+            return said
     return str(error["msg"]).removeprefix("Value error, ")

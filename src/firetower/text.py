@@ -5,3 +5,15 @@ backends must answer alike).
 """
 
 NO_NUL = r"^[^\x00]*$"
+VISIBLE = r"^[^\x00]*[^\s\x00][^\x00]*$"
+"""A line: one visible character at least ("   " is no title), and no NUL."""
+
+
+def pattern_message(pattern: str, value: object) -> str | None:
+    """What is wrong with ``value`` in words, when it fails one of these patterns (pydantic
+    would quote the regex); None for other patterns."""
+    if pattern not in (NO_NUL, VISIBLE) or not isinstance(value, str):
+        return None
+    if "\x00" in value:
+        return "must not contain the NUL character (\\u0000)"
+    return "must not be blank" if pattern == VISIBLE else None

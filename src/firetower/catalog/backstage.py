@@ -23,6 +23,7 @@ from firetower.catalog.schemas import (
     TeamSpec,
 )
 from firetower.errors import InvalidInput, NotFound
+from firetower.problems import validation_message
 
 TIER_ANNOTATION = "firetower.io/tier"
 USERS_ANNOTATION = "firetower.io/estimated-users"
@@ -330,5 +331,7 @@ def _validated(entity: Entity, model: type[M], **fields: Any) -> M:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
         raise InvalidInput(
-            f"{entity.label()}: {where}: {error['msg']}", field=FIELD, document=entity.index
+            f"{entity.label()}: {where}: {validation_message(error)}",
+            field=FIELD,
+            document=entity.index,
         ) from None

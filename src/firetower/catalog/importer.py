@@ -21,6 +21,7 @@ from firetower.catalog.backstage import Known, read_backstage
 from firetower.catalog.models import Service
 from firetower.catalog.schemas import CatalogDocument, ImportFormat, ImportReport
 from firetower.errors import InvalidInput
+from firetower.problems import validation_message
 
 BACKSTAGE_API_PREFIX = "backstage.io/"
 # YAML aliases can make a small text expand into a huge tree ("billion laughs"); the
@@ -110,7 +111,7 @@ def parse_catalog_block(block: Any) -> CatalogDocument:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = _location(tuple(error["loc"]))
-        raise InvalidInput(f"{where}: {error['msg']}", field=where) from None
+        raise InvalidInput(f"{where}: {validation_message(error)}", field=where) from None
 
 
 def known_names(session: Session) -> Known:

@@ -10,10 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from firetower.catalog.schemas import BlastRadius
 from firetower.clock import UtcDatetime
 from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
-from firetower.text import NO_NUL
+from firetower.text import NO_NUL, VISIBLE
 
-# A line needs one visible character ("   " is no title) and, like all text, no NUL.
-VISIBLE = r"^[^\x00]*[^\s\x00][^\x00]*$"
 Line = Annotated[str, Field(pattern=VISIBLE), AfterValidator(str.strip)]
 Text = Annotated[str, Field(pattern=NO_NUL)]
 Title = Field(min_length=1, max_length=300)

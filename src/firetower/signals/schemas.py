@@ -25,7 +25,7 @@ from pydantic import (
 
 from firetower.clock import UtcDatetime, in_utc
 from firetower.incidents.lifecycle import Severity
-from firetower.text import NO_NUL
+from firetower.text import NO_NUL, VISIBLE
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
@@ -233,7 +233,7 @@ class PagerDutySeverity(StrEnum):
 
 
 class PagerDutyPayload(BaseModel):
-    summary: str = Field(min_length=1, max_length=1024)
+    summary: str = Field(min_length=1, max_length=1024, pattern=VISIBLE)
     source: str = Field(min_length=1, max_length=255)
     severity: PagerDutySeverity
     timestamp: UtcDatetime | None = None
@@ -257,7 +257,7 @@ class PagerDutyEvent(BaseModel):
 
 
 class PagerDutyChangePayload(BaseModel):
-    summary: str = Field(min_length=1, max_length=1024)
+    summary: str = Field(min_length=1, max_length=1024, pattern=VISIBLE)
     source: str = Field(default="", max_length=255)
     timestamp: UtcDatetime | None = None
     custom_details: dict[str, Any] = Field(default_factory=dict)
