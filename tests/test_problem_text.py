@@ -15,6 +15,7 @@ from tests.factories import Factory, row_counts
     ("path", "body", "field", "message"),
     [
         ("/api/v1/incidents", {"title": "   "}, "title", "must not be blank"),
+        ("/api/v1/incidents", {"title": " \x1c\x01"}, "title", "must not be blank"),
         (
             "/api/v1/incidents",
             {"title": "a\u0000b"},
@@ -59,7 +60,7 @@ def test_a_blank_pagerduty_summary_is_refused(factory: Factory, runtime: Runtime
     made = admin.post("/api/v1/integrations", json={"name": "pd", "kind": "pagerduty"})
     key = made.json()["key"]
     before = row_counts(runtime)
-    payload = {"summary": "  \t", "source": "db-1", "severity": "error"}
+    payload = {"summary": "  \t\x1f", "source": "db-1", "severity": "error"}
     event = {"routing_key": key, "event_action": "trigger", "payload": payload}
     if url.endswith("change/enqueue"):
         event = {"routing_key": key, "payload": {"summary": "  \t"}}

@@ -5,8 +5,10 @@ backends must answer alike).
 """
 
 NO_NUL = r"^[^\x00]*$"
-VISIBLE = r"^[^\x00]*[^\s\x00][^\x00]*$"
-"""A line: one visible character at least ("   " is no title), and no NUL."""
+VISIBLE = r"^[^\x00]*[^\s\x00-\x1f\x7f][^\x00]*$"
+"""A line: one visible character at least ("   " is no title), and no NUL. Control
+characters are not visible either: Python's ``strip`` removes some (``\\x1c``) that the
+pattern's ``\\s`` keeps, which would leave a title empty once stripped."""
 
 
 def pattern_message(pattern: str, value: object) -> str | None:

@@ -44,11 +44,12 @@ def parse_matcher(text: str) -> Matcher:
 
     The value may be wrapped in double quotes (``alertname="High latency"``), as Alertmanager
     writes matchers: they are removed, and must wrap the whole value. Inside them, as in
-    Alertmanager, ``\\"`` is a double quote and ``\\\\`` a backslash; any other backslash
-    stays as written, so a regex's ``\\d`` needs no doubling. Unquoted, a value holds no
-    double quote and cannot start with ``=``, ``!`` or ``~``, so that a mistyped operator
-    (``a==x``) is refused rather than read as a value nothing has. A bad matcher, regex or
-    label is an InvalidInput naming ``matchers``.
+    Alertmanager, ``\\"`` is a double quote, ``\\\\`` a backslash and ``\\n`` a line break;
+    any other backslash stays as written, so a regex's ``\\d`` needs no doubling. Unquoted,
+    a value is read as written (no escapes), holds no double quote and cannot start with
+    ``=``, ``!`` or ``~``, so that a mistyped operator (``a==x``) is refused rather than read
+    as a value nothing has. A bad matcher, regex or label is an InvalidInput naming
+    ``matchers``.
     """
     shown = repr(text.strip())
 
@@ -74,14 +75,18 @@ def parse_matcher(text: str) -> Matcher:
         raise refused(f": {validation_message(exc.errors()[0])}") from None
 
 
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+"""What follows a backslash in a quoted value, and what the pair stands for."""
+
+
 def _unquoted(rest: str, refused: Callable[[str], InvalidInput]) -> str:
     """The value a quoted matcher value holds; ``rest`` follows its opening quote."""
     value: list[str] = []
     at = 0
     while at < len(rest):
         char = rest[at]
-        if char == "\\" and rest[at + 1 : at + 2] in ("\\", '"'):
-            value.append(rest[at + 1])
+        if char == "\\" and (escaped := _ESCAPES.get(rest[at + 1 : at + 2])) is not None:
+            value.append(escaped)
             at += 2
             continue
         if char == '"':
@@ -94,15 +99,20 @@ def _unquoted(rest: str, refused: Callable[[str], InvalidInput]) -> str:
 
 
 def format_matcher(matcher: Matcher | dict[str, str]) -> str:
-    """The form ``parse_matcher`` reads back: ``alertname="HighLatency"``, with a double
-    quote in the value escaped, and a backslash where it would be read as an escape."""
+    """The form ``parse_matcher`` reads back: ``alertname="HighLatency"``, on one line,
+    with a double quote or a line break in the value escaped, and a backslash where it
+    would be read as an escape."""
     if isinstance(matcher, Matcher):
         label, op, value = matcher.label, matcher.op.value, matcher.value
     else:
         label, op, value = matcher["label"], matcher["op"], matcher["value"]
     quoted = []
     for at, char in enumerate(value):
-        read_as_escape = char == "\\" and value[at + 1 : at + 2] in ("", "\\", '"')
+        if char == "\n":
+            quoted.append("\\n")
+            continue
+        # Followed by what reads as an escape's second half (a line break is written \n).
+        read_as_escape = char == "\\" and (value[at + 1 : at + 2] or '"') in "\\\"n\n"
         quoted.append("\\" + char if char == '"' or read_as_escape else char)
     return f'{label}{op}"{"".join(quoted)}"'
 
