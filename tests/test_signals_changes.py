@@ -138,6 +138,8 @@ def test_a_service_named_by_source_and_a_viewer_can_read(
         ({"since": "2026-11-29T10:00:00Z", "until": "2026-11-29T09:00:00Z"}, 422, "until"),
         ({"since": "2026-11-29T10:00:00"}, 422, "since"),
         ({"limit": "0"}, 422, "limit"),
+        ({"service": "a\x00"}, 422, "service"),  # PostgreSQL cannot hold it: refused alike
+        ({"integration": "\x00"}, 422, "integration"),
     ],
 )
 def test_bad_filters_are_refused_by_name(
@@ -145,7 +147,7 @@ def test_bad_filters_are_refused_by_name(
 ) -> None:
     answer = admin.get("/api/v1/change-events", params=params)
     assert answer.status_code == status, answer.text
-    assert field in answer.text
+    assert answer.json()["field"] == field
 
 
 def test_the_cli_lists_changes_and_reads_since_as_a_time_or_a_duration(
@@ -164,11 +166,13 @@ def test_the_cli_lists_changes_and_reads_since_as_a_time_or_a_duration(
     assert rows[0]["link"] == "https://ci.example.com/v42"  # the first web link
     assert rows[1]["service"] == "—"
     assert "note:" not in table.stderr
+    note = "note: the newest 2 are shown; narrow the filters or raise --limit"
     cut = run_cli(["changes", "list", "--limit", "2"], **cli)
     assert len(table_rows(cut.stdout)) == 2
-    assert cut.stderr.strip() == (
-        "note: the newest 2 are shown; narrow the filters or raise --limit"
-    )
+    assert cut.stderr.strip() == note
+    as_json = run_cli(["changes", "list", "--limit", "2", "--json"], **cli)
+    assert len(json_of(as_json)) == 2  # stdout stays JSON
+    assert as_json.stderr.strip() == note
     until = (history - timedelta(hours=24)).astimezone(UTC).isoformat()
     listed = json_of(run_cli(["changes", "list", "--until", until, "--json"], **cli))
     assert _summaries(listed) == ["Deployed checkout v41"]
@@ -182,8 +186,11 @@ def test_the_cli_lists_changes_and_reads_since_as_a_time_or_a_duration(
     [
         (["--since", "0m"], "--since: '0m' is not longer than zero"),
         (["--since", "800000d"], "--since: '800000d' reaches back before the year 1"),
-        (["--since", "yesterday"], "--since: 'yesterday' is neither a time like"),
-        (["--since", "-1h"], "is neither a time like 2026-05-01T09:30:00Z nor a duration"),
+        (["--since", "yesterday"], "--since: 'yesterday' is neither an ISO 8601 time like"),
+        (
+            ["--since", "-1h"],
+            "is neither an ISO 8601 time like 2026-05-01T09:30:00Z nor a duration",
+        ),
         (["--since", "2026-11-29"], "is a date; give a time with a zone: 2026-11-29T00:00:00Z"),
         (["--since", "2026-11-29+02:00"], "is a date; give a time with a zone"),
         (["--until", "2026-11-29T10:00:00"], "--until: '2026-11-29T10:00:00' has no time zone"),
@@ -205,6 +212,7 @@ def test_the_console_lists_changes_with_safe_links(
     console = sign_in(factory, client, Role.viewer)
     key = _integration(factory.user(Role.admin, email="a2@example.com"), "scripted")
     _change(client, key, "Tried <script>alert(1)</script> v1", history, note="<b>bold</b> déployé")
+    _change(client, key, "Skewed clock v9", history + timedelta(days=365))
     before = row_counts(runtime)
     page = console.get("/changes")
     assert page.status_code == 200, page.text
@@ -215,7 +223,10 @@ def test_the_console_lists_changes_with_safe_links(
     assert "<b>bold" not in page.text
     assert "&#34;service&#34;: &#34;SEARCH&#34;" in page.text  # custom details, as JSON
     assert "&lt;b&gt;bold&lt;/b&gt; déployé" in page.text  # as written, escaped as HTML
-    assert '<option value="@user-reports"' in page.text  # built-ins, before their first use
+    assert '<option value="checkout-deploys"' in page.text
+    assert '<option value="@user-reports"' not in page.text  # sends no change events
+    assert "Skewed clock v9" in page.text
+    assert "Skewed clock v9" not in console.get("/changes", params={"hours": "1"}).text
     narrowed = console.get("/changes", params={"service": "checkout", "hours": "1"})
     assert "Deployed checkout v42" in narrowed.text
     assert "Deployed checkout v41" not in narrowed.text
@@ -234,6 +245,13 @@ def test_changes_stored_before_the_service_column_take_their_integrations(tmp_pa
     database = Database(settings)
     upgrade(database.engine, "0012")
     with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO services (name, tier, description, owner, runbook_url, "
+                "estimated_users, created_at) VALUES ('search', 2, '', '', '', 0, "
+                "'2026-01-01 00:00:00')"
+            )
+        )
         for name, service in (("deploys", "checkout"), ("ci", None)):
             connection.execute(
                 text(
@@ -243,19 +261,25 @@ def test_changes_stored_before_the_service_column_take_their_integrations(tmp_pa
                 ),
                 {"name": name, "service": service},
             )
+        for integration, source, details in (
+            ("deploys", "", "{}"),
+            ("ci", "", "{}"),
+            ("ci", "", '{"service": " Search "}'),
+            ("ci", "SEARCH", '{"service": 7}'),
+        ):
             connection.execute(
                 text(
                     "INSERT INTO change_events (integration_id, summary, source, timestamp, "
-                    "received_at, custom_details, links) SELECT id, 'Deployed', '', "
-                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}', '[]' "
+                    "received_at, custom_details, links) SELECT id, 'Deployed', :source, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00', :details, '[]' "
                     "FROM integrations WHERE name = :name"
                 ),
-                {"name": name},
+                {"name": integration, "source": source, "details": details},
             )
     upgrade(database.engine)
     with database.engine.connect() as connection:
         kept = connection.execute(
             text("SELECT service_name FROM change_events ORDER BY id")
         ).scalars()
-        assert list(kept) == ["checkout", None]
+        assert list(kept) == ["checkout", None, "search", "search"]
     database.dispose()

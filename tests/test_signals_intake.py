@@ -571,28 +571,31 @@ def test_a_time_utc_cannot_hold_is_refused_by_name_at_intake(
     assert after["alerts"] == before["alerts"] and after["change_events"] == 0
 
 
+@pytest.mark.parametrize("when", [BEFORE_YEAR_1, AFTER_YEAR_9999])
 @pytest.mark.parametrize(
     ("method", "path", "field"),
     [
-        ("get", "/api/v1/change-events?since=", "since"),
-        ("get", "/api/v1/change-events?until=", "until"),
+        ("get", "/api/v1/change-events", "since"),
+        ("get", "/api/v1/change-events", "until"),
         ("post", "/api/v1/incidents", "impact_started_at"),
         ("post", "/api/v1/silences", "ends_at"),
     ],
 )
 def test_a_time_utc_cannot_hold_is_refused_by_name_in_the_api(
-    factory: Factory, runtime: Runtime, method: str, path: str, field: str
+    factory: Factory, runtime: Runtime, method: str, path: str, field: str, when: str
 ) -> None:
     admin = factory.user(Role.admin)
     before = row_counts(runtime)
     if method == "get":
-        answer = admin.get(path + AFTER_YEAR_9999.replace("+", "%2B"))
+        answer = admin.get(path, params={field: when})
     elif field == "ends_at":
-        body = {"matchers": [{"label": "a", "op": "=", "value": "b"}], "ends_at": AFTER_YEAR_9999}
-        answer = admin.post(path, json={**body, "created_by": "me", "comment": "c"})
+        body = {"matchers": [{"label": "a", "op": "=", "value": "b"}], "ends_at": when}
+        answer = admin.post(path, json={**body, "comment": "c"})
     else:
-        answer = admin.post(path, json={"title": "Slow", field: AFTER_YEAR_9999})
+        answer = admin.post(path, json={"title": "Slow", field: when})
     assert answer.status_code == 422, answer.text
-    assert answer.json()["field"].endswith(field)
-    assert "must fall within the years 1 to 9999 once in UTC" in answer.text
+    assert answer.json()["field"] == field
+    assert answer.json()["errors"] == [
+        {"field": field, "message": "must fall within the years 1 to 9999 once in UTC"}
+    ]
     assert row_counts(runtime) == before

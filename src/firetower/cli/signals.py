@@ -48,11 +48,20 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is too long") from None
 
 
-def _aware(value: str, option: str) -> datetime:
+def _aware(value: str, option: str, *, or_duration: bool = False) -> datetime:
+    """An ISO 8601 time with a zone; a usage error naming ``option`` otherwise (saying a
+    duration would do too when ``or_duration``)."""
+    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(text)
     except ValueError:
-        fail(f"{option}: {value!r} is not an ISO 8601 time like 2026-05-01T09:30:00Z", USAGE)
+        example = "an ISO 8601 time like 2026-05-01T09:30:00Z"
+        wanted = f"neither {example} nor a duration like 2h" if or_duration else f"not {example}"
+        fail(f"{option}: {value!r} is {wanted}", USAGE)
+    if "t" not in text.lower() and " " not in text:
+        fail(
+            f"{option}: {value!r} is a date; give a time with a zone: {text[:10]}T00:00:00Z", USAGE
+        )
     if parsed.tzinfo is None:
         fail(f"{option}: {value!r} has no time zone; add Z or an offset such as +02:00", USAGE)
     return parsed
@@ -454,20 +463,7 @@ def _moment(value: str, option: str) -> datetime:
             fail(f"{option}: {exc}", USAGE)
         except OverflowError:
             fail(f"{option}: {value!r} reaches back before the year 1", USAGE)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        fail(
-            f"{option}: {value!r} is neither a time like 2026-05-01T09:30:00Z "
-            "nor a duration like 2h",
-            USAGE,
-        )
-    if "t" not in text.lower() and " " not in text:
-        example = f"{text[:10]}T00:00:00Z"
-        fail(f"{option}: {value!r} is a date; give a time with a zone: {example}", USAGE)
-    if parsed.tzinfo is None:
-        fail(f"{option}: {value!r} has no time zone; add Z or an offset such as +02:00", USAGE)
-    return parsed
+    return _aware(value, option, or_duration=True)
 
 
 @changes_app.command("list")
@@ -500,6 +496,8 @@ def list_changes(
         params["until"] = _moment(until, "--until").isoformat()
     with connect() as client:
         changes = client.get("/api/v1/change-events", params=params)
+    if len(changes) == limit:  # on stderr, so it never mixes with the JSON
+        print_note(f"the newest {limit} are shown; narrow the filters or raise --limit")
     if json_output:
         print_json(changes)
         return
@@ -522,8 +520,6 @@ def list_changes(
             for c in changes
         ],
     )
-    if len(changes) == limit:
-        print_note(f"the newest {limit} are shown; narrow the filters or raise --limit")
 
 
 def _preview(body: str, chars: int = 60) -> str:

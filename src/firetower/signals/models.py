@@ -127,7 +127,10 @@ class ChangeEvent(Base):
     custom_details: Mapped[dict[str, Any]] = mapped_column(JSONType)
     links: Mapped[list[Any]] = mapped_column(JSONType)
 
-    __table_args__ = (Index("ix_change_events_timestamp", "timestamp"),)
+    __table_args__ = (
+        Index("ix_change_events_timestamp", "timestamp"),
+        Index("ix_change_events_service_timestamp", "service_name", "timestamp"),
+    )
 
 
 class RejectedPayload(Base):

@@ -112,7 +112,7 @@ def format_matcher(matcher: Matcher | dict[str, str]) -> str:
             quoted.append("\\n")
             continue
         # Followed by what reads as an escape's second half (a line break is written \n).
-        read_as_escape = char == "\\" and (value[at + 1 : at + 2] or '"') in "\\\"n\n"
+        read_as_escape = char == "\\" and (value[at + 1 : at + 2] or '"') in '\\"n\n'
         quoted.append("\\" + char if char == '"' or read_as_escape else char)
     return f'{label}{op}"{"".join(quoted)}"'
 

@@ -58,6 +58,7 @@ from firetower.signals.schemas import (
     SilenceCreate,
     SilenceRead,
 )
+from firetower.text import NO_NUL
 
 router = APIRouter(tags=["signals"])
 intake_router = APIRouter(tags=["intake"], include_in_schema=False)
@@ -112,12 +113,16 @@ def list_rejected_payloads(session: ReadSession, actor: Admin) -> list[RejectedP
     ]
 
 
+NameFilter = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
+"""A list's filter on a name (integration, service): no NUL, which PostgreSQL cannot hold."""
+
+
 @router.get("/change-events", response_model=list[ChangeEventRead])
 def list_change_events(
     session: ReadSession,
     actor: Viewer,
-    integration: Annotated[str | None, Query(max_length=100)] = None,
-    service_name: Annotated[str | None, Query(alias="service", max_length=100)] = None,
+    integration: NameFilter = None,
+    service_name: Annotated[NameFilter, Query(alias="service")] = None,
     since: UtcDatetime | None = None,
     until: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -161,7 +166,7 @@ def list_alerts(
     session: ReadSession,
     actor: Viewer,
     alert_status: Annotated[AlertStatus | None, Query(alias="status")] = None,
-    integration: Annotated[str | None, Query(max_length=100)] = None,
+    integration: NameFilter = None,
     silenced: bool | None = None,
     flapping: bool | None = None,
     inhibited: bool | None = None,
@@ -183,7 +188,7 @@ def list_alerts(
 def list_alert_groups(
     session: ReadSession,
     actor: Viewer,
-    integration: Annotated[str | None, Query(max_length=100)] = None,
+    integration: NameFilter = None,
     limit: Limit = 100,
 ) -> list[AlertGroupRead]:
     """Alerts grouped by their integration's ``group_by`` label values, most recent first."""

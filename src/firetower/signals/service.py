@@ -1542,8 +1542,8 @@ def list_changes(
     if integration is not None:
         query = query.where(from_integration(session, ChangeEvent.integration_id, integration))
     if service_name is not None:
-        # In any case, as a change names its service on arrival.
-        found = Shared.of(session).catalog_name(service_name)
+        # In any case, as a change names its service on arrival (catalog names are lower).
+        found = session.scalar(select(Service.name).where(Service.name == service_name.lower()))
         if found is None:
             raise NotFound(f"no service named {service_name!r}", field="service")
         query = query.where(ChangeEvent.service_name == found)

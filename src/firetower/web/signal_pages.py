@@ -281,7 +281,11 @@ def changes_page(
     error: DomainError | None = None
     changes = []
     with _runtime(request).read() as session:
-        names = queries.integration_names(session)
+        names = [  # change events come only with PagerDuty keys
+            i.name
+            for i in signals.list_integrations(session)
+            if i.kind == IntegrationKind.pagerduty
+        ]
         services = [s.name for s in catalog.list_services(session)]
         try:
             windows = [str(h) for h, _ in CHANGE_WINDOWS_HOURS]
@@ -290,12 +294,14 @@ def changes_page(
                     f"hours: {hours!r} is not one of the windows ({', '.join(windows)})",
                     field="hours",
                 )
-            since = clock.now() - timedelta(hours=int(hours)) if hours else None
+            now = clock.now()
             changes = signals.list_changes(
                 session,
                 integration=integration or None,
                 service_name=service or None,
-                since=since,
+                # A window ends now: a change stamped in the future is in none of them.
+                since=now - timedelta(hours=int(hours)) if hours else None,
+                until=now if hours else None,
                 limit=CHANGE_ROWS,
             )
         except DomainError as exc:
