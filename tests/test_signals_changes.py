@@ -229,6 +229,8 @@ def test_the_console_lists_changes_with_safe_links(
     assert "Skewed clock v9" not in console.get("/changes", params={"hours": "1"}).text
     narrowed = console.get("/changes", params={"service": "checkout", "hours": "1"})
     assert "Deployed checkout v42" in narrowed.text
+    assert '<option value="checkout" selected>' in narrowed.text  # the filters stay chosen
+    assert '<option value="1" selected>last hour</option>' in narrowed.text
     assert "Deployed checkout v41" not in narrowed.text
     assert "Rotated certs" not in narrowed.text
     refused = console.get("/changes", params={"hours": "5"})

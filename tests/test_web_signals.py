@@ -174,6 +174,8 @@ def test_the_alert_list_filters_by_status_and_integration(
     assert "TwoFiring" in only_two.text and "OneFiring" not in only_two.text
     both = responder.get("/alerts?integration=am-one&status=resolved")
     assert "OneResolved" in both.text and "OneFiring" not in both.text
+    assert '<option value="am-one" selected>' in both.text  # the filters stay chosen
+    assert '<option value="resolved" selected>' in both.text
 
     bad_status = responder.get("/alerts?status=burning")
     assert bad_status.status_code == 422
