@@ -273,6 +273,16 @@ def test_alert_marks_say_dropped_notify_only_and_inhibited(
     assert sorted(a["title"] for a in others) == ["Heads", "NodeDown", "Noise"]
 
 
+@pytest.mark.parametrize("command", [["alerts", "list"], ["alerts", "groups"]])
+def test_an_empty_integration_filter_is_refused_not_dropped(
+    server_url: str, responder: ApiUser, command: list[str]
+) -> None:
+    """A script's ``--integration "$NAME"`` with NAME unset must not list everything."""
+    refused = run_cli([*command, "--integration", ""], url=server_url, token=responder.token)
+    assert refused.exit_code == 1
+    assert "no integration named ''" in error_line(refused)
+
+
 def test_alerts_list_says_when_nothing_matches(server_url: str, responder: ApiUser) -> None:
     quiet = run_cli(["alerts", "list"], url=server_url, token=responder.token)
     assert quiet.exit_code == 0

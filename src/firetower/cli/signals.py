@@ -120,7 +120,7 @@ def list_alerts(
     params: dict[str, Any] = {"limit": limit}
     if status is not None:
         params["status"] = status.value
-    if integration:
+    if integration is not None:  # an empty one too: the server says no such integration
         params["integration"] = integration
     for name, wanted in (("silenced", silenced), ("flapping", flapping), ("inhibited", inhibited)):
         if wanted is not None:
@@ -165,7 +165,7 @@ def list_groups(
 ) -> None:
     """List alert groups (alerts with the same group-by label values), most recent first."""
     params: dict[str, Any] = {"limit": limit}
-    if integration:
+    if integration is not None:  # an empty one too: the server says no such integration
         params["integration"] = integration
     with connect() as client:
         groups = client.get("/api/v1/alert-groups", params=params)
