@@ -599,3 +599,59 @@ def test_a_time_utc_cannot_hold_is_refused_by_name_in_the_api(
         {"field": field, "message": "must fall within the years 1 to 9999 once in UTC"}
     ]
     assert row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_as_not_json_on_both_databases(
+    factory: Factory, runtime: Runtime, constant: str
+) -> None:
+    """Python's JSON reader takes them, SQLite stored them, PostgreSQL's JSON refused them
+    with another answer: now every intake refuses them alike, as PagerDuty's 400."""
+    admin = factory.user(Role.admin)
+    pd_key = _integration(admin, "pd", "pagerduty")
+    made = admin.post(
+        "/api/v1/integrations",
+        json={"name": "hook", "kind": "generic", "mapping": {"title": "title"}},
+    )
+    assert made.status_code == 201, made.text
+    generic_key = made.json()["key"]
+    before = row_counts(runtime)
+
+    def with_constant(document: dict[str, Any]) -> str:  # json.dumps writes no NaN here
+        return json.dumps(document).replace('"CONSTANT"', constant)
+
+    trigger = _pd(pd_key, dedup_key="c1", custom_details={"v": "CONSTANT"})
+    change = {
+        "routing_key": pd_key,
+        "payload": {"summary": "x", "custom_details": {"v": "CONSTANT"}},
+    }
+    bodies = {"/v2/enqueue": with_constant(trigger), "/v2/change/enqueue": with_constant(change)}
+    for url, body in bodies.items():
+        answer = admin.client.post(url, content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 400, (url, answer.text)
+        assert answer.json()["errors"] == [
+            f"the body is not valid JSON: {constant} is not a JSON number"
+        ]
+    answer = admin.client.post(
+        f"/ingest/generic/{generic_key}",
+        content=with_constant({"title": "x", "value": "CONSTANT"}),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"] == f"the body is not valid JSON: {constant} is not a JSON number"
+    after = row_counts(runtime)
+    # The generic one is a dead letter; PagerDuty's bad JSON is not, as before (its
+    # routing key is read from the body it cannot read).
+    assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 1
+    assert after == before
+
+
+def test_the_word_nan_in_a_text_is_only_text(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    summary = "Error ratio is NaN (Infinity requests)"
+    answer = admin.client.post("/v2/enqueue", json=_pd(key, dedup_key="n1", summary=summary))
+    assert answer.status_code == 202, answer.text
+    with runtime.read() as session:
+        [alert] = session.scalars(select(Alert))
+        assert alert.title == summary

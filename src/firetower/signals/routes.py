@@ -591,7 +591,10 @@ async def _pagerduty(request: Request, change: bool) -> Response:
     runtime: Runtime = request.app.state.runtime
     body = await request.body()
     model = PagerDutyChangeEvent if change else PagerDutyEvent
-    event = _parse_fast(model, body)
+    # custom_details takes any JSON, and pydantic's reader takes NaN and Infinity too: a
+    # body that may hold them goes the slow way, whose reader refuses them.
+    maybe_not_json = b"NaN" in body or b"Infinity" in body
+    event = None if maybe_not_json else _parse_fast(model, body)
     if event is not None and len(event.routing_key) == service.KEY_LENGTH:
         key, data = event.routing_key, None
     else:  # the slow path names what is wrong

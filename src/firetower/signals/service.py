@@ -286,14 +286,20 @@ def list_rejected(session: Session, limit: int = 100) -> list[tuple[RejectedPayl
 
 def parse_json(body: bytes) -> Any:
     """The body as JSON; ValueError (with a reason) when it is not, or holds text no
-    database stores: a NUL, or half of a UTF-16 surrogate pair (``"\\ud800"`` alone)."""
+    database stores: a NUL, or half of a UTF-16 surrogate pair (``"\\ud800"`` alone).
+    ``NaN`` and ``Infinity``, which Python's reader takes, are not JSON, and PostgreSQL's
+    JSON columns refuse them."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_not_a_json_number)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
     if (problem := _bad_text(data)) is not None:
         raise ValueError(problem)
     return data
+
+
+def _not_a_json_number(name: str) -> Any:
+    raise ValueError(f"the body is not valid JSON: {name} is not a JSON number")
 
 
 HALF_SURROGATE = (
