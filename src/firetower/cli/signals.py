@@ -27,6 +27,8 @@ changes_app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")]
+"""The lists' --limit: the API's own bounds (1 to 1,000)."""
 USAGE = 2
 STATUS_ORDER = {"firing": 0, "acknowledged": 1}
 _DURATION = re.compile(r"(\d+)([wdhms])")
@@ -113,7 +115,7 @@ def list_alerts(
         bool | None,
         typer.Option("--inhibited/--not-inhibited", help="Only alerts an inhibition rule mutes."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    limit: LimitOption = 100,
     json_output: JsonOption = False,
 ) -> None:
     """List alerts: firing first, then acknowledged, then resolved; newest first in each."""
@@ -160,7 +162,7 @@ def list_groups(
     integration: Annotated[
         str | None, typer.Option(help="Only groups of this integration.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    limit: LimitOption = 100,
     json_output: JsonOption = False,
 ) -> None:
     """List alert groups (alerts with the same group-by label values), most recent first."""
@@ -481,7 +483,7 @@ def list_changes(
     until: Annotated[
         str | None, typer.Option(help="Only changes at or before this: an ISO time or 2h.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    limit: LimitOption = 100,
     json_output: JsonOption = False,
 ) -> None:
     """List change events, newest first: what changed before an incident began?"""
