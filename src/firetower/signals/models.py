@@ -15,7 +15,6 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    UniqueConstraint,
     false,
     text,
 )
@@ -53,7 +52,11 @@ class Integration(Base):
 
 
 class Alert(Base):
-    """One alert per (integration, fingerprint): a repeat updates it, never adds a row."""
+    """One alert per (integration, fingerprint): a repeat updates it, never adds a row.
+
+    The alert is found by its key through ``AlertKey`` and ``FoldedAlertKey``, not through
+    an index of this table: see ``AlertKey``.
+    """
 
     __tablename__ = "alerts"
 
@@ -102,10 +105,43 @@ class Alert(Base):
     integration: Mapped[Integration] = relationship()
 
     __table_args__ = (
-        UniqueConstraint("integration_id", "fingerprint", name="uq_alerts_integration_fingerprint"),
         Index("ix_alerts_incident_status", "incident_id", "status"),
         Index("ix_alerts_integration_group", "integration_id", "group_key"),
     )
+
+
+class AlertKey(Base):
+    """An alert's (integration, fingerprint), written by a trigger on every new alert.
+
+    It replaces a unique index of ``alerts``, in which each new alert's hashed fingerprint
+    dirtied a page of its own that SQLite's log took whole. On SQLite intake folds these
+    keys into ``FoldedAlertKey`` in key order once there are ``intake_rows.FOLD_KEYS_AT``;
+    PostgreSQL keeps them all here. docs/group-commit.md ("Alert keys") says why it holds.
+    """
+
+    __tablename__ = "alert_keys"
+
+    integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(255), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer)
+    """No foreign key: a migration in SQLite's batch mode rebuilds ``alerts`` by copying
+    and dropping it, which a cascading key would follow and any other would refuse. Such a
+    migration must create the trigger ``alerts_add_key`` again (SQLite drops a table's
+    triggers with it); tests/test_signals_keys.py checks every new alert gets its key."""
+
+    __table_args__ = {"sqlite_with_rowid": False}  # the key is the table: one B-tree
+
+
+class FoldedAlertKey(Base):
+    """Alert keys folded out of ``AlertKey`` on SQLite (see there); empty on PostgreSQL."""
+
+    __tablename__ = "alert_keys_folded"
+
+    integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(255), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = {"sqlite_with_rowid": False}
 
 
 class ChangeEvent(Base):

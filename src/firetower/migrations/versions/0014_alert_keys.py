@@ -1,0 +1,76 @@
+"""signals: alerts are found by key through alert_keys, not a unique index of alerts
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-11-29
+
+Each new alert with a hashed fingerprint landed in a leaf page of the unique
+(integration_id, fingerprint) index of its own, and SQLite's write-ahead log takes every
+page a commit touches whole. The keys now live in two tables of their own (see
+``signals.models.AlertKey``): a trigger writes each new alert's key to ``alert_keys``, and
+intake on SQLite folds that table into ``alert_keys_folded`` in key order from time to
+time. Existing alerts' keys go to ``alert_keys``; the first fold moves them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+KEY_TABLES = ("alert_keys", "alert_keys_folded")
+TRIGGER = "alerts_add_key"
+POSTGRES_FUNCTION = "firetower_add_alert_key"
+_ADD_KEY = (
+    "INSERT INTO alert_keys (integration_id, fingerprint, alert_id) "
+    "VALUES (NEW.integration_id, NEW.fingerprint, NEW.id)"
+)
+
+
+def upgrade() -> None:
+    # Batch mode rebuilds alerts on SQLite; it carries none of 0012's triggers, and this
+    # revision's own is created after the rebuild.
+    with op.batch_alter_table("alerts") as batch:
+        batch.drop_constraint("uq_alerts_integration_fingerprint", type_="unique")
+    for table in KEY_TABLES:
+        op.create_table(
+            table,
+            sa.Column("integration_id", sa.Integer(), nullable=False),
+            sa.Column("fingerprint", sa.String(length=255), nullable=False),
+            sa.Column("alert_id", sa.Integer(), nullable=False),
+            sa.PrimaryKeyConstraint("integration_id", "fingerprint", name=op.f(f"pk_{table}")),
+            sqlite_with_rowid=False,
+        )
+    op.execute(
+        "INSERT INTO alert_keys (integration_id, fingerprint, alert_id) "
+        "SELECT integration_id, fingerprint, id FROM alerts"
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            f"CREATE FUNCTION {POSTGRES_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN {_ADD_KEY}; RETURN NULL; END $$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON alerts "
+            f"FOR EACH ROW EXECUTE FUNCTION {POSTGRES_FUNCTION}()"
+        )
+    else:
+        op.execute(f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON alerts BEGIN {_ADD_KEY}; END")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP TRIGGER {TRIGGER} ON alerts")
+        op.execute(f"DROP FUNCTION {POSTGRES_FUNCTION}()")
+    else:
+        op.execute(f"DROP TRIGGER {TRIGGER}")
+    with op.batch_alter_table("alerts") as batch:
+        batch.create_unique_constraint(
+            "uq_alerts_integration_fingerprint", ["integration_id", "fingerprint"]
+        )
+    for table in reversed(KEY_TABLES):
+        op.drop_table(table)

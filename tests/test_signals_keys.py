@@ -1,0 +1,224 @@
+"""Alert keys: every alert is found by (integration, fingerprint) through ``alert_keys``,
+and on SQLite through ``alert_keys_folded`` once its key is folded there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import Connection, create_engine, make_url, select, text
+from sqlalchemy.exc import IntegrityError
+
+from firetower import clock
+from firetower.auth.schemas import Role
+from firetower.db import Database
+from firetower.migrate import alembic_config, upgrade
+from firetower.runtime import Runtime
+from firetower.settings import Settings
+from firetower.signals import intake_rows
+from firetower.signals.intake_rows import AlertRow
+from firetower.signals.models import Alert, AlertKey, FoldedAlertKey, Integration
+from tests.factories import Factory
+from tests.signals_support import send_batch
+
+
+def _alert(fingerprint: str, status: str = "firing") -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": "DiskFull", "instance": fingerprint},
+        "annotations": {},
+        "startsAt": "2026-11-29T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-29T10:05:00Z",
+        "fingerprint": fingerprint,
+    }
+
+
+def _keys(runtime: Runtime) -> tuple[list[str], list[str]]:
+    """The fingerprints in ``alert_keys`` and in ``alert_keys_folded``, each in key order."""
+    with runtime.read() as session:
+        return (
+            list(session.scalars(select(AlertKey.fingerprint).order_by(AlertKey.fingerprint))),
+            list(
+                session.scalars(
+                    select(FoldedAlertKey.fingerprint).order_by(FoldedAlertKey.fingerprint)
+                )
+            ),
+        )
+
+
+def _integration_id(runtime: Runtime) -> int:
+    with runtime.transaction() as session:
+        integration = Integration(
+            name="keys",
+            kind="alertmanager",
+            key_prefix="keyskeys",
+            key_hash="0" * 64,
+            created_at=clock.now(),
+        )
+        session.add(integration)
+        session.flush()
+        return integration.id
+
+
+def _row(integration_id: int, fingerprint: str) -> AlertRow:
+    now = clock.now()
+    return AlertRow(
+        integration_id=integration_id,
+        fingerprint=fingerprint,
+        status="firing",
+        title="t",
+        severity="SEV3",
+        service_name=None,
+        labels={},
+        annotations={},
+        starts_at=None,
+        ends_at=None,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+
+
+def test_repeats_find_their_alert_before_and_after_its_key_is_folded(
+    factory: Factory, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 3)
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/integrations", json={"name": "am", "kind": "alertmanager"})
+    key = answer.json()["key"]
+
+    send_batch(factory, key, *(_alert(f"f{n}") for n in range(4)))
+    if runtime.database.dialect == "sqlite":  # four keys reached the fold at three
+        assert _keys(runtime) == ([], ["f0", "f1", "f2", "f3"])
+    else:  # PostgreSQL never folds
+        assert _keys(runtime) == (["f0", "f1", "f2", "f3"], [])
+
+    send_batch(factory, key, _alert("f1"), _alert("f4"), _alert("f5"))
+    send_batch(factory, key, _alert("f4"), _alert("f2", "resolved"))
+    if runtime.database.dialect == "sqlite":
+        assert _keys(runtime) == (["f4", "f5"], ["f0", "f1", "f2", "f3"])
+    else:
+        assert _keys(runtime) == ([f"f{n}" for n in range(6)], [])
+
+    with runtime.read() as session:
+        alerts = {a.fingerprint: (a.count, a.status) for a in session.scalars(select(Alert))}
+    assert alerts == {
+        "f0": (1, "firing"),
+        "f1": (2, "firing"),
+        "f2": (2, "resolved"),
+        "f3": (1, "firing"),
+        "f4": (2, "firing"),
+        "f5": (1, "firing"),
+    }
+
+
+def test_a_row_whose_key_was_folded_in_its_own_transaction_is_updated(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The update of a row inserted without its id reads the id through the folded keys."""
+    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 1)
+    integration_id = _integration_id(runtime)
+    row = _row(integration_id, "disk")
+    with runtime.transaction() as session:
+        intake_rows.write(session, [row])
+        row.status, row.count, row.dirty = "resolved", 2, True
+        intake_rows.write(session, [row])
+    with runtime.read() as session:
+        stored = session.scalars(select(Alert)).one()
+    assert (stored.status, stored.count) == ("resolved", 2)
+    folded = runtime.database.dialect == "sqlite"
+    assert _keys(runtime) == (([], ["disk"]) if folded else (["disk"], []))
+
+
+def test_the_database_refuses_a_second_alert_with_a_key_not_folded(runtime: Runtime) -> None:
+    """The trigger's key row takes the place of the unique index ``alerts`` had."""
+    integration_id = _integration_id(runtime)
+    with runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, "twice")])
+    with pytest.raises(IntegrityError), runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, "twice")])
+    with runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, "once")])
+        session.add(
+            Alert(
+                integration_id=integration_id,
+                fingerprint="by the orm",
+                status="firing",
+                title="t",
+                severity="SEV3",
+                labels={},
+                annotations={},
+                first_seen_at=clock.now(),
+                last_seen_at=clock.now(),
+            )
+        )
+    assert _keys(runtime) == (["by the orm", "once", "twice"], [])
+    with runtime.read() as session:
+        found = intake_rows.load(session, integration_id, ["by the orm"])
+    assert [row.fingerprint for row in found] == ["by the orm"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """A database with no tables yet, to migrate step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'keys.db'}"
+        return
+    admin_url = request.getfixturevalue("postgres_url")  # skips without PostgreSQL
+    name = f"{make_url(admin_url).database}_keys"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _insert_alert(connection: Connection, fingerprint: str) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO alerts (integration_id, fingerprint, status, title, severity, labels, "
+            "annotations, first_seen_at, last_seen_at, count, silenced) VALUES (7, :f, "
+            "'firing', 't', 'SEV3', '{}', '{}', :at, :at, 1, false)"
+        ),
+        {"f": fingerprint, "at": datetime(2026, 1, 1, tzinfo=UTC)},
+    )
+
+
+def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
+    empty_database_url: str, tmp_path
+) -> None:
+    settings = Settings(env="test", home=tmp_path, database_url=empty_database_url)
+    database = Database(settings)
+    upgrade(database.engine, "0013")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO integrations (id, name, kind, key_prefix, key_hash, created_at) "
+                "VALUES (7, 'old', 'alertmanager', 'oldoldol', 'x', :at)"
+            ),
+            {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+        for fingerprint in ("b", "a"):
+            _insert_alert(connection, fingerprint)
+    upgrade(database.engine)
+    with database.engine.connect() as connection:
+        keys = connection.execute(
+            text("SELECT fingerprint, alert_id FROM alert_keys ORDER BY fingerprint")
+        ).all()
+    assert keys == [("a", 2), ("b", 1)]
+    with database.engine.begin() as connection:
+        _insert_alert(connection, "c")  # the trigger, as migrated
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        _insert_alert(connection, "c")
+
+    command.downgrade(alembic_config(database.engine), "0013")
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        _insert_alert(connection, "a")  # the unique constraint is back
+    with database.engine.begin() as connection:
+        _insert_alert(connection, "d")  # and the trigger is gone with the keys
+    database.dispose()
