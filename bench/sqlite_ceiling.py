@@ -3,15 +3,17 @@
 Two writer processes take turns at one database file as two ``serve`` processes do
 (firetower's ``WriterLock``, its connection pragmas, its WAL checkpointer), and each commits
 groups of new alerts the way intake's transaction stores them: one known-alert read by
-fingerprint, then INSERTs of 100 rows each into the migrated ``alerts`` table. Every row's
+fingerprint, then INSERTs of 100 rows each into the migrated ``alerts`` table (whose trigger
+writes each alert's key), and intake's fold of the keys when it is due. Every row's
 values are encoded before the turn is taken. Nothing else runs: no HTTP, no parsing, no
 routing, no incidents. The figure bounds what the server can take in on this machine.
 
 It runs with two orders of fingerprints: scattered, as Alertmanager's hashes of the labels
 are (``intake_support.fingerprint``), and in order (consecutive numbers, as the first rounds
-of the HTTP benchmarks sent by accident). Each scattered alert lands in a leaf page of the
-unique (integration, fingerprint) index of its own, which the commit then writes to the
-log whole; alerts in order fill one page after another.
+of the HTTP benchmarks sent by accident). Until the keys moved out of ``alerts`` (0014),
+each scattered alert landed in a leaf page of the unique (integration, fingerprint) index
+of its own, which the commit then wrote to the log whole; alerts in order fill one page
+after another.
 
     python -m bench.sqlite_ceiling --seconds 10 --group 800
 """
@@ -34,7 +36,7 @@ from bench.intake_support import fingerprint
 from firetower.db import WalCheckpointer, WriterLock, make_engine
 from firetower.migrate import upgrade
 from firetower.signals import intake_rows
-from firetower.signals.intake_rows import COLUMNS, AlertRow, Encoder
+from firetower.signals.intake_rows import COLUMNS, COUNT_KEYS, FOLD_KEYS, AlertRow, Encoder
 
 ORDERS = ("scattered", "in order")
 GROUP = 800
@@ -108,7 +110,7 @@ def _writer(
     assert connection is not None
     requests_per_group = group // BATCH
     request = first
-    committed, held_seconds = 0, 0.0
+    committed, held_seconds, folds = 0, 0.0, 0
     began = ended = time.time()
     while time.time() < until:
         # Writer w sends requests w, w + writers, ...: their fingerprints interleave.
@@ -127,6 +129,10 @@ def _writer(
             for start in range(0, len(rows), BATCH):
                 values = [value for row in rows[start : start + BATCH] for value in row]
                 connection.execute(INSERT_100, values)
+            if connection.execute(COUNT_KEYS).fetchone()[0] >= intake_rows.FOLD_KEYS_AT:
+                folds += 1
+                for statement in FOLD_KEYS:
+                    connection.execute(statement)
             connection.execute("COMMIT")
         finally:
             held_seconds += time.perf_counter() - started
@@ -136,7 +142,7 @@ def _writer(
     checkpointer.close()
     raw.close()
     engine.dispose()
-    out.put((committed, held_seconds, began, ended))
+    out.put((committed, held_seconds, began, ended, folds))
 
 
 def _fresh_database(home: str) -> tuple[str, int]:
@@ -156,8 +162,10 @@ def _fresh_database(home: str) -> tuple[str, int]:
     return path, int(integration_id)
 
 
-def measure(order: str, seconds: float, group: int, processes: int) -> tuple[float, float, int]:
-    """Alerts committed a second, µs of the write turn per alert, rows stored."""
+def measure(
+    order: str, seconds: float, group: int, processes: int
+) -> tuple[float, float, int, int]:
+    """Alerts committed a second, µs of the write turn per alert, rows stored, key folds."""
     context = get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="firetower-bench-ceiling-") as home:
         path, integration_id = _fresh_database(home)
@@ -184,7 +192,7 @@ def measure(order: str, seconds: float, group: int, processes: int) -> tuple[flo
         raise RuntimeError(f"{committed} alerts reported committed, {stored} stored")
     held = sum(report[1] for report in reports)
     span = max(report[3] for report in reports) - min(report[2] for report in reports)
-    return committed / span, held / committed * 1e6, stored
+    return committed / span, held / committed * 1e6, stored, sum(report[4] for report in reports)
 
 
 def run(seconds: float = 10, group: int = GROUP, processes: int = 2) -> None:
@@ -193,10 +201,11 @@ def run(seconds: float = 10, group: int = GROUP, processes: int = 2) -> None:
         f"(INSERTs of {BATCH} rows), no HTTP and no routing; target {TARGET_PER_SECOND:,}/s"
     )
     for order in ORDERS:
-        rate, held_us, stored = measure(order, seconds, group, processes)
+        rate, held_us, stored, folds = measure(order, seconds, group, processes)
         print(
             f"    fingerprints {order:9}: {rate:8,.0f} alerts/s committed, "
-            f"write turn {held_us:4.1f} µs per alert, {stored:,} alerts stored"
+            f"write turn {held_us:4.1f} µs per alert, {stored:,} alerts stored, "
+            f"keys folded {folds} times"
         )
 
 
