@@ -36,7 +36,7 @@ from bench.intake_support import fingerprint
 from firetower.db import WalCheckpointer, WriterLock, make_engine
 from firetower.migrate import upgrade
 from firetower.signals import intake_rows
-from firetower.signals.intake_rows import COLUMNS, COUNT_KEYS, FOLD_KEYS, AlertRow, Encoder
+from firetower.signals.intake_rows import COLUMNS, FOLD_KEYS, AlertRow, Encoder, fold_due
 
 ORDERS = ("scattered", "in order")
 GROUP = 800
@@ -128,8 +128,8 @@ def _writer(
             assert connection.execute(KNOWN, known).fetchall() == []
             for start in range(0, len(rows), BATCH):
                 values = [value for row in rows[start : start + BATCH] for value in row]
-                connection.execute(INSERT_100, values)
-            if connection.execute(COUNT_KEYS).fetchone()[0] >= intake_rows.FOLD_KEYS_AT:
+                last_id = connection.execute(INSERT_100, values).lastrowid
+            if fold_due(last_id - len(rows) + 1, last_id):
                 folds += 1
                 for statement in FOLD_KEYS:
                     connection.execute(statement)

@@ -84,18 +84,18 @@ def _row(integration_id: int, fingerprint: str) -> AlertRow:
 def test_repeats_find_their_alert_before_and_after_its_key_is_folded(
     factory: Factory, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 3)
+    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 4)
     admin = factory.user(Role.admin)
     answer = admin.post("/api/v1/integrations", json={"name": "am", "kind": "alertmanager"})
     key = answer.json()["key"]
 
     send_batch(factory, key, *(_alert(f"f{n}") for n in range(4)))
-    if runtime.database.dialect == "sqlite":  # four keys reached the fold at three
+    if runtime.database.dialect == "sqlite":  # alert 4 passed the fold's multiple
         assert _keys(runtime) == ([], ["f0", "f1", "f2", "f3"])
     else:  # PostgreSQL never folds
         assert _keys(runtime) == (["f0", "f1", "f2", "f3"], [])
 
-    send_batch(factory, key, _alert("f1"), _alert("f4"), _alert("f5"))
+    send_batch(factory, key, _alert("f1"), _alert("f4"), _alert("f5"))  # alerts 5 and 6
     send_batch(factory, key, _alert("f4"), _alert("f2", "resolved"))
     if runtime.database.dialect == "sqlite":
         assert _keys(runtime) == (["f4", "f5"], ["f0", "f1", "f2", "f3"])
@@ -112,6 +112,9 @@ def test_repeats_find_their_alert_before_and_after_its_key_is_folded(
         "f4": (2, "firing"),
         "f5": (1, "firing"),
     }
+    if runtime.database.dialect == "sqlite":
+        send_batch(factory, key, _alert("f6"), _alert("f7"))  # alert 8 passes the next one
+        assert _keys(runtime) == ([], [f"f{n}" for n in range(8)])
 
 
 def test_a_row_whose_key_was_folded_in_its_own_transaction_is_updated(
@@ -130,6 +133,15 @@ def test_a_row_whose_key_was_folded_in_its_own_transaction_is_updated(
     assert (stored.status, stored.count) == ("resolved", 2)
     folded = runtime.database.dialect == "sqlite"
     assert _keys(runtime) == (([], ["disk"]) if folded else (["disk"], []))
+
+
+def test_a_fold_is_due_each_time_the_ids_pass_a_multiple(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 100)
+    assert intake_rows.fold_due(1, 100) and intake_rows.fold_due(100, 100)
+    assert intake_rows.fold_due(50, 250) and intake_rows.fold_due(199, 200)
+    assert not intake_rows.fold_due(1, 99) and not intake_rows.fold_due(101, 199)
 
 
 def test_the_database_refuses_a_second_alert_with_a_key_not_folded(runtime: Runtime) -> None:

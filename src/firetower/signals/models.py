@@ -115,7 +115,7 @@ class AlertKey(Base):
 
     It replaces a unique index of ``alerts``, in which each new alert's hashed fingerprint
     dirtied a page of its own that SQLite's log took whole. On SQLite intake folds these
-    keys into ``FoldedAlertKey`` in key order once there are ``intake_rows.FOLD_KEYS_AT``;
+    keys into ``FoldedAlertKey`` in key order every ``intake_rows.FOLD_KEYS_AT`` new alerts;
     PostgreSQL keeps them all here. docs/group-commit.md ("Alert keys") says why it holds.
     """
 
