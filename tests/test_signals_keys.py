@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.db import Database
+from firetower.metrics import REGISTRY
 from firetower.migrate import alembic_config, upgrade
 from firetower.runtime import Runtime
 from firetower.settings import Settings
@@ -84,7 +85,7 @@ def _row(integration_id: int, fingerprint: str) -> AlertRow:
 def test_repeats_find_their_alert_before_and_after_its_key_is_folded(
     factory: Factory, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 4)
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 4)
     admin = factory.user(Role.admin)
     answer = admin.post("/api/v1/integrations", json={"name": "am", "kind": "alertmanager"})
     key = answer.json()["key"]
@@ -121,7 +122,7 @@ def test_a_row_whose_key_was_folded_in_its_own_transaction_is_updated(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The update of a row inserted without its id reads the id through the folded keys."""
-    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 1)
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 1)
     integration_id = _integration_id(runtime)
     row = _row(integration_id, "disk")
     with runtime.transaction() as session:
@@ -138,7 +139,7 @@ def test_a_row_whose_key_was_folded_in_its_own_transaction_is_updated(
 def test_a_fold_is_due_each_time_the_ids_pass_a_multiple(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(intake_rows, "FOLD_KEYS_AT", 100)
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 100)
     assert intake_rows.fold_due(1, 100) and intake_rows.fold_due(100, 100)
     assert intake_rows.fold_due(50, 250) and intake_rows.fold_due(199, 200)
     assert not intake_rows.fold_due(1, 99) and not intake_rows.fold_due(101, 199)
@@ -170,6 +171,85 @@ def test_the_database_refuses_a_second_alert_with_a_key_not_folded(runtime: Runt
     with runtime.read() as session:
         found = intake_rows.load(session, integration_id, ["by the orm"])
     assert [row.fingerprint for row in found] == ["by the orm"]
+
+
+def _orm_alert(integration_id: int, fingerprint: str) -> Alert:
+    return Alert(
+        integration_id=integration_id,
+        fingerprint=fingerprint,
+        status="firing",
+        title="t",
+        severity="SEV3",
+        labels={},
+        annotations={},
+        first_seen_at=clock.now(),
+        last_seen_at=clock.now(),
+    )
+
+
+def test_the_database_refuses_a_second_alert_with_a_key_already_folded(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: a duplicate that got past intake's lookup made every later fold
+    fail on the folded table's primary key, and intake with it."""
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 1)
+    integration_id = _integration_id(runtime)
+    with runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, "folded")])
+    with pytest.raises(IntegrityError), runtime.transaction() as session:
+        session.add(_orm_alert(integration_id, "folded"))
+    with runtime.transaction() as session:  # folds go on
+        intake_rows.write(session, [_row(integration_id, "next")])
+    folded = runtime.database.dialect == "sqlite"
+    both = ["folded", "next"]
+    assert _keys(runtime) == (([], both) if folded else (both, []))
+
+
+def test_a_deleted_alert_takes_its_key_with_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 2)
+    integration_id = _integration_id(runtime)
+    with runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, "a"), _row(integration_id, "b")])
+        intake_rows.write(session, [_row(integration_id, "c")])  # SQLite folded a and b
+    with runtime.transaction() as session:
+        session.execute(text("DELETE FROM alerts WHERE fingerprint IN ('a', 'c')"))
+    folded = runtime.database.dialect == "sqlite"
+    assert _keys(runtime) == (([], ["b"]) if folded else (["b"], []))
+    with runtime.transaction() as session:  # both can be stored again
+        intake_rows.write(session, [_row(integration_id, "a"), _row(integration_id, "c")])
+    with runtime.read() as session:
+        found = intake_rows.load(session, integration_id, ["a", "b", "c"])
+    assert sorted(row.fingerprint for row in found) == ["a", "b", "c"]
+
+
+def test_one_large_write_folds_once_and_a_rolled_back_fold_leaves_nothing(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """111 new alerts go in as INSERTs of 100, 10 and 1 rows and pass two multiples of 50:
+    the ids the last INSERT reports must cover all of them."""
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 50)
+    integration_id = _integration_id(runtime)
+    fingerprints = [f"k{n:03d}" for n in range(111)]
+    folds_before = REGISTRY.get_sample_value("firetower_alert_key_fold_seconds_count") or 0
+
+    with pytest.raises(RuntimeError), runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, f) for f in fingerprints])
+        raise RuntimeError("the group failed after its fold")
+    assert _keys(runtime) == ([], [])
+    with runtime.transaction() as session:
+        intake_rows.write(session, [_row(integration_id, f) for f in fingerprints])
+
+    folds = REGISTRY.get_sample_value("firetower_alert_key_fold_seconds_count") or 0
+    folds -= folds_before  # one per write on SQLite, the rolled-back one counted too
+    if runtime.database.dialect == "sqlite":
+        assert (_keys(runtime), folds) == (([], fingerprints), 2)
+    else:
+        assert (_keys(runtime), folds) == ((fingerprints, []), 0)
+    with runtime.read() as session:
+        found = intake_rows.load(session, integration_id, fingerprints)
+    assert [row.fingerprint for row in found] == fingerprints
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -119,6 +119,7 @@ def _fingerprints(dialect: str, fingerprints: Iterable[str]) -> Any:
 
 
 def _keys_listed(dialect: str, table: str, *names: str) -> str:
+    """These columns of one key table's rows for the fingerprints asked for."""
     listed = (
         "fingerprint IN (SELECT value FROM json_each(:fingerprints))"
         if dialect == "sqlite"
@@ -154,14 +155,14 @@ KNOWN = {
     "postgresql": _by_fingerprint("postgresql", "id", *COLUMNS, lock=True),
 }
 _IDS = {
-    dialect: text(_both_key_tables(dialect, "fingerprint", "alert_id")).columns(
+    dialect: text(_both_key_tables(dialect, "fingerprint", "alert_id AS id")).columns(
         _TABLE.c.fingerprint, _TABLE.c.id
     )
     for dialect in KNOWN
 }
 """Built once: building a statement per request costs more than running it."""
 
-FOLD_KEYS_AT = 10_000
+FOLD_EVERY_ALERTS = 10_000
 """On SQLite, ``alert_keys`` is folded into ``alert_keys_folded`` each time new alerts' ids
 pass a multiple of this, so about every this many new alerts (see ``models.AlertKey``).
 Smaller, and each fold rewrites the folded table's pages for fewer alerts; larger, and a
@@ -169,16 +170,17 @@ commit's new keys share fewer of the unfolded table's pages. A fold of 10,000 ke
 about 40 ms with 250,000 alerts stored (``bench.sqlite_ceiling``)."""
 FOLD_KEYS = (
     "INSERT INTO alert_keys_folded (integration_id, fingerprint, alert_id) "
-    "SELECT integration_id, fingerprint, alert_id FROM alert_keys",  # in key order
+    "SELECT integration_id, fingerprint, alert_id FROM alert_keys "
+    "ORDER BY integration_id, fingerprint",  # the table's own order: no sort
     "DELETE FROM alert_keys",
 )
 
 
 def fold_due(first_id: int, last_id: int) -> bool:
     """Whether inserting alerts ``first_id`` to ``last_id`` passed a multiple of
-    ``FOLD_KEYS_AT``. Decided from the ids, not by counting the unfolded keys: the count
+    ``FOLD_EVERY_ALERTS``. Decided from the ids, not by counting the unfolded keys: the count
     walked the whole table and cost 3% of intake's transaction."""
-    return last_id // FOLD_KEYS_AT > (first_id - 1) // FOLD_KEYS_AT
+    return last_id // FOLD_EVERY_ALERTS > (first_id - 1) // FOLD_EVERY_ALERTS
 
 
 def fold_keys(connection: Connection) -> None:
@@ -322,7 +324,8 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
 
     New rows get no id here (the INSERTs return none); ``read_ids`` fetches
     them when the caller needs them, and this does before it updates a row inserted earlier
-    without one (an update finds its row by id).
+    without one (an update finds its row by id). On SQLite, the write whose new alerts pass
+    a multiple of ``FOLD_EVERY_ALERTS`` also folds the alert keys (tens of milliseconds).
     """
     dialect = session.get_bind().dialect.name
     encoder = encoder or Encoder(dialect)
@@ -346,7 +349,8 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
     connection = session.connection()
     if inserts and dialect == "sqlite":
         last_id = _insert_sqlite(connection, inserts)
-        # One writer at a time, and no AUTOINCREMENT: the ids just given are consecutive.
+        # One writer at a time, and SQLite gives each new row max(id) + 1: the ids just
+        # given are consecutive.
         if fold_due(last_id - len(inserts) + 1, last_id):
             fold_keys(connection)
     elif inserts:

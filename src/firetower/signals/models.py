@@ -110,38 +110,36 @@ class Alert(Base):
     )
 
 
-class AlertKey(Base):
-    """An alert's (integration, fingerprint), written by a trigger on every new alert.
-
-    It replaces a unique index of ``alerts``, in which each new alert's hashed fingerprint
-    dirtied a page of its own that SQLite's log took whole. On SQLite intake folds these
-    keys into ``FoldedAlertKey`` in key order every ``intake_rows.FOLD_KEYS_AT`` new alerts;
-    PostgreSQL keeps them all here. docs/group-commit.md ("Alert keys") says why it holds.
-    """
-
-    __tablename__ = "alert_keys"
-
+class _AlertKeyColumns:
     integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(255), primary_key=True)
     alert_id: Mapped[int] = mapped_column(Integer)
     """No foreign key: a migration in SQLite's batch mode rebuilds ``alerts`` by copying
     and dropping it, which a cascading key would follow and any other would refuse. Such a
-    migration must create the trigger ``alerts_add_key`` again (SQLite drops a table's
-    triggers with it); tests/test_signals_keys.py checks every new alert gets its key."""
+    migration must create the triggers of 0014 again (SQLite drops a table's triggers with
+    it); tests/test_signals_keys.py fails if a new alert gets no key."""
 
     __table_args__ = {"sqlite_with_rowid": False}  # the key is the table: one B-tree
 
 
-class FoldedAlertKey(Base):
+class AlertKey(_AlertKeyColumns, Base):
+    """An alert's (integration, fingerprint), kept by triggers on ``alerts``: written when
+    the alert is inserted, deleted with it. An alert's key never changes.
+
+    It replaces a unique index of ``alerts``, in which each new alert's hashed fingerprint
+    dirtied a page of its own that SQLite's log took whole. On SQLite intake folds these
+    keys into ``FoldedAlertKey`` in key order every ``intake_rows.FOLD_EVERY_ALERTS`` new
+    alerts; PostgreSQL keeps them all here. docs/group-commit.md ("Alert keys") says how
+    they stay unique.
+    """
+
+    __tablename__ = "alert_keys"
+
+
+class FoldedAlertKey(_AlertKeyColumns, Base):
     """Alert keys folded out of ``AlertKey`` on SQLite (see there); empty on PostgreSQL."""
 
     __tablename__ = "alert_keys_folded"
-
-    integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(String(255), primary_key=True)
-    alert_id: Mapped[int] = mapped_column(Integer)
-
-    __table_args__ = {"sqlite_with_rowid": False}
 
 
 class ChangeEvent(Base):

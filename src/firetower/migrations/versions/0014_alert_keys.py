@@ -23,17 +23,30 @@ branch_labels = None
 depends_on = None
 
 KEY_TABLES = ("alert_keys", "alert_keys_folded")
-TRIGGER = "alerts_add_key"
-POSTGRES_FUNCTION = "firetower_add_alert_key"
+ON_INSERT, ON_DELETE = "add_key_on_insert_alerts", "drop_key_on_delete_alerts"
+POSTGRES_FUNCTION = "firetower_keep_alert_keys"
 _ADD_KEY = (
     "INSERT INTO alert_keys (integration_id, fingerprint, alert_id) "
     "VALUES (NEW.integration_id, NEW.fingerprint, NEW.id)"
 )
+# Only intake's lookup keeps a new key out of the folded table on SQLite; this refuses one
+# that got past it (hand-written SQL, a future code path), which the next fold would
+# otherwise fail on, and every fold after it. It reads pages the lookup has just read.
+_REFUSE_FOLDED = (
+    "SELECT RAISE(ABORT, 'UNIQUE constraint failed: alert_keys_folded.integration_id, "
+    "alert_keys_folded.fingerprint') FROM alert_keys_folded "
+    "WHERE integration_id = NEW.integration_id AND fingerprint = NEW.fingerprint"
+)
+_DROP_KEYS = [
+    f"DELETE FROM {table} WHERE integration_id = OLD.integration_id "  # noqa: S608 - constants
+    "AND fingerprint = OLD.fingerprint AND alert_id = OLD.id"
+    for table in KEY_TABLES
+]
 
 
 def upgrade() -> None:
     # Batch mode rebuilds alerts on SQLite; it carries none of 0012's triggers, and this
-    # revision's own is created after the rebuild.
+    # revision's own are created after the rebuild.
     with op.batch_alter_table("alerts") as batch:
         batch.drop_constraint("uq_alerts_integration_fingerprint", type_="unique")
     for table in KEY_TABLES:
@@ -50,24 +63,35 @@ def upgrade() -> None:
         "SELECT integration_id, fingerprint, id FROM alerts"
     )
     if op.get_bind().dialect.name == "postgresql":
+        # Nothing is folded on PostgreSQL: alert_keys' primary key alone keeps keys unique.
         op.execute(
             f"CREATE FUNCTION {POSTGRES_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-            f"BEGIN {_ADD_KEY}; RETURN NULL; END $$"
+            f"BEGIN IF TG_OP = 'INSERT' THEN {_ADD_KEY}; "
+            f"ELSE {'; '.join(_DROP_KEYS)}; END IF; RETURN NULL; END $$"
+        )
+        for name, event in ((ON_INSERT, "INSERT"), (ON_DELETE, "DELETE")):
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON alerts "
+                f"FOR EACH ROW EXECUTE FUNCTION {POSTGRES_FUNCTION}()"
+            )
+    else:
+        op.execute(
+            f"CREATE TRIGGER {ON_INSERT} AFTER INSERT ON alerts "
+            f"BEGIN {_REFUSE_FOLDED}; {_ADD_KEY}; END"
         )
         op.execute(
-            f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON alerts "
-            f"FOR EACH ROW EXECUTE FUNCTION {POSTGRES_FUNCTION}()"
+            f"CREATE TRIGGER {ON_DELETE} AFTER DELETE ON alerts BEGIN {'; '.join(_DROP_KEYS)}; END"
         )
-    else:
-        op.execute(f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON alerts BEGIN {_ADD_KEY}; END")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER {TRIGGER} ON alerts")
+        for name in (ON_INSERT, ON_DELETE):
+            op.execute(f"DROP TRIGGER {name} ON alerts")
         op.execute(f"DROP FUNCTION {POSTGRES_FUNCTION}()")
     else:
-        op.execute(f"DROP TRIGGER {TRIGGER}")
+        for name in (ON_INSERT, ON_DELETE):
+            op.execute(f"DROP TRIGGER {name}")
     with op.batch_alter_table("alerts") as batch:
         batch.create_unique_constraint(
             "uq_alerts_integration_fingerprint", ["integration_id", "fingerprint"]
