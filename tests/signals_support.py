@@ -6,9 +6,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from firetower import clock
 from firetower.incidents.models import Incident
 from firetower.runtime import Runtime
-from firetower.signals.models import Alert
+from firetower.signals.intake_rows import AlertRow
+from firetower.signals.models import Alert, Integration
 from tests.factories import Factory
 
 
@@ -34,3 +36,38 @@ def send_batch(factory: Factory, key: str, *alerts: dict[str, Any]) -> Any:
 
 def matcher(label: str, op: str, value: str) -> dict[str, str]:
     return {"label": label, "op": op, "value": value}
+
+
+def bare_integration(runtime: Runtime) -> int:
+    """An Alertmanager integration made straight in the database (no key to use); its id."""
+    with runtime.transaction() as session:
+        integration = Integration(
+            name="rows",
+            kind="alertmanager",
+            key_prefix="rowsrows",
+            key_hash="0" * 64,
+            created_at=clock.now(),
+        )
+        session.add(integration)
+        session.flush()
+        return integration.id
+
+
+def alert_row(integration_id: int, fingerprint: str, **values: object) -> AlertRow:
+    """A new firing alert as intake's rows carry it, with these columns changed."""
+    now = clock.now()
+    defaults: dict[str, object] = {
+        "integration_id": integration_id,
+        "fingerprint": fingerprint,
+        "status": "firing",
+        "title": "t",
+        "severity": "SEV3",
+        "service_name": None,
+        "labels": {},
+        "annotations": {},
+        "starts_at": None,
+        "ends_at": None,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }
+    return AlertRow(**{**defaults, **values})  # type: ignore[arg-type]

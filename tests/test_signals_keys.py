@@ -20,10 +20,9 @@ from firetower.migrate import alembic_config, upgrade
 from firetower.runtime import Runtime
 from firetower.settings import Settings
 from firetower.signals import intake_rows
-from firetower.signals.intake_rows import AlertRow
-from firetower.signals.models import Alert, AlertKey, FoldedAlertKey, Integration
+from firetower.signals.models import Alert, AlertKey, FoldedAlertKey
 from tests.factories import Factory
-from tests.signals_support import send_batch
+from tests.signals_support import alert_row, bare_integration, send_batch
 
 
 def _alert(fingerprint: str, status: str = "firing") -> dict[str, Any]:
@@ -50,35 +49,17 @@ def _keys(runtime: Runtime) -> tuple[list[str], list[str]]:
         )
 
 
-def _integration_id(runtime: Runtime) -> int:
-    with runtime.transaction() as session:
-        integration = Integration(
-            name="keys",
-            kind="alertmanager",
-            key_prefix="keyskeys",
-            key_hash="0" * 64,
-            created_at=clock.now(),
-        )
-        session.add(integration)
-        session.flush()
-        return integration.id
-
-
-def _row(integration_id: int, fingerprint: str) -> AlertRow:
-    now = clock.now()
-    return AlertRow(
+def _orm_alert(integration_id: int, fingerprint: str) -> Alert:
+    return Alert(
         integration_id=integration_id,
         fingerprint=fingerprint,
         status="firing",
         title="t",
         severity="SEV3",
-        service_name=None,
         labels={},
         annotations={},
-        starts_at=None,
-        ends_at=None,
-        first_seen_at=now,
-        last_seen_at=now,
+        first_seen_at=clock.now(),
+        last_seen_at=clock.now(),
     )
 
 
@@ -123,8 +104,8 @@ def test_a_row_whose_key_was_folded_in_its_own_transaction_is_updated(
 ) -> None:
     """The update of a row inserted without its id reads the id through the folded keys."""
     monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 1)
-    integration_id = _integration_id(runtime)
-    row = _row(integration_id, "disk")
+    integration_id = bare_integration(runtime)
+    row = alert_row(integration_id, "disk")
     with runtime.transaction() as session:
         intake_rows.write(session, [row])
         row.status, row.count, row.dirty = "resolved", 2, True
@@ -147,44 +128,18 @@ def test_a_fold_is_due_each_time_the_ids_pass_a_multiple(
 
 def test_the_database_refuses_a_second_alert_with_a_key_not_folded(runtime: Runtime) -> None:
     """The trigger's key row takes the place of the unique index ``alerts`` had."""
-    integration_id = _integration_id(runtime)
+    integration_id = bare_integration(runtime)
     with runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, "twice")])
+        intake_rows.write(session, [alert_row(integration_id, "twice")])
     with pytest.raises(IntegrityError), runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, "twice")])
+        intake_rows.write(session, [alert_row(integration_id, "twice")])
     with runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, "once")])
-        session.add(
-            Alert(
-                integration_id=integration_id,
-                fingerprint="by the orm",
-                status="firing",
-                title="t",
-                severity="SEV3",
-                labels={},
-                annotations={},
-                first_seen_at=clock.now(),
-                last_seen_at=clock.now(),
-            )
-        )
+        intake_rows.write(session, [alert_row(integration_id, "once")])
+        session.add(_orm_alert(integration_id, "by the orm"))
     assert _keys(runtime) == (["by the orm", "once", "twice"], [])
     with runtime.read() as session:
         found = intake_rows.load(session, integration_id, ["by the orm"])
     assert [row.fingerprint for row in found] == ["by the orm"]
-
-
-def _orm_alert(integration_id: int, fingerprint: str) -> Alert:
-    return Alert(
-        integration_id=integration_id,
-        fingerprint=fingerprint,
-        status="firing",
-        title="t",
-        severity="SEV3",
-        labels={},
-        annotations={},
-        first_seen_at=clock.now(),
-        last_seen_at=clock.now(),
-    )
 
 
 def test_the_database_refuses_a_second_alert_with_a_key_already_folded(
@@ -193,13 +148,13 @@ def test_the_database_refuses_a_second_alert_with_a_key_already_folded(
     """Found in review: a duplicate that got past intake's lookup made every later fold
     fail on the folded table's primary key, and intake with it."""
     monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 1)
-    integration_id = _integration_id(runtime)
+    integration_id = bare_integration(runtime)
     with runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, "folded")])
+        intake_rows.write(session, [alert_row(integration_id, "folded")])
     with pytest.raises(IntegrityError), runtime.transaction() as session:
         session.add(_orm_alert(integration_id, "folded"))
     with runtime.transaction() as session:  # folds go on
-        intake_rows.write(session, [_row(integration_id, "next")])
+        intake_rows.write(session, [alert_row(integration_id, "next")])
     folded = runtime.database.dialect == "sqlite"
     both = ["folded", "next"]
     assert _keys(runtime) == (([], both) if folded else (both, []))
@@ -209,16 +164,16 @@ def test_a_deleted_alert_takes_its_key_with_it(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 2)
-    integration_id = _integration_id(runtime)
+    integration_id = bare_integration(runtime)
     with runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, "a"), _row(integration_id, "b")])
-        intake_rows.write(session, [_row(integration_id, "c")])  # SQLite folded a and b
+        intake_rows.write(session, [alert_row(integration_id, "a"), alert_row(integration_id, "b")])
+        intake_rows.write(session, [alert_row(integration_id, "c")])  # SQLite folded a and b
     with runtime.transaction() as session:
         session.execute(text("DELETE FROM alerts WHERE fingerprint IN ('a', 'c')"))
     folded = runtime.database.dialect == "sqlite"
     assert _keys(runtime) == (([], ["b"]) if folded else (["b"], []))
     with runtime.transaction() as session:  # both can be stored again
-        intake_rows.write(session, [_row(integration_id, "a"), _row(integration_id, "c")])
+        intake_rows.write(session, [alert_row(integration_id, "a"), alert_row(integration_id, "c")])
     with runtime.read() as session:
         found = intake_rows.load(session, integration_id, ["a", "b", "c"])
     assert sorted(row.fingerprint for row in found) == ["a", "b", "c"]
@@ -230,16 +185,16 @@ def test_one_large_write_folds_once_and_a_rolled_back_fold_leaves_nothing(
     """111 new alerts go in as INSERTs of 100, 10 and 1 rows and pass two multiples of 50:
     the ids the last INSERT reports must cover all of them."""
     monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 50)
-    integration_id = _integration_id(runtime)
+    integration_id = bare_integration(runtime)
     fingerprints = [f"k{n:03d}" for n in range(111)]
     folds_before = REGISTRY.get_sample_value("firetower_alert_key_fold_seconds_count") or 0
 
     with pytest.raises(RuntimeError), runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, f) for f in fingerprints])
+        intake_rows.write(session, [alert_row(integration_id, f) for f in fingerprints])
         raise RuntimeError("the group failed after its fold")
     assert _keys(runtime) == ([], [])
     with runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, f) for f in fingerprints])
+        intake_rows.write(session, [alert_row(integration_id, f) for f in fingerprints])
 
     folds = REGISTRY.get_sample_value("firetower_alert_key_fold_seconds_count") or 0
     folds -= folds_before  # one per write on SQLite, the rolled-back one counted too

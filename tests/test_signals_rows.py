@@ -9,11 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from firetower import clock
 from firetower.runtime import Runtime
 from firetower.signals import intake_rows
-from firetower.signals.intake_rows import AlertRow
-from firetower.signals.models import Alert, Integration
+from firetower.signals.models import Alert
+from tests.signals_support import alert_row, bare_integration
 
 texts = st.text(
     alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
@@ -27,39 +26,6 @@ times = st.datetimes(
 )
 
 
-def _integration(runtime: Runtime) -> int:
-    with runtime.transaction() as session:
-        integration = Integration(
-            name="rows",
-            kind="alertmanager",
-            key_prefix="rowsrows",
-            key_hash="0" * 64,
-            created_at=clock.now(),
-        )
-        session.add(integration)
-        session.flush()
-        return integration.id
-
-
-def _row(integration_id: int, fingerprint: str, **values: object) -> AlertRow:
-    now = clock.now()
-    defaults: dict[str, object] = {
-        "integration_id": integration_id,
-        "fingerprint": fingerprint,
-        "status": "firing",
-        "title": "t",
-        "severity": "SEV3",
-        "service_name": None,
-        "labels": {},
-        "annotations": {},
-        "starts_at": None,
-        "ends_at": None,
-        "first_seen_at": now,
-        "last_seen_at": now,
-    }
-    return AlertRow(**{**defaults, **values})  # type: ignore[arg-type]
-
-
 def _read(runtime: Runtime, fingerprint: str) -> Alert:
     with runtime.read() as session:
         alert = session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
@@ -68,7 +34,7 @@ def _read(runtime: Runtime, fingerprint: str) -> Alert:
 
 
 def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> None:
-    integration_id = _integration(runtime)
+    integration_id = bare_integration(runtime)
     counter = iter(range(10_000))
 
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,7 +54,7 @@ def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> Non
     ) -> None:
         silenced, flapping, inhibited = flags
         fingerprint = f"f{next(counter)}"
-        row = _row(
+        row = alert_row(
             integration_id,
             fingerprint,
             labels=labels,
@@ -116,8 +82,8 @@ def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> Non
 
 
 def test_a_changed_row_is_updated_and_read_back_by_load(runtime: Runtime) -> None:
-    integration_id = _integration(runtime)
-    row = _row(integration_id, "again", labels={"a": "1"})
+    integration_id = bare_integration(runtime)
+    row = alert_row(integration_id, "again", labels={"a": "1"})
     with runtime.transaction() as session:
         intake_rows.write(session, [row])
         intake_rows.read_ids(session, integration_id, [row])
@@ -142,10 +108,10 @@ def test_a_changed_row_is_updated_and_read_back_by_load(runtime: Runtime) -> Non
 
 def test_times_stored_by_rows_compare_in_time_order_with_orm_values(runtime: Runtime) -> None:
     """SQLite compares datetimes as text: a bulk-written time must sort like an ORM one."""
-    integration_id = _integration(runtime)
+    integration_id = bare_integration(runtime)
     on_the_minute = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     with runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, "edge", attached_at=on_the_minute)])
+        intake_rows.write(session, [alert_row(integration_id, "edge", attached_at=on_the_minute)])
     with runtime.read() as session:
         found = session.scalar(select(Alert.fingerprint).where(Alert.attached_at >= on_the_minute))
         later = session.scalar(select(Alert.fingerprint).where(Alert.attached_at > on_the_minute))
@@ -159,9 +125,9 @@ def test_two_requests_changing_one_alert_do_not_lose_either_change(runtime: Runt
     import threading
     import time
 
-    integration_id = _integration(runtime)
+    integration_id = bare_integration(runtime)
     with runtime.transaction() as session:
-        intake_rows.write(session, [_row(integration_id, "shared")])
+        intake_rows.write(session, [alert_row(integration_id, "shared")])
     first_read = threading.Event()
 
     def second_writer() -> None:
@@ -203,7 +169,7 @@ def test_postgresql_plans_the_known_alert_lookup_afresh_each_time(runtime: Runti
 
     if runtime.database.dialect == "sqlite":
         pytest.skip("PostgreSQL only: SQLite plans every statement in the process itself")
-    integration_id = _integration(runtime)
+    integration_id = bare_integration(runtime)
     with runtime.transaction() as session:
         for _ in range(10):  # psycopg prepares a statement on its fifth run by default
             intake_rows.load(session, integration_id, ["a", "b"])
@@ -232,8 +198,8 @@ def test_an_encoder_prepared_ahead_encodes_each_object_as_it_was_given() -> None
 def test_a_row_inserted_without_its_id_is_updated_by_a_later_write(runtime: Runtime) -> None:
     """Found by batching Events v2: a trigger inserted, then a resolve of it in the same
     request. The update finds its row by id, which the INSERT did not return."""
-    integration_id = _integration(runtime)
-    row = _row(integration_id, "disk")
+    integration_id = bare_integration(runtime)
+    row = alert_row(integration_id, "disk")
     with runtime.transaction() as session:
         intake_rows.write(session, [row])
         assert row.id is None
