@@ -9,7 +9,8 @@ Each new alert with a hashed fingerprint landed in a leaf page of the unique
 page a commit touches whole. The keys now live in two tables of their own (see
 ``signals.models.AlertKey``): a trigger writes each new alert's key to ``alert_keys``, and
 intake on SQLite folds that table into ``alert_keys_folded`` in key order from time to
-time. Existing alerts' keys go to ``alert_keys``; the first fold moves them.
+time. Existing alerts' keys go to ``alert_keys_folded`` on SQLite, ``alert_keys`` on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -58,9 +59,13 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("integration_id", "fingerprint", name=op.f(f"pk_{table}")),
             sqlite_with_rowid=False,
         )
+    # Stored alerts' keys go where they would be by now: folded on SQLite (so the first
+    # fold after the upgrade does not move them all in one write turn), unfolded on
+    # PostgreSQL, which never folds.
+    target = "alert_keys" if op.get_bind().dialect.name == "postgresql" else "alert_keys_folded"
     op.execute(
-        "INSERT INTO alert_keys (integration_id, fingerprint, alert_id) "
-        "SELECT integration_id, fingerprint, id FROM alerts"
+        f"INSERT INTO {target} (integration_id, fingerprint, alert_id) "  # noqa: S608 - constants
+        "SELECT integration_id, fingerprint, id FROM alerts ORDER BY integration_id, fingerprint"
     )
     if op.get_bind().dialect.name == "postgresql":
         # Nothing is folded on PostgreSQL: alert_keys' primary key alone keeps keys unique.
