@@ -111,6 +111,8 @@ class Alert(Base):
 
 
 class _AlertKeyColumns:
+    """The columns both alert key tables share."""
+
     integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(255), primary_key=True)
     alert_id: Mapped[int] = mapped_column(Integer)
