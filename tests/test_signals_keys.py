@@ -3,6 +3,7 @@ and on SQLite through ``alert_keys_folded`` once its key is folded there."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -158,6 +159,37 @@ def test_the_database_refuses_a_second_alert_with_a_key_already_folded(
     folded = runtime.database.dialect == "sqlite"
     both = ["folded", "next"]
     assert _keys(runtime) == (([], both) if folded else (both, []))
+
+
+def test_two_writers_of_one_new_key_the_second_is_refused(runtime: Runtime) -> None:
+    """What group commit retries on PostgreSQL: the second writer of a key new to both waits
+    for the first and then fails on ``alert_keys``' primary key, as on the unique index.
+    On SQLite the second waits for the write lock, with the same outcome."""
+    integration_id = bare_integration(runtime)
+    outcome: list[BaseException | None] = []
+
+    def second_writer() -> None:
+        try:
+            with runtime.transaction() as session:
+                intake_rows.write(session, [alert_row(integration_id, "raced")])
+            outcome.append(None)
+        except IntegrityError as error:
+            outcome.append(error)
+
+    with runtime.transaction() as session:
+        intake_rows.write(session, [alert_row(integration_id, "raced")])
+        session.flush()
+        second = threading.Thread(target=second_writer)
+        second.start()
+        second.join(timeout=0.5)
+        assert second.is_alive()  # waiting for the first writer
+    second.join(timeout=20)
+    [error] = outcome
+    assert isinstance(error, IntegrityError)
+    if runtime.database.dialect == "postgresql":
+        assert getattr(error.orig, "sqlstate", None) == "23505"
+    with runtime.read() as session:
+        assert [a.fingerprint for a in session.scalars(select(Alert))] == ["raced"]
 
 
 def test_a_deleted_alert_takes_its_key_with_it(
