@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,21 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@contextmanager
+def _scratch_postgres_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database beside the admin URL's, dropped afterwards; its URL."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_url(worker_id: str) -> Iterator[str]:
     admin_url = _postgres_admin_url()
@@ -58,19 +74,28 @@ def postgres_url(worker_id: str) -> Iterator[str]:
             f"PostgreSQL tests skipped: set {POSTGRES_ENV}="
             "postgresql+psycopg://USER@HOST/DB to run them"
         )
-    name = f"firetower_test_{worker_id}_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with _scratch_postgres_database(admin_url, f"firetower_test_{worker_id}_{os.getpid()}") as url:
+        engine = create_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unmigrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database with no tables yet, on each backend, for migrating step by step."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'unmigrated.db'}"
+        database = Database(Settings(env="test", home=tmp_path, database_url=url))
+        yield database
+        database.dispose()
+        return
+    shared_url = request.getfixturevalue("postgres_url")  # skips without PostgreSQL
+    name = f"{make_url(shared_url).database}_unmigrated"
+    with _scratch_postgres_database(shared_url, name) as url:
+        database = Database(Settings(env="test", home=tmp_path, database_url=url))
+        yield database
+        database.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from firetower.auth.schemas import Role
 from firetower.db import Database
 from firetower.migrate import upgrade
 from firetower.runtime import Runtime
-from firetower.settings import Settings
 from tests.cli_support import error_line, json_of, run_cli, table_rows
 from tests.factories import ApiUser, Factory, row_counts
 from tests.test_web_signals import sign_in
@@ -242,9 +241,10 @@ def test_the_console_lists_changes_with_safe_links(
     assert row_counts(runtime) == before
 
 
-def test_changes_stored_before_the_service_column_take_their_integrations(tmp_path) -> None:
-    settings = Settings(env="test", home=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}")
-    database = Database(settings)
+def test_changes_stored_before_the_service_column_take_their_integrations(
+    unmigrated_database: Database,
+) -> None:
+    database = unmigrated_database
     upgrade(database.engine, "0012")
     with database.engine.begin() as connection:
         connection.execute(
@@ -284,4 +284,3 @@ def test_changes_stored_before_the_service_column_take_their_integrations(tmp_pa
             text("SELECT service_name FROM change_events ORDER BY id")
         ).scalars()
         assert list(kept) == ["checkout", None, "search", "search"]
-    database.dispose()

@@ -4,13 +4,12 @@ and on SQLite through ``alert_keys_folded`` once its key is folded there."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, create_engine, make_url, select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
 from firetower import clock
@@ -19,7 +18,6 @@ from firetower.db import Database
 from firetower.metrics import REGISTRY
 from firetower.migrate import alembic_config, upgrade
 from firetower.runtime import Runtime
-from firetower.settings import Settings
 from firetower.signals import intake_rows
 from firetower.signals.models import Alert, AlertKey, FoldedAlertKey
 from tests.factories import Factory
@@ -239,24 +237,6 @@ def test_one_large_write_folds_once_and_a_rolled_back_fold_leaves_nothing(
     assert [row.fingerprint for row in found] == fingerprints
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A database with no tables yet, to migrate step by step."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keys.db'}"
-        return
-    admin_url = request.getfixturevalue("postgres_url")  # skips without PostgreSQL
-    name = f"{make_url(admin_url).database}_keys"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def _insert_alert(connection: Connection, fingerprint: str) -> None:
     connection.execute(
         text(
@@ -269,10 +249,9 @@ def _insert_alert(connection: Connection, fingerprint: str) -> None:
 
 
 def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
-    empty_database_url: str, tmp_path
+    unmigrated_database: Database,
 ) -> None:
-    settings = Settings(env="test", home=tmp_path, database_url=empty_database_url)
-    database = Database(settings)
+    database = unmigrated_database
     upgrade(database.engine, "0013")
     with database.engine.begin() as connection:
         connection.execute(
@@ -301,4 +280,3 @@ def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
         _insert_alert(connection, "a")  # the unique constraint is back
     with database.engine.begin() as connection:
         _insert_alert(connection, "d")  # and the trigger is gone with the keys
-    database.dispose()
