@@ -67,10 +67,12 @@ class Batches:
         """The bodies parsed and prepared as the endpoint does before its transaction."""
         prepared = []
         engine = self.runtime.database.engine
+        policy = self.runtime.settings.severity_policy
         for body in bodies:
             payload = routes._parse_fast(AlertmanagerPayload, body)
             assert payload is not None
-            prepared.append((body, routes._prepare_ahead(engine, self.key, payload)))
+            ready = routes._prepare_ahead(engine, policy, self.key, payload)
+            prepared.append((body, ready))
         return prepared
 
     def store(self, prepared: list[tuple[bytes, routes._Prepared]]) -> None:

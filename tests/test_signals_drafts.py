@@ -3,18 +3,23 @@ alert of the batch is new, set aside when the guess does not hold, and taken onl
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.incidents.lifecycle import Severity
+from firetower.jobs import Job
 from firetower.runtime import Runtime
-from firetower.signals import service
+from firetower.signals import intake_rows, service
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import Alert, Integration
 from tests.factories import Factory
+from tests.signals_support import matcher
 
 
 def _key(factory: Factory, service_name: str, group_by: list[str] | None = None) -> str:
@@ -53,8 +58,19 @@ def _views_read(runtime: Runtime) -> None:
         service.Shared.of(session)
 
 
+def _draft_or_none(
+    runtime: Runtime, key: str, signals: list[service.Signal]
+) -> service.Drafts | None:
+    """Draft as the endpoint does before its transaction."""
+    engine = runtime.database.engine
+    encoder = intake_rows.Encoder(engine.dialect.name)
+    encoder.prepare(signals)
+    policy = runtime.settings.severity_policy
+    return service.draft_new_alerts(engine, key, signals, policy, encoder)
+
+
 def _draft(runtime: Runtime, key: str, signals: list[service.Signal]) -> service.Drafts:
-    drafts = service.draft_new_alerts(runtime.database.engine, key, signals)
+    drafts = _draft_or_none(runtime, key, signals)
     assert drafts is not None
     return drafts
 
@@ -162,8 +178,200 @@ def test_drafts_are_taken_once_so_an_operation_run_again_makes_its_rows_afresh(
 
 def test_no_drafts_where_the_guess_cannot_hold(factory: Factory, runtime: Runtime) -> None:
     key = _key(factory, factory.service("ledger"))
-    engine = runtime.database.engine
     _views_read(runtime)
-    assert service.draft_new_alerts(engine, key, _signals("twice", "twice")) is None
-    assert service.draft_new_alerts(engine, "x" * len(key), _signals("a")) is None
-    assert service.draft_new_alerts(engine, key, _signals("a")) is not None
+    assert _draft_or_none(runtime, key, _signals("twice", "twice")) is None
+    assert _draft_or_none(runtime, "x" * len(key), _signals("a")) is None
+    assert _draft_or_none(runtime, key, _signals("a")) is not None
+
+
+# -- settled ahead (SQLite) --------------------------------------------------------------------
+def _ingest(
+    runtime: Runtime,
+    key: str,
+    signals: list[service.Signal],
+    drafts: service.Drafts | None,
+    session: Session | None = None,
+) -> service.Intake:
+    """The Alertmanager endpoint's operation on these signals (``finish`` included), in
+    ``session``'s transaction if given, else in one of its own."""
+    if session is None:
+        with runtime.transaction() as own:
+            return _ingest(runtime, key, signals, drafts, own)
+    intake = service.Intake(
+        service.authenticate(session, key), runtime.settings.severity_policy, drafts=drafts
+    )
+    service.ingest_alertmanager(session, intake, signals)
+    return intake
+
+
+def _settles_ahead(runtime: Runtime) -> bool:
+    """SQLite settles ahead; PostgreSQL reads a service's active incident under its lock."""
+    return runtime.database.engine.dialect.name == "sqlite"
+
+
+def _rule(factory: Factory, name: str, **fields: Any) -> None:
+    answer = factory.user(Role.admin).post("/api/v1/routing-rules", json={"name": name, **fields})
+    assert answer.status_code == 201, answer.text
+
+
+def _incident_of(runtime: Runtime, fingerprint: str) -> int | None:
+    return _stored(runtime)[fingerprint]["incident_id"]
+
+
+def test_new_alerts_joining_an_active_incident_are_settled_ahead_as_the_transaction_would(
+    factory: Factory, runtime: Runtime
+) -> None:
+    key = _key(factory, factory.service("payments"))
+    opened = _ingest(runtime, key, _signals("opener", service_name="payments"), None).opened
+    _views_read(runtime)  # after the incident opened, as the next request's would be
+    _ingest(runtime, key, _signals("r1", "r2", service_name="payments"), None)
+    signals = _signals("d1", "d2", service_name="payments")
+    drafts = _draft(runtime, key, signals)
+    drafted = list(drafts.rows or [])
+    assert (drafts.settled is not None) == _settles_ahead(runtime)
+
+    intake = _ingest(runtime, key, signals, drafts)
+
+    [incident] = opened
+    assert intake.attached == {incident.id: ["Errors on d1", "Errors on d2"]}
+    assert intake.joined == {incident.id: {"d1", "d2"}}
+    assert drafts.rows is None  # taken
+    assert all(row is draft for row, draft in zip(intake.known.values(), drafted, strict=True))
+    stored = _stored(runtime)
+    differ = {"id", "fingerprint", "title", "labels", "annotations", "first_seen_at"}
+    differ |= {"last_seen_at", "attached_at"}
+    for made, recorded in (("d1", "r1"), ("d2", "r2")):
+        same = {c: v for c, v in stored[made].items() if c not in differ}
+        assert same == {c: v for c, v in stored[recorded].items() if c not in differ}
+        assert stored[made]["incident_id"] == incident.id
+        assert stored[made]["attached_at"] == drafts.now
+
+
+def test_a_silence_made_after_settling_ahead_sets_what_was_settled_aside(
+    factory: Factory, runtime: Runtime
+) -> None:
+    key = _key(factory, factory.service("search"))
+    _ingest(runtime, key, _signals("opener", service_name="search"), None)
+    _views_read(runtime)
+    signals = _signals("quiet", service_name="search")
+    drafts = _draft(runtime, key, signals)
+    assert (drafts.settled is not None) == _settles_ahead(runtime)
+    responder = factory.user(Role.responder)
+    silence = {
+        "matchers": [{"label": "instance", "op": "=", "value": "quiet"}],
+        "ends_at": (clock.now() + timedelta(hours=1)).isoformat(),
+        "comment": "deploying",
+    }
+    assert responder.post("/api/v1/silences", json=silence).status_code == 201
+
+    intake = _ingest(runtime, key, signals, drafts)
+
+    assert intake.attached == {}
+    assert _stored(runtime)["quiet"]["silenced"] is True
+    assert _incident_of(runtime, "quiet") is None
+
+
+def test_an_incident_resolved_earlier_in_the_transaction_sets_what_was_settled_aside(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Group commit runs several requests in one transaction, with the views read at its
+    start: one request's alerts may resolve the incident the next one's were settled into."""
+    factory.service("ledger")
+    _rule(factory, "clears", service="ledger", on_clear="resolve")
+    key = _key(factory, "ledger")
+    [first] = _ingest(runtime, key, _signals("source", service_name="ledger"), None).opened
+    _views_read(runtime)
+    signals = _signals("late", service_name="ledger")
+    drafts = _draft(runtime, key, signals)
+    assert (drafts.settled is not None) == _settles_ahead(runtime)
+    [resolve] = _signals("source", service_name="ledger")
+    resolve.status = "resolved"
+
+    with runtime.transaction() as session:
+        _ingest(runtime, key, [resolve], None, session)
+        later = _ingest(runtime, key, signals, drafts, session)
+
+    [second] = later.opened
+    assert second.id != first.id
+    assert _incident_of(runtime, "late") == second.id
+
+
+def test_an_incident_opened_earlier_in_the_transaction_sets_what_was_settled_aside(
+    factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("mail")
+    _rule(factory, "opens", matchers=[matcher("kind", "=", "opener")], service="mail")
+    _rule(factory, "joins", service="mail", action="attach")
+    key = _key(factory, "mail")
+    _views_read(runtime)
+    signals = _signals("joiner", service_name="mail")
+    drafts = _draft(runtime, key, signals)
+    assert (drafts.settled is not None) == _settles_ahead(runtime)  # unrouted: none to join
+    [opener] = _signals("opener", service_name="mail")
+    opener.labels = {**opener.labels, "kind": "opener"}
+
+    with runtime.transaction() as session:
+        [incident] = _ingest(runtime, key, [opener], None, session).opened
+        _ingest(runtime, key, signals, drafts, session)
+
+    assert _incident_of(runtime, "joiner") == incident.id
+
+
+def test_a_batch_that_opens_an_incident_is_drafted_and_settled_in_the_transaction(
+    factory: Factory, runtime: Runtime
+) -> None:
+    key = _key(factory, factory.service("billing"))
+    _views_read(runtime)
+    signals = _signals("b1", "b2", service_name="billing")
+    drafts = _draft(runtime, key, signals)
+
+    assert drafts.settled is None
+    assert all(  # drafted afresh after the attempt, as recording makes them
+        (row.routing_action, row.incident_id, row.attached_at) == (None, None, None)
+        for row in drafts.rows or []
+    )
+    [incident] = _ingest(runtime, key, signals, drafts).opened
+    assert _incident_of(runtime, "b1") == _incident_of(runtime, "b2") == incident.id
+
+
+def test_inhibition_rules_are_settled_in_the_transaction(
+    factory: Factory, runtime: Runtime
+) -> None:
+    key = _key(factory, factory.service("infra"))
+    _ingest(runtime, key, _signals("opener", service_name="infra"), None)
+    rule = {
+        "name": "node-down",
+        "source_matchers": [matcher("alertname", "=", "NodeDown")],
+        "target_matchers": [matcher("alertname", "=", "HighErrorRate")],
+        "equal": [],
+    }
+    assert factory.user(Role.admin).post("/api/v1/inhibit-rules", json=rule).status_code == 201
+    _views_read(runtime)
+
+    drafts = _draft(runtime, key, _signals("i1", service_name="infra"))
+
+    assert drafts.settled is None
+    assert drafts.rows is not None
+
+
+def test_notify_rules_settled_ahead_queue_their_jobs_for_the_stored_alerts(
+    factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("web")
+    _rule(factory, "tell", action="notify", **{"continue": True})
+    _rule(factory, "opens", service="web")
+    key = _key(factory, "web")
+    _ingest(runtime, key, _signals("opener", service_name="web"), None)
+    _views_read(runtime)
+    signals = _signals("n1", "n2", service_name="web")
+    drafts = _draft(runtime, key, signals)
+    assert (drafts.settled is not None) == _settles_ahead(runtime)
+
+    _ingest(runtime, key, signals, drafts)
+
+    stored = _stored(runtime)
+    with runtime.read() as session:
+        jobs = session.scalars(select(Job).where(Job.kind == service.NOTIFY_KIND))
+        told = {job.payload["alert_id"]: job.payload["rule"] for job in jobs}
+    assert {stored["n1"]["id"], stored["n2"]["id"]} <= set(told)
+    assert stored["n1"]["incident_id"] == stored["opener"]["incident_id"] is not None

@@ -181,6 +181,10 @@ class IntakeCache:
         only for a guess that the transaction checks."""
         return cast(RoutingView | None, self.kept.get(ROUTING))
 
+    def last_incidents(self) -> IncidentsView | None:
+        """The incidents view last read (SQLite only), for a guess as ``last_routing``'s."""
+        return cast(IncidentsView | None, self.kept.get(INCIDENTS))
+
     def attach_job_queued(self, incident_id: int, minute: datetime) -> None:
         """Remember a committed attach-note job of the latest minute (earlier ones are over)."""
         with self._lock:

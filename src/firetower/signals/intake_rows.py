@@ -345,6 +345,24 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
         elif row.dirty:
             updates.append((*encoder.values(row), row.id))
         row.dirty = False
+    _execute(session, inserts, updates)
+
+
+def insert_encoded(
+    session: Session, rows: Sequence[AlertRow], inserts: list[tuple[Any, ...]]
+) -> None:
+    """Insert new rows whose values were encoded ahead (``Encoder.values``, one tuple per row,
+    in the same order), as ``write`` would insert them."""
+    for row in rows:
+        row.stored = True
+        row.dirty = False
+    _execute(session, inserts, [])
+
+
+def _execute(
+    session: Session, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]
+) -> None:
+    dialect = session.get_bind().dialect.name
     insert, update = STATEMENTS[dialect]
     connection = session.connection()
     if inserts and dialect == "sqlite":

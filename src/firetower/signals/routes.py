@@ -436,11 +436,14 @@ def _prepare(dialect: str, payload: AlertmanagerPayload | GrafanaPayload) -> _Pr
 
 
 def _prepare_ahead(
-    engine: Engine, key: str, payload: AlertmanagerPayload | GrafanaPayload
+    engine: Engine,
+    policy: SeverityPolicy,
+    key: str,
+    payload: AlertmanagerPayload | GrafanaPayload,
 ) -> _Prepared:
     """``_prepare`` in the request, before the transaction, with the batch's rows drafted."""
     prepared = _prepare(engine.dialect.name, payload)
-    drafts = service.draft_new_alerts(engine, key, prepared.signals)
+    drafts = service.draft_new_alerts(engine, key, prepared.signals, policy, prepared.encoder)
     return replace(prepared, drafts=drafts)
 
 
@@ -452,8 +455,10 @@ async def _batch(request: Request, key: str, kind: IntegrationKind) -> Response:
     # lock is not held meanwhile (other processes may write). Only a refused body is parsed
     # again there, for the precise reason.
     parsed = _parse_fast(model, body)
-    prepared = None if parsed is None else _prepare_ahead(runtime.database.engine, key, parsed)
-    operation = partial(_store_batch, runtime.settings.severity_policy, key, body, kind, prepared)
+    policy = runtime.settings.severity_policy
+    engine = runtime.database.engine
+    prepared = None if parsed is None else _prepare_ahead(engine, policy, key, parsed)
+    operation = partial(_store_batch, policy, key, body, kind, prepared)
     weight = len(prepared.signals) if prepared is not None else 1
     return _refused(await runtime.group.run(operation, weight=weight))
 

@@ -26,10 +26,10 @@ import re
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import jmespath
 from sqlalchemy import ColumnElement, Engine, bindparam, case, delete, false, func, select
@@ -47,7 +47,7 @@ from firetower.incidents.models import Incident, TimelineEvent, incident_service
 from firetower.incidents.schemas import IncidentCreate
 from firetower.settings import SeverityPolicy
 from firetower.signals import intake_cache, intake_rows
-from firetower.signals.intake_cache import ServiceRef
+from firetower.signals.intake_cache import IncidentsView, RoutingView, ServiceRef
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import (
     Alert,
@@ -336,6 +336,20 @@ def _bad_text(value: Any, where: str = "") -> str | None:
 
 
 # -- alerts and routing ------------------------------------------------------------------------
+class Settling(Protocol):
+    """What ``settle`` asks of its context: ``Shared`` in the transaction, ``Ahead`` before."""
+
+    def rules(self) -> Routing: ...
+    def muting(self) -> Mutes: ...
+    def service(self, name: str | None) -> ServiceRef | None: ...
+    def active_incident(self, service: ServiceRef) -> int | None: ...
+    def still_active(self, incident_id: int) -> bool: ...
+    def inhibitor(
+        self, alert: AlertRow, integration: str, found: dict[Any, list[InhibitSource]]
+    ) -> tuple[int, str] | None: ...
+    def open_incident(self, intake: Intake, alert: AlertRow, service: ServiceRef) -> int: ...
+
+
 class Shared:
     """What every intake operation of one transaction reads alike, read once for all of them.
 
@@ -349,6 +363,7 @@ class Shared:
 
     def __init__(self, transaction: object, session: Session) -> None:
         self.transaction = transaction
+        self.session = session
         self.locks_services = session.get_bind().dialect.name != "sqlite"
         """PostgreSQL locks a routed service's row; SQLite's writers are serialized anyway."""
         self.cache = intake_cache.of(session)
@@ -391,18 +406,18 @@ class Shared:
         folded = name.casefold()
         return next((n for n in self.view.services if n.casefold() == folded), None)
 
-    def service(self, session: Session, name: str | None) -> ServiceRef | None:
+    def service(self, name: str | None) -> ServiceRef | None:
         """The service an alert routes to; on PostgreSQL read and locked once per transaction."""
         if not name:
             return None
         if not self.locks_services:
             return self.view.services.get(name)
         if name not in self.services:
-            found = session.execute(SERVICE_LOCKED, {"name": name}).first()
+            found = self.session.execute(SERVICE_LOCKED, {"name": name}).first()
             self.services[name] = ServiceRef(*found) if found is not None else None
         return self.services[name]
 
-    def active_incident(self, session: Session, service: ServiceRef) -> int | None:
+    def active_incident(self, service: ServiceRef) -> int | None:
         """The id of the service's active incident: from the view on SQLite, read under the
         service's lock on PostgreSQL (an id only: loading the incident cost more than
         routing a hundred alerts to it)."""
@@ -415,7 +430,7 @@ class Shared:
         if incident_id is _UNKNOWN or incident_id in self.ended:
             # Not known yet, or resolved by an earlier request of this transaction: the
             # service may have another active incident, else the next alert opens one.
-            incident_id = session.scalar(ACTIVE_INCIDENT, {"service_id": service.id})
+            incident_id = self.session.scalar(ACTIVE_INCIDENT, {"service_id": service.id})
         self.active[service.id] = incident_id
         return incident_id
 
@@ -425,12 +440,41 @@ class Shared:
     def muting(self) -> Mutes:
         """The silences and maintenance windows active when this transaction first asked."""
         if self.mutes is None:
-            now = clock.now()
-            self.mutes = Mutes(
-                [silence.what for silence in self.view.silences if silence.applies(now)],
-                {window.what for window in self.view.windows if window.applies(now)},
-            )
+            self.mutes = Mutes.at(self.view, clock.now())
         return self.mutes
+
+    def still_active(self, incident_id: int) -> bool:
+        """Whether the incident an alert joined before is active still."""
+        current = self.session.get(Incident, incident_id)
+        return current is not None and current.status in ACTIVE
+
+    def inhibitor(
+        self, alert: AlertRow, integration: str, found: dict[Any, list[InhibitSource]]
+    ) -> tuple[int, str] | None:
+        return self.view.routing.inhibitor(self.session, alert, integration, found)
+
+    def open_incident(self, intake: Intake, alert: AlertRow, service: ServiceRef) -> int:
+        """Declare the incident a firing alert opens for its service; its id."""
+        now = intake.now
+        incident = incidents.declare(
+            self.session,
+            intake.acting(),
+            IncidentCreate(
+                title=alert.title[:300],
+                severity=Severity(alert.severity),
+                services=[service.name],
+                source=intake.source,
+                impact_started_at=alert.starts_at
+                if alert.starts_at and alert.starts_at <= now
+                else None,
+                summary=intake.summary
+                or f"Opened by alert {alert.fingerprint} from {intake.integration.name}.",
+            ),
+            intake.policy,
+        )
+        intake.opened.append(incident)
+        self.active[service.id] = incident.id
+        return incident.id
 
 
 _UNKNOWN: Any = object()
@@ -517,8 +561,7 @@ class Signal:
 
 
 def _route(
-    session: Session,
-    shared: Shared,
+    shared: Settling,
     intake: Intake,
     alert: AlertRow,
     decision: Decision,
@@ -540,38 +583,19 @@ def _route(
     if not decision.joins:
         return
     now = intake.now
-    if alert.incident_id is not None:
-        current = session.get(Incident, alert.incident_id)
-        if current is not None and current.status in ACTIVE:
-            intake.attached[current.id].append(f"{alert.title} (firing again)")
-            alert.attached_at = now
-            intake.joined[current.id].add(alert.fingerprint)
-            return
-    service = shared.service(session, alert.service_name)
+    if alert.incident_id is not None and shared.still_active(alert.incident_id):
+        intake.attached[alert.incident_id].append(f"{alert.title} (firing again)")
+        alert.attached_at = now
+        intake.joined[alert.incident_id].add(alert.fingerprint)
+        return
+    service = shared.service(alert.service_name)
     if service is None:
         return  # no service to route to: the alert is kept, no incident opened
-    incident_id = shared.active_incident(session, service)
+    incident_id = shared.active_incident(service)
     if incident_id is None:
         if decision.action == RoutingAction.attach:
             return  # attach never opens: the alert is kept unrouted
-        incident = incidents.declare(
-            session,
-            intake.acting(),
-            IncidentCreate(
-                title=alert.title[:300],
-                severity=Severity(alert.severity),
-                services=[service.name],
-                source=intake.source,
-                impact_started_at=alert.starts_at
-                if alert.starts_at and alert.starts_at <= now
-                else None,
-                summary=intake.summary
-                or f"Opened by alert {alert.fingerprint} from {intake.integration.name}.",
-            ),
-            intake.policy,
-        )
-        intake.opened.append(incident)
-        incident_id = shared.active[service.id] = incident.id
+        incident_id = shared.open_incident(intake, alert, service)
     else:
         intake.attached[incident_id].append(alert.title)
     alert.incident_id = incident_id
@@ -648,6 +672,9 @@ class Drafts:
     it is new (as in a storm): the transaction takes them, instead of making them while
     it holds the write lock, when the guess held (``receive_all``).
 
+    On SQLite the rows are also settled ahead where that can be done from this process's
+    views (``settled``), and encoded for the INSERT.
+
     Taken once: a transaction changes them, and an operation that runs again (its group
     failed) makes its rows afresh.
     """
@@ -656,23 +683,141 @@ class Drafts:
     group_by: tuple[str, ...]
     now: datetime
     rows: list[AlertRow] | None
+    settled: Settled | None = None
 
 
-def draft_new_alerts(engine: Engine, key: str, signals: Sequence[Signal]) -> Drafts | None:
+class SettleInTransaction(Exception):
+    """Settling ahead met what only the transaction may do: open an incident."""
+
+
+@dataclass(eq=False)
+class Ahead:
+    """Settles new alerts before their transaction, from the views this process read last.
+
+    It answers what ``settle`` asks of ``Shared`` (rules, mutes, services, their active
+    incidents) from those views and remembers each active incident it gave; it refuses to
+    open an incident. The transaction takes what it settled only if it reads the very same
+    views and no operation before it in the group changed those incidents
+    (``Settled.holds``): then settling there would have given the same rows.
+    """
+
+    view: RoutingView
+    incidents: IncidentsView
+    mutes: Mutes
+    seen: dict[int, int | None] = field(default_factory=dict)
+    """The active incident given for each service asked about (None: none), by service id."""
+
+    def rules(self) -> Routing:
+        return self.view.routing
+
+    def muting(self) -> Mutes:
+        return self.mutes
+
+    def service(self, name: str | None) -> ServiceRef | None:
+        return self.view.services.get(name) if name else None
+
+    def active_incident(self, service: ServiceRef) -> int | None:
+        incident_id = self.seen[service.id] = self.incidents.active.get(service.id)
+        return incident_id
+
+    def still_active(self, incident_id: int) -> bool:
+        raise SettleInTransaction  # only a known alert has an incident, and it is new
+
+    def inhibitor(
+        self, alert: AlertRow, integration: str, found: dict[Any, list[InhibitSource]]
+    ) -> tuple[int, str] | None:
+        raise SettleInTransaction  # inhibition reads other alerts
+
+    def open_incident(self, intake: Intake, alert: AlertRow, service: ServiceRef) -> int:
+        raise SettleInTransaction
+
+
+@dataclass(slots=True)
+class Settled:
+    """A batch's new alerts routed ahead: what settling them owes, and their INSERT values."""
+
+    ahead: Ahead
+    owed: Intake
+    """A scratch ``Intake`` holding the notes and notifications the batch owes."""
+    inserts: list[tuple[Any, ...]]
+
+    def holds(self, shared: Shared) -> bool:
+        """The transaction would settle the batch as it was settled ahead."""
+        ahead = self.ahead
+        return (
+            shared.view is ahead.view
+            and shared.incidents is ahead.incidents
+            and all(
+                shared.active.get(service_id, seen) == seen and seen not in shared.ended
+                for service_id, seen in ahead.seen.items()
+            )
+        )
+
+
+def draft_new_alerts(
+    engine: Engine,
+    key: str,
+    signals: Sequence[Signal],
+    policy: SeverityPolicy,
+    encoder: intake_rows.Encoder,
+) -> Drafts | None:
     """Rows for a batch of alerts, if all of them turn out new; None where the guess cannot
     hold (a fingerprint twice in the batch, a key this process has not seen)."""
-    view = intake_cache.of_engine(engine).last_routing()
+    cache = intake_cache.of_engine(engine)
+    view = cache.last_routing()
     integration = None if view is None else view.integrations.get(key[:KEY_PREFIX_LENGTH])
     if integration is None or len({signal.fingerprint for signal in signals}) != len(signals):
         return None
+    assert view is not None
     integration_id, group_by, now = integration.id, _group_by(integration), clock.now()
     rows = [_new_row(integration_id, group_by, signal, now) for signal in signals]
-    return Drafts(integration_id, group_by, now, rows)
+    incidents_view = cache.last_incidents()
+    if incidents_view is None or view.routing.inhibits:
+        # PostgreSQL reads active incidents under a lock in the transaction; inhibition
+        # reads other alerts there.
+        return Drafts(integration_id, group_by, now, rows)
+    ahead = Ahead(view, incidents_view, Mutes.at(view, now))
+    owed = Intake(integration, policy, now=now)
+    try:
+        for row, signal in zip(rows, _catalog_services(view, integration, signals), strict=True):
+            settle(ahead, owed, Received(row, signal, None, False))
+    except SettleInTransaction:  # the rows are half settled: draft them afresh
+        rows = [_new_row(integration_id, group_by, signal, now) for signal in signals]
+        return Drafts(integration_id, group_by, now, rows)
+    inserts = [tuple(encoder.values(row)) for row in rows]
+    return Drafts(integration_id, group_by, now, rows, Settled(ahead, owed, inserts))
 
 
-def _drafted(intake: Intake, signals: Sequence[Signal]) -> list[Received] | None:
+def _catalog_service(
+    services: Container[str], default_service: str | None, named: str | None
+) -> str | None:
+    """The service an alert of an Alertmanager batch routes to: the one it names if the
+    catalog has it, else (or if it names none) its integration's own."""
+    if named is None or (named != default_service and named not in services):
+        return default_service
+    return named
+
+
+def _catalog_services(
+    view: RoutingView, integration: Integration, signals: Sequence[Signal]
+) -> list[Signal]:
+    """The signals as ``ingest_alertmanager`` leaves them, copied where it changes one."""
+    default_service = integration.service_name
+    return [
+        signal
+        if (named := _catalog_service(view.services, default_service, signal.service_name))
+        == signal.service_name
+        else replace(signal, service_name=named)
+        for signal in signals
+    ]
+
+
+def _drafted(
+    shared: Shared, intake: Intake, signals: Sequence[Signal]
+) -> tuple[list[Received], Settled | None] | None:
     """The batch recorded from its drafts, when they were made for this integration as it
-    is now and none of the batch's alerts is known (the transaction's prefetch says)."""
+    is now and none of the batch's alerts is known (the transaction's prefetch says); with
+    what was settled ahead, when that still holds."""
     drafts = intake.drafts
     if (
         drafts is None
@@ -683,17 +828,21 @@ def _drafted(intake: Intake, signals: Sequence[Signal]) -> list[Received] | None
         or any(signal.fingerprint in intake.known for signal in signals)
     ):
         return None
+    settled = drafts.settled
+    if settled is not None and not settled.holds(shared):
+        return None  # the rows were settled by views that are no longer current
     drafts.rows = None
     intake.now = drafts.now
     received = []
     for row, signal in zip(rows, signals, strict=True):
-        row.service_name = signal.service_name  # settled in the transaction (the catalog's)
+        if settled is None:
+            row.service_name = signal.service_name  # settled in the transaction (the catalog's)
         intake.known[signal.fingerprint] = row
         received.append(Received(row, signal, None, False))
-    return received
+    return received, settled
 
 
-def settle(session: Session, shared: Shared, intake: Intake, received: Received) -> None:
+def settle(shared: Settling, intake: Intake, received: Received) -> None:
     """Mute or route a recorded signal; note a resolved one for ``finish``.
 
     A firing alert gets its service and severity from the routing rules, then is checked
@@ -717,7 +866,7 @@ def settle(session: Session, shared: Shared, intake: Intake, received: Received)
         inhibitor = (
             None
             if alert.silenced or not routing.inhibits
-            else routing.inhibitor(session, alert, name, intake.inhibitors)
+            else shared.inhibitor(alert, name, intake.inhibitors)
         )
         alert.inhibited = inhibitor is not None
         alert.inhibited_by, alert.inhibit_rule = inhibitor or (None, None)
@@ -726,9 +875,9 @@ def settle(session: Session, shared: Shared, intake: Intake, received: Received)
             return
         unrouted_attach = alert.incident_id is None and alert.routing_action == ATTACH
         if received.held or was not in ("firing", "acknowledged"):
-            _route(session, shared, intake, alert, decision)
+            _route(shared, intake, alert, decision)
         elif unrouted_attach:  # a repeat tries to join again, without notifying twice
-            _route(session, shared, intake, alert, decision, notify=False)
+            _route(shared, intake, alert, decision, notify=False)
     elif (
         signal.status == "resolved"
         and alert.incident_id is not None
@@ -762,11 +911,23 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     A batch costs a few statements, not a few per alert: its known alerts are read at once,
     its new ones inserted by one statement and its changed ones updated by another. With
     inhibition rules the recorded batch is written before it settles, so that a source in
-    the batch counts with its new state wherever it sits in the batch.
+    the batch counts with its new state wherever it sits in the batch. A batch of new
+    alerts settled ahead (``Drafts``) is only inserted here.
     """
     shared = Shared.of(session)
     _prefetch(session, intake, [signal.fingerprint for signal in signals])
-    received = _drafted(intake, signals)
+    received, settled = _drafted(shared, intake, signals) or (None, None)
+    if received is not None and settled is not None:
+        rows = [item.alert for item in received]
+        intake_rows.insert_encoded(session, rows, settled.inserts)
+        owed = settled.owed
+        for incident_id, titles in owed.attached.items():
+            intake.attached[incident_id].extend(titles)
+        for incident_id, fingerprints in owed.joined.items():
+            intake.joined[incident_id].update(fingerprints)
+        intake.notify.extend(owed.notify)
+        _queue_notifications(session, intake)
+        return rows
     if received is None:
         intake.now = clock.now()
         received = [record(intake, signal) for signal in signals]
@@ -775,16 +936,22 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
         intake_rows.write(session, rows, intake.encoder)
         intake_rows.read_ids(session, intake.integration.id, rows)
     for item in received:
-        settle(session, shared, intake, item)
+        settle(shared, intake, item)
     intake_rows.write(session, rows, intake.encoder)
-    if intake.notify:
-        intake_rows.read_ids(session, intake.integration.id, [row for row, *_ in intake.notify])
-        fired_at = intake.now.isoformat()
-        for row, rule, status in intake.notify:
-            payload = {"alert_id": row.id, "rule": rule, "status": status, "fired_at": fired_at}
-            jobs.enqueue(session, NOTIFY_KIND, payload)
-        intake.notify.clear()
+    _queue_notifications(session, intake)
     return [item.alert for item in received]
+
+
+def _queue_notifications(session: Session, intake: Intake) -> None:
+    """Queue the ``signals.notify`` jobs the batch's notify rules owe (its rows are written)."""
+    if not intake.notify:
+        return
+    intake_rows.read_ids(session, intake.integration.id, [row for row, *_ in intake.notify])
+    fired_at = intake.now.isoformat()
+    for row, rule, status in intake.notify:
+        payload = {"alert_id": row.id, "rule": rule, "status": status, "fired_at": fired_at}
+        jobs.enqueue(session, NOTIFY_KIND, payload)
+    intake.notify.clear()
 
 
 def _group_by(integration: Integration) -> tuple[str, ...]:
@@ -1009,6 +1176,14 @@ class Mutes:
     silences: list[list[dict[str, str]]]
     services: set[str]
 
+    @classmethod
+    def at(cls, view: RoutingView, now: datetime) -> Mutes:
+        """What the view's silences and maintenance windows mute at ``now``."""
+        return cls(
+            [silence.what for silence in view.silences if silence.applies(now)],
+            {window.what for window in view.windows if window.applies(now)},
+        )
+
     def cover(self, alert: AlertRow) -> bool:
         if alert.service_name is not None and alert.service_name in self.services:
             return True
@@ -1220,11 +1395,9 @@ def ingest_alertmanager(session: Session, intake: Intake, signals: Sequence[Sign
     """Record the signals of an Alertmanager or Grafana batch (``alertmanager_signals``); a
     service the catalog lacks, or none, becomes the integration's own. Returns their count."""
     default_service = intake.integration.service_name
-    shared = Shared.of(session)
+    services = Shared.of(session).view.services
     for signal in signals:
-        named = signal.service_name
-        if named is None or (named != default_service and not shared.known_service(named)):
-            signal.service_name = default_service
+        signal.service_name = _catalog_service(services, default_service, signal.service_name)
     receive_all(session, intake, signals)
     finish(session, intake)
     return len(signals)
