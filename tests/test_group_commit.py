@@ -618,3 +618,43 @@ def test_an_operation_that_waits_for_its_loop_is_not_stuck(runtime: Runtime) -> 
         return await runtime.group.run(operation)
 
     assert run_async(main) == "from the loop"
+
+
+def test_on_sqlite_what_queues_while_the_writer_waits_for_the_turn_joins_its_group(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another writer holds the turn, requests go on queueing: the group is taken once
+    the turn is held, so they commit with the first one instead of waiting for a turn more."""
+    lock = runtime.database.writer_lock
+    if lock is None:
+        pytest.skip("PostgreSQL has no write turn")
+    writer_waits = threading.Event()
+    take_turn = lock.acquire
+
+    def acquire(timeout: float = -1) -> bool:
+        if threading.current_thread().name.startswith("firetower-group-commit"):
+            writer_waits.set()
+        return take_turn(timeout)
+
+    monkeypatch.setattr(lock, "acquire", acquire)
+    transactions: list[object] = []
+
+    def operation(session: Session) -> None:
+        session.connection()  # begun
+        transactions.append(session.get_transaction())
+
+    async def main() -> None:
+        assert lock.acquire()  # another writer's turn
+        try:
+            first = asyncio.create_task(runtime.group.run(operation))
+            while not writer_waits.is_set():
+                await asyncio.sleep(0.01)
+            later = [asyncio.create_task(runtime.group.run(operation)) for _ in range(2)]
+            await asyncio.sleep(0.05)  # queued behind the waiting writer
+        finally:
+            lock.release()
+        await asyncio.gather(first, *later)
+
+    run_async(main)
+    assert len(transactions) == 3
+    assert all(transaction is transactions[0] for transaction in transactions)

@@ -226,14 +226,30 @@ class GroupCommit:
             self._writers.append(writer)
 
     def _write(self) -> None:
-        while (group := self._next_group()) is not None:
-            if self._writer_lock is None:
+        if self._writer_lock is None:
+            while (group := self._next_group()) is not None:
                 self._commit(group)
-            else:
-                self._commit_with_loops_paused(group, self._writer_lock)
+        else:
+            while self._wait_for_pending():
+                self._commit_with_loops_paused(self._writer_lock)
 
-    def _commit_with_loops_paused(self, group: list[_Submitted], writer_lock: WriterLock) -> None:
-        """Commit holding SQLite's write turn with the requests' event loops paused.
+    def _wait_for_pending(self) -> bool:
+        """Wait until an operation is queued; False once closed and drained."""
+        with self._wakeup:
+            while not self._pending:
+                if self._closed:
+                    return False
+                self._wakeup.wait()
+            return True
+
+    def _commit_with_loops_paused(self, writer_lock: WriterLock) -> None:
+        """Commit what is queued holding SQLite's write turn, with the requests' event loops
+        paused.
+
+        The group is taken once the turn is held and the loops are parked, not before: the
+        requests that queued while this writer waited for the other processes' turns (and
+        the one a loop was parsing when asked to park) join it instead of waiting for the
+        next turn. Measured with two processes, groups grew from 3 to 7 operations.
 
         Every writer of every process waits while one holds the turn, so the holder must not
         wait too. Its own process's event loop is its rival: both need the GIL, which Python
@@ -248,12 +264,17 @@ class GroupCommit:
         (docs/group-commit.md has the measurements).
         """
         if not writer_lock.acquire(timeout=db.WRITER_LOCK_WAIT_SECONDS):
-            self._commit(group)  # past the wait: as a transaction would, go on without it
+            group = self._next_group(wait=False)
+            if group is not None:
+                self._commit(group)  # past the wait: as a transaction would, go on without it
             return
         resume = threading.Event()
+        group = None
         try:
             parked: list[threading.Event] = []
-            for loop in {submitted.loop for submitted in group}:
+            with self._wakeup:
+                loops = {submitted.loop for submitted in self._pending}
+            for loop in loops:
                 arrived = threading.Event()
                 with suppress(RuntimeError):  # a closed loop: nobody to pause
                     loop.call_soon_threadsafe(_park, arrived, resume)
@@ -261,19 +282,22 @@ class GroupCommit:
             deadline = time.monotonic() + LOOP_PARK_WAIT_SECONDS
             for arrived in parked:
                 arrived.wait(max(0.0, deadline - time.monotonic()))
-            self._commit(group)
+            group = self._next_group(wait=False)  # what was queued meanwhile too
+            if group is not None:
+                self._commit(group)
         finally:
             try:
                 writer_lock.release()  # first: a loop woken earlier takes the GIL from it
             finally:
                 resume.set()
 
-    def _next_group(self) -> list[_Submitted] | None:
-        """The first queued operation (waiting for one) and what else is queued already,
-        up to the caps; None once closed and drained."""
+    def _next_group(self, wait: bool = True) -> list[_Submitted] | None:
+        """The first queued operation (waiting for one unless ``wait`` is false) and what
+        else is queued already, up to the caps; None once closed and drained, or if nothing
+        is queued and not ``wait``."""
         with self._wakeup:
             while not self._pending:
-                if self._closed:
+                if self._closed or not wait:
                     return None
                 self._wakeup.wait()
             first = self._pending.popleft()
