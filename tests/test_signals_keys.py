@@ -19,7 +19,7 @@ from firetower.metrics import REGISTRY
 from firetower.migrate import alembic_config, upgrade
 from firetower.runtime import Runtime
 from firetower.signals import intake_rows
-from firetower.signals.models import Alert, AlertKey, FoldedAlertKey
+from firetower.signals.models import Alert, AlertKey, FoldedAlertKey, MergedAlertKey
 from tests.factories import Factory
 from tests.signals_support import alert_row, bare_integration, send_batch
 
@@ -263,7 +263,7 @@ def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
         )
         for fingerprint in ("b", "a"):
             _insert_alert(connection, fingerprint)
-    upgrade(database.engine)
+    upgrade(database.engine, "0014")
     stored_in = "alert_keys" if database.dialect == "postgresql" else "alert_keys_folded"
     with database.engine.connect() as connection:
         keys = connection.execute(
@@ -280,3 +280,98 @@ def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
         _insert_alert(connection, "a")  # the unique constraint is back
     with database.engine.begin() as connection:
         _insert_alert(connection, "d")  # and the trigger is gone with the keys
+
+
+def _merged(runtime: Runtime) -> list[str]:
+    """The fingerprints in ``alert_keys_merged``, in key order."""
+    with runtime.read() as session:
+        return list(
+            session.scalars(select(MergedAlertKey.fingerprint).order_by(MergedAlertKey.fingerprint))
+        )
+
+
+def test_folds_merge_a_slice_from_the_new_keys_on_once_enough_are_folded(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each write below inserts four alerts and folds; from eight folded keys on, the fold
+    also merges four keys (plus any above eight) in key order from where the last merge
+    stopped, stops short at the last key, and starts over from the first."""
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 4)
+    monkeypatch.setattr(intake_rows, "MERGE_FROM_KEYS", 8)
+    integration_id = bare_integration(runtime)
+    sqlite = runtime.database.dialect == "sqlite"
+    written: list[str] = []
+    steps = [
+        (["k0", "k1", "k2", "k3"], ["k0", "k1", "k2", "k3"], []),
+        (["k4", "k5", "k6", "k7"], ["k4", "k5", "k6", "k7"], ["k0", "k1", "k2", "k3"]),
+        (["a0", "a1", "a2", "a3"], ["a0", "a1", "a2", "a3"], ["k4", "k5", "k6", "k7"]),
+        (["z0", "z1", "b0", "b1"], ["a0", "a1", "a2", "a3", "b0", "b1"], ["z0", "z1"]),
+        (["c0", "c1", "c2", "c3"], ["c0", "c1", "c2", "c3"], ["a0", "a1", "a2", "a3", "b0", "b1"]),
+    ]
+    merged: list[str] = []
+    for fingerprints, folded, merged_now in steps:
+        with runtime.transaction() as session:
+            intake_rows.write(session, [alert_row(integration_id, f) for f in fingerprints])
+        written += fingerprints
+        merged = sorted(merged + merged_now)
+        if sqlite:
+            assert (_keys(runtime), _merged(runtime)) == (([], folded), merged), fingerprints
+        else:  # PostgreSQL never folds
+            assert (_keys(runtime), _merged(runtime)) == ((sorted(written), []), [])
+
+    with runtime.read() as session:
+        found = intake_rows.load(session, integration_id, written)
+    assert sorted(row.fingerprint for row in found) == sorted(written)
+    with pytest.raises(IntegrityError), runtime.transaction() as session:
+        session.add(_orm_alert(integration_id, "k4"))  # merged on SQLite
+    with runtime.transaction() as session:
+        session.execute(text("DELETE FROM alerts WHERE fingerprint = 'a0'"))
+    assert "a0" not in _merged(runtime) + _keys(runtime)[0]
+
+
+def test_the_third_level_migration_moves_the_folded_keys_and_back(
+    unmigrated_database: Database,
+) -> None:
+    database = unmigrated_database
+    upgrade(database.engine, "0013")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO integrations (id, name, kind, key_prefix, key_hash, created_at) "
+                "VALUES (7, 'old', 'alertmanager', 'oldoldol', 'x', :at)"
+            ),
+            {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+        for fingerprint in ("b", "a"):
+            _insert_alert(connection, fingerprint)
+    upgrade(database.engine, "0014")  # folded on SQLite
+    with database.engine.begin() as connection:
+        _insert_alert(connection, "c")  # not folded yet
+
+    def keys(table: str) -> list[tuple[str, int]]:
+        with database.engine.connect() as connection:
+            query = f"SELECT fingerprint, alert_id FROM {table} ORDER BY fingerprint"
+            return [(row[0], row[1]) for row in connection.execute(text(query))]
+
+    upgrade(database.engine)
+    sqlite = database.dialect == "sqlite"
+    if sqlite:
+        assert keys("alert_keys_merged") == [("a", 2), ("b", 1)]
+        assert keys("alert_keys") == [("c", 3)]
+    else:  # PostgreSQL keeps every key in alert_keys
+        assert keys("alert_keys") == [("a", 2), ("b", 1), ("c", 3)]
+        assert keys("alert_keys_merged") == []
+    assert keys("alert_keys_folded") == []
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        _insert_alert(connection, "a")  # refused by the key of the level it is in
+    with database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM alerts WHERE fingerprint = 'a'"))
+    assert ("a", 2) not in keys("alert_keys_merged") + keys("alert_keys")
+
+    command.downgrade(alembic_config(database.engine), "0014")
+    if sqlite:
+        assert keys("alert_keys_folded") == [("b", 1)]
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        _insert_alert(connection, "b")  # 0014's trigger, or alert_keys' key
+    with database.engine.begin() as connection:
+        _insert_alert(connection, "a")  # a deleted alert's key went with it

@@ -111,14 +111,14 @@ class Alert(Base):
 
 
 class _AlertKeyColumns:
-    """The columns both alert key tables share."""
+    """The columns the alert key tables share."""
 
     integration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(255), primary_key=True)
     alert_id: Mapped[int] = mapped_column(Integer)
     """No foreign key: a migration in SQLite's batch mode rebuilds ``alerts`` by copying
     and dropping it, which a cascading key would follow and any other would refuse. Such a
-    migration must create the triggers of 0014 again (SQLite drops a table's triggers with
+    migration must create the triggers of 0015 again (SQLite drops a table's triggers with
     it); tests/test_signals_keys.py fails if a new alert gets no key."""
 
     __table_args__ = {"sqlite_with_rowid": False}  # the key is the table: one B-tree
@@ -131,8 +131,8 @@ class AlertKey(_AlertKeyColumns, Base):
     It replaces a unique index of ``alerts``, in which each new alert's hashed fingerprint
     dirtied a page of its own that SQLite's log took whole. On SQLite intake folds these
     keys into ``FoldedAlertKey`` in key order every ``intake_rows.FOLD_EVERY_ALERTS`` new
-    alerts; PostgreSQL keeps them all here. docs/group-commit.md ("Alert keys") says how
-    they stay unique.
+    alerts, and merges slices of that into ``MergedAlertKey``; PostgreSQL keeps them all
+    here. docs/group-commit.md ("Alert keys") says how they stay unique.
     """
 
     __tablename__ = "alert_keys"
@@ -142,6 +142,24 @@ class FoldedAlertKey(_AlertKeyColumns, Base):
     """Alert keys folded out of ``AlertKey`` on SQLite (see there); empty on PostgreSQL."""
 
     __tablename__ = "alert_keys_folded"
+
+
+class MergedAlertKey(_AlertKeyColumns, Base):
+    """Alert keys merged out of ``FoldedAlertKey`` on SQLite, a slice in key order at a time,
+    once it holds ``intake_rows.MERGE_FROM_KEYS`` keys; empty on PostgreSQL."""
+
+    __tablename__ = "alert_keys_merged"
+
+
+class AlertKeyMergeCursor(Base):
+    """Where the next merge of folded alert keys starts: the last key merged (one row, on
+    SQLite; see ``intake_rows.fold_keys``)."""
+
+    __tablename__ = "alert_key_merge_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(255))
 
 
 class ChangeEvent(Base):
