@@ -248,10 +248,8 @@ def _insert_alert(connection: Connection, fingerprint: str) -> None:
     )
 
 
-def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
-    unmigrated_database: Database,
-) -> None:
-    database = unmigrated_database
+def _alerts_before_the_keys(database: Database, *fingerprints: str) -> None:
+    """Migrate to 0013, before the key tables, and store these alerts (ids 1, 2, ...)."""
     upgrade(database.engine, "0013")
     with database.engine.begin() as connection:
         connection.execute(
@@ -261,8 +259,15 @@ def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
             ),
             {"at": datetime(2026, 1, 1, tzinfo=UTC)},
         )
-        for fingerprint in ("b", "a"):
+        for fingerprint in fingerprints:
             _insert_alert(connection, fingerprint)
+
+
+def test_the_migration_gives_stored_alerts_their_keys_and_takes_them_back(
+    unmigrated_database: Database,
+) -> None:
+    database = unmigrated_database
+    _alerts_before_the_keys(database, "b", "a")
     upgrade(database.engine, "0014")
     stored_in = "alert_keys" if database.dialect == "postgresql" else "alert_keys_folded"
     with database.engine.connect() as connection:
@@ -333,17 +338,7 @@ def test_the_third_level_migration_moves_the_folded_keys_and_back(
     unmigrated_database: Database,
 ) -> None:
     database = unmigrated_database
-    upgrade(database.engine, "0013")
-    with database.engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO integrations (id, name, kind, key_prefix, key_hash, created_at) "
-                "VALUES (7, 'old', 'alertmanager', 'oldoldol', 'x', :at)"
-            ),
-            {"at": datetime(2026, 1, 1, tzinfo=UTC)},
-        )
-        for fingerprint in ("b", "a"):
-            _insert_alert(connection, fingerprint)
+    _alerts_before_the_keys(database, "b", "a")
     upgrade(database.engine, "0014")  # folded on SQLite
     with database.engine.begin() as connection:
         _insert_alert(connection, "c")  # not folded yet
