@@ -6,7 +6,8 @@ Create Date: 2026-11-29
 
 With two levels, each fold of 10,000 new keys into ``alert_keys_folded`` touched nearly every
 page of that table once a few million alerts were stored: close to a page of SQLite's log
-per alert again, and folds of a quarter of a second holding the write turn. Intake on SQLite
+per alert again, and folds of a median 85 ms, longest 154 ms, at 4.9 million alerts
+(``bench.sqlite_ceiling --seconds 150``), each holding the write turn. Intake on SQLite
 now keeps ``alert_keys_folded`` to about ``intake_rows.MERGE_FROM_KEYS`` keys and merges
 slices of it in key order, from where the last one stopped (``alert_key_merge_cursor``),
 into ``alert_keys_merged`` (see ``signals.models.AlertKey``).
