@@ -226,12 +226,11 @@ class GroupCommit:
             self._writers.append(writer)
 
     def _write(self) -> None:
-        if self._writer_lock is None:
-            while (group := self._next_group()) is not None:
-                self._commit(group)
-        else:
-            while self._wait_for_pending():
+        while self._wait_for_pending():
+            if self._writer_lock is not None:
                 self._commit_with_loops_paused(self._writer_lock)
+            elif (group := self._take_group()) is not None:  # else another writer took it
+                self._commit(group)
 
     def _wait_for_pending(self) -> bool:
         """Wait until an operation is queued; False once closed and drained."""
@@ -264,7 +263,7 @@ class GroupCommit:
         (docs/group-commit.md has the measurements).
         """
         if not writer_lock.acquire(timeout=db.WRITER_LOCK_WAIT_SECONDS):
-            group = self._next_group(wait=False)
+            group = self._take_group()
             if group is not None:
                 self._commit(group)  # past the wait: as a transaction would, go on without it
             return
@@ -282,7 +281,7 @@ class GroupCommit:
             deadline = time.monotonic() + LOOP_PARK_WAIT_SECONDS
             for arrived in parked:
                 arrived.wait(max(0.0, deadline - time.monotonic()))
-            group = self._next_group(wait=False)  # what was queued meanwhile too
+            group = self._take_group()  # what was queued meanwhile too
             if group is not None:
                 self._commit(group)
         finally:
@@ -291,15 +290,12 @@ class GroupCommit:
             finally:
                 resume.set()
 
-    def _next_group(self, wait: bool = True) -> list[_Submitted] | None:
-        """The first queued operation (waiting for one unless ``wait`` is false) and what
-        else is queued already, up to the caps; None once closed and drained, or if nothing
-        is queued and not ``wait``."""
+    def _take_group(self) -> list[_Submitted] | None:
+        """The first queued operation and what else is queued already, up to the caps;
+        None if nothing is queued. It never waits (``_wait_for_pending`` does)."""
         with self._wakeup:
-            while not self._pending:
-                if self._closed or not wait:
-                    return None
-                self._wakeup.wait()
+            if not self._pending:
+                return None
             first = self._pending.popleft()
             group, weight = [first], first.weight
             pending = self._pending
