@@ -105,7 +105,8 @@ class Alert(Base):
     integration: Mapped[Integration] = relationship()
 
     __table_args__ = (
-        Index("ix_alerts_incident_status", "incident_id", "status"),
+        # The alerts that joined an incident in a given minute (its attach notes).
+        Index("ix_alerts_incident_attached", "incident_id", "attached_at"),
         Index("ix_alerts_integration_group", "integration_id", "group_key"),
     )
 
