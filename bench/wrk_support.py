@@ -24,6 +24,10 @@ end
 64-bit integers (which wrap as the Python function's modulo does)."""
 
 
+WRK_DURATION_UNITS_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+"""wrk prints a run's duration in the largest unit that fits: ``10.01s``, ``1.67m``."""
+
+
 @dataclass
 class WrkResult:
     requests: int
@@ -63,11 +67,15 @@ def run_wrk(url: str, script: str, seconds: float, connections: int) -> WrkResul
         Path(file.name).unlink()
     if finished.stderr.strip():  # a script that does not load: wrk runs on with plain GETs
         raise RuntimeError(f"wrk failed:\n{finished.stderr}")
-    out = finished.stdout
-    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    return parse_wrk_output(finished.stdout)
+
+
+def parse_wrk_output(out: str) -> WrkResult:
+    """The figures of wrk's report."""
+    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h)\b", out)
     if done is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
-    seconds_taken = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    seconds_taken = float(done.group(2)) * WRK_DURATION_UNITS_SECONDS[done.group(3)]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
     return WrkResult(
