@@ -3,11 +3,12 @@ alert of the batch is new, set aside when the guess does not hold, and taken onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from firetower import clock
@@ -17,7 +18,7 @@ from firetower.jobs import Job
 from firetower.runtime import Runtime
 from firetower.signals import intake_rows, service
 from firetower.signals.intake_rows import AlertRow
-from firetower.signals.models import Alert, Integration
+from firetower.signals.models import Alert, AlertKey, Integration
 from tests.factories import Factory
 from tests.signals_support import matcher
 
@@ -245,6 +246,93 @@ def test_new_alerts_joining_an_active_incident_are_settled_ahead_as_the_transact
         assert same == {c: v for c, v in stored[recorded].items() if c not in differ}
         assert stored[made]["incident_id"] == incident.id
         assert stored[made]["attached_at"] == drafts.now
+
+
+def _statements(runtime: Runtime) -> tuple[list[tuple[str, Any]], Callable[[], None]]:
+    """The SQL the engine runs from now on with its parameters, and a function that stops
+    collecting it."""
+    engine, ran = runtime.database.engine, []
+
+    def remember(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        ran.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", remember)
+    return ran, lambda: event.remove(engine, "before_cursor_execute", remember)
+
+
+def test_a_settled_batch_is_inserted_without_reading_which_alerts_are_stored(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Only its first alert is looked up; the key tables would refuse any other stored one."""
+    key = _key(factory, factory.service("payments"))
+    _ingest(runtime, key, _signals("opener", service_name="payments"), None)
+    _views_read(runtime)
+    signals = _signals("d1", "d2", "d3", service_name="payments")
+    drafts = _draft(runtime, key, signals)
+    ran, stop = _statements(runtime)
+    try:
+        _ingest(runtime, key, signals, drafts)
+    finally:
+        stop()
+    [(_, asked)] = [(s, p) for s, p in ran if s.startswith("SELECT") and "FROM alert_keys" in s]
+    assert "d1" in repr(asked)
+    assert ("d2" in repr(asked)) != _settles_ahead(runtime)  # only SQLite settles ahead
+    assert {f: row["count"] for f, row in _stored(runtime).items()} == {
+        "opener": 1,
+        "d1": 1,
+        "d2": 1,
+        "d3": 1,
+    }
+
+
+def test_a_settled_batch_with_a_stored_alert_after_its_first_is_refused_whole(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """57 alerts take five INSERTs of ten and seven of one: the last one's stored key refuses
+    its statement, and the savepoint undoes the earlier ones before the batch goes the usual
+    way (else the 56 new alerts would be found stored, and counted twice)."""
+    key = _key(factory, factory.service("payments"))
+    [incident] = _ingest(runtime, key, _signals("opener", service_name="payments"), None).opened
+    _ingest(runtime, key, _signals("known", service_name="payments"), None)
+    _views_read(runtime)
+    fresh = [f"new{n}" for n in range(56)]
+    signals = _signals(*fresh, "known", service_name="payments")
+    drafts = _draft(runtime, key, signals)
+    assert (drafts.settled is not None) == _settles_ahead(runtime)
+    drafted = list(drafts.rows or [])
+
+    intake = _ingest(runtime, key, signals, drafts)
+
+    assert {id(row) for row in intake.known.values()}.isdisjoint(map(id, drafted))
+    stored = _stored(runtime)
+    assert {f: stored[f]["count"] for f in fresh} == dict.fromkeys(fresh, 1)
+    assert stored["known"]["count"] == 2
+    assert {stored[f]["incident_id"] for f in fresh} == {incident.id}
+    assert intake.attached == {incident.id: [f"Errors on {f}" for f in fresh]}
+    with runtime.read() as session:
+        keys = session.scalar(select(func.count()).select_from(AlertKey))
+    assert keys == len(stored)
+
+
+def test_a_settled_batch_whose_first_alert_is_stored_tries_no_insert(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A batch of repeats (a storm's) would pay for an insert it then undoes."""
+    key = _key(factory, factory.service("payments"))
+    _ingest(runtime, key, _signals("opener", service_name="payments"), None)
+    _ingest(runtime, key, _signals("known", service_name="payments"), None)
+    _views_read(runtime)
+    signals = _signals("known", "new", service_name="payments")
+    drafts = _draft(runtime, key, signals)
+    ran, stop = _statements(runtime)
+    try:
+        _ingest(runtime, key, signals, drafts)
+    finally:
+        stop()
+    [inserted] = [p for s, p in ran if s.startswith("INSERT INTO alerts ")]  # "new" alone
+    assert "new" in repr(inserted) and "known" not in repr(inserted)
+    stored = _stored(runtime)
+    assert (stored["known"]["count"], stored["new"]["count"]) == (2, 1)
 
 
 def test_a_silence_made_after_settling_ahead_sets_what_was_settled_aside(
