@@ -816,8 +816,9 @@ def _drafted(
     shared: Shared, intake: Intake, signals: Sequence[Signal]
 ) -> tuple[list[Received], Settled | None] | None:
     """The batch recorded from its drafts, when they were made for this integration as it
-    is now and none of the batch's alerts is known (the transaction's prefetch says); with
-    what was settled ahead, when that still holds."""
+    is now and none of the batch's alerts is known as far as the transaction has read (the
+    whole batch; for one settled ahead, its first alert only); with what was settled
+    ahead, when that still holds."""
     drafts = intake.drafts
     if (
         drafts is None
