@@ -3,7 +3,6 @@ alert of the batch is new, set aside when the guess does not hold, and taken onl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -248,16 +247,21 @@ def test_new_alerts_joining_an_active_incident_are_settled_ahead_as_the_transact
         assert stored[made]["attached_at"] == drafts.now
 
 
-def _statements(runtime: Runtime) -> tuple[list[tuple[str, Any]], Callable[[], None]]:
-    """The SQL the engine runs from now on with its parameters, and a function that stops
-    collecting it."""
+def _ingest_watched(
+    runtime: Runtime, key: str, signals: list[service.Signal], drafts: service.Drafts
+) -> list[tuple[str, Any]]:
+    """``_ingest``, and the SQL it ran with its parameters."""
     engine, ran = runtime.database.engine, []
 
     def remember(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         ran.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", remember)
-    return ran, lambda: event.remove(engine, "before_cursor_execute", remember)
+    try:
+        _ingest(runtime, key, signals, drafts)
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    return ran
 
 
 def test_a_settled_batch_is_inserted_without_reading_which_alerts_are_stored(
@@ -269,11 +273,7 @@ def test_a_settled_batch_is_inserted_without_reading_which_alerts_are_stored(
     _views_read(runtime)
     signals = _signals("d1", "d2", "d3", service_name="payments")
     drafts = _draft(runtime, key, signals)
-    ran, stop = _statements(runtime)
-    try:
-        _ingest(runtime, key, signals, drafts)
-    finally:
-        stop()
+    ran = _ingest_watched(runtime, key, signals, drafts)
     [(_, asked)] = [(s, p) for s, p in ran if s.startswith("SELECT") and "FROM alert_keys" in s]
     assert "d1" in repr(asked)
     assert ("d2" in repr(asked)) != _settles_ahead(runtime)  # only SQLite settles ahead
@@ -324,11 +324,7 @@ def test_a_settled_batch_whose_first_alert_is_stored_tries_no_insert(
     _views_read(runtime)
     signals = _signals("known", "new", service_name="payments")
     drafts = _draft(runtime, key, signals)
-    ran, stop = _statements(runtime)
-    try:
-        _ingest(runtime, key, signals, drafts)
-    finally:
-        stop()
+    ran = _ingest_watched(runtime, key, signals, drafts)
     [inserted] = [p for s, p in ran if s.startswith("INSERT INTO alerts ")]  # "new" alone
     assert "new" in repr(inserted) and "known" not in repr(inserted)
     stored = _stored(runtime)
