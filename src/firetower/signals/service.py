@@ -943,9 +943,11 @@ def _inserted_as_settled(
     usual way (None). Reading them took a fifth of the write turn. The first alert is
     looked up alone, so that a batch of repeats (a storm's, Alertmanager's repeat interval)
     does not pay for an insert it undoes; a batch whose new alerts come first still may."""
-    if intake.drafts is None or intake.drafts.settled is None or not signals:
+    drafts = intake.drafts
+    if drafts is None or drafts.settled is None or not signals:
         return None
-    _prefetch(session, intake, [signals[0].fingerprint])
+    if intake_rows.is_stored(session, intake.integration_id, signals[0].fingerprint):
+        return None
     drafted = _drafted(shared, intake, signals)
     if drafted is None:
         return None
