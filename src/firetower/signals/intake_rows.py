@@ -358,17 +358,31 @@ def sqlite_insert(rows: int) -> str:
     return f"INSERT INTO alerts ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"  # noqa: S608
 
 
-def _insert_sqlite(connection: Connection, inserts: list[tuple[Any, ...]]) -> int:
+SqliteInserts = list[tuple[int, tuple[Any, ...]]]
+"""New rows as SQLite's INSERTs take them: per statement, its row count and its rows'
+values in one tuple (``sqlite_inserts``)."""
+
+
+def sqlite_inserts(values: Sequence[Sequence[Any]]) -> SqliteInserts:
+    """Rows' INSERT values (``Encoder.values``) cut into ``SQLITE_INSERT_SIZES`` statements,
+    each statement's values flattened: done ahead, in a request, for a batch settled ahead."""
+    statements: SqliteInserts = []
+    start = 0
+    for size in SQLITE_INSERT_SIZES:
+        while len(values) - start >= size:
+            statements.append((size, tuple(chain.from_iterable(values[start : start + size]))))
+            start += size
+    return statements
+
+
+def _insert_sqlite(connection: Connection, statements: SqliteInserts) -> int:
     """Many rows per statement: Python's sqlite3 lets go of the GIL around every step of a
     statement, so an ``executemany`` of a hundred rows gave the GIL away a hundred times,
     and while this thread holds the database's write turn, each time it waited to get the
     GIL back, every writer of every process waited with it. Returns the last row's id."""
-    start = last_id = 0
-    for size in SQLITE_INSERT_SIZES:
-        while len(inserts) - start >= size:
-            values = tuple(chain.from_iterable(inserts[start : start + size]))
-            last_id = connection.exec_driver_sql(sqlite_insert(size), values).lastrowid
-            start += size
+    last_id = 0
+    for size, values in statements:
+        last_id = connection.exec_driver_sql(sqlite_insert(size), values).lastrowid
     return last_id
 
 
@@ -416,17 +430,17 @@ def is_stored(session: Session, integration_id: int, fingerprint: str) -> bool:
 
 
 def insert_encoded_if_new(
-    session: Session, rows: Sequence[AlertRow], inserts: list[tuple[Any, ...]]
+    session: Session, rows: Sequence[AlertRow], statements: SqliteInserts
 ) -> bool:
-    """Insert new rows whose values were encoded ahead (``Encoder.values``, one tuple per
-    row, in the same order) on SQLite, without knowing that they are new: the key tables
+    """Insert new rows whose INSERTs were made ahead (``sqlite_inserts``, the rows in the
+    same order) on SQLite, without knowing that they are new: the key tables
     refuse a stored alert's key (the insert trigger, ``alert_keys``' primary key), and then
     nothing of the batch is inserted and False is returned. A savepoint undoes the rows of
     the batch's earlier statements (a batch of 57 takes 12)."""
     connection = session.connection()
     connection.exec_driver_sql("SAVEPOINT insert_if_new")
     try:
-        last_id = _insert_sqlite(connection, inserts)
+        last_id = _insert_sqlite(connection, statements)
     except IntegrityError:
         connection.exec_driver_sql("ROLLBACK TO insert_if_new")
         connection.exec_driver_sql("RELEASE insert_if_new")
@@ -435,7 +449,7 @@ def insert_encoded_if_new(
     for row in rows:
         row.stored = True
         row.dirty = False
-    if fold_due(last_id - len(inserts) + 1, last_id):
+    if fold_due(last_id - len(rows) + 1, last_id):
         fold_keys(connection.exec_driver_sql)
     return True
 
@@ -447,7 +461,7 @@ def _execute(
     insert, update = STATEMENTS[dialect]
     connection = session.connection()
     if inserts and dialect == "sqlite":
-        last_id = _insert_sqlite(connection, inserts)
+        last_id = _insert_sqlite(connection, sqlite_inserts(inserts))
         # One writer at a time, and SQLite gives each new row max(id) + 1: the ids just
         # given are consecutive.
         if fold_due(last_id - len(inserts) + 1, last_id):

@@ -734,12 +734,12 @@ class Ahead:
 
 @dataclass(slots=True)
 class Settled:
-    """A batch's new alerts routed ahead: what settling them owes, and their INSERT values."""
+    """A batch's new alerts routed ahead: what settling them owes, and their INSERTs."""
 
     ahead: Ahead
     owed: Intake
     """A scratch ``Intake`` holding the notes and notifications the batch owes."""
-    inserts: list[tuple[Any, ...]]
+    inserts: intake_rows.SqliteInserts
 
     def holds(self, shared: Shared) -> bool:
         """The transaction would settle the batch as it was settled ahead."""
@@ -784,7 +784,7 @@ def draft_new_alerts(
     except SettleInTransaction:  # the rows are half settled: draft them afresh
         rows = [_new_row(integration_id, group_by, signal, now) for signal in signals]
         return Drafts(integration_id, group_by, now, rows)
-    inserts = [tuple(encoder.values(row)) for row in rows]
+    inserts = intake_rows.sqlite_inserts([encoder.values(row) for row in rows])
     return Drafts(integration_id, group_by, now, rows, Settled(ahead, owed, inserts))
 
 
