@@ -449,9 +449,16 @@ def insert_encoded_if_new(
     for row in rows:
         row.stored = True
         row.dirty = False
-    if fold_due(last_id - len(rows) + 1, last_id):
-        fold_keys(connection.exec_driver_sql)
+    _fold_if_due(connection, len(rows), last_id)
     return True
+
+
+def _fold_if_due(connection: Connection, inserted: int, last_id: int) -> None:
+    """Fold the alert keys when the rows just inserted passed a multiple of
+    ``FOLD_EVERY_ALERTS``. One writer at a time, and SQLite gives each new row max(id) + 1:
+    the ids just given are consecutive."""
+    if fold_due(last_id - inserted + 1, last_id):
+        fold_keys(connection.exec_driver_sql)
 
 
 def _execute(
@@ -462,10 +469,7 @@ def _execute(
     connection = session.connection()
     if inserts and dialect == "sqlite":
         last_id = _insert_sqlite(connection, sqlite_inserts(inserts))
-        # One writer at a time, and SQLite gives each new row max(id) + 1: the ids just
-        # given are consecutive.
-        if fold_due(last_id - len(inserts) + 1, last_id):
-            fold_keys(connection.exec_driver_sql)
+        _fold_if_due(connection, len(inserts), last_id)
     elif inserts:
         connection.exec_driver_sql(insert, inserts)
     if updates:
