@@ -415,18 +415,17 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
     _execute(session, inserts, updates)
 
 
-STORED_KEY_SQLITE = " UNION ALL ".join(
-    f"SELECT 1 FROM {table} WHERE integration_id = ? AND fingerprint = ?"  # noqa: S608
-    for table in KEY_TABLES
-)
+_STORED_KEY = _all_key_tables("sqlite", "1")
 
 
 def is_stored(session: Session, integration_id: int, fingerprint: str) -> bool:
-    """Whether an alert of this integration has this fingerprint (SQLite): one key looked
-    up at the driver, without reading the alert."""
-    keys = (integration_id, fingerprint) * len(KEY_TABLES)
-    found = session.connection().exec_driver_sql(STORED_KEY_SQLITE, keys).first()
-    return found is not None
+    """Whether an alert of this integration has this fingerprint (SQLite): its key looked
+    up at the driver, without reading the alert (``load`` does, through the ORM session)."""
+    listed = {
+        "integration_id": integration_id,
+        "fingerprints": _fingerprints("sqlite", [fingerprint]),
+    }
+    return session.connection().exec_driver_sql(_STORED_KEY, listed).first() is not None
 
 
 def insert_encoded_if_new(
