@@ -264,13 +264,22 @@ def _ingest_watched(
     return ran
 
 
+def _payments_storing(factory: Factory, runtime: Runtime, *stored: str) -> tuple[str, Any]:
+    """An integration for "payments" whose first alert opened an incident, with these alerts
+    stored after it, and the views read: the key and the incident."""
+    key = _key(factory, factory.service("payments"))
+    [incident] = _ingest(runtime, key, _signals("opener", service_name="payments"), None).opened
+    for fingerprint in stored:
+        _ingest(runtime, key, _signals(fingerprint, service_name="payments"), None)
+    _views_read(runtime)
+    return key, incident
+
+
 def test_a_settled_batch_is_inserted_without_reading_which_alerts_are_stored(
     factory: Factory, runtime: Runtime
 ) -> None:
     """Only its first alert is looked up; the key tables would refuse any other stored one."""
-    key = _key(factory, factory.service("payments"))
-    _ingest(runtime, key, _signals("opener", service_name="payments"), None)
-    _views_read(runtime)
+    key, _ = _payments_storing(factory, runtime)
     signals = _signals("d1", "d2", "d3", service_name="payments")
     drafts = _draft(runtime, key, signals)
     ran = _ingest_watched(runtime, key, signals, drafts)
@@ -291,10 +300,7 @@ def test_a_settled_batch_with_a_stored_alert_after_its_first_is_refused_whole(
     """57 alerts take five INSERTs of ten and seven of one: the last one's stored key refuses
     its statement, and the savepoint undoes the earlier ones before the batch goes the usual
     way (else the 56 new alerts would be found stored, and counted twice)."""
-    key = _key(factory, factory.service("payments"))
-    [incident] = _ingest(runtime, key, _signals("opener", service_name="payments"), None).opened
-    _ingest(runtime, key, _signals("known", service_name="payments"), None)
-    _views_read(runtime)
+    key, incident = _payments_storing(factory, runtime, "known")
     fresh = [f"new{n}" for n in range(56)]
     signals = _signals(*fresh, "known", service_name="payments")
     drafts = _draft(runtime, key, signals)
@@ -318,10 +324,7 @@ def test_a_settled_batch_whose_first_alert_is_stored_tries_no_insert(
     factory: Factory, runtime: Runtime
 ) -> None:
     """A batch of repeats (a storm's) would pay for an insert it then undoes."""
-    key = _key(factory, factory.service("payments"))
-    _ingest(runtime, key, _signals("opener", service_name="payments"), None)
-    _ingest(runtime, key, _signals("known", service_name="payments"), None)
-    _views_read(runtime)
+    key, _ = _payments_storing(factory, runtime, "known")
     signals = _signals("known", "new", service_name="payments")
     drafts = _draft(runtime, key, signals)
     ran = _ingest_watched(runtime, key, signals, drafts)
