@@ -8,6 +8,12 @@ coming; they are 16 hex digits scattered as Alertmanager's hashes are
 (``intake_support.fingerprint``). Issue 3: such a storm of 1,000,000 alerts leaves at most
 50 open incidents (one per service) and the server's memory stays under 500 MB.
 
+With ``--resolve`` a routing rule resolves an incident once all its alerts have, and after
+the storm every batch is sent again with its alerts resolved, as Alertmanager does when the
+cause clears: the storm must then leave no incident open, and the resolving half must not slow
+down as the incidents' alerts pile up (each resolving batch checks whether its incidents'
+alerts have all resolved).
+
 The server's resident memory is sampled from /proc/<pid>/status (VmRSS) twice a second, and
 its peak (VmHWM) read at the end. `make bench` sends 100,000 alerts; the issue's figure:
 
@@ -27,6 +33,7 @@ from bench.intake_support import (
     REPEATED,
     Load,
     Request,
+    Target,
     Template,
     arguments,
     count_rows,
@@ -45,19 +52,20 @@ REPEATS = 50
 SAMPLE_SECONDS = 0.5
 
 
-def storm_batch(service: str, size: int, repeats: int) -> dict[str, object]:
+def storm_batch(service: str, size: int, repeats: int, status: str = "firing") -> dict[str, object]:
     """A v4 batch: new alerts carry @@M@@ (this batch of the service) and FINGERPRINT marks,
     repeats @@P@@ (its previous batch) and REPEATED marks."""
     common = {"alertname": "HighLatency", "service": service, "severity": "critical"}
+    ends_at = "2026-11-28T11:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z"
 
     def alert(batch_mark: str, fingerprint_mark: str, j: int) -> dict[str, object]:
         name = f"{service}-pod-{batch_mark}-{j}"
         return {
-            "status": "firing",
+            "status": status,
             "labels": {**common, "pod": name, "namespace": "prod"},
             "annotations": {"summary": f"p99 latency above 2 s on {name}"},
             "startsAt": "2026-11-28T10:00:00Z",
-            "endsAt": "0001-01-01T00:00:00Z",
+            "endsAt": ends_at,
             "generatorURL": "http://prometheus.example:9090/graph?g0.expr=latency",
             "fingerprint": fingerprint_mark,
         }
@@ -67,7 +75,7 @@ def storm_batch(service: str, size: int, repeats: int) -> dict[str, object]:
     alerts += [alert("@@M@@", FINGERPRINT, j) for j in range(size - repeats)]
     return {
         "version": "4",
-        "status": "firing",
+        "status": status,
         "receiver": "firetower",
         "groupKey": '{}:{alertname="HighLatency", service="' + service + '"}',
         "groupLabels": {"alertname": "HighLatency", "service": service},
@@ -79,11 +87,13 @@ def storm_batch(service: str, size: int, repeats: int) -> dict[str, object]:
 
 
 class StormBatches:
-    def __init__(self, key: str, services: list[str], size: int, repeats: int) -> None:
+    def __init__(
+        self, key: str, services: list[str], size: int, repeats: int, status: str = "firing"
+    ) -> None:
         if repeats > size - repeats:
             raise SystemExit("--repeats must be at most half of --batch")
         self.path = f"/ingest/alertmanager/{key}"
-        self.templates = [Template(storm_batch(s, size, repeats)) for s in services]
+        self.templates = [Template(storm_batch(s, size, repeats, status)) for s in services]
 
     def __call__(self, n: int) -> Request:
         s, m = n % len(self.templates), n // len(self.templates)
@@ -128,6 +138,7 @@ def run(
     services: int = SERVICES,
     batch: int = BATCH,
     repeats: int = REPEATS,
+    resolve: bool = False,
 ) -> None:
     batches = max(1, alerts // batch)
     load = Load(connections=connections, processes=processes, seconds=None, requests=batches)
@@ -135,12 +146,22 @@ def run(
         names = service_names(services)
         create_services(target, names)
         key = create_integration(target, "bench-storm", "alertmanager")
+        if resolve:
+            _resolving_rule(target)
         before = memory_kib(target.pid)
         sampler = MemorySampler(target.pid)
         sampler.start()
         started = time.perf_counter()
         outcome = drive(target.url, StormBatches(key, names, batch, repeats), load)
         elapsed = time.perf_counter() - started
+        if resolve:
+            with httpx.Client(base_url=target.url, headers=target.headers, timeout=60) as api:
+                page = api.get("/api/v1/incidents", params={"active": "true", "limit": 200})
+                opened = len(page.json()["items"])
+            started = time.perf_counter()
+            resolving = StormBatches(key, names, batch, repeats, status="resolved")
+            cleared = drive(target.url, resolving, load)
+            cleared_seconds = time.perf_counter() - started
         sampler.stopping.set()
         sampler.join()
         after = memory_kib(target.pid)
@@ -149,6 +170,7 @@ def run(
             open_incidents = len(page.json()["items"])
         rows = count_rows(target, "SELECT count(*) FROM alerts")
         seen = count_rows(target, "SELECT coalesce(sum(count), 0) FROM alerts")
+        still_firing = count_rows(target, "SELECT count(*) FROM alerts WHERE status != 'resolved'")
     expected = distinct_fingerprints(outcome.succeeded, services, batch, repeats)
     print(f"[{backend}] alert storm, {load.describe()}")
     print(
@@ -156,7 +178,16 @@ def run(
         f"of the service's previous batch) from {services} services: {elapsed:.1f} s, "
         f"{outcome.succeeded * batch / elapsed:,.0f} alerts/s ({outcome.summary()})"
     )
-    verdict = "OK" if rows == expected and seen == outcome.succeeded * batch else "MISMATCH"
+    received = outcome.succeeded * batch
+    if resolve:
+        received += cleared.succeeded * batch
+        print(
+            f"    the same batches resolved: {cleared_seconds:.1f} s, "
+            f"{cleared.succeeded * batch / cleared_seconds:,.0f} alerts/s ({cleared.summary()}); "
+            f"open incidents {opened} before, {open_incidents} after (none wanted); "
+            f"alerts not resolved: {still_firing:,}; statuses {dict(cleared.statuses)}"
+        )
+    verdict = "OK" if rows == expected and seen == received else "MISMATCH"
     print(
         f"    {rows:,} alert rows (expected {expected:,}), repeat counts add up to {seen:,} "
         f"({verdict}); open incidents: {open_incidents} (at most {services} wanted); "
@@ -168,6 +199,17 @@ def run(
         f"RSS {_mib(before['VmRSS'])} before and {_mib(after['VmRSS'])} after"
     )
     outcome.print_failures()
+    if resolve:
+        cleared.print_failures()
+
+
+def _resolving_rule(target: Target) -> None:
+    """Every alert opens or joins its service's incident, which resolves once they all have."""
+    rule = {"name": "storm-resolves", "action": "open", "on_clear": "resolve"}
+    with httpx.Client(base_url=target.url, headers=target.headers, timeout=30) as api:
+        made = api.post("/api/v1/routing-rules", json=rule)
+        if made.status_code != 201:
+            raise RuntimeError(f"creating the routing rule: {made.status_code} {made.text}")
 
 
 def main() -> None:
@@ -176,6 +218,9 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=SERVICES)
     parser.add_argument("--batch", type=int, default=BATCH, help="alerts per request")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="repeats per batch")
+    parser.add_argument(
+        "--resolve", action="store_true", help="then send every batch again, resolved"
+    )
     run_each_backend(parser, run)
 
 

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import jmespath
-from sqlalchemy import ColumnElement, Engine, bindparam, case, delete, false, func, select
+from sqlalchemy import ColumnElement, Engine, bindparam, case, delete, false, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,7 @@ from firetower.signals import intake_cache, intake_rows
 from firetower.signals.intake_cache import IncidentsView, RoutingView, ServiceRef
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import (
+    UNRESOLVED_ATTACHED,
     Alert,
     ChangeEvent,
     InhibitRule,
@@ -1098,17 +1099,14 @@ def finish(session: Session, intake: Intake) -> None:
         )
     for incident_id in sorted(intake.resolved_incidents):
         resolved = session.get(Incident, incident_id)
-        if resolved is None:
+        if resolved is None or _has_unresolved_alert(session, incident_id):
             continue
-        total, still_open, keep_open = session.execute(
+        total, keep_open = session.execute(
             select(
                 func.count(),
-                func.sum(case((Alert.status == "resolved", 0), else_=1)),
                 func.sum(case((Alert.on_clear == OnClear.resolve.value, 0), else_=1)),
             ).where(Alert.incident_id == incident_id)
         ).one()
-        if still_open:
-            continue
         cleared = all_resolved_text(total)
         if resolved.status not in ACTIVE:
             # Resolved (or closed, merged) by hand: the note says once that its alerts have
@@ -1142,6 +1140,19 @@ def finish(session: Session, intake: Intake) -> None:
             + cleared[0].lower()
             + cleared[1:],
         )
+
+
+def _has_unresolved_alert(session: Session, incident_id: int) -> bool:
+    """One seek of ``ix_alerts_incident_unresolved``, however many alerts have resolved."""
+    return (
+        session.scalar(
+            select(literal(1))
+            .select_from(Alert)
+            .where(Alert.incident_id == incident_id, UNRESOLVED_ATTACHED)
+            .limit(1)
+        )
+        is not None
+    )
 
 
 DECLARED_STAYS_OPEN = "It stays open: a person declared it, so a person resolves it."
