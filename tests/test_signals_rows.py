@@ -208,3 +208,62 @@ def test_a_row_inserted_without_its_id_is_updated_by_a_later_write(runtime: Runt
     with runtime.read() as session:
         stored = session.scalars(select(Alert)).one()
     assert (stored.fingerprint, stored.status, stored.count) == ("disk", "resolved", 2)
+
+
+def _orm_values(runtime: Runtime, fingerprint: str) -> dict[str, object]:
+    alert = _read(runtime, fingerprint)
+    return {name: getattr(alert, name) for name in intake_rows.COLUMNS}
+
+
+def test_load_decodes_rows_as_the_orm_and_an_update_writes_what_changed(
+    runtime: Runtime,
+) -> None:
+    """SQLite's known rows are decoded at the driver, not by the column types, and an update
+    writes only the columns that differ from what was read: both must agree with the ORM,
+    whatever changed."""
+    integration_id = bare_integration(runtime)
+    counter = iter(range(10_000))
+    changes = st.fixed_dictionaries(
+        {},
+        optional={
+            "status": st.sampled_from(["firing", "resolved", "acknowledged"]),
+            "title": texts,
+            "labels": label_maps,
+            "annotations": label_maps,
+            "starts_at": st.none() | times,
+            "ends_at": st.none() | times,
+            "last_seen_at": times,
+            "count": st.integers(min_value=1, max_value=2**31 - 1),
+            "silenced": st.booleans(),
+            "flapping": st.booleans(),
+            "state_changes": st.lists(texts, max_size=3),
+            "routed_by": st.none() | texts,
+            "attached_at": st.none() | times,
+        },
+    )
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(labels=label_maps, ends=st.none() | times, flags=st.booleans(), changed=changes)
+    def check(
+        labels: dict[str, str], ends: datetime | None, flags: bool, changed: dict[str, object]
+    ) -> None:
+        fingerprint = f"u{next(counter)}"
+        row = alert_row(integration_id, fingerprint, labels=labels, ends_at=ends, inhibited=flags)
+        with runtime.transaction() as session:
+            intake_rows.write(session, [row])
+        with runtime.transaction() as session:
+            (loaded,) = intake_rows.load(session, integration_id, [fingerprint])
+            as_read = {name: getattr(loaded, name) for name in intake_rows.COLUMNS}
+            assert as_read == _orm_values(runtime, fingerprint)
+            for name in ("silenced", "flapping", "inhibited"):
+                assert type(as_read[name]) is bool
+            for name in ("first_seen_at", "last_seen_at", "ends_at"):
+                value = as_read[name]
+                assert value is None or value.tzinfo is UTC  # type: ignore[attr-defined]
+            for name, value in changed.items():
+                setattr(loaded, name, value)
+            loaded.dirty = True
+            intake_rows.write(session, [loaded])
+        assert _orm_values(runtime, fingerprint) == {**as_read, **changed}
+
+    check()
