@@ -102,6 +102,8 @@ def _to_json(value: Any) -> bytes:
 
 if set(COLUMNS) | {"id"} != set(Alert.__table__.columns.keys()):  # a column added to one only
     raise RuntimeError("AlertRow and the alerts table disagree on their columns")
+if fields(AlertRow)[len(COLUMNS)].name != "id":  # ``load`` makes rows from positions
+    raise RuntimeError("AlertRow's fields must start with COLUMNS, then id")
 
 
 def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> list[AlertRow]:
@@ -112,12 +114,13 @@ def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> 
         "fingerprints": _fingerprints(dialect, fingerprints),
     }
     if dialect == "sqlite":
-        read = map(_decoded_sqlite, session.connection().exec_driver_sql(_KNOWN_SQLITE, listed))
+        rows = session.connection().exec_driver_sql(_KNOWN_SQLITE, listed).fetchall()
+        read: Iterable[Sequence[Any]] = map(_decoded_sqlite, rows)
     else:
         read = session.execute(KNOWN[dialect], listed)
     found: list[AlertRow] = []
     for values in read:
-        row = AlertRow(**dict(zip(COLUMNS, values[1:], strict=True)), id=values[0])
+        row = AlertRow(*values)  # its fields start with COLUMNS, then id
         row.labels = row.labels or {}
         row.annotations = row.annotations or {}
         row.state_changes = row.state_changes or []
@@ -173,13 +176,10 @@ def _by_fingerprint(dialect: str, *names: str, lock: bool = False) -> TextualSel
 # must not change it between read and write. SQLite's writers are serialized by its write
 # lock already.
 KNOWN = {
-    "sqlite": _by_fingerprint("sqlite", "id", *COLUMNS),
-    "postgresql": _by_fingerprint("postgresql", "id", *COLUMNS, lock=True),
+    "sqlite": _by_fingerprint("sqlite", *COLUMNS, "id"),
+    "postgresql": _by_fingerprint("postgresql", *COLUMNS, "id", lock=True),
 }
 _KNOWN_SQLITE = str(KNOWN["sqlite"])
-_JSON_READ_AT = [1 + place for place in _JSON_AT]  # the known rows start with their id
-_TIMES_READ_AT = [1 + place for place in _TIMES_AT]
-_BOOLS_READ_AT = [1 + place for place in _BOOLS_AT]
 
 
 def _decoded_sqlite(values: Sequence[Any]) -> list[Any]:
@@ -188,13 +188,13 @@ def _decoded_sqlite(values: Sequence[Any]) -> list[Any]:
     of the instructions of a batch of repeats in the write turn: the UTC zone alone, put on
     with ``replace``, cost six times the parse that reads it with the time."""
     decoded = list(values)
-    for place in _JSON_READ_AT:
+    for place in _JSON_AT:
         if decoded[place] is not None:  # pydantic-core's parser: a sixth of json.loads' time
             decoded[place] = pydantic_core.from_json(decoded[place])
-    for place in _TIMES_READ_AT:
+    for place in _TIMES_AT:
         if decoded[place] is not None:  # stored as naive UTC text (UTCDateTime on SQLite)
             decoded[place] = datetime.fromisoformat(decoded[place] + "+00:00")
-    for place in _BOOLS_READ_AT:
+    for place in _BOOLS_AT:
         decoded[place] = bool(decoded[place])
     return decoded
 
@@ -377,7 +377,7 @@ class Encoder:
     def values_at(self, values: tuple[Any, ...], places: tuple[int, ...]) -> list[Any]:
         """``values`` (a row's, in ``COLUMNS`` order) at these places, encoded as ``values``
         encodes them: for an update, only the columns that changed."""
-        encoded = []
+        encoded: list[Any] = []
         for place in places:
             value = values[place]
             kind = _KIND_AT[place]
