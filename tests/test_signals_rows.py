@@ -193,6 +193,10 @@ def test_an_encoder_prepared_ahead_encodes_each_object_as_it_was_given() -> None
         assert encoder.json(other) == f'{{"team":"web-{_}"}}'
         del other
     assert encoder.json({"team": "api"}) == '{"team":"api"}'
+    # Times are remembered by value too: the same instant in another zone, a new object.
+    assert encoder.time(starts.astimezone(UTC)) == "2026-11-28 07:30:00.000000"
+    assert encoder.time(starts + timedelta(microseconds=1)) == "2026-11-28 07:30:00.000001"
+    assert encoder.time(datetime(2026, 11, 28, 7, 30, tzinfo=UTC)) == "2026-11-28 07:30:00.000000"
 
 
 def test_a_row_inserted_without_its_id_is_updated_by_a_later_write(runtime: Runtime) -> None:
