@@ -52,7 +52,7 @@ def main() -> None:
         intake_events.run(backend, postgres, seconds=10)
         intake_events_wrk.run(backend, postgres, seconds=8, keys=50)
         intake_latency.run(backend, postgres, seconds=20)
-        intake_storm.run(backend, postgres, alerts=100_000)
+        intake_storm.run(backend, postgres, alerts=100_000, resolve=True)
     if not postgres:
         print(
             "PostgreSQL figures skipped: set FIRETOWER_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB"
