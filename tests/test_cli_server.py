@@ -31,6 +31,7 @@ def server_env(tmp_path: Path) -> dict[str, str | None]:
 def test_migrate_creates_the_schema(server_env: dict[str, str | None], tmp_path: Path) -> None:
     result = run_cli(["migrate"], env=server_env)
     assert result.exit_code == 0, result.output
+    assert "creating the database schema (migrations 0001-" in result.stdout
     assert "database migrated" in result.stdout
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'firetower.db'}")
     tables = set(inspect(engine).get_table_names())

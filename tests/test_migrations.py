@@ -65,3 +65,31 @@ def test_the_migration_environment_knows_every_table(tmp_path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_an_upgrade_says_what_it_applies_and_how_long_each_took(tmp_path) -> None:
+    """An index build takes longer the more alerts are stored, and on SQLite the upgrade
+    holds the write lock: ``migrate`` and ``serve`` name each pending migration first."""
+    import re
+
+    settings = Settings(env="test", home=tmp_path, database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    database = Database(settings)
+    heard: list[str] = []
+    upgrade(database.engine, "0015", progress=heard.append)
+    assert heard == ["creating the database schema (migrations 0001-0015)"]
+
+    heard.clear()
+    upgrade(database.engine, "0017", progress=heard.append)
+    assert heard[:3] == [
+        "upgrading the database from 0015, in one transaction:",
+        "  0016: signals: an incident's alerts indexed by when they joined it, not by status",
+        "  0017: signals: an incident's unresolved alerts indexed apart",
+    ]
+    assert [re.sub(r"\d+\.\d s", "T s", line) for line in heard[3:]] == [
+        "  0016 applied in T s",
+        "  0017 applied in T s",
+    ]
+    heard.clear()
+    upgrade(database.engine, "0017", progress=heard.append)
+    assert heard == []  # up to date: nothing to say
+    database.dispose()

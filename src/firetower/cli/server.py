@@ -95,7 +95,7 @@ def migrate() -> None:
     from firetower.migrate import upgrade
 
     _settings, database = _database()
-    upgrade(database.engine)
+    upgrade(database.engine, progress=console.print)
     console.print(f"database migrated: {database.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -145,7 +145,7 @@ def serve(
 
     settings, database = _database()
     processes = processes or settings.web_processes
-    upgrade(database.engine)
+    upgrade(database.engine, progress=console.print)
     host = host or settings.host
     port = port or settings.port
     first = _bootstrap_admin(database)
