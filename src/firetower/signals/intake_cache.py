@@ -151,8 +151,10 @@ class IntakeCache:
         self, session: Session, *, with_incidents: bool
     ) -> tuple[RoutingView, IncidentsView | None]:
         """The current views, read again where a generation moved on since."""
+        # At the driver: through the ORM the read cost ten times as much, once per group
+        # commit and inside the write turn.
         generations: dict[str, int] = dict(
-            session.execute(select(IntakeGeneration.topic, IntakeGeneration.generation)).all()
+            session.connection().exec_driver_sql(_GENERATIONS).fetchall()
         )
         routing = self._current(session, ROUTING, generations, RoutingView.read)
         if not with_incidents:
@@ -194,6 +196,8 @@ class IntakeCache:
             if minute == self._attach_minute:
                 self.attach_jobs.add((incident_id, minute))
 
+
+_GENERATIONS = f"SELECT topic, generation FROM {IntakeGeneration.__tablename__}"  # noqa: S608
 
 _CACHES: WeakKeyDictionary[Engine, IntakeCache] = WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()
