@@ -52,7 +52,7 @@ def pending_migrations(
     engine: Engine, revision: str = "head"
 ) -> tuple[str | None, list[tuple[str, str]]]:
     """The database's revision (None: no schema yet), and the migrations ``upgrade`` would
-    apply, oldest first, as (revision, the first line of its docstring)."""
+    apply, oldest first, as (revision, its docstring's first paragraph)."""
     with engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     scripts = ScriptDirectory.from_config(alembic_config())
