@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, event, func, select
 
 from firetower import clock
 from firetower.incidents.models import Incident
@@ -71,3 +73,24 @@ def alert_row(integration_id: int, fingerprint: str, **values: object) -> AlertR
         "last_seen_at": now,
     }
     return AlertRow(**{**defaults, **values})  # type: ignore[arg-type]
+
+
+@contextmanager
+def sql_run(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements the engine runs meanwhile, with their parameters, in order."""
+    ran: list[tuple[str, Any]] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        ran.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        yield ran
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+
+
+def sqlite_plan(connection: Connection, statement: str, parameters: Any) -> str:
+    """SQLite's query plan for a statement, its steps joined by " | "."""
+    rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+    return " | ".join(row[-1] for row in rows)

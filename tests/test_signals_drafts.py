@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from firetower import clock
@@ -19,7 +19,7 @@ from firetower.signals import intake_rows, service
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import Alert, AlertKey, Integration
 from tests.factories import Factory
-from tests.signals_support import matcher
+from tests.signals_support import matcher, sql_run
 
 
 def _key(factory: Factory, service_name: str, group_by: list[str] | None = None) -> str:
@@ -251,16 +251,8 @@ def _ingest_watched(
     runtime: Runtime, key: str, signals: list[service.Signal], drafts: service.Drafts
 ) -> list[tuple[str, Any]]:
     """``_ingest``, and the SQL it ran with its parameters."""
-    engine, ran = runtime.database.engine, []
-
-    def remember(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        ran.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
+    with sql_run(runtime.database.engine) as ran:
         _ingest(runtime, key, signals, drafts)
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
     return ran
 
 

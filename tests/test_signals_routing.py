@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from firetower.auth.schemas import Role
 from firetower.incidents.models import Incident, TimelineEvent
@@ -19,7 +19,14 @@ from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.signals.service import NOTIFY_KIND
 from tests.factories import ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count, matcher, send_batch
+from tests.signals_support import (
+    alert_by_fingerprint,
+    incident_count,
+    matcher,
+    send_batch,
+    sql_run,
+    sqlite_plan,
+)
 from tests.test_web_signals import sign_in
 
 
@@ -522,27 +529,13 @@ def test_a_resolving_batch_seeks_its_incidents_unresolved_alerts(
     key = _key(admin, "prom", "api")
     _rule(admin, "auto-resolve", matchers=[matcher("team", "=", "api")], on_clear="resolve")
     send_batch(factory, key, *(_alert(f"s{n}", team="api") for n in range(5)))
-    reads: list[tuple[str, Any]] = []
-
-    def remember(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT") and "FROM alerts" in statement:
-            reads.append((statement, parameters))
-
     engine = runtime.database.engine
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
+    with sql_run(engine) as ran:
         send_batch(factory, key, _alert("s0", "resolved", team="api"))
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
     assert _incidents(runtime)[0].status == "triage"
+    reads = [(s, p) for s, p in ran if s.lstrip().startswith("SELECT") and "FROM alerts" in s]
     with engine.connect() as connection:
-        plans = [
-            " | ".join(
-                row[-1]
-                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            )
-            for statement, parameters in reads
-        ]
+        plans = [sqlite_plan(connection, statement, parameters) for statement, parameters in reads]
     [check] = [p for p in plans if "ix_alerts_incident_unresolved" in p]
     assert check.endswith("INDEX ix_alerts_incident_unresolved (incident_id=?)"), plans
     assert not [p for p in plans if "ix_alerts_incident_attached" in p], plans

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
@@ -17,6 +17,7 @@ from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert
 from tests.factories import Factory
+from tests.signals_support import sql_run, sqlite_plan
 from tests.test_signals_intake import _am_alert, _am_batch, _integration, _notes
 
 T0 = datetime(2026, 11, 28, 12, 0, 10, tzinfo=UTC)
@@ -76,11 +77,6 @@ def test_a_repeat_updates_only_the_columns_it_changes(factory: Factory, runtime:
     factory.service("db")
     key = _integration(admin, "prom", "alertmanager", "db")
     url = f"/ingest/alertmanager/{key}"
-    updates: list[str] = []
-
-    def remember(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().startswith("UPDATE alerts"):
-            updates.append(statement)
 
     def assigned(statement: str) -> set[str]:
         listed = re.fullmatch(r"UPDATE alerts SET (.*) WHERE id = (\?|%s)", statement.strip())
@@ -88,13 +84,9 @@ def test_a_repeat_updates_only_the_columns_it_changes(factory: Factory, runtime:
         return {part.split(" = ")[0] for part in listed.group(1).split(", ")}
 
     def send(*alerts: dict[str, Any]) -> list[str]:
-        updates.clear()
-        event.listen(runtime.database.engine, "before_cursor_execute", remember)
-        try:
+        with sql_run(runtime.database.engine) as ran:
             assert admin.client.post(url, json=_am_batch(*alerts)).status_code == 200
-        finally:
-            event.remove(runtime.database.engine, "before_cursor_execute", remember)
-        return list(updates)
+        return [statement for statement, _ in ran if statement.lstrip().startswith("UPDATE alerts")]
 
     with FrozenClock(T0) as frozen:
         send(*(_am_alert(f"r{n}") for n in range(3)))
@@ -185,11 +177,6 @@ def test_the_minute_summary_reads_only_that_minutes_alerts_of_the_incident(
     key = _integration(admin, "prom", "alertmanager", "db")
     url = f"/ingest/alertmanager/{key}"
     worker = Worker(runtime.database, runtime.jobs, runtime.bus)
-    reads: list[tuple[str, Any]] = []
-
-    def remember(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT") and "FROM alerts" in statement:
-            reads.append((statement, parameters))
 
     with FrozenClock(T0) as frozen:
         for request in range(3):  # opens the incident and is noted; the next two join after
@@ -198,21 +185,16 @@ def test_the_minute_summary_reads_only_that_minutes_alerts_of_the_incident(
             frozen.advance(seconds=5)
         frozen.advance(minutes=1)
         engine = runtime.database.engine
-        event.listen(engine, "before_cursor_execute", remember)
-        try:
+        with sql_run(engine) as ran:
             worker.run_once()
-        finally:
-            event.remove(engine, "before_cursor_execute", remember)
+    reads = [(s, p) for s, p in ran if s.lstrip().startswith("SELECT") and "FROM alerts" in s]
     with runtime.read() as session:
         incident_id = session.scalars(select(Incident.id)).one()
     assert _notes(runtime, incident_id)[-1].text.startswith("10 more alerts attached between 12:00")
     assert len(reads) == 2, reads  # the count, and the latest titles
     with engine.connect() as connection:
         for statement, parameters in reads:
-            plan = " | ".join(
-                row[-1]
-                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            )
+            plan = sqlite_plan(connection, statement, parameters)
             assert "INDEX ix_alerts_incident_attached (incident_id=? AND attached_at>" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
 
