@@ -53,8 +53,7 @@ def pending_migrations(
 ) -> tuple[str | None, list[tuple[str, str]]]:
     """The database's revision (None: no schema yet), and the migrations ``upgrade`` would
     apply, oldest first, as (revision, its docstring's first paragraph)."""
-    with engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
+    current = current_revision(engine)
     scripts = ScriptDirectory.from_config(alembic_config())
     steps = list(scripts.iterate_revisions(revision, current))
     return current, [(step.revision, (step.doc or "").strip()) for step in reversed(steps)]
@@ -77,8 +76,12 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def migrations_current(engine: Engine) -> bool:
+def current_revision(engine: Engine) -> str | None:
+    """The database's revision; None when it has no schema yet."""
     # A read-only connection: on SQLite it must not queue behind a writer's lock.
     with engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    return current == head_revision()
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrations_current(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision()
