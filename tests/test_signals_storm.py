@@ -7,7 +7,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from firetower.auth.schemas import Role
@@ -15,22 +14,26 @@ from firetower.clock import FrozenClock
 from firetower.incidents.models import Incident
 from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
-from firetower.signals.models import Alert
+from firetower.signals.models import Alert, AttachTally
 from tests.factories import Factory
-from tests.signals_support import sql_run, sqlite_plan
+from tests.signals_support import sql_run
 from tests.test_signals_intake import _am_alert, _am_batch, _integration, _notes
 
 T0 = datetime(2026, 11, 28, 12, 0, 10, tzinfo=UTC)
 
 
-def test_a_storm_adds_two_attach_notes_a_minute_not_one_per_request(
-    factory: Factory, runtime: Runtime
-) -> None:
+def _storm_setup(factory: Factory, runtime: Runtime) -> tuple[Any, str, Worker]:
+    """An admin, the Alertmanager intake URL of an integration of service ``db``, a worker."""
     admin = factory.user(Role.admin)
     factory.service("db")
     key = _integration(admin, "prom", "alertmanager", "db")
-    url = f"/ingest/alertmanager/{key}"
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    return admin, f"/ingest/alertmanager/{key}", Worker(runtime.database, runtime.jobs, runtime.bus)
+
+
+def test_a_storm_adds_two_attach_notes_a_minute_not_one_per_request(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin, url, worker = _storm_setup(factory, runtime)
 
     def send(first: int, count: int) -> None:
         batch = _am_batch(*(_am_alert(f"s{n}") for n in range(first, first + count)))
@@ -163,40 +166,35 @@ def test_a_batch_routed_across_a_minute_boundary_is_noted_in_the_minute_it_joine
     assert sorted(job.payload["since"] for job in jobs) == [opening.isoformat()]
 
 
-def test_the_minute_summary_reads_only_that_minutes_alerts_of_the_incident(
+def test_the_minute_summary_reads_no_alerts_and_a_request_adds_one_statement(
     factory: Factory, runtime: Runtime
 ) -> None:
-    """Each storm minute queues a summary job per incident, run in the write turn: through an
-    index of the incident's alerts by status it read, and sorted, every alert the incident
-    ever had (274 ms at 40,000 an incident), so a long storm stalled intake longer and longer.
-    SQLite's plan for each of the job's reads of ``alerts`` must seek the minute's range."""
-    if runtime.database.dialect != "sqlite":
-        pytest.skip("the plan is SQLite's: PostgreSQL plans by its statistics of the table")
-    admin = factory.user(Role.admin)
-    factory.service("db")
-    key = _integration(admin, "prom", "alertmanager", "db")
-    url = f"/ingest/alertmanager/{key}"
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    """Each storm minute queues a summary job per incident, run in the write turn: counting
+    the minute's alerts took an index of alerts by incident and time, an entry per new alert.
+    Each later request of the minute adds its count to the minute's tally instead (one
+    statement), and the job reads the tally, not the alerts."""
+    admin, url, worker = _storm_setup(factory, runtime)
+    engine = runtime.database.engine
+
+    def tallies_written(statements: list[tuple[str, Any]]) -> list[str]:
+        return [s for s, _ in statements if "attach_tallies" in s]
 
     with FrozenClock(T0) as frozen:
         for request in range(3):  # opens the incident and is noted; the next two join after
             batch = _am_batch(*(_am_alert(f"p{request}-{n}") for n in range(5)))
-            assert admin.client.post(url, json=batch).status_code == 200
+            with sql_run(engine) as sent:
+                assert admin.client.post(url, json=batch).status_code == 200
+            assert len(tallies_written(sent)) == (0 if request == 0 else 1), sent
             frozen.advance(seconds=5)
         frozen.advance(minutes=1)
-        engine = runtime.database.engine
         with sql_run(engine) as ran:
             worker.run_once()
-    reads = [(s, p) for s, p in ran if s.lstrip().startswith("SELECT") and "FROM alerts" in s]
     with runtime.read() as session:
         incident_id = session.scalars(select(Incident.id)).one()
+        left = session.scalars(select(AttachTally)).all()
     assert _notes(runtime, incident_id)[-1].text.startswith("10 more alerts attached between 12:00")
-    assert len(reads) == 2, reads  # the count, and the latest titles
-    with engine.connect() as connection:
-        for statement, parameters in reads:
-            plan = sqlite_plan(connection, statement, parameters)
-            assert "INDEX ix_alerts_incident_attached (incident_id=? AND attached_at>" in plan, plan
-            assert "TEMP B-TREE" not in plan, plan
+    assert not [s for s, _ in ran if "FROM alerts" in s], ran
+    assert left == []  # noted, then deleted
 
 
 def signals_of(signals: Any, payload: Any, intake: Any) -> list[Any]:
@@ -220,11 +218,7 @@ def test_the_minute_summary_counts_only_alerts_that_joined_after_the_first_note(
 ) -> None:
     """One alert opens the incident, the next request is the minute's first note, a third
     joins after it: the summary names that third alone, not the opener nor the noted one."""
-    admin = factory.user(Role.admin)
-    factory.service("db")
-    key = _integration(admin, "prom", "alertmanager", "db")
-    url = f"/ingest/alertmanager/{key}"
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    admin, url, worker = _storm_setup(factory, runtime)
 
     def send(fingerprint: str, summary: str) -> None:
         alert = {**_am_alert(fingerprint), "annotations": {"summary": summary}}
@@ -245,3 +239,79 @@ def test_the_minute_summary_counts_only_alerts_that_joined_after_the_first_note(
         "1 alert from prom attached: Disk full on db-1",
         "1 more alert attached between 10:55 and 10:56 UTC (latest: no dedup)",
     ]
+
+
+def test_a_request_tallied_after_its_minutes_job_ran_is_summed_up_by_the_next_one(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A request takes its time before it waits for the write turn, so under load one of
+    12:00 may commit after 12:00's job has run: the next job of the incident sums it up with
+    its own minute's, over both minutes, and no tally is left behind."""
+    admin, url, worker = _storm_setup(factory, runtime)
+
+    def send(name: str, count: int) -> None:
+        batch = _am_batch(*(_am_alert(f"{name}{n}") for n in range(count)))
+        assert admin.client.post(url, json=batch).status_code == 200
+
+    with FrozenClock(T0) as frozen:  # 12:00:10
+        send("a", 5)  # opens the incident, four join: noted at once
+        frozen.advance(seconds=5)
+        send("b", 5)
+        frozen.advance(seconds=45)  # 12:01:00
+        worker.run_once()
+        frozen.current = T0 + timedelta(seconds=40)  # a request of 12:00:50, committed late
+        send("c", 3)
+        frozen.current = T0 + timedelta(seconds=80)  # 12:01:30: the minute's first note
+        send("d", 1)
+        frozen.advance(seconds=10)
+        send("e", 2)
+        frozen.advance(seconds=20)  # 12:02:00
+        worker.run_once()
+    with runtime.read() as session:
+        incident_id = session.scalars(select(Incident.id)).one()
+        left = session.scalars(select(AttachTally)).all()
+    assert [n.text for n in _notes(runtime, incident_id)] == [
+        "4 alerts from prom attached: Errors above 5% (a1); Errors above 5% (a2); "
+        "Errors above 5% (a3); Errors above 5% (a4)",
+        "5 more alerts attached between 12:00 and 12:01 UTC (latest: Errors above 5% (b4); "
+        "Errors above 5% (b3); Errors above 5% (b2); Errors above 5% (b1); Errors above 5% (b0))",
+        "1 alert from prom attached: Errors above 5% (d0)",
+        "5 more alerts attached between 12:00 and 12:02 UTC "
+        "(latest: Errors above 5% (e1); Errors above 5% (e0); …)",
+    ]
+    assert left == []
+
+
+def test_the_minute_jobs_queued_before_the_tallies_note_what_they_would_have(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Migration 0018: a minute job queued by the version before counts the alerts that joined
+    after its ``noted_at``; the upgrade takes that count into a tally, so the new job notes it."""
+    from alembic import command
+
+    from firetower.migrate import alembic_config, upgrade
+    from firetower.signals.service import ATTACHED_KIND
+
+    admin, url, worker = _storm_setup(factory, runtime)
+    engine = runtime.database.engine
+    with FrozenClock(T0) as frozen:
+        for request in range(3):
+            batch = _am_batch(*(_am_alert(f"p{request}-{n}") for n in range(5)))
+            assert admin.client.post(url, json=batch).status_code == 200
+            frozen.advance(seconds=5)
+        command.downgrade(alembic_config(engine), "0017")
+        with runtime.transaction() as session:
+            job = session.scalars(select(Job).where(Job.kind == ATTACHED_KIND)).one()
+            job.payload = {**job.payload, "noted_at": T0.isoformat()}  # as 0017's finish wrote
+        upgrade(engine)
+        frozen.advance(minutes=1)
+        worker.run_once()
+    with runtime.read() as session:
+        incident_id = session.scalars(select(Incident.id)).one()
+    assert _notes(runtime, incident_id)[-1].text == (
+        "10 more alerts attached between 12:00 and 12:01 UTC (latest: "
+        + "; ".join(f"Errors above 5% (p2-{n})" for n in range(4, -1, -1))
+        + "; "
+        + "; ".join(f"Errors above 5% (p1-{n})" for n in range(4, -1, -1))
+        + ")"
+    )

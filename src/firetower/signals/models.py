@@ -24,9 +24,6 @@ from firetower.db import Base, JSONType, UTCDateTime
 
 DEFAULT_GROUP_BY = ("alertname", "service")
 DEFAULT_GROUP_BY_SQL = text("""'["alertname", "service"]'""")
-UNRESOLVED_ATTACHED = text("incident_id IS NOT NULL AND status != 'resolved'")
-"""The alerts ``ix_alerts_incident_unresolved`` holds; a query that uses the index repeats
-``status != 'resolved'`` word for word (SQLite matches the term, a bound value would not)."""
 
 
 class Integration(Base):
@@ -108,18 +105,28 @@ class Alert(Base):
     integration: Mapped[Integration] = relationship()
 
     __table_args__ = (
-        # The alerts that joined an incident in a given minute (its attach notes).
-        Index("ix_alerts_incident_attached", "incident_id", "attached_at"),
-        # Whether an incident has an alert that has not resolved, found without reading the
-        # ones that have: each resolving batch asks, and a storm's incident has thousands.
-        Index(
-            "ix_alerts_incident_unresolved",
-            "incident_id",
-            sqlite_where=UNRESOLVED_ATTACHED,
-            postgresql_where=UNRESOLVED_ATTACHED,
-        ),
+        # An incident's alerts; and whether it has one that has not resolved, one seek per
+        # such status (each resolving batch asks, and a storm's incident has thousands).
+        Index("ix_alerts_incident_status", "incident_id", "status"),
         Index("ix_alerts_integration_group", "integration_id", "group_key"),
     )
+
+
+class AttachTally(Base):
+    """The alerts that joined an incident within one minute after that minute's first attach
+    note: intake adds each later request's to it, and the minute's ``signals.attached`` job
+    notes the sum and deletes the row. Counting the alerts themselves instead took an index
+    of alerts by incident and time, an entry per new alert in a storm."""
+
+    __tablename__ = "attach_tallies"
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    alerts: Mapped[int] = mapped_column(Integer)
+    latest: Mapped[list[str]] = mapped_column(JSONType)
+    """The titles of the alerts the latest request attached, newest first (ten at most)."""
 
 
 class _AlertKeyColumns:

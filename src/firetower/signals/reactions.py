@@ -12,15 +12,15 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from firetower.auth.service import Actor
 from firetower.incidents import service as incidents
 from firetower.incidents.models import Incident
 from firetower.jobs import Job, JobContext
 from firetower.runtime import Runtime
-from firetower.signals.models import Alert, Integration
-from firetower.signals.service import ATTACHED_KIND, NOTIFY_KIND, joined_in_window
+from firetower.signals.models import Alert, AttachTally, Integration
+from firetower.signals.service import ATTACHED_KIND, NOTIFY_KIND
 
 log = structlog.get_logger(__name__)
 
@@ -56,16 +56,13 @@ def notify(context: JobContext, payload: dict[str, Any]) -> None:
     )
 
 
-SHOWN_TITLES = 10
-
-
 def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
     """At a minute's end: note the alerts that joined the incident after its first note.
 
-    ``noted_at`` is the time of the request that wrote the first note, its alerts'
-    ``attached_at``: only alerts that joined later are counted (not those, nor the alert
-    that opened the incident), and the latest of them named. A job queued by an older
-    version carries ``noted`` instead, a count to subtract.
+    Intake tallied them (``AttachTally``), the latest request's titles with the count; a
+    tally of an earlier minute is summed up too (a request of that minute that committed
+    after its job ran), and the note's span starts at it. Tallies noted are deleted, so a
+    job run again notes nothing twice.
     """
     session = context.session
     incident = session.get(Incident, payload["incident_id"])
@@ -73,26 +70,24 @@ def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
         return
     since = datetime.fromisoformat(payload["since"])
     until = datetime.fromisoformat(payload["until"])
-    in_window = joined_in_window(incident.id, since, until)
-    if "noted_at" in payload:
-        in_window &= Alert.attached_at > datetime.fromisoformat(payload["noted_at"])
-    joined = session.scalar(select(func.count()).select_from(Alert).where(in_window)) or 0
-    more = joined - int(payload.get("noted", 0))
-    if more <= 0:
-        return
-    titles = session.scalars(
-        select(Alert.title)
-        .where(in_window)
-        .order_by(Alert.attached_at.desc(), Alert.id.desc())
-        .limit(min(more, SHOWN_TITLES))
+    tallies = session.scalars(
+        select(AttachTally)
+        .where(AttachTally.incident_id == incident.id, AttachTally.minute <= since)
+        .order_by(AttachTally.minute)
     ).all()
-    shown = "; ".join(titles) + ("; …" if more > len(titles) else "")
+    if not tallies:
+        return
+    more = sum(tally.alerts for tally in tallies)
+    latest = tallies[-1].latest
+    for tally in tallies:
+        session.delete(tally)
+    shown = "; ".join(latest) + ("; …" if more > len(latest) else "")
     noun = "alert" if more == 1 else "alerts"
     incidents.add_note(
         session,
         Actor.system("signals"),
         incident,
-        f"{more} more {noun} attached between {since:%H:%M} and {until:%H:%M} UTC "
+        f"{more} more {noun} attached between {tallies[0].minute:%H:%M} and {until:%H:%M} UTC "
         f"(latest: {shown})",
     )
 

@@ -29,10 +29,23 @@ from collections import defaultdict
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import jmespath
-from sqlalchemy import ColumnElement, Engine, bindparam, case, delete, false, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,8 +63,8 @@ from firetower.signals import intake_cache, intake_rows
 from firetower.signals.intake_cache import IncidentsView, RoutingView, ServiceRef
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import (
-    UNRESOLVED_ATTACHED,
     Alert,
+    AttachTally,
     ChangeEvent,
     InhibitRule,
     Integration,
@@ -68,6 +81,7 @@ from firetower.signals.schemas import (
     AlertmanagerPayload,
     AlertRead,
     AlertSilenceCreate,
+    AlertStatus,
     ChangeEventRead,
     GenericMapping,
     GrafanaPayload,
@@ -110,12 +124,17 @@ SEVERITY_VALUES = {severity: severity.value for severity in Severity}
 """Enum values read once: an enum's ``.value`` costs a descriptor call, per alert."""
 ATTACH = RoutingAction.attach.value
 NOTIFY_KIND = "signals.notify"
+"""The job a notify routing rule enqueues: ``{"alert_id", "rule", "status", "fired_at"}``,
+the last two the alert's status and the time it was recorded when the rule fired on it."""
 ATTACHED_KIND = "signals.attached"
+"""The job that sums up a minute's attachments to an incident: ``{"incident_id", "since",
+"until"}``, run at ``until``; it notes the incident's ``AttachTally`` rows."""
 ATTACH_NOTE_WINDOW = timedelta(minutes=1)
 """An incident gets at most two attach notes a minute however many alerts join it: one
 at once for the first request of the minute, one summing up the rest when it ends."""
-"""The job a notify routing rule enqueues: ``{"alert_id", "rule", "status", "fired_at"}``,
-the last two the alert's status and the time it was recorded when the rule fired on it."""
+SHOWN_TITLES = 10
+"""The alert titles an attach note names at most."""
+UNRESOLVED_STATUSES = tuple(s.value for s in AlertStatus if s is not AlertStatus.resolved)
 REPORT_KIND = "user-report"
 BUILTIN_PREFIX = "@"
 REPORT_INTEGRATION = "@user-reports"
@@ -1040,24 +1059,39 @@ def attach_window(now: datetime) -> tuple[datetime, datetime]:
     return since, since + ATTACH_NOTE_WINDOW
 
 
-def joined_in_window(incident_id: int, since: datetime, until: datetime) -> Any:
-    """The alerts of an incident whose ``attached_at`` falls in ``[since, until)``."""
-    return (
-        (Alert.incident_id == incident_id)
-        & (Alert.attached_at >= since)
-        & (Alert.attached_at < until)
+def _tally_statement(dialect: str) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = cast(Table, AttachTally.__table__)
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=["incident_id", "minute"],
+        set_={
+            "alerts": table.c.alerts + statement.excluded.alerts,
+            "latest": statement.excluded.latest,
+        },
     )
+
+
+_TALLY = {dialect: _tally_statement(dialect) for dialect in ("sqlite", "postgresql")}
+"""Built once, on the table: intake adds to a tally for each incident of nearly every
+request of a storm."""
+
+
+def _tally(session: Session, incident_id: int, minute: datetime, titles: list[str]) -> None:
+    """Add a request's attachments to the incident's tally of the minute: the count, and
+    its titles as the latest (newest first; a request's alerts are in the order they came)."""
+    latest = titles[::-1][:SHOWN_TITLES]
+    values = {"incident_id": incident_id, "minute": minute, "alerts": len(titles), "latest": latest}
+    session.execute(_TALLY[session.get_bind().dialect.name], values)
 
 
 def finish(session: Session, intake: Intake) -> None:
     """Write the notes this request owes: one per incident, however many alerts it carried.
 
     In a storm, only the first request of a minute notes its attachments at once; it queues
-    a job for the minute's end that sums up every alert that joined after it, so a storm
-    adds two notes a minute to an incident's timeline, not one per request. The job is told
-    this request's time (its alerts' ``attached_at``): alerts that joined by then (this
-    note's, and the one that opened the incident) are not summed up again. (A count of them
-    here scanned the incident's alerts inside the write turn.)
+    a job for the minute's end, and each later request of the minute adds its attachments
+    to the minute's tally (``AttachTally``), which that job sums up: a storm adds two notes
+    a minute to an incident's timeline, not one per request.
     """
     actor = intake.acting()
     # The batch's own time: its alerts' attached_at, so note and summary job agree on the minute.
@@ -1066,27 +1100,24 @@ def finish(session: Session, intake: Intake) -> None:
     queued = shared.windows
     for incident_id, titles in intake.attached.items():
         if (incident_id, since) in queued or (incident_id, since) in shared.cache.attach_jobs:
-            continue  # this transaction or a committed one queued the minute's job
+            # This transaction or a committed one queued the minute's job: it sums these up.
+            _tally(session, incident_id, since, titles)
+            continue
         queued.add((incident_id, since))
         first_of_window = jobs.enqueue(
             session,
             ATTACHED_KIND,
-            {
-                "incident_id": incident_id,
-                "since": since.isoformat(),
-                "until": until.isoformat(),
-                # The job sums up only the alerts that join after this request's.
-                "noted_at": intake.now.isoformat(),
-            },
+            {"incident_id": incident_id, "since": since.isoformat(), "until": until.isoformat()},
             idempotency_key=f"{ATTACHED_KIND}:{incident_id}:{since.isoformat()}",
             run_at=until,
         )
         if first_of_window is None:
             # Committed before this transaction began: later ones of the minute skip it.
             shared.cache.attach_job_queued(incident_id, since)
-            continue  # this minute's job will sum these alerts up with the rest
-        shown = "; ".join(titles[:10]) + (
-            f"; and {len(titles) - 10} more" if len(titles) > 10 else ""
+            _tally(session, incident_id, since, titles)
+            continue
+        shown = "; ".join(titles[:SHOWN_TITLES]) + (
+            f"; and {len(titles) - SHOWN_TITLES} more" if len(titles) > SHOWN_TITLES else ""
         )
         noun = "alert" if len(titles) == 1 else "alerts"
         incident = session.get(Incident, incident_id)
@@ -1143,12 +1174,13 @@ def finish(session: Session, intake: Intake) -> None:
 
 
 def _has_unresolved_alert(session: Session, incident_id: int) -> bool:
-    """One seek of ``ix_alerts_incident_unresolved``, however many alerts have resolved."""
+    """A seek of ``ix_alerts_incident_status`` per status other than resolved, however many
+    alerts have resolved (``status != 'resolved'`` would read them all)."""
     return (
         session.scalar(
             select(literal(1))
             .select_from(Alert)
-            .where(Alert.incident_id == incident_id, UNRESOLVED_ATTACHED)
+            .where(Alert.incident_id == incident_id, Alert.status.in_(UNRESOLVED_STATUSES))
             .limit(1)
         )
         is not None
