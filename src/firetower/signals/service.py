@@ -29,23 +29,10 @@ from collections import defaultdict
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import jmespath
-from sqlalchemy import (
-    ColumnElement,
-    Engine,
-    Table,
-    bindparam,
-    case,
-    delete,
-    false,
-    func,
-    literal,
-    select,
-)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Engine, bindparam, case, delete, false, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,7 +51,6 @@ from firetower.signals.intake_cache import IncidentsView, RoutingView, ServiceRe
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import (
     Alert,
-    AttachTally,
     ChangeEvent,
     InhibitRule,
     Integration,
@@ -1059,30 +1045,23 @@ def attach_window(now: datetime) -> tuple[datetime, datetime]:
     return since, since + ATTACH_NOTE_WINDOW
 
 
-def _tally_statement(dialect: str) -> Any:
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = cast(Table, AttachTally.__table__)
-    statement = insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=["incident_id", "minute"],
-        set_={
-            "alerts": table.c.alerts + statement.excluded.alerts,
-            "latest": statement.excluded.latest,
-        },
-    )
-
-
-_TALLY = {dialect: _tally_statement(dialect) for dialect in ("sqlite", "postgresql")}
-"""Built once, on the table: intake adds to a tally for each incident of nearly every
-request of a storm."""
+_TALLY = (
+    "INSERT INTO attach_tallies (incident_id, minute, alerts, latest) VALUES ({0}, {0}, {0}, {1}) "
+    "ON CONFLICT (incident_id, minute) DO UPDATE SET "
+    "alerts = attach_tallies.alerts + excluded.alerts, latest = excluded.latest"
+)
+_TALLIES = {"sqlite": _TALLY.format("?", "?"), "postgresql": _TALLY.format("%s", "%s::jsonb")}
+"""Run at the driver: intake adds to a tally for nearly every request of a storm, inside the
+write turn, and through the ORM the statement cost four times as much as it does here."""
 
 
 def _tally(session: Session, incident_id: int, minute: datetime, titles: list[str]) -> None:
     """Add a request's attachments to the incident's tally of the minute: the count, and
     its titles as the latest (newest first; a request's alerts are in the order they came)."""
-    latest = titles[::-1][:SHOWN_TITLES]
-    values = {"incident_id": incident_id, "minute": minute, "alerts": len(titles), "latest": latest}
-    session.execute(_TALLY[session.get_bind().dialect.name], values)
+    dialect = session.get_bind().dialect.name
+    latest = json.dumps(titles[::-1][:SHOWN_TITLES])
+    at = intake_rows.Encoder(dialect).time(minute)  # as the column type stores it
+    session.connection().exec_driver_sql(_TALLIES[dialect], (incident_id, at, len(titles), latest))
 
 
 def finish(session: Session, intake: Intake) -> None:
