@@ -1052,7 +1052,7 @@ _TALLY = (
 )
 _TALLIES = {"sqlite": _TALLY.format("?", "?"), "postgresql": _TALLY.format("%s", "%s::jsonb")}
 """Run at the driver: intake adds to a tally for nearly every request of a storm, inside the
-write turn, and through the ORM the statement cost four times as much as it does here."""
+write turn, and through the ORM the statement took three times as long (45 against 14 µs)."""
 
 
 def _tally(session: Session, incident_id: int, minute: datetime, titles: list[str]) -> None:
@@ -1091,7 +1091,8 @@ def finish(session: Session, intake: Intake) -> None:
             run_at=until,
         )
         if first_of_window is None:
-            # Committed before this transaction began: later ones of the minute skip it.
+            # Committed before this transaction began: later ones of the minute go straight
+            # to the tally.
             shared.cache.attach_job_queued(incident_id, since)
             _tally(session, incident_id, since, titles)
             continue
