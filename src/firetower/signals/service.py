@@ -820,11 +820,11 @@ def _catalog_services(
 
 def _drafted(
     shared: Shared, intake: Intake, signals: Sequence[Signal]
-) -> tuple[list[Received], Settled | None] | None:
-    """The batch recorded from its drafts, when they were made for this integration as it
-    is now and none of the batch's alerts is known as far as the transaction has read (the
-    whole batch; for one settled ahead, its first alert only); with what was settled
-    ahead, when that still holds."""
+) -> tuple[list[AlertRow], Settled | None] | None:
+    """The batch's rows from its drafts, in the signals' order, when they were made for this
+    integration as it is now and none of the batch's alerts is known as far as the
+    transaction has read (the whole batch; for one settled ahead, its first alert only);
+    with what was settled ahead, when that still holds. Taken once."""
     drafts = intake.drafts
     if (
         drafts is None
@@ -832,7 +832,7 @@ def _drafted(
         or drafts.integration_id != intake.integration_id
         or drafts.group_by != intake.group_by
         or len(rows) != len(signals)
-        or any(signal.fingerprint in intake.known for signal in signals)
+        or (intake.known and any(signal.fingerprint in intake.known for signal in signals))
     ):
         return None
     settled = drafts.settled
@@ -840,13 +840,7 @@ def _drafted(
         return None  # the rows were settled by views that are no longer current
     drafts.rows = None
     intake.now = drafts.now
-    received = []
-    for row, signal in zip(rows, signals, strict=True):
-        if settled is None:
-            row.service_name = signal.service_name  # settled in the transaction (the catalog's)
-        intake.known[signal.fingerprint] = row
-        received.append(Received(row, signal, None, False))
-    return received, settled
+    return rows, settled
 
 
 def settle(shared: Settling, intake: Intake, received: Received) -> None:
@@ -926,10 +920,18 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     if inserted is not None:
         return inserted
     _prefetch(session, intake, [signal.fingerprint for signal in signals])
-    received, _ = _drafted(shared, intake, signals) or (None, None)
-    if received is None:
+    drafted = _drafted(shared, intake, signals)
+    if drafted is None:
         intake.now = clock.now()
         received = [record(intake, signal) for signal in signals]
+    else:
+        drafted_rows, settled = drafted
+        received = []
+        for row, signal in zip(drafted_rows, signals, strict=True):
+            if settled is None:
+                row.service_name = signal.service_name  # settled here (the catalog's)
+            intake.known[signal.fingerprint] = row
+            received.append(Received(row, signal, None, False))
     rows = list({id(item.alert): item.alert for item in received}.values())
     if shared.rules().inhibits:
         intake_rows.write(session, rows, intake.encoder)
@@ -957,13 +959,10 @@ def _inserted_as_settled(
     drafted = _drafted(shared, intake, signals)
     if drafted is None:
         return None
-    received, settled = drafted
+    rows, settled = drafted
     assert settled is not None  # _drafted takes settled rows only where the settling holds
-    rows = [item.alert for item in received]
     if not intake_rows.insert_encoded_if_new(session, rows, settled.inserts):
-        for signal in signals:
-            del intake.known[signal.fingerprint]  # the drafts: the stored rows are read now
-        return None
+        return None  # the drafts are taken: the batch's stored rows are read instead
     owed = settled.owed
     for incident_id, titles in owed.attached.items():
         intake.attached[incident_id].extend(titles)
