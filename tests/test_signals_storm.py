@@ -7,22 +7,25 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alembic import command
 from sqlalchemy import select
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.incidents.models import Incident
 from firetower.jobs import Job, Worker
+from firetower.migrate import alembic_config, upgrade
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert, AttachTally
-from tests.factories import Factory
+from firetower.signals.service import ATTACHED_KIND
+from tests.factories import ApiUser, Factory
 from tests.signals_support import sql_run
 from tests.test_signals_intake import _am_alert, _am_batch, _integration, _notes
 
 T0 = datetime(2026, 11, 28, 12, 0, 10, tzinfo=UTC)
 
 
-def _storm_setup(factory: Factory, runtime: Runtime) -> tuple[Any, str, Worker]:
+def _storm_setup(factory: Factory, runtime: Runtime) -> tuple[ApiUser, str, Worker]:
     """An admin, the Alertmanager intake URL of an integration of service ``db``, a worker."""
     admin = factory.user(Role.admin)
     factory.service("db")
@@ -287,11 +290,6 @@ def test_the_minute_jobs_queued_before_the_tallies_note_what_they_would_have(
 ) -> None:
     """Migration 0018: a minute job queued by the version before counts the alerts that joined
     after its ``noted_at``; the upgrade takes that count into a tally, so the new job notes it."""
-    from alembic import command
-
-    from firetower.migrate import alembic_config, upgrade
-    from firetower.signals.service import ATTACHED_KIND
-
     admin, url, worker = _storm_setup(factory, runtime)
     engine = runtime.database.engine
     with FrozenClock(T0) as frozen:

@@ -121,6 +121,7 @@ at once for the first request of the minute, one summing up the rest when it end
 SHOWN_TITLES = 10
 """The alert titles an attach note names at most."""
 UNRESOLVED_STATUSES = tuple(s.value for s in AlertStatus if s is not AlertStatus.resolved)
+"""The alert statuses that keep an incident's alerts from having all cleared."""
 REPORT_KIND = "user-report"
 BUILTIN_PREFIX = "@"
 REPORT_INTEGRATION = "@user-reports"
@@ -832,7 +833,7 @@ def _drafted(
         or drafts.integration_id != intake.integration_id
         or drafts.group_by != intake.group_by
         or len(rows) != len(signals)
-        or (intake.known and any(signal.fingerprint in intake.known for signal in signals))
+        or any(signal.fingerprint in intake.known for signal in signals)
     ):
         return None
     settled = drafts.settled
