@@ -1238,7 +1238,10 @@ class Mutes:
     def cover(self, alert: AlertRow) -> bool:
         if alert.service_name is not None and alert.service_name in self.services:
             return True
-        return any(matchers_hold(matchers, alert.labels) for matchers in self.silences)
+        # No silence: no generator made, for every alert of a storm.
+        return bool(self.silences) and any(
+            matchers_hold(matchers, alert.labels) for matchers in self.silences
+        )
 
 
 def _active_silences(session: Session, now: datetime) -> list[Silence]:
