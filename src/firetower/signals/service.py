@@ -656,8 +656,8 @@ def record(intake: Intake, signal: Signal) -> Received:
 def _new_row(
     integration_id: int, group_by: tuple[str, ...], signal: Signal, now: datetime
 ) -> AlertRow:
-    # Positional, in AlertRow's order: keywords cost half of making the row, for every
-    # alert of a storm.
+    # Positional, in AlertRow's order: keywords took two fifths of making the row (timed
+    # apart: 2.0 against 1.2 µs), for every alert of a storm.
     return AlertRow(
         integration_id,
         signal.fingerprint,
@@ -1423,7 +1423,7 @@ def alertmanager_signals(payload: AlertmanagerPayload | GrafanaPayload) -> list[
         labels = {**common_labels, **item.labels}
         extras = {name: value for name in extra_fields if (value := getattr(item, name))}
         annotations = {**extras, **common_annotations, **item.annotations}
-        # Positional, in Signal's order: keywords cost a third of making the signal.
+        # Positional, in Signal's order: keywords took a third of making the signal.
         signals.append(
             Signal(
                 item.fingerprint or _fingerprint_of(item.labels),
