@@ -7,6 +7,7 @@ import platform
 
 from bench import (
     api_incidents,
+    console_lists,
     intake_alertmanager,
     intake_alertmanager_wrk,
     intake_events,
@@ -53,6 +54,7 @@ def main() -> None:
         intake_events_wrk.run(backend, postgres, seconds=8, keys=50)
         intake_latency.run(backend, postgres, seconds=20)
         intake_storm.run(backend, postgres, alerts=100_000, resolve=True)
+        console_lists.run(backend, postgres)  # the lists a console polls, over 1M alerts
     if not postgres:
         print(
             "PostgreSQL figures skipped: set FIRETOWER_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DB"

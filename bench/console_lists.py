@@ -1,0 +1,178 @@
+"""The console's alert lists over a storm's worth of stored alerts: how long each takes.
+
+The live alert list polls every few seconds, so in a storm each open console reads it again
+and again, on the same two cores that take the storm in. This fills a fresh database with
+``--alerts`` alerts stored by intake's own row writer (``intake_rows.write``), from 50
+services in 50 groups, with every third alert resolved and one in a hundred acknowledged,
+each seen a millisecond after the one before. Then it reads each list the console and the
+API show, through the query functions they call, and prints each time (best of
+``--repeat``).
+
+    python -m bench.console_lists --alerts 1000000
+    python -m bench.console_lists --backend postgresql --alerts 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.intake_support import POSTGRES_ENV, _fresh_postgres, fingerprint
+from firetower.app import build_runtime
+from firetower.auth.service import Actor
+from firetower.db import Database
+from firetower.migrate import upgrade
+from firetower.runtime import Runtime
+from firetower.settings import Settings
+from firetower.signals import intake_rows, queries, service
+from firetower.signals.intake_rows import AlertRow
+from firetower.signals.schemas import AlertStatus, IntegrationCreate
+
+SERVICES = 50
+ROWS_PER_TRANSACTION = 5_000
+LIST_ROWS = 200
+"""What the console's alert list and the API show by default."""
+
+
+def _status(number: int) -> str:
+    if number % 3 == 0:
+        return "resolved"
+    return "acknowledged" if number % 100 == 1 else "firing"
+
+
+def _rows(integration_id: int, first: int, count: int, epoch: datetime) -> Iterator[AlertRow]:
+    for number in range(first, first + count):
+        service_name = f"svc-{number % SERVICES:02d}"
+        seen = epoch + timedelta(milliseconds=number)
+        status = _status(number)
+        yield AlertRow(
+            integration_id=integration_id,
+            fingerprint=fingerprint(number // 100, number % 100),
+            status=status,
+            title="HighErrorRate",
+            severity="critical",
+            service_name=service_name,
+            labels={
+                "alertname": "HighErrorRate",
+                "service": service_name,
+                "instance": f"node-{number}:9100",
+            },
+            annotations={"summary": f"Error rate above 5% on {service_name}"},
+            starts_at=seen,
+            ends_at=seen if status == "resolved" else None,
+            first_seen_at=seen,
+            last_seen_at=seen,
+            group_key=f"alertname=HighErrorRate,service={service_name}",
+        )
+
+
+def fill(runtime: Runtime, alerts: int) -> None:
+    """Store ``alerts`` alerts of one Alertmanager integration, as intake writes new rows."""
+    with runtime.transaction() as session:
+        integration, _ = service.create_integration(
+            session, Actor.system(), IntegrationCreate(name="am", kind="alertmanager")
+        )
+        integration_id = integration.id
+    epoch = datetime.now(UTC) - timedelta(milliseconds=alerts)
+    for first in range(0, alerts, ROWS_PER_TRANSACTION):
+        count = min(ROWS_PER_TRANSACTION, alerts - first)
+        with runtime.transaction() as session:
+            intake_rows.write(session, _rows(integration_id, first, count, epoch))
+    if runtime.database.dialect == "postgresql":
+        # What autovacuum does within a minute of such a storm: planned on the statistics
+        # of an empty table, a list read its integration's million alerts.
+        with runtime.database.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE alerts")
+            connection.commit()
+
+
+LISTS: dict[str, Callable[[Any], Any]] = {
+    "alert list, unfiltered": lambda s: queries.alert_rows(s, limit=LIST_ROWS),
+    "alert list, firing": lambda s: queries.alert_rows(
+        s, status=AlertStatus.firing, limit=LIST_ROWS
+    ),
+    "alert list, resolved": lambda s: queries.alert_rows(
+        s, status=AlertStatus.resolved, limit=LIST_ROWS
+    ),
+    "alert list, one integration": lambda s: queries.alert_rows(
+        s, integration="am", limit=LIST_ROWS
+    ),
+    "alert list, one group": lambda s: queries.alert_rows(
+        s, group_key="alertname=HighErrorRate,service=svc-07", limit=LIST_ROWS
+    ),
+    "alert counts by status": lambda s: queries.alert_counts(s),
+    "alert groups": lambda s: service.list_groups(s, limit=LIST_ROWS),
+}
+
+
+def measure(runtime: Runtime, repeat: int) -> dict[str, list[float]]:
+    """Seconds each list took, each run; every list must come back non-empty."""
+    seconds: dict[str, list[float]] = {name: [] for name in LISTS}
+    for _ in range(repeat):
+        for name, read in LISTS.items():
+            with runtime.read() as session:
+                started = time.perf_counter()
+                listed = read(session)
+                seconds[name].append(time.perf_counter() - started)
+            if not listed:
+                raise RuntimeError(f"{name}: nothing listed")
+    return seconds
+
+
+@contextmanager
+def _runtime(backend: str, postgres: str | None) -> Iterator[Runtime]:
+    with tempfile.TemporaryDirectory(prefix="firetower-bench-lists-") as home:
+        url = f"sqlite:///{home}/bench.db"
+        if backend == "postgresql":
+            if not postgres:
+                raise SystemExit(f"postgresql needs --postgres or {POSTGRES_ENV}")
+            url = _fresh_postgres(postgres, "firetower_bench_lists")
+        settings = Settings(
+            env="test",
+            home=Path(home),
+            database_url=url,
+            secret_key="bench-" * 8,
+            embedded_worker=False,
+        )
+        database = Database(settings)
+        upgrade(database.engine)
+        try:
+            yield build_runtime(settings, database)
+        finally:
+            database.dispose()
+
+
+def run(backend: str, postgres: str | None, alerts: int = 1_000_000, repeat: int = 3) -> None:
+    with _runtime(backend, postgres) as runtime:
+        started = time.perf_counter()
+        fill(runtime, alerts)
+        filled_seconds = time.perf_counter() - started
+        seconds = measure(runtime, repeat)
+    print(
+        f"[{backend}] console lists over {alerts:,} stored alerts "
+        f"(stored in {filled_seconds:.0f} s), {LIST_ROWS} rows each, best of {repeat}"
+    )
+    for name, runs in seconds.items():
+        shown = ", ".join(f"{value * 1000:,.0f}" for value in runs)
+        print(f"    {name:<28} {min(runs) * 1000:>8,.1f} ms   (runs: {shown} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV))
+    parser.add_argument("--alerts", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    options = parser.parse_args()
+    run(options.backend, options.postgres, options.alerts, options.repeat)
+
+
+if __name__ == "__main__":
+    main()
