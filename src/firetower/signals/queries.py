@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from firetower import clock
@@ -27,10 +27,16 @@ from firetower.signals.service import (
     BUILTIN_INTEGRATIONS,
     alert_read,
     from_integration,
+    newest_alerts,
     silence_matches,
 )
 
-STATUS_ORDER = {AlertStatus.firing.value: 0, AlertStatus.acknowledged.value: 1}
+LISTED_STATUSES = (
+    AlertStatus.firing.value,
+    AlertStatus.acknowledged.value,
+    AlertStatus.resolved.value,
+)
+"""The order of the console's alert list: firing first."""
 PREVIEW_CHARS = 2000
 """How much of a dead letter's body the console shows (the rest stays in the database)."""
 
@@ -224,16 +230,17 @@ def alert_rows(
     )
     if integration:
         query = query.where(from_integration(session, Alert.integration_id, integration))
-    if status is not None:
-        query = query.where(Alert.status == status.value)
     if group_key is not None:
         query = query.where(Alert.group_key == group_key)
-    order = case(STATUS_ORDER, value=Alert.status, else_=2)
-    query = query.order_by(order, Alert.last_seen_at.desc(), Alert.id.desc()).limit(limit)
+    listed: list[Any] = []
+    for shown in [status.value] if status is not None else LISTED_STATUSES:
+        listed += newest_alerts(session, query, shown, limit - len(listed))
+        if len(listed) >= limit:
+            break
     silences = active_silences(session)
     maintenance = services_in_maintenance(session)
     rows = []
-    for alert, name in session.execute(query):
+    for alert, name in listed:
         labels = alert.labels or {}
         rows.append(
             ListedAlert(
