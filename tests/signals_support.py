@@ -40,13 +40,13 @@ def matcher(label: str, op: str, value: str) -> dict[str, str]:
     return {"label": label, "op": op, "value": value}
 
 
-def bare_integration(runtime: Runtime) -> int:
+def bare_integration(runtime: Runtime, name: str = "rows") -> int:
     """An Alertmanager integration made straight in the database (no key to use); its id."""
     with runtime.transaction() as session:
         integration = Integration(
-            name="rows",
+            name=name,
             kind="alertmanager",
-            key_prefix="rowsrows",
+            key_prefix=(name * 8)[:8],
             key_hash="0" * 64,
             created_at=clock.now(),
         )

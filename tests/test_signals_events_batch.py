@@ -16,6 +16,7 @@ from firetower.signals import service as signals
 from firetower.signals.models import Alert, ChangeEvent, RejectedPayload
 from firetower.signals.schemas import PagerDutyEvent
 from tests.factories import Factory
+from tests.signals_support import sql_run
 from tests.test_group_commit import hold_writers, run_async
 
 
@@ -103,3 +104,46 @@ def test_events_of_one_integration_are_recorded_in_their_order(
     with runtime.read() as session:
         alerts = {a.fingerprint: (a.status, a.count) for a in session.scalars(select(Alert))}
     assert alerts == {"disk": ("firing", 3), "cpu": ("acknowledged", 2)}
+
+
+def test_a_group_over_several_routing_keys_finds_each_integrations_stored_alerts(
+    factory: Factory, app: FastAPI, runtime: Runtime
+) -> None:
+    """The group's known alerts are read at once for all its integrations: a stored dedup key
+    repeats in its own integration only, though another integration has the same key."""
+    first, second, third = (_key(factory, f"pd-{n}") for n in ("a", "b", "c"))
+    for key, dedup_key in ((first, "disk"), (second, "cpu"), (third, "disk")):
+        assert factory.client.post("/v2/enqueue", json=_trigger(key, dedup_key)).status_code == 202
+    bodies = [
+        _trigger(first, "disk"),  # a repeat
+        _trigger(second, "disk"),  # new here, though the first and third have it
+        {"routing_key": second, "event_action": "acknowledge", "dedup_key": "cpu"},
+        _trigger(third, "net"),
+        {"routing_key": third, "event_action": "resolve", "dedup_key": "disk"},
+    ]
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://firetower") as client:
+            held = await hold_writers(runtime)
+            tasks = [asyncio.create_task(client.post("/v2/enqueue", json=b)) for b in bodies]
+            await asyncio.sleep(0.5)  # every request waits for the writer by now
+            await held.release()
+            return await asyncio.gather(*tasks)
+
+    with sql_run(runtime.database.engine) as ran:
+        answers = run_async(main)
+    assert [answer.status_code for answer in answers] == [202] * len(bodies)
+    assert len([s for s, _ in ran if "FROM alerts WHERE id IN" in s]) == 1  # one known read
+    with runtime.read() as session:
+        stored = {
+            (a.integration.name, a.fingerprint): (a.status, a.count)
+            for a in session.scalars(select(Alert))
+        }
+    assert stored == {
+        ("pd-a", "disk"): ("firing", 2),
+        ("pd-b", "cpu"): ("acknowledged", 2),
+        ("pd-b", "disk"): ("firing", 1),
+        ("pd-c", "disk"): ("resolved", 2),
+        ("pd-c", "net"): ("firing", 1),
+    }

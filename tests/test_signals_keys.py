@@ -334,6 +334,28 @@ def test_folds_merge_a_slice_from_the_new_keys_on_once_enough_are_folded(
     assert "a0" not in _merged(runtime) + _keys(runtime)[0]
 
 
+def test_the_known_alerts_of_several_integrations_are_read_at_once_from_every_level(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``load_many`` finds each (integration, fingerprint) asked for, whichever level of keys
+    holds it, and nothing of another integration that has the same fingerprint."""
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 2)
+    monkeypatch.setattr(intake_rows, "MERGE_FROM_KEYS", 2)
+    one, two = bare_integration(runtime), bare_integration(runtime, "more")
+    for integration_id, fingerprints in ((one, "ab"), (two, "ac"), (one, "de"), (two, "f")):
+        with runtime.transaction() as session:
+            intake_rows.write(session, [alert_row(integration_id, f) for f in fingerprints])
+    if runtime.database.dialect == "sqlite":  # keys on all three levels
+        assert all([*_keys(runtime), _merged(runtime)]), (_keys(runtime), _merged(runtime))
+    wanted = {one: ["a", "d", "f", "zz"], two: ["a", "b", "c", "f"]}
+    with runtime.read() as session:
+        found = intake_rows.load_many(session, wanted)
+    assert sorted((r.integration_id, r.fingerprint) for r in found) == sorted(
+        [(one, "a"), (one, "d"), (two, "a"), (two, "c"), (two, "f")]
+    )
+    assert all(row.stored and row.id is not None for row in found)
+
+
 def test_the_third_level_migration_moves_the_folded_keys_and_back(
     unmigrated_database: Database,
 ) -> None:

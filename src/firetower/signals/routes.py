@@ -580,8 +580,16 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
             assert isinstance(event, PagerDutyEvent)
             found = accepted.setdefault(integration.id, (integration, item.policy, []))
             found[2].append((index, event))
-    for integration, policy, events in accepted.values():
-        intake = service.Intake(integration, policy)
+    intakes = [
+        (service.Intake(integration, policy), events)
+        for integration, policy, events in accepted.values()
+    ]
+    # Their known alerts in one read, not one per integration (many routing keys).
+    service.prefetch_many(
+        session,
+        [(intake, [e.dedup_key for _, e in events if e.dedup_key]) for intake, events in intakes],
+    )
+    for intake, events in intakes:
         dedup_keys = service.ingest_pagerduty_events(session, intake, [e for _, e in events])
         for (index, _), dedup_key in zip(events, dedup_keys, strict=True):
             answers[index] = JSONResponse(
