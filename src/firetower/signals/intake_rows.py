@@ -200,7 +200,7 @@ def _pairs_listed(dialect: str, table: str) -> str:
     return f"SELECT k.alert_id FROM {wanted.format(table=table)}"  # noqa: S608 - constant names
 
 
-def _by_id_in(dialect: str, ids: str, *names: str, lock: bool = False) -> TextualSelect:
+def _by_id_in(ids: str, *names: str, lock: bool = False) -> TextualSelect:
     sql = (
         f"SELECT {', '.join(names)} FROM alerts "  # noqa: S608 - constant names
         f"WHERE id IN ({ids}) ORDER BY id" + (" FOR UPDATE" if lock else "")
@@ -209,12 +209,12 @@ def _by_id_in(dialect: str, ids: str, *names: str, lock: bool = False) -> Textua
 
 
 def _by_fingerprint(dialect: str, *names: str, lock: bool = False) -> TextualSelect:
-    return _by_id_in(dialect, _all_key_tables(dialect, "alert_id"), *names, lock=lock)
+    return _by_id_in(_all_key_tables(dialect, "alert_id"), *names, lock=lock)
 
 
 def _by_pairs(dialect: str, *names: str, lock: bool = False) -> TextualSelect:
     pairs = " UNION ALL ".join(_pairs_listed(dialect, table) for table in KEY_TABLES)
-    return _by_id_in(dialect, pairs, *names, lock=lock)
+    return _by_id_in(pairs, *names, lock=lock)
 
 
 # Locked on PostgreSQL (in id order, so two batches never lock crosswise): a row's changed

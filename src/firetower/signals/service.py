@@ -32,7 +32,18 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import jmespath
-from sqlalchemy import ColumnElement, Engine, bindparam, case, delete, false, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -903,26 +914,20 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
 
 def _prefetch(session: Session, intake: Intake, fingerprints: Sequence[str]) -> None:
     """Read the batch's known alerts in a few queries instead of one per alert."""
-    wanted = [f for f in dict.fromkeys(fingerprints) if f not in intake.prefetched]
-    if not wanted:
-        return
-    intake.prefetched.update(wanted)
-    for row in intake_rows.load(session, intake.integration.id, wanted):
-        intake.known[row.fingerprint] = row
+    prefetch_many(session, [(intake, fingerprints)])
 
 
 def prefetch_many(session: Session, batches: Sequence[tuple[Intake, Sequence[str]]]) -> None:
-    """``_prefetch`` for the batches of several integrations (one intake each), in one read
-    (``intake_rows.load_many``)."""
+    """``_prefetch`` for the batches of several integrations (one intake each) in one read
+    (``intake_rows.load_many``); a fingerprint an intake looked up already is not read again."""
+    by_integration = {intake.integration_id: intake for intake, _ in batches}
+    if len(by_integration) != len(batches):
+        raise ValueError("prefetch_many takes one intake per integration")
     wanted: dict[int, list[str]] = {}
-    by_integration: dict[int, Intake] = {}
     for intake, fingerprints in batches:
         fresh = [f for f in dict.fromkeys(fingerprints) if f not in intake.prefetched]
         intake.prefetched.update(fresh)
         wanted[intake.integration_id] = fresh
-        by_integration[intake.integration_id] = intake
-    if len(by_integration) != len(batches):
-        raise ValueError("prefetch_many takes one intake per integration")
     if any(wanted.values()):
         for row in intake_rows.load_many(session, wanted):
             by_integration[row.integration_id].known[row.fingerprint] = row
@@ -2156,7 +2161,9 @@ def list_alerts(
     return [alert_read(alert, name) for alert, name in listed[:limit]]
 
 
-def newest_alerts(session: Session, query: Any, status: str, limit: int) -> list[Any]:
+def newest_alerts(
+    session: Session, query: Select[Alert, str], status: str, limit: int
+) -> list[Any]:
     """The rows of ``query`` (alerts first) with this status, last seen first, at most
     ``limit``: a walk back from the end of the status's range of
     ``ix_alerts_status_last_seen``. Asked for every status at once, the database sorted every
