@@ -108,7 +108,9 @@ LISTS: dict[str, Callable[[Any], Any]] = {
         s, group_key="alertname=HighErrorRate,service=svc-07", limit=LIST_ROWS
     ),
     "alert counts by status": lambda s: queries.alert_counts(s),
+    "counts, one integration": lambda s: queries.alert_counts(s, integration="am"),
     "alert groups": lambda s: service.list_groups(s, limit=LIST_ROWS),
+    "groups, one integration": lambda s: service.list_groups(s, integration="am", limit=LIST_ROWS),
 }
 
 

