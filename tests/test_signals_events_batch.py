@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -147,3 +148,41 @@ def test_a_group_over_several_routing_keys_finds_each_integrations_stored_alerts
         ("pd-c", "disk"): ("resolved", 2),
         ("pd-c", "net"): ("firing", 1),
     }
+
+
+def test_a_group_locks_its_integrations_services_in_name_order(
+    factory: Factory, app: FastAPI, runtime: Runtime
+) -> None:
+    """PostgreSQL: two processes' groups that locked the services' rows in the order their
+    requests came deadlocked each other, and each group then ran again one request at a time
+    (Events v2 over 50 routing keys fell from about 1,000 to about 100 events/s)."""
+    if runtime.database.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has one writer and locks no rows")
+    admin = factory.user(Role.admin)
+    keys = []
+    for name in ("zeta", "alpha", "mid"):
+        factory.service(name)
+        answer = admin.post(
+            "/api/v1/integrations",
+            json={"name": f"pd-{name}", "kind": "pagerduty", "service_name": name},
+        )
+        assert answer.status_code == 201, answer.text
+        keys.append(answer.json()["key"])
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://firetower") as client:
+            held = await hold_writers(runtime)
+            tasks = [
+                asyncio.create_task(client.post("/v2/enqueue", json=_trigger(key, "disk")))
+                for key in keys
+            ]
+            await asyncio.sleep(0.5)  # every request waits for the writer by now
+            await held.release()
+            return await asyncio.gather(*tasks)
+
+    with sql_run(runtime.database.engine) as ran:
+        answers = run_async(main)
+    assert [answer.status_code for answer in answers] == [202, 202, 202]
+    locked = [p["name"] for s, p in ran if "FROM services" in s and "FOR UPDATE" in s]
+    assert locked == ["alpha", "mid", "zeta"]

@@ -580,9 +580,13 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
             assert isinstance(event, PagerDutyEvent)
             found = accepted.setdefault(integration.id, (integration, item.policy, []))
             found[2].append((index, event))
+    # By service, then integration: on PostgreSQL each routed service's row is locked, and two
+    # processes' groups that took them in the order their requests came deadlocked each other.
     intakes = [
         (service.Intake(integration, policy), events)
-        for integration, policy, events in accepted.values()
+        for integration, policy, events in sorted(
+            accepted.values(), key=lambda found: (found[0].service_name or "", found[0].id)
+        )
     ]
     # Their known alerts in one read, not one per integration (many routing keys).
     service.prefetch_many(
