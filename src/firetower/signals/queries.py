@@ -37,6 +37,8 @@ LISTED_STATUSES = (
     AlertStatus.resolved.value,
 )
 """The order of the console's alert list: firing first."""
+if set(LISTED_STATUSES) != {s.value for s in AlertStatus}:  # a status the list would drop
+    raise RuntimeError("LISTED_STATUSES must name every AlertStatus")
 PREVIEW_CHARS = 2000
 """How much of a dead letter's body the console shows (the rest stays in the database)."""
 
