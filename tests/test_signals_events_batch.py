@@ -39,6 +39,24 @@ def _trigger(key: str, dedup_key: str | None) -> dict[str, Any]:
     return event
 
 
+def _sent_together(
+    app: FastAPI, runtime: Runtime, requests: list[tuple[str, dict[str, Any]]]
+) -> list[httpx.Response]:
+    """POST each (path, body) while the writers are held, so that all of them wait for the
+    writer and are committed as one group; the answers, in order."""
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://firetower") as client:
+            held = await hold_writers(runtime)
+            tasks = [asyncio.create_task(client.post(path, json=body)) for path, body in requests]
+            await asyncio.sleep(0.5)  # every request waits for the writer by now
+            await held.release()
+            return await asyncio.gather(*tasks)
+
+    return run_async(main)
+
+
 def test_events_queued_together_are_each_answered_as_alone(
     factory: Factory, app: FastAPI, runtime: Runtime
 ) -> None:
@@ -55,16 +73,7 @@ def test_events_queued_together_are_each_answered_as_alone(
         ),
     ]
 
-    async def main() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://firetower") as client:
-            held = await hold_writers(runtime)
-            tasks = [asyncio.create_task(client.post(path, json=body)) for path, body in bodies]
-            await asyncio.sleep(0.5)  # every request waits for the writer by now
-            await held.release()
-            return await asyncio.gather(*tasks)
-
-    disk, refused, cpu, made_up, unknown, change = run_async(main)
+    disk, refused, cpu, made_up, unknown, change = _sent_together(app, runtime, bodies)
     assert (disk.status_code, disk.json()["dedup_key"]) == (202, "disk")
     assert refused.status_code == 400
     assert refused.json()["status"] == "invalid event"
@@ -123,17 +132,8 @@ def test_a_group_over_several_routing_keys_finds_each_integrations_stored_alerts
         {"routing_key": third, "event_action": "resolve", "dedup_key": "disk"},
     ]
 
-    async def main() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://firetower") as client:
-            held = await hold_writers(runtime)
-            tasks = [asyncio.create_task(client.post("/v2/enqueue", json=b)) for b in bodies]
-            await asyncio.sleep(0.5)  # every request waits for the writer by now
-            await held.release()
-            return await asyncio.gather(*tasks)
-
     with sql_run(runtime.database.engine) as ran:
-        answers = run_async(main)
+        answers = _sent_together(app, runtime, [("/v2/enqueue", body) for body in bodies])
     assert [answer.status_code for answer in answers] == [202] * len(bodies)
     assert len([s for s, _ in ran if "FROM alerts WHERE id IN" in s]) == 1  # one known read
     with runtime.read() as session:
@@ -169,20 +169,9 @@ def test_a_group_locks_its_integrations_services_in_name_order(
         assert answer.status_code == 201, answer.text
         keys.append(answer.json()["key"])
 
-    async def main() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://firetower") as client:
-            held = await hold_writers(runtime)
-            tasks = [
-                asyncio.create_task(client.post("/v2/enqueue", json=_trigger(key, "disk")))
-                for key in keys
-            ]
-            await asyncio.sleep(0.5)  # every request waits for the writer by now
-            await held.release()
-            return await asyncio.gather(*tasks)
-
+    triggers = [("/v2/enqueue", _trigger(key, "disk")) for key in keys]
     with sql_run(runtime.database.engine) as ran:
-        answers = run_async(main)
+        answers = _sent_together(app, runtime, triggers)
     assert [answer.status_code for answer in answers] == [202, 202, 202]
     locked = [p["name"] for s, p in ran if "FROM services" in s and "FOR UPDATE" in s]
     assert locked == ["alpha", "mid", "zeta"]
