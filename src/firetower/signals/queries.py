@@ -25,20 +25,13 @@ from firetower.signals.models import Alert, Integration, MaintenanceWindow, Reje
 from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp
 from firetower.signals.service import (
     BUILTIN_INTEGRATIONS,
+    LISTED_STATUSES,
     alert_read,
     from_integration,
     newest_alerts,
     silence_matches,
 )
 
-LISTED_STATUSES = (
-    AlertStatus.firing.value,
-    AlertStatus.acknowledged.value,
-    AlertStatus.resolved.value,
-)
-"""The order of the console's alert list: firing first."""
-if set(LISTED_STATUSES) != {s.value for s in AlertStatus}:  # a status the list would drop
-    raise RuntimeError("LISTED_STATUSES must name every AlertStatus")
 PREVIEW_CHARS = 2000
 """How much of a dead letter's body the console shows (the rest stays in the database)."""
 

@@ -132,6 +132,8 @@ at once for the first request of the minute, one summing up the rest when it end
 SHOWN_TITLES = 10
 """The alert titles an attach note names at most."""
 UNRESOLVED_STATUSES = tuple(s.value for s in AlertStatus if s is not AlertStatus.resolved)
+LISTED_STATUSES = (*UNRESOLVED_STATUSES, AlertStatus.resolved.value)
+"""Every status, in the console's alert list's order: firing, acknowledged, resolved."""
 """The alert statuses that keep an incident's alerts from having all cleared."""
 REPORT_KIND = "user-report"
 BUILTIN_PREFIX = "@"
@@ -2155,7 +2157,7 @@ def list_alerts(
         query = query.where(Alert.flapping.is_(flapping))
     if inhibited is not None:
         query = query.where(Alert.inhibited.is_(inhibited))
-    statuses = [status] if status is not None else [s.value for s in AlertStatus]
+    statuses = [status] if status is not None else LISTED_STATUSES
     listed = [row for s in statuses for row in newest_alerts(session, query, s, limit)]
     listed.sort(key=lambda row: (row[0].last_seen_at, row[0].id), reverse=True)
     return [alert_read(alert, name) for alert, name in listed[:limit]]
@@ -2170,7 +2172,7 @@ def newest_alerts(
     stored alert instead (1.3 s over a million on SQLite), so the lists ask status by status."""
     newest = query.where(Alert.status == status)
     newest = newest.order_by(Alert.last_seen_at.desc(), Alert.id.desc()).limit(limit)
-    return list(session.execute(newest).all())
+    return list(session.execute(newest))
 
 
 def annotation_texts(annotations: dict[str, Any] | None) -> dict[str, str]:
