@@ -113,9 +113,7 @@ def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> 
         "integration_id": integration_id,
         "fingerprints": _fingerprints(dialect, fingerprints),
     }
-    if dialect == "sqlite":
-        return _loaded(map(_decoded_sqlite, session.connection().execute(_KNOWN_SQLITE, listed)))
-    return _loaded(session.execute(KNOWN[dialect], listed))
+    return _loaded(session, _KNOWN_READS, listed)
 
 
 def load_many(session: Session, wanted: Mapping[int, Sequence[str]]) -> list[AlertRow]:
@@ -125,22 +123,26 @@ def load_many(session: Session, wanted: Mapping[int, Sequence[str]]) -> list[Ale
     if len(wanted) == 1:  # one integration's statement seeks by fingerprint alone: cheaper
         [(integration_id, fingerprints)] = wanted.items()
         return load(session, integration_id, fingerprints)
+    pairs = [(integration_id, f) for integration_id, fs in wanted.items() for f in fs]
+    if session.get_bind().dialect.name == "sqlite":
+        listed: dict[str, Any] = {"keys": json.dumps(pairs)}
+    else:
+        listed = {
+            "integration_ids": [integration_id for integration_id, _ in pairs],
+            "fingerprints": [f for _, f in pairs],
+        }
+    return _loaded(session, _KNOWN_MANY_READS, listed)
+
+
+def _loaded(session: Session, reads: dict[str, Any], listed: dict[str, Any]) -> list[AlertRow]:
+    """Rows from one of the known-alert reads (``reads`` by dialect), as ``AlertRow``s."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
-        keys = json.dumps(
-            [[integration_id, f] for integration_id, fs in wanted.items() for f in fs]
+        read: Iterable[Sequence[Any]] = map(
+            _decoded_sqlite, session.connection().execute(reads[dialect], listed)
         )
-        read = session.connection().execute(_KNOWN_MANY_SQLITE, {"keys": keys})
-        return _loaded(map(_decoded_sqlite, read))
-    listed = {
-        "integration_ids": [integration_id for integration_id, fs in wanted.items() for _ in fs],
-        "fingerprints": [f for fs in wanted.values() for f in fs],
-    }
-    return _loaded(session.execute(KNOWN_MANY[dialect], listed))
-
-
-def _loaded(read: Iterable[Sequence[Any]]) -> list[AlertRow]:
-    """Rows from the known-alert reads' values, in ``COLUMNS`` order and then the id."""
+    else:
+        read = session.execute(reads[dialect], listed)
     found: list[AlertRow] = []
     for values in read:
         row = AlertRow(*values)  # its fields start with COLUMNS, then id
@@ -234,8 +236,8 @@ _UNTYPED: list[ColumnClause[Any]] = [column(name) for name in (*COLUMNS, "id")]
 columns let SQLAlchemy keep the result's description with the cached statement: read from
 each cursor (``exec_driver_sql``), it cost more than the statement in a group of Events v2
 requests over many routing keys."""
-_KNOWN_SQLITE = text(str(KNOWN["sqlite"])).columns(*_UNTYPED)
-_KNOWN_MANY_SQLITE = text(str(KNOWN_MANY["sqlite"])).columns(*_UNTYPED)
+_KNOWN_READS = {**KNOWN, "sqlite": text(str(KNOWN["sqlite"])).columns(*_UNTYPED)}
+_KNOWN_MANY_READS = {**KNOWN_MANY, "sqlite": text(str(KNOWN_MANY["sqlite"])).columns(*_UNTYPED)}
 
 
 def _decoded_sqlite(values: Sequence[Any]) -> list[Any]:

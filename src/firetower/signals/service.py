@@ -914,14 +914,10 @@ def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
     return alert
 
 
-def _prefetch(session: Session, intake: Intake, fingerprints: Sequence[str]) -> None:
-    """Read the batch's known alerts in a few queries instead of one per alert."""
-    prefetch_many(session, [(intake, fingerprints)])
-
-
 def prefetch_many(session: Session, batches: Sequence[tuple[Intake, Sequence[str]]]) -> None:
-    """``_prefetch`` for the batches of several integrations (one intake each) in one read
-    (``intake_rows.load_many``); a fingerprint an intake looked up already is not read again."""
+    """Read the known alerts of batches of one or several integrations (one intake each) in
+    one read (``intake_rows.load_many``), not one per alert; a fingerprint an intake looked
+    up already is not read again."""
     by_integration = {intake.integration_id: intake for intake, _ in batches}
     if len(by_integration) != len(batches):
         raise ValueError("prefetch_many takes one intake per integration")
@@ -948,7 +944,7 @@ def receive_all(session: Session, intake: Intake, signals: Sequence[Signal]) -> 
     inserted = _inserted_as_settled(session, shared, intake, signals)
     if inserted is not None:
         return inserted
-    _prefetch(session, intake, [signal.fingerprint for signal in signals])
+    prefetch_many(session, [(intake, [signal.fingerprint for signal in signals])])
     drafted = _drafted(shared, intake, signals)
     if drafted is None:
         intake.now = clock.now()
@@ -1055,7 +1051,7 @@ def _track_flapping(
 
 def update_status(session: Session, intake: Intake, fingerprint: str, status: str) -> None:
     """Acknowledge or resolve a known alert; an unknown one is ignored (as PagerDuty does)."""
-    _prefetch(session, intake, [fingerprint])
+    prefetch_many(session, [(intake, [fingerprint])])
     known = intake.known.get(fingerprint)
     if known is None:
         return
