@@ -21,16 +21,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from bench.intake_support import POSTGRES_ENV, _fresh_postgres, fingerprint
-from firetower.app import build_runtime
+from bench.support import migrated_runtime
 from firetower.auth.service import Actor
-from firetower.db import Database
-from firetower.migrate import upgrade
 from firetower.runtime import Runtime
-from firetower.settings import Settings
 from firetower.signals import intake_rows, queries, service
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.schemas import AlertStatus, IntegrationCreate
@@ -131,24 +127,13 @@ def measure(runtime: Runtime, repeat: int) -> dict[str, list[float]]:
 @contextmanager
 def _runtime(backend: str, postgres: str | None) -> Iterator[Runtime]:
     with tempfile.TemporaryDirectory(prefix="firetower-bench-lists-") as home:
-        url = f"sqlite:///{home}/bench.db"
+        url = None
         if backend == "postgresql":
             if not postgres:
                 raise SystemExit(f"postgresql needs --postgres or {POSTGRES_ENV}")
             url = _fresh_postgres(postgres, "firetower_bench_lists")
-        settings = Settings(
-            env="test",
-            home=Path(home),
-            database_url=url,
-            secret_key="bench-" * 8,
-            embedded_worker=False,
-        )
-        database = Database(settings)
-        upgrade(database.engine)
-        try:
-            yield build_runtime(settings, database)
-        finally:
-            database.dispose()
+        with migrated_runtime(home, url) as runtime:
+            yield runtime
 
 
 def run(backend: str, postgres: str | None, alerts: int = 1_000_000, repeat: int = 3) -> None:

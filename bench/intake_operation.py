@@ -27,17 +27,14 @@ import statistics
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 from bench.intake_alertmanager import BATCH, SERVICES, distinct_batches, service_names
-from firetower.app import build_runtime, tune_garbage_collector
+from bench.support import migrated_runtime
+from firetower.app import tune_garbage_collector
 from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
 from firetower.catalog.schemas import ServiceCreate
-from firetower.db import Database
-from firetower.migrate import upgrade
 from firetower.runtime import Runtime
-from firetower.settings import Settings
 from firetower.signals import routes, service
 from firetower.signals.schemas import AlertmanagerPayload, IntegrationCreate, IntegrationKind
 
@@ -95,20 +92,10 @@ PARTS = ("transaction", "request")
 def run(
     batches: int = 200, rounds: int = 5, callgrind: bool = False, part: str = "transaction"
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix="firetower-bench-operation-") as home:
-        settings = Settings(
-            env="test",
-            home=Path(home),
-            database_url=f"sqlite:///{home}/bench.db",
-            secret_key="bench-" * 8,
-            embedded_worker=False,
-        )
-        database = Database(settings)
-        upgrade(database.engine)
-        if database.writer_lock is not None:
-            # No checkpoint thread: its work would be counted too (process time, callgrind).
-            database.writer_lock.first_write = None
-        runtime = build_runtime(settings, database)
+    with (
+        tempfile.TemporaryDirectory(prefix="firetower-bench-operation-") as home,
+        migrated_runtime(home, checkpoints=False) as runtime,
+    ):
         made = Batches(runtime)
         made.store(made.prepare(made.bodies(2 * SERVICES)))  # every service has its incident
         tune_garbage_collector()  # as ``serve`` does
@@ -127,7 +114,6 @@ def run(
             per_alert_us["transaction"].append(_per_alert_us(started, batches))
             if callgrind:
                 _callgrind("off")
-        database.dispose()
     print(f"[sqlite] Alertmanager batch operation, {batches} batches of {BATCH} per round")
     for name, where in (("request", "before the transaction"), ("transaction", "in it")):
         shown = ", ".join(f"{value:.1f}" for value in per_alert_us[name])

@@ -16,6 +16,12 @@ from pathlib import Path
 
 from tests.process_support import daemon
 
+from firetower.app import build_runtime
+from firetower.db import Database
+from firetower.migrate import upgrade
+from firetower.runtime import Runtime
+from firetower.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -63,6 +69,30 @@ def running_server(database_url: str | None = None) -> Iterator[Server]:
             yield Server(url, token)
             stopping = time.perf_counter()
         print(f"    (server stopped in {time.perf_counter() - stopping:.1f} s)")
+
+
+@contextlib.contextmanager
+def migrated_runtime(
+    home: str, database_url: str | None = None, *, checkpoints: bool = True
+) -> Iterator[Runtime]:
+    """firetower's runtime in this process, no server and no embedded worker, on a migrated
+    database: ``database_url``, or a fresh SQLite file in ``home``. Without ``checkpoints``
+    no thread checkpoints SQLite's log, whose work process time and callgrind would count."""
+    settings = Settings(
+        env="test",
+        home=Path(home),
+        database_url=database_url or f"sqlite:///{home}/bench.db",
+        secret_key="bench-" * 8,
+        embedded_worker=False,
+    )
+    database = Database(settings)
+    try:
+        upgrade(database.engine)
+        if not checkpoints and database.writer_lock is not None:
+            database.writer_lock.first_write = None
+        yield build_runtime(settings, database)
+    finally:
+        database.dispose()
 
 
 def percentiles_ms(samples_seconds: list[float]) -> str:
