@@ -109,6 +109,7 @@ def _writer(
     raw = engine.raw_connection()  # firetower's pragmas; BEGIN IMMEDIATE as its writers
     connection = raw.driver_connection
     assert connection is not None
+    connection.execute("PRAGMA temp_store=MEMORY")  # as a group commit (BOUNDED_WRITES_OPTION)
     requests_per_group = group // BATCH
     request = first
     committed, held_seconds = 0, 0.0

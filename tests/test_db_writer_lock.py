@@ -170,3 +170,49 @@ def test_a_writing_process_runs_one_checkpointer_until_disposed(tmp_path: Path) 
     assert len(running()) == before + 1
     database.dispose()
     assert len(running()) == before
+
+
+def _open_temp_files() -> list[str]:
+    """SQLite's temporary files that this process holds open (unlinked ``etilqs_`` files)."""
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # listdir's own, closed by now
+            names.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [name for name in names if "etilqs_" in name]
+
+
+def _journal_heavy_writes(session: Any) -> list[str]:
+    """Statements that may fail half-way, each changing pages earlier ones changed (as
+    intake's INSERTs of 100 alerts do); the temporary files open at the end."""
+    for _ in range(3):
+        session.execute(
+            text("INSERT INTO filler (body) VALUES (:body)"),
+            [{"body": os.urandom(1024)} for _ in range(200)],
+        )
+        session.execute(
+            text("INSERT INTO filler (body) SELECT randomblob(1024) || body FROM filler")
+        )
+    return _open_temp_files()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")
+def test_bounded_writes_keep_their_statement_journal_in_memory(tmp_path: Path) -> None:
+    """Past 64 KiB SQLite spilled a statement journal to a temporary file, whose writes,
+    creation and deletion fell inside the write turn. The group commit's transactions are
+    bounded and keep it in memory; others, which may journal a whole table, keep a file."""
+    database = Database(
+        Settings(env="test", database_url=f"sqlite:///{tmp_path / 'x.db'}", secret_key=SECRET)
+    )
+    with unit_of_work(database.sessions, None) as session:
+        session.execute(text("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB UNIQUE)"))
+    with unit_of_work(database.sessions, None) as session:
+        db.begin_bounded_writes(session)
+        bounded_connection = session.connection().connection.dbapi_connection
+        assert _journal_heavy_writes(session) == []
+    with unit_of_work(database.sessions, None) as session:
+        # the same connection, back to SQLite's default
+        assert session.connection().connection.dbapi_connection is bounded_connection
+        assert len(_journal_heavy_writes(session)) == 1
+    with database.session() as session:
+        assert session.execute(text("SELECT count(*) FROM filler")).scalar_one() == 25_200
+    database.dispose()

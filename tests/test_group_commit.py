@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.catalog.models import Service
-from firetower.db import Database
-from firetower.events import Event, record
+from firetower.db import BOUNDED_WRITES_OPTION, Database
+from firetower.events import Event, record, unit_of_work
 from firetower.metrics import REGISTRY
 from firetower.runtime import (
     LOOP_PARK_WAIT_SECONDS,
@@ -658,3 +658,24 @@ def test_on_sqlite_what_queues_while_the_writer_waits_for_the_turn_joins_its_gro
     run_async(main)
     assert len(transactions) == 3
     assert all(transaction is transactions[0] for transaction in transactions)
+
+
+def test_a_group_commits_in_a_bounded_write_session(runtime: Runtime) -> None:
+    """A group is bounded (``MAX_GROUP_WEIGHT``), so on SQLite its statement journals stay in
+    memory (``test_db_writer_lock``); on PostgreSQL the option changes nothing."""
+
+    def temp_store(session: Session) -> tuple[bool, int | None]:
+        # the database's engine itself: intake's caches are per engine
+        assert session.get_bind() is runtime.database.engine
+        connection = session.connection()
+        bounded = bool(connection.get_execution_options().get(BOUNDED_WRITES_OPTION))
+        if connection.dialect.name != "sqlite":
+            return bounded, None
+        return bounded, connection.exec_driver_sql("PRAGMA temp_store").scalar_one()
+
+    assert run_async(lambda: runtime.group.run(temp_store)) == (
+        True,
+        2 if runtime.database.dialect == "sqlite" else None,  # 2: MEMORY
+    )
+    with unit_of_work(runtime.database.sessions, None) as session:
+        assert temp_store(session) == (False, 0 if runtime.database.dialect == "sqlite" else None)

@@ -54,6 +54,17 @@ NAMING = {
 }
 
 READ_ONLY_OPTION = "firetower_read_only"
+BOUNDED_WRITES_OPTION = "firetower_bounded_writes"
+"""Set on the connection of a write transaction whose statements each change a bounded
+number of pages (a group commit's, see ``begin_bounded_writes``): on SQLite it keeps its
+statement journals in memory.
+
+A statement that may fail half-way (a multi-row INSERT, one with a trigger or a foreign
+key) saves the pages it changes in a statement journal. Past 64 KiB SQLite spilled that
+to a temporary file: in a storm every INSERT of 100 alerts wrote more pages there than to
+the write-ahead log, and created and deleted the file, all inside the write turn. Other
+transactions keep SQLite's default, a file, since one big statement (a migration's
+UPDATE, a retention DELETE) would journal a whole table."""
 MAX_ID = 2**31 - 1
 """Ids are INTEGER columns: a larger one cannot exist (and SQLite overflows binding it)."""
 SETTINGS_INFO = "firetower.settings"
@@ -99,11 +110,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_TEMP_STORE_INFO = "firetower.temp_store"
+
+
+def begin_bounded_writes(session: Session) -> None:
+    """Begin ``session``'s transaction as one of bounded writes (``BOUNDED_WRITES_OPTION``).
+
+    An option of the connection, not of an engine made for it: the session's bind stays the
+    database's engine, which intake's per-engine caches are keyed by."""
+    session.connection(execution_options={BOUNDED_WRITES_OPTION: True})
+
+
 def _sqlite_begin(connection: Connection) -> None:
     # pysqlite's own transaction handling defers BEGIN; a writer takes the write lock up
     # front so two writers never deadlock upgrading a read lock. Readers stay deferred.
-    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    options = connection.get_execution_options()
+    # SQLite reads temp_store when a write transaction begins; switched only on a change.
+    temp_store = "MEMORY" if options.get(BOUNDED_WRITES_OPTION, False) else "DEFAULT"
+    if connection.info.get(_TEMP_STORE_INFO, "DEFAULT") != temp_store:
+        connection.exec_driver_sql(f"PRAGMA temp_store={temp_store}")
+        connection.info[_TEMP_STORE_INFO] = temp_store
+    connection.exec_driver_sql(
+        "BEGIN" if options.get(READ_ONLY_OPTION, False) else "BEGIN IMMEDIATE"
+    )
 
 
 def make_engine(

@@ -372,13 +372,20 @@ class Runtime:
             else postgres_writer_threads(self.settings.web_processes)
         )
         self.group = GroupCommit(
-            self.transaction, writer_threads=writers, writer_lock=self.database.writer_lock
+            self._group_transaction, writer_threads=writers, writer_lock=self.database.writer_lock
         )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One operation, one transaction, events handled on commit."""
         with unit_of_work(self.database.sessions, self.bus) as session:
+            yield session
+
+    @contextmanager
+    def _group_transaction(self) -> Iterator[Session]:
+        """A group commit's transaction: its size is bounded (``MAX_GROUP_WEIGHT``)."""
+        with unit_of_work(self.database.sessions, self.bus) as session:
+            db.begin_bounded_writes(session)
             yield session
 
     @contextmanager
