@@ -1,5 +1,6 @@
-"""SQLite writers take turns across processes, not only across the threads of one, and
-leave copying the write-ahead log to a checkpointer beside them."""
+"""SQLite writers take turns across processes, not only across the threads of one, leave
+copying the write-ahead log to a checkpointer beside them, and a bounded transaction keeps
+its statement journals out of temporary files."""
 
 from __future__ import annotations
 
