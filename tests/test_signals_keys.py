@@ -334,6 +334,32 @@ def test_folds_merge_a_slice_from_the_new_keys_on_once_enough_are_folded(
     assert "a0" not in _merged(runtime) + _keys(runtime)[0]
 
 
+def test_a_folded_table_far_over_the_threshold_drains_over_several_merges(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database upgraded from a larger ``MERGE_FROM_KEYS`` holds more folded keys than the
+    new threshold: each fold merges at most ``MERGE_AT_MOST_FOLDS`` folds' worth of them,
+    not the whole excess in one long write turn."""
+    monkeypatch.setattr(intake_rows, "FOLD_EVERY_ALERTS", 2)
+    monkeypatch.setattr(intake_rows, "MERGE_FROM_KEYS", 100)  # the old threshold
+    integration_id = bare_integration(runtime)
+    fingerprints = [f"k{n:02}" for n in range(12)]
+    for pair in zip(fingerprints[::2], fingerprints[1::2], strict=True):
+        with runtime.transaction() as session:
+            intake_rows.write(session, [alert_row(integration_id, f) for f in pair])
+    monkeypatch.setattr(intake_rows, "MERGE_FROM_KEYS", 2)  # the new one: 12 keys is 10 over
+    sizes = []
+    for pair in (("m0", "m1"), ("m2", "m3"), ("m4", "m5")):
+        with runtime.transaction() as session:
+            intake_rows.write(session, [alert_row(integration_id, f) for f in pair])
+        sizes.append((len(_keys(runtime)[1]), len(_merged(runtime))))
+    if runtime.database.dialect == "sqlite":
+        # 14 folded, 8 merged (2 + 10 over, capped at 4 x 2); then 8 and 8 more; then 2 + 0
+        assert sizes == [(6, 8), (0, 16), (0, 18)]
+    else:  # PostgreSQL never folds
+        assert sizes == [(0, 0), (0, 0), (0, 0)]
+
+
 def test_the_known_alerts_of_several_integrations_are_read_at_once_from_every_level(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -286,14 +286,20 @@ def fold_due(first_id: int, last_id: int) -> bool:
     return last_id // FOLD_EVERY_ALERTS > (first_id - 1) // FOLD_EVERY_ALERTS
 
 
-MERGE_FROM_KEYS = 500_000
+MERGE_FROM_KEYS = 100_000
 """On SQLite, once ``alert_keys_folded`` holds this many keys, each fold also merges a slice
 of it into ``alert_keys_merged``, so that a fold touches the pages of a table of about this
 size, not of every key stored. A merge's slice is a run of keys in key order, so it lands in
 a narrow range of the merged table: about ``FOLD_EVERY_ALERTS / MERGE_FROM_KEYS`` of its
-pages. With 160,000, the merged table's probes (intake's lookup and the insert trigger's)
-cost 9% of ``bench.sqlite_ceiling --seconds 8``, which stores about 500,000 alerts; with
-500,000 it was unchanged, and at 5.5 million alerts 12% higher than with two levels."""
+pages. A fold writes about this many keys' pages and a merge that fraction of the merged
+table's, so the larger the store, the larger the best threshold (about the square root of
+``FOLD_EVERY_ALERTS`` times the keys stored). ``bench.sqlite_ceiling``, scattered keys, 100,000
+against 500,000: 72,372-73,586 against 69,723-71,261 alerts/s over 8 s (about 600,000
+stored), 59,677-63,002 against 51,153-52,409 over 60 s (3.1-3.8 million)."""
+MERGE_AT_MOST_FOLDS = 4
+"""A merge takes at most this many folds' worth of keys, so a folded table well over the
+threshold (one kept under a larger threshold before an upgrade) drains over several folds
+instead of holding the write turn for one long merge."""
 _CURSOR = "SELECT integration_id, fingerprint FROM alert_key_merge_cursor WHERE id = 1"
 _FIRST = (0, "")
 """Before every key: integration ids start at 1."""
@@ -323,7 +329,8 @@ connection's ``exec_driver_sql``, or a ``sqlite3`` connection's ``execute`` (ben
 def fold_keys(execute: Execute) -> None:
     """Move the unfolded alert keys into ``alert_keys_folded``, in key order, then, if that
     holds ``MERGE_FROM_KEYS`` keys or more, a slice of it into ``alert_keys_merged`` (SQLite
-    only): as many keys as were folded, plus any excess, from where the last merge stopped
+    only): as many keys as were folded, plus any excess (up to ``MERGE_AT_MOST_FOLDS``
+    folds' worth in all), from where the last merge stopped
     (``alert_key_merge_cursor``), starting over after the last key.
 
     Slices taken in turn sweep the keys, so each starts where the folded keys have gathered
@@ -338,7 +345,8 @@ def fold_keys(execute: Execute) -> None:
         if folded < MERGE_FROM_KEYS:
             return
         start = tuple(execute(_CURSOR, ()).fetchone() or _FIRST)
-        size = FOLD_EVERY_ALERTS + folded - MERGE_FROM_KEYS
+        excess = folded - MERGE_FROM_KEYS
+        size = min(FOLD_EVERY_ALERTS + excess, MERGE_AT_MOST_FOLDS * FOLD_EVERY_ALERTS)
         end = execute(_SLICE_END, (*start, size - 1)).fetchone()
         where, bounds = (_TO_END, start) if end is None else (_IN_SLICE, (*start, *end))
         execute(_MERGE.format(where), bounds)
