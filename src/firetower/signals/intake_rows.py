@@ -113,7 +113,7 @@ def load(session: Session, integration_id: int, fingerprints: Sequence[str]) -> 
         "integration_id": integration_id,
         "fingerprints": _fingerprints(dialect, fingerprints),
     }
-    return _loaded(session, _KNOWN_READS, listed)
+    return _loaded(session, dialect, _KNOWN_READS[dialect], listed)
 
 
 def load_many(session: Session, wanted: Mapping[int, Sequence[str]]) -> list[AlertRow]:
@@ -124,25 +124,28 @@ def load_many(session: Session, wanted: Mapping[int, Sequence[str]]) -> list[Ale
         [(integration_id, fingerprints)] = wanted.items()
         return load(session, integration_id, fingerprints)
     pairs = [(integration_id, f) for integration_id, fs in wanted.items() for f in fs]
-    if session.get_bind().dialect.name == "sqlite":
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
         listed: dict[str, Any] = {"keys": json.dumps(pairs)}
     else:
         listed = {
             "integration_ids": [integration_id for integration_id, _ in pairs],
             "fingerprints": [f for _, f in pairs],
         }
-    return _loaded(session, _KNOWN_MANY_READS, listed)
+    return _loaded(session, dialect, _KNOWN_MANY_READS[dialect], listed)
 
 
-def _loaded(session: Session, reads: dict[str, Any], listed: dict[str, Any]) -> list[AlertRow]:
-    """Rows from one of the known-alert reads (``reads`` by dialect), as ``AlertRow``s."""
-    dialect = session.get_bind().dialect.name
+def _loaded(
+    session: Session, dialect: str, statement: Any, listed: dict[str, Any]
+) -> list[AlertRow]:
+    """Rows from one of the known-alert reads (``statement``, this dialect's), as
+    ``AlertRow``s."""
     if dialect == "sqlite":
         read: Iterable[Sequence[Any]] = map(
-            _decoded_sqlite, session.connection().execute(reads[dialect], listed)
+            _decoded_sqlite, session.connection().execute(statement, listed)
         )
     else:
-        read = session.execute(reads[dialect], listed)
+        read = session.execute(statement, listed)
     found: list[AlertRow] = []
     for values in read:
         row = AlertRow(*values)  # its fields start with COLUMNS, then id

@@ -132,9 +132,9 @@ at once for the first request of the minute, one summing up the rest when it end
 SHOWN_TITLES = 10
 """The alert titles an attach note names at most."""
 UNRESOLVED_STATUSES = tuple(s.value for s in AlertStatus if s is not AlertStatus.resolved)
+"""The alert statuses that keep an incident's alerts from having all cleared."""
 LISTED_STATUSES = (*UNRESOLVED_STATUSES, AlertStatus.resolved.value)
 """Every status, in the console's alert list's order: firing, acknowledged, resolved."""
-"""The alert statuses that keep an incident's alerts from having all cleared."""
 REPORT_KIND = "user-report"
 BUILTIN_PREFIX = "@"
 REPORT_INTEGRATION = "@user-reports"
