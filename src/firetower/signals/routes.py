@@ -588,13 +588,10 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
             accepted.values(), key=lambda found: (found[0].service_name or "", found[0].id)
         )
     ]
-    # Their known alerts in one read, not one per integration (many routing keys).
-    service.prefetch_many(
-        session,
-        [(intake, [e.dedup_key for _, e in events if e.dedup_key]) for intake, events in intakes],
+    recorded = service.ingest_pagerduty_batches(
+        session, [(intake, [e for _, e in events]) for intake, events in intakes]
     )
-    for intake, events in intakes:
-        dedup_keys = service.ingest_pagerduty_events(session, intake, [e for _, e in events])
+    for (_, events), dedup_keys in zip(intakes, recorded, strict=True):
         for (index, _), dedup_key in zip(events, dedup_keys, strict=True):
             answers[index] = JSONResponse(
                 {"status": "success", "message": "Event processed", "dedup_key": dedup_key},
