@@ -1703,13 +1703,13 @@ def ingest_pagerduty_batches(
     """Record the Events v2 alert events of several integrations (an intake each); each
     one's dedup keys.
 
-    Their known alerts are read at once. When every event is a trigger, all the
-    integrations' alerts are settled first, then written together, then their notes (the
-    tallies in one statement): a group of single events over many routing keys took a few
-    statements per integration, twice the work per event over 24 keys as over one. (An
-    inhibition rule's sources are found by their status and labels, which ``_settled``
-    writes before settling where there are such rules.) An acknowledge or resolve reads
-    what the events before it wrote: a group with one goes integration by integration.
+    Their known alerts are read at once. When every event is a trigger, the integrations'
+    alerts are all settled, then written together, then their notes are made, the tallies
+    in one statement: a group over many routing keys took a few statements per integration,
+    twice the work per event over 24 keys as over one. (With inhibition rules, ``_settled``
+    writes each batch before it settles, so a source earlier in the group still counts.)
+    An acknowledge or resolve reads what the events before it wrote, so a group with one
+    goes integration by integration.
     """
     prefetch_many(
         session,
