@@ -268,3 +268,64 @@ def test_a_trigger_is_inhibited_by_another_integrations_trigger_of_its_group(
         source, target = alerts["primary-down"], alerts["replica-lag"]
         assert (source.inhibited, target.inhibited) == (False, True)
         assert (target.inhibited_by, target.inhibit_rule) == (source.id, "db-down")
+
+
+def test_a_group_of_triggers_leaves_its_alerts_as_the_same_events_one_by_one(
+    factory: Factory, app: FastAPI, runtime: Runtime
+) -> None:
+    """Two mirrored sets of integrations get the same triggers, one set as one group and
+    the other one request at a time: a repeat within the group, a key another integration
+    also has, an alert that fires again after resolving, a service with an incident, one
+    without, and an integration with no service all end alike."""
+    admin = factory.user(Role.admin)
+
+    def integrations(side: str) -> list[str]:
+        keys = []
+        for n, service in ((1, f"{side}-db"), (2, f"{side}-web"), (3, None)):
+            if service:
+                factory.service(service)
+            body = {"name": f"pd-{side}{n}", "kind": "pagerduty", "service_name": service}
+            answer = admin.post("/api/v1/integrations", json=body)
+            assert answer.status_code == 201, answer.text
+            keys.append(answer.json()["key"])
+        return keys
+
+    def send(key: str, event: dict[str, Any]) -> None:
+        answer = factory.client.post("/v2/enqueue", json={"routing_key": key, **event})
+        assert answer.status_code == 202, answer.text
+
+    grouped, alone = integrations("a"), integrations("b")
+    for first, _, _ in (grouped, alone):  # db has its incident; web's "back" has resolved
+        send(first, _trigger(first, "old"))
+    for _, second, _ in (grouped, alone):
+        send(second, _trigger(second, "back"))
+        send(second, {"event_action": "resolve", "dedup_key": "back"})
+    script = [(0, "x"), (1, "back"), (0, "x"), (2, "y"), (1, "z"), (0, "w"), (2, "x")]
+
+    answers = _sent_together(
+        app, runtime, [("/v2/enqueue", _trigger(grouped[n], key)) for n, key in script]
+    )
+    assert [answer.status_code for answer in answers] == [202] * len(script)
+    for n, key in script:
+        send(alone[n], _trigger(alone[n], key))
+
+    def state(side: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+        with runtime.read() as session:
+            services = {
+                incident.id: sorted(s.name.split("-", 1)[1] for s in incident.services)
+                for incident in session.scalars(select(Incident))
+            }
+            return {
+                (alert.integration.name[-1], alert.fingerprint): (
+                    alert.status,
+                    alert.count,
+                    alert.severity,
+                    alert.service_name and alert.service_name.split("-", 1)[1],
+                    services.get(alert.incident_id or 0),
+                )
+                for alert in session.scalars(select(Alert))
+                if alert.integration.name.startswith(f"pd-{side}")
+            }
+
+    assert state("a") == state("b")
+    assert state("a")[("2", "back")][:2] == ("firing", 3)  # trigger, resolve, trigger
