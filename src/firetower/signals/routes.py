@@ -580,13 +580,11 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
             assert isinstance(event, PagerDutyEvent)
             found = accepted.setdefault(integration.id, (integration, item.policy, []))
             found[2].append((index, event))
-    # By service, then integration: on PostgreSQL each routed service's row is locked, and two
-    # processes' groups that took them in the order their requests came deadlocked each other.
+    # Their services are locked in name order (ingest_pagerduty_batches), in whatever order
+    # the requests came.
     intakes = [
         (service.Intake(integration, policy), events)
-        for integration, policy, events in sorted(
-            accepted.values(), key=lambda found: (found[0].service_name or "", found[0].id)
-        )
+        for integration, policy, events in accepted.values()
     ]
     recorded = service.ingest_pagerduty_batches(
         session, [(intake, [e for _, e in events]) for intake, events in intakes]
