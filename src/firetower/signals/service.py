@@ -1146,9 +1146,10 @@ def finish(session: Session, intake: Intake) -> None:
 def finish_all(session: Session, intakes: Sequence[Intake]) -> None:
     """``finish`` for the requests of several integrations, their tallies in one statement."""
     dialect = session.get_bind().dialect.name
+    encoder = intake_rows.Encoder(dialect)
     tallies: list[tuple[Any, ...]] = []
     for intake in intakes:
-        _finish_one(session, intake, intake_rows.Encoder(dialect), tallies)
+        _finish_one(session, intake, encoder, tallies)
     if tallies:
         session.connection().exec_driver_sql(_TALLIES[dialect], tallies)
 
