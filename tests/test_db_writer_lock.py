@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from firetower import db
 from firetower.db import Database, WriterLock
@@ -182,7 +183,7 @@ def _open_temp_files() -> list[str]:
     return [name for name in names if "etilqs_" in name]
 
 
-def _journal_heavy_writes(session: Any) -> list[str]:
+def _journal_heavy_writes(session: Session) -> list[str]:
     """Statements that may fail half-way, each changing pages earlier ones changed (as
     intake's INSERTs of 100 alerts do); the temporary files open at the end."""
     for _ in range(3):

@@ -384,7 +384,7 @@ class Runtime:
     @contextmanager
     def _group_transaction(self) -> Iterator[Session]:
         """A group commit's transaction: its size is bounded (``MAX_GROUP_WEIGHT``)."""
-        with unit_of_work(self.database.sessions, self.bus) as session:
+        with self.transaction() as session:
             db.begin_bounded_writes(session)
             yield session
 

@@ -441,8 +441,10 @@ class Shared:
         """Read and lock these services at once, in name order, and their active incidents
         (PostgreSQL; ``service`` would take two statements for each). A group of events
         over many routing keys locked its services one statement at a time."""
+        if not self.locks_services:
+            return
         wanted = sorted({name for name in names if name and name not in self.services})
-        if not self.locks_services or not wanted:
+        if not wanted:
             return
         locked = self.session.execute(SERVICES_LOCKED, {"names": wanted}).all()
         self.services.update(dict.fromkeys(wanted))
@@ -1748,10 +1750,10 @@ def ingest_pagerduty_batches(
         session,
         [(intake, [e.dedup_key for e in events if e.dedup_key]) for intake, events in batches],
     )
-    Shared.of(session).lock_services([intake.integration.service_name for intake, _ in batches])
+    shared = Shared.of(session)
+    shared.lock_services([intake.integration.service_name for intake, _ in batches])
     if any(e.event_action != "trigger" for _, events in batches for e in events):
         return [ingest_pagerduty_events(session, intake, events) for intake, events in batches]
-    shared = Shared.of(session)
     dedup_keys: list[list[str]] = []
     rows: list[AlertRow] = []
     for intake, events in batches:
