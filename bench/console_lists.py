@@ -6,7 +6,8 @@ and again, on the same two cores that take the storm in. This fills a fresh data
 services in 50 groups, with every third alert resolved and one in a hundred acknowledged,
 each seen a millisecond after the one before. Then it reads each list the console and the
 API show, through the query functions they call, and prints each time (best of
-``--repeat``).
+``--repeat``). Last, it times the retention job's transactions, each deleting a chunk of
+the oldest resolved alerts, as intake would wait for them.
 
     python -m bench.console_lists --alerts 1000000
     python -m bench.console_lists --backend postgresql --alerts 200000
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +36,8 @@ from firetower.signals.schemas import AlertStatus, IntegrationCreate
 SERVICES = 50
 ROWS_PER_TRANSACTION = 5_000
 LIST_ROWS = 200
+RETENTION_CHUNKS = 50
+"""Retention transactions timed after the lists (each deletes the oldest resolved alerts)."""
 """What the console's alert list and the API show by default."""
 
 
@@ -110,6 +114,21 @@ LISTS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def retention_chunks(runtime: Runtime, chunks: int) -> list[float]:
+    """Seconds each of the first ``chunks`` retention transactions took (as the job runs
+    them, commit included), deleting the oldest resolved alerts: what intake may wait for."""
+    last_seen_before = datetime.now(UTC)  # every resolved alert stored is past it
+    seconds = []
+    for _ in range(chunks):
+        started = time.perf_counter()
+        with runtime.transaction() as session:
+            deleted = service.delete_expired_alerts(session, last_seen_before=last_seen_before)
+        seconds.append(time.perf_counter() - started)
+        if deleted != service.RETENTION_CHUNK_ALERTS:
+            raise RuntimeError(f"retention chunk deleted {deleted:,} alerts")
+    return seconds
+
+
 def measure(runtime: Runtime, repeat: int) -> dict[str, list[float]]:
     """Seconds each list took, each run; every list must come back non-empty."""
     seconds: dict[str, list[float]] = {name: [] for name in LISTS}
@@ -142,6 +161,9 @@ def run(backend: str, postgres: str | None, alerts: int = 1_000_000, repeat: int
         fill(runtime, alerts)
         filled_seconds = time.perf_counter() - started
         seconds = measure(runtime, repeat)
+        chunks = retention_chunks(
+            runtime, min(RETENTION_CHUNKS, alerts // 3 // service.RETENTION_CHUNK_ALERTS)
+        )
     print(
         f"[{backend}] console lists over {alerts:,} stored alerts "
         f"(stored in {filled_seconds:.0f} s), {LIST_ROWS} rows each, best of {repeat}"
@@ -149,6 +171,14 @@ def run(backend: str, postgres: str | None, alerts: int = 1_000_000, repeat: int
     for name, runs in seconds.items():
         shown = ", ".join(f"{value * 1000:,.0f}" for value in runs)
         print(f"    {name:<28} {min(runs) * 1000:>8,.1f} ms   (runs: {shown} ms)")
+    if chunks:
+        chunk = service.RETENTION_CHUNK_ALERTS
+        median_ms, longest_ms = statistics.median(chunks) * 1000, max(chunks) * 1000
+        print(
+            f"    retention, {len(chunks)} chunks of {chunk:,} resolved alerts: median "
+            f"{median_ms:,.1f} ms, longest {longest_ms:,.1f} ms a transaction "
+            f"({len(chunks) * chunk / sum(chunks):,.0f} alerts/s)"
+        )
 
 
 def main() -> None:

@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     database_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=8, ge=1)
     job_retention_days: float = Field(default=14.0, gt=0)
+    alert_retention_days: float = Field(default=90.0, gt=0)
+    """Resolved alerts last seen longer ago than this are deleted (hourly)."""
     job_lease_seconds: float = Field(default=60.0, gt=0)
     job_backoff_base_seconds: float = Field(default=2.0, gt=0)
     job_backoff_max_seconds: float = Field(default=600.0, gt=0)

@@ -90,8 +90,8 @@ class Alert(Base):
     inhibited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Its last firing was muted by an inhibition rule: a firing source alert covered it."""
     inhibited_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    """The id of the source alert that inhibited it (no foreign key: alerts are never deleted
-    one by one, and the mark is history, not a link to keep)."""
+    """The id of the source alert that inhibited it (no foreign key: the mark is history, not
+    a link to keep, and retention may delete the source first)."""
     inhibit_rule: Mapped[str | None] = mapped_column(String(100), nullable=True)
     routed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     """The routing rule that decided its last routing; None when no rule matched."""

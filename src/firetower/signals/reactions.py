@@ -1,5 +1,6 @@
-"""The signals domain's jobs: the notification a ``notify`` routing rule asks for, and the
-note that sums up the alerts that joined an incident in a minute of a storm.
+"""The signals domain's jobs: the notification a ``notify`` routing rule asks for, the note
+that sums up the alerts that joined an incident in a minute of a storm, and the retention
+of resolved alerts.
 
 Delivery (email, chat, webhooks) belongs to the notify domain, which does not exist yet; until
 it does, the job records the notification as one structured log line, so that nothing a rule
@@ -8,21 +9,29 @@ asked for is lost and each one can be seen.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import select
 
+from firetower import clock
 from firetower.auth.service import Actor
 from firetower.incidents import service as incidents
 from firetower.incidents.models import Incident
-from firetower.jobs import Job, JobContext
+from firetower.jobs import Job, JobContext, enqueue
 from firetower.runtime import Runtime
 from firetower.signals.models import Alert, AttachTally, Integration
-from firetower.signals.service import ATTACHED_KIND, NOTIFY_KIND
+from firetower.signals.service import (
+    ATTACHED_KIND,
+    NOTIFY_KIND,
+    RETENTION_CHUNK_ALERTS,
+    RETENTION_KIND,
+    delete_expired_alerts,
+)
 
 log = structlog.get_logger(__name__)
+RETENTION_CRON = "23 * * * *"
 
 
 def notify(context: JobContext, payload: dict[str, Any]) -> None:
@@ -92,6 +101,23 @@ def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
     )
 
 
+def retention(context: JobContext, payload: dict[str, Any]) -> None:
+    """Delete one chunk of resolved alerts past ``keep_days``; a full chunk queues the next
+    run at once, in the same transaction, so a backlog (the first run after a storm)
+    drains in short transactions instead of one long write."""
+    cutoff = clock.now() - timedelta(days=float(payload["keep_days"]))
+    limit = RETENTION_CHUNK_ALERTS
+    deleted = delete_expired_alerts(context.session, last_seen_before=cutoff, limit=limit)
+    if deleted == limit:
+        enqueue(context.session, RETENTION_KIND, payload)
+    log.info("resolved alerts deleted", count=deleted, last_seen_before=cutoff.isoformat())
+
+
 def register(runtime: Runtime) -> None:
     runtime.jobs.handler(NOTIFY_KIND)(notify)
     runtime.jobs.handler(ATTACHED_KIND)(attached_note)
+    runtime.jobs.handler(RETENTION_KIND)(retention)
+    keep_days = runtime.settings.alert_retention_days
+    runtime.jobs.schedule(
+        "signals.retention", RETENTION_CRON, RETENTION_KIND, {"keep_days": keep_days}
+    )

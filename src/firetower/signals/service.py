@@ -126,6 +126,12 @@ the last two the alert's status and the time it was recorded when the rule fired
 ATTACHED_KIND = "signals.attached"
 """The job that sums up a minute's attachments to an incident: ``{"incident_id", "since",
 "until"}``, run at ``until``; it notes the incident's ``AttachTally`` rows."""
+RETENTION_KIND = "signals.retention"
+"""The job that deletes resolved alerts past the retention (``{"keep_days"}``): hourly, and
+at once again while a run leaves more (``delete_expired_alerts``)."""
+RETENTION_CHUNK_ALERTS = 2_000
+"""The most alerts one retention transaction deletes: on SQLite it holds the write turn that
+intake waits for (``bench.console_lists`` times one)."""
 ATTACH_NOTE_WINDOW = timedelta(minutes=1)
 """An incident gets at most two attach notes a minute however many alerts join it: one
 at once for the first request of the minute, one summing up the rest when it ends."""
@@ -2310,6 +2316,25 @@ def alert_read(alert: Alert, integration: str) -> AlertRead:
         routed_by=alert.routed_by,
         routing_action=alert.routing_action,
     )
+
+
+def delete_expired_alerts(
+    session: Session, *, last_seen_before: datetime, limit: int = RETENTION_CHUNK_ALERTS
+) -> int:
+    """Delete at most ``limit`` resolved alerts last seen before ``last_seen_before``, the
+    oldest first, and return how many. Their keys go with them (the alerts' delete
+    triggers): the same fingerprint firing later is a new alert. Firing and acknowledged
+    alerts stay however old, since they still stand for a live problem.
+
+    The status and time are tested again by the DELETE itself: on PostgreSQL an alert that
+    fired again meanwhile (intake holds its row locked) is then no longer deleted."""
+    expired = (Alert.status == AlertStatus.resolved.value, Alert.last_seen_at < last_seen_before)
+    oldest = select(Alert.id).where(*expired).order_by(Alert.last_seen_at, Alert.id).limit(limit)
+    deleted = session.execute(
+        delete(Alert).where(Alert.id.in_(oldest.scalar_subquery()), *expired),
+        execution_options={"synchronize_session": False},
+    )
+    return int(deleted.rowcount)  # type: ignore[attr-defined]
 
 
 def list_groups(

@@ -1,0 +1,166 @@
+"""Retention of resolved alerts: the hourly job deletes those last seen before the setting's
+days, in bounded chunks, and leaves every alert that still stands for a live problem."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select, update
+
+from firetower.app import build_runtime
+from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.db import Database
+from firetower.jobs import Job, Worker, enqueue
+from firetower.runtime import Runtime
+from firetower.settings import Settings
+from firetower.signals import reactions
+from firetower.signals.models import Alert
+from firetower.signals.service import RETENTION_KIND, delete_expired_alerts
+from tests.factories import Factory
+from tests.test_signals_intake import _am_alert, _am_batch, _integration
+
+T0 = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
+
+
+def _alerts(runtime: Runtime) -> dict[str, tuple[int, str, int]]:
+    """Each stored alert's (id, status, count) by fingerprint."""
+    with runtime.read() as session:
+        rows = session.execute(select(Alert.fingerprint, Alert.id, Alert.status, Alert.count))
+        return {
+            fingerprint: (alert_id, status, count) for fingerprint, alert_id, status, count in rows
+        }
+
+
+def _run_retention(runtime: Runtime) -> int:
+    """Queue the retention job as its schedule does and run every job it leaves; the runs."""
+    with runtime.transaction() as session:
+        enqueue(session, RETENTION_KIND, runtime.jobs.schedules["signals.retention"].payload)
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    runs = 0
+    while worker.run_once():
+        runs += 1
+    return runs
+
+
+def test_resolved_alerts_past_the_retention_are_deleted_and_live_ones_kept(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    am = f"/ingest/alertmanager/{_integration(admin, 'prom', 'alertmanager')}"
+    pagerduty = _integration(admin, "pd", "pagerduty")
+    with FrozenClock(T0) as frozen:
+        batch = _am_batch(_am_alert("old-resolved", "resolved"), _am_alert("old-firing"))
+        assert factory.client.post(am, json=batch).status_code == 200
+        trigger = {
+            "routing_key": pagerduty,
+            "event_action": "trigger",
+            "dedup_key": "old-acknowledged",
+            "payload": {"summary": "queue stuck", "source": "worker-1", "severity": "error"},
+        }
+        assert factory.client.post("/v2/enqueue", json=trigger).status_code == 202
+        acknowledge = {**trigger, "event_action": "acknowledge"}
+        del acknowledge["payload"]
+        assert factory.client.post("/v2/enqueue", json=acknowledge).status_code == 202
+        frozen.current = T0 + timedelta(days=30)
+        batch = _am_batch(_am_alert("young-resolved", "resolved"))
+        assert factory.client.post(am, json=batch).status_code == 200
+        before = _alerts(runtime)
+        assert {name: status for name, (_, status, _) in before.items()} == {
+            "old-resolved": "resolved",
+            "old-firing": "firing",
+            "old-acknowledged": "acknowledged",
+            "young-resolved": "resolved",
+        }
+
+        frozen.current = T0 + timedelta(days=90, minutes=-1)  # not yet past the 90 days
+        assert _run_retention(runtime) == 1
+        assert _alerts(runtime) == before
+
+        frozen.current = T0 + timedelta(days=90, minutes=1)
+        assert _run_retention(runtime) == 1
+        after = _alerts(runtime)
+        assert set(after) == {"old-firing", "old-acknowledged", "young-resolved"}
+        assert {name: after[name] for name in after} == {name: before[name] for name in after}
+
+        # Its key went with it: the same fingerprint firing again is a new alert.
+        batch = _am_batch(_am_alert("old-resolved"))
+        assert factory.client.post(am, json=batch).status_code == 200
+        again = _alerts(runtime)["old-resolved"]
+        assert again[1:] == ("firing", 1)
+        assert again[0] != before["old-resolved"][0]
+
+
+def test_a_backlog_drains_in_chunks_each_in_a_job_of_its_own(
+    factory: Factory, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reactions, "RETENTION_CHUNK_ALERTS", 2)
+    admin = factory.user(Role.admin)
+    am = f"/ingest/alertmanager/{_integration(admin, 'prom', 'alertmanager')}"
+    with FrozenClock(T0) as frozen:
+        names = [f"r{number}" for number in range(5)]
+        batch = _am_batch(*(_am_alert(name, "resolved") for name in names), status="resolved")
+        assert factory.client.post(am, json=batch).status_code == 200
+        frozen.current = T0 + timedelta(days=91)
+        # 2 + 2 + 1: the run that deleted fewer than a chunk queued no other.
+        assert _run_retention(runtime) == 3
+    assert _alerts(runtime) == {}
+    with runtime.read() as session:
+        kinds = session.scalars(select(Job.kind).where(Job.kind == RETENTION_KIND)).all()
+    assert len(kinds) == 3
+
+
+def test_the_schedule_takes_the_days_from_the_setting(
+    settings: Settings, database: Database
+) -> None:
+    def keep_days(settings: Settings) -> object:
+        return build_runtime(settings, database).jobs.schedules["signals.retention"].payload
+
+    assert keep_days(settings) == {"keep_days": 90.0}
+    assert keep_days(settings.model_copy(update={"alert_retention_days": 7.5})) == {
+        "keep_days": 7.5
+    }
+
+
+@pytest.mark.parametrize("days", [0, -1, "soon"])
+def test_a_retention_that_is_not_a_positive_number_is_refused(days: object) -> None:
+    with pytest.raises(ValidationError, match="alert_retention_days"):
+        Settings(alert_retention_days=days)
+
+
+def test_an_alert_firing_again_while_retention_waits_for_its_row_is_kept(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """PostgreSQL: the DELETE tests status and time again on the row as intake left it."""
+    if runtime.database.dialect != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the two cannot overlap there")
+    admin = factory.user(Role.admin)
+    am = f"/ingest/alertmanager/{_integration(admin, 'prom', 'alertmanager')}"
+    with FrozenClock(T0):
+        batch = _am_batch(_am_alert("flare", "resolved"), status="resolved")
+        assert factory.client.post(am, json=batch).status_code == 200
+    deleted: list[int] = []
+    with runtime.transaction() as intake:  # as intake: the known row read locked, then written
+        intake.execute(select(Alert.id).where(Alert.fingerprint == "flare").with_for_update())
+        retention = threading.Thread(
+            target=lambda: deleted.append(_delete_expired(runtime, T0 + timedelta(days=1)))
+        )
+        retention.start()
+        retention.join(0.5)
+        assert retention.is_alive()  # waiting for the row
+        intake.execute(
+            update(Alert)
+            .where(Alert.fingerprint == "flare")
+            .values(status="firing", last_seen_at=T0 + timedelta(days=2))
+        )
+    retention.join(10)
+    assert deleted == [0]
+    assert _alerts(runtime)["flare"][1] == "firing"
+
+
+def _delete_expired(runtime: Runtime, last_seen_before: datetime) -> int:
+    with runtime.transaction() as session:
+        return delete_expired_alerts(session, last_seen_before=last_seen_before)
