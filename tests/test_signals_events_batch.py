@@ -153,6 +153,39 @@ def test_a_group_over_several_routing_keys_finds_each_integrations_stored_alerts
     }
 
 
+def test_triggers_without_a_dedup_key_read_no_known_alerts(
+    factory: Factory, app: FastAPI, runtime: Runtime
+) -> None:
+    """A key firetower makes up is new: no alert is looked up for it, alone or in a group
+    with a trigger that has a key (whose known alerts are still read)."""
+    key = _key(factory, "pd")
+    keyed = factory.client.post("/v2/enqueue", json=_trigger(key, "disk"))
+    assert keyed.status_code == 202
+
+    def known_reads(bodies: list[dict[str, Any]]) -> tuple[list[str], int]:
+        with sql_run(runtime.database.engine) as ran:
+            answers = _sent_together(app, runtime, [("/v2/enqueue", body) for body in bodies])
+        assert [answer.status_code for answer in answers] == [202] * len(bodies)
+        reads = len([s for s, _ in ran if "FROM alerts WHERE id IN" in s])
+        return [answer.json()["dedup_key"] for answer in answers], reads
+
+    made, reads = known_reads([_trigger(key, None), _trigger(key, None)])
+    assert reads == 0
+    assert len(set(made)) == 2
+    acknowledged = {"routing_key": key, "event_action": "acknowledge", "dedup_key": made[0]}
+    mixed = [_trigger(key, None), _trigger(key, "disk"), acknowledged]
+    made_too, reads = known_reads(mixed)
+    assert reads == 1  # "disk" and the acknowledged key, at once
+    with runtime.read() as session:
+        stored = {a.fingerprint: (a.status, a.count) for a in session.scalars(select(Alert))}
+    assert stored == {
+        made[0]: ("acknowledged", 2),
+        made[1]: ("firing", 1),
+        made_too[0]: ("firing", 1),
+        "disk": ("firing", 2),
+    }
+
+
 def test_a_group_locks_its_integrations_services_in_name_order(
     factory: Factory, app: FastAPI, runtime: Runtime
 ) -> None:

@@ -1763,7 +1763,7 @@ def ingest_pagerduty_batches(
     dedup_keys: list[list[str]] = []
     rows: list[AlertRow] = []
     for intake, events in batches:
-        keys = [event.dedup_key or uuid.uuid4().hex for event in events]
+        keys = [_dedup_key(intake, event) for event in events]
         signals = [_trigger_signal(intake, e, key) for e, key in zip(events, keys, strict=True)]
         rows.extend(_settled(session, shared, intake, signals)[1])
         dedup_keys.append(keys)
@@ -1772,6 +1772,17 @@ def ingest_pagerduty_batches(
         _queue_notifications(session, intake)
     finish_all(session, [intake for intake, _ in batches])
     return dedup_keys
+
+
+def _dedup_key(intake: Intake, event: PagerDutyEvent) -> str:
+    """A trigger's dedup key; for one without, a new key, marked as looked up already: no
+    alert can have it, so reading the known alerts for it was a wasted read (the only read
+    of a group whose triggers all come without keys)."""
+    if event.dedup_key:
+        return event.dedup_key
+    made = uuid.uuid4().hex
+    intake.prefetched.add(made)
+    return made
 
 
 def ingest_pagerduty_events(
@@ -1786,7 +1797,7 @@ def ingest_pagerduty_events(
     triggers: list[Signal] = []
     for event in events:
         if event.event_action == "trigger":
-            dedup_keys.append(event.dedup_key or uuid.uuid4().hex)
+            dedup_keys.append(_dedup_key(intake, event))
             triggers.append(_trigger_signal(intake, event, dedup_keys[-1]))
             continue
         if triggers:
