@@ -21,6 +21,7 @@ from firetower.signals import reactions
 from firetower.signals.models import Alert
 from firetower.signals.service import RETENTION_KIND, delete_expired_alerts
 from tests.factories import Factory
+from tests.signals_support import sql_run, sqlite_plan
 from tests.test_signals_intake import _am_alert, _am_batch, _integration
 
 T0 = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
@@ -159,6 +160,21 @@ def test_an_alert_firing_again_while_retention_waits_for_its_row_is_kept(
     retention.join(10)
     assert deleted == [0]
     assert _alerts(runtime)["flare"][1] == "firing"
+
+
+def test_a_chunk_finds_its_rows_by_id_however_many_have_expired(runtime: Runtime) -> None:
+    """SQLite: a DELETE that also tested status and time walked the index over every
+    expired alert for each chunk of 2,000 (a backlog's chunks then took ever longer)."""
+    if runtime.database.dialect != "sqlite":
+        pytest.skip("a SQLite plan; PostgreSQL's planner picks by its statistics")
+    with sql_run(runtime.database.engine) as ran:
+        _delete_expired(runtime, T0)
+    deletes = [(s, p) for s, p in ran if s.startswith("DELETE FROM alerts")]
+    assert len(deletes) == 1
+    with runtime.database.engine.connect() as connection:
+        plan = sqlite_plan(connection, *deletes[0])
+    assert plan.startswith("SEARCH alerts USING INTEGER PRIMARY KEY (rowid=?)"), plan
+    assert plan.count("ix_alerts_status_last_seen") == 1, plan  # the chunk's ids only
 
 
 def _delete_expired(runtime: Runtime, last_seen_before: datetime) -> int:
