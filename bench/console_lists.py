@@ -36,9 +36,9 @@ from firetower.signals.schemas import AlertStatus, IntegrationCreate
 SERVICES = 50
 ROWS_PER_TRANSACTION = 5_000
 LIST_ROWS = 200
+"""What the console's alert list and the API show by default."""
 RETENTION_CHUNKS = 50
 """Retention transactions timed after the lists (each deletes the oldest resolved alerts)."""
-"""What the console's alert list and the API show by default."""
 
 
 def _status(number: int) -> str:
