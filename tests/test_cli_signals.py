@@ -230,6 +230,36 @@ def test_alerts_list_puts_firing_first_and_filters(
     assert printed_groups == responder.get("/api/v1/alert-groups").json()
 
 
+def test_alerts_list_shows_one_group_as_alerts_groups_names_it(
+    server_url: str, admin: ApiUser, responder: ApiUser
+) -> None:
+    cli = {"url": server_url, "token": responder.token}
+    key = created_key(
+        run_cli(
+            ["integrations", "create", "am", "--kind", "alertmanager"],
+            url=server_url,
+            token=admin.token,
+        ).stdout
+    )
+    for fingerprint, alertname in (("a1", "DiskFull"), ("a2", "DiskFull"), ("b1", "HighLatency")):
+        assert send(server_url, key, fingerprint, alertname=alertname).status_code == 200
+    grouped = {g["group_key"] for g in json_of(run_cli(["alerts", "groups", "--json"], **cli))}
+    assert grouped == {"alertname=DiskFull", "alertname=HighLatency"}
+
+    one = json_of(run_cli(["alerts", "list", "--group", "alertname=DiskFull", "--json"], **cli))
+    assert sorted(a["fingerprint"] for a in one) == ["a1", "a2"]
+    assert one == responder.get("/api/v1/alerts", params={"group_key": "alertname=DiskFull"}).json()
+    table = run_cli(["alerts", "list", "--group", "alertname=HighLatency"], **cli)
+    assert [row["title"] for row in table_rows(table.stdout)] == ["HighLatency"]
+    # Matched exactly: "" is the group of an integration that groups by no label (none here).
+    for nothing in ("", "alertname=Disk", "alertname=DiskFull,service=api"):
+        quiet = run_cli(["alerts", "list", "--group", nothing], **cli)
+        assert quiet.stdout.strip() == "no alerts match", nothing
+    too_long = responder.get("/api/v1/alerts", params={"group_key": "x" * 1025})
+    assert too_long.status_code == 422
+    assert "group_key" in too_long.text
+
+
 def test_alert_marks_say_dropped_notify_only_and_inhibited(
     server_url: str, admin: ApiUser, factory: Factory
 ) -> None:

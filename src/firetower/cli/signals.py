@@ -115,6 +115,10 @@ def list_alerts(
         bool | None,
         typer.Option("--inhibited/--not-inhibited", help="Only alerts an inhibition rule mutes."),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Only alerts of this group (a group key of `alerts groups`)."),
+    ] = None,
     limit: LimitOption = 100,
     json_output: JsonOption = False,
 ) -> None:
@@ -124,6 +128,8 @@ def list_alerts(
         params["status"] = status.value
     if integration is not None:  # an empty one too: the server says no such integration
         params["integration"] = integration
+    if group is not None:  # "" too: the group of an integration that groups by no label
+        params["group_key"] = group
     for name, wanted in (("silenced", silenced), ("flapping", flapping), ("inhibited", inhibited)):
         if wanted is not None:
             params[name] = str(wanted).lower()

@@ -170,9 +170,11 @@ def list_alerts(
     silenced: bool | None = None,
     flapping: bool | None = None,
     inhibited: bool | None = None,
+    group_key: Annotated[str | None, Query(max_length=1024)] = None,
     limit: Limit = 100,
 ) -> list[AlertRead]:
-    """Alerts, last seen first; filter by status, integration, silenced, flapping, inhibited."""
+    """Alerts, last seen first; filter by status, integration, silenced, flapping, inhibited
+    and group (a ``group_key`` of the alert groups)."""
     return service.list_alerts(
         session,
         status=alert_status.value if alert_status is not None else None,
@@ -180,6 +182,7 @@ def list_alerts(
         silenced=silenced,
         flapping=flapping,
         inhibited=inhibited,
+        group_key=group_key,
         limit=limit,
     )
 

@@ -2257,14 +2257,18 @@ def list_alerts(
     silenced: bool | None = None,
     flapping: bool | None = None,
     inhibited: bool | None = None,
+    group_key: str | None = None,
     limit: int = 100,
 ) -> list[AlertRead]:
-    """Alerts last seen first, filtered; an unknown integration name is a 404."""
+    """Alerts last seen first, filtered; an unknown integration name is a 404. A group key
+    is matched exactly ("" is the group of an integration that groups by no label)."""
     query = select(Alert, Integration.name).join(
         Integration, Integration.id == Alert.integration_id
     )
     if integration is not None:
         query = query.where(from_integration(session, Alert.integration_id, integration))
+    if group_key is not None:
+        query = query.where(Alert.group_key == group_key)
     if status is not None:
         query = query.where(Alert.status == status)
     if silenced is not None:
