@@ -54,6 +54,12 @@ def created_key(output: str) -> str:
     return found.group(0)
 
 
+def alertmanager_key(server_url: str, admin: ApiUser) -> str:
+    """The key of a new Alertmanager integration ``am``, made with the CLI."""
+    command = ["integrations", "create", "am", "--kind", "alertmanager"]
+    return created_key(run_cli(command, url=server_url, token=admin.token).stdout)
+
+
 # -- integrations ----------------------------------------------------------------------------
 def test_integrations_are_created_listed_rotated_and_revoked(
     server_url: str, admin: ApiUser, factory: Factory
@@ -234,13 +240,7 @@ def test_alerts_list_shows_one_group_as_alerts_groups_names_it(
     server_url: str, admin: ApiUser, responder: ApiUser
 ) -> None:
     cli = {"url": server_url, "token": responder.token}
-    key = created_key(
-        run_cli(
-            ["integrations", "create", "am", "--kind", "alertmanager"],
-            url=server_url,
-            token=admin.token,
-        ).stdout
-    )
+    key = alertmanager_key(server_url, admin)
     for fingerprint, alertname in (("a1", "DiskFull"), ("a2", "DiskFull"), ("b1", "HighLatency")):
         assert send(server_url, key, fingerprint, alertname=alertname).status_code == 200
     grouped = {g["group_key"] for g in json_of(run_cli(["alerts", "groups", "--json"], **cli))}
@@ -324,13 +324,7 @@ def test_silences_are_added_listed_and_expired(
     server_url: str, admin: ApiUser, responder: ApiUser
 ) -> None:
     cli = {"url": server_url, "token": responder.token}
-    key = created_key(
-        run_cli(
-            ["integrations", "create", "am", "--kind", "alertmanager"],
-            url=server_url,
-            token=admin.token,
-        ).stdout
-    )
+    key = alertmanager_key(server_url, admin)
     added = run_cli(
         [
             "silence",
@@ -417,13 +411,7 @@ def test_a_silence_can_start_later_or_come_from_an_alert(
     pending = run_cli(["silence", "list", "--all"], **cli)
     assert "pending" in pending.stdout
 
-    key = created_key(
-        run_cli(
-            ["integrations", "create", "am", "--kind", "alertmanager"],
-            url=server_url,
-            token=admin.token,
-        ).stdout
-    )
+    key = alertmanager_key(server_url, admin)
     assert send(server_url, key, "one-1", alertname="Saturation", pod="db-0").status_code == 200
     (alert,) = responder.get("/api/v1/alerts").json()
     from_alert = json_of(
