@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 from firetower.app import build_runtime
 from firetower.auth.schemas import Role
@@ -162,6 +163,42 @@ def test_an_alert_firing_again_while_retention_waits_for_its_row_is_kept(
     retention.join(10)
     assert deleted == [0]
     assert _alerts(runtime)["flare"][1] == "firing"
+
+
+def test_retention_locks_its_chunk_in_id_order_as_intake_does(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """PostgreSQL: intake locks the alerts it reads in id order. A chunk locked oldest first
+    held a later id while it waited for an earlier one that intake held: intake, going on
+    to the later one, would then wait for it crosswise (a deadlock)."""
+    if runtime.database.dialect != "postgresql":
+        pytest.skip("SQLite runs one writer at a time and locks no rows")
+    admin = factory.user(Role.admin)
+    am = f"/ingest/alertmanager/{_integration(admin, 'prom', 'alertmanager')}"
+    with FrozenClock(T0 + timedelta(hours=1)) as frozen:  # stored first, seen last
+        batch = _am_batch(_am_alert("earlier-id", "resolved"), status="resolved")
+        assert factory.client.post(am, json=batch).status_code == 200
+        frozen.current = T0
+        batch = _am_batch(_am_alert("later-id", "resolved"), status="resolved")
+        assert factory.client.post(am, json=batch).status_code == 200
+    ids = {name: alert_id for name, (alert_id, _, _) in _alerts(runtime).items()}
+    assert ids["earlier-id"] < ids["later-id"]
+
+    def lock(session: Session, name: str, *, nowait: bool = False) -> None:
+        locking = select(Alert.id).where(Alert.id == ids[name])
+        session.execute(locking.with_for_update(nowait=nowait))
+
+    deleted: list[int] = []
+    with runtime.transaction() as intake:
+        lock(intake, "earlier-id")
+        retention = threading.Thread(
+            target=lambda: deleted.append(_delete_expired(runtime, T0 + timedelta(days=1)))
+        )
+        retention.start()
+        assert _waits_for_a_row_lock(runtime, "DELETE FROM alerts"), "the DELETE never waited"
+        lock(intake, "later-id", nowait=True)  # refused if the chunk holds it already
+    retention.join(10)
+    assert deleted == [2]
 
 
 def test_a_chunk_finds_its_rows_by_id_however_many_have_expired(runtime: Runtime) -> None:

@@ -2341,13 +2341,18 @@ def delete_expired_alerts(
     triggers): the same fingerprint firing later is a new alert. Firing and acknowledged
     alerts stay however old, since they still stand for a live problem.
 
-    On PostgreSQL the DELETE tests the status and time again, on each row as it is once
-    locked: an alert that fired again meanwhile (intake holds its row locked) is kept. On
-    SQLite, whose writers take turns, the test is left out: there it made SQLite walk every
-    expired alert's index entry for each chunk, instead of finding the chunk's rows by id."""
+    On PostgreSQL the rows are locked in id order first, as intake locks the alerts it
+    reads, so the two never wait for each other crosswise; and the DELETE tests the status
+    and time again on each row as it is once locked: an alert that fired again meanwhile is
+    kept. On SQLite, whose writers take turns, neither is needed, and the second test made
+    SQLite walk every expired alert's index entry for each chunk instead of finding the
+    chunk's rows by id."""
     expired = (Alert.status == AlertStatus.resolved.value, Alert.last_seen_at < last_seen_before)
-    oldest = select(Alert.id).where(*expired).order_by(Alert.last_seen_at, Alert.id).limit(limit)
-    deleting = delete(Alert).where(Alert.id.in_(oldest.scalar_subquery()))
+    chunk = select(Alert.id).where(*expired).order_by(Alert.last_seen_at, Alert.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = select(Alert.id).where(Alert.id.in_(chunk.scalar_subquery()))
+        chunk = locked.order_by(Alert.id).with_for_update()
+    deleting = delete(Alert).where(Alert.id.in_(chunk.scalar_subquery()))
     if session.get_bind().dialect.name == "postgresql":
         deleting = deleting.where(*expired)
     deleted = session.execute(deleting, execution_options={"synchronize_session": False})
