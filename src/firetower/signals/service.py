@@ -2349,12 +2349,15 @@ def delete_expired_alerts(
     chunk's rows by id."""
     expired = (Alert.status == AlertStatus.resolved.value, Alert.last_seen_at < last_seen_before)
     chunk = select(Alert.id).where(*expired).order_by(Alert.last_seen_at, Alert.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        locked = select(Alert.id).where(Alert.id.in_(chunk.scalar_subquery()))
-        chunk = locked.order_by(Alert.id).with_for_update()
     deleting = delete(Alert).where(Alert.id.in_(chunk.scalar_subquery()))
     if session.get_bind().dialect.name == "postgresql":
-        deleting = deleting.where(*expired)
+        in_id_order = (
+            select(Alert.id)
+            .where(Alert.id.in_(chunk.scalar_subquery()))
+            .order_by(Alert.id)
+            .with_for_update()
+        )
+        deleting = delete(Alert).where(Alert.id.in_(in_id_order.scalar_subquery()), *expired)
     deleted = session.execute(deleting, execution_options={"synchronize_session": False})
     return int(deleted.rowcount)  # type: ignore[attr-defined]
 
