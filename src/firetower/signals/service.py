@@ -438,15 +438,13 @@ class Shared:
             return None
         if not self.locks_services:
             return self.view.services.get(name)
-        if name not in self.services:
-            found = self.session.execute(SERVICE_LOCKED, {"name": name}).first()
-            self.services[name] = ServiceRef(*found) if found is not None else None
+        self.lock_services([name])
         return self.services[name]
 
     def lock_services(self, names: Sequence[str | None]) -> None:
         """Read and lock these services at once, in name order, and their active incidents
-        (PostgreSQL; ``service`` would take two statements for each). A group of events
-        over many routing keys locked its services one statement at a time."""
+        (PostgreSQL): two statements for all of them. A group of events over many routing
+        keys locked its services one statement at a time."""
         if not self.locks_services:
             return
         wanted = sorted({name for name in names if name and name not in self.services})
@@ -459,7 +457,12 @@ class Shared:
         if not ids:
             return
         self.active.update(dict.fromkeys(ids))
-        self.active.update(self.session.execute(ACTIVE_INCIDENTS, {"service_ids": ids}).all())
+        self.active.update(self._read_active_incidents(ids))
+
+    def _read_active_incidents(self, service_ids: list[int]) -> dict[int, int]:
+        """The oldest active incident of each of these services that has one."""
+        found = self.session.execute(ACTIVE_INCIDENTS, {"service_ids": service_ids})
+        return {service_id: incident_id for service_id, incident_id in found}
 
     def active_incident(self, service: ServiceRef) -> int | None:
         """The id of the service's active incident: from the view on SQLite, read under the
@@ -474,7 +477,7 @@ class Shared:
         if incident_id is _UNKNOWN or incident_id in self.ended:
             # Not known yet, or resolved by an earlier request of this transaction: the
             # service may have another active incident, else the next alert opens one.
-            incident_id = self.session.scalar(ACTIVE_INCIDENT, {"service_id": service.id})
+            incident_id = self._read_active_incidents([service.id]).get(service.id)
         self.active[service.id] = incident_id
         return incident_id
 
@@ -525,28 +528,16 @@ _UNKNOWN: Any = object()
 
 
 SHARED_INFO = "firetower.signals.shared"
-ACTIVE_INCIDENT = (
-    select(Incident.id)
-    .join(incident_services, incident_services.c.incident_id == Incident.id)
-    .where(incident_services.c.service_id == bindparam("service_id"))
-    .where(Incident.status.in_([s.value for s in ACTIVE]))
-    .order_by(Incident.id)
-    .limit(1)
-)
-SERVICE_LOCKED = (
-    select(Service.id, Service.name).where(Service.name == bindparam("name")).with_for_update()
-)
-"""Built once: building a statement per request costs more than running it. Locking a
-service serializes routing to it on PostgreSQL: two concurrent storms never both open an
-incident."""
 SERVICES_LOCKED = (
     select(Service.id, Service.name)
     .where(Service.name.in_(bindparam("names", expanding=True)))
     .order_by(Service.name)
     .with_for_update()
 )
-"""``SERVICE_LOCKED`` for several services: PostgreSQL locks the rows in the order it returns
-them, so two transactions that lock overlapping sets this way never deadlock."""
+"""Built once: building a statement per request costs more than running it. Locking a
+service serializes routing to it on PostgreSQL: two concurrent storms never both open an
+incident. PostgreSQL locks the rows in the order it returns them, so two transactions that
+lock overlapping sets this way never deadlock."""
 ACTIVE_INCIDENTS = (
     select(incident_services.c.service_id, func.min(Incident.id))
     .join(Incident, Incident.id == incident_services.c.incident_id)
@@ -554,7 +545,7 @@ ACTIVE_INCIDENTS = (
     .where(Incident.status.in_([s.value for s in ACTIVE]))
     .group_by(incident_services.c.service_id)
 )
-"""``ACTIVE_INCIDENT`` (the oldest active incident) of several services at once."""
+"""The oldest active incident of each of several services."""
 
 
 @dataclass
