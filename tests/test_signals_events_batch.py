@@ -20,7 +20,7 @@ from firetower.signals import service as signals
 from firetower.signals.models import Alert, AttachTally, ChangeEvent, RejectedPayload
 from firetower.signals.schemas import PagerDutyEvent
 from tests.factories import Factory
-from tests.signals_support import sql_run
+from tests.signals_support import matcher, sql_run
 from tests.test_group_commit import hold_writers, run_async
 
 
@@ -275,8 +275,8 @@ def test_a_trigger_is_inhibited_by_another_integrations_trigger_of_its_group(
     admin = factory.user(Role.admin)
     rule = {
         "name": "db-down",
-        "source_matchers": [{"label": "severity", "op": "=", "value": "critical"}],
-        "target_matchers": [{"label": "severity", "op": "=", "value": "warning"}],
+        "source_matchers": [matcher("severity", "=", "critical")],
+        "target_matchers": [matcher("severity", "=", "warning")],
         "equal": ["group"],
     }
     assert admin.post("/api/v1/inhibit-rules", json=rule).status_code == 201

@@ -2340,7 +2340,6 @@ def delete_expired_alerts(
     chunk's rows by id."""
     expired = (Alert.status == AlertStatus.resolved.value, Alert.last_seen_at < last_seen_before)
     chunk = select(Alert.id).where(*expired).order_by(Alert.last_seen_at, Alert.id).limit(limit)
-    deleting = delete(Alert).where(Alert.id.in_(chunk.scalar_subquery()))
     if session.get_bind().dialect.name == "postgresql":
         in_id_order = (
             select(Alert.id)
@@ -2349,6 +2348,8 @@ def delete_expired_alerts(
             .with_for_update()
         )
         deleting = delete(Alert).where(Alert.id.in_(in_id_order.scalar_subquery()), *expired)
+    else:
+        deleting = delete(Alert).where(Alert.id.in_(chunk.scalar_subquery()))
     deleted = session.execute(deleting, execution_options={"synchronize_session": False})
     return int(deleted.rowcount)  # type: ignore[attr-defined]
 
