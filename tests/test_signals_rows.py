@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 
 from firetower.runtime import Runtime
 from firetower.signals import intake_rows
@@ -164,7 +166,6 @@ def test_text_the_fast_encoder_refuses_is_written_as_the_orm_would() -> None:
 def test_postgresql_plans_the_known_alert_lookup_afresh_each_time(runtime: Runtime) -> None:
     """A prepared statement may keep the plan it got while ``alerts`` was small: intake then
     scanned all of an integration's alerts per batch and a storm slowed as the table grew."""
-    import pytest
     from sqlalchemy import text
 
     if runtime.database.dialect == "sqlite":
@@ -271,3 +272,38 @@ def test_load_decodes_rows_as_the_orm_and_an_update_writes_what_changed(
         assert _orm_values(runtime, fingerprint) == {**as_read, **changed}
 
     check()
+
+
+def test_a_naive_time_is_refused_and_nothing_is_written(runtime: Runtime) -> None:
+    """Times are stored as UTC, and a naive one has no zone to convert from. On PostgreSQL
+    the rows go as JSON text, where the server would read it in its own zone."""
+    integration_id = bare_integration(runtime)
+    naive = datetime(2026, 11, 28, 12, 0)
+    refused = pytest.raises(ValueError, match="naive datetime refused")
+    with refused, runtime.transaction() as session:
+        intake_rows.write(session, [alert_row(integration_id, "new", starts_at=naive)])
+
+    stored = alert_row(integration_id, "stored")
+    with runtime.transaction() as session:
+        intake_rows.write(session, [stored])
+        intake_rows.read_ids(session, integration_id, [stored])
+    stored.attached_at, stored.dirty = naive, True
+    with refused, runtime.transaction() as session:
+        intake_rows.write(session, [stored])
+
+    with runtime.read() as session:
+        assert session.execute(select(Alert.fingerprint, Alert.attached_at)).all() == [
+            ("stored", None)
+        ]
+
+
+def test_postgresql_refuses_a_value_too_long_for_its_column(runtime: Runtime) -> None:
+    """PostgreSQL takes the rows as JSON records: a value longer than its column is refused
+    as an INSERT of it would be, never cut to fit."""
+    if runtime.database.dialect == "sqlite":
+        pytest.skip("PostgreSQL only: SQLite does not hold text to a column's length")
+    integration_id = bare_integration(runtime)
+    with pytest.raises(DataError, match="too long"), runtime.transaction() as session:
+        intake_rows.write(session, [alert_row(integration_id, "f" * 256)])
+    with runtime.read() as session:
+        assert session.scalars(select(Alert.fingerprint)).all() == []

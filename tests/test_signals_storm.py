@@ -85,7 +85,12 @@ def test_a_repeat_updates_only_the_columns_it_changes(factory: Factory, runtime:
     url = f"/ingest/alertmanager/{key}"
 
     def assigned(statement: str) -> set[str]:
-        listed = re.fullmatch(r"UPDATE alerts SET (.*) WHERE id = (\?|%s)", statement.strip())
+        # SQLite's UPDATE takes one row's values; PostgreSQL's a JSON array of records.
+        listed = re.fullmatch(
+            r"UPDATE alerts SET (.*?) (FROM jsonb_to_recordset\(.*\) AS changed\(.*\) )?"
+            r"WHERE (id = \?|alerts\.id = changed\.id)",
+            statement.strip(),
+        )
         assert listed is not None, statement
         return {part.split(" = ")[0] for part in listed.group(1).split(", ")}
 

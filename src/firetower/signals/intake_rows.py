@@ -3,9 +3,10 @@
 Intake is the one write path that must keep up with a storm (tens of thousands of alerts a
 second on SQLite). ORM objects cost more to build, track and flush than everything else an
 alert needs, so intake works on ``AlertRow`` values and writes a batch with a few statements
-per kind of change: INSERTs of many rows each for new alerts (an ``executemany`` on
-PostgreSQL) and an ``executemany`` UPDATE per set of changed columns for changed ones, with
-values encoded here once instead of per column by the type system.
+per kind of change: INSERTs of many rows each for new alerts and an UPDATE per set of
+changed columns for changed ones. On SQLite the values are encoded here once instead of per
+column by the type system; on PostgreSQL a statement takes all its rows as one JSON array
+of records.
 
 The encoding matches what the ORM column types store (``db.UTCDateTime``, ``db.JSONType``),
 so rows written here read back through the ORM unchanged, and on SQLite known rows are
@@ -25,6 +26,7 @@ from typing import Any
 
 import pydantic_core
 from sqlalchemy import ColumnClause, Connection, TextualSelect, column, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,6 +84,7 @@ _TIMES_AT = [
 ]
 _BOOLS_AT = [COLUMNS.index(n) for n in ("silenced", "flapping", "inhibited")]
 _read_columns = attrgetter(*COLUMNS)
+_read_times = attrgetter(*(COLUMNS[place] for place in _TIMES_AT))
 _KIND_AT: list[str | None] = [None] * len(COLUMNS)
 for _place in _JSON_AT:
     _KIND_AT[_place] = "json"
@@ -377,7 +380,10 @@ class Encoder:
         self._times: dict[datetime, Any] = {}
 
     def prepare(self, signals: Iterable[Any]) -> None:
-        """Encode the labels, annotations and times of ``Signal`` values now."""
+        """Encode the labels, annotations and times of ``Signal`` values now (SQLite: on
+        PostgreSQL new rows go as JSON records, serialized in one call by ``write``)."""
+        if not self.sqlite:
+            return
         for signal in signals:
             self.json(signal.labels)
             self.json(signal.annotations)
@@ -467,30 +473,51 @@ class Encoder:
         return encoded
 
 
-def _mark(dialect: str) -> str:
-    return "?" if dialect == "sqlite" else "%s"
+def _record_fields(places: Iterable[int]) -> str:
+    """These columns (places in ``COLUMNS``) as the fields of PostgreSQL's JSON records, each
+    of its column's type. Read from the model when first needed: a foreign key's type is
+    known once the table it refers to is loaded."""
+    dialect = postgresql.dialect()
+    table = Alert.__table__
+    return ", ".join(
+        f"{COLUMNS[place]} {table.c[COLUMNS[place]].type.compile(dialect)}" for place in places
+    )
 
 
-def _insert_statement(dialect: str) -> str:
-    """The INSERT of one row in the driver's parameter style (built from ``COLUMNS`` only)."""
-    marks = ", ".join([_mark(dialect)] * len(COLUMNS))
-    return f"INSERT INTO alerts ({', '.join(COLUMNS)}) VALUES ({marks})"  # noqa: S608
+@functools.cache
+def postgres_insert() -> str:
+    """PostgreSQL's INSERT of any number of new rows, sent as one JSON array of them.
 
-
-INSERTS = {dialect: _insert_statement(dialect) for dialect in ("sqlite", "postgresql")}
+    One statement and one parameter, serialized by pydantic-core in one call. An
+    ``executemany`` sent each row as a statement of its own, its 25 values adapted one by
+    one, while the transaction held the lock of the alerts' services. A row's fields that
+    are not columns (``id``, ``stored``, ...) are in the JSON and not read.
+    """
+    names = ", ".join(COLUMNS)
+    return (
+        f"INSERT INTO alerts ({names}) SELECT {names} "  # noqa: S608 - constant names
+        f"FROM jsonb_to_recordset(%s::jsonb) AS new_alerts({_record_fields(ALL_COLUMNS)})"
+    )
 
 
 @functools.cache
 def update_statement(dialect: str, changed: tuple[int, ...]) -> str:
-    """The UPDATE of these columns (places in ``COLUMNS``) of one row, found by its id.
+    """The UPDATE of these columns (places in ``COLUMNS``), found by id: on SQLite of one
+    row (run for each), on PostgreSQL of every row of a JSON array of records.
 
     Only the columns that changed: SQLite rewrites every index that has a column the SET
     names, changed or not, and checks every foreign key it names. A repeat of a storm's
     alert changes its count and last-seen time; all the columns took twice as long.
     """
-    mark = _mark(dialect)
-    assignments = ", ".join(f"{COLUMNS[place]} = {mark}" for place in changed)
-    return f"UPDATE alerts SET {assignments} WHERE id = {mark}"  # noqa: S608 - constant names
+    if dialect == "sqlite":
+        assignments = ", ".join(f"{COLUMNS[place]} = ?" for place in changed)
+        return f"UPDATE alerts SET {assignments} WHERE id = ?"  # noqa: S608 - constant names
+    assignments = ", ".join(f"{COLUMNS[place]} = changed.{COLUMNS[place]}" for place in changed)
+    return (
+        f"UPDATE alerts SET {assignments} "  # noqa: S608 - constant names
+        f"FROM jsonb_to_recordset(%s::jsonb) AS changed(id INTEGER, {_record_fields(changed)}) "
+        "WHERE alerts.id = changed.id"
+    )
 
 
 ALL_COLUMNS = tuple(range(len(COLUMNS)))
@@ -543,7 +570,6 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
     a multiple of ``FOLD_EVERY_ALERTS`` also folds the alert keys (tens of milliseconds).
     """
     dialect = session.get_bind().dialect.name
-    encoder = encoder or Encoder(dialect)
     rows = list(rows)
     unknown: dict[int, list[AlertRow]] = {}
     for row in rows:
@@ -551,21 +577,24 @@ def write(session: Session, rows: Iterable[AlertRow], encoder: Encoder | None = 
             unknown.setdefault(row.integration_id, []).append(row)
     for integration_id, unidentified in unknown.items():
         read_ids(session, integration_id, unidentified)
-    inserts: list[tuple[Any, ...]] = []
-    updates: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+    inserts: list[AlertRow] = []
+    updates: dict[tuple[int, ...], list[tuple[tuple[Any, ...], int]]] = {}
     for row in rows:
         if not row.stored:
-            inserts.append(tuple(encoder.values(row)))
+            inserts.append(row)
             row.stored = True
         elif row.dirty:
             now = _read_columns(row)
             changed = _changed(row.written, now)
             if changed:
-                values = encoder.values_at(now, changed)
-                updates.setdefault(changed, []).append((*values, row.id))
+                assert row.id is not None  # read above
+                updates.setdefault(changed, []).append((now, row.id))
             row.written = now
         row.dirty = False
-    _execute(session, inserts, updates)
+    if dialect == "sqlite":
+        _execute_sqlite(session.connection(), encoder or Encoder(dialect), inserts, updates)
+    else:
+        _execute_postgres(session.connection(), inserts, updates)
 
 
 def _changed(written: tuple[Any, ...] | None, now: tuple[Any, ...]) -> tuple[int, ...]:
@@ -627,20 +656,45 @@ def _fold_if_due(connection: Connection, inserted: int, last_id: int) -> None:
         fold_keys(connection.exec_driver_sql)
 
 
-def _execute(
-    session: Session,
-    inserts: list[tuple[Any, ...]],
-    updates: dict[tuple[int, ...], list[tuple[Any, ...]]],
+def _execute_sqlite(
+    connection: Connection,
+    encoder: Encoder,
+    inserts: list[AlertRow],
+    updates: dict[tuple[int, ...], list[tuple[tuple[Any, ...], int]]],
 ) -> None:
-    dialect = session.get_bind().dialect.name
-    connection = session.connection()
-    if inserts and dialect == "sqlite":
-        last_id = _insert_sqlite(connection, sqlite_inserts(inserts))
+    if inserts:
+        last_id = _insert_sqlite(connection, sqlite_inserts([encoder.values(r) for r in inserts]))
         _fold_if_due(connection, len(inserts), last_id)
-    elif inserts:
-        connection.exec_driver_sql(INSERTS[dialect], inserts)
-    for changed, values in updates.items():
-        connection.exec_driver_sql(update_statement(dialect, changed), values)
+    for changed, changes in updates.items():
+        values = [(*encoder.values_at(now, changed), alert_id) for now, alert_id in changes]
+        connection.exec_driver_sql(update_statement("sqlite", changed), values)
+
+
+def _execute_postgres(
+    connection: Connection,
+    inserts: list[AlertRow],
+    updates: dict[tuple[int, ...], list[tuple[tuple[Any, ...], int]]],
+) -> None:
+    """One statement for the new rows and one per set of changed columns, each taking its
+    rows as one JSON array (``postgres_insert``)."""
+    if inserts:
+        _refuse_naive(time for row in inserts for time in _read_times(row))
+        connection.exec_driver_sql(postgres_insert(), (pydantic_core.to_json(inserts).decode(),))
+    for changed, changes in updates.items():
+        times = [place for place in changed if _KIND_AT[place] == "time"]
+        _refuse_naive(now[place] for now, _ in changes for place in times)
+        records = [
+            {"id": alert_id, **{COLUMNS[place]: now[place] for place in changed}}
+            for now, alert_id in changes
+        ]
+        statement = update_statement("postgresql", changed)
+        connection.exec_driver_sql(statement, (pydantic_core.to_json(records).decode(),))
+
+
+def _refuse_naive(times: Iterable[datetime | None]) -> None:
+    """As ``db.UTCDateTime`` does: JSON would carry a naive time without a zone."""
+    if any(time is not None and time.tzinfo is None for time in times):
+        raise ValueError("naive datetime refused: use an aware UTC datetime")
 
 
 def read_ids(session: Session, integration_id: int, rows: Sequence[AlertRow]) -> None:
