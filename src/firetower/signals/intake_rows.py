@@ -84,7 +84,8 @@ _TIMES_AT = [
 ]
 _BOOLS_AT = [COLUMNS.index(n) for n in ("silenced", "flapping", "inhibited")]
 _read_columns = attrgetter(*COLUMNS)
-_read_times = attrgetter(*(COLUMNS[place] for place in _TIMES_AT))
+_TIME_NAMES = tuple(COLUMNS[place] for place in _TIMES_AT)
+_read_times = attrgetter(*_TIME_NAMES)
 _KIND_AT: list[str | None] = [None] * len(COLUMNS)
 for _place in _JSON_AT:
     _KIND_AT[_place] = "json"
@@ -676,25 +677,38 @@ def _execute_postgres(
     updates: dict[tuple[int, ...], list[tuple[tuple[Any, ...], int]]],
 ) -> None:
     """One statement for the new rows and one per set of changed columns, each taking its
-    rows as one JSON array (``postgres_insert``)."""
+    rows as one JSON array (``postgres_insert``). A new row's time not in UTC is replaced
+    by the same instant in UTC (``_in_utc``)."""
     if inserts:
-        _refuse_naive(time for row in inserts for time in _read_times(row))
+        for row in inserts:
+            for name, time in zip(_TIME_NAMES, _read_times(row), strict=True):
+                if time is not None and (utc := _in_utc(time)) is not time:
+                    setattr(row, name, utc)
         connection.exec_driver_sql(postgres_insert(), (pydantic_core.to_json(inserts).decode(),))
     for changed, changes in updates.items():
-        times = [place for place in changed if _KIND_AT[place] == "time"]
-        _refuse_naive(now[place] for now, _ in changes for place in times)
         records = [
-            {"id": alert_id, **{COLUMNS[place]: now[place] for place in changed}}
+            {"id": alert_id, **{COLUMNS[p]: _json_value(now[p], p) for p in changed}}
             for now, alert_id in changes
         ]
         statement = update_statement("postgresql", changed)
         connection.exec_driver_sql(statement, (pydantic_core.to_json(records).decode(),))
 
 
-def _refuse_naive(times: Iterable[datetime | None]) -> None:
-    """As ``db.UTCDateTime`` does: JSON would carry a naive time without a zone."""
-    if any(time is not None and time.tzinfo is None for time in times):
+def _json_value(value: Any, place: int) -> Any:
+    """A column's value for a JSON record: a time in UTC (``_in_utc``), else as it is."""
+    if value is not None and _KIND_AT[place] == "time":
+        return _in_utc(value)
+    return value
+
+
+def _in_utc(time: datetime) -> datetime:
+    """A time as ``db.UTCDateTime`` binds it: a naive one refused, any other in UTC. In JSON
+    a naive time would be read in the server's zone, and pydantic-core writes an offset to
+    the minute only; a time out of range once in UTC raises here, as it did when bound."""
+    offset = time.utcoffset()
+    if offset is None:
         raise ValueError("naive datetime refused: use an aware UTC datetime")
+    return time.astimezone(UTC) if offset else time
 
 
 def read_ids(session: Session, integration_id: int, rows: Sequence[AlertRow]) -> None:
