@@ -75,6 +75,15 @@ WRITER_LOCK_WAIT_SECONDS = 10.0
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+def to_utc(value: datetime) -> datetime:
+    """An aware time as the same instant in UTC, as every time column stores it; a naive
+    one is refused (it has no zone to convert from). Raises OverflowError for a time that
+    leaves the years 1 to 9999 once in UTC."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused: use an aware UTC datetime")
+    return value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and always returns them aware (SQLite forgets zones)."""
 
@@ -84,9 +93,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: use an aware UTC datetime")
-        value = value.astimezone(UTC)
+        value = to_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from firetower.db import to_utc
 from firetower.metrics import ALERT_KEY_FOLD_SECONDS
 from firetower.signals.models import Alert
 
@@ -407,23 +408,20 @@ class Encoder:
         known = self._encoded.get(id(value))
         if known is not None and known[0] is value:
             return known[1]
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: use an aware UTC datetime")
         encoded = self._times.get(value)  # equal aware times are the same instant
         if encoded is not None:
             self._encoded[id(value)] = (value, encoded)
             return encoded
         if not self.sqlite:
-            encoded = value.astimezone(UTC)
+            encoded = to_utc(value)
         else:
             # SQLAlchemy's SQLite DATETIME text: UTC, no zone, always six fractional
             # digits, so stored values compare as text in time order.
             text = value.isoformat(" ", timespec="microseconds")
             if text.endswith("+00:00"):  # already UTC, as senders' times mostly are
                 encoded = text[:-6]
-            else:
-                utc = value.astimezone(UTC).replace(tzinfo=None)
-                encoded = utc.isoformat(" ", timespec="microseconds")
+            else:  # a naive time too, which to_utc refuses
+                encoded = to_utc(value).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
         self._encoded[id(value)] = (value, encoded)
         self._times[value] = encoded
         return encoded
@@ -677,13 +675,14 @@ def _execute_postgres(
     updates: dict[tuple[int, ...], list[tuple[tuple[Any, ...], int]]],
 ) -> None:
     """One statement for the new rows and one per set of changed columns, each taking its
-    rows as one JSON array (``postgres_insert``). A new row's time not in UTC is replaced
-    by the same instant in UTC (``_in_utc``)."""
+    rows as one JSON array (``postgres_insert``). Every time goes in UTC (``db.to_utc``;
+    a new row's is replaced by the same instant): in JSON a naive time would be read in the
+    server's zone, and pydantic-core writes a zone's offset to the minute only."""
     if inserts:
         for row in inserts:
             for name, time in zip(_TIME_NAMES, _read_times(row), strict=True):
-                if time is not None and (utc := _in_utc(time)) is not time:
-                    setattr(row, name, utc)
+                if time is not None and time.tzinfo is not UTC:
+                    setattr(row, name, to_utc(time))
         connection.exec_driver_sql(postgres_insert(), (pydantic_core.to_json(inserts).decode(),))
     for changed, changes in updates.items():
         records = [
@@ -695,20 +694,8 @@ def _execute_postgres(
 
 
 def _json_value(value: Any, place: int) -> Any:
-    """A column's value for a JSON record: a time in UTC (``_in_utc``), else as it is."""
-    if value is not None and _KIND_AT[place] == "time":
-        return _in_utc(value)
-    return value
-
-
-def _in_utc(time: datetime) -> datetime:
-    """A time as ``db.UTCDateTime`` binds it: a naive one refused, any other in UTC. In JSON
-    a naive time would be read in the server's zone, and pydantic-core writes an offset to
-    the minute only; a time out of range once in UTC raises here, as it did when bound."""
-    offset = time.utcoffset()
-    if offset is None:
-        raise ValueError("naive datetime refused: use an aware UTC datetime")
-    return time.astimezone(UTC) if offset else time
+    """A column's value for a JSON record: a time in UTC (``db.to_utc``), else as it is."""
+    return to_utc(value) if value is not None and _KIND_AT[place] == "time" else value
 
 
 def read_ids(session: Session, integration_id: int, rows: Sequence[AlertRow]) -> None:
