@@ -44,7 +44,6 @@ GROUP = 800
 """Alerts per commit: the HTTP benchmarks keep 16 requests of 100 alerts in flight, which
 the group commits of two server processes share."""
 TARGET_PER_SECOND = 35_000
-INSERT_100 = intake_rows.sqlite_insert(BATCH)
 KNOWN = str(intake_rows.KNOWN["sqlite"])
 """Intake's own known-alert read, with its named parameters (sqlite3 takes them as such)."""
 
@@ -121,6 +120,11 @@ def _writer(
         request += writers * requests_per_group
         rows = _group_rows(order, integration_id, requests)
         fingerprints = json.dumps([row[COLUMNS.index("fingerprint")] for row in rows])
+        # Each request's INSERT made ahead, as a request settled ahead makes it.
+        inserts = [
+            intake_rows.sqlite_inserts(rows[start : start + BATCH])
+            for start in range(0, len(rows), BATCH)
+        ]
         if not committed:
             began = time.time()
         lock.acquire()
@@ -129,9 +133,9 @@ def _writer(
             connection.execute("BEGIN IMMEDIATE")
             known = {"integration_id": integration_id, "fingerprints": fingerprints}
             assert connection.execute(KNOWN, known).fetchall() == []
-            for start in range(0, len(rows), BATCH):
-                values = [value for row in rows[start : start + BATCH] for value in row]
-                last_id = connection.execute(INSERT_100, values).lastrowid
+            for statements in inserts:
+                for statement, parameters in statements:
+                    last_id = connection.execute(statement, parameters).lastrowid
             if fold_due(last_id - len(rows) + 1, last_id):
                 fold_started = time.perf_counter()
                 fold_keys(connection.execute)  # and merge, as intake does

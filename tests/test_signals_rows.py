@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError
 from firetower.runtime import Runtime
 from firetower.signals import intake_rows
 from firetower.signals.models import Alert
-from tests.signals_support import alert_row, bare_integration
+from tests.signals_support import alert_row, bare_integration, sql_run
 
 texts = st.text(
     alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
@@ -81,6 +81,78 @@ def test_rows_written_in_bulk_read_back_through_the_orm(runtime: Runtime) -> Non
         assert alert.state_changes == [starts.isoformat()]
 
     check()
+
+
+_VARIED_COLUMNS = {
+    "status": st.sampled_from(["firing", "resolved"]),
+    "title": texts,
+    "severity": st.sampled_from(["SEV1", "SEV3"]),
+    "service_name": st.none() | st.sampled_from(["api", "db"]),
+    "labels": label_maps,
+    "annotations": label_maps,
+    "starts_at": st.none() | times,
+    "count": st.integers(1, 3),
+    "silenced": st.booleans(),
+    "group_key": texts,
+    "routing_action": st.none() | st.sampled_from(["open", "attach"]),
+    "attached_at": st.none() | times,
+}
+
+
+def _as_stored(alert: Alert) -> dict[str, object]:
+    return {name: getattr(alert, name) for name in ("fingerprint", *_VARIED_COLUMNS)}
+
+
+def test_a_batch_binds_a_value_its_rows_share_once_and_reads_back_each_row(
+    runtime: Runtime,
+) -> None:
+    """SQLite's INSERT of many rows binds a column that every row has alike once: rows
+    where some columns vary and others do not read back exactly as written, each value in
+    its own column and row."""
+    integration_id = bare_integration(runtime)
+    counter = iter(range(100_000))
+    rows_per_batch = 111  # one statement of each size: 100, 10 and 1 rows
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        choices=st.fixed_dictionaries(
+            {
+                name: st.tuples(drawn, drawn, st.booleans())
+                for name, drawn in _VARIED_COLUMNS.items()
+            }
+        )
+    )
+    def check(choices: dict[str, tuple[object, object, bool]]) -> None:
+        rows = []
+        for place in range(rows_per_batch):
+            values = {
+                name: second if varies and place % 2 else first
+                for name, (first, second, varies) in choices.items()
+            }
+            rows.append(alert_row(integration_id, f"b{next(counter)}", **values))
+        expected = [{"fingerprint": row.fingerprint, **_as_written(row)} for row in rows]
+        with sql_run(runtime.database.engine) as ran, runtime.transaction() as session:
+            intake_rows.write(session, rows)
+        with runtime.read() as session:
+            stored = session.scalars(
+                select(Alert)
+                .where(Alert.fingerprint.in_([row.fingerprint for row in rows]))
+                .order_by(Alert.id)
+            )
+            assert [_as_stored(alert) for alert in stored] == expected
+        if runtime.database.dialect == "sqlite":
+            (hundred, *_) = [p for s, p in ran if s.startswith("INSERT INTO alerts")]
+            encoded = [intake_rows.Encoder("sqlite").values(row) for row in rows[:100]]
+            alike = sum(1 for column in zip(*encoded, strict=True) if len(set(column)) == 1)
+            varied = len(intake_rows.COLUMNS) - alike
+            # Only the fingerprint varies: nothing is gained, the plain statement is used.
+            assert len(hundred) == (alike + 100 * varied if varied > 1 else 100 * alike + 100)
+
+    check()
+
+
+def _as_written(row: intake_rows.AlertRow) -> dict[str, object]:
+    return {name: getattr(row, name) for name in _VARIED_COLUMNS}
 
 
 def test_a_changed_row_is_updated_and_read_back_by_load(runtime: Runtime) -> None:
