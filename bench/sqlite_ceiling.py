@@ -28,7 +28,6 @@ import time
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from multiprocessing.queues import Queue
-from typing import Any
 
 from sqlalchemy import text
 
@@ -37,7 +36,7 @@ from bench.intake_support import fingerprint
 from firetower.db import WalCheckpointer, WriterLock, make_engine
 from firetower.migrate import upgrade
 from firetower.signals import intake_rows
-from firetower.signals.intake_rows import COLUMNS, AlertRow, Encoder, fold_due, fold_keys
+from firetower.signals.intake_rows import AlertRow, Encoder, fold_due, fold_keys
 
 ORDERS = ("scattered", "in order")
 GROUP = 800
@@ -54,9 +53,8 @@ def _fingerprint(order: str, request: int, place: int) -> str:
     return f"{request * BATCH + place:016x}"
 
 
-def _group_rows(order: str, integration_id: int, requests: range) -> list[list[Any]]:
-    """The encoded rows of these requests' alerts, as intake's INSERT takes them."""
-    encoder = Encoder("sqlite")  # one per group: it keeps what it encoded alive
+def _group_rows(order: str, integration_id: int, requests: range) -> list[AlertRow]:
+    """The rows of these requests' alerts."""
     now = datetime.now(UTC)
     annotations = {"summary": "Error rate above 5% on api"}
     rows = []
@@ -85,7 +83,7 @@ def _group_rows(order: str, integration_id: int, requests: range) -> list[list[A
                 last_seen_at=now,
                 group_key=f"alertname=HighErrorRate,service={service}",
             )
-            rows.append(encoder.values(row))
+            rows.append(row)
     return rows
 
 
@@ -119,10 +117,11 @@ def _writer(
         requests = range(request, request + writers * requests_per_group, writers)
         request += writers * requests_per_group
         rows = _group_rows(order, integration_id, requests)
-        fingerprints = json.dumps([row[COLUMNS.index("fingerprint")] for row in rows])
+        fingerprints = json.dumps([row.fingerprint for row in rows])
         # Each request's INSERT made ahead, as a request settled ahead makes it.
+        encoder = Encoder("sqlite")  # one per group: it keeps what it encoded alive
         inserts = [
-            intake_rows.sqlite_inserts(rows[start : start + BATCH])
+            intake_rows.sqlite_inserts(rows[start : start + BATCH], encoder)
             for start in range(0, len(rows), BATCH)
         ]
         if not committed:

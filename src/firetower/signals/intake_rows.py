@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 import pydantic_core
@@ -426,36 +426,33 @@ class Encoder:
         self._times[value] = encoded
         return encoded
 
-    def values(self, row: AlertRow) -> list[Any]:
-        """The row's parameters in ``COLUMNS`` order.
+    def column(self, values: Sequence[Any], place: int) -> Sequence[Any]:
+        """One column's values (rows' values at ``place`` in ``COLUMNS``), encoded.
 
-        Written out for speed: it runs for every row while the write lock is held. Values
+        Written out for speed: it runs for every new row, in the write turn for a batch
+        not settled ahead. A column at a time, most columns need no work at all. Values
         encoded ahead are looked up here, not through a call each; on SQLite the booleans
         are bound as the 0 and 1 that SQLAlchemy's Boolean stores, since the driver would
         otherwise call an adapter for each.
         """
-        values = list(_read_columns(row))
+        kind = _KIND_AT[place]
+        if kind is None:
+            return values
+        if kind == "bool":
+            return [1 if value else 0 for value in values] if self.sqlite else values
         encoded = self._encoded
-        for index in _JSON_AT:
-            value = values[index]
-            known = encoded.get(id(value))
-            values[index] = (
-                known[1] if known is not None and known[0] is value else self.json(value)
-            )
-        for index in _TIMES_AT:
-            value = values[index]
-            if value is not None:
-                known = encoded.get(id(value))
-                values[index] = (
-                    known[1] if known is not None and known[0] is value else self.time(value)
-                )
-        if self.sqlite:
-            for index in _BOOLS_AT:
-                values[index] = 1 if values[index] else 0
-        return values
+        encode = self.json if kind == "json" else self.time
+        return [
+            None
+            if value is None and kind == "time"
+            else known[1]
+            if (known := encoded.get(id(value))) is not None and known[0] is value
+            else encode(value)
+            for value in values
+        ]
 
     def values_at(self, values: tuple[Any, ...], places: tuple[int, ...]) -> list[Any]:
-        """``values`` (a row's, in ``COLUMNS`` order) at these places, encoded as ``values``
+        """``values`` (a row's, in ``COLUMNS`` order) at these places, encoded as ``column``
         encodes them: for an update, only the columns that changed."""
         encoded: list[Any] = []
         for place in places:
@@ -554,9 +551,9 @@ SqliteInserts = list[tuple[str, tuple[Any, ...]]]
 tuple (``sqlite_inserts``)."""
 
 
-def sqlite_inserts(values: Sequence[Sequence[Any]]) -> SqliteInserts:
-    """Rows' INSERT values (``Encoder.values``) cut into ``SQLITE_INSERT_SIZES`` statements:
-    done ahead, in a request, for a batch settled ahead.
+def sqlite_inserts(rows: Sequence[AlertRow], encoder: Encoder) -> SqliteInserts:
+    """New rows' INSERTs, the rows cut into ``SQLITE_INSERT_SIZES`` statements and their
+    values encoded (``Encoder.column``): done ahead, in a request, for a batch settled ahead.
 
     A column whose value is the same in every row of a statement (a batch's status, its
     times, its group key, the routing's outcome: 21 of the 25 in the benchmarks' storms) is
@@ -565,23 +562,24 @@ def sqlite_inserts(values: Sequence[Sequence[Any]]) -> SqliteInserts:
     statements: SqliteInserts = []
     start = 0
     for size in SQLITE_INSERT_SIZES:
-        while len(values) - start >= size:
-            rows = values[start : start + size]
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
             start += size
-            if size == 1:
-                statements.append((sqlite_insert(1), tuple(rows[0])))
-                continue
-            by_column = list(zip(*rows, strict=True))
-            shared = tuple([column.count(column[0]) == size for column in by_column])
-            own = [place for place, is_shared in enumerate(shared) if not is_shared]
-            if len(own) < 2:  # a VALUES list needs a column, ``itemgetter`` of one no tuple
-                statements.append((sqlite_insert(size), tuple(chain.from_iterable(rows))))
+            by_column = [
+                encoder.column(values, place)
+                for place, values in enumerate(zip(*map(_read_columns, chunk), strict=True))
+            ]
+            shared = [size > 1 and column.count(column[0]) == size for column in by_column]
+            if shared.count(False) < 2:  # a VALUES list of one column gains nothing
+                values = chain.from_iterable(zip(*by_column, strict=True))
+                statements.append((sqlite_insert(size), tuple(values)))
                 continue
             parameters = [
                 column[0] for column, alike in zip(by_column, shared, strict=True) if alike
             ]
-            parameters.extend(chain.from_iterable(map(itemgetter(*own), rows)))
-            statements.append((sqlite_insert(size, shared), tuple(parameters)))
+            own = [column for column, alike in zip(by_column, shared, strict=True) if not alike]
+            parameters.extend(chain.from_iterable(zip(*own, strict=True)))
+            statements.append((sqlite_insert(size, tuple(shared)), tuple(parameters)))
     return statements
 
 
@@ -698,7 +696,7 @@ def _execute_sqlite(
     updates: dict[tuple[int, ...], list[tuple[tuple[Any, ...], int]]],
 ) -> None:
     if inserts:
-        last_id = _insert_sqlite(connection, sqlite_inserts([encoder.values(r) for r in inserts]))
+        last_id = _insert_sqlite(connection, sqlite_inserts(inserts, encoder))
         _fold_if_due(connection, len(inserts), last_id)
     for changed, changes in updates.items():
         values = [(*encoder.values_at(now, changed), alert_id) for now, alert_id in changes]

@@ -837,7 +837,7 @@ def draft_new_alerts(
     except SettleInTransaction:  # the rows are half settled: draft them afresh
         rows = [_new_row(integration_id, group_by, signal, now) for signal in signals]
         return Drafts(integration_id, group_by, now, rows)
-    inserts = intake_rows.sqlite_inserts([encoder.values(row) for row in rows])
+    inserts = intake_rows.sqlite_inserts(rows, encoder)
     return Drafts(integration_id, group_by, now, rows, Settled(ahead, owed, inserts))
 
 
