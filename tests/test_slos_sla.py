@@ -175,6 +175,38 @@ def test_a_probe_of_another_service_cannot_measure_its_target(
     assert _target(admin, **body, probe="edge-tcp")["probe"] == "edge-tcp"
 
 
+@pytest.mark.parametrize(
+    ("kind", "measure", "detail"),
+    [
+        ("latency", "availability", "SLO edge-slo measures availability, not latency"),
+        ("uptime", "latency", "SLO edge-slo measures latency, not uptime"),
+    ],
+)
+def test_a_probe_slo_measures_only_targets_of_its_own_kind(
+    factory: Factory, runtime: Runtime, kind: str, measure: str, detail: str
+) -> None:
+    """A probe SLI says what it measures: an uptime target read from a latency SLO (or the
+    other way round) would report a month of the wrong thing. Events and Prometheus SLIs
+    do not say, and are taken at the target's word."""
+    admin = factory.user(Role.admin)
+    factory.service("edge")
+    probe = {"name": "edge-tcp", "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 9}}
+    assert admin.post("/api/v1/probes", json={**probe, "service": "edge"}).status_code == 201
+    sli: dict[str, object] = {"kind": "probe", "probe": "edge-tcp", "measure": measure}
+    if measure == "latency":
+        sli["latency_threshold_ms"] = 300
+    slo = {"name": "edge-slo", "service": "edge", "objective_percent": 99, "sli": sli}
+    assert admin.post("/api/v1/slos", json=slo).status_code == 201
+    before = row_counts(runtime)
+    body = {"service": "edge", "kind": kind, "target_percent": 99, "slo": "edge-slo"}
+    refused = admin.put("/api/v1/sla/targets", json=body)
+    assert refused.status_code == 422, refused.text
+    assert (refused.json()["field"], refused.json()["detail"]) == ("slo", detail)
+    assert row_counts(runtime) == before
+    other = "uptime" if kind == "latency" else "latency"
+    assert _target(admin, **{**body, "kind": other})["slo"] == "edge-slo"
+
+
 def test_targets_are_listed_and_deleted(factory: Factory) -> None:
     responder = factory.user(Role.responder)
     factory.service("checkout")

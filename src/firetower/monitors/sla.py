@@ -66,6 +66,7 @@ def put_target(session: Session, actor: Actor, data: SlaTargetCreate) -> SlaTarg
                 f"SLO {data.slo} belongs to service {slo.service.name}, not {service.name}",
                 field="slo",
             )
+        _refuse_other_measure(slo, data.kind)
         slo_id = slo.id
     if data.probe is not None:
         probe = session.scalar(select(Probe).where(Probe.name == data.probe))
@@ -88,6 +89,20 @@ def put_target(session: Session, actor: Actor, data: SlaTargetCreate) -> SlaTarg
     target.latency_threshold_ms = data.latency_threshold_ms
     session.flush()
     return target
+
+
+_MEASURED_BY = {SlaKind.uptime: "availability", SlaKind.latency: "latency"}
+
+
+def _refuse_other_measure(slo: Slo, kind: SlaKind) -> None:
+    """A probe SLI names what it measures, and a target of the other kind would report a
+    month of the wrong thing. Events and Prometheus SLIs do not say: they are taken at the
+    target's word."""
+    if slo.sli_kind != "probe":
+        return
+    measure = ProbeSli.model_validate(slo.sli).measure
+    if measure != _MEASURED_BY[kind]:
+        raise InvalidInput(f"SLO {slo.name} measures {measure}, not {kind.value}", field="slo")
 
 
 def list_targets(session: Session) -> list[SlaTarget]:
