@@ -125,6 +125,28 @@ def test_a_bad_month_is_refused(factory: Factory, params: dict[str, str], field:
     assert answer.json()["field"] == field
 
 
+def test_a_month_that_meets_its_target_exactly_is_not_a_breach(factory: Factory) -> None:
+    """4,502 good of 5,000 is exactly 90.04 %: in floating point it came out just under
+    a 90.04 target, and the report said breached beside an achieved 90.04."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(NOW):
+        stamp = datetime(2026, 11, 2, 8, 30, tzinfo=UTC).isoformat()
+        push(responder, "checkout-availability", 4_502, 498, timestamp=stamp)
+        for target, breached in ((90.04, False), (90.05, True)):
+            _target(
+                responder,
+                service="checkout",
+                kind="uptime",
+                target_percent=target,
+                slo="checkout-availability",
+            )
+            report = responder.get("/api/v1/sla/report", params={"month": "2026-11"}).json()
+            [line] = report["services"][0]["targets"]
+            assert (line["achieved_percent"], line["breached"]) == (90.04, breached)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
