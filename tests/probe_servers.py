@@ -28,6 +28,7 @@ import dns.rrset
 import trustme
 
 OK_BODY = {"status": "ok", "healthy": True, "version": 3, "items": [{"id": 1}, {"id": 2}]}
+FLAGS_BODY = {"status": {"healthy": True, "n": 1}, "flags": [True, False]}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -60,6 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(OK_BODY).encode())
         elif parts.path == "/text":
             self._send(200, b"all systems nominal, build 1234", "text/plain")
+        elif parts.path == "/flags":
+            self._send(200, json.dumps(FLAGS_BODY).encode())
         elif parts.path == "/toggle":
             self._send(self.server.toggle_status, json.dumps({"status": "x"}).encode())
         elif parts.path == "/echo":

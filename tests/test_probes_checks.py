@@ -114,6 +114,25 @@ def test_http_conditions_that_fail_say_why(admin: ApiUser, web: _Server) -> None
     assert run(admin, "text")["ok"] is True
 
 
+def test_jsonpath_equals_compares_as_json_at_every_depth(admin: ApiUser, web: _Server) -> None:
+    """``true`` is not ``1`` inside objects and arrays either; ``1`` and ``1.0`` are one number."""
+    url = f"{web.url}/flags"  # {"status": {"healthy": true, "n": 1}, "flags": [true, false]}
+    cases = {
+        "object-bool-as-number": ("$.status", {"healthy": 1, "n": True}, False),
+        "array-bools-as-numbers": ("$.flags", [1, 0], False),
+        "array-in-array": ("$", {"status": {"healthy": True, "n": 1}, "flags": [1, False]}, False),
+        "object-exact": ("$.status", {"healthy": True, "n": 1.0}, True),
+        "array-exact": ("$.flags", [True, False], True),
+    }
+    for name, (expression, equals, passes) in cases.items():
+        condition = {"type": "jsonpath", "expression": expression, "equals": equals}
+        probe(admin, name, "http", {"url": url, "conditions": [condition]})
+        result = run(admin, name)
+        assert result["ok"] is passes, (name, result)
+    result = run(admin, "array-bools-as-numbers")
+    assert result["error"] == "jsonpath $.flags is [true, false]; expected [1, 0]"
+
+
 def test_http_status_codes(admin: ApiUser, web: _Server) -> None:
     probe(admin, "unavailable", "http", {"url": f"{web.url}/status/503"})
     result = run(admin, "unavailable")

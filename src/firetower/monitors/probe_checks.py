@@ -140,9 +140,14 @@ def _status_passes(settings: HttpSettings, status: int) -> bool:
 
 
 def _json_equal(a: Any, b: Any) -> bool:
-    """JSON equality: ``true`` is not ``1`` (Python says it is), ``1`` is ``1.0``."""
+    """JSON equality at every depth: ``true`` is not ``1`` (Python says it is, also inside
+    lists and dicts), while ``1`` is ``1.0`` (JSON has one kind of number)."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_json_equal, a, b))
     return bool(a == b)
 
 
