@@ -3,7 +3,8 @@
 ``HttpTarget`` serves a few paths whose answers vary in status, latency and body; HTTPS wraps
 the same handler in a ``trustme`` certificate whose expiry the test chooses. The DNS server
 parses queries with dnspython and answers A records of the names it was given; any other
-name gets NXDOMAIN.
+name gets NXDOMAIN. ``trickling_http`` answers a byte at a time, slowly, to test the overall
+timeout of a check.
 """
 
 from __future__ import annotations
@@ -148,6 +149,55 @@ def closed_port() -> int:
     port: int = sock.getsockname()[1]
     sock.close()
     return port
+
+
+@contextmanager
+def trickling_http(part: str, every_seconds: float = 0.5, pieces: int = 30) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 whose answer never stalls long but takes long in all: after
+    the status line it sends one header line (``part="headers"``) or one body byte
+    (``part="body"``) every ``every_seconds``, ``pieces`` times. Yields its URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                if part == "headers":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                    for _ in range(pieces):
+                        if stop.wait(every_seconds):
+                            return
+                        conn.sendall(b"X-Slow: yes\r\n")
+                    conn.sendall(b"Content-Length: 2\r\n\r\nok")
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % pieces)
+                    for _ in range(pieces):
+                        if stop.wait(every_seconds):
+                            return
+                        conn.sendall(b"x")
+            except OSError:  # the client gave up
+                return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
 
 
 @contextmanager

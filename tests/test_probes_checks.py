@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from tests.probe_servers import (
     http_target,
     tcp_listener,
     tls_context,
+    trickling_http,
 )
 
 
@@ -133,6 +135,27 @@ def test_jsonpath_equals_compares_as_json_at_every_depth(admin: ApiUser, web: _S
     assert result["error"] == "jsonpath $.flags is [true, false]; expected [1, 0]"
 
 
+@pytest.mark.parametrize(
+    ("part", "waiting"),
+    [("headers", "(waiting for the status and headers)"), ("body", "(reading the body, ")],
+)
+def test_a_trickling_answer_times_out_within_the_probe_timeout(
+    admin: ApiUser, part: str, waiting: str
+) -> None:
+    """A server that sends a little every half second never stalls a single read, yet the
+    whole answer would take 15 s; the probe's timeout (1 s) bounds the whole check."""
+    with trickling_http(part, every_seconds=0.5, pieces=30) as url:
+        probe(
+            admin, f"trickle-{part}", "http", {"url": url}, timeout_seconds=1, interval_seconds=10
+        )
+        started = time.perf_counter()
+        result = run(admin, f"trickle-{part}")
+        elapsed = time.perf_counter() - started
+    assert result["ok"] is False
+    assert result["error"].startswith(f"timed out after 1s {waiting}"), result["error"]
+    assert elapsed < 5, elapsed  # a per-read timeout would let it run 15 s
+
+
 def test_http_status_codes(admin: ApiUser, web: _Server) -> None:
     probe(admin, "unavailable", "http", {"url": f"{web.url}/status/503"})
     result = run(admin, "unavailable")
@@ -245,6 +268,9 @@ def test_tcp_connect_and_closed_port(admin: ApiUser) -> None:
     probe(admin, "nothing", "tcp", {"host": "127.0.0.1", "port": port})
     result = run(admin, "nothing")
     assert result["ok"] is False
+    assert result["error"] == f"cannot connect to 127.0.0.1:{port}: Connection refused"
+    probe(admin, "nothing-http", "http", {"url": f"http://127.0.0.1:{port}/"})
+    result = run(admin, "nothing-http")
     assert result["error"] == f"cannot connect to 127.0.0.1:{port}: Connection refused"
 
 

@@ -3,19 +3,25 @@
 They touch no database and hold no transaction (a job runs them in its ``prepare`` step), and
 they never raise for what the network does: every failure becomes an outcome with ``ok=False``
 and an ``error`` in words. Latency is measured with a monotonic clock from the start of the
-attempt to the full answer (or to the failure).
+attempt to the full answer (or to the failure). A probe's timeout bounds the whole HTTP or TCP
+check (name lookup, connect, TLS, headers, body), not each read: HTTP and TCP checks run on a
+short-lived asyncio loop under ``asyncio.timeout``; dnspython's ``lifetime`` bounds DNS checks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import os
 import re
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.exception
 import dns.rdatatype
@@ -40,6 +46,10 @@ log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 1_048_576
 """The most of a response body a probe reads; conditions see only this much."""
 MAX_ERROR_CHARS = 1000
+HAPPY_EYEBALLS_DELAY_SECONDS = 0.25
+"""RFC 8305: start the next address of a TCP probe's host this soon after the last one, so an
+unreachable first address does not use up the whole timeout."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,26 @@ def _elapsed_ms(started: float) -> float:
 def _words(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:MAX_ERROR_CHARS]
+
+
+def _within(timeout_seconds: float, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` on a new event loop; past ``timeout_seconds`` it is cancelled and
+    TimeoutError raised. For threads without a running loop (a job's prepare step, a sync
+    route). Not ``asyncio.run``: closing its loop waits for the loop's executor, where a name
+    lookup the deadline abandoned may hang on; ``loop.close`` leaves that thread to finish."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout_seconds):
+            return await work()
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(bounded())
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 def run_check(kind: str, settings: dict[str, Any], timeout_seconds: float) -> CheckOutcome:
@@ -187,11 +217,16 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
     """One HTTP(S) request: status, latency, body conditions and certificate expiry."""
     checked_at = clock.now()
     details: dict[str, Any] = {}
-    started = time.perf_counter()
     status: int | None = None
-    try:
-        with (
-            httpx.Client(
+    expires: datetime | None = None
+    body = bytearray()
+
+    async def answer() -> None:
+        # httpx's timeout applies to each read (a header line or body chunk that trickles in
+        # resets it); _within bounds the whole answer.
+        nonlocal status, expires
+        async with (
+            httpx.AsyncClient(
                 verify=settings.verify_tls,
                 timeout=timeout_seconds,
                 follow_redirects=settings.follow_redirects,
@@ -208,27 +243,31 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
             stream = response.extensions.get("network_stream")
             ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
             expires = certificate_expiry(ssl_object)
-            body = bytearray()
-            for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 body.extend(chunk)
                 if len(body) >= MAX_BODY_BYTES:
                     del body[MAX_BODY_BYTES:]
                     details["body_truncated"] = True
                     break
-                if time.perf_counter() - started > timeout_seconds:
-                    raise httpx.ReadTimeout("the answer took longer than the timeout")
-            # httpx times each phase (connect, each read) on its own; the probe's timeout is
-            # for the whole answer.
-            if time.perf_counter() - started > timeout_seconds:
-                raise httpx.ReadTimeout("the answer took longer than the timeout")
-    except httpx.TimeoutException as exc:
+
+    started = time.perf_counter()
+    try:
+        _within(timeout_seconds, answer)
+    except (TimeoutError, httpx.TimeoutException):
+        waiting = (
+            "waiting for the status and headers"
+            if status is None
+            else f"reading the body, {len(body)} bytes in"
+        )
         return CheckOutcome(
             checked_at,
             False,
             _elapsed_ms(started),
             status,
-            f"timed out after {timeout_seconds:g}s ({_words(exc)})",
+            f"timed out after {timeout_seconds:g}s ({waiting})",
         )
+    except httpx.ConnectError as exc:
+        return CheckOutcome(checked_at, False, _elapsed_ms(started), status, _connect_error(exc))
     except (httpx.HTTPError, ssl.SSLError, OSError, ValueError) as exc:
         return CheckOutcome(checked_at, False, _elapsed_ms(started), status, _words(exc))
     latency_ms = _elapsed_ms(started)
@@ -265,27 +304,66 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
     )
 
 
+def _connect_error(exc: httpx.ConnectError) -> str:
+    """What the system said for each address tried; anyio sums them up as "All connection
+    attempts failed" and keeps them as the cause. TLS failures keep their own words."""
+    reasons: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and not reasons:
+        if isinstance(cause, ssl.SSLError):
+            break
+        if isinstance(cause, BaseExceptionGroup):
+            reasons = [_os_reason(e) for e in cause.exceptions if isinstance(e, OSError)]
+        elif isinstance(cause, OSError) and cause.errno is not None:
+            reasons = [_os_reason(cause)]
+        cause = cause.__cause__ or cause.__context__
+    if not reasons:
+        return _words(exc)
+    url = exc.request.url
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"cannot connect to {host}:{port}: {'; '.join(dict.fromkeys(reasons))}"
+
+
 # -- TCP -------------------------------------------------------------------------------------
 def check_tcp(settings: TcpSettings, timeout_seconds: float) -> CheckOutcome:
-    """A TCP connection opens within the timeout (and is closed again at once)."""
+    """A TCP connection opens within the timeout (and is closed again at once).
+
+    The timeout covers the name lookup and every address tried (``socket.create_connection``
+    would give each address the whole timeout, and the lookup none)."""
     checked_at = clock.now()
+
+    async def connect() -> None:
+        _, writer = await asyncio.open_connection(
+            settings.host, settings.port, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_SECONDS
+        )
+        writer.close()
+        await writer.wait_closed()
+
     started = time.perf_counter()
     try:
-        with socket.create_connection((settings.host, settings.port), timeout=timeout_seconds):
-            pass
+        _within(timeout_seconds, connect)
     except TimeoutError:
         return CheckOutcome(
             checked_at, False, _elapsed_ms(started), error=f"timed out after {timeout_seconds:g}s"
         )
     except OSError as exc:
-        reason = exc.strerror or _words(exc)
         return CheckOutcome(
             checked_at,
             False,
             _elapsed_ms(started),
-            error=f"cannot connect to {settings.host}:{settings.port}: {reason}",
+            error=f"cannot connect to {settings.host}:{settings.port}: {_os_reason(exc)}",
         )
     return CheckOutcome(checked_at, True, _elapsed_ms(started))
+
+
+def _os_reason(exc: OSError) -> str:
+    """The system's words for a failed lookup or connect (asyncio wraps them in its own)."""
+    if isinstance(exc, socket.gaierror) and exc.strerror:
+        return exc.strerror
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        return os.strerror(exc.errno)
+    return _words(exc)
 
 
 # -- DNS -------------------------------------------------------------------------------------
