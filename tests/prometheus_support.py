@@ -4,18 +4,24 @@
 ``promtool tsdb create-blocks-from openmetrics``, starts Prometheus on a free loopback port
 over them (nothing scraped, retention long enough to keep old samples) and yields its URL.
 Without the binaries the tests using it skip, saying so; under CI=true they fail instead,
-since `.ci/run` installs them there.
+since `.ci/run` installs them there. ``slow_prometheus(delay_seconds)`` is a stand-in that
+answers every query with the same small vector, each after a delay.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +73,36 @@ def backfilled_prometheus(directory: Path, openmetrics: str) -> Iterator[str]:
     ]
     with daemon(args, directory / "prometheus.log", f"{url}/-/ready"):
         yield url
+
+
+@contextmanager
+def slow_prometheus(delay_seconds: float) -> Iterator[tuple[str, list[str]]]:
+    """A loopback server answering ``/api/v1/query`` with a one-series vector (value 1) after
+    ``delay_seconds``; yields its URL and the queries it was asked, in order."""
+    asked: list[str] = []
+    vector = {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1"]}]}
+    body = json.dumps({"status": "success", "data": vector}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            time.sleep(delay_seconds)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -8,6 +8,7 @@ evaluations run under a FrozenClock set there and query Prometheus at that time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from firetower.clock import FrozenClock
 from firetower.monitors import prometheus
 from firetower.runtime import Runtime
 from tests.factories import Factory
-from tests.prometheus_support import backfilled_prometheus
+from tests.prometheus_support import backfilled_prometheus, slow_prometheus
 from tests.slo_support import evaluate_all, incidents, slo_alerts
 
 STEP_SECONDS = 30
@@ -146,3 +147,60 @@ slos:
     assert line["achieved_percent"] == pytest.approx(100 - 5 * 5 / 6, abs=0.2)
     assert line["breached"] is True
     assert report["complete"] is False
+
+
+def test_the_queries_of_one_slo_share_one_time_budget() -> None:
+    """16 queries at 0.5 s each would take 8 s; with a 1.5 s budget the fetch stops at about
+    1.5 s and says why, instead of giving each query its own 10 s."""
+    windows = {"5m": 300, "30m": 1800, "1h": 3600, "2h": 7200, "6h": 21600, "1d": 86400}
+    with slow_prometheus(0.5) as (url, asked):
+        started = time.perf_counter()
+        with pytest.raises(prometheus.PrometheusError) as raised:
+            prometheus.window_counts(
+                url, TOTAL_QUERY, windows, error_query=ERROR_QUERY, budget_seconds=1.5
+            )
+        elapsed = time.perf_counter() - started
+    assert elapsed < 4, elapsed
+    assert len(asked) < 12
+    assert str(raised.value).startswith(
+        f"Prometheus at {url} took more than the 1.5s allowed for one SLO's queries ("
+    ), str(raised.value)
+
+    with slow_prometheus(0.05) as (url, asked):  # a quick Prometheus fits in the budget
+        counts = prometheus.window_counts(
+            url, TOTAL_QUERY, windows, error_query=ERROR_QUERY, budget_seconds=1.5
+        )
+    assert counts["1h"] == (3600, 3600)
+    assert len(asked) == 12
+
+
+def test_a_slow_prometheus_is_recorded_as_the_evaluations_error(
+    factory: Factory, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prometheus, "BUDGET_SECONDS", 1.5)
+    responder = factory.user(Role.responder)
+    factory.service("api")
+    with slow_prometheus(0.5) as (url, asked):
+        created = responder.post(
+            "/api/v1/slos",
+            json={
+                "name": "api-slow-prom",
+                "service": "api",
+                "objective_percent": 99,
+                "sli": {
+                    "kind": "prometheus",
+                    "url": url,
+                    "error_query": ERROR_QUERY,
+                    "total_query": TOTAL_QUERY,
+                },
+            },
+        )
+        assert created.status_code == 201, created.text
+        started = time.perf_counter()
+        evaluate_all(runtime)
+        elapsed = time.perf_counter() - started
+    assert elapsed < 5, elapsed  # 16 queries at 0.5 s each would take 8 s
+    assert len(asked) < 8
+    slo = responder.get("/api/v1/slos/api-slow-prom").json()
+    assert slo["state"] == "pending"
+    assert "took more than the 1.5s allowed for one SLO's queries" in slo["last_error"]

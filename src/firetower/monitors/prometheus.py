@@ -3,13 +3,14 @@ ratio SLI per window.
 
 Only ``GET /api/v1/query`` is used. A query's vector result is summed over its series;
 an empty result or NaN (a rate over no traffic divided by itself) means "no data".
-Every failure (transport, HTTP status, Prometheus error, odd shape) is a PrometheusError
-whose message says what went wrong, in one line.
+Every failure (transport, HTTP status, Prometheus error, odd shape, a spent time budget) is a
+PrometheusError whose message says what went wrong, in one line.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,10 @@ import httpx
 from firetower.monitors.slo_schemas import WINDOW_PLACEHOLDER
 
 TIMEOUT_SECONDS = 10.0
+"""The longest one query waits for each step of its answer (connect, send, each read)."""
+BUDGET_SECONDS = 30.0
+"""The longest all the queries of one SLO take together (up to 16: two per window), so an
+evaluation ends well inside the worker's job lease (60 s by default)."""
 
 
 class PrometheusError(Exception):
@@ -92,22 +97,52 @@ def window_counts(
     good_query: str | None = None,
     at: datetime | None = None,
     transport: httpx.BaseTransport | None = None,
+    budget_seconds: float | None = None,
 ) -> dict[str, tuple[float, float]]:
     """(bad, total) events per window label, from per-second rates times the window.
 
     A window whose total has no data is left out (no events). A good query above the total
-    (scrape timing) counts as no bad events rather than negative ones.
+    (scrape timing) counts as no bad events rather than negative ones. The queries share one
+    deadline, ``budget_seconds`` (``BUDGET_SECONDS`` by default): each waits at most what is
+    left of it, and once it is spent the whole fetch fails rather than give partial counts.
     """
+    budget = BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    started = time.monotonic()
+    answered = 0
+
+    def ask(template: str, label: str) -> float | None:
+        nonlocal answered
+        left = budget - (time.monotonic() - started)
+        try:
+            if left <= 0:
+                raise PrometheusError("the budget is spent")  # said below, with the numbers
+            value = query(
+                base_url,
+                render(template, label),
+                at=at,
+                timeout_seconds=min(TIMEOUT_SECONDS, left),
+                transport=transport,
+            )
+        except PrometheusError:
+            if time.monotonic() - started < budget:
+                raise
+            raise PrometheusError(
+                f"Prometheus at {base_url} took more than the {budget:g}s allowed for one "
+                f"SLO's queries ({answered} of them answered in time)"
+            ) from None
+        answered += 1
+        return value
+
     counts: dict[str, tuple[float, float]] = {}
     for label, seconds in windows_seconds.items():
-        total = query(base_url, render(total_query, label), at=at, transport=transport)
+        total = ask(total_query, label)
         if total is None or total <= 0:
             continue
         if error_query is not None:
-            bad = query(base_url, render(error_query, label), at=at, transport=transport) or 0.0
+            bad = ask(error_query, label) or 0.0
         else:
             assert good_query is not None
-            good = query(base_url, render(good_query, label), at=at, transport=transport) or 0.0
+            good = ask(good_query, label) or 0.0
             bad = total - good
         bad = min(max(bad, 0.0), total)
         counts[label] = (bad * seconds, total * seconds)
