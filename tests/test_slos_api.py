@@ -13,7 +13,7 @@ from firetower.jobs import Schedule, Worker
 from firetower.monitors.slo_models import SloEvaluation
 from firetower.monitors.slo_reactions import SCHEDULE
 from firetower.runtime import Runtime
-from tests.factories import Factory, row_counts
+from tests.factories import ApiUser, Factory, row_counts
 from tests.slo_support import (
     evaluate_all,
     events_slo,
@@ -432,6 +432,84 @@ def test_deleting_a_paging_slo_resolves_its_signal(factory: Factory, runtime: Ru
         assert slo_alerts(runtime, "checkout-availability")["page"].status == "firing"
         assert responder.delete("/api/v1/slos/checkout-availability").status_code == 204
     assert slo_alerts(runtime, "checkout-availability")["page"].status == "resolved"
+
+
+def _health(user: ApiUser, service: str) -> tuple[str, list[str], list[str]]:
+    read = user.get(f"/api/v1/services/{service}").json()
+    return read["health"], read["failing_checks"], read["at_risk_from"]
+
+
+def test_moving_a_paging_slo_clears_the_old_service(factory: Factory, runtime: Runtime) -> None:
+    """The old service stops failing (and its dependents stop being at risk) at once; the
+    SLO starts over on its new service, which the next evaluation judges."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    factory.service("payments")
+    factory.service("web", depends_on=["checkout"])
+    with FrozenClock(T0) as clock:
+        events_slo(responder, "avail", "checkout", min_events=0)
+        push(responder, "avail", 100, 100)
+        evaluate_all(runtime)
+        assert _health(responder, "checkout") == ("failing", ["slo:avail"], [])
+        assert _health(responder, "web") == ("at_risk", [], ["checkout"])
+
+        body = {
+            "name": "avail",
+            "service": "payments",
+            "objective_percent": 99.9,
+            "sli": {"kind": "events"},
+            "min_events": 0,
+        }
+        moved = responder.put("/api/v1/slos/avail", json=body)
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["service"] == "payments"
+        assert slo_alerts(runtime, "avail")["page"].status == "resolved"
+        assert _health(responder, "checkout") == ("ok", [], [])
+        assert _health(responder, "web") == ("ok", [], [])
+
+        # Still burning: the next evaluation pages again, now on payments.
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert _health(responder, "payments") == ("failing", ["slo:avail"], [])
+        assert _health(responder, "checkout") == ("ok", [], [])
+        assert slo_alerts(runtime, "avail")["page"].status == "firing"
+
+        clock.current = T0 + timedelta(days=4)
+        push(responder, "avail", 1000, 0)
+        evaluate_all(runtime)
+        assert responder.get("/api/v1/slos/avail").json()["state"] == "ok"
+        assert slo_alerts(runtime, "avail")["page"].status == "resolved"
+        for service in ("checkout", "payments", "web"):
+            assert _health(responder, service) == ("ok", [], [])
+
+
+def test_an_slo_measuring_an_sla_target_cannot_move(factory: Factory, runtime: Runtime) -> None:
+    """The target belongs to the old service, which put_target would refuse: say so."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    factory.service("payments")
+    events_slo(responder, "avail", "checkout")
+    target = {"service": "checkout", "kind": "uptime", "target_percent": 99.5, "slo": "avail"}
+    assert responder.put("/api/v1/sla/targets", json=target).status_code == 200
+    before = row_counts(runtime)
+    body = {
+        "name": "avail",
+        "service": "payments",
+        "objective_percent": 99.9,
+        "sli": {"kind": "events"},
+    }
+    refused = responder.put("/api/v1/slos/avail", json=body)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "service"
+    assert refused.json()["detail"] == (
+        "SLO avail measures the uptime SLA target of service checkout; "
+        "move or delete that target first"
+    )
+    assert row_counts(runtime) == before
+    assert responder.get("/api/v1/slos/avail").json()["service"] == "checkout"
+    # The same SLO staying on its service is still replaced as usual.
+    kept = responder.put("/api/v1/slos/avail", json={**body, "service": "checkout"})
+    assert kept.status_code == 200, kept.text
 
 
 def test_apply_slos_creates_updates_and_refuses_all_or_nothing(

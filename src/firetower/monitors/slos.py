@@ -49,7 +49,7 @@ from firetower.monitors.burn import (
 from firetower.monitors.burn import budget_remaining as remaining_of
 from firetower.monitors.probe_models import Probe
 from firetower.monitors.probes import sli_counts
-from firetower.monitors.slo_models import Slo, SloEvaluation, SloEventBucket
+from firetower.monitors.slo_models import SlaTarget, Slo, SloEvaluation, SloEventBucket
 from firetower.monitors.slo_schemas import (
     MAX_WINDOW_DAYS,
     ApplySummary,
@@ -164,10 +164,44 @@ def _put(session: Session, data: SLOCreate, field: str) -> str:
         return "created"
     if all(getattr(slo, key) == value for key, value in columns.items()):
         return "unchanged"
+    _check_move(session, slo, service, field=f"{prefix}service")
+    if slo.service_id != service.id:
+        _leave_service(session, slo, service)
     for key, value in columns.items():
         setattr(slo, key, value)
+    slo.service = service
     slo.updated_at = now
     return "updated"
+
+
+def _check_move(session: Session, slo: Slo | None, to: Service, *, field: str) -> None:
+    """An SLO measuring an SLA target of its service cannot leave it (put_target refuses an
+    SLO of another service): the target must be moved or deleted first."""
+    if slo is None or slo.service_id == to.id:
+        return
+    target = session.scalar(
+        select(SlaTarget).where(SlaTarget.slo_id == slo.id).order_by(SlaTarget.id).limit(1)
+    )
+    if target is not None:
+        raise Conflict(
+            f"SLO {slo.name} measures the {target.kind} SLA target of service "
+            f"{target.service.name}; move or delete that target first",
+            field=field,
+        )
+
+
+def _leave_service(session: Session, slo: Slo, to: Service) -> None:
+    """An SLO moving to another service stops alerting for the old one and starts over.
+
+    Its signal resolves and the old service's check clears (else the service stays failing
+    for good: later evaluations report to the new one); the next evaluation judges the SLO
+    on its new service.
+    """
+    if slo.state == Level.ok.value:
+        return
+    _signal(session, _policy(session), slo, Level(slo.state), "resolved", None)
+    _report_health(session, slo, failing=False, detail=f"SLO moved to service {to.name}")
+    slo.state = Level.ok.value
 
 
 def apply_slos(
@@ -184,8 +218,10 @@ def apply_slos(
         if data.name in seen:
             raise InvalidInput(f"SLO {data.name} is listed twice", field=f"{field}[{index}].name")
         seen.add(data.name)
-        _service(session, data.service, field=f"{field}[{index}].service")
+        service = _service(session, data.service, field=f"{field}[{index}].service")
         _check_sli(session, data, field=f"{field}[{index}].sli")
+        existing = session.scalar(select(Slo).where(Slo.name == data.name))
+        _check_move(session, existing, service, field=f"{field}[{index}].service")
     summary = ApplySummary()
     for index, data in enumerate(slos):
         outcome = _put(session, data, f"{field}[{index}]")
