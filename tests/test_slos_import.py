@@ -172,6 +172,31 @@ def test_an_openslo_file_imports_inline_and_referenced_indicators(factory: Facto
     assert errors["sli"]["error_query"] == 'sum(rate(search_http_total{code=~"5.."}[{{window}}]))'
 
 
+def test_openslo_metadata_and_sli_descriptions_are_read_and_ignored(factory: Factory) -> None:
+    """Real OpenSLO files carry labels, annotations, namespaces and SLI descriptions."""
+    responder = factory.user(Role.responder)
+    factory.service("search")
+    metadata = "  namespace: prod\n  labels: {team: search}\n  annotations: {owner: ana}\n"
+    content = (
+        OPENSLO.replace("  name: search-good-queries\n", "  name: search-good-queries\n" + metadata)
+        .replace("  name: search-availability\n", "  name: search-availability\n" + metadata)
+        .replace(
+            "      name: search-5xx\n",
+            "      name: search-5xx\n      displayName: 5xx\n      labels: {a: b}\n",
+        )
+        .replace(
+            "    spec:\n      ratioMetric:", "    spec:\n      description: 5xx\n      ratioMetric:"
+        )
+        .replace("spec:\n  ratioMetric:", "spec:\n  description: good queries\n  ratioMetric:")
+    )
+    assert content.count("namespace: prod") == 2 and content.count("description:") == 4
+    answer = _import(responder, content)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created"] == ["search-availability", "search-errors"]
+    availability = responder.get("/api/v1/slos/search-availability").json()
+    assert availability["description"] == "Queries that return results."
+
+
 def _openslo_with(old: str, new: str) -> str:
     assert old in OPENSLO
     return OPENSLO.replace(old, new, 1)
@@ -236,6 +261,38 @@ def _openslo_with(old: str, new: str) -> str:
             "spec.indicator.spec.thresholdMetric",
         ),
         (_openslo_with("kind: Service", "kind: AlertPolicy"), {}, "kind"),
+        (
+            _openslo_with("  displayName: Search availability", "  owner: search-team"),
+            {},
+            "metadata.owner",
+        ),
+        (
+            _openslo_with("      name: search-5xx", "      name: search-5xx\n      bogus: 1"),
+            {},
+            "spec.indicator.metadata.bogus",
+        ),
+        (
+            _openslo_with(
+                "      ratioMetric:\n        counter: true",
+                "      ratioMetric:\n        counter: false",
+            ),
+            {},
+            "spec.indicator.spec.ratioMetric.counter",
+        ),
+        (
+            _openslo_with(
+                "  name: search-good-queries\n", "  name: search-good-queries\nstatus: {}\n"
+            ),
+            {},
+            "status",
+        ),
+        (
+            _openslo_with(
+                "  name: search-good-queries\n", "  name: search-good-queries\n  bogus: 1\n"
+            ),
+            {},
+            "metadata.bogus",
+        ),
         (
             _openslo_with(
                 "apiVersion: openslo/v1\nkind: SLI", "apiVersion: openslo/v1alpha\nkind: SLI"

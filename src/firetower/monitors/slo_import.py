@@ -28,6 +28,9 @@ OPENSLO_VERSION = "openslo/v1"
 SLOTH_WINDOW_DAYS = 30
 SLOTH_WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
 DURATION = re.compile(r"^(\d{1,4})([hdw])$")
+METADATA_KEYS = {"name", "displayName", "labels", "annotations", "namespace"}
+"""What an OpenSLO ``metadata`` may hold: the name is read, the rest ignored."""
+DOCUMENT_KEYS = {"apiVersion", "kind", "metadata", "spec"}
 
 
 class Refused(InvalidInput):
@@ -60,6 +63,12 @@ def _only(data: dict[str, Any], allowed: set[str], path: str, document: int | No
         if key not in allowed:
             where = f"{path}.{key}" if path else str(key)
             raise _fail(where, "is not supported by firetower's import", document)
+
+
+def _metadata(value: Any, path: str, document: int) -> dict[str, Any]:
+    metadata = _mapping(value, path, document)
+    _only(metadata, METADATA_KEYS, path, document)
+    return metadata
 
 
 def _build(values: dict[str, Any], paths: dict[str, str], document: int | None) -> SLOCreate:
@@ -225,6 +234,8 @@ def _indicator(
         return _mapping(sli.get("spec"), "spec", where), "spec", where
     indicator = _mapping(spec.get("indicator"), "spec.indicator", document)
     _only(indicator, {"metadata", "spec"}, "spec.indicator", document)
+    if "metadata" in indicator:
+        _metadata(indicator["metadata"], "spec.indicator.metadata", document)
     return (
         _mapping(indicator.get("spec"), "spec.indicator.spec", document),
         "spec.indicator.spec",
@@ -235,12 +246,18 @@ def _indicator(
 def _ratio(sli: dict[str, Any], path: str, document: int) -> dict[str, Any]:
     if "thresholdMetric" in sli:
         raise _fail(f"{path}.thresholdMetric", "is not supported; use ratioMetric", document)
-    _only(sli, {"ratioMetric", "description"}, path, document)
+    _only(sli, {"ratioMetric", "description"}, path, document)  # description: ignored
     ratio = _mapping(sli.get("ratioMetric"), f"{path}.ratioMetric", document)
     base = f"{path}.ratioMetric"
     if "raw" in ratio or "rawType" in ratio:
         raise _fail(f"{base}.raw", "is not supported; give good or bad, and total", document)
     _only(ratio, {"counter", "good", "bad", "total"}, base, document)
+    if ratio.get("counter", True) is not True:
+        raise _fail(
+            f"{base}.counter",
+            "only counter: true is supported (the queries return rates; gauges are not read)",
+            document,
+        )
     if ("good" in ratio) == ("bad" in ratio):
         raise _fail(base, "give exactly one of good and bad, and total", document)
     if "total" not in ratio:
@@ -268,12 +285,9 @@ def read_openslo(documents: list[Any], prometheus_url: str | None) -> list[SLOCr
             raise _fail("apiVersion", f"must be {OPENSLO_VERSION}", number)
         kind = document.get("kind")
         if kind == "SLI":
-            name = _text(
-                _mapping(document.get("metadata"), "metadata", number).get("name"),
-                "metadata.name",
-                number,
-            )
-            slis[name] = (number, document)
+            _only(document, DOCUMENT_KEYS, "", number)
+            metadata = _metadata(document.get("metadata"), "metadata", number)
+            slis[_text(metadata.get("name"), "metadata.name", number)] = (number, document)
         elif kind == "SLO":
             slo_documents.append((number, document))
         elif kind != "Service":  # services come from firetower's catalog: ignored
@@ -282,8 +296,8 @@ def read_openslo(documents: list[Any], prometheus_url: str | None) -> list[SLOCr
         raise _fail("kind", "the file holds no kind: SLO document")
     result = []
     for number, document in slo_documents:
-        _only(document, {"apiVersion", "kind", "metadata", "spec"}, "", number)
-        metadata = _mapping(document.get("metadata"), "metadata", number)
+        _only(document, DOCUMENT_KEYS, "", number)
+        metadata = _metadata(document.get("metadata"), "metadata", number)
         name = _text(metadata.get("name"), "metadata.name", number)
         spec = _mapping(document.get("spec"), "spec", number)
         _only(
