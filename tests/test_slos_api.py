@@ -78,6 +78,23 @@ def test_an_slo_is_created_listed_replaced_and_deleted(factory: Factory) -> None
         ({"service": "nowhere"}, 422, "service"),
         ({"objective_percent": 100}, 422, "objective_percent"),
         ({"objective_percent": 0}, 422, "objective_percent"),
+        ({"objective_percent": True}, 422, "objective_percent"),  # not 1 %
+        ({"objective_percent": "99.9"}, 422, "objective_percent"),
+        ({"window_days": True}, 422, "window_days"),
+        ({"window_days": 7.0}, 422, "window_days"),
+        ({"min_events": False}, 422, "min_events"),
+        (
+            {
+                "sli": {
+                    "kind": "probe",
+                    "probe": "p",
+                    "measure": "latency",
+                    "latency_threshold_ms": True,
+                }
+            },
+            422,
+            "sli.probe.latency_threshold_ms",
+        ),
         ({"window_days": 91}, 422, "window_days"),
         ({"min_events": -1}, 422, "min_events"),
         ({"name": "Not A Name"}, 422, "name"),
@@ -181,6 +198,10 @@ def test_pushed_events_are_summed_per_minute(factory: Factory) -> None:
         ({"good": 1, "bad": 0, "timestamp": "2026-11-28T11:00:00Z"}, "timestamp"),
         ({"good": 1, "bad": 0, "timestamp": "2026-06-01T10:00:00Z"}, "timestamp"),
         ({"good": 10**13, "bad": 0}, "good"),
+        ({"good": True, "bad": False}, "good"),  # not one good event
+        ({"good": 1, "bad": True}, "bad"),
+        ({"good": 1.5, "bad": 0}, "good"),
+        ({"good": "7", "bad": 0}, "good"),
     ],
 )
 def test_bad_pushes_are_refused(

@@ -209,6 +209,8 @@ def _openslo_with(old: str, new: str) -> str:
         ("kind: Something\n", {}, "content"),
         (SLOTH.replace('service: "payments"', 'service: "nowhere"'), {}, "service"),
         (SLOTH.replace("objective: 99.9", "objective: 100"), {}, "slos[0].objective"),
+        (SLOTH.replace("objective: 99.9", "objective: true"), {}, "slos[0].objective"),
+        (SLOTH.replace("objective: 99.9", 'objective: "99.9"'), {}, "slos[0].objective"),
         (
             SLOTH.replace(
                 "      events:\n        error_query: sum(rate(webhook",
@@ -242,6 +244,21 @@ def _openslo_with(old: str, new: str) -> str:
         ),
         (_openslo_with("duration: 4w", "duration: 1M"), {}, "spec.timeWindow[0].duration"),
         (_openslo_with("target: 0.995", "target: 99.5"), {}, "spec.objectives[0].target"),
+        (
+            _openslo_with("targetPercent: 99.95", "targetPercent: true"),
+            {},
+            "spec.objectives[0].targetPercent",
+        ),
+        (
+            _openslo_with("targetPercent: 99.95", 'targetPercent: "99.95"'),
+            {},
+            "spec.objectives[0].targetPercent",
+        ),
+        (
+            _openslo_with("targetPercent: 99.95", "targetPercent: 100"),
+            {},
+            "spec.objectives[0].targetPercent",
+        ),
         (
             _openslo_with("indicatorRef: search-good-queries", "indicatorRef: nothing"),
             {},

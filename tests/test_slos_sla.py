@@ -157,6 +157,24 @@ def test_a_month_that_meets_its_target_exactly_is_not_a_breach(factory: Factory)
             {"service": "checkout", "kind": "uptime", "target_percent": 101, "slo": "a"},
             "target_percent",
         ),
+        (
+            {"service": "checkout", "kind": "uptime", "target_percent": True, "slo": "a"},
+            "target_percent",
+        ),
+        (
+            {"service": "checkout", "kind": "uptime", "target_percent": "99", "slo": "a"},
+            "target_percent",
+        ),
+        (
+            {
+                "service": "checkout",
+                "kind": "latency",
+                "target_percent": 99,
+                "probe": "p",
+                "latency_threshold_ms": True,
+            },
+            "latency_threshold_ms",
+        ),
         ({"service": "checkout", "kind": "uptime", "target_percent": 99}, "body"),
         ({"service": "checkout", "kind": "latency", "target_percent": 99, "probe": "p"}, "body"),
         ({"service": "checkout", "kind": "uptime", "target_percent": 99, "probe": "p"}, "probe"),

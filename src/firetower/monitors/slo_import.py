@@ -179,7 +179,8 @@ def _window_days(spec: dict[str, Any], document: int) -> int:
     return {"h": amount // 24, "d": amount, "w": amount * 7}[unit]
 
 
-def _objective(spec: dict[str, Any], document: int) -> Any:
+def _objective(spec: dict[str, Any], document: int) -> tuple[Any, str]:
+    """``objective_percent`` and the path of the field it was read from."""
     objectives = spec.get("objectives")
     if not isinstance(objectives, list) or len(objectives) != 1:
         raise _fail("spec.objectives", "must hold exactly one objective", document)
@@ -193,11 +194,16 @@ def _objective(spec: dict[str, Any], document: int) -> Any:
     if "target" in objective and "targetPercent" in objective:
         raise _fail("spec.objectives[0]", "give target or targetPercent, not both", document)
     if "targetPercent" in objective:
-        return objective["targetPercent"]
+        percent = objective["targetPercent"]
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise _fail(
+                "spec.objectives[0].targetPercent", "must be a number between 0 and 100", document
+            )
+        return percent, "spec.objectives[0].targetPercent"
     target = objective.get("target")
     if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1:
         raise _fail("spec.objectives[0].target", "must be a number between 0 and 1", document)
-    return round(target * 100, 6)
+    return round(target * 100, 6), "spec.objectives[0].target"
 
 
 def _query(metric: Any, path: str, document: int) -> str:
@@ -322,7 +328,7 @@ def read_openslo(documents: list[Any], prometheus_url: str | None) -> list[SLOCr
             )
         service = _text(spec.get("service"), "spec.service", number)
         window_days = _window_days(spec, number)
-        objective = _objective(spec, number)
+        objective, objective_path = _objective(spec, number)
         sli_spec, sli_path, sli_document = _indicator(spec, slis, number)
         sli_values = _ratio(sli_spec, sli_path, sli_document)
         if prometheus_url:
@@ -340,7 +346,7 @@ def read_openslo(documents: list[Any], prometheus_url: str | None) -> list[SLOCr
                 {
                     "name": "metadata.name",
                     "service": "spec.service",
-                    "objective_percent": "spec.objectives[0]",
+                    "objective_percent": objective_path,
                     "window_days": "spec.timeWindow[0].duration",
                     "description": "spec.description",
                     "sli.url": "prometheus_url",

@@ -1,4 +1,8 @@
-"""Input and output shapes of SLOs, pushed SLI events and SLA targets and reports."""
+"""Input and output shapes of SLOs, pushed SLI events and SLA targets and reports.
+
+Numbers in input are strict: ``true`` or ``"99.9"`` is refused, not read as 1 or 99.9 (a JSON
+integer still fills a float field).
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ class ProbeSli(BaseModel):
     kind: Literal["probe"] = "probe"
     probe: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     measure: Literal["availability", "latency"] = "availability"
-    latency_threshold_ms: int | None = Field(default=None, ge=1, le=600_000)
+    latency_threshold_ms: int | None = Field(default=None, ge=1, le=600_000, strict=True)
 
     @model_validator(mode="after")
     def _threshold(self) -> ProbeSli:
@@ -100,13 +104,14 @@ class SLOCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     service: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
-    objective_percent: float = Field(gt=0, le=99.9999, allow_inf_nan=False)
-    window_days: int = Field(default=30, ge=1, le=MAX_WINDOW_DAYS)
+    objective_percent: float = Field(gt=0, le=99.9999, allow_inf_nan=False, strict=True)
+    window_days: int = Field(default=30, ge=1, le=MAX_WINDOW_DAYS, strict=True)
     sli: Sli
     min_events: int = Field(
         default=20,
         ge=0,
         le=10**12,
+        strict=True,
         description="Minimum-traffic guard: fewer events in a rule's long window never alert.",
     )
     description: str = Field(default="", max_length=2000, pattern=NO_NUL)
@@ -144,8 +149,8 @@ class SLOEvents(BaseModel):
     """Counts of good and bad events; ``timestamp`` (default now) picks the minute bucket."""
 
     model_config = ConfigDict(extra="forbid")
-    good: int = Field(ge=0, le=MAX_EVENTS_PER_PUSH)
-    bad: int = Field(ge=0, le=MAX_EVENTS_PER_PUSH)
+    good: int = Field(ge=0, le=MAX_EVENTS_PER_PUSH, strict=True)
+    bad: int = Field(ge=0, le=MAX_EVENTS_PER_PUSH, strict=True)
     timestamp: UtcDatetime | None = None
 
 
@@ -213,10 +218,10 @@ class SlaTargetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     kind: SlaKind
-    target_percent: float = Field(gt=0, le=100, allow_inf_nan=False)
+    target_percent: float = Field(gt=0, le=100, allow_inf_nan=False, strict=True)
     slo: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME_PATTERN)
     probe: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME_PATTERN)
-    latency_threshold_ms: int | None = Field(default=None, ge=1, le=600_000)
+    latency_threshold_ms: int | None = Field(default=None, ge=1, le=600_000, strict=True)
 
     @model_validator(mode="after")
     def _source(self) -> SlaTargetCreate:
