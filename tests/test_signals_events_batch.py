@@ -119,6 +119,31 @@ def test_events_of_one_integration_are_recorded_in_their_order(
     assert alerts == {"disk": ("firing", 3), "cpu": ("acknowledged", 2)}
 
 
+def test_events_of_one_request_keep_an_acknowledged_alert_acknowledged(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """In one batch as in several requests: a trigger after an acknowledge leaves the alert
+    acknowledged, and an acknowledge after a resolve is ignored (not counted either)."""
+    key = _key(factory, "pd-acked")
+
+    def event(action: str, dedup_key: str) -> dict[str, Any]:
+        if action == "trigger":
+            return _trigger(key, dedup_key)
+        return {"routing_key": key, "event_action": action, "dedup_key": dedup_key}
+
+    sent = [("trigger", "disk"), ("acknowledge", "disk"), ("trigger", "disk")]
+    sent += [("trigger", "cpu"), ("resolve", "cpu"), ("acknowledge", "cpu")]
+    events = [PagerDutyEvent.model_validate(event(*pair)) for pair in sent]
+    with runtime.transaction() as session:
+        intake = signals.Intake(
+            signals.authenticate(session, key, "pagerduty"), runtime.settings.severity_policy
+        )
+        signals.ingest_pagerduty_events(session, intake, events)
+    with runtime.read() as session:
+        alerts = {a.fingerprint: (a.status, a.count) for a in session.scalars(select(Alert))}
+    assert alerts == {"disk": ("acknowledged", 3), "cpu": ("resolved", 2)}
+
+
 def test_a_group_over_several_routing_keys_finds_each_integrations_stored_alerts(
     factory: Factory, app: FastAPI, runtime: Runtime
 ) -> None:

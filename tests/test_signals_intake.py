@@ -364,6 +364,43 @@ def test_pagerduty_trigger_acknowledge_resolve(factory: Factory, runtime: Runtim
     assert len(_incidents(runtime)) == 1
 
 
+def test_an_acknowledge_of_a_resolved_alert_is_ignored(factory: Factory, runtime: Runtime) -> None:
+    """PagerDuty discards it: the alert stays resolved and uncounted, and the acknowledge is
+    no change towards flapping (trigger, resolve, acknowledge, resolve is one change)."""
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    body = {"name": "pd", "kind": "pagerduty", "service_name": "db", "flap_threshold": 3}
+    key = admin.post("/api/v1/integrations", json=body).json()["key"]
+    for action in ("trigger", "resolve"):
+        assert admin.client.post("/v2/enqueue", json=_pd(key, action, "d1")).status_code == 202
+    [before] = _alerts(runtime)
+    ack = admin.client.post("/v2/enqueue", json=_pd(key, "acknowledge", "d1"))
+    assert ack.status_code == 202 and ack.json()["dedup_key"] == "d1"
+    [after] = _alerts(runtime)
+    seen = ("status", "count", "last_seen_at", "ends_at", "state_changes", "flapping")
+    assert [getattr(after, name) for name in seen] == [getattr(before, name) for name in seen]
+    assert after.status == "resolved" and after.count == 2
+    assert admin.client.post("/v2/enqueue", json=_pd(key, "resolve", "d1")).status_code == 202
+    [alert] = _alerts(runtime)
+    assert not alert.flapping and len(alert.state_changes) == 1
+
+
+def test_a_repeated_trigger_keeps_an_alert_acknowledged(factory: Factory, runtime: Runtime) -> None:
+    """PagerDuty folds a trigger into the acknowledged alert it repeats; a resolve still
+    resolves it."""
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "pd", "pagerduty", "db")
+    for action in ("trigger", "acknowledge", "trigger"):
+        assert admin.client.post("/v2/enqueue", json=_pd(key, action, "d1")).status_code == 202
+    [alert] = _alerts(runtime)
+    assert (alert.status, alert.count) == ("acknowledged", 3)
+    assert len(_incidents(runtime)) == 1
+    assert admin.client.post("/v2/enqueue", json=_pd(key, "resolve", "d1")).status_code == 202
+    [alert] = _alerts(runtime)
+    assert alert.status == "resolved"
+
+
 def test_pagerduty_generates_the_dedup_key_when_absent(factory: Factory, runtime: Runtime) -> None:
     admin = factory.user(Role.admin)
     key = _integration(admin, "pd", "pagerduty")

@@ -516,6 +516,37 @@ def test_an_acknowledged_alert_keeps_its_incident_from_resolving(
     assert _incidents(runtime)[0].status == "resolved"
 
 
+def test_a_stray_acknowledge_of_a_resolved_alert_neither_holds_nor_revives_an_incident(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """PagerDuty ignores an acknowledge of a resolved alert, and so does firetower: it does
+    not keep the incident open, and the alert that fires after it opens a new incident."""
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    body = {"name": "pd", "kind": "pagerduty", "service_name": "api"}
+    key = admin.post("/api/v1/integrations", json=body).json()["key"]
+    _rule(admin, "auto-resolve", on_clear="resolve")
+
+    def send(action: str, dedup_key: str) -> None:
+        body: dict[str, Any] = {"routing_key": key, "event_action": action, "dedup_key": dedup_key}
+        if action == "trigger":
+            body["payload"] = {"summary": f"{dedup_key} down", "source": "api", "severity": "error"}
+        sent = admin.client.post("/v2/enqueue", json=body)
+        assert sent.status_code == 202, sent.text
+
+    for action, dedup_key in [("trigger", "k1"), ("trigger", "k2"), ("resolve", "k1")]:
+        send(action, dedup_key)
+    send("acknowledge", "k1")
+    send("resolve", "k2")
+    [first] = _incidents(runtime)
+    assert first.status == "resolved"
+    send("acknowledge", "k1")
+    send("trigger", "k1")
+    assert [i.status for i in _incidents(runtime)] == ["resolved", "triage"]
+    k1 = _alert_read(admin, "k1")
+    assert (k1["status"], k1["incident"]) == ("firing", f"INC-{first.id + 1}")
+
+
 def test_a_resolving_batch_seeks_its_incidents_unresolved_alerts(
     factory: Factory, runtime: Runtime
 ) -> None:

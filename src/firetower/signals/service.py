@@ -682,7 +682,7 @@ def record(intake: Intake, signal: Signal) -> Received:
         alert.dirty = True
         alert.count += 1
         alert.last_seen_at = now
-        alert.status = signal.status
+        alert.status = status_after(was, signal.status)
         if signal.title:
             alert.title = signal.title[:1024]
         if signal.labels:
@@ -693,8 +693,14 @@ def record(intake: Intake, signal: Signal) -> Received:
         alert.ends_at = signal.ends_at
         if signal.starts_at is not None:
             alert.starts_at = signal.starts_at
-    _track_flapping(integration, alert, was, signal.status, now)
+    _track_flapping(integration, alert, was, alert.status, now)
     return Received(alert, signal, was, held, was_flapping)
+
+
+def status_after(was: str | None, status: str) -> str:
+    """The status a signal leaves an alert in: a firing one keeps an acknowledged alert
+    acknowledged (PagerDuty folds a repeated trigger into it); only a resolve ends that."""
+    return "acknowledged" if status == "firing" and was == "acknowledged" else status
 
 
 def _new_row(
@@ -900,7 +906,7 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
     until the mark is lifted (then a resolve, even a repeated one, does).
     """
     alert, signal, was = received.alert, received.signal, received.was
-    if signal.status != alert.status:
+    if status_after(was, signal.status) != alert.status:
         return  # a later signal of the same request changed it again: that one settles it
     if signal.status == "firing":
         name = intake.integration_name
@@ -1091,10 +1097,12 @@ def _track_flapping(
 
 
 def update_status(session: Session, intake: Intake, fingerprint: str, status: str) -> None:
-    """Acknowledge or resolve a known alert; an unknown one is ignored (as PagerDuty does)."""
+    """Acknowledge or resolve a known alert. As PagerDuty does, an unknown alert is ignored,
+    and so is an acknowledge of a resolved one: it is not counted, and it does not bring the
+    alert back unresolved (which would keep its incident open)."""
     prefetch_many(session, [(intake, [fingerprint])])
     known = intake.known.get(fingerprint)
-    if known is None:
+    if known is None or (status == "acknowledged" and known.status == "resolved"):
         return
     signal = Signal(
         fingerprint=fingerprint,
