@@ -250,6 +250,45 @@ def test_a_flapping_alert_resolves_without_noting_its_incident_until_it_is_stabl
         assert _all_resolved_notes(runtime, incident_id) == 2
 
 
+def test_a_flapping_alerts_held_resolve_does_not_let_another_alert_clear_the_incident(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """f's held resolve is not "resolved" to g's resolve either: the incident stays open, with
+    no note, until f's mark is lifted."""
+    admin = factory.user(Role.admin)
+    key = _integration(
+        admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=300
+    )["key"]
+    rule = {"name": "all", "on_clear": "resolve"}
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    with FrozenClock(T0) as frozen:
+        _post(factory, key, "f")  # opens the incident
+        _post(factory, key, "g")  # joins it
+        incident_id = alert_by_fingerprint(runtime, "g").incident_id
+        assert incident_id == alert_by_fingerprint(runtime, "f").incident_id is not None
+        for status in ("resolved", "firing", "resolved"):  # flapping from change 3: held
+            frozen.advance(seconds=1)
+            _post(factory, key, "f", status)
+        assert alert_by_fingerprint(runtime, "f").flapping
+        frozen.advance(seconds=1)
+        _post(factory, key, "g", "resolved")
+        with runtime.read() as session:
+            incident = session.get(Incident, incident_id)
+            assert incident is not None and incident.status == "triage"
+        with runtime.read() as session:
+            notes = session.scalars(
+                select(TimelineEvent.text).where(
+                    TimelineEvent.incident_id == incident_id, TimelineEvent.kind == "note"
+                )
+            )
+            assert not [text for text in notes if "resolved" in text]
+        frozen.advance(seconds=301)  # stable for a window: the resolve that lifts the mark
+        _post(factory, key, "f", "resolved")
+        with runtime.read() as session:
+            incident = session.get(Incident, incident_id)
+            assert incident is not None and incident.status == "resolved"
+
+
 def test_an_incident_resolved_by_hand_is_noted_once_however_often_its_alert_clears(
     factory: Factory, runtime: Runtime
 ) -> None:

@@ -106,8 +106,9 @@ class Alert(Base):
 
     __table_args__ = (
         # An incident's alerts; and whether it has one that has not resolved, one seek per
-        # such status (each resolving batch asks, and a storm's incident has thousands).
-        Index("ix_alerts_incident_status", "incident_id", "status"),
+        # such status (each resolving batch asks, and a storm's incident has thousands), and
+        # one for the resolved ones that flap (their resolve is held).
+        Index("ix_alerts_incident_status", "incident_id", "status", "flapping"),
         # The lists, each status newest first: a new alert's entry lands at the end.
         Index("ix_alerts_status_last_seen", "status", "last_seen_at", "id"),
     )

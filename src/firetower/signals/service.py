@@ -42,7 +42,9 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    or_,
     select,
+    true,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -1250,17 +1252,16 @@ def _finish_one(
 
 
 def _has_unresolved_alert(session: Session, incident_id: int) -> bool:
-    """A seek of ``ix_alerts_incident_status`` per status other than resolved, however many
-    alerts have resolved (``status != 'resolved'`` would read them all)."""
-    return (
-        session.scalar(
-            select(literal(1))
-            .select_from(Alert)
-            .where(Alert.incident_id == incident_id, Alert.status.in_(UNRESOLVED_STATUSES))
-            .limit(1)
-        )
-        is not None
+    """Whether an alert of the incident has not resolved, or has but flaps (its resolve is
+    held). A seek of ``ix_alerts_incident_status`` per status other than resolved, and one
+    for resolved and flapping, however many alerts have resolved (``status != 'resolved'``
+    would read them all)."""
+    of_incident = Alert.incident_id == incident_id
+    unresolved = select(literal(1)).where(of_incident, Alert.status.in_(UNRESOLVED_STATUSES))
+    held = select(literal(1)).where(
+        of_incident, Alert.status == AlertStatus.resolved.value, Alert.flapping == true()
     )
+    return bool(session.scalar(select(or_(unresolved.exists(), held.exists()))))
 
 
 DECLARED_STAYS_OPEN = "It stays open: a person declared it, so a person resolves it."
