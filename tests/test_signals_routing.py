@@ -19,6 +19,7 @@ from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.signals.service import NOTIFY_KIND
 from tests.factories import ApiUser, Factory, row_counts
+from tests.probe_servers import closed_port
 from tests.signals_support import (
     alert_by_fingerprint,
     incident_count,
@@ -269,6 +270,42 @@ def test_built_in_integrations_are_known_before_their_first_signal(
         shown = viewer.get(page, params={"integration": "@user-reports"})
         assert shown.status_code == 200, (page, shown.text)
     assert row_counts(runtime) == before  # nothing made by asking
+
+
+def test_the_test_endpoint_reads_the_severity_as_the_integrations_intake_does(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A generic mapping may give SEV1..SEV4; a probe's alert has its probe's severity, an
+    SLO's its level's, a report SEV3: the answer is the severity intake stores."""
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    mapping = {"title": "t", "severity": "s"}
+    body = {"name": "bot", "kind": "generic", "service_name": "checkout", "mapping": mapping}
+    key = admin.post("/api/v1/integrations", json=body).json()["key"]
+    probe = {"name": "health", "kind": "tcp", "service": "checkout", "severity": "SEV1"}
+    probe |= {"failure_threshold": 1, "tcp": {"host": "127.0.0.1", "port": closed_port()}}
+    assert admin.post("/api/v1/probes", json=probe).status_code == 201
+    assert admin.post("/api/v1/probes/health/run").json()["state"] == "down"
+
+    def tested(labels: dict[str, Any], integration: str) -> str:
+        body = {"labels": labels, "integration": integration}
+        answer = admin.post("/api/v1/routing-rules/test", json=body)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["severity"])
+
+    for sent in ("SEV1", "critical", "warning"):
+        ingested = factory.client.post(f"/ingest/generic/{key}", json={"t": sent, "s": sent})
+        stored = _alert_read(admin, ingested.json()["dedup_key"])
+        assert tested(stored["labels"], "bot") == stored["severity"], sent
+    assert tested({"s": "SEV1"}, "bot") == "SEV3"  # no severity label: the default
+    stored = _alert_read(admin, "probe:health")
+    assert (stored["severity"], tested(stored["labels"], "@probes")) == ("SEV1", "SEV1")
+    assert tested({"probe": "never-defined"}, "@probes") == "SEV2"  # a new probe's default
+    assert tested({"level": "page", "severity": "SEV4"}, "@slos") == "SEV2"
+    assert tested({"level": "ticket"}, "@slos") == "SEV4"
+    assert tested({"severity": "critical"}, "@user-reports") == "SEV3"
+    _key(admin, "prom")
+    assert tested({"severity": "SEV1"}, "prom") == "SEV3"  # Alertmanager's words only
 
 
 def test_the_first_rule_setting_a_value_wins(factory: Factory) -> None:

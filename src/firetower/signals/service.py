@@ -26,7 +26,7 @@ import re
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -86,6 +86,7 @@ from firetower.signals.schemas import (
     GrafanaPayload,
     InhibitRuleIn,
     IntegrationCreate,
+    IntegrationKind,
     MaintenanceWindowCreate,
     Matcher,
     MatchOp,
@@ -153,6 +154,18 @@ SLO_INTEGRATION = "@slos"
 BUILTIN_INTEGRATIONS = frozenset({REPORT_INTEGRATION, PROBE_INTEGRATION, SLO_INTEGRATION})
 """Made on first use (``builtin_integration``), yet named by filters and the route test
 before that: a team writes rules for reports before the first one arrives."""
+
+OwnSeverity = Callable[[Session, Mapping[str, str]], Severity]
+"""How a built-in source sets the severity of the alert it raises, told from its labels."""
+_BUILTIN_SEVERITIES: dict[str, OwnSeverity] = {
+    REPORT_INTEGRATION: lambda session, labels: DEFAULT_SEVERITY,  # a report gives none
+}
+
+
+def own_severity_from(integration: str, reader: OwnSeverity) -> None:
+    """Tell the route test how a built-in source (probes, SLOs) sets its alerts' severity:
+    it is the source's own setting, not a label, and signals may not ask the domains above it."""
+    _BUILTIN_SEVERITIES[integration] = reader
 
 
 # -- integrations ------------------------------------------------------------------------------
@@ -2146,7 +2159,7 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
         dict(data.labels),
         data.integration or "",
         service,
-        _severity(data.labels.get("severity")),
+        _own_severity(session, data.integration, integration, data.labels),
     )
     return RouteTestResult(
         matched=list(decision.matched),
@@ -2157,6 +2170,20 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
         severity=decision.severity,
         on_clear=decision.on_clear,
     )
+
+
+def _own_severity(
+    session: Session, name: str | None, integration: Integration | None, labels: Mapping[str, str]
+) -> Severity:
+    """An example alert's own severity, as its integration's intake would give it (routing
+    rules may change it): a generic mapping's may be SEV1..SEV4, a built-in source sets its
+    own; Alertmanager's reading when no integration is named."""
+    reader = _BUILTIN_SEVERITIES.get(name or "")
+    if reader is not None:
+        return reader(session, labels)
+    if integration is not None and integration.kind == IntegrationKind.generic:
+        return _generic_severity(labels.get("severity"))
+    return _severity(labels.get("severity"))  # Alertmanager, Grafana, PagerDuty alike
 
 
 # -- inhibition rules --------------------------------------------------------------------------
