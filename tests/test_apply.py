@@ -196,6 +196,66 @@ def test_a_bad_probe_in_firetower_yaml_changes_nothing(factory):
 
 
 @pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("port: 5432", "port: true", "probes[0].tcp.port"),
+        ("port: 5432", "port: yes", "probes[0].tcp.port"),  # YAML 1.1: yes is true
+        ("port: 5432", "port: '5432'", "probes[0].tcp.port"),
+        ("interval_seconds: 15", "interval_seconds: 15.0", "probes[0].interval_seconds"),
+        ("timeout_seconds: 3", "timeout_seconds: '3'", "probes[0].timeout_seconds"),
+        (
+            "timeout_seconds: 3",
+            "timeout_seconds: 3\n    failure_threshold: true",
+            "probes[0].failure_threshold",
+        ),
+    ],
+)
+def test_probe_numbers_in_firetower_yaml_are_strict(factory, old, new, where):
+    """true, 15.0 or '15' is not read as a number: 422 naming the field, nothing written."""
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/apply", json={"content": MONITORS_YAML.replace(old, new)})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == where
+    assert answer.json()["detail"] == f"{where}: Input should be a valid integer"
+    assert snapshot(admin)["services"] == []
+    assert admin.get("/api/v1/probes").json() == []
+
+
+def test_yaml_integers_fill_every_probe_number(factory):
+    """YAML integers load as ints, so strict numbers take them (and defaults stay ints)."""
+    admin = factory.user(Role.admin)
+    content = """
+probes:
+  - name: web
+    kind: http
+    interval_seconds: 30
+    timeout_seconds: 5
+    failure_threshold: 3
+    success_threshold: 2
+    http:
+      url: https://example.org/
+      expected_status: [200, 204]
+      latency_threshold_ms: 800
+      tls_expiry_days: 0
+  - name: ns
+    kind: dns
+    dns: {name: example.org, nameserver: 127.0.0.1, nameserver_port: 5353}
+"""
+    answer = admin.post("/api/v1/apply", json={"content": content})
+    assert answer.status_code == 200, answer.text
+    web = admin.get("/api/v1/probes/web").json()
+    assert [web[k] for k in ("interval_seconds", "timeout_seconds")] == [30, 5]
+    assert [web[k] for k in ("failure_threshold", "success_threshold")] == [3, 2]
+    assert web["http"]["expected_status"] == [200, 204]
+    assert (web["http"]["latency_threshold_ms"], web["http"]["tls_expiry_days"]) == (800, 0)
+    assert admin.get("/api/v1/probes/ns").json()["dns"]["nameserver_port"] == 5353
+    assert admin.post("/api/v1/apply", json={"content": content}).json()["probes"]["unchanged"] == [
+        "web",
+        "ns",
+    ]
+
+
+@pytest.mark.parametrize(
     ("block", "where"),
     [
         # Refused by the database check (no such service), after the shape passed.

@@ -122,6 +122,42 @@ def http_probe(name: str = "home", **fields: Any) -> dict[str, Any]:
         (http_probe(name="Has Spaces"), "name", "pattern"),
         (http_probe(severity="SEV9"), "severity", ""),
         (http_probe(failure_threshold=0), "failure_threshold", "greater than or equal to 1"),
+        # Numbers are strict: true is not 1, 60.0 and "60" are not 60.
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "h", "port": True}},
+            "tcp.port",
+            "valid integer",
+        ),
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "h", "port": "80"}},
+            "tcp.port",
+            "valid integer",
+        ),
+        (http_probe(failure_threshold=True), "failure_threshold", "valid integer"),
+        (http_probe(success_threshold="1"), "success_threshold", "valid integer"),
+        (http_probe(interval_seconds=60.0), "interval_seconds", "valid integer"),
+        (http_probe(interval_seconds="60"), "interval_seconds", "valid integer"),
+        (http_probe(timeout_seconds=True), "timeout_seconds", "valid integer"),
+        (
+            http_probe(http={"url": "http://x/", "latency_threshold_ms": True}),
+            "http.latency_threshold_ms",
+            "valid integer",
+        ),
+        (
+            http_probe(http={"url": "http://x/", "tls_expiry_days": 14.0}),
+            "http.tls_expiry_days",
+            "valid integer",
+        ),
+        (
+            http_probe(http={"url": "http://x/", "expected_status": ["200"]}),
+            "http.expected_status.0",
+            "valid integer",
+        ),
+        (
+            {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "nameserver_port": True}},
+            "dns.nameserver_port",
+            "valid integer",
+        ),
     ],
 )
 def test_bad_definitions_are_refused_and_nothing_is_stored(

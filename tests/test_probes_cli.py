@@ -1,6 +1,9 @@
-"""`firetower probes list|run` against a real firetower served by uvicorn."""
+"""`firetower probes list|run`, and probes applied with `firetower apply`, against a real
+firetower served by uvicorn."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from firetower.auth.schemas import Role
 from tests.cli_support import error_line, json_of, run_cli
@@ -56,3 +59,20 @@ def test_list_and_run(server_url: str, factory: Factory) -> None:
     assert error_line(missing) == "error: no probe named 'absent'"
     refused = run_cli(["probes", "run", "home"], url=server_url, token=viewer.token)
     assert error_line(refused) == "error: this needs the responder role; you have viewer"
+
+
+def test_apply_refuses_a_probe_number_given_as_true(
+    server_url: str, factory: Factory, tmp_path: Path
+) -> None:
+    """`port: true` is not port 1: the error names the place in the file, nothing is stored."""
+    admin = factory.user(Role.admin)
+    path = tmp_path / "firetower.yaml"
+    path.write_text("probes:\n  - {name: db, kind: tcp, tcp: {host: 127.0.0.1, port: true}}\n")
+    refused = run_cli(["apply", "-f", str(path)], url=server_url, token=admin.token)
+    assert error_line(refused) == "error: probes[0].tcp.port: Input should be a valid integer"
+    assert admin.get("/api/v1/probes").json() == []
+
+    path.write_text("probes:\n  - {name: db, kind: tcp, tcp: {host: 127.0.0.1, port: 5432}}\n")
+    applied = run_cli(["apply", "-f", str(path)], url=server_url, token=admin.token)
+    assert applied.exit_code == 0, applied.output
+    assert admin.get("/api/v1/probes/db").json()["tcp"]["port"] == 5432

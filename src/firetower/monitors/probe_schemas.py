@@ -4,6 +4,9 @@ A probe definition names its kind and carries that kind's settings in a section 
 name (``http``, ``tcp`` or ``dns``), so an error names the field the way the document spells
 it (``http.url``, ``tcp.port``). Everything is checked here, before anything is stored: URLs,
 JSONPath expressions, regexes, ports, record types.
+
+Numbers in input are strict: ``true``, ``60.0`` or ``"60"`` is refused, not read as 1 or 60
+(a port of 1 or a threshold of one run is a real setting nobody meant).
 """
 
 from __future__ import annotations
@@ -151,14 +154,18 @@ class HttpSettings(BaseModel):
         default_factory=dict, max_length=50
     )
     body: str = Field(default="", max_length=MAX_BODY_CHARS, pattern=NO_NUL)
-    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+    expected_status: list[Annotated[int, Field(ge=100, le=599, strict=True)]] = Field(
         default_factory=list,
         max_length=50,
         description="Status codes that pass; empty means any 2xx.",
     )
     follow_redirects: bool = False
     latency_threshold_ms: int | None = Field(
-        default=None, ge=1, le=MAX_TIMEOUT_SECONDS * 1000, description="Slower answers fail."
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS * 1000,
+        strict=True,
+        description="Slower answers fail.",
     )
     conditions: list[Condition] = Field(default_factory=list, max_length=20)
     verify_tls: bool = Field(
@@ -168,6 +175,7 @@ class HttpSettings(BaseModel):
         default=14,
         ge=0,
         le=3650,
+        strict=True,
         description="https: fail when the certificate expires within this many days "
         "(checked even when verify_tls is false); null turns the check off.",
     )
@@ -186,7 +194,7 @@ class HttpSettings(BaseModel):
 class TcpSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = Field(pattern=HOST)
-    port: int = Field(ge=1, le=65535)
+    port: int = Field(ge=1, le=65535, strict=True)
 
 
 def _check_dns_name(value: str) -> str:
@@ -217,7 +225,7 @@ class DnsSettings(BaseModel):
     name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._*-]+\.?$")
     record_type: RecordType = RecordType.A
     nameserver: str | None = Field(default=None, description="An IP address.")
-    nameserver_port: int = Field(default=53, ge=1, le=65535)
+    nameserver_port: int = Field(default=53, ge=1, le=65535, strict=True)
     expected: list[Annotated[str, Field(min_length=1, max_length=500, pattern=NO_NUL)]] = Field(
         default_factory=list,
         max_length=50,
@@ -251,13 +259,23 @@ class ProbeCreate(BaseModel):
     severity: Severity = Field(
         default=Severity.SEV2, description="The severity of the signal when the probe goes down."
     )
-    interval_seconds: int = Field(default=60, ge=MIN_INTERVAL_SECONDS, le=MAX_INTERVAL_SECONDS)
-    timeout_seconds: int = Field(default=10, ge=1, le=MAX_TIMEOUT_SECONDS)
+    interval_seconds: int = Field(
+        default=60, ge=MIN_INTERVAL_SECONDS, le=MAX_INTERVAL_SECONDS, strict=True
+    )
+    timeout_seconds: int = Field(default=10, ge=1, le=MAX_TIMEOUT_SECONDS, strict=True)
     failure_threshold: int = Field(
-        default=2, ge=1, le=100, description="Failed runs in a row before the probe is down."
+        default=2,
+        ge=1,
+        le=100,
+        strict=True,
+        description="Failed runs in a row before the probe is down.",
     )
     success_threshold: int = Field(
-        default=1, ge=1, le=100, description="Passed runs in a row before it is up again."
+        default=1,
+        ge=1,
+        le=100,
+        strict=True,
+        description="Passed runs in a row before it is up again.",
     )
     enabled: bool = True
     http: HttpSettings | None = None
