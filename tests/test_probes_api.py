@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from firetower.auth.schemas import Role
-from firetower.errors import InvalidInput
+from firetower.errors import Conflict, InvalidInput
 from firetower.monitors import probes
 from firetower.monitors.probe_schemas import ProbeCreate
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
@@ -285,3 +285,99 @@ def test_dns_names_dnspython_parses_are_accepted(admin: ApiUser, name: str) -> N
     answer = admin.post("/api/v1/probes", json=body)
     assert answer.status_code == 201, answer.text
     assert answer.json()["dns"]["name"] == name
+
+
+def _tcp_probe(name: str, service: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": "tcp",
+        "service": service,
+        "tcp": {"host": "127.0.0.1", "port": 9},
+    }
+
+
+def test_a_probe_measuring_an_sla_target_cannot_move_to_another_service(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """put_target refuses a probe of another service, so a probe does not move away from the
+    targets it measures; a probe of no service may measure any, so it may always go there."""
+    factory.service("checkout")
+    factory.service("payments")
+    assert admin.post("/api/v1/probes", json=_tcp_probe("db", "checkout")).status_code == 201
+    target = {"service": "checkout", "kind": "uptime", "target_percent": 99.5, "probe": "db"}
+    assert admin.put("/api/v1/sla/targets", json=target).status_code == 200
+    before = row_counts(factory.runtime)
+    shown = admin.get("/api/v1/probes/db").json()
+
+    refused = admin.put("/api/v1/probes/db", json=_tcp_probe("db", "payments"))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "service"
+    assert refused.json()["detail"] == (
+        "probe db measures the uptime SLA target of service checkout; "
+        "move or delete that target first"
+    )
+    assert row_counts(factory.runtime) == before
+    assert admin.get("/api/v1/probes/db").json() == shown
+
+    # To no service and back is allowed: a probe of no service may measure any target.
+    unowned = admin.put("/api/v1/probes/db", json=_tcp_probe("db", None))
+    assert unowned.status_code == 200, unowned.text
+    assert unowned.json()["service"] is None
+    back = admin.put("/api/v1/probes/db", json=_tcp_probe("db", "checkout"))
+    assert back.status_code == 200, back.text
+    assert back.json()["service"] == "checkout"
+
+
+def test_a_probe_of_no_service_measuring_two_services_cannot_join_either(
+    admin: ApiUser, factory: Factory
+) -> None:
+    factory.service("checkout")
+    factory.service("payments")
+    assert admin.post("/api/v1/probes", json=_tcp_probe("edge", None)).status_code == 201
+    for service in ("checkout", "payments"):
+        target = {"service": service, "kind": "uptime", "target_percent": 99, "probe": "edge"}
+        assert admin.put("/api/v1/sla/targets", json=target).status_code == 200
+
+    refused = admin.put("/api/v1/probes/edge", json=_tcp_probe("edge", "checkout"))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "service"
+    assert refused.json()["detail"] == (
+        "probe edge measures the uptime SLA target of service payments; "
+        "move or delete that target first"
+    )
+    assert admin.get("/api/v1/probes/edge").json()["service"] is None
+
+
+def test_apply_refuses_moving_a_probe_that_measures_an_sla_target(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """Checked with the rest of the file, before the first probe is written."""
+    factory.service("checkout")
+    factory.service("payments")
+    assert admin.post("/api/v1/probes", json=_tcp_probe("db", "checkout")).status_code == 201
+    target = {"service": "checkout", "kind": "latency", "target_percent": 99, "probe": "db"}
+    made = admin.put("/api/v1/sla/targets", json={**target, "latency_threshold_ms": 300})
+    assert made.status_code == 200, made.text
+    before = row_counts(factory.runtime)
+    shown = admin.get("/api/v1/probes/db").json()
+    listed = [
+        ProbeCreate.model_validate(_tcp_probe("new-one", "payments")),
+        ProbeCreate.model_validate(_tcp_probe("db", "payments")),
+    ]
+    with pytest.raises(Conflict) as refused, factory.runtime.transaction() as session:
+        probes.apply_probes(session, SYSTEM, listed)
+    assert refused.value.field == "probes[1].service"
+    assert str(refused.value) == (
+        "probe db measures the latency SLA target of service checkout; "
+        "move or delete that target first"
+    )
+    assert row_counts(factory.runtime) == before
+    assert admin.get("/api/v1/probes/db").json() == shown
+
+    content = (
+        "probes:\n  - {name: db, kind: tcp, service: payments, tcp: {host: 127.0.0.1, port: 9}}\n"
+    )
+    answer = admin.post("/api/v1/apply", json={"content": content})
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["field"] == "probes[0].service"
+    assert admin.get("/api/v1/probes/db").json() == shown

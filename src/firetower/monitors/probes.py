@@ -45,6 +45,7 @@ from firetower.monitors.probe_schemas import (
     ProbeResultRead,
     ProbeRunRead,
 )
+from firetower.monitors.slo_models import SlaTarget
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
 from firetower.signals import service as signals
@@ -139,7 +140,28 @@ def replace_probe(session: Session, actor: Actor, name: str, data: ProbeCreate) 
         )
     probe = get_probe(session, name)
     service = _service_of(session, data.service)
+    _check_move(session, probe, service, field="service")
     return _replace(session, probe, service, data)
+
+
+def _check_move(session: Session, probe: Probe, to: Service | None, *, field: str) -> None:
+    """A probe measuring an SLA target cannot move to a service other than the target's
+    (put_target refuses a probe of another service); to no service it may, as such a probe
+    may measure any target."""
+    if to is None or probe.service_id == to.id:
+        return
+    target = session.scalar(
+        select(SlaTarget)
+        .where(SlaTarget.probe_name == probe.name, SlaTarget.service_id != to.id)
+        .order_by(SlaTarget.id)
+        .limit(1)
+    )
+    if target is not None:
+        raise Conflict(
+            f"probe {probe.name} measures the {target.kind} SLA target of service "
+            f"{target.service.name}; move or delete that target first",
+            field=field,
+        )
 
 
 def _replace(session: Session, probe: Probe, service: Service | None, data: ProbeCreate) -> Probe:
@@ -227,15 +249,17 @@ def apply_probes(
     if repeated:
         raise InvalidInput(f"probes: {', '.join(repeated)} listed more than once", field="probes")
     services = {}
+    existing = {p.name: p for p in list_probes(session)}
     for index, data in enumerate(probes):
+        where = f"probes[{index}].service"
         try:
             services[data.name] = _service_of(session, data.service)
         except InvalidInput as exc:
-            where = f"probes[{index}].service"
             raise InvalidInput(
                 f"{where}: no service named {data.service!r} in the catalog", field=where
             ) from exc
-    existing = {p.name: p for p in list_probes(session)}
+        if data.name in existing:
+            _check_move(session, existing[data.name], services[data.name], field=where)
     summary = ProbeApplySummary()
     for data in probes:
         probe = existing.get(data.name)
