@@ -112,6 +112,7 @@ def create_probe(session: Session, actor: Actor, data: ProbeCreate) -> Probe:
     if session.scalar(select(Probe.id).where(Probe.name == data.name)) is not None:
         raise Conflict(f"a probe named {data.name!r} already exists", field="name")
     service = _service_of(session, data.service)
+    _check_move(session, data.name, None, service, field="service")
     now = clock.now()
     probe = Probe(
         name=data.name,
@@ -140,25 +141,28 @@ def replace_probe(session: Session, actor: Actor, name: str, data: ProbeCreate) 
         )
     probe = get_probe(session, name)
     service = _service_of(session, data.service)
-    _check_move(session, probe, service, field="service")
+    _check_move(session, probe.name, probe.service_id, service, field="service")
     return _replace(session, probe, service, data)
 
 
-def _check_move(session: Session, probe: Probe, to: Service | None, *, field: str) -> None:
+def _check_move(
+    session: Session, name: str, from_id: int | None, to: Service | None, *, field: str
+) -> None:
     """A probe measuring an SLA target cannot move to a service other than the target's
     (put_target refuses a probe of another service); to no service it may, as such a probe
-    may measure any target."""
-    if to is None or probe.service_id == to.id:
+    may measure any target. A new probe moves from no service: a target names its probe and
+    outlives it, and would otherwise be measured by a new probe of that name elsewhere."""
+    if to is None or from_id == to.id:
         return
     target = session.scalar(
         select(SlaTarget)
-        .where(SlaTarget.probe_name == probe.name, SlaTarget.service_id != to.id)
+        .where(SlaTarget.probe_name == name, SlaTarget.service_id != to.id)
         .order_by(SlaTarget.id)
         .limit(1)
     )
     if target is not None:
         raise Conflict(
-            f"probe {probe.name} measures the {target.kind} SLA target of service "
+            f"probe {name} measures the {target.kind} SLA target of service "
             f"{target.service.name}; move or delete that target first",
             field=field,
         )
@@ -258,8 +262,8 @@ def apply_probes(
             raise InvalidInput(
                 f"{where}: no service named {data.service!r} in the catalog", field=where
             ) from exc
-        if data.name in existing:
-            _check_move(session, existing[data.name], services[data.name], field=where)
+        now_in = existing[data.name].service_id if data.name in existing else None
+        _check_move(session, data.name, now_in, services[data.name], field=where)
     summary = ProbeApplySummary()
     for data in probes:
         probe = existing.get(data.name)
