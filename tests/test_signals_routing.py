@@ -352,6 +352,33 @@ def test_open_routes_to_the_rule_service_with_the_mapped_severity(
     assert sorted(i.services[0].name for i in _incidents(runtime)) == ["checkout", "db"]
 
 
+def test_an_alert_firing_again_routes_by_its_own_service_not_a_rule_s_from_before(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """The service a rule routed an alert to became the alert's own: once the rule was gone,
+    the alert firing again opened an incident on it, while the test endpoint (and a new alert
+    with the same labels) said it had no service."""
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    key = _key(admin, "prom")  # no service of its own: only a rule gives one
+    _rule(admin, "team-checkout", matchers=[matcher("team", "=", "checkout")], service="checkout")
+    send_batch(factory, key, _alert("a1", team="checkout"))
+    [incident] = _incidents(runtime)
+    send_batch(factory, key, _alert("a1", "resolved", team="checkout"))
+    resolved = admin.patch(f"/api/v1/incidents/{incident.ref}", json={"status": "resolved"})
+    assert resolved.status_code == 200, resolved.text
+    assert admin.delete("/api/v1/routing-rules/team-checkout").status_code == 204
+
+    labels = {"alertname": "HighErrorRate", "team": "checkout"}
+    test = admin.post("/api/v1/routing-rules/test", json={"labels": labels, "integration": "prom"})
+    assert test.status_code == 200, test.text
+    assert test.json()["service"] is None
+    assert send_batch(factory, key, _alert("a1", team="checkout"))["opened"] == []
+    assert _alert_read(admin, "a1")["service_name"] is None
+    assert send_batch(factory, key, _alert("b1", team="checkout"))["opened"] == []
+    assert incident_count(runtime) == 1
+
+
 def test_attach_joins_only_and_keeps_the_alert_unrouted_without_an_incident(
     factory: Factory, runtime: Runtime
 ) -> None:

@@ -390,6 +390,36 @@ def test_a_slow_burn_only_files_a_ticket(factory: Factory, runtime: Runtime) -> 
     assert [a["fingerprint"] for a in all_alerts] == ["slo:checkout-availability:ticket"]
 
 
+def test_a_ticket_that_once_joined_an_incident_never_opens_one(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A ticket routes to its service only while the service has an active incident; the
+    service it got while one was active stayed the alert's, and the next ticket opened one."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    ref = factory.incident(title="Checkout is slow", services=["checkout"])
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 9980, 20)  # 2x: a ticket
+        evaluate_all(runtime)
+        [incident] = incidents(runtime)
+        assert slo_alerts(runtime, "checkout-availability")["ticket"].incident_id == incident.id
+        for _ in range(7):  # clean hours: the ticket resolves
+            clock.advance(hours=1)
+            push(responder, "checkout-availability", 20_000, 0)
+        evaluate_all(runtime)
+        assert slo_alerts(runtime, "checkout-availability")["ticket"].status == "resolved"
+        resolved = responder.patch(f"/api/v1/incidents/{ref}", json={"status": "resolved"})
+        assert resolved.status_code == 200, resolved.text
+
+        clock.advance(minutes=1)
+        push(responder, "checkout-availability", 99_600, 400)  # about 2x over 6h and 3d
+        evaluate_all(runtime)
+        assert responder.get("/api/v1/slos/checkout-availability").json()["state"] == "ticket"
+        assert slo_alerts(runtime, "checkout-availability")["ticket"].status == "firing"
+    assert [i.id for i in incidents(runtime)] == [incident.id]
+
+
 def test_an_unreadable_prometheus_keeps_the_level_and_says_why(
     factory: Factory, runtime: Runtime
 ) -> None:

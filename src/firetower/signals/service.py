@@ -926,9 +926,10 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
     if signal.status == "firing":
         name = intake.integration_name
         routing = shared.rules()
-        decision = routing.decide(
-            alert.labels, name, signal.service_name or alert.service_name, signal.severity
-        )
+        # The signal's own service (every adapter sets one for a firing signal), never the
+        # alert's: that is the service its last routing gave it, perhaps by a rule since
+        # changed, and the test endpoint knows only the signal's.
+        decision = routing.decide(alert.labels, name, signal.service_name, signal.severity)
         alert.service_name = decision.service
         alert.severity = SEVERITY_VALUES[decision.severity]
         alert.silenced = shared.muting().cover(alert)
