@@ -400,6 +400,54 @@ def test_attach_joins_only_and_keeps_the_alert_unrouted_without_an_incident(
     assert incident_count(runtime) == 1
 
 
+def test_an_attach_alert_firing_again_without_an_active_incident_waits_for_the_next(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """An attach rule's alert that fires again when its incident is over waits, and each
+    repeat tries again: it kept its link to the resolved incident, so it never retried."""
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    key = _key(admin, "prom", "checkout")
+    _rule(admin, "joins", matchers=[matcher("kind", "=", "minor")], action="attach")
+    send_batch(factory, key, _alert("big"))
+    send_batch(factory, key, _alert("m1", kind="minor"))
+    [first] = _incidents(runtime)
+    assert _alert_read(admin, "m1")["incident"] == first.ref
+    send_batch(factory, key, _alert("m1", "resolved", kind="minor"), _alert("big", "resolved"))
+    resolved = admin.patch(f"/api/v1/incidents/{first.ref}", json={"status": "resolved"})
+    assert resolved.status_code == 200, resolved.text
+
+    send_batch(factory, key, _alert("m1", kind="minor"))  # nothing active to join: it waits
+    read = _alert_read(admin, "m1")
+    assert (read["routing_action"], read["incident"]) == ("attach", None)
+    [second] = send_batch(factory, key, _alert("big2"))["opened"]
+    send_batch(factory, key, _alert("m1", kind="minor"))  # the repeat tries again, and joins
+    assert _alert_read(admin, "m1")["incident"] == second
+
+
+@pytest.mark.parametrize("action", ["drop", "notify"])
+def test_an_alert_firing_again_into_no_incident_leaves_its_active_one(
+    factory: Factory, runtime: Runtime, action: str
+) -> None:
+    """A rule that joins no incident takes the alert off the active incident it joined
+    before: it counted there still, as firing and as asking for a note, so the incident's
+    other alerts clearing never resolved it."""
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    key = _key(admin, "prom", "checkout")
+    _rule(admin, "all", on_clear="resolve")
+    send_batch(factory, key, _alert("a", alertname="Noisy"))
+    send_batch(factory, key, _alert("b"))
+    send_batch(factory, key, _alert("a", "resolved", alertname="Noisy"))
+    _rule(admin, "noisy", matchers=[matcher("alertname", "=", "Noisy")], action=action, position=0)
+    send_batch(factory, key, _alert("a", alertname="Noisy"))
+    read = _alert_read(admin, "a")
+    assert (read["routed_by"], read["routing_action"], read["incident"]) == ("noisy", action, None)
+    send_batch(factory, key, _alert("b", "resolved"))
+    [incident] = _incidents(runtime)
+    assert incident.status == "resolved"
+
+
 def test_notify_enqueues_a_job_and_opens_nothing(factory: Factory, runtime: Runtime) -> None:
     admin = factory.user(Role.admin)
     factory.service("web")

@@ -637,8 +637,11 @@ def _route(
     """Apply a routing decision to a firing alert that is not muted.
 
     ``open`` joins the service's active incident or opens one; ``attach`` only joins (the
-    alert stays unrouted when there is none); ``notify`` and ``drop`` touch no incident.
-    Each notify rule owes a ``signals.notify`` job, queued in this transaction.
+    alert waits, unrouted, when there is none: linked to no incident, so that each repeat
+    tries again); ``notify`` and ``drop`` join no incident. A routing that joins none takes
+    the alert off the active incident it joined before, where it would still count as
+    firing; an incident that is over keeps it, as its history. Each notify rule owes a
+    ``signals.notify`` job, queued in this transaction.
     """
     alert.routed_by = decision.decided_by
     alert.routing_action = ACTION_VALUES[decision.action]
@@ -647,6 +650,8 @@ def _route(
     for rule in decision.notify if notify else ():
         intake.notify.append((alert, rule, alert.status))
     if not decision.joins:
+        if alert.incident_id is not None and shared.still_active(alert.incident_id):
+            alert.incident_id = alert.attached_at = None
         return
     now = intake.now
     if alert.incident_id is not None and shared.still_active(alert.incident_id):
@@ -660,7 +665,8 @@ def _route(
     incident_id = shared.active_incident(service)
     if incident_id is None:
         if decision.action == RoutingAction.attach:
-            return  # attach never opens: the alert is kept unrouted
+            alert.incident_id = alert.attached_at = None  # attach never opens: it waits
+            return
         incident_id = shared.open_incident(intake, alert, service)
     else:
         intake.attached[incident_id].append(alert.title)
