@@ -4,6 +4,9 @@ resolve or note when an incident's alerts clear; the test endpoint; firetower.ya
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ from typing import Any
 import pytest
 import structlog
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from firetower.auth.schemas import Role
 from firetower.incidents.models import Incident, TimelineEvent
@@ -952,3 +955,100 @@ def test_requests_committed_together_see_an_incident_resolved_by_an_earlier_one(
     assert (resolved.id, resolved.status) == (first.id, "resolved")
     assert opened.status == "triage"
     assert alert_by_fingerprint(runtime, "g2").incident_id == opened.id
+
+
+def _waiting_for_a_lock(runtime: Runtime, working: threading.Thread) -> None:
+    """Return once ``working`` has ended or a session of this test's database waits for a
+    lock (PostgreSQL's pg_stat_activity); ten seconds at most."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 10
+    while working.is_alive() and time.monotonic() < deadline:
+        with runtime.database.engine.connect() as connection:
+            if connection.scalar(waiting):
+                return
+        time.sleep(0.02)
+
+
+ON_CLEAR_RACES = {
+    # What ``b`` does after ``a`` opened an incident (``a`` from one integration, ``b`` from
+    # another of the same service); the transaction that begins first and the one that
+    # begins while it is open; then the status of the incident ``a`` opened, and the
+    # incident ``b`` ends on.
+    "resolving-first": ([], ("a", "resolved"), ("b", "firing"), "resolved", "a new one"),
+    "firing-first": ([], ("b", "firing"), ("a", "resolved"), "triage", "a's"),
+    "both-resolving": (["firing"], ("a", "resolved"), ("b", "resolved"), "resolved", "a's"),
+    "firing-again": (
+        ["firing", "resolved"],  # b fires again: it rejoins its incident while that is active
+        ("a", "resolved"),
+        ("b", "firing"),
+        "resolved",
+        "a new one",
+    ),
+}
+
+
+@pytest.mark.parametrize("race", list(ON_CLEAR_RACES))
+def test_resolving_on_clear_waits_for_alerts_routed_to_the_service_at_the_same_moment(
+    factory: Factory, runtime: Runtime, race: str
+) -> None:
+    """PostgreSQL: routing reads a service's active incident under the service's lock, but
+    resolving on clear took none. A firing alert then joined an incident a concurrent
+    transaction was resolving (whichever began first): the incident ended resolved, the
+    alert firing on it and no incident open for it. And two transactions clearing an
+    incident's last two alerts each saw the other's firing: neither resolved it."""
+    if runtime.database.dialect != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    from firetower.signals import service as signals
+    from firetower.signals.schemas import AlertmanagerPayload
+
+    b_before, earlier, later, status, b_on = ON_CLEAR_RACES[race]
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    keys = {"a": _key(admin, "prom", "api"), "b": _key(admin, "other", "api")}
+    _rule(admin, "auto-resolve", on_clear="resolve")
+    send_batch(factory, keys["a"], _alert("a"))
+    for b_status in b_before:
+        send_batch(factory, keys["b"], _alert("b", b_status))
+    [incident] = _incidents(runtime)
+
+    def ingest(
+        fingerprint: str, alert_status: str, then: Callable[[], None] = lambda: None
+    ) -> None:
+        alert = _alert(fingerprint, alert_status)
+        body = {"version": "4", "status": alert_status, "alerts": [alert]}
+        payload = AlertmanagerPayload.model_validate(body)
+        with runtime.transaction() as session:
+            integration = signals.authenticate(session, keys[fingerprint], "alertmanager")
+            intake = signals.Intake(integration, runtime.settings.severity_policy)
+            signals.ingest_alertmanager(session, intake, signals.alertmanager_signals(payload))
+            then()  # before this transaction commits
+
+    failed: list[BaseException] = []
+
+    def ingest_later() -> None:
+        try:
+            ingest(*later)
+        except BaseException as error:  # reported by the test below
+            failed.append(error)
+
+    second = threading.Thread(target=ingest_later)
+
+    def start_the_second_until_it_waits() -> None:
+        second.start()
+        _waiting_for_a_lock(runtime, second)
+
+    ingest(*earlier, then=start_the_second_until_it_waits)
+    second.join(10)
+    assert not second.is_alive() and failed == []
+
+    b = alert_by_fingerprint(runtime, "b")
+    first, *rest = _incidents(runtime)
+    assert (first.id, first.status) == (incident.id, status)
+    if b_on == "a's":
+        assert (b.incident_id, rest) == (incident.id, [])
+    else:
+        [opened] = rest
+        assert (b.incident_id, opened.status) == (opened.id, "triage")

@@ -26,7 +26,7 @@ import re
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -418,6 +418,8 @@ class Shared:
         """Each service's active incident id as this transaction knows it (None: none)."""
         self.ended: set[int] = set()
         """Incidents an operation of this transaction resolved: no longer anyone's active one."""
+        self.locked_incidents: set[int] = set()
+        """Incidents whose services this transaction locked (``lock_services_of``)."""
         self.windows: set[tuple[int, datetime]] = set()
         """(incident id, minute) whose attach-note job this transaction already queued."""
 
@@ -474,6 +476,18 @@ class Shared:
         self.active.update(dict.fromkeys(ids))
         self.active.update(self._read_active_incidents(ids))
 
+    def lock_services_of(self, incident_ids: Collection[int]) -> None:
+        """Lock the services of these incidents (PostgreSQL), before their alerts are checked
+        for having cleared: routing reads a service's active incident under the same lock,
+        so no alert joins an incident that resolving on clear ends at the same moment."""
+        if not self.locks_services:
+            return
+        wanted = [i for i in incident_ids if i not in self.locked_incidents]
+        if not wanted:
+            return
+        self.locked_incidents.update(wanted)
+        self.lock_services(list(self.session.scalars(SERVICES_OF, {"incident_ids": wanted})))
+
     def _read_active_incidents(self, service_ids: list[int]) -> dict[int, int]:
         """The oldest active incident of each of these services that has one."""
         found = self.session.execute(ACTIVE_INCIDENTS, {"service_ids": service_ids})
@@ -506,7 +520,9 @@ class Shared:
         return self.mutes
 
     def still_active(self, incident_id: int) -> bool:
-        """Whether the incident an alert joined before is active still."""
+        """Whether the incident an alert joined before is active still; on PostgreSQL asked
+        under its services' locks, as for any incident an alert joins."""
+        self.lock_services_of([incident_id])
         current = self.session.get(Incident, incident_id)
         return current is not None and current.status in ACTIVE
 
@@ -561,6 +577,12 @@ ACTIVE_INCIDENTS = (
     .group_by(incident_services.c.service_id)
 )
 """The oldest active incident of each of several services."""
+SERVICES_OF = (
+    select(Service.name)
+    .join(incident_services, incident_services.c.service_id == Service.id)
+    .where(incident_services.c.incident_id.in_(bindparam("incident_ids", expanding=True)))
+)
+"""The names of the services of several incidents."""
 
 
 @dataclass
@@ -1226,6 +1248,7 @@ def _finish_one(
             incident,
             f"{len(titles)} {noun} from {intake.integration.name} attached: {shown}",
         )
+    shared.lock_services_of(intake.resolved_incidents)
     for incident_id in sorted(intake.resolved_incidents):
         resolved = session.get(Incident, incident_id)
         if resolved is None or _has_unresolved_alert(session, incident_id):
