@@ -692,3 +692,167 @@ def test_the_word_nan_in_a_text_is_only_text(factory: Factory, runtime: Runtime)
     with runtime.read() as session:
         [alert] = session.scalars(select(Alert))
         assert alert.title == summary
+
+
+def _nested(levels: int) -> Any:
+    """Arrays nested ``levels`` deep: ``[[[]]]`` for 3."""
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+TOO_DEEP = "the body nests arrays and objects more than 200 deep"
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        210,  # Python's reader reads it; pydantic's does not
+        5000,  # Python's reader raised RecursionError: a 500, even without a valid key
+    ],
+)
+def test_a_body_nested_too_deep_is_refused_by_name_on_every_intake(
+    factory: Factory, runtime: Runtime, levels: int
+) -> None:
+    admin = factory.user(Role.admin)
+    keys = {kind: _integration(admin, kind, kind) for kind in ("alertmanager", "grafana")}
+    pd_key = _integration(admin, "pd", "pagerduty")
+    made = admin.post(
+        "/api/v1/integrations",
+        json={"name": "hook", "kind": "generic", "mapping": {"title": "title"}},
+    )
+    keys["generic"] = made.json()["key"]
+    nested = "[" * levels + "]" * levels
+    before = row_counts(runtime)
+    batch = '{"status": "firing", "alerts": [], "title": "x", "deep": DEEP}'.replace("DEEP", nested)
+    for kind, key in keys.items():
+        answer = admin.client.post(
+            f"/ingest/{kind}/{key}",
+            content=batch.encode(),
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code == 400, (kind, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert (answer.json()["field"], answer.json()["detail"]) == ("body", TOO_DEEP)
+    trigger = json.dumps(_pd(pd_key, custom_details={"deep": "DEEP"}))
+    change = json.dumps({"routing_key": pd_key, "payload": {"summary": "x", "deep": "DEEP"}})
+    for url, body in (
+        ("/v2/enqueue", trigger.replace('"DEEP"', nested)),
+        ("/v2/change/enqueue", change.replace('"DEEP"', nested)),
+        ("/v2/enqueue", nested),  # no routing key at all
+    ):
+        answer = admin.client.post(url, content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 400, (url, answer.text)
+        assert answer.json() == {
+            "status": "invalid event",
+            "message": "Event object is invalid",
+            "errors": [TOO_DEEP],
+        }
+    # A user report is read by the API's own reader: refused, and not a 500 either.
+    answer = admin.post("/api/v1/reports", content=nested)
+    assert answer.status_code in (400, 422), answer.text
+    after = row_counts(runtime)
+    # The three with a key in the path are dead letters; PagerDuty's are not (its routing
+    # key is in the body that is refused), as for any body that is not JSON.
+    assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 3
+    assert after == before
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["fast-reader", "python-reader"])
+def test_custom_details_may_nest_200_deep_and_no_deeper(
+    factory: Factory, runtime: Runtime, slow: bool
+) -> None:
+    """The limit is the document's depth, whichever reader reads it: the event (1), its
+    payload (2), custom_details (3) and what custom_details holds. The word NaN in the
+    summary sends an event to Python's reader."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    summary = "Ratio is NaN" if slow else "Ratio is high"
+    deepest = _pd(key, dedup_key="d1", summary=summary, custom_details={"d": _nested(197)})
+    answer = admin.client.post("/v2/enqueue", json=deepest)
+    assert answer.status_code == 202, answer.text
+    [alert] = admin.get("/api/v1/alerts").json()
+    assert json.loads(alert["annotations"]["custom_details"]) == {"d": _nested(197)}
+    change = {"routing_key": key, "payload": {"summary": summary, "custom_details": {}}}
+    change["payload"]["custom_details"] = {"d": _nested(197)}
+    assert admin.client.post("/v2/change/enqueue", json=change).status_code == 202
+    [listed] = admin.get("/api/v1/change-events").json()
+    assert listed["custom_details"] == {"d": _nested(197)}
+    before = row_counts(runtime)
+    too_deep = _pd(key, dedup_key="d2", summary=summary, custom_details={"d": _nested(198)})
+    change["payload"]["custom_details"] = {"d": _nested(198)}
+    for url, event in (("/v2/enqueue", too_deep), ("/v2/change/enqueue", change)):
+        answer = admin.client.post(url, json=event)
+        assert answer.status_code == 400, (url, answer.text)
+        assert answer.json()["errors"] == [TOO_DEEP]
+    links = _pd(key, dedup_key="d3", summary=summary)
+    links["links"] = [{"href": "https://example.com", "d": _nested(198)}]  # 1 + 1 + 1 + 198
+    answer = admin.client.post("/v2/enqueue", json=links)
+    assert answer.status_code == 400, answer.text
+    assert row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["fast-reader", "python-reader"])
+def test_a_number_too_large_for_a_float_is_refused_like_infinity(
+    factory: Factory, runtime: Runtime, slow: bool
+) -> None:
+    """Both readers made 1e400 infinite, which the NaN/Infinity guard did not see: SQLite
+    stored ``Infinity`` (not JSON), PostgreSQL refused it. Now it is refused by place."""
+    admin = factory.user(Role.admin)
+    pd_key = _integration(admin, "pd", "pagerduty")
+    am_key = _integration(admin, "prom", "alertmanager")
+    made = admin.post(
+        "/api/v1/integrations",
+        json={"name": "hook", "kind": "generic", "mapping": {"title": "title"}},
+    )
+    generic_key = made.json()["key"]
+    before = row_counts(runtime)
+    summary = "Ratio is NaN" if slow else "Ratio is high"
+
+    def numbers(document: dict[str, Any]) -> str:
+        return json.dumps(document).replace('"BIG"', "1e400").replace('"SMALL"', "-1e999")
+
+    trigger = _pd(pd_key, dedup_key="c1", summary=summary, custom_details={"x": "BIG"})
+    linked = _pd(pd_key, dedup_key="c2", summary=summary)
+    linked["links"] = [{"href": "https://example.com", "weight": "SMALL"}]
+    change = {
+        "routing_key": pd_key,
+        "payload": {"summary": summary, "custom_details": {"build": 1, "x": "BIG"}},
+    }
+    for url, event, where in (
+        ("/v2/enqueue", trigger, "payload.custom_details.x"),
+        ("/v2/enqueue", linked, "links.0.weight"),
+        ("/v2/change/enqueue", change, "payload.custom_details.x"),
+    ):
+        answer = admin.client.post(
+            url, content=numbers(event), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, (url, answer.text)
+        assert answer.json()["errors"] == [f"{where}: number out of range (beyond ±1.8e308)"]
+    for url, document, where in (
+        (f"/ingest/generic/{generic_key}", {"title": "x", "value": "SMALL"}, "value"),
+        (
+            f"/ingest/alertmanager/{am_key}",
+            {"status": "firing", "alerts": [{"status": "firing", "labels": {"v": "BIG"}}]},
+            "alerts.0.labels.v",
+        ),
+    ):
+        answer = admin.client.post(
+            url, content=numbers(document), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, (url, answer.text)
+        assert (answer.json()["field"], answer.json()["detail"]) == (
+            "body",
+            f"{where}: number out of range (beyond ±1.8e308)",
+        )
+    after = row_counts(runtime)
+    assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 2
+    assert after == before
+    # The largest float and the smallest (a denormal) are numbers like any other.
+    fine = _pd(pd_key, dedup_key="c3", summary=summary, custom_details={"x": 1.7e308, "y": 5e-324})
+    assert admin.client.post("/v2/enqueue", json=fine).status_code == 202
+    [alert] = admin.get("/api/v1/alerts").json()
+    details = json.loads(alert["annotations"]["custom_details"])
+    # PostgreSQL's jsonb gives 1.7e308 back written out in digits, an integer to Python
+    assert (float(details["x"]), details["y"]) == (1.7e308, 5e-324)

@@ -607,10 +607,15 @@ async def _pagerduty(request: Request, change: bool) -> Response:
     body = await request.body()
     model = PagerDutyChangeEvent if change else PagerDutyEvent
     # custom_details takes any JSON, and pydantic's reader takes NaN and Infinity too: a
-    # body that may hold them goes the slow way, whose reader refuses them.
+    # body that may hold them goes the slow way, whose reader refuses them. It also makes
+    # 1e400 infinite and nests 201 deep: the parts that take any JSON are checked for those.
     maybe_not_json = b"NaN" in body or b"Infinity" in body
     event = None if maybe_not_json else _parse_fast(model, body)
-    if event is not None and len(event.routing_key) == service.KEY_LENGTH:
+    if (
+        event is not None
+        and len(event.routing_key) == service.KEY_LENGTH
+        and service.free_json_fits(event)
+    ):
         key, data = event.routing_key, None
     else:  # the slow path names what is wrong
         event = None

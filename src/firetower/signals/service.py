@@ -22,6 +22,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import uuid
@@ -325,16 +326,25 @@ def list_rejected(session: Session, limit: int = 100) -> list[tuple[RejectedPayl
     return [(row, name) for row, name in session.execute(query)]
 
 
+MAX_JSON_DEPTH = 200
+"""How deeply an intake body may nest arrays and objects. About where pydantic's reader
+stops (201): Python's reader and writer recurse, and a deeper document made a 500 there
+(RecursionError), or later in the response that lists what it stored."""
+
+TOO_DEEP = f"the body nests arrays and objects more than {MAX_JSON_DEPTH} deep"
+
+
 def parse_json(body: bytes) -> Any:
-    """The body as JSON; ValueError (with a reason) when it is not, or holds text no
-    database stores: a NUL, or half of a UTF-16 surrogate pair (``"\\ud800"`` alone).
-    ``NaN`` and ``Infinity``, which Python's reader takes, are not JSON, and PostgreSQL's
-    JSON columns refuse them."""
+    """The body as JSON; ValueError (with a reason) when it is not, or holds what no
+    database stores alike (``json_problem``). ``NaN`` and ``Infinity``, which Python's
+    reader takes, are not JSON, and PostgreSQL's JSON columns refuse them."""
     try:
         data = json.loads(body, parse_constant=_not_a_json_number)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
-    if (problem := _bad_text(data)) is not None:
+    if (problem := json_problem(data)) is not None:
         raise ValueError(problem)
     return data
 
@@ -348,32 +358,76 @@ HALF_SURROGATE = (
 )
 
 
-def _bad_text(value: Any, where: str = "") -> str | None:
-    """What is wrong with the first bad text in a JSON document, and where it is (as
-    ``alerts.0.labels.team``), or None."""
-    if isinstance(value, str):
-        place = f"{where}: " if where else ""
+def json_problem(value: Any, where: str = "", depth: int = 0) -> str | None:
+    """What is wrong with a parsed JSON document, and where (as ``alerts.0.labels.team``), or
+    None: a text with a NUL or half of a surrogate pair, a number the reader made infinite
+    (``1e400``: SQLite would hold ``Infinity``, which is not JSON, and PostgreSQL refuses
+    it), or nesting deeper than MAX_JSON_DEPTH. ``where`` and ``depth`` (how many arrays and
+    objects hold it) say where ``value`` sits in its document. A loop, not recursion: the
+    depth is the sender's to choose."""
+    if (problem := _value_problem(value)) is not None:
+        return f"{where}: {problem}" if where else problem
+    pending: list[tuple[str, Any, int]] = [(where, value, depth)]  # last in, first checked
+    while pending:
+        where, value, depth = pending.pop()
+        kind = type(value)  # exact types: Python's reader makes no others
+        if kind is not dict and kind is not list:
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            return TOO_DEEP
+        nested: list[tuple[str, Any, int]] = []
+        for key, item in value.items() if kind is dict else enumerate(value):
+            if kind is dict and (problem := _value_problem(key)) is not None:
+                return f"a key in {where}: {problem}" if where else f"a key: {problem}"
+            inner = type(item)
+            if inner is dict or inner is list:
+                nested.append((f"{where}.{key}" if where else str(key), item, depth + 1))
+            elif (problem := _value_problem(item)) is not None:
+                return f"{where}.{key}: {problem}" if where else f"{key}: {problem}"
+        pending.extend(reversed(nested))  # the first is checked first
+    return None
+
+
+def _value_problem(value: Any) -> str | None:
+    """What no database stores alike in one text or number, or None."""
+    kind = type(value)
+    if kind is str:
         if "\x00" in value:
-            return f"{place}text must not contain NUL characters"
+            return "text must not contain NUL characters"
         if not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                return f"{place}{HALF_SURROGATE}"
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{where}.{key}" if where else str(key)
-            key_place = f"a key in {where}" if where else "a key"
-            if (problem := _bad_text(key, key_place) or _bad_text(item, inner)) is not None:
-                return problem
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if (
-                problem := _bad_text(item, f"{where}.{index}" if where else str(index))
-            ) is not None:
-                return problem
+                return HALF_SURROGATE
+    elif kind is float and not math.isfinite(value):  # not NaN and Infinity: refused before
+        return "number out of range (beyond ±1.8e308)"
     return None
+
+
+def free_json_fits(event: PagerDutyEvent | PagerDutyChangeEvent) -> bool:
+    """Whether the parts of an event that take any JSON (``custom_details``, ``links``,
+    ``images``) hold no infinite number and nest no deeper than MAX_JSON_DEPTH in the body.
+    For pydantic's reader, which takes NaN, Infinity and ``1e400`` there, and nests 201
+    deep; its texts need no check (it refuses half surrogate pairs, and the route sends a
+    NUL the slow way). Level by level and without places, since it runs for every event:
+    ``json_problem`` then says what and where."""
+    parts: list[Any] = [event.links]
+    if isinstance(event, PagerDutyEvent):
+        parts.append(event.images)
+    details: list[Any] = [event.payload.custom_details] if event.payload is not None else []
+    for level, depth in ((parts, 1), (details, 2)):  # held by the event; by it and its payload
+        while level:
+            inner: list[Any] = []
+            for value in level:
+                kind = type(value)  # exact types: the reader makes no others (and is faster)
+                if kind is dict or kind is list:
+                    if depth >= MAX_JSON_DEPTH:
+                        return False
+                    inner.extend(value.values() if kind is dict else value)
+                elif kind is float and not math.isfinite(value):
+                    return False
+            level, depth = inner, depth + 1
+    return True
 
 
 # -- alerts and routing ------------------------------------------------------------------------
