@@ -369,6 +369,61 @@ def test_a_refused_document_is_described_in_json_words(
 
 
 @pytest.mark.parametrize(
+    ("document", "field", "detail"),
+    [
+        (
+            {"tags": ["a", 1], "level": 3},
+            "title",
+            "title: \"join(', ', tags)\" failed on this document: In function join(), invalid "
+            "type for value: 1, expected one of: ['array-string'], received: \"int\"",
+        ),
+        (
+            {"tags": ["a", "b"], "level": "high"},
+            "severity",
+            "severity: 'abs(level)' failed on this document: In function abs(), invalid type "
+            "for value: high, expected one of: ['number'], received: \"string\"",
+        ),
+        (  # two numbers of 4,300 digits, the most Python's reader takes: a sum it cannot print
+            {"tags": ["a"], "level": 1, "ids": [int("9" * 4300)] * 2},
+            "dedup_key",
+            "dedup_key: 'sum(ids)' gave more than 255 characters",
+        ),
+        (  # jmespath compares as Python does, and Python refuses 1 > "a" with a TypeError
+            {"tags": ["a"], "level": 1, "ids": [1], "limit": "a"},
+            "status",
+            "status: \"level > limit && 'down' || 'up'\" failed on this document: '>' not "
+            "supported between instances of 'int' and 'str'",
+        ),
+    ],
+)
+def test_a_mapping_that_fails_on_a_document_refuses_it_by_field(
+    factory: Factory, runtime: Runtime, document: dict[str, Any], field: str, detail: str
+) -> None:
+    """A mapping is only compiled when the integration is made: a function given the wrong
+    kind of value fails on the document, which is the sender's to fix (was a 500)."""
+    admin = factory.user(Role.admin)
+    mapping = {
+        "title": "join(', ', tags)",
+        "severity": "abs(level)",
+        "dedup_key": "sum(ids)",
+        "status": "level > limit && 'down' || 'up'",
+    }
+    key = _integration(admin, "custom", "generic", mapping=mapping)
+    url = f"/ingest/generic/{key}"
+    fine = admin.client.post(url, json={"tags": ["a", "b"], "level": 3, "limit": 2, "ids": [1]})
+    assert fine.status_code == 200, fine.text
+    before = row_counts(runtime)
+    answer = admin.client.post(url, json=document)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert (answer.json()["field"], answer.json()["detail"]) == (field, detail)
+    _refused_with_only_a_dead_letter(runtime, before)
+    with runtime.read() as session:
+        dead = session.scalars(select(RejectedPayload)).one()
+        assert dead.reason == detail
+
+
+@pytest.mark.parametrize(
     ("fields", "field"),
     [
         ({"kind": "generic", "mapping": {**MAPPING, "title": "alert.[name"}}, "mapping.title"),

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import jmespath
+from jmespath.exceptions import JMESPathError
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -1673,13 +1674,22 @@ def _text(mapping: GenericMapping, name: str, data: Any, limit: int) -> str | No
     expression = getattr(mapping, name)
     if expression is None:
         return None
-    value = jmespath.search(expression, data)
+    try:
+        value = jmespath.search(expression, data)
+    except (JMESPathError, TypeError) as exc:
+        # Only compiled when the integration was made: a function fails on a value of the
+        # wrong kind (join() on a number); TypeError when it compares 1 > "a" as Python does.
+        reason = str(exc) if len(str(exc)) <= 300 else f"{str(exc)[:300]}…"  # it quotes values
+        raise MappingMiss(name, f"{expression!r} failed on this document: {reason}") from None
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise MappingMiss(name, f"{expression!r} gave {_json_kind(value)}, not text")
-    text = str(value).strip()
-    if len(text) > limit:
+    try:
+        text: str | None = str(value).strip()
+    except ValueError:  # str() refuses an integer of over 4,300 digits (sum() of long ones)
+        text = None
+    if text is None or len(text) > limit:
         raise MappingMiss(name, f"{expression!r} gave more than {limit} characters")
     return text or None
 
