@@ -141,10 +141,46 @@ def test_the_alert_list_gives_each_alert_its_annotations(factory: Factory) -> No
     }
     # PagerDuty's structured details are kept as JSON text; its empty fields left out.
     assert by_fingerprint["pd1"] == {
-        "custom_details": '{"details":null}',
         "links": '[{"href":"https://example.com/disk","text":"Disk"}]',
-        "images": "[]",
     }
+
+
+def test_empty_pagerduty_annotations_are_left_out_and_keep_the_last_ones_sent(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """An absent, null or empty field is no annotation (it was ``{"details": null}`` and
+    ``[]``), so a repeat without details keeps the ones sent before; a value that is not an
+    object is kept under ``details``."""
+    admin = factory.user(Role.admin)
+    pd = _integration(admin, "pd", "pagerduty")
+
+    def trigger(dedup_key: str, **fields: Any) -> None:
+        payload = {"summary": "Disk full", "source": "db-1", "severity": "error"}
+        if "custom_details" in fields:
+            payload["custom_details"] = fields.pop("custom_details")
+        event = {"routing_key": pd, "event_action": "trigger", "dedup_key": dedup_key}
+        answer = admin.client.post("/v2/enqueue", json={**event, "payload": payload, **fields})
+        assert answer.status_code == 202, answer.text
+
+    def annotations() -> dict[str, Any]:
+        return {a["fingerprint"]: a["annotations"] for a in admin.get("/api/v1/alerts").json()}
+
+    trigger("bare")
+    for empty in ({}, [], "", None):
+        trigger(f"empty-{empty!r}", custom_details=empty, links=[], images=[], client="")
+    for value in ("disk at 95%", 0, False):
+        trigger(f"text-{value!r}", custom_details=value)
+    trigger("kept", custom_details={"used": "95%"}, client="nagios")
+    trigger("kept")  # a repeat that says nothing more
+    listed = annotations()
+    assert listed.pop("kept") == {"custom_details": '{"used":"95%"}', "client": "nagios"}
+    assert listed.pop("text-'disk at 95%'") == {"custom_details": '{"details":"disk at 95%"}'}
+    assert listed.pop("text-0") == {"custom_details": '{"details":0}'}
+    assert listed.pop("text-False") == {"custom_details": '{"details":false}'}
+    assert listed == {key: {} for key in listed}
+    assert len(listed) == 5
+    [kept] = [a for a in _alerts(runtime) if a.fingerprint == "kept"]
+    assert kept.count == 2
 
 
 def test_a_grafana_alert_joins_the_active_incident_of_its_service(

@@ -1941,14 +1941,26 @@ def _trigger_signal(intake: Intake, event: PagerDutyEvent, dedup_key: str) -> Si
             if v is not None
         },
         annotations={
-            "custom_details": details if isinstance(details, dict) else {"details": details},
-            "links": event.links,
-            "images": event.images,
-            "client": event.client,
-            "client_url": event.client_url,
+            key: value
+            for key, value in {
+                "custom_details": details
+                if isinstance(details, dict) or _empty(details)
+                else {"details": details},
+                "links": event.links,
+                "images": event.images,
+                "client": event.client,
+                "client_url": event.client_url,
+            }.items()
+            if not _empty(value)
         },
         starts_at=event.payload.timestamp,
     )
+
+
+def _empty(value: Any) -> bool:
+    """An annotation that says nothing (null, or an empty text, array or object): left out,
+    so it does not replace the last ones sent either."""
+    return value is None or (isinstance(value, str | list | dict) and not value)
 
 
 def pagerduty_errors(event: PagerDutyEvent) -> list[str]:
@@ -2418,13 +2430,14 @@ def newest_alerts(
 
 def annotation_texts(annotations: dict[str, Any] | None) -> dict[str, str]:
     """Annotations as text: strings as sent, other values (PagerDuty's ``custom_details``,
-    ``links``) as compact JSON; empty ones (None) left out."""
+    ``links``) as compact JSON; empty ones left out (null, an empty array or object, and
+    ``{"details": null}``, stored for no custom_details before they were left out there)."""
     return {
         key: value
         if isinstance(value, str)
         else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         for key, value in (annotations or {}).items()
-        if value is not None
+        if value is not None and value not in ([], {}, {"details": None})
     }
 
 
