@@ -401,6 +401,29 @@ def test_a_repeated_trigger_keeps_an_alert_acknowledged(factory: Factory, runtim
     assert alert.status == "resolved"
 
 
+@pytest.mark.parametrize("action", ["acknowledge", "resolve"])
+def test_an_acknowledge_or_resolve_ignores_what_only_a_trigger_uses(
+    factory: Factory, runtime: Runtime, action: str
+) -> None:
+    """PagerDuty reads a payload, links, images and client only from a trigger: a client
+    that sends a partial payload (or odd links) with a resolve still resolves."""
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "pd", "pagerduty", "db")
+    assert admin.client.post("/v2/enqueue", json=_pd(key, "trigger", "d1")).status_code == 202
+    event = {
+        **_pd(key, action, "d1"),
+        "payload": {"summary": "db-1 is back"},
+        "links": "not a list",
+        "client": 42,
+    }
+    answer = admin.client.post("/v2/enqueue", json=event)
+    assert answer.status_code == 202, answer.text
+    [alert] = _alerts(runtime)
+    assert alert.status == ("acknowledged" if action == "acknowledge" else "resolved")
+    assert alert.title != "db-1 is back"
+
+
 def test_pagerduty_generates_the_dedup_key_when_absent(factory: Factory, runtime: Runtime) -> None:
     admin = factory.user(Role.admin)
     key = _integration(admin, "pd", "pagerduty")

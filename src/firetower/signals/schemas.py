@@ -255,6 +255,18 @@ class PagerDutyEvent(BaseModel):
     client: str | None = None
     client_url: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _only_a_trigger_describes(cls, data: Any) -> Any:
+        """PagerDuty reads the payload, links, images and client of a trigger only: an
+        acknowledge or resolve that carries them (a partial payload, say) is not refused."""
+        if isinstance(data, dict) and data.get("event_action") in ("acknowledge", "resolve"):
+            return {name: value for name, value in data.items() if name not in _TRIGGER_ONLY}
+        return data
+
+
+_TRIGGER_ONLY = frozenset({"payload", "links", "images", "client", "client_url"})
+
 
 class PagerDutyChangePayload(BaseModel):
     summary: str = Field(min_length=1, max_length=1024, pattern=VISIBLE)
