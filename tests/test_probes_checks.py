@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from firetower.auth.schemas import Role
+from firetower.monitors import probe_checks
 from tests.factories import ApiUser, Factory
 from tests.probe_servers import (
     _Server,
@@ -337,3 +339,23 @@ def test_a_stored_dns_name_now_refused_fails_runs_naming_the_field(
         "the stored definition is invalid: dns.name: 'bad..name' is not a valid DNS name: "
         "it has an empty label (a leading dot or two dots in a row)"
     )
+
+
+def test_a_check_cut_off_by_its_timeout_lets_what_it_started_end() -> None:
+    """Work the deadline cuts off may have started more (happy eyeballs' other connects):
+    each is cancelled and runs its cleanup before the check's loop closes."""
+    cleaned_up: list[str] = []
+
+    async def side_task() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            cleaned_up.append("side task")
+
+    async def work() -> None:
+        asyncio.get_running_loop().create_task(side_task())
+        await asyncio.sleep(30)
+
+    with pytest.raises(TimeoutError):
+        probe_checks._within(0.05, work)
+    assert cleaned_up == ["side task"]

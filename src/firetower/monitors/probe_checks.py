@@ -110,6 +110,14 @@ def _within(timeout_seconds: float, work: Callable[[], Awaitable[T]]) -> T:
         return loop.run_until_complete(bounded())
     finally:
         try:
+            # What the work left running (the other addresses' connects of happy eyeballs,
+            # a client's background tasks) is cancelled and let end, as asyncio.run does:
+            # closed with the loop, it would end unfinished, its sockets left to the GC.
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:  # gather() of nothing asks this thread for a loop, and it has none
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
