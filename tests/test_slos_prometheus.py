@@ -68,6 +68,10 @@ def test_the_client_reads_instant_vectors_and_no_data(prometheus_url: str) -> No
     assert prometheus.query(prometheus_url, "sum(rate(nothing_total[5m]))", at=at) is None
     with pytest.raises(prometheus.PrometheusError, match="refused the query"):
         prometheus.query(prometheus_url, "sum(rate(", at=at)
+    # A count cannot be infinite: the SLA report's exact comparison failed on one (a 500).
+    infinite = prometheus.render(TOTAL_QUERY, "1h") + " / 0"
+    with pytest.raises(prometheus.PrometheusError, match=r"gave \+Inf, not a count"):
+        prometheus.query(prometheus_url, infinite, at=at)
     counts = prometheus.window_counts(
         prometheus_url, TOTAL_QUERY, {"1h": 3600}, error_query=ERROR_QUERY, at=at
     )

@@ -36,10 +36,14 @@ def render(template: str, window: str) -> str:
 
 
 def _number(value: Any) -> float | None:
+    """A sample's value: None for NaN (no data), refused when infinite (a count of events
+    cannot be, and the burn rates and the SLA report would be nonsense or fail on it)."""
     try:
         number = float(value[1])
     except (TypeError, ValueError, IndexError, KeyError):
         raise PrometheusError(f"unexpected sample {value!r}") from None
+    if math.isinf(number):
+        raise PrometheusError(f"the query gave {value[1]}, not a count of events")
     return None if math.isnan(number) else number
 
 
