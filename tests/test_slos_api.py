@@ -562,6 +562,27 @@ def test_an_slo_measuring_an_sla_target_cannot_move(factory: Factory, runtime: R
     kept = responder.put("/api/v1/slos/avail", json={**body, "service": "checkout"})
     assert kept.status_code == 200, kept.text
 
+    # Nor may it come to measure the other kind: the uptime target would then report a
+    # month of latency (put_target refuses that pairing too).
+    admin = factory.user(Role.admin)
+    probe = {"name": "db", "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 9}}
+    assert admin.post("/api/v1/probes", json={**probe, "service": "checkout"}).status_code == 201
+    sli = {"kind": "probe", "probe": "db", "measure": "latency", "latency_threshold_ms": 300}
+    before = row_counts(runtime)
+    latency = responder.put("/api/v1/slos/avail", json={**body, "service": "checkout", "sli": sli})
+    assert latency.status_code == 409, latency.text
+    assert latency.json()["field"] == "sli"
+    assert latency.json()["detail"] == (
+        "SLO avail measures the uptime SLA target of service checkout, which its SLI would "
+        "measure latency for; change or delete that target first"
+    )
+    assert row_counts(runtime) == before
+    availability = {"kind": "probe", "probe": "db"}
+    fits = responder.put(
+        "/api/v1/slos/avail", json={**body, "service": "checkout", "sli": availability}
+    )
+    assert fits.status_code == 200, fits.text
+
 
 def test_apply_slos_creates_updates_and_refuses_all_or_nothing(
     factory: Factory, runtime: Runtime

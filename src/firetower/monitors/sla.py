@@ -92,17 +92,13 @@ def put_target(session: Session, actor: Actor, data: SlaTargetCreate) -> SlaTarg
     return target
 
 
-_MEASURED_BY = {SlaKind.uptime: "availability", SlaKind.latency: "latency"}
-
-
 def _refuse_other_measure(slo: Slo, kind: SlaKind) -> None:
     """A probe SLI names what it measures, and a target of the other kind would report a
-    month of the wrong thing. Events and Prometheus SLIs do not say: they are taken at the
-    target's word."""
+    month of the wrong thing (``slos.other_measure``)."""
     if slo.sli_kind != "probe":
         return
-    measure = ProbeSli.model_validate(slo.sli).measure
-    if measure != _MEASURED_BY[kind]:
+    measure = slos.other_measure(ProbeSli.model_validate(slo.sli), kind.value)
+    if measure is not None:
         raise InvalidInput(f"SLO {slo.name} measures {measure}, not {kind.value}", field="slo")
 
 

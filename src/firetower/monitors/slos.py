@@ -56,6 +56,7 @@ from firetower.monitors.slo_schemas import (
     EvaluationRead,
     ProbeSli,
     PrometheusSli,
+    Sli,
     SLOCreate,
     SLOEvents,
     SLORead,
@@ -172,7 +173,7 @@ def _put(session: Session, data: SLOCreate, field: str) -> str:
         return "created"
     if all(getattr(slo, key) == value for key, value in columns.items()):
         return "unchanged"
-    _check_move(session, slo, service, field=f"{prefix}service")
+    _check_targets(session, slo, data, service, field=field)
     if slo.service_id != service.id:
         _leave_service(session, slo, service)
     for key, value in columns.items():
@@ -182,20 +183,43 @@ def _put(session: Session, data: SLOCreate, field: str) -> str:
     return "updated"
 
 
-def _check_move(session: Session, slo: Slo | None, to: Service, *, field: str) -> None:
-    """An SLO measuring an SLA target of its service cannot leave it (put_target refuses an
-    SLO of another service): the target must be moved or deleted first."""
-    if slo is None or slo.service_id == to.id:
+MEASURED_BY = {"uptime": "availability", "latency": "latency"}
+"""What an SLA target of each kind needs its SLO to measure."""
+
+
+def other_measure(sli: Sli, target_kind: str) -> str | None:
+    """What a probe SLI measures, if not what a target of ``target_kind`` needs (None when
+    it fits). Events and Prometheus SLIs do not say: they are taken at the target's word."""
+    if isinstance(sli, ProbeSli) and sli.measure != MEASURED_BY[target_kind]:
+        return sli.measure
+    return None
+
+
+def _check_targets(
+    session: Session, slo: Slo | None, data: SLOCreate, to: Service, *, field: str
+) -> None:
+    """An SLO measuring an SLA target stays fit for it (put_target's checks): it cannot
+    leave the target's service, nor come to measure the other kind. ``field`` is where the
+    SLO is in the request ("" or ``slos[2]``)."""
+    if slo is None:
         return
-    target = session.scalar(
-        select(SlaTarget).where(SlaTarget.slo_id == slo.id).order_by(SlaTarget.id).limit(1)
-    )
-    if target is not None:
-        raise Conflict(
-            f"SLO {slo.name} measures the {target.kind} SLA target of service "
-            f"{target.service.name}; move or delete that target first",
-            field=field,
+    prefix = f"{field}." if field else ""
+    for target in session.scalars(
+        select(SlaTarget).where(SlaTarget.slo_id == slo.id).order_by(SlaTarget.id)
+    ):
+        measured = (
+            f"SLO {slo.name} measures the {target.kind} SLA target of service {target.service.name}"
         )
+        if slo.service_id != to.id:
+            raise Conflict(
+                f"{measured}; move or delete that target first", field=f"{prefix}service"
+            )
+        if (measure := other_measure(data.sli, target.kind)) is not None:
+            raise Conflict(
+                f"{measured}, which its SLI would measure {measure} for; change or delete "
+                "that target first",
+                field=f"{prefix}sli",
+            )
 
 
 def _leave_service(session: Session, slo: Slo, to: Service) -> None:
@@ -229,7 +253,7 @@ def apply_slos(
         service = _service(session, data.service, field=f"{field}[{index}].service")
         _check_sli(session, data, field=f"{field}[{index}].sli")
         existing = session.scalar(select(Slo).where(Slo.name == data.name))
-        _check_move(session, existing, service, field=f"{field}[{index}].service")
+        _check_targets(session, existing, data, service, field=f"{field}[{index}]")
     summary = ApplySummary()
     for index, data in enumerate(slos):
         outcome = _put(session, data, f"{field}[{index}]")
