@@ -570,7 +570,7 @@ def sqlite_inserts(rows: Sequence[AlertRow], encoder: Encoder) -> SqliteInserts:
                 for place, values in enumerate(zip(*map(_read_columns, chunk), strict=True))
             ]
             shared = [size > 1 and column.count(column[0]) == size for column in by_column]
-            if shared.count(False) < 2:  # a VALUES list of one column gains nothing
+            if all(shared):  # a VALUES list needs a column (rows alike: none are new alerts)
                 values = chain.from_iterable(zip(*by_column, strict=True))
                 statements.append((sqlite_insert(size), tuple(values)))
                 continue
