@@ -622,8 +622,10 @@ SERVICES_LOCKED = (
 )
 """Built once: building a statement per request costs more than running it. Locking a
 service serializes routing to it on PostgreSQL: two concurrent storms never both open an
-incident. PostgreSQL locks the rows in the order it returns them, so two transactions that
-lock overlapping sets this way never deadlock."""
+incident. PostgreSQL locks the rows in the order it returns them, so two such statements
+never deadlock each other. A transaction may lock more afterwards (a later request of its
+group, resolving on clear in ``_finish_one``) and then can deadlock with another: PostgreSQL
+ends one, and its group runs again one request at a time (docs/group-commit.md)."""
 ACTIVE_INCIDENTS = (
     select(incident_services.c.service_id, func.min(Incident.id))
     .join(Incident, Incident.id == incident_services.c.incident_id)
