@@ -158,6 +158,29 @@ def http_probe(name: str = "home", **fields: Any) -> dict[str, Any]:
             "dns.nameserver_port",
             "valid integer",
         ),
+        # Switches too: "false" and 0 are not false.
+        (http_probe(enabled="false"), "enabled", "valid boolean"),
+        (http_probe(enabled=0), "enabled", "valid boolean"),
+        (
+            http_probe(http={"url": "http://x/", "verify_tls": "no"}),
+            "http.verify_tls",
+            "valid boolean",
+        ),
+        (
+            http_probe(http={"url": "http://x/", "follow_redirects": 1}),
+            "http.follow_redirects",
+            "valid boolean",
+        ),
+        (
+            http_probe(
+                http={
+                    "url": "http://x/",
+                    "conditions": [{"type": "jsonpath", "expression": "$.a", "exists": "yes"}],
+                }
+            ),
+            "http.conditions.0.jsonpath.exists",
+            "valid boolean",
+        ),
     ],
 )
 def test_bad_definitions_are_refused_and_nothing_is_stored(

@@ -79,6 +79,7 @@ class JsonPathCondition(BaseModel):
     )
     exists: bool | None = Field(
         default=None,
+        strict=True,
         description="true: pass when the path finds something; false: when it finds nothing.",
     )
 
@@ -159,7 +160,7 @@ class HttpSettings(BaseModel):
         max_length=50,
         description="Status codes that pass; empty means any 2xx.",
     )
-    follow_redirects: bool = False
+    follow_redirects: bool = Field(default=False, strict=True)
     latency_threshold_ms: int | None = Field(
         default=None,
         ge=1,
@@ -169,7 +170,9 @@ class HttpSettings(BaseModel):
     )
     conditions: list[Condition] = Field(default_factory=list, max_length=20)
     verify_tls: bool = Field(
-        default=True, description="Check the certificate chain and host name (https)."
+        default=True,
+        strict=True,
+        description="Check the certificate chain and host name (https).",
     )
     tls_expiry_days: int | None = Field(
         default=14,
@@ -277,7 +280,7 @@ class ProbeCreate(BaseModel):
         strict=True,
         description="Passed runs in a row before it is up again.",
     )
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
     http: HttpSettings | None = None
     tcp: TcpSettings | None = None
     dns: DnsSettings | None = None
