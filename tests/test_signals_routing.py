@@ -71,6 +71,15 @@ def _alert_read(admin: ApiUser, fingerprint: str) -> dict[str, Any]:
     return dict(found)
 
 
+def _send_pagerduty(admin: ApiUser, key: str, action: str, dedup_key: str) -> None:
+    """One Events v2 event for service api's alert ``dedup_key``, accepted."""
+    body: dict[str, Any] = {"routing_key": key, "event_action": action, "dedup_key": dedup_key}
+    if action == "trigger":
+        body["payload"] = {"summary": f"{dedup_key} down", "source": "api", "severity": "error"}
+    sent = admin.client.post("/v2/enqueue", json=body)
+    assert sent.status_code == 202, sent.text
+
+
 def _incidents(runtime: Runtime) -> list[Incident]:
     with runtime.read() as session:
         found = list(session.scalars(select(Incident).order_by(Incident.id)))
@@ -616,11 +625,7 @@ def test_an_acknowledged_alert_keeps_its_incident_from_resolving(
     _rule(admin, "auto-resolve", matchers=[matcher("@integration", "=", "pd")], on_clear="resolve")
 
     def send(action: str, dedup_key: str) -> None:
-        body: dict[str, Any] = {"routing_key": key, "event_action": action, "dedup_key": dedup_key}
-        if action == "trigger":
-            body["payload"] = {"summary": f"{dedup_key} down", "source": "api", "severity": "error"}
-        sent = admin.client.post("/v2/enqueue", json=body)
-        assert sent.status_code == 202, sent.text
+        _send_pagerduty(admin, key, action, dedup_key)
 
     send("trigger", "k1")
     send("trigger", "k2")
@@ -643,11 +648,7 @@ def test_a_stray_acknowledge_of_a_resolved_alert_neither_holds_nor_revives_an_in
     _rule(admin, "auto-resolve", on_clear="resolve")
 
     def send(action: str, dedup_key: str) -> None:
-        body: dict[str, Any] = {"routing_key": key, "event_action": action, "dedup_key": dedup_key}
-        if action == "trigger":
-            body["payload"] = {"summary": f"{dedup_key} down", "source": "api", "severity": "error"}
-        sent = admin.client.post("/v2/enqueue", json=body)
-        assert sent.status_code == 202, sent.text
+        _send_pagerduty(admin, key, action, dedup_key)
 
     for action, dedup_key in [("trigger", "k1"), ("trigger", "k2"), ("resolve", "k1")]:
         send(action, dedup_key)

@@ -359,16 +359,15 @@ HALF_SURROGATE = (
 )
 
 
-def json_problem(value: Any, where: str = "", depth: int = 0) -> str | None:
+def json_problem(value: Any) -> str | None:
     """What is wrong with a parsed JSON document, and where (as ``alerts.0.labels.team``), or
     None: a text with a NUL or half of a surrogate pair, a number the reader made infinite
     (``1e400``: SQLite would hold ``Infinity``, which is not JSON, and PostgreSQL refuses
-    it), or nesting deeper than MAX_JSON_DEPTH. ``where`` and ``depth`` (how many arrays and
-    objects hold it) say where ``value`` sits in its document. A loop, not recursion: the
-    depth is the sender's to choose."""
+    it), or nesting deeper than MAX_JSON_DEPTH. A loop, not recursion: the depth is the
+    sender's to choose. ``free_json_fits`` is its quick form for the PagerDuty fast path."""
     if (problem := _value_problem(value)) is not None:
-        return f"{where}: {problem}" if where else problem
-    pending: list[tuple[str, Any, int]] = [(where, value, depth)]  # last in, first checked
+        return problem
+    pending: list[tuple[str, Any, int]] = [("", value, 0)]  # last in, first checked
     while pending:
         where, value, depth = pending.pop()
         kind = type(value)  # exact types: Python's reader makes no others
