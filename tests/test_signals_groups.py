@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from firetower.auth.schemas import Role
@@ -13,10 +14,12 @@ from firetower.clock import FrozenClock
 from firetower.incidents import service as incident_service
 from firetower.incidents.lifecycle import Status
 from firetower.incidents.models import Incident, TimelineEvent
+from firetower.jobs import Worker
 from firetower.runtime import Runtime
+from firetower.signals import service as signals_service
 from firetower.signals.models import Alert
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count
+from tests.signals_support import alert_by_fingerprint, incident_count, sql_run, sqlite_plan
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -250,17 +253,24 @@ def test_a_flapping_alert_resolves_without_noting_its_incident_until_it_is_stabl
         assert _all_resolved_notes(runtime, incident_id) == 2
 
 
-def test_a_flapping_alerts_held_resolve_does_not_let_another_alert_clear_the_incident(
-    factory: Factory, runtime: Runtime
-) -> None:
-    """f's held resolve is not "resolved" to g's resolve either: the incident stays open, with
-    no note, until f's mark is lifted."""
+def _flapping_integration_resolving_on_clear(factory: Factory) -> str:
+    """The key of an integration whose alerts flap at 3 changes in 300 s, with a rule that
+    resolves their incidents once every alert has cleared."""
     admin = factory.user(Role.admin)
     key = _integration(
         admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=300
     )["key"]
     rule = {"name": "all", "on_clear": "resolve"}
     assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    return str(key)
+
+
+def test_a_flapping_alerts_held_resolve_does_not_let_another_alert_clear_the_incident(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """f's held resolve is not "resolved" to g's resolve either: the incident stays open, with
+    no note, until f's mark is lifted."""
+    key = _flapping_integration_resolving_on_clear(factory)
     with FrozenClock(T0) as frozen:
         _post(factory, key, "f")  # opens the incident
         _post(factory, key, "g")  # joins it
@@ -420,3 +430,120 @@ def test_the_lists_filter_on_built_in_integrations_and_name_the_parameter(
         missing = viewer.get(path, params={"integration": "@nosuch"})
         assert missing.status_code == 404, missing.text
         assert missing.json()["field"] == "integration"
+
+
+def _run_due_jobs(worker: Worker) -> None:
+    """What the worker does on each poll: tick the schedules, then run what is due."""
+    while worker.run_once():
+        pass
+
+
+def _incident_status(runtime: Runtime, incident_id: int) -> str:
+    with runtime.read() as session:
+        incident = session.get(Incident, incident_id)
+        assert incident is not None
+        return incident.status
+
+
+def test_a_flapping_alert_that_settles_resolved_clears_its_incident_without_another_signal(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Alertmanager sends a resolve once: the worker's minutely job lifts the mark once the
+    alert has stayed resolved for a whole window, and the incident clears as its rule says."""
+    key = _flapping_integration_resolving_on_clear(factory)
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(T0) as frozen:
+        worker.sync_schedules()  # as a starting worker does: first due at the next minute
+        _post(factory, key, "f")  # opens the incident
+        _post(factory, key, "steady")  # joins it, and keeps firing
+        incident_id = alert_by_fingerprint(runtime, "f").incident_id
+        assert incident_id is not None
+        for status in ("resolved", "firing", "resolved"):  # flapping from change 3: held
+            frozen.advance(seconds=1)
+            _post(factory, key, "f", status)
+        assert alert_by_fingerprint(runtime, "f").flapping
+        _post(factory, key, "steady", "resolved")
+        assert _incident_status(runtime, incident_id) == "triage"  # f's resolve is held
+
+        frozen.advance(seconds=240)  # the job runs, but f changed within the window
+        _run_due_jobs(worker)
+        assert alert_by_fingerprint(runtime, "f").flapping
+        assert _incident_status(runtime, incident_id) == "triage"
+
+        frozen.advance(seconds=120)  # 363 s without a change, and no signal since
+        _run_due_jobs(worker)
+        assert not alert_by_fingerprint(runtime, "f").flapping
+        assert _incident_status(runtime, incident_id) == "resolved"
+        with runtime.read() as session:
+            entries = session.execute(
+                select(TimelineEvent.actor, TimelineEvent.text).where(
+                    TimelineEvent.incident_id == incident_id
+                )
+            ).all()
+        resolve = "Resolved by routing rule all (on_clear: resolve): all 2 alerts attached"
+        assert [actor for actor, text in entries if text.startswith(resolve)] == ["signals"]
+
+
+def test_the_flapping_job_notes_a_cleared_incident_and_leaves_a_firing_alert_marked(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """With the default ``on_clear`` the incident is noted once, not resolved; an alert that
+    flaps and settles firing keeps its mark until it sends again (routing then takes it)."""
+    admin = factory.user(Role.admin)
+    key = _integration(
+        admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=60
+    )["key"]
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(T0) as frozen:
+        worker.sync_schedules()
+        _post(factory, key, "f")  # opens INC-1
+        incident_id = alert_by_fingerprint(runtime, "f").incident_id
+        assert incident_id is not None
+        for status in ("resolved", "firing", "resolved"):
+            frozen.advance(seconds=1)
+            _post(factory, key, "f", status)
+        assert _all_resolved_notes(runtime, incident_id) == 1  # change 1 cleared it, noted
+        _post(factory, key, "g", "firing", alertname="Other")  # joins INC-1
+        for status in ("resolved", "firing", "resolved", "firing"):  # flaps, settles firing
+            frozen.advance(seconds=1)
+            _post(factory, key, "g", status, alertname="Other")
+        assert alert_by_fingerprint(runtime, "g").flapping
+
+        frozen.advance(seconds=120)
+        _run_due_jobs(worker)
+        assert not alert_by_fingerprint(runtime, "f").flapping
+        assert alert_by_fingerprint(runtime, "g").flapping  # firing: left to its next signal
+        assert _all_resolved_notes(runtime, incident_id) == 1  # g still fires: not cleared
+        assert _incident_status(runtime, incident_id) == "triage"
+
+        _post(factory, key, "g", "resolved", alertname="Other")  # lifts g's mark: cleared
+        assert _incident_status(runtime, incident_id) == "triage"
+        with runtime.read() as session:
+            notes = session.scalars(
+                select(TimelineEvent.text).where(
+                    TimelineEvent.incident_id == incident_id, TimelineEvent.kind == "note"
+                )
+            )
+            assert "All 2 alerts attached to this incident have resolved." in list(notes)
+
+
+def test_the_flapping_job_reads_alerts_by_incident_not_every_resolved_alert(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """SQLite: joined to the active incidents, the read walked every resolved alert by
+    status, a million of them a minute after a storm had resolved."""
+    if runtime.database.dialect != "sqlite":
+        pytest.skip("a SQLite plan; PostgreSQL's planner picks by its statistics")
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "am", factory.service("checkout"))["key"]
+    _post(factory, key, "f")  # an active incident, so the alerts are read
+    with sql_run(runtime.database.engine) as ran, runtime.transaction() as session:
+        assert signals_service.settle_flapping(session) == 0
+    reads = [(s, p) for s, p in ran if s.startswith("SELECT") and "flapping" in s]
+    assert len(reads) == 1, ran
+    with runtime.database.engine.connect() as connection:
+        plan = sqlite_plan(connection, *reads[0])
+    assert plan == (
+        "SEARCH alerts USING COVERING INDEX ix_alerts_incident_status "
+        "(incident_id=? AND status=? AND flapping=?)"
+    ), plan

@@ -1,6 +1,6 @@
 """The signals domain's jobs: the notification a ``notify`` routing rule asks for, the note
-that sums up the alerts that joined an incident in a minute of a storm, and the retention
-of resolved alerts.
+that sums up the alerts that joined an incident in a minute of a storm, the minutely lifting
+of flapping marks from alerts that settled resolved, and the retention of resolved alerts.
 
 Delivery (email, chat, webhooks) belongs to the notify domain, which does not exist yet; until
 it does, the job records the notification as one structured log line, so that nothing a rule
@@ -27,11 +27,14 @@ from firetower.signals.service import (
     NOTIFY_KIND,
     RETENTION_CHUNK_ALERTS,
     RETENTION_KIND,
+    SETTLE_FLAPPING_KIND,
     delete_expired_alerts,
+    settle_flapping,
 )
 
 log = structlog.get_logger(__name__)
 RETENTION_CRON = "23 * * * *"
+SETTLE_FLAPPING_CRON = "* * * * *"
 
 
 def notify(context: JobContext, payload: dict[str, Any]) -> None:
@@ -113,10 +116,20 @@ def retention(context: JobContext, payload: dict[str, Any]) -> None:
     log.info("resolved alerts deleted", count=deleted, last_seen_before=cutoff.isoformat())
 
 
+def lift_settled_flapping(context: JobContext, payload: dict[str, Any]) -> None:
+    """Lift the mark of flapping alerts that stayed resolved for a whole window, and clear
+    their incidents (``settle_flapping``)."""
+    lifted = settle_flapping(context.session)
+    if lifted:
+        log.info("flapping marks lifted", count=lifted)
+
+
 def register(runtime: Runtime) -> None:
     runtime.jobs.handler(NOTIFY_KIND)(notify)
     runtime.jobs.handler(ATTACHED_KIND)(attached_note)
     runtime.jobs.handler(RETENTION_KIND)(retention)
+    runtime.jobs.handler(SETTLE_FLAPPING_KIND)(lift_settled_flapping)
+    runtime.jobs.schedule("signals.settle_flapping", SETTLE_FLAPPING_CRON, SETTLE_FLAPPING_KIND)
     keep_days = runtime.settings.alert_retention_days
     runtime.jobs.schedule(
         "signals.retention", RETENTION_CRON, RETENTION_KIND, {"keep_days": keep_days}

@@ -134,6 +134,9 @@ ATTACHED_KIND = "signals.attached"
 RETENTION_KIND = "signals.retention"
 """The job that deletes resolved alerts past the retention (``{"keep_days"}``): hourly, and
 at once again while a run leaves more (``delete_expired_alerts``)."""
+SETTLE_FLAPPING_KIND = "signals.settle_flapping"
+"""The job that lifts the flapping mark of alerts that settled resolved (``settle_flapping``):
+every minute."""
 RETENTION_CHUNK_ALERTS = 2_000
 """The most alerts one retention transaction deletes: on SQLite it holds the write turn that
 intake waits for (``bench.console_lists`` times one)."""
@@ -1304,8 +1307,16 @@ def _finish_one(
             incident,
             f"{len(titles)} {noun} from {intake.integration.name} attached: {shown}",
         )
-    shared.lock_services_of(intake.resolved_incidents)
-    for incident_id in sorted(intake.resolved_incidents):
+    _clear_incidents(session, shared, actor, intake.resolved_incidents)
+
+
+def _clear_incidents(
+    session: Session, shared: Shared, actor: Actor, incident_ids: Collection[int]
+) -> None:
+    """Note, or resolve as their routing rules say (``on_clear``), the incidents among these
+    whose every alert has resolved (and flaps no more)."""
+    shared.lock_services_of(incident_ids)
+    for incident_id in sorted(incident_ids):
         resolved = session.get(Incident, incident_id)
         if resolved is None or _has_unresolved_alert(session, incident_id):
             continue
@@ -1348,6 +1359,61 @@ def _finish_one(
             + cleared[0].lower()
             + cleared[1:],
         )
+
+
+def settle_flapping(session: Session) -> int:
+    """Lift the flapping mark of resolved alerts that have not changed for a whole window,
+    and clear their active incidents as the resolve that lifted the mark would have.
+
+    A flapping alert's resolve is held (``settle``), and otherwise only the alert's next
+    signal lifts the mark. Alertmanager sends a resolve once, so an incident whose last alert
+    flapped and then stayed resolved would stay open for good. Only alerts of active
+    incidents are read (a seek of ``ix_alerts_incident_status`` per incident). A firing alert keeps
+    its mark until it sends again, when routing takes it as a new firing (the sender repeats
+    a firing alert). Returns how many marks were lifted.
+    """
+    now = clock.now()
+    active = [status.value for status in ACTIVE]
+    active_ids = list(session.scalars(select(Incident.id).where(Incident.status.in_(active))))
+    if not active_ids:
+        return 0
+    # By incident first: joined, SQLite walked every resolved alert by status instead.
+    found = session.execute(
+        select(Alert.id, Alert.incident_id).where(
+            Alert.incident_id.in_(active_ids),
+            Alert.status == AlertStatus.resolved.value,
+            Alert.flapping == true(),
+        )
+    ).all()
+    if not found:
+        return 0
+    shared = Shared.of(session)
+    shared.lock_services_of({incident_id for _, incident_id in found if incident_id is not None})
+    # Read again under the services' locks (PostgreSQL): intake may have changed them since.
+    rows = session.execute(
+        select(Alert, Integration.flap_window_seconds)
+        .join(Integration, Integration.id == Alert.integration_id)
+        .where(
+            Alert.id.in_([alert_id for alert_id, _ in found]),
+            Alert.status == AlertStatus.resolved.value,
+            Alert.flapping == true(),
+        )
+        .order_by(Alert.id)
+        .with_for_update(of=Alert)
+    ).all()
+    cleared: set[int] = set()
+    lifted = 0
+    for alert, window_seconds in rows:
+        changes = [datetime.fromisoformat(change) for change in alert.state_changes]
+        if changes and now - max(changes) < timedelta(seconds=window_seconds):
+            continue  # changed within the window: still flapping
+        alert.flapping = False
+        lifted += 1
+        if alert.incident_id is not None:
+            cleared.add(alert.incident_id)
+    session.flush()
+    _clear_incidents(session, shared, Actor.system("signals"), cleared)
+    return lifted
 
 
 def _has_unresolved_alert(session: Session, incident_id: int) -> bool:
