@@ -16,10 +16,14 @@ import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
+from firetower.app import create_app
 from firetower.auth.schemas import Role
+from firetower.db import Database
 from firetower.incidents.models import Incident, TimelineEvent
 from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
+from firetower.settings import Settings
+from firetower.signals import service as signals_service
 from firetower.signals.service import NOTIFY_KIND
 from tests.factories import ApiUser, Factory, row_counts
 from tests.probe_servers import closed_port
@@ -318,6 +322,36 @@ def test_the_test_endpoint_reads_the_severity_as_the_integrations_intake_does(
     assert tested({"severity": "critical"}, "@user-reports") == "SEV3"
     _key(admin, "prom")
     assert tested({"severity": "SEV1"}, "prom") == "SEV3"  # Alertmanager's words only
+
+
+def test_every_app_tells_the_route_test_how_probes_and_slos_set_their_severity(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The readers are registered where the app is assembled, not as a side effect of some
+    import: a process whose imports never ran them (a fresh registry) still answers with the
+    probe's and the level's severity, not the Alertmanager reading of the labels."""
+    fresh = {
+        name: reader
+        for name, reader in signals_service._BUILTIN_SEVERITIES.items()
+        if name not in (signals_service.PROBE_INTEGRATION, signals_service.SLO_INTEGRATION)
+    }
+    monkeypatch.setattr(signals_service, "_BUILTIN_SEVERITIES", fresh)
+    app = create_app(settings, database=database, start_worker=False, configure_logs=False)
+    with TestClient(app) as client:
+        factory = Factory(app.state.runtime, client)
+        admin = factory.user(Role.admin)
+        probe = {"name": "health", "kind": "tcp", "severity": "SEV1"}
+        probe |= {"tcp": {"host": "127.0.0.1", "port": closed_port()}}
+        assert admin.post("/api/v1/probes", json=probe).status_code == 201
+
+        def tested(labels: dict[str, Any], integration: str) -> str:
+            body = {"labels": labels, "integration": integration}
+            answer = admin.post("/api/v1/routing-rules/test", json=body)
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["severity"])
+
+        assert tested({"probe": "health", "severity": "warning"}, "@probes") == "SEV1"
+        assert tested({"level": "ticket", "severity": "critical"}, "@slos") == "SEV4"
 
 
 def test_the_first_rule_setting_a_value_wins(factory: Factory) -> None:

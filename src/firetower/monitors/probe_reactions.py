@@ -18,6 +18,7 @@ from firetower.jobs import JobContext
 from firetower.monitors import probes
 from firetower.monitors.probe_checks import CheckOutcome, run_check
 from firetower.runtime import Runtime
+from firetower.signals import service as signals
 
 log = structlog.get_logger(__name__)
 DISPATCH_EVERY_SECONDS = 5
@@ -26,7 +27,10 @@ MAINTENANCE_CRON = "7 * * * *"
 
 
 def register(runtime: Runtime) -> None:
-    """Wire the probe jobs into the runtime's job registry."""
+    """Wire the probe jobs into the runtime's job registry, and tell the route test how a
+    probe's alert gets its severity (here, not at import: every process that assembles a
+    runtime gets it, whatever it imported)."""
+    signals.own_severity_from(probes.INTEGRATION, probes.signal_severity)
     registry = runtime.jobs
 
     def prepare_run(payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -464,14 +464,12 @@ def _signal(session: Session, probe: Probe, status: str, summary: str, error: st
     )
 
 
-def _signal_severity(session: Session, labels: Mapping[str, str]) -> Severity:
+def signal_severity(session: Session, labels: Mapping[str, str]) -> Severity:
     """The severity ``_signal`` gives the probe its labels name: the probe's own, or a new
-    probe's default if there is none by that name (for the routing rules' test)."""
+    probe's default if there is none by that name (for the routing rules' test, which
+    ``probe_reactions.register`` tells)."""
     severity = session.scalar(select(Probe.severity).where(Probe.name == labels.get("probe")))
     return Severity(severity or ProbeCreate.model_fields["severity"].default)
-
-
-signals.own_severity_from(INTEGRATION, _signal_severity)
 
 
 def _report_health(session: Session, probe: Probe, *, failing: bool, detail: str) -> None:

@@ -17,6 +17,7 @@ from firetower.jobs import JobContext
 from firetower.monitors import slos
 from firetower.monitors.slo_models import Slo
 from firetower.runtime import Runtime
+from firetower.signals import service as signals
 
 EVALUATE_ALL = "slo.evaluate_all"
 EVALUATE = "slo.evaluate"
@@ -25,7 +26,9 @@ EVERY_MINUTE = "* * * * *"
 
 
 def register(runtime: Runtime) -> None:
-    """Wire the SLO jobs into the runtime's job registry."""
+    """Wire the SLO jobs into the runtime's job registry, and tell the route test how an
+    SLO's alert gets its severity (here, not at import: see ``probe_reactions.register``)."""
+    signals.own_severity_from(slos.INTEGRATION, slos.signal_severity)
     registry = runtime.jobs
 
     @registry.handler(EVALUATE_ALL)

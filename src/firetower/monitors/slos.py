@@ -77,12 +77,10 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 """Pushed events may be stamped a little ahead (clock skew), never further."""
 
 
-def _signal_severity(session: Session, labels: Mapping[str, str]) -> Severity:
-    """The severity an SLO's signal has at its ``level`` (for the routing rules' test)."""
+def signal_severity(session: Session, labels: Mapping[str, str]) -> Severity:
+    """The severity an SLO's signal has at its ``level`` (for the routing rules' test, which
+    ``slo_reactions.register`` tells)."""
     return TICKET_SEVERITY if labels.get("level") == Level.ticket.value else PAGE_SEVERITY
-
-
-signals.own_severity_from(INTEGRATION, _signal_severity)
 
 
 def window_label(days: int) -> str:

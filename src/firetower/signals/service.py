@@ -169,7 +169,9 @@ _BUILTIN_SEVERITIES: dict[str, OwnSeverity] = {
 
 def own_severity_from(integration: str, reader: OwnSeverity) -> None:
     """Tell the route test how a built-in source (probes, SLOs) sets its alerts' severity:
-    it is the source's own setting, not a label, and signals may not ask the domains above it."""
+    it is the source's own setting, not a label, and signals may not ask the domains above it.
+    The sources call this when a runtime is assembled (``build_runtime``), never at import,
+    so no entry point depends on what it happened to import first."""
     _BUILTIN_SEVERITIES[integration] = reader
 
 
