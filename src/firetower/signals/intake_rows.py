@@ -431,15 +431,15 @@ class Encoder:
 
         Written out for speed: it runs for every new row, in the write turn for a batch
         not settled ahead. A column at a time, most columns need no work at all. Values
-        encoded ahead are looked up here, not through a call each; on SQLite the booleans
-        are bound as the 0 and 1 that SQLAlchemy's Boolean stores, since the driver would
-        otherwise call an adapter for each.
+        encoded ahead are looked up here, not through a call each; the booleans are bound
+        as the 0 and 1 that SQLAlchemy's Boolean stores, since the driver would otherwise
+        call an adapter for each. SQLite only: PostgreSQL's rows go as JSON records.
         """
         kind = _KIND_AT[place]
         if kind is None:
             return values
         if kind == "bool":
-            return [1 if value else 0 for value in values] if self.sqlite else values
+            return [1 if value else 0 for value in values]
         encoded = self._encoded
         encode = self.json if kind == "json" else self.time
         return [
@@ -453,7 +453,7 @@ class Encoder:
 
     def values_at(self, values: tuple[Any, ...], places: tuple[int, ...]) -> list[Any]:
         """``values`` (a row's, in ``COLUMNS`` order) at these places, encoded as ``column``
-        encodes them: for an update, only the columns that changed."""
+        encodes them: for an update, only the columns that changed (SQLite only)."""
         encoded: list[Any] = []
         for place in places:
             value = values[place]
@@ -462,7 +462,7 @@ class Encoder:
                 encoded.append(self.json(value))
             elif kind == "time" and value is not None:
                 encoded.append(self.time(value))
-            elif kind == "bool" and self.sqlite:
+            elif kind == "bool":
                 encoded.append(1 if value else 0)
             else:
                 encoded.append(value)
