@@ -5,7 +5,8 @@
 over them (nothing scraped, retention long enough to keep old samples) and yields its URL.
 Without the binaries the tests using it skip, saying so; under CI=true they fail instead,
 since `.ci/run` installs them there. ``slow_prometheus(delay_seconds)`` is a stand-in that
-answers every query with the same small vector, each after a delay.
+answers every query with the same small vector, each after a delay;
+``trickling_prometheus(seconds_per_byte)`` answers it one byte at a time, headers included.
 """
 
 from __future__ import annotations
@@ -96,12 +97,52 @@ def slow_prometheus(delay_seconds: float) -> Iterator[tuple[str, list[str]]]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with _serving(Handler) as url:
+        yield url, asked
+
+
+@contextmanager
+def trickling_prometheus(seconds_per_byte: float) -> Iterator[tuple[str, list[str]]]:
+    """``slow_prometheus``'s answer sent one byte every ``seconds_per_byte``, from the status
+    line on (174 bytes): no single read waits long, the whole answer does. Yields its
+    URL and the queries it was asked, in order."""
+    asked: list[str] = []
+    vector = {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1"]}]}
+    body = json.dumps({"status": "success", "data": vector}).encode()
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.close_connection = True
+            for at in range(len(answer)):
+                time.sleep(seconds_per_byte)
+                try:
+                    self.wfile.write(answer[at : at + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+
+    with _serving(Handler) as url:
+        yield url, asked
+
+
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threading HTTP server on a loopback port, its URL yielded."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -20,7 +20,11 @@ from firetower.clock import FrozenClock
 from firetower.monitors import prometheus
 from firetower.runtime import Runtime
 from tests.factories import Factory
-from tests.prometheus_support import backfilled_prometheus, slow_prometheus
+from tests.prometheus_support import (
+    backfilled_prometheus,
+    slow_prometheus,
+    trickling_prometheus,
+)
 from tests.slo_support import evaluate_all, incidents, slo_alerts
 
 STEP_SECONDS = 30
@@ -176,6 +180,24 @@ def test_the_queries_of_one_slo_share_one_time_budget() -> None:
         )
     assert counts["1h"] == (3600, 3600)
     assert len(asked) == 12
+
+
+def test_a_prometheus_that_trickles_its_answer_is_cut_off_at_the_budget() -> None:
+    """No single read waits long (a byte every 0.05 s), yet one answer takes about 9 s: the
+    per-read timeouts never fire, so the budget has to bound each query as a whole."""
+    with trickling_prometheus(0.05) as (url, asked):
+        started = time.perf_counter()
+        with pytest.raises(prometheus.PrometheusError) as raised:
+            prometheus.window_counts(
+                url, TOTAL_QUERY, {"5m": 300}, error_query=ERROR_QUERY, budget_seconds=0.75
+            )
+        elapsed = time.perf_counter() - started
+    assert elapsed < 3 * 0.75, elapsed
+    assert len(asked) == 1
+    assert str(raised.value) == (
+        f"Prometheus at {url} took more than the 0.75s allowed for one SLO's queries "
+        "(0 of them answered in time)"
+    )
 
 
 def test_a_slow_prometheus_is_recorded_as_the_evaluations_error(

@@ -9,11 +9,11 @@ PrometheusError whose message says what went wrong, in one line.
 
 from __future__ import annotations
 
+import asyncio
 import math
-import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -23,7 +23,11 @@ TIMEOUT_SECONDS = 10.0
 """The longest one query waits for each step of its answer (connect, send, each read)."""
 BUDGET_SECONDS = 30.0
 """The longest all the queries of one SLO take together (up to 16: two per window), so an
-evaluation ends well inside the worker's job lease (60 s by default)."""
+evaluation ends well inside the worker's job lease (60 s by default). It bounds each query
+as a whole: a Prometheus that trickles its answer never trips the per-step timeouts."""
+
+
+T = TypeVar("T")
 
 
 class PrometheusError(Exception):
@@ -56,15 +60,43 @@ def query(
     transport: httpx.BaseTransport | None = None,
 ) -> float | None:
     """One instant query; the sum of its series, or None when there is no data."""
+    try:
+        with httpx.Client(timeout=timeout_seconds, transport=transport) as client:
+            response = client.get(_query_url(base_url), params=_params(promql, at))
+    except httpx.HTTPError as exc:
+        raise _unreachable(base_url, exc) from None
+    return _value(base_url, promql, response)
+
+
+async def _query_async(
+    client: httpx.AsyncClient, base_url: str, promql: str, at: datetime | None
+) -> float | None:
+    """``query`` on a shared client, so that a deadline can cancel it at any step."""
+    try:
+        response = await client.get(_query_url(base_url), params=_params(promql, at))
+    except httpx.HTTPError as exc:
+        raise _unreachable(base_url, exc) from None
+    return _value(base_url, promql, response)
+
+
+def _query_url(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/api/v1/query"
+
+
+def _params(promql: str, at: datetime | None) -> dict[str, str]:
     params = {"query": promql}
     if at is not None:
         params["time"] = f"{at.timestamp():.3f}"
-    try:
-        with httpx.Client(timeout=timeout_seconds, transport=transport) as client:
-            response = client.get(f"{base_url.rstrip('/')}/api/v1/query", params=params)
-    except httpx.HTTPError as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise PrometheusError(f"cannot reach Prometheus at {base_url}: {reason}") from None
+    return params
+
+
+def _unreachable(base_url: str, exc: httpx.HTTPError) -> PrometheusError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return PrometheusError(f"cannot reach Prometheus at {base_url}: {reason}")
+
+
+def _value(base_url: str, promql: str, response: httpx.Response) -> float | None:
+    """The number an answer gives: the sum of its series, or None when there is no data."""
     try:
         body = response.json()
     except ValueError:
@@ -100,54 +132,73 @@ def window_counts(
     error_query: str | None = None,
     good_query: str | None = None,
     at: datetime | None = None,
-    transport: httpx.BaseTransport | None = None,
     budget_seconds: float | None = None,
 ) -> dict[str, tuple[float, float]]:
     """(bad, total) events per window label, from per-second rates times the window.
 
     A window whose total has no data is left out (no events). A good query above the total
     (scrape timing) counts as no bad events rather than negative ones. The queries share one
-    deadline, ``budget_seconds`` (``BUDGET_SECONDS`` by default): each waits at most what is
-    left of it, and once it is spent the whole fetch fails rather than give partial counts.
+    deadline, ``budget_seconds`` (``BUDGET_SECONDS`` by default), that cancels whatever
+    step a query is at when it passes; the whole fetch then fails rather than give partial
+    counts. For synchronous callers (a job's prepare step, a report): it runs its own event
+    loop, so it cannot be called from a running one.
     """
     budget = BUDGET_SECONDS if budget_seconds is None else budget_seconds
-    started = time.monotonic()
     answered = 0
 
-    def ask(template: str, label: str) -> float | None:
-        nonlocal answered
-        left = budget - (time.monotonic() - started)
-        try:
-            if left <= 0:
-                raise PrometheusError("the budget is spent")  # said below, with the numbers
-            value = query(
-                base_url,
-                render(template, label),
-                at=at,
-                timeout_seconds=min(TIMEOUT_SECONDS, left),
-                transport=transport,
-            )
-        except PrometheusError:
-            if time.monotonic() - started < budget:
-                raise
-            raise PrometheusError(
-                f"Prometheus at {base_url} took more than the {budget:g}s allowed for one "
-                f"SLO's queries ({answered} of them answered in time)"
-            ) from None
-        answered += 1
-        return value
+    async def fetch() -> dict[str, tuple[float, float]]:
+        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
 
+            async def ask(template: str, label: str) -> float | None:
+                nonlocal answered
+                value = await _query_async(client, base_url, render(template, label), at)
+                answered += 1
+                return value
+
+            try:
+                async with asyncio.timeout(budget):
+                    return await _counts(ask, total_query, error_query, good_query, windows_seconds)
+            except TimeoutError:
+                raise PrometheusError(
+                    f"Prometheus at {base_url} took more than the {budget:g}s allowed for one "
+                    f"SLO's queries ({answered} of them answered in time)"
+                ) from None
+
+    return _run(fetch())
+
+
+async def _counts(
+    ask: Callable[[str, str], Awaitable[float | None]],
+    total_query: str,
+    error_query: str | None,
+    good_query: str | None,
+    windows_seconds: Mapping[str, int],
+) -> dict[str, tuple[float, float]]:
     counts: dict[str, tuple[float, float]] = {}
     for label, seconds in windows_seconds.items():
-        total = ask(total_query, label)
+        total = await ask(total_query, label)
         if total is None or total <= 0:
             continue
         if error_query is not None:
-            bad = ask(error_query, label) or 0.0
+            bad = await ask(error_query, label) or 0.0
         else:
             assert good_query is not None
-            good = ask(good_query, label) or 0.0
+            good = await ask(good_query, label) or 0.0
             bad = total - good
         bad = min(max(bad, 0.0), total)
         counts[label] = (bad * seconds, total * seconds)
     return counts
+
+
+def _run(fetch: Coroutine[Any, Any, T]) -> T:
+    """``fetch`` on an event loop of its own. Not ``asyncio.run``: on the way out it waits
+    for the loop's executor threads, and a DNS lookup left there by a cancelled connect
+    would hold the caller past the deadline; closing the loop leaves it to finish alone."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(fetch)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
