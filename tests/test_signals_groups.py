@@ -7,17 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.incidents import service as incident_service
 from firetower.incidents.lifecycle import Status
 from firetower.incidents.models import Incident, TimelineEvent
-from firetower.jobs import Worker
+from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.signals import service as signals_service
 from firetower.signals.models import Alert
+from firetower.signals.service import NOTIFY_KIND
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
 from tests.signals_support import alert_by_fingerprint, incident_count, sql_run, sqlite_plan
 
@@ -481,14 +482,12 @@ def test_a_flapping_alert_that_settles_resolved_clears_its_incident_without_anot
                 )
             ).all()
         resolve = "Resolved by routing rule all (on_clear: resolve): all 2 alerts attached"
-        assert [actor for actor, text in entries if text.startswith(resolve)] == ["signals"]
+        assert [actor for actor, text in entries if text.startswith(resolve)] == ["integration:am"]
 
 
-def test_the_flapping_job_notes_a_cleared_incident_and_leaves_a_firing_alert_marked(
+def test_the_flapping_job_notes_a_cleared_incident_once_with_the_default_on_clear(
     factory: Factory, runtime: Runtime
 ) -> None:
-    """With the default ``on_clear`` the incident is noted once, not resolved; an alert that
-    flaps and settles firing keeps its mark until it sends again (routing then takes it)."""
     admin = factory.user(Role.admin)
     key = _integration(
         admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=60
@@ -499,51 +498,94 @@ def test_the_flapping_job_notes_a_cleared_incident_and_leaves_a_firing_alert_mar
         _post(factory, key, "f")  # opens INC-1
         incident_id = alert_by_fingerprint(runtime, "f").incident_id
         assert incident_id is not None
-        for status in ("resolved", "firing", "resolved"):
+        frozen.advance(seconds=1)
+        _post(factory, key, "f", "resolved")  # change 1: every alert resolved, noted
+        for status in ("firing", "resolved"):  # flapping from change 3: its resolve held
             frozen.advance(seconds=1)
             _post(factory, key, "f", status)
-        assert _all_resolved_notes(runtime, incident_id) == 1  # change 1 cleared it, noted
-        _post(factory, key, "g", "firing", alertname="Other")  # joins INC-1
-        for status in ("resolved", "firing", "resolved", "firing"):  # flaps, settles firing
-            frozen.advance(seconds=1)
-            _post(factory, key, "g", status, alertname="Other")
-        assert alert_by_fingerprint(runtime, "g").flapping
+        assert alert_by_fingerprint(runtime, "f").flapping
+        assert _all_resolved_notes(runtime, incident_id) == 1
 
         frozen.advance(seconds=120)
         _run_due_jobs(worker)
         assert not alert_by_fingerprint(runtime, "f").flapping
-        assert alert_by_fingerprint(runtime, "g").flapping  # firing: left to its next signal
-        assert _all_resolved_notes(runtime, incident_id) == 1  # g still fires: not cleared
-        assert _incident_status(runtime, incident_id) == "triage"
+        assert _all_resolved_notes(runtime, incident_id) == 2  # the lifted resolve's note
+        assert _incident_status(runtime, incident_id) == "triage"  # note, not resolve
 
-        _post(factory, key, "g", "resolved", alertname="Other")  # lifts g's mark: cleared
-        assert _incident_status(runtime, incident_id) == "triage"
-        with runtime.read() as session:
-            notes = session.scalars(
-                select(TimelineEvent.text).where(
-                    TimelineEvent.incident_id == incident_id, TimelineEvent.kind == "note"
-                )
-            )
-            assert "All 2 alerts attached to this incident have resolved." in list(notes)
+        frozen.advance(seconds=120)  # nothing flaps: later runs add nothing
+        _run_due_jobs(worker)
+        assert _all_resolved_notes(runtime, incident_id) == 2
 
 
-def test_the_flapping_job_reads_alerts_by_incident_not_every_resolved_alert(
+def test_an_alert_that_stops_flapping_while_firing_routes_without_another_signal(
     factory: Factory, runtime: Runtime
 ) -> None:
-    """SQLite: joined to the active incidents, the read walked every resolved alert by
-    status, a million of them a minute after a storm had resolved."""
+    """A sender may not repeat a firing alert for hours (Alertmanager's repeat_interval), or
+    ever: once the alert has fired unchanged for a whole window, the job routes it."""
+    admin = factory.user(Role.admin)
+    key = _integration(
+        admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=300
+    )["key"]
+    rule = {"name": "checkout-sev1", "action": "open", "severity": "SEV1"}
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    notify = {"name": "pager", "action": "notify", "continue": True}
+    assert admin.post("/api/v1/routing-rules", json={**notify, "position": 0}).status_code == 201
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(T0) as frozen:
+        worker.sync_schedules()
+        _post(factory, key, "f")  # opens INC-1
+        for status in ("resolved", "firing", "resolved"):  # flapping from change 3
+            frozen.advance(seconds=1)
+            _post(factory, key, "f", status)
+        _close_incidents(runtime)
+        frozen.advance(seconds=1)
+        _post(factory, key, "f")  # fires again while flapping: held
+        assert alert_by_fingerprint(runtime, "f").flapping
+        assert incident_count(runtime) == 1
+
+        frozen.advance(seconds=240)  # changed within the window: still held
+        _run_due_jobs(worker)
+        assert alert_by_fingerprint(runtime, "f").flapping
+        assert incident_count(runtime) == 1
+
+        frozen.advance(seconds=120)
+        with runtime.read() as session:
+            notified_before = session.scalar(
+                select(func.count()).select_from(Job).where(Job.kind == NOTIFY_KIND)
+            )
+        _run_due_jobs(worker)
+        alert = alert_by_fingerprint(runtime, "f")
+        assert not alert.flapping and alert.incident_id is not None
+        assert incident_count(runtime) == 2
+        with runtime.read() as session:
+            incident = session.get(Incident, alert.incident_id)
+            assert incident is not None and incident.severity == "SEV1"  # routed by its rule
+            notified = session.scalar(
+                select(func.count()).select_from(Job).where(Job.kind == NOTIFY_KIND)
+            )
+        assert notified == notified_before + 1  # the notify rule fired for it, once
+
+        frozen.advance(seconds=10)
+        answer = _post(factory, key, "f")  # the sender's repeat: routed already, no new one
+        assert answer["opened"] == []
+        assert incident_count(runtime) == 2
+
+
+def test_the_flapping_job_reads_only_the_flapping_alerts(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """SQLite: the job's read goes through the partial index of flapping alerts, not a walk
+    of every alert, each minute."""
     if runtime.database.dialect != "sqlite":
         pytest.skip("a SQLite plan; PostgreSQL's planner picks by its statistics")
     admin = factory.user(Role.admin)
     key = _integration(admin, "am", factory.service("checkout"))["key"]
-    _post(factory, key, "f")  # an active incident, so the alerts are read
+    _post(factory, key, "f")
+    policy = runtime.settings.severity_policy
     with sql_run(runtime.database.engine) as ran, runtime.transaction() as session:
-        assert signals_service.settle_flapping(session) == 0
+        assert signals_service.settle_flapping(session, policy) == 0
     reads = [(s, p) for s, p in ran if s.startswith("SELECT") and "flapping" in s]
     assert len(reads) == 1, ran
     with runtime.database.engine.connect() as connection:
         plan = sqlite_plan(connection, *reads[0])
-    assert plan == (
-        "SEARCH alerts USING COVERING INDEX ix_alerts_incident_status "
-        "(incident_id=? AND status=? AND flapping=?)"
-    ), plan
+    assert plan == "SCAN alerts USING INDEX ix_alerts_flapping", plan

@@ -111,6 +111,14 @@ class Alert(Base):
         Index("ix_alerts_incident_status", "incident_id", "status", "flapping"),
         # The lists, each status newest first: a new alert's entry lands at the end.
         Index("ix_alerts_status_last_seen", "status", "last_seen_at", "id"),
+        # The few that flap, for the job that lifts the mark once they settle
+        # (``settle_flapping``): a partial index, so intake's new alerts add no entry.
+        Index(
+            "ix_alerts_flapping",
+            "status",
+            sqlite_where=text("flapping = 1"),
+            postgresql_where=text("flapping"),
+        ),
     )
 
 

@@ -1,6 +1,6 @@
 """The signals domain's jobs: the notification a ``notify`` routing rule asks for, the note
-that sums up the alerts that joined an incident in a minute of a storm, the minutely lifting
-of flapping marks from alerts that settled resolved, and the retention of resolved alerts.
+that sums up the alerts that joined an incident in a minute of a storm, the minutely settling
+of alerts that stopped flapping while no signal came, and the retention of resolved alerts.
 
 Delivery (email, chat, webhooks) belongs to the notify domain, which does not exist yet; until
 it does, the job records the notification as one structured log line, so that nothing a rule
@@ -116,19 +116,19 @@ def retention(context: JobContext, payload: dict[str, Any]) -> None:
     log.info("resolved alerts deleted", count=deleted, last_seen_before=cutoff.isoformat())
 
 
-def lift_settled_flapping(context: JobContext, payload: dict[str, Any]) -> None:
-    """Lift the mark of flapping alerts that stayed resolved for a whole window, and clear
-    their incidents (``settle_flapping``)."""
-    lifted = settle_flapping(context.session)
-    if lifted:
-        log.info("flapping marks lifted", count=lifted)
-
-
 def register(runtime: Runtime) -> None:
     runtime.jobs.handler(NOTIFY_KIND)(notify)
     runtime.jobs.handler(ATTACHED_KIND)(attached_note)
     runtime.jobs.handler(RETENTION_KIND)(retention)
-    runtime.jobs.handler(SETTLE_FLAPPING_KIND)(lift_settled_flapping)
+    policy = runtime.settings.severity_policy
+
+    @runtime.jobs.handler(SETTLE_FLAPPING_KIND)
+    def lift_settled_flapping(context: JobContext, payload: dict[str, Any]) -> None:
+        """Settle the flapping alerts that stopped changing while no signal came."""
+        lifted = settle_flapping(context.session, policy)
+        if lifted:
+            log.info("flapping marks lifted", count=lifted)
+
     runtime.jobs.schedule("signals.settle_flapping", SETTLE_FLAPPING_CRON, SETTLE_FLAPPING_KIND)
     keep_days = runtime.settings.alert_retention_days
     runtime.jobs.schedule(

@@ -1188,8 +1188,7 @@ def _track_flapping(
     """
     if was is None:
         return  # a new alert: no change yet, nothing to lift
-    window = timedelta(seconds=integration.flap_window_seconds)
-    recent = [t for t in alert.state_changes if now - datetime.fromisoformat(t) < window]
+    recent = _changes_within(alert.state_changes, integration, now)
     if not recent:
         alert.flapping = False  # stable for a whole window before this signal
     if (was == "resolved") != (status == "resolved"):
@@ -1309,16 +1308,8 @@ def _finish_one(
             incident,
             f"{len(titles)} {noun} from {intake.integration.name} attached: {shown}",
         )
-    _clear_incidents(session, shared, actor, intake.resolved_incidents)
-
-
-def _clear_incidents(
-    session: Session, shared: Shared, actor: Actor, incident_ids: Collection[int]
-) -> None:
-    """Note, or resolve as their routing rules say (``on_clear``), the incidents among these
-    whose every alert has resolved (and flaps no more)."""
-    shared.lock_services_of(incident_ids)
-    for incident_id in sorted(incident_ids):
+    shared.lock_services_of(intake.resolved_incidents)
+    for incident_id in sorted(intake.resolved_incidents):
         resolved = session.get(Incident, incident_id)
         if resolved is None or _has_unresolved_alert(session, incident_id):
             continue
@@ -1363,59 +1354,75 @@ def _clear_incidents(
         )
 
 
-def settle_flapping(session: Session) -> int:
-    """Lift the flapping mark of resolved alerts that have not changed for a whole window,
-    and clear their active incidents as the resolve that lifted the mark would have.
+def settle_flapping(session: Session, policy: SeverityPolicy) -> int:
+    """Lift the flapping mark of alerts that have not changed for a whole window while no
+    signal came, and settle each as a repeat of its state would have (``settle``).
 
-    A flapping alert's resolve is held (``settle``), and otherwise only the alert's next
-    signal lifts the mark. Alertmanager sends a resolve once, so an incident whose last alert
-    flapped and then stayed resolved would stay open for good. Only alerts of active
-    incidents are read (a seek of ``ix_alerts_incident_status`` per incident). A firing alert keeps
-    its mark until it sends again, when routing takes it as a new firing (the sender repeats
-    a firing alert). Returns how many marks were lifted.
+    Otherwise only an alert's next signal lifts the mark, and it may never come. Alertmanager
+    sends a resolve once, so an incident whose last alert flapped and then stayed resolved
+    stayed open for good; and an alert that settled firing routed only at its sender's next
+    repeat (hours, with Alertmanager's default ``repeat_interval``; a PagerDuty client may
+    never repeat). A firing one now routes by the service and severity its last routing gave
+    it, through the rules as they are; a resolved one lets its incident clear. The alerts are
+    found through the partial index of flapping ones, and locked (PostgreSQL) in id order
+    before their services, as intake does. Returns how many marks were lifted.
     """
     now = clock.now()
-    active = [status.value for status in ACTIVE]
-    active_ids = list(session.scalars(select(Incident.id).where(Incident.status.in_(active))))
-    if not active_ids:
-        return 0
-    # By incident first: joined, SQLite walked every resolved alert by status instead.
-    found = session.execute(
-        select(Alert.id, Alert.incident_id).where(
-            Alert.incident_id.in_(active_ids),
-            Alert.status == AlertStatus.resolved.value,
-            Alert.flapping == true(),
+    flapping = session.execute(
+        select(Alert.integration_id, Alert.fingerprint, Alert.state_changes).where(
+            Alert.flapping == true()
         )
     ).all()
-    if not found:
+    if not flapping:
         return 0
+    integrations = {
+        integration.id: integration
+        for integration in session.scalars(
+            select(Integration).where(Integration.id.in_({row[0] for row in flapping}))
+        )
+    }
+    settled: dict[int, list[str]] = defaultdict(list)
+    for integration_id, fingerprint, changes in flapping:
+        if not _changes_within(changes, integrations[integration_id], now):
+            settled[integration_id].append(fingerprint)
+    if not settled:
+        return 0
+    intakes = [Intake(integrations[integration_id], policy, now=now) for integration_id in settled]
+    prefetch_many(session, [(intake, settled[intake.integration_id]) for intake in intakes])
     shared = Shared.of(session)
-    shared.lock_services_of({incident_id for _, incident_id in found if incident_id is not None})
-    # Read again under the services' locks (PostgreSQL): intake may have changed them since.
-    rows = session.execute(
-        select(Alert, Integration.flap_window_seconds)
-        .join(Integration, Integration.id == Alert.integration_id)
-        .where(
-            Alert.id.in_([alert_id for alert_id, _ in found]),
-            Alert.status == AlertStatus.resolved.value,
-            Alert.flapping == true(),
-        )
-        .order_by(Alert.id)
-        .with_for_update(of=Alert)
-    ).all()
-    cleared: set[int] = set()
     lifted = 0
-    for alert, window_seconds in rows:
-        changes = [datetime.fromisoformat(change) for change in alert.state_changes]
-        if changes and now - max(changes) < timedelta(seconds=window_seconds):
-            continue  # changed within the window: still flapping
-        alert.flapping = False
-        lifted += 1
-        if alert.incident_id is not None:
-            cleared.add(alert.incident_id)
-    session.flush()
-    _clear_incidents(session, shared, Actor.system("signals"), cleared)
+    for intake in intakes:
+        rows = [
+            row
+            for row in intake.known.values()
+            if row.flapping and not _changes_within(row.state_changes, intake.integration, now)
+        ]
+        for row in rows:  # as read under the lock: a signal may have come since
+            row.flapping, row.dirty = False, True
+            status = "resolved" if row.status == AlertStatus.resolved.value else "firing"
+            signal = Signal(
+                row.fingerprint,
+                status,
+                row.title,
+                Severity(row.severity),
+                row.service_name,
+                row.labels,
+                row.annotations,
+                row.starts_at,
+                row.ends_at,
+            )
+            settle(shared, intake, Received(row, signal, row.status, held=True, was_flapping=True))
+        intake_rows.write(session, rows, intake.encoder)
+        _queue_notifications(session, intake)
+        lifted += len(rows)
+    finish_all(session, intakes)
     return lifted
+
+
+def _changes_within(changes: list[str], integration: Integration, now: datetime) -> list[str]:
+    """The state changes (ISO times) within the integration's flap window before ``now``."""
+    window = timedelta(seconds=integration.flap_window_seconds)
+    return [change for change in changes if now - datetime.fromisoformat(change) < window]
 
 
 def _has_unresolved_alert(session: Session, incident_id: int) -> bool:
