@@ -255,6 +255,12 @@ def test_alerts_list_shows_one_group_as_alerts_groups_names_it(
     for nothing in ("", "alertname=Disk", "alertname=DiskFull,service=api"):
         quiet = run_cli(["alerts", "list", "--group", nothing], **cli)
         assert quiet.stdout.strip() == "no alerts match", nothing
+    # A value with a comma is escaped in its key, and the key printed is the one to pass.
+    assert send(server_url, key, "c1", alertname="Disk,Full").status_code == 200
+    printed = run_cli(["alerts", "groups"], **cli).stdout
+    assert "alertname=Disk\\,Full" in printed
+    escaped = run_cli(["alerts", "list", "--group", "alertname=Disk\\,Full", "--json"], **cli)
+    assert [a["fingerprint"] for a in json_of(escaped)] == ["c1"]
     too_long = responder.get("/api/v1/alerts", params={"group_key": "x" * 1025})
     assert too_long.status_code == 422
     assert "group_key" in too_long.text

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from firetower.auth.schemas import Role
@@ -18,7 +20,7 @@ from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.signals import service as signals_service
 from firetower.signals.models import Alert
-from firetower.signals.service import NOTIFY_KIND
+from firetower.signals.service import GROUP_KEY_LENGTH, NOTIFY_KIND, group_key_of
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
 from tests.signals_support import alert_by_fingerprint, incident_count, sql_run, sqlite_plan
 
@@ -589,3 +591,94 @@ def test_the_flapping_job_reads_only_the_flapping_alerts(
     with runtime.database.engine.connect() as connection:
         plan = sqlite_plan(connection, *reads[0])
     assert plan == "SCAN alerts USING INDEX ix_alerts_flapping", plan
+
+
+def test_labels_that_spell_another_groups_key_fall_into_their_own_group(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """{a: "x,b=y"} and {a: "x", b: "y"} once both had the key "a=x,b=y": one group."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "am", group_by=["a", "b"])["key"]
+    _post(factory, key, "joined", a="x,b=y")
+    _post(factory, key, "apart", a="x", b="y")
+    _post(factory, key, "slashed", a="x\\", b="y")
+    assert alert_by_fingerprint(runtime, "apart").group_key == "a=x,b=y"  # ordinary: unchanged
+    viewer = factory.user(Role.viewer)
+    groups = viewer.get("/api/v1/alert-groups", params={"integration": "am"})
+    assert groups.status_code == 200, groups.text
+    keys = sorted(g["group_key"] for g in groups.json())
+    assert keys == ["a=x,b=y", "a=x\\,b\\=y", "a=x\\\\,b=y"]
+    assert all(g["firing"] == 1 for g in groups.json())
+    for group_key, fingerprint in (
+        ("a=x,b=y", "apart"),
+        ("a=x\\,b\\=y", "joined"),
+        ("a=x\\\\,b=y", "slashed"),
+    ):
+        alerts = viewer.get("/api/v1/alerts", params={"group_key": group_key})
+        assert alerts.status_code == 200, alerts.text
+        assert [a["fingerprint"] for a in alerts.json()] == [fingerprint]
+
+
+label_names = st.sampled_from(["a", "b", "c", "a_b"])
+# Values made of the characters that build a key, so that collisions are likely to be tried.
+label_values = st.text(alphabet="ab,=\\#", max_size=8) | st.text(alphabet="x,=", max_size=700)
+assignments = st.dictionaries(label_names, label_values, max_size=4)
+
+
+def _meaning(keys: tuple[str, ...], labels: dict[str, str]) -> dict[str, str]:
+    """What a group key stands for: the group-by labels an alert carries with a value."""
+    return {k: v for k, v in labels.items() if k in keys and v != ""}
+
+
+def _read_back(group_key: str) -> dict[str, str]:
+    """The labels a group key (not a shortened one) spells: split at the "," and "=" that no
+    backslash escapes, and drop the escapes."""
+    labels: dict[str, str] = {}
+    if not group_key:
+        return labels
+    parts: list[str] = [""]
+    escaped = False
+    for char in group_key + ",":
+        if escaped:
+            parts[-1] += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "=" and len(parts) == 1:
+            parts.append("")
+        elif char == ",":
+            assert len(parts) == 2, group_key
+            labels[parts[0]] = parts[1]
+            parts = [""]
+        else:
+            parts[-1] += char
+    return labels
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    keys=st.sets(label_names, max_size=4).map(lambda s: tuple(sorted(s))),
+    first=assignments,
+    second=assignments,
+)
+def test_distinct_label_assignments_give_distinct_group_keys(
+    keys: tuple[str, ...], first: dict[str, str], second: dict[str, str]
+) -> None:
+    """A key reads back as the labels it was made of, so no two assignments share one."""
+    group_key = group_key_of(keys, first)
+    assert len(group_key) <= GROUP_KEY_LENGTH
+    if len(group_key) < GROUP_KEY_LENGTH:
+        assert _read_back(group_key) == _meaning(keys, first)
+    same_key = group_key == group_key_of(keys, second)
+    assert same_key == (_meaning(keys, first) == _meaning(keys, second))
+
+
+def test_a_key_spelled_like_a_shortened_one_stays_apart_from_it() -> None:
+    """A key over the limit is cut and ends in "#" and a digest; labels that spell exactly
+    that text are another group."""
+    long_key = group_key_of(("a",), {"a": "x" * 2000})
+    assert len(long_key) == GROUP_KEY_LENGTH and long_key.startswith("a=xxx")
+    spelled = {"a": long_key.removeprefix("a=")}
+    assert group_key_of(("a",), spelled) != long_key
+    ordinary = {"a": "y" * (GROUP_KEY_LENGTH - 2)}  # exactly at the limit: kept as it is
+    assert group_key_of(("a",), ordinary) == "a=" + "y" * (GROUP_KEY_LENGTH - 2)

@@ -336,6 +336,23 @@ def test_alert_groups_sum_up_by_group_key(
     assert responder.get("/alerts/groups?integration=ghost").status_code == 404
 
 
+def test_a_group_whose_labels_hold_separators_links_to_its_own_alerts(
+    responder: Console, factory: Factory, admin_api: ApiUser
+) -> None:
+    key = make_integration(admin_api, "am-s", group_by=["alertname", "team"])
+    send(factory.client, key, "joined", alertname="Errors,team=db")
+    send(factory.client, key, "apart", alertname="Errors", team="db")
+    page = responder.get("/alerts/groups")
+    rows = re.findall(r'<tr class="alert-group.*?</tr>', page.text, re.DOTALL)
+    assert len(rows) == 2
+    for row in rows:
+        link = html.unescape(re.search(r'href="(/alerts\?[^"]+)"', row).group(1))
+        listed = responder.get(link)
+        assert listed.status_code == 200
+        assert len(alert_order(listed.text)) == 1, link
+    assert "alertname=Errors\\,team\\=db" in html.unescape(page.text)
+
+
 # -- silences and maintenance windows ----------------------------------------------------------
 def test_silences_are_created_with_matchers_listed_and_expired(
     responder: Console, runtime: Runtime

@@ -109,6 +109,10 @@ KEY_LENGTH = 32
 """Ingest keys are 32 hex characters, like PagerDuty's: its client libraries expect that."""
 KEY_PREFIX_LENGTH = 8
 GROUP_KEY_LENGTH = 1024
+_GROUP_KEY_ESCAPES = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\="})
+"""What ``group_key_of`` escapes in label names and values: the characters that build a key."""
+_SHORTENED_TAIL = re.compile(r"#[0-9a-f]{32}\Z")
+"""The end of a group key cut to ``GROUP_KEY_LENGTH``."""
 DEAD_LETTER_KEEP = 1000
 DEAD_LETTER_BODY_BYTES = 64 * 1024
 REDACTED_KEY = b"[routing key]"
@@ -791,7 +795,7 @@ def record(intake: Intake, signal: Signal) -> Received:
             alert.title = signal.title[:1024]
         if signal.labels:
             alert.labels = signal.labels
-            alert.group_key = _group_key(intake.group_by, signal.labels)
+            alert.group_key = group_key_of(intake.group_by, signal.labels)
         if signal.annotations:
             alert.annotations = signal.annotations
         alert.ends_at = signal.ends_at
@@ -825,7 +829,7 @@ def _new_row(
         signal.ends_at,
         now,  # first seen
         now,  # last seen
-        group_key=_group_key(group_by, signal.labels),
+        group_key=group_key_of(group_by, signal.labels),
     )
 
 
@@ -1163,18 +1167,38 @@ def _queue_notifications(session: Session, intake: Intake) -> None:
 
 
 def _group_by(integration: Integration) -> tuple[str, ...]:
-    """The integration's ``group_by`` keys, sorted and unique, as ``_group_key`` takes them."""
+    """The integration's ``group_by`` keys, sorted and unique, as ``group_key_of`` takes them."""
     return tuple(sorted(set(integration.group_by)))
 
 
-def _group_key(keys: tuple[str, ...], labels: dict[str, Any]) -> str:
-    """The ``label=value`` pairs of the ``group_by`` keys the labels carry; ``keys`` come
-    sorted and unique (``Intake.group_by``)."""
-    pairs = ",".join([f"{k}={v}" for k in keys if (v := labels.get(k)) is not None and v != ""])
-    if len(pairs) <= GROUP_KEY_LENGTH:
+def group_key_of(keys: tuple[str, ...], labels: dict[str, Any]) -> str:
+    """The ``label=value`` pairs of the ``group_by`` keys the labels carry, joined by ``,``;
+    ``keys`` come sorted and unique (``Intake.group_by``).
+
+    A backslash escapes ``\\``, ``,`` and ``=`` in names and values, so {a: "x,b=y"} and
+    {a: "x", b: "y"} get two keys, while a key of ordinary labels reads as it always did
+    (stored groups keep their keys). A key over ``GROUP_KEY_LENGTH`` is cut and ends in
+    ``#`` and a digest of the whole; a key that merely looks like that is cut too.
+    """
+    pairs = ",".join(
+        [
+            f"{_escape_group_text(k)}={_escape_group_text(str(v))}"
+            for k in keys
+            if (v := labels.get(k)) is not None and v != ""
+        ]
+    )
+    if len(pairs) < GROUP_KEY_LENGTH or (
+        len(pairs) == GROUP_KEY_LENGTH and not _SHORTENED_TAIL.search(pairs)
+    ):
         return pairs
     digest = hashlib.sha256(pairs.encode()).hexdigest()[:32]
     return pairs[: GROUP_KEY_LENGTH - 33] + "#" + digest  # long keys stay distinct
+
+
+def _escape_group_text(text: str) -> str:
+    if "\\" in text or "," in text or "=" in text:
+        return text.translate(_GROUP_KEY_ESCAPES)
+    return text  # most labels: nothing to escape
 
 
 def _track_flapping(
