@@ -382,7 +382,7 @@ def test_silences_are_added_listed_and_expired(
 
     expired = run_cli(["silence", "expire", "1"], **cli)
     assert expired.stdout.strip() == "silence 1 expired"
-    assert run_cli(["silence", "list"], **cli).stdout.strip() == "no active silences"
+    assert run_cli(["silence", "list"], **cli).stdout.strip() == "no active or pending silences"
     every = run_cli(["silence", "list", "--all"], **cli)
     assert "expired" in every.stdout
     (shown,) = json_of(run_cli(["silence", "list", "--all", "--json"], **cli))
@@ -414,8 +414,10 @@ def test_a_silence_can_start_later_or_come_from_an_alert(
     made = json_of(later)
     assert made["starts_at"].startswith("2999-01-01T00:00:00")
     assert made["ends_at"].startswith("2999-01-02T00:00:00")
-    pending = run_cli(["silence", "list", "--all"], **cli)
-    assert "pending" in pending.stdout
+    pending = run_cli(["silence", "list"], **cli)  # scheduled: listed without --all
+    assert "pending" in pending.stdout and 'team="db"' in pending.stdout
+    (listed,) = json_of(run_cli(["silence", "list", "--json"], **cli))
+    assert (listed["id"], listed["state"]) == (made["id"], "pending")
 
     key = alertmanager_key(server_url, admin)
     assert send(server_url, key, "one-1", alertname="Saturation", pod="db-0").status_code == 200

@@ -159,6 +159,41 @@ def test_expiry_and_end_let_alerts_through_again(factory: Factory, runtime: Runt
         assert alert_by_fingerprint(runtime, "c").incident_id == alert.incident_id
 
 
+def test_the_default_list_shows_pending_silences_with_their_state(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A silence scheduled for later used to be listed only with ``?all=true``."""
+    responder = factory.user(Role.responder)
+    with FrozenClock(T0) as frozen:
+        now = _silence(responder, ("team", "=", "pay"), minutes=30)
+        later = responder.post(
+            "/api/v1/silences",
+            json={
+                "matchers": [{"label": "team", "op": "=", "value": "db"}],
+                "starts_at": _iso(T0 + timedelta(minutes=10)),
+                "ends_at": _iso(T0 + timedelta(minutes=70)),
+            },
+        )
+        assert later.status_code == 201, later.text
+        assert later.json()["state"] == "pending"
+
+        def listed(**params: str) -> list[tuple[int, str]]:
+            answer = responder.get("/api/v1/silences", params=params)
+            assert answer.status_code == 200, answer.text
+            return [(s["id"], s["state"]) for s in answer.json()]
+
+        pending = later.json()["id"]
+        assert listed() == [(now["id"], "active"), (pending, "pending")]
+        expired = responder.post(f"/api/v1/silences/{now['id']}/expire").json()
+        assert expired["state"] == "expired"
+        assert listed() == [(pending, "pending")]
+        frozen.advance(minutes=10)
+        assert listed() == [(pending, "active")]
+        frozen.advance(minutes=60)
+        assert listed() == []
+        assert listed(all="true") == [(pending, "ended"), (now["id"], "expired")]
+
+
 def test_a_silence_from_an_alert_matches_its_labels(factory: Factory, runtime: Runtime) -> None:
     admin = factory.user(Role.admin)
     responder = factory.user(Role.responder)

@@ -402,8 +402,9 @@ def test_a_silence_with_an_end_date_and_a_later_start_is_pending(
         },
     )
     assert answer.status_code == 303, answer.text
-    shown = responder.get("/silences?all=true").text
+    shown = responder.get("/silences").text  # scheduled: listed by default
     assert 'class="silence silence-pending"' in shown
+    assert "<code>team=&#34;payments&#34;</code>" in shown
 
 
 @pytest.mark.parametrize(

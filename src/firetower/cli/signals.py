@@ -201,16 +201,6 @@ def list_groups(
 
 
 # -- silences ------------------------------------------------------------------------------------
-def _silence_state(silence: dict[str, Any], now: datetime) -> str:
-    if silence.get("expired_at"):
-        return "expired"
-    if datetime.fromisoformat(silence["ends_at"]) <= now:
-        return "ended"
-    if datetime.fromisoformat(silence["starts_at"]) > now:
-        return "pending"
-    return "active"
-
-
 def _silence_line(silence: dict[str, Any]) -> str:
     matchers = " ".join(format_matcher(m) for m in silence["matchers"])
     return f"silence {silence['id']} until {when(silence['ends_at'])}: {matchers}"
@@ -287,13 +277,14 @@ def add_silence(
 @silence_app.command("list")
 def list_silences(
     show_all: Annotated[
-        bool, typer.Option("--all", help="Pending, expired and ended silences too.")
+        bool, typer.Option("--all", help="Expired and ended silences too.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """List the active silences (with --all, every one, newest first).
+    """List the active and pending silences (with --all, every one, newest first).
 
-    An expired silence (ended early) shows when it was expired as its end.
+    A pending silence starts later. An expired silence (ended early) shows when it was
+    expired as its end.
     """
     with connect() as client:
         silences = client.get("/api/v1/silences", params={"all": "true"} if show_all else None)
@@ -301,16 +292,15 @@ def list_silences(
         print_json(silences)
         return
     if not silences:
-        print_line("no silences" if show_all else "no active silences")
+        print_line("no silences" if show_all else "no active or pending silences")
         return
-    now = datetime.now(UTC)
     print_table(
         None,
         ["id", "state", "matchers", "starts", "ends", "by", "comment"],
         [
             [
                 s["id"],
-                _silence_state(s, now),
+                s["state"],
                 " ".join(format_matcher(m) for m in s["matchers"]),
                 when(s["starts_at"]),
                 when(s.get("expired_at") or s["ends_at"]),

@@ -22,7 +22,7 @@ from firetower import clock
 from firetower.errors import InvalidInput
 from firetower.problems import validation_message
 from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
-from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp
+from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp, SilenceState
 from firetower.signals.service import (
     BUILTIN_INTEGRATIONS,
     LISTED_STATUSES,
@@ -259,16 +259,10 @@ def alert_counts(session: Session, *, integration: str | None = None) -> AlertCo
 
 
 # -- silences and dead letters ------------------------------------------------------------------
-def silence_state(silence: Silence, now: datetime | None = None) -> str:
+def silence_state(silence: Silence, now: datetime | None = None) -> SilenceState:
     """active, pending (starts later), expired (ended early by someone) or ended."""
     at = now or clock.now()
-    if silence.expired_at is not None:
-        return "expired"
-    if silence.ends_at <= at:
-        return "ended"
-    if silence.starts_at > at:
-        return "pending"
-    return "active"
+    return SilenceState.at(at, silence.starts_at, silence.ends_at, silence.expired_at)
 
 
 @dataclass

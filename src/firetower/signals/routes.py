@@ -207,7 +207,8 @@ def create_silence(data: SilenceCreate, runtime: RuntimeDep, actor: Responder) -
 
 @router.get("/silences", response_model=list[SilenceRead])
 def list_silences(session: ReadSession, actor: Responder, all: bool = False) -> list[SilenceRead]:
-    """The active silences; ``?all=true`` adds pending, ended and expired ones."""
+    """The active and pending (starting later) silences, each with its ``state``;
+    ``?all=true`` adds ended and expired ones."""
     return [
         SilenceRead.model_validate(s) for s in service.list_silences(session, include_inactive=all)
     ]

@@ -19,10 +19,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    computed_field,
     field_validator,
     model_validator,
 )
 
+from firetower import clock
 from firetower.clock import UtcDatetime, in_utc
 from firetower.incidents.lifecycle import Severity
 from firetower.text import NO_NUL, VISIBLE
@@ -332,6 +334,27 @@ class SilenceCreate(BaseModel):
     comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
 
 
+class SilenceState(StrEnum):
+    """Where a silence is in its life; the default lists show the first two."""
+
+    active = "active"
+    pending = "pending"  # starts later
+    expired = "expired"  # ended early by someone
+    ended = "ended"
+
+    @classmethod
+    def at(
+        cls, now: datetime, starts_at: datetime, ends_at: datetime, expired_at: datetime | None
+    ) -> SilenceState:
+        if expired_at is not None:
+            return cls.expired
+        if ends_at <= now:
+            return cls.ended
+        if starts_at > now:
+            return cls.pending
+        return cls.active
+
+
 class SilenceRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -342,6 +365,12 @@ class SilenceRead(BaseModel):
     comment: str
     created_at: datetime
     expired_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def state(self) -> SilenceState:
+        """As of the answer: a client need not compare times with its own clock."""
+        return SilenceState.at(clock.now(), self.starts_at, self.ends_at, self.expired_at)
 
 
 class AlertSilenceCreate(BaseModel):

@@ -1537,18 +1537,6 @@ class Mutes:
         )
 
 
-def _active_silences(session: Session, now: datetime) -> list[Silence]:
-    return list(
-        session.scalars(
-            select(Silence)
-            .where(Silence.expired_at.is_(None))
-            .where(Silence.starts_at <= now)
-            .where(Silence.ends_at > now)
-            .order_by(Silence.id)
-        )
-    )
-
-
 def _window(starts_at: datetime | None, ends_at: datetime) -> tuple[datetime, datetime]:
     """Start (now by default) and end, refused unless the end is after both start and now."""
     now = clock.now()
@@ -1610,9 +1598,19 @@ def silence_alert(
 
 
 def list_silences(session: Session, *, include_inactive: bool = False) -> list[Silence]:
-    """The active silences, or every one (newest first)."""
+    """The silences that are active or pending (oldest first), or every one (newest first).
+
+    A pending one is listed with the active: whoever scheduled it must be able to see it.
+    """
     if not include_inactive:
-        return _active_silences(session, clock.now())
+        return list(
+            session.scalars(
+                select(Silence)
+                .where(Silence.expired_at.is_(None))
+                .where(Silence.ends_at > clock.now())
+                .order_by(Silence.id)
+            )
+        )
     return list(session.scalars(select(Silence).order_by(Silence.id.desc())))
 
 
