@@ -772,14 +772,38 @@ def test_a_body_nested_too_deep_is_refused_by_name_on_every_intake(
             "message": "Event object is invalid",
             "errors": [TOO_DEEP],
         }
-    # A user report is read by the API's own reader: refused, and not a 500 either.
-    answer = admin.post("/api/v1/reports", content=nested)
-    assert answer.status_code in (400, 422), answer.text
+    # A user report is refused by the same name (its reader's own answer was a generic 400).
+    report = '{"what": "checkout is down", "where": "DEEP"}'.replace('"DEEP"', nested)
+    as_json = {**admin.headers, "content-type": "application/json"}
+    for body in (nested, report):
+        answer = admin.client.post("/api/v1/reports", content=body, headers=as_json)
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        refusal = answer.json()
+        assert (refusal["title"], refusal["field"], refusal["detail"]) == (
+            "Bad request",
+            "body",
+            TOO_DEEP,
+        )
     after = row_counts(runtime)
     # The three with a key in the path are dead letters; PagerDuty's are not (its routing
     # key is in the body that is refused), as for any body that is not JSON.
     assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 3
     assert after == before
+
+
+def test_a_report_may_nest_200_deep_and_no_deeper(factory: Factory, runtime: Runtime) -> None:
+    """The report's object (1) and 199 arrays in it are read (and refused for what they
+    are); one more array is the named refusal. Nothing is stored either way."""
+    viewer = factory.user(Role.viewer)
+    as_json = {**viewer.headers, "content-type": "application/json"}
+    before = row_counts(runtime)
+    for lists, status, field in ((199, 422, "where"), (200, 400, "body")):
+        body = '{"what": "checkout is down", "where": ' + "[" * lists + "]" * lists + "}"
+        answer = viewer.client.post("/api/v1/reports", content=body, headers=as_json)
+        assert answer.status_code == status, answer.text
+        assert answer.json()["field"] == field
+    assert row_counts(runtime) == before
 
 
 @pytest.mark.parametrize("slow", [False, True], ids=["fast-reader", "python-reader"])

@@ -359,6 +359,32 @@ def parse_json(body: bytes) -> Any:
     return data
 
 
+def nests_too_deep(body: bytes) -> bool:
+    """Whether a JSON body nests arrays and objects more than MAX_JSON_DEPTH deep, for a
+    route whose body FastAPI reads: its reader recurses, and answers a generic 400 for a
+    document deeper than Python's limit. A body with no more brackets than the limit is not
+    read; one that is not JSON is left to the reader, which says so."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    try:
+        level = [json.loads(body)]
+    except RecursionError:
+        return True
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    depth = 0
+    while level:
+        inner: list[Any] = []
+        for value in level:
+            kind = type(value)  # exact types: the reader makes no others
+            if kind is dict or kind is list:
+                if depth >= MAX_JSON_DEPTH:
+                    return True
+                inner.extend(value.values() if kind is dict else value)
+        level, depth = inner, depth + 1
+    return False
+
+
 def _not_a_json_number(name: str) -> Any:
     raise ValueError(f"the body is not valid JSON: {name} is not a JSON number")
 
