@@ -85,7 +85,9 @@ def test_refusals_are_the_apps_problem_answers(
     assert unknown.headers["www-authenticate"] == "Bearer"
     assert "unknown or revoked integration key" in unknown.json()["detail"]
     assert too_large.status_code == 413
-    assert too_large.headers["content-type"] == "application/problem+json"
+    assert too_large.json()["errors"] == [  # PagerDuty's shape, as its other refusals
+        f"the body is {limit + 1} bytes or more; at most {limit} are accepted"
+    ]
     assert router_calls == []
 
 

@@ -287,21 +287,35 @@ def test_an_unknown_or_wrong_kind_key_is_401_and_stores_nothing(
 
 
 def test_an_oversized_body_is_refused_before_parsing(factory: Factory, runtime: Runtime) -> None:
+    """In each endpoint's own error shape: problem details, or PagerDuty's on /v2/."""
     admin = factory.user(Role.admin)
     key = _integration(admin, "prom", "alertmanager")
+    pd_key = _integration(admin, "pd", "pagerduty")
     limit = runtime.settings.max_request_body_bytes
     before = row_counts(runtime)
-    body = b'{"status": "firing", "alerts": [], "pad": "' + b"x" * limit + b'"}'
+    body = b'{"routing_key": "KEY", "pad": "'.replace(b"KEY", pd_key.encode())
+    body += b"x" * limit + b'"}'
     for url in (f"/ingest/alertmanager/{key}", "/v2/enqueue", "/v2/change/enqueue"):
         answer = admin.client.post(url, content=body, headers={"content-type": "application/json"})
-        assert answer.status_code == 413, (url, answer.text)
 
         def chunks() -> Any:
             yield body[: len(body) // 2]
             yield body[len(body) // 2 :]
 
         streamed = admin.client.post(url, content=chunks())  # no Content-Length: chunked
-        assert streamed.status_code == 413, (url, streamed.text)
+        detail = f"the body is {len(body)} bytes or more; at most {limit} are accepted"
+        for refused in (answer, streamed):
+            assert refused.status_code == 413, (url, refused.text)
+            if url.startswith("/v2/"):
+                assert refused.headers["content-type"] == "application/json"
+                assert refused.json() == {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": [detail],
+                }, url
+            else:
+                assert refused.headers["content-type"] == "application/problem+json"
+                assert (refused.json()["field"], refused.json()["detail"]) == ("body", detail)
     assert row_counts(runtime) == before
 
 

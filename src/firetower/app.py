@@ -45,7 +45,7 @@ from firetower.problems import PROBLEM, problem, validation_message
 from firetower.runtime import Runtime
 from firetower.settings import Settings, load_settings
 from firetower.signals import reactions as signal_reactions
-from firetower.signals.routes import intake_router
+from firetower.signals.routes import intake_router, pagerduty_refusal, speaks_pagerduty
 from firetower.signals.routes import router as signals_router
 from firetower.web import pages as web_pages
 
@@ -63,6 +63,18 @@ def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
     if loc and loc[0] == "body" and len(loc) == 2 and isinstance(loc[1], int):
         parts = []
     return ".".join(parts) or "body"
+
+
+def too_large_detail(length: str | int, limit: int) -> str:
+    return f"the body is {length} bytes or more; at most {limit} are accepted"
+
+
+def too_large(path: str, detail: str) -> JSONResponse:
+    """The 413 of a body over the limit, in the shape the path's clients read: PagerDuty's
+    on its Events API, problem details elsewhere."""
+    if speaks_pagerduty(path):
+        return pagerduty_refusal(413, detail)
+    return problem(413, TOO_LARGE_TITLE, detail, field="body")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -98,7 +110,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 413:  # a body found too large while read (sent without a length)
-            return problem(413, TOO_LARGE_TITLE, str(exc.detail), field="body")
+            return too_large(request.scope["path"], str(exc.detail))
         response = problem(exc.status_code, _title(exc.status_code), str(exc.detail))
         if exc.headers:  # e.g. Allow on a 405
             response.headers.update(exc.headers)
@@ -228,14 +240,6 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
     limit = settings.max_request_body_bytes
     valid_request_id = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
-    def too_large(length: str | int) -> JSONResponse:
-        return problem(
-            413,
-            TOO_LARGE_TITLE,
-            f"the body is {length} bytes or more; at most {limit} are accepted",
-            field="body",
-        )
-
     def limit_streamed_body(app: Any) -> Any:
         async def asgi(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] != "http":
@@ -250,9 +254,7 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
                     seen += len(message.get("body", b""))
                     if seen > limit:
                         # An HTTPException passes FastAPI's body parsing unchanged: a 413.
-                        raise StarletteHTTPException(
-                            413, f"the body is {seen} bytes or more; at most {limit} are accepted"
-                        )
+                        raise StarletteHTTPException(413, too_large_detail(seen, limit))
                 return message
 
             await app(scope, counted, send)
@@ -310,7 +312,8 @@ def install_request_middleware(app: FastAPI, settings: Settings) -> None:
             length = _header(scope, b"content-length")
             try:
                 if length.isascii() and length.isdigit() and int(length) > limit:
-                    await too_large(length)(scope, receive, send_with_request_id)
+                    refusal = too_large(scope["path"], too_large_detail(length, limit))
+                    await refusal(scope, receive, send_with_request_id)
                 else:
                     await app(scope, receive, send_with_request_id)
             except Exception:

@@ -543,7 +543,16 @@ async def generic_webhook(key: str, request: Request) -> Response:
     return _refused(await runtime.group.run(operation))
 
 
-def _pagerduty_refusal(status_code: int, *errors: str) -> JSONResponse:
+PAGERDUTY_PATHS = "/v2/"
+"""Where the PagerDuty Events API lives: every refusal there is in its shape."""
+
+
+def speaks_pagerduty(path: str) -> bool:
+    return path.startswith(PAGERDUTY_PATHS)
+
+
+def pagerduty_refusal(status_code: int, *errors: str) -> JSONResponse:
+    """A refusal as PagerDuty's Events API words it, for its client libraries to read."""
     return JSONResponse(
         {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)},
         status_code=status_code,
@@ -555,12 +564,12 @@ def _routing_key(body: bytes) -> tuple[Any, str | JSONResponse]:
     try:
         data = service.parse_json(body)
     except ValueError as exc:
-        return None, _pagerduty_refusal(400, str(exc))
+        return None, pagerduty_refusal(400, str(exc))
     key = data.get("routing_key") if isinstance(data, dict) else None
     if not isinstance(key, str):
-        return data, _pagerduty_refusal(400, "'routing_key' is missing or not a string")
+        return data, pagerduty_refusal(400, "'routing_key' is missing or not a string")
     if len(key) != service.KEY_LENGTH:
-        return data, _pagerduty_refusal(
+        return data, pagerduty_refusal(
             400, f"Length of 'routing_key' is incorrect (should be {service.KEY_LENGTH} characters)"
         )
     return data, key
@@ -587,7 +596,7 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
     for index, item in enumerate(items):
         integration = service.find_by_key(session, item.key)
         if integration is None or integration.kind != IntegrationKind.pagerduty:
-            answers[index] = _pagerduty_refusal(401, "Invalid routing key")
+            answers[index] = pagerduty_refusal(401, "Invalid routing key")
             continue
         event = item.event
         messages: list[str] = []
@@ -600,7 +609,7 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
         if messages:
             reason = "; ".join(messages)
             service.reject(session, integration, reason, item.body, secret=item.key)
-            answers[index] = _pagerduty_refusal(400, *messages)
+            answers[index] = pagerduty_refusal(400, *messages)
         elif isinstance(event, PagerDutyChangeEvent):
             service.store_change(session, integration, event)
             answers[index] = JSONResponse(
