@@ -484,6 +484,38 @@ def test_the_mapping_is_checked_when_the_integration_is_created(
     assert row_counts(runtime) == before
 
 
+@pytest.mark.parametrize(
+    ("resolved_values", "detail"),
+    [
+        (r'["ok\u0000"]', "must not contain the NUL character"),
+        (r'["\ud800"]', "unicode"),  # half a surrogate pair: no database stores it alike
+        ('["   "]', "must not be blank"),  # a status is stripped: blank never matches
+        (f'["{"x" * 101}"]', "at most 100 characters"),  # longer than any status read
+    ],
+)
+def test_resolved_values_are_checked_when_the_integration_is_created(
+    factory: Factory, runtime: Runtime, resolved_values: str, detail: str
+) -> None:
+    """Each value was taken as sent. Half a surrogate pair made a 500 after the integration
+    was stored: its key was never shown, and every later list of integrations (API, CLI,
+    console) was a 500 too. A NUL was stored on SQLite and refused vaguely on PostgreSQL
+    ("a value cannot be stored")."""
+    admin = factory.user(Role.admin)
+    before = row_counts(runtime)
+    body = '{"name": "custom", "kind": "generic", "mapping": {"title": "alert.name", '
+    body += f'"status": "state", "resolved_values": {resolved_values}}}}}'
+    answer = admin.client.post(
+        "/api/v1/integrations",
+        content=body.encode(),
+        headers={**admin.headers, "content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "mapping.resolved_values.0", answer.json()
+    assert detail in answer.json()["detail"]
+    assert row_counts(runtime) == before
+    assert admin.get("/api/v1/integrations").json() == []
+
+
 def test_the_mapping_is_listed_with_the_integration(factory: Factory) -> None:
     admin = factory.user(Role.admin)
     _integration(admin, "custom", "generic", mapping=MAPPING)

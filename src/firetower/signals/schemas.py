@@ -51,6 +51,12 @@ def _expression(value: str | None) -> str | None:
     return value
 
 
+STATUS_TEXT_LENGTH = 100
+"""The longest ``status`` a generic webhook's mapping reads (longer is refused); a resolved
+value is compared with it, so none may be longer, blank (a status is stripped) or hold what
+no database stores alike (a NUL, half a surrogate pair: refused by the pattern)."""
+
+
 class GenericMapping(BaseModel):
     """Where a generic webhook's JSON document keeps each part of an alert (JMESPath)."""
 
@@ -60,11 +66,13 @@ class GenericMapping(BaseModel):
     dedup_key: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
     service: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
     status: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
-    resolved_values: list[str] = Field(
-        default_factory=lambda: ["resolved", "ok"],
-        max_length=20,
-        description="Values of `status` (compared case-insensitively) that mean resolved; "
-        "any other value, or none, means firing.",
+    resolved_values: list[Annotated[str, Field(max_length=STATUS_TEXT_LENGTH, pattern=VISIBLE)]] = (
+        Field(
+            default_factory=lambda: ["resolved", "ok"],
+            max_length=20,
+            description="Values of `status` (compared case-insensitively) that mean resolved; "
+            "any other value, or none, means firing.",
+        )
     )
 
     _compiles = field_validator("title", "severity", "dedup_key", "service", "status")(_expression)

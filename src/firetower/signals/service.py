@@ -77,6 +77,7 @@ from firetower.signals.models import (
 from firetower.signals.routing import Decision, Routing, Rule
 from firetower.signals.routing import Source as InhibitSource
 from firetower.signals.schemas import (
+    STATUS_TEXT_LENGTH,
     AlertGroupRead,
     AlertmanagerAlert,
     AlertmanagerPayload,
@@ -1839,7 +1840,7 @@ def generic_signal(session: Session, integration: Integration, data: Any) -> Sig
     if service != integration.service_name and not Shared.of(session).known_service(service):
         service = integration.service_name  # routes to the integration's; the label keeps named
     dedup_key = _text(mapping, "dedup_key", data, 255)
-    status_text = _text(mapping, "status", data, 100)
+    status_text = _text(mapping, "status", data, STATUS_TEXT_LENGTH)
     resolved = {v.strip().lower() for v in mapping.resolved_values}
     status = "resolved" if status_text and status_text.lower() in resolved else "firing"
     labels = {
