@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from firetower.auth.schemas import Role
 from firetower.runtime import Runtime
-from firetower.signals.models import RejectedPayload
+from firetower.signals.models import Integration, RejectedPayload
 from tests.factories import ApiUser, Factory, row_counts
 from tests.test_signals_intake import _alerts, _am_alert, _incidents, _notes
 
@@ -482,6 +482,48 @@ def test_the_mapping_is_checked_when_the_integration_is_created(
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] == field, answer.json()
     assert row_counts(runtime) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "expression"),
+    [
+        ("title", "(" * 499 + "a" + ")" * 499),
+        ("severity", "!" * 999 + "a"),
+        ("status", "[" * 400 + "a" + "]" * 400),
+    ],
+)
+def test_an_expression_nested_too_deeply_is_refused_by_name(
+    factory: Factory, runtime: Runtime, field: str, expression: str
+) -> None:
+    """JMESPath's parser recurses once per level: such an expression made a 500."""
+    admin = factory.user(Role.admin)
+    before = row_counts(runtime)
+    mapping = {"title": "alert.name", field: expression}
+    answer = admin.post(
+        "/api/v1/integrations", json={"name": "custom", "kind": "generic", "mapping": mapping}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == f"mapping.{field}"
+    assert "nests too deeply" in answer.json()["detail"]
+    assert row_counts(runtime) == before
+
+
+def test_a_stored_expression_nested_too_deeply_refuses_the_document_by_field(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A mapping stored before creation checked the depth made every document a 500, and
+    the alert was lost without a dead letter."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "custom", "generic", mapping={"title": "alert.name"})
+    with runtime.transaction() as session:
+        integration = session.scalars(select(Integration)).one()
+        integration.mapping = {"title": "alert.name", "dedup_key": "!" * 998 + "id"}
+    before = row_counts(runtime)
+    answer = admin.client.post(f"/ingest/generic/{key}", json={"alert": {"name": "x"}, "id": 1})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "dedup_key"
+    assert "nests too deeply" in answer.json()["detail"]
+    _refused_with_only_a_dead_letter(runtime, before)
 
 
 @pytest.mark.parametrize(

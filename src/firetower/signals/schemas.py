@@ -40,6 +40,9 @@ class IntegrationKind(StrEnum):
     generic = "generic"
 
 
+EXPRESSION_TOO_DEEP = "the expression nests too deeply to be read"
+
+
 def _expression(value: str | None) -> str | None:
     """A JMESPath expression, refused here (at creation) rather than at the first alert."""
     if value is None:
@@ -48,6 +51,8 @@ def _expression(value: str | None) -> str | None:
         jmespath.compile(value)
     except JMESPathError as exc:
         raise ValueError(f"not a valid JMESPath expression: {exc}") from None
+    except RecursionError:  # its parser recurses once per level: (((a))), !!!a, [[[a]]]
+        raise ValueError(EXPRESSION_TOO_DEEP) from None
     return value
 
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import jmespath
 from jmespath.exceptions import JMESPathError
+from pydantic import ValidationError
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -60,6 +61,7 @@ from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import ACTIVE, Severity, Source, Status, format_ref
 from firetower.incidents.models import Incident, TimelineEvent, incident_services
 from firetower.incidents.schemas import IncidentCreate
+from firetower.problems import validation_message
 from firetower.settings import SeverityPolicy
 from firetower.signals import intake_cache, intake_rows
 from firetower.signals.intake_cache import IncidentsView, RoutingView, ServiceRef
@@ -1830,7 +1832,13 @@ def generic_signal(session: Session, integration: Integration, data: Any) -> Sig
     """Read one alert out of a document with the integration's mapping; MappingMiss if not."""
     if not isinstance(data, dict):  # the mapping reads fields: nothing to read elsewhere
         raise MappingMiss("body", f"must be a JSON object, not {_json_kind(data)}")
-    mapping = GenericMapping.model_validate(integration.mapping or {})
+    try:
+        mapping = GenericMapping.model_validate(integration.mapping or {})
+    except ValidationError as exc:  # stored before creation checked all that it checks now
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "body"
+        reason = f"the integration's mapping is not valid: {validation_message(error)}"
+        raise MappingMiss(name, reason) from None
     title = _text(mapping, "title", data, 1024)
     if title is None:
         raise MappingMiss("title", f"{mapping.title!r} found nothing in the document")
