@@ -192,6 +192,38 @@ def test_rejected_requests_are_listed(server_url: str, admin: ApiUser) -> None:
     assert row["integration"] == letter["integration"] == "am"
 
 
+def test_terminal_control_sequences_sent_with_an_alert_are_shown_not_run(
+    server_url: str, admin: ApiUser
+) -> None:
+    """Whoever holds an ingest key chose what the on-call's terminal received: an alert
+    titled "\\x1b[1A\\x1b[2K..." erased the table row above it (a critical alert, say), and
+    "\\x1b]0;...\\x07" retitled the window. The sequences are now shown escaped."""
+    cli = {"url": server_url, "token": admin.token}
+    key = alertmanager_key(server_url, admin)
+    title = "Disk full\x1b[1A\x1b[2K\x1b]0;all fine\x07\x9b2J"
+    alert = {"status": "firing", "labels": {"alertname": title}, "fingerprint": "esc"}
+    answer = httpx.post(
+        f"{server_url}/ingest/alertmanager/{key}",
+        json={"version": "4", "status": "firing", "alerts": [alert]},
+    )
+    assert answer.status_code == 200, answer.text
+    refused = httpx.post(
+        f"{server_url}/ingest/alertmanager/{key}",
+        content=b"not json \x1b[2J",
+        headers={"content-type": "application/json"},
+    )
+    assert refused.status_code == 400
+    for command in (["alerts", "list"], ["integrations", "rejected"]):
+        result = run_cli(command, **cli)
+        assert result.exit_code == 0, result.output
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", result.stdout), result.stdout
+    shown = run_cli(["alerts", "list"], **cli).stdout
+    assert "Disk full\\x1b[1A\\x1b[2K\\x1b]0;all fine\\x07\\x9b2J" in shown
+    assert "not json \\x1b[2J" in run_cli(["integrations", "rejected"], **cli).stdout
+    (listed,) = json_of(run_cli(["alerts", "list", "--json"], **cli))
+    assert listed["title"] == title  # --json gives the text as sent, JSON-escaped
+
+
 # -- alerts --------------------------------------------------------------------------------------
 def test_alerts_list_puts_firing_first_and_filters(
     server_url: str, admin: ApiUser, responder: ApiUser, factory: Factory

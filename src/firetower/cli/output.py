@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -68,13 +69,26 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Characters a terminal obeys rather than shows (ESC, BEL, CSI, ...); tab and newline are
+shown as themselves."""
+
+
+def visible(text: str) -> str:
+    """Text from the server with its control characters escaped (``\\x1b``): an alert's
+    title is the sender's to choose, and a terminal would run ``\\x1b[1A\\x1b[2K`` (erase
+    the row above, say) that Rich passes through."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 def cell(value: Any) -> Text:
-    """A table cell shown as it is: text from the server is never read as Rich markup."""
+    """A table cell shown as it is: text from the server is never read as Rich markup, nor
+    obeyed as terminal control sequences."""
     if value is None:
         return Text("")
     if isinstance(value, list | tuple):
-        return Text(", ".join(str(v) for v in value))
-    return Text(str(value))
+        return Text(visible(", ".join(str(v) for v in value)))
+    return Text(visible(str(value)))
 
 
 PIPED_MAX_WIDTH = 10_000
