@@ -376,6 +376,33 @@ def test_a_document_the_mapping_cannot_read_is_refused_and_only_dead_lettered(
     _refused_with_only_a_dead_letter(runtime, before, body)
 
 
+def test_long_texts_in_optional_fields_are_read_as_any_unknown_value(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A severity, service or status over 100 characters, or a title over 1,024, refused the
+    whole alert (422, dead letter) although the docs read an unknown severity as SEV3, an
+    unknown service as the integration's and an unknown status as firing; Alertmanager's
+    summary of any length is cut to 1,024 characters."""
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    ref = factory.incident(title="Web is slow", services=["web"])
+    key = _integration(admin, "custom", "generic", mapping=MAPPING, service_name="web")
+    long = "x" * 5000
+    document = {"state": long, "alert": {"id": "long", "name": f"CPU high {long}", "level": long}}
+    answer = admin.client.post(
+        f"/ingest/generic/{key}", json={**document, "tags": {"service": long}}
+    )
+    assert answer.status_code == 200, answer.text
+    [alert] = _alerts(runtime)
+    assert (alert.status, alert.severity, alert.service_name) == ("firing", "SEV3", "web")
+    assert alert.title == f"CPU high {long}"[:1024]
+    assert alert.labels == {"severity": long, "service": long, "status": long}
+    [incident] = _incidents(runtime)
+    assert (incident.ref, alert.incident_id) == (ref, incident.id)
+    with runtime.read() as session:
+        assert session.scalars(select(RejectedPayload)).all() == []
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
@@ -383,6 +410,10 @@ def test_a_document_the_mapping_cannot_read_is_refused_and_only_dead_lettered(
         (b'"CPU high"', "body: must be a JSON object, not a string"),
         (b'{"alert": {"name": {"a": 1}}}', "title: 'alert.name' gave an object, not text"),
         (b'{"alert": {"name": "x", "id": [1]}}', "dedup_key: 'alert.id' gave an array, not text"),
+        (  # cut, two alerts would share a fingerprint
+            b'{"alert": {"name": "x", "id": "' + b"i" * 256 + b'"}}',
+            "dedup_key: 'alert.id' gave more than 255 characters",
+        ),
         (
             b'{"alert": {"name": "x", "level": true}}',
             "severity: 'alert.level' gave a boolean, not text",
@@ -422,7 +453,7 @@ def test_a_refused_document_is_described_in_json_words(
         (  # two numbers of 4,300 digits, the most Python's reader takes: a sum it cannot print
             {"tags": ["a"], "level": 1, "ids": [int("9" * 4300)] * 2},
             "dedup_key",
-            "dedup_key: 'sum(ids)' gave more than 255 characters",
+            "dedup_key: 'sum(ids)' gave a number too long to write",
         ),
         (  # jmespath compares as Python does, and Python refuses 1 > "a" with a TypeError
             {"tags": ["a"], "level": 1, "ids": [1], "limit": "a"},

@@ -56,10 +56,10 @@ def _expression(value: str | None) -> str | None:
     return value
 
 
-STATUS_TEXT_LENGTH = 100
-"""The longest ``status`` a generic webhook's mapping reads (longer is refused); a resolved
-value is compared with it, so none may be longer, blank (a status is stripped) or hold what
-no database stores alike (a NUL, half a surrogate pair: refused by the pattern)."""
+RESOLVED_VALUE_LENGTH = 100
+"""The longest resolved value of a generic mapping: a status word, not a sentence. None may
+be blank either (a status is read stripped, so it never matches), or hold what no database
+stores alike (a NUL, half a surrogate pair: refused by the pattern)."""
 
 
 class GenericMapping(BaseModel):
@@ -71,13 +71,13 @@ class GenericMapping(BaseModel):
     dedup_key: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
     service: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
     status: str | None = Field(default=None, min_length=1, max_length=1000, pattern=NO_NUL)
-    resolved_values: list[Annotated[str, Field(max_length=STATUS_TEXT_LENGTH, pattern=VISIBLE)]] = (
-        Field(
-            default_factory=lambda: ["resolved", "ok"],
-            max_length=20,
-            description="Values of `status` (compared case-insensitively) that mean resolved; "
-            "any other value, or none, means firing.",
-        )
+    resolved_values: list[
+        Annotated[str, Field(max_length=RESOLVED_VALUE_LENGTH, pattern=VISIBLE)]
+    ] = Field(
+        default_factory=lambda: ["resolved", "ok"],
+        max_length=20,
+        description="Values of `status` (compared case-insensitively) that mean resolved; "
+        "any other value, or none, means firing.",
     )
 
     _compiles = field_validator("title", "severity", "dedup_key", "service", "status")(_expression)

@@ -79,7 +79,6 @@ from firetower.signals.models import (
 from firetower.signals.routing import Decision, Routing, Rule
 from firetower.signals.routing import Source as InhibitSource
 from firetower.signals.schemas import (
-    STATUS_TEXT_LENGTH,
     AlertGroupRead,
     AlertmanagerAlert,
     AlertmanagerPayload,
@@ -1804,7 +1803,9 @@ def _json_kind(value: Any) -> str:
     return "null"
 
 
-def _text(mapping: GenericMapping, name: str, data: Any, limit: int) -> str | None:
+def _text(mapping: GenericMapping, name: str, data: Any, limit: int | None = None) -> str | None:
+    """The text the mapping's expression for ``name`` finds, stripped; None when it finds
+    nothing. Longer than ``limit`` is refused (a dedup key: cut, two alerts would merge)."""
     expression = getattr(mapping, name)
     if expression is None:
         return None
@@ -1820,10 +1821,10 @@ def _text(mapping: GenericMapping, name: str, data: Any, limit: int) -> str | No
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise MappingMiss(name, f"{expression!r} gave {_json_kind(value)}, not text")
     try:
-        text: str | None = str(value).strip()
+        text = str(value).strip()
     except ValueError:  # str() refuses an integer of over 4,300 digits (sum() of long ones)
-        text = None
-    if text is None or len(text) > limit:
+        raise MappingMiss(name, f"{expression!r} gave a number too long to write") from None
+    if limit is not None and len(text) > limit:
         raise MappingMiss(name, f"{expression!r} gave more than {limit} characters")
     return text or None
 
@@ -1839,16 +1840,19 @@ def generic_signal(session: Session, integration: Integration, data: Any) -> Sig
         name = str(error["loc"][0]) if error["loc"] else "body"
         reason = f"the integration's mapping is not valid: {validation_message(error)}"
         raise MappingMiss(name, reason) from None
-    title = _text(mapping, "title", data, 1024)
+    # Any length, as for an Alertmanager alert: a long title is cut when stored, and a long
+    # severity, service or status is one firetower does not know (SEV3, the integration's
+    # service, firing); the labels keep them as sent.
+    title = _text(mapping, "title", data)
     if title is None:
         raise MappingMiss("title", f"{mapping.title!r} found nothing in the document")
-    severity_text = _text(mapping, "severity", data, 100)
-    named = _text(mapping, "service", data, 100)
+    severity_text = _text(mapping, "severity", data)
+    named = _text(mapping, "service", data)
     service = named or integration.service_name
     if service != integration.service_name and not Shared.of(session).known_service(service):
         service = integration.service_name  # routes to the integration's; the label keeps named
     dedup_key = _text(mapping, "dedup_key", data, 255)
-    status_text = _text(mapping, "status", data, STATUS_TEXT_LENGTH)
+    status_text = _text(mapping, "status", data)
     resolved = {v.strip().lower() for v in mapping.resolved_values}
     status = "resolved" if status_text and status_text.lower() in resolved else "firing"
     labels = {
