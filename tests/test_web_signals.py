@@ -629,6 +629,23 @@ def test_an_admin_creates_rotates_and_revokes_an_integration(
     assert admin.post("/integrations/ghost/revoke").status_code == 404
 
 
+def test_rotating_a_key_asks_first_as_revoking_does(admin: Console, factory: Factory) -> None:
+    """Rotate sat beside Revoke with no question asked, though it breaks the sender as
+    surely: its key is refused at once, and the new one is on that page only."""
+    created = admin.post("/integrations", {"name": "prom-prod", "kind": "alertmanager"})
+    assert created.status_code == 201, created.text
+    page = admin.get("/integrations").text
+    for action, question in (
+        ("rotate", "Rotate the key of prom-prod? Its current key stops working at once"),
+        ("revoke", "Revoke prom-prod? Its key stops working at once."),
+    ):
+        form = re.search(
+            rf'<form method="post" action="/integrations/prom-prod/{action}"[^>]*>', page
+        )
+        assert form, action
+        assert f"confirm('{question}" in form.group(0), form.group(0)
+
+
 def test_a_generic_integration_takes_its_mapping_from_the_form(
     admin: Console, factory: Factory, runtime: Runtime
 ) -> None:
