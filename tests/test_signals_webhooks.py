@@ -11,7 +11,7 @@ from firetower.auth.schemas import Role
 from firetower.runtime import Runtime
 from firetower.signals.models import Integration, RejectedPayload
 from tests.factories import ApiUser, Factory, row_counts
-from tests.test_signals_intake import _alerts, _am_alert, _incidents, _notes
+from tests.test_signals_intake import _alerts, _am_alert, _am_batch, _incidents, _notes
 
 MAPPING = {
     "title": "alert.name",
@@ -629,6 +629,57 @@ def test_a_report_opens_an_incident_and_the_next_one_joins_it(
     [note] = _notes(runtime, incident.id)
     assert note.text.endswith("attached: Cannot pay")
     assert note.actor == f"user-report:{viewer.email}"
+
+
+def test_a_report_does_not_hold_open_an_incident_its_alerts_clear(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A report never sends a resolve: counted as an alert still firing, one report kept
+    ``on_clear: resolve`` from ever ending its incident. Once the incident ends, its reports
+    count as resolved (and retention may delete them)."""
+    factory.service("checkout")
+    admin = factory.user(Role.admin)
+    matchers = [{"label": "alertname", "op": "=~", "value": "High error rate.*"}]
+    rule = {"name": "resolve-on-clear", "matchers": matchers, "on_clear": "resolve"}
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    key = _integration(admin, "prom", "alertmanager", service_name="checkout")
+    am = f"/ingest/alertmanager/{key}"
+    assert factory.client.post(am, json=_am_batch(_am_alert("e1"))).status_code == 200
+    [incident] = _incidents(runtime)
+    report = {"what": "Checkout page shows a 500", "where": "checkout"}
+    answer = factory.user(Role.viewer).post("/api/v1/reports", json=report)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["incident"] == incident.ref
+
+    resolved = _am_batch(_am_alert("e1", "resolved"), status="resolved")
+    assert factory.client.post(am, json=resolved).status_code == 200
+    [incident] = _incidents(runtime)
+    assert incident.status == "resolved"
+    texts = [note.text for note in _notes(runtime, incident.id)]
+    assert not [text for text in texts if "2 alerts" in text]  # the report is no alert of its
+    statuses = {alert.fingerprint: alert.status for alert in _alerts(runtime)}
+    assert statuses == {"e1": "resolved", answer.json()["fingerprint"]: "resolved"}
+
+
+def test_the_reports_of_an_incident_resolved_by_hand_count_as_resolved(
+    factory: Factory, runtime: Runtime
+) -> None:
+    factory.service("search")
+    ref = factory.incident(title="Search is down", services=["search"])
+    viewer = factory.user(Role.viewer)
+    answer = viewer.post("/api/v1/reports", json={"what": "No results", "where": "search"})
+    assert answer.status_code == 201, answer.text
+    [report] = _alerts(runtime)
+    assert report.status == "firing"
+    responder = factory.user(Role.responder)
+    ended = responder.post(f"/api/v1/incidents/{ref}/transitions", json={"to": "resolved"})
+    assert ended.status_code == 200, ended.text
+    [report] = _alerts(runtime)
+    assert report.status == "resolved" and report.ends_at is not None
+    reopened = responder.post(f"/api/v1/incidents/{ref}/transitions", json={"to": "investigating"})
+    assert reopened.status_code == 200, reopened.text
+    [report] = _alerts(runtime)
+    assert report.status == "resolved"  # a report is not a monitor: it does not fire again
 
 
 def test_a_report_joins_an_incident_already_open_for_its_service(

@@ -1,6 +1,7 @@
 """The signals domain's jobs: the notification a ``notify`` routing rule asks for, the note
 that sums up the alerts that joined an incident in a minute of a storm, the minutely settling
-of alerts that stopped flapping while no signal came, and the retention of resolved alerts.
+of alerts that stopped flapping while no signal came, the retention of resolved alerts, and
+the resolving of an incident's user reports when it ends.
 
 Delivery (email, chat, webhooks) belongs to the notify domain, which does not exist yet; until
 it does, the job records the notification as one structured log line, so that nothing a rule
@@ -14,10 +15,13 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.auth.service import Actor
 from firetower.incidents import service as incidents
+from firetower.incidents.events import IncidentStatusChanged
+from firetower.incidents.lifecycle import ACTIVE
 from firetower.incidents.models import Incident
 from firetower.jobs import Job, JobContext, enqueue
 from firetower.runtime import Runtime
@@ -29,12 +33,14 @@ from firetower.signals.service import (
     RETENTION_KIND,
     SETTLE_FLAPPING_KIND,
     delete_expired_alerts,
+    resolve_reports_of,
     settle_flapping,
 )
 
 log = structlog.get_logger(__name__)
 RETENTION_CRON = "23 * * * *"
 SETTLE_FLAPPING_CRON = "* * * * *"
+ACTIVE_STATUSES = frozenset(status.value for status in ACTIVE)
 
 
 def notify(context: JobContext, payload: dict[str, Any]) -> None:
@@ -116,7 +122,14 @@ def retention(context: JobContext, payload: dict[str, Any]) -> None:
     log.info("resolved alerts deleted", count=deleted, last_seen_before=cutoff.isoformat())
 
 
+def resolve_reports(session: Session, event: IncidentStatusChanged) -> None:
+    """An incident that ends takes its user reports with it (``resolve_reports_of``)."""
+    if event.before in ACTIVE_STATUSES and event.after not in ACTIVE_STATUSES:
+        resolve_reports_of(session, event.incident_id)
+
+
 def register(runtime: Runtime) -> None:
+    runtime.bus.react(IncidentStatusChanged, resolve_reports)
     runtime.jobs.handler(NOTIFY_KIND)(notify)
     runtime.jobs.handler(ATTACHED_KIND)(attached_note)
     runtime.jobs.handler(RETENTION_KIND)(retention)

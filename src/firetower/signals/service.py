@@ -48,6 +48,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -1376,7 +1377,7 @@ def _finish_one(
             select(
                 func.count(),
                 func.sum(case((Alert.on_clear == OnClear.resolve.value, 0), else_=1)),
-            ).where(Alert.incident_id == incident_id)
+            ).where(Alert.incident_id == incident_id, NOT_A_REPORT)
         ).one()
         cleared = all_resolved_text(total)
         if resolved.status not in ACTIVE:
@@ -1484,13 +1485,42 @@ def _changes_within(changes: list[str], integration: Integration, now: datetime)
     return [change for change in changes if now - datetime.fromisoformat(change) < window]
 
 
+REPORTS = select(Integration.id).where(Integration.name == REPORT_INTEGRATION)
+NOT_A_REPORT = Alert.integration_id.not_in(REPORTS)
+"""User reports never send a resolve: they do not count towards whether an incident's alerts
+have cleared, and count as resolved once it ends (``resolve_reports_of``)."""
+
+
+def resolve_reports_of(session: Session, incident_id: int) -> int:
+    """Mark the user reports of an incident that has ended resolved; how many.
+
+    A report is a person saying something is broken: it has no sender to resolve it, and
+    would otherwise stay firing in the alert lists, and out of retention's reach, for good.
+    Reads the incident's unresolved alerts through ``ix_alerts_incident_status``: once per
+    incident that ends, however many alerts a storm attached to it.
+    """
+    ended = session.execute(
+        update(Alert)
+        .where(
+            Alert.incident_id == incident_id,
+            Alert.status.in_(UNRESOLVED_STATUSES),
+            Alert.integration_id.in_(REPORTS),
+        )
+        .values(status=AlertStatus.resolved.value, ends_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    return int(ended.rowcount)  # type: ignore[attr-defined]
+
+
 def _has_unresolved_alert(session: Session, incident_id: int) -> bool:
     """Whether an alert of the incident has not resolved, or has but flaps (its resolve is
-    held). A seek of ``ix_alerts_incident_status`` per status other than resolved, and one
-    for resolved and flapping, however many alerts have resolved (``status != 'resolved'``
-    would read them all)."""
+    held); user reports aside (``NOT_A_REPORT``). A seek of ``ix_alerts_incident_status`` per
+    status other than resolved, and one for resolved and flapping, however many alerts have
+    resolved (``status != 'resolved'`` would read them all)."""
     of_incident = Alert.incident_id == incident_id
-    unresolved = select(literal(1)).where(of_incident, Alert.status.in_(UNRESOLVED_STATUSES))
+    unresolved = select(literal(1)).where(
+        of_incident, Alert.status.in_(UNRESOLVED_STATUSES), NOT_A_REPORT
+    )
     held = select(literal(1)).where(
         of_incident, Alert.status == AlertStatus.resolved.value, Alert.flapping == true()
     )
