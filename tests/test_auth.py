@@ -212,6 +212,7 @@ def test_tokens_are_stored_as_sha256_and_shown_once(factory: Factory, runtime: R
     user = factory.user(Role.responder)
     made = user.post("/api/v1/tokens", json={"name": "laptop"})
     assert made.status_code == 201, made.text
+    assert made.headers["cache-control"] == "no-store"  # no cache keeps the secret
     secret = made.json()["token"]
     prefix = made.json()["prefix"]
     assert secret.startswith(f"{TOKEN_PREFIX}{prefix}_")

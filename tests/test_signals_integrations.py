@@ -53,6 +53,17 @@ def test_rotation_replaces_the_key_and_revocation_ends_it(factory: Factory) -> N
     assert admin.post("/api/v1/integrations/am/rotate").status_code == 409
 
 
+def test_answers_that_carry_a_key_tell_caches_not_to_keep_them(factory: Factory) -> None:
+    """A key is shown once: a browser's or a proxy's cache must not keep a copy of it."""
+    admin = factory.user(Role.admin)
+    made = admin.post("/api/v1/integrations", json={"name": "am", "kind": "alertmanager"})
+    assert made.status_code == 201, made.text
+    assert made.headers["cache-control"] == "no-store"
+    rotated = admin.post("/api/v1/integrations/am/rotate")
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store"
+
+
 def test_only_admins_manage_integrations(factory: Factory) -> None:
     responder = factory.user(Role.responder)
     answer = responder.post("/api/v1/integrations", json={"name": "x", "kind": "generic"})

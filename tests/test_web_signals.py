@@ -599,6 +599,7 @@ def test_an_admin_creates_rotates_and_revokes_an_integration(
         },
     )
     assert created.status_code == 201, created.text
+    assert created.headers["cache-control"] == "no-store"  # no cache keeps the key
     key = shown_key(created.text)
     assert f"/ingest/alertmanager/{key}" in created.text
     assert ingest_status(factory.client, key) == 200
@@ -614,6 +615,7 @@ def test_an_admin_creates_rotates_and_revokes_an_integration(
 
     rotated = admin.post("/integrations/prom-prod/rotate")
     assert rotated.status_code == 200
+    assert rotated.headers["cache-control"] == "no-store"
     new_key = shown_key(rotated.text)
     assert new_key != key
     assert ingest_status(factory.client, key) == 401

@@ -28,6 +28,9 @@ TOUCH_INTERVAL = timedelta(minutes=5)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
+NO_STORE = {"Cache-Control": "no-store"}
+"""The headers of an answer that shows a secret once (an API token, an ingest key): no
+browser or proxy cache may keep a copy of it."""
 
 
 def get_runtime(request: Request) -> Runtime:

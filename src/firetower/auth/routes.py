@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 
 from firetower.auth import service
-from firetower.auth.deps import Admin, ReadSession, RuntimeDep, Viewer
+from firetower.auth.deps import NO_STORE, Admin, ReadSession, RuntimeDep, Viewer
 from firetower.auth.models import Team
 from firetower.auth.schemas import (
     TeamCreate,
@@ -67,8 +67,11 @@ def list_tokens(session: ReadSession, actor: Viewer) -> list[TokenRead]:
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
-def create_token(data: TokenCreate, runtime: RuntimeDep, actor: Viewer) -> TokenCreated:
+def create_token(
+    data: TokenCreate, runtime: RuntimeDep, actor: Viewer, response: Response
+) -> TokenCreated:
     """Make a token for yourself; its secret is in this answer and never shown again."""
+    response.headers.update(NO_STORE)
     with runtime.transaction() as session:
         token, secret = service.create_token(session, actor, actor.label, data)
         return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=secret)

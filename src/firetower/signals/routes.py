@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from firetower.auth.deps import Admin, ReadSession, Responder, RuntimeDep, Viewer
+from firetower.auth.deps import NO_STORE, Admin, ReadSession, Responder, RuntimeDep, Viewer
 from firetower.clock import UtcDatetime
 from firetower.errors import DomainError, Unauthenticated
 from firetower.incidents.models import Incident
@@ -66,7 +66,8 @@ router = APIRouter(tags=["signals"])
 intake_router = APIRouter(tags=["intake"], include_in_schema=False)
 
 
-def _with_key(integration: Integration, key: str) -> IntegrationWithKey:
+def _with_key(integration: Integration, key: str, response: Response) -> IntegrationWithKey:
+    response.headers.update(NO_STORE)
     return IntegrationWithKey(**IntegrationRead.model_validate(integration).model_dump(), key=key)
 
 
@@ -74,11 +75,11 @@ def _with_key(integration: Integration, key: str) -> IntegrationWithKey:
     "/integrations", status_code=status.HTTP_201_CREATED, response_model=IntegrationWithKey
 )
 def create_integration(
-    data: IntegrationCreate, runtime: RuntimeDep, actor: Admin
+    data: IntegrationCreate, runtime: RuntimeDep, actor: Admin, response: Response
 ) -> IntegrationWithKey:
     with runtime.transaction() as session:
         integration, key = service.create_integration(session, actor, data)
-        return _with_key(integration, key)
+        return _with_key(integration, key, response)
 
 
 @router.get("/integrations", response_model=list[IntegrationRead])
@@ -87,10 +88,12 @@ def list_integrations(session: ReadSession, actor: Admin) -> list[IntegrationRea
 
 
 @router.post("/integrations/{name}/rotate", response_model=IntegrationWithKey)
-def rotate_integration_key(name: str, runtime: RuntimeDep, actor: Admin) -> IntegrationWithKey:
+def rotate_integration_key(
+    name: str, runtime: RuntimeDep, actor: Admin, response: Response
+) -> IntegrationWithKey:
     with runtime.transaction() as session:
         integration, key = service.rotate_key(session, actor, name)
-        return _with_key(integration, key)
+        return _with_key(integration, key, response)
 
 
 @router.delete("/integrations/{name}", status_code=status.HTTP_204_NO_CONTENT)

@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from firetower import clock
-from firetower.auth.deps import Admin, Responder, Viewer
+from firetower.auth.deps import NO_STORE, Admin, Responder, Viewer
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
@@ -496,7 +496,7 @@ def _integrations_page(
         ]
         letters = queries.dead_letters(session)
         services = [s.name for s in catalog.list_services(session)]
-    return render(
+    page = render(
         request,
         "signals/integrations.html",
         {
@@ -514,6 +514,9 @@ def _integrations_page(
         actor=actor,
         status_code=error.status_code if error else status_code,
     )
+    if new_key is not None:
+        page.headers.update(NO_STORE)
+    return page
 
 
 def _shown_key(integration: IntegrationRead, key: str, verb: str) -> dict[str, Any]:
