@@ -268,6 +268,24 @@ def test_alerts_list_puts_firing_first_and_filters(
     assert printed_groups == responder.get("/api/v1/alert-groups").json()
 
 
+def test_alerts_list_limit_keeps_firing_alerts_ahead_of_newer_resolved_ones(
+    server_url: str, admin: ApiUser, responder: ApiUser
+) -> None:
+    """``--limit`` cuts the list as printed, firing first: resolved alerts seen after a firing
+    one must not push it off a short list."""
+    cli = {"url": server_url, "token": responder.token}
+    key = alertmanager_key(server_url, admin)
+    assert send(server_url, key, "hot", alertname="HighLatency").status_code == 200
+    for fingerprint in ("done-1", "done-2"):
+        assert send(server_url, key, fingerprint, "resolved", alertname="Old").status_code == 200
+
+    table = run_cli(["alerts", "list", "--limit", "2"], **cli)
+    assert table.exit_code == 0, table.output
+    assert [row["status"] for row in table_rows(table.stdout)] == ["firing", "resolved"]
+    printed = json_of(run_cli(["alerts", "list", "--limit", "2", "--json"], **cli))
+    assert [a["fingerprint"] for a in printed] == ["hot", "done-2"]
+
+
 def test_alerts_list_shows_one_group_as_alerts_groups_names_it(
     server_url: str, admin: ApiUser, responder: ApiUser
 ) -> None:

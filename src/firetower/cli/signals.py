@@ -123,9 +123,7 @@ def list_alerts(
     json_output: JsonOption = False,
 ) -> None:
     """List alerts: firing first, then acknowledged, then resolved; newest first in each."""
-    params: dict[str, Any] = {"limit": limit}
-    if status is not None:
-        params["status"] = status.value
+    params: dict[str, Any] = {}
     if integration is not None:  # an empty one too: the server says no such integration
         params["integration"] = integration
     if group is not None:  # "" too: the group of an integration that groups by no label
@@ -133,15 +131,24 @@ def list_alerts(
     for name, wanted in (("silenced", silenced), ("flapping", flapping), ("inhibited", inhibited)):
         if wanted is not None:
             params[name] = str(wanted).lower()
+    # The API lists last seen first across statuses, so one call cut at --limit could hold
+    # only resolved alerts seen after a firing one: ask status by status, firing first.
+    every = sorted(AlertStatus, key=lambda s: STATUS_ORDER.get(s, 2))
+    statuses = [status] if status is not None else every
+    ordered: list[dict[str, Any]] = []
     with connect() as client:
-        alerts = client.get("/api/v1/alerts", params=params)
+        for shown in statuses:
+            left = limit - len(ordered)
+            if left <= 0:
+                break
+            params.update(status=shown.value, limit=left)
+            ordered += client.get("/api/v1/alerts", params=params)
     if json_output:
-        print_json(alerts)
+        print_json(ordered)
         return
-    if not alerts:
+    if not ordered:
         print_line("no alerts match")
         return
-    ordered = sorted(alerts, key=lambda a: STATUS_ORDER.get(a["status"], 2))  # stable
     print_table(
         None,
         ALERT_COLUMNS,
