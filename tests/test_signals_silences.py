@@ -232,6 +232,41 @@ def test_a_silence_from_an_alert_matches_its_labels(factory: Factory, runtime: R
     )
 
 
+@pytest.mark.parametrize(
+    ("labels", "said"),
+    [
+        (
+            {"query": "q" * 1001},
+            "alert {id}'s label 'query' cannot be a matcher: "
+            "string should have at most 1000 characters;",
+        ),
+        (
+            {"n" * 101: "x"},
+            "alert {id}'s label 'nnnnnnnnnn…' cannot be a matcher: "
+            "string should have at most 100 characters;",
+        ),
+    ],
+)
+def test_a_silence_from_an_alert_whose_label_no_matcher_holds_is_refused_by_name(
+    factory: Factory, runtime: Runtime, labels: dict[str, str], said: str
+) -> None:
+    """Intake keeps labels of any length; a matcher holds a 100-character name and a
+    1,000-character value. Silencing such an alert in one click was a 500."""
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    key = _key(admin, factory.service("search"))
+    _post(factory, key, "long", **labels)
+    alert = alert_by_fingerprint(runtime, "long")
+    before = row_counts(runtime)
+    answer = responder.post(f"/api/v1/alerts/{alert.id}/silence", json={"duration_minutes": 15})
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert problem["field"] == "id"
+    assert problem["detail"].startswith(said.format(id=alert.id)), problem["detail"]
+    assert "silence it with matchers on its other labels" in problem["detail"]
+    assert row_counts(runtime) == before
+
+
 def test_a_maintenance_window_mutes_its_service_only(factory: Factory, runtime: Runtime) -> None:
     admin = factory.user(Role.admin)
     responder = factory.user(Role.responder)

@@ -1653,13 +1653,28 @@ def silence_alert(
     if not alert.labels:
         raise InvalidInput(f"alert {alert_id} has no labels to match", field="id")
     matchers = [
-        Matcher(label=str(k), op=MatchOp.equal, value=str(v))
+        _label_matcher(alert_id, str(k), str(v))
         for k, v in sorted(alert.labels.items())
         if v is not None
     ]
     now = clock.now()
     end = now + timedelta(minutes=data.duration_minutes)
     return _add_silence(session, actor, matchers, now, end, data.comment)
+
+
+def _label_matcher(alert_id: int, label: str, value: str) -> Matcher:
+    """``label = value``; a label no matcher can hold (intake keeps labels of any length, a
+    matcher 100 characters of name and 1,000 of value) is an InvalidInput naming it."""
+    try:
+        return Matcher(label=label, op=MatchOp.equal, value=value)
+    except ValidationError as exc:
+        shown = label if len(label) <= 10 else label[:10] + "…"
+        reason = validation_message(exc.errors()[0])
+        raise InvalidInput(
+            f"alert {alert_id}'s label {shown!r} cannot be a matcher: {reason.lower()}; "
+            "silence it with matchers on its other labels",
+            field="id",
+        ) from None
 
 
 def list_silences(session: Session, *, include_inactive: bool = False) -> list[Silence]:
