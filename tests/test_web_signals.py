@@ -353,6 +353,29 @@ def test_a_group_whose_labels_hold_separators_links_to_its_own_alerts(
     assert "alertname=Errors\\,team\\=db" in html.unescape(page.text)
 
 
+def test_the_group_of_alerts_without_group_labels_links_to_those_alerts_only(
+    responder: Console, factory: Factory, admin_api: ApiUser
+) -> None:
+    """Alerts lacking every group-by label share the group "" (shown "(all)"); its link must
+    list them, not every alert of the integration, and the live panel must keep to them."""
+    key = make_integration(admin_api, "am-t", group_by=["team"])
+    send(factory.client, key, "owned", alertname="Errors", team="db")
+    send(factory.client, key, "stray", alertname="Errors")
+    page = responder.get("/alerts/groups")
+    rows = re.findall(r'<tr class="alert-group.*?</tr>', page.text, re.DOTALL)
+    row = next(r for r in rows if "(all)" in r)
+    assert re.findall(r'<td class="num[^"]*">(\d+)</td>', row) == ["1", "0"]
+    link = html.unescape(re.search(r'href="(/alerts\?[^"]+)"', row).group(1))
+    listed = responder.get(link)
+    assert listed.status_code == 200
+    stray = alert_by_fingerprint(factory.runtime, "stray")
+    assert alert_order(listed.text) == [stray.id]
+    panel = html.unescape(re.search(r'hx-get="([^"]+)"', listed.text).group(1))
+    assert alert_order(responder.get(panel).text) == [stray.id]
+    assert '<input type="hidden" name="group" value="">' in listed.text  # kept by a silence
+    assert len(alert_order(responder.get("/alerts?integration=am-t").text)) == 2
+
+
 # -- silences and maintenance windows ----------------------------------------------------------
 def test_silences_are_created_with_matchers_listed_and_expired(
     responder: Console, runtime: Runtime

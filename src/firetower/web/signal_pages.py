@@ -104,10 +104,13 @@ def _act_on_silences(
 
 
 # -- alerts ------------------------------------------------------------------------------------
-def _alert_filters(status: str, integration: str, group: str) -> dict[str, str]:
-    return {
-        k: v for k, v in {"status": status, "integration": integration, "group": group}.items() if v
-    }
+def _alert_filters(status: str, integration: str, group: str | None) -> dict[str, str]:
+    """The filters given, to carry along; a group "" too: that of alerts lacking every
+    group-by label (shown "(all)"), which is one group, not every alert."""
+    filters = {k: v for k, v in {"status": status, "integration": integration}.items() if v}
+    if group is not None:
+        filters["group"] = group
+    return filters
 
 
 def _alerts_context(
@@ -115,7 +118,7 @@ def _alerts_context(
     actor: Actor,
     status: str,
     integration: str,
-    group: str,
+    group: str | None,
     error: DomainError | None = None,
 ) -> dict[str, Any]:
     rows: list[queries.ListedAlert] = []
@@ -129,7 +132,7 @@ def _alerts_context(
                 session,
                 status=AlertStatus(status) if status else None,
                 integration=integration or None,
-                group_key=group or None,
+                group_key=group,
                 limit=ALERT_ROWS,
             )
             counts = queries.alert_counts(session, integration=integration or None)
@@ -159,7 +162,7 @@ def _alerts_page(
     actor: Actor,
     status: str = "",
     integration: str = "",
-    group: str = "",
+    group: str | None = None,
     error: DomainError | None = None,
 ) -> Response:
     context = _alerts_context(request, actor, status, integration, group, error)
@@ -182,7 +185,7 @@ def alerts_page(
     actor: Viewer,
     status: FilterQuery = "",
     integration: FilterQuery = "",
-    group: Annotated[str, Query(max_length=1024)] = "",
+    group: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response:
     return _alerts_page(request, actor, status, integration, group)
 
@@ -193,7 +196,7 @@ def alerts_panel(
     actor: Viewer,
     status: FilterQuery = "",
     integration: FilterQuery = "",
-    group: Annotated[str, Query(max_length=1024)] = "",
+    group: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response:
     """The alert list alone: what the page polls every few seconds to stay live."""
     context = _alerts_context(request, actor, status, integration, group)
@@ -216,7 +219,7 @@ def silence_alert(
     comment: Text = "",
     status: Short = "",
     integration: Short = "",
-    group: Annotated[str, Form(max_length=1024)] = "",
+    group: Annotated[str | None, Form(max_length=1024)] = None,
 ) -> Response:
     """One click: silence this alert's exact labels from now for the chosen duration."""
 
