@@ -322,6 +322,17 @@ def test_a_maintenance_window_mutes_its_service_only(factory: Factory, runtime: 
             "matchers.1.value",
         ),
         ("/api/v1/silences", {"matchers": [], "ends_at": "2027-01-01T00:00:00Z"}, "matchers"),
+        (  # routing's pseudo-label: no alert has it, so "!=" would silence every alert
+            "/api/v1/silences",
+            {
+                "matchers": [
+                    {"label": "alertname", "op": "=", "value": "x"},
+                    {"label": "@integration", "op": "!=", "value": "prom"},
+                ],
+                "ends_at": "2027-01-01T00:00:00Z",
+            },
+            "matchers.1.label",
+        ),
         (
             "/api/v1/silences",
             {

@@ -80,6 +80,7 @@ from firetower.signals.models import (
 from firetower.signals.routing import Decision, Routing, Rule
 from firetower.signals.routing import Source as InhibitSource
 from firetower.signals.schemas import (
+    INTEGRATION_LABEL,
     AlertGroupRead,
     AlertmanagerAlert,
     AlertmanagerPayload,
@@ -1637,7 +1638,17 @@ def _add_silence(
 
 
 def create_silence(session: Session, actor: Actor, data: SilenceCreate) -> Silence:
+    """A silence of alerts' labels. Routing's ``@integration`` pseudo-label is refused: a
+    silence compares alerts' own labels, none of which is it, so ``@integration=x`` would
+    silence nothing and ``@integration!=x`` everything."""
     actor.require(Role.responder)
+    for at, matcher in enumerate(data.matchers):
+        if matcher.label == INTEGRATION_LABEL:
+            raise InvalidInput(
+                f"matchers.{at}.label: a silence matches alerts' own labels; "
+                f"{INTEGRATION_LABEL} is a label of routing and inhibition rules only",
+                field=f"matchers.{at}.label",
+            )
     start, end = _window(data.starts_at, data.ends_at)
     return _add_silence(session, actor, data.matchers, start, end, data.comment)
 
