@@ -376,6 +376,25 @@ def test_the_group_of_alerts_without_group_labels_links_to_those_alerts_only(
     assert len(alert_order(responder.get("/alerts?integration=am-t").text)) == 2
 
 
+def test_the_counts_above_a_group_count_that_group(
+    responder: Console, factory: Factory, admin_api: ApiUser
+) -> None:
+    """The firing/acknowledged/resolved counts sum up the list under them: filtered to one
+    group, they count that group, not the whole integration."""
+    key = make_integration(admin_api, "am-c", group_by=["alertname"])
+    send(factory.client, key, "e1", alertname="Errors")
+    send(factory.client, key, "e2", "resolved", alertname="Errors")
+    for fingerprint in ("s1", "s2", "s3"):
+        send(factory.client, key, fingerprint, alertname="Saturation")
+
+    def counts(url: str) -> list[str]:
+        return re.findall(r'class="count count-\w+">(\d+ \w+)</span>', responder.get(url).text)
+
+    group = "/alerts?integration=am-c&group=alertname%3DErrors"
+    assert counts(group) == ["1 firing", "0 acknowledged", "1 resolved"]
+    assert counts("/alerts?integration=am-c") == ["4 firing", "0 acknowledged", "1 resolved"]
+
+
 # -- silences and maintenance windows ----------------------------------------------------------
 def test_silences_are_created_with_matchers_listed_and_expired(
     responder: Console, runtime: Runtime

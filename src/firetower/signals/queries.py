@@ -247,10 +247,15 @@ def alert_rows(
     return rows
 
 
-def alert_counts(session: Session, *, integration: str | None = None) -> AlertCounts:
+def alert_counts(
+    session: Session, *, integration: str | None = None, group_key: str | None = None
+) -> AlertCounts:
+    """How many alerts of each status the list (as filtered, but for its status) holds."""
     query = select(Alert.status, func.count()).group_by(Alert.status)
     if integration:
         query = query.where(from_integration(session, Alert.integration_id, integration))
+    if group_key is not None:
+        query = query.where(Alert.group_key == group_key)
     counts = AlertCounts()
     for status, number in session.execute(query):
         if status in ("firing", "acknowledged", "resolved"):

@@ -135,7 +135,7 @@ def _alerts_context(
                 group_key=group,
                 limit=ALERT_ROWS,
             )
-            counts = queries.alert_counts(session, integration=integration or None)
+            counts = queries.alert_counts(session, integration=integration or None, group_key=group)
         except DomainError as exc:
             error = error or exc
     filters = _alert_filters(status, integration, group)
