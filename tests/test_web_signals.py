@@ -395,6 +395,28 @@ def test_the_counts_above_a_group_count_that_group(
     assert counts("/alerts?integration=am-c") == ["4 firing", "0 acknowledged", "1 resolved"]
 
 
+def test_a_resolved_alert_is_not_marked_silenced_or_in_maintenance(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    """Silences and windows mute firing alerts; the marks say why an unresolved alert pages
+    nobody, so a resolved one under a matching silence or window shows neither."""
+    factory.service("web")
+    key = make_integration(admin_api, "am-r", service_name="web")
+    send(factory.client, key, "over", "resolved", alertname="Gone", service="web")
+    send(factory.client, key, "live", alertname="Gone", instance="b")
+    ends = (clock.now() + timedelta(hours=1)).isoformat()
+    silence = {"matchers": [{"label": "alertname", "op": "=", "value": "Gone"}], "ends_at": ends}
+    assert admin_api.post("/api/v1/silences", json=silence).status_code == 201
+    window = {"service_name": "web", "ends_at": ends}
+    assert admin_api.post("/api/v1/maintenance-windows", json=window).status_code == 201
+    page = responder.get("/alerts").text
+    over = row_of(page, alert_by_fingerprint(runtime, "over").id)
+    assert "mark-silenced" not in over and "mark-maintenance" not in over
+    assert "muted" not in over.split(">", 1)[0]
+    live = row_of(page, alert_by_fingerprint(runtime, "live").id)
+    assert "mark-silenced" in live and "mark-maintenance" in live
+
+
 # -- silences and maintenance windows ----------------------------------------------------------
 def test_silences_are_created_with_matchers_listed_and_expired(
     responder: Console, runtime: Runtime

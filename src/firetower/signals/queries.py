@@ -236,6 +236,9 @@ def alert_rows(
     maintenance = services_in_maintenance(session)
     rows = []
     for alert, name in listed:
+        if alert.status == AlertStatus.resolved.value:  # silences and windows mute firing ones
+            rows.append(ListedAlert(alert=alert_read(alert, name)))
+            continue
         labels = alert.labels or {}
         rows.append(
             ListedAlert(
