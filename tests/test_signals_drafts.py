@@ -3,6 +3,7 @@ alert of the batch is new, set aside when the guess does not hold, and taken onl
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -454,3 +455,27 @@ def test_notify_rules_settled_ahead_queue_their_jobs_for_the_stored_alerts(
         told = {job.payload["alert_id"]: job.payload["rule"] for job in jobs}
     assert {stored["n1"]["id"], stored["n2"]["id"]} <= set(told)
     assert stored["n1"]["incident_id"] == stored["opener"]["incident_id"] is not None
+
+
+def test_new_resolved_alerts_settled_ahead_get_the_service_recording_gives_them(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A resolved alert is not routed, so settling it ahead never set its service: one seen
+    first as resolved, naming no service or one the catalog lacks, got the name it was sent
+    with (or none) instead of its integration's service, unlike the same alert recorded."""
+    key = _key(factory, factory.service("payments"))
+    opened = _ingest(runtime, key, _signals("opener", service_name="payments"), None).opened
+    assert opened
+    _views_read(runtime)
+
+    def resolved(*fingerprints: str, named: str | None) -> list[service.Signal]:
+        return [replace(s, status="resolved") for s in _signals(*fingerprints, service_name=named)]
+
+    _ingest(runtime, key, resolved("r1", named=None) + resolved("r2", named="nosuch"), None)
+    signals = resolved("d1", named=None) + resolved("d2", named="nosuch")
+    drafts = _draft(runtime, key, signals)
+    assert (drafts.settled is not None) == _settles_ahead(runtime)
+    _ingest(runtime, key, signals, drafts)
+
+    stored = _stored(runtime)
+    assert [stored[f]["service_name"] for f in ("r1", "r2", "d1", "d2")] == ["payments"] * 4

@@ -977,6 +977,7 @@ def draft_new_alerts(
     owed = Intake(integration, policy, now=now)
     try:
         for row, signal in zip(rows, _catalog_services(view, integration, signals), strict=True):
+            row.service_name = signal.service_name  # the catalog's, as ``_settled`` sets it
             settle(ahead, owed, Received(row, signal, None, False))
     except SettleInTransaction:  # the rows are half settled: draft them afresh
         rows = [_new_row(integration_id, group_by, signal, now) for signal in signals]
