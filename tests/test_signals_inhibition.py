@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
+from firetower.jobs import Worker
 from firetower.runtime import Runtime
 from tests.factories import ApiUser, Factory, row_counts
 from tests.signals_support import alert_by_fingerprint, incident_count, matcher, send_batch
@@ -31,6 +34,7 @@ def _alert(fingerprint: str, alertname: str, status: str = "firing", **labels: s
     }
 
 
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 NODE_DOWN = {
     "name": "node-down",
     "source_matchers": [matcher("alertname", "=", "NodeDown")],
@@ -110,6 +114,31 @@ def test_a_target_routes_when_it_sends_again_after_the_source_resolved(
     target = alert_by_fingerprint(runtime, "t")
     assert not target.inhibited and target.inhibited_by is None and target.inhibit_rule is None
     assert target.incident_id == incident_id and target.routing_action == "open"
+
+
+def test_a_target_routes_once_its_source_resolved_without_sending_again(
+    factory: Factory, runtime: Runtime, setup: tuple[ApiUser, str]
+) -> None:
+    """The worker's minutely job frees a target whose source resolved: it need not wait for
+    the target's next repeat (hours, with Alertmanager's repeat_interval)."""
+    _admin, key = setup
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(T0) as frozen:
+        worker.sync_schedules()
+        send_batch(factory, key, _alert("src", "NodeDown", cluster="eu"))
+        incident_id = alert_by_fingerprint(runtime, "src").incident_id
+        send_batch(factory, key, _alert("t", "DiskSlow", severity="warning", cluster="eu"))
+        frozen.advance(minutes=1)
+        while worker.run_once():
+            pass
+        assert alert_by_fingerprint(runtime, "t").inhibited  # the source still fires
+        send_batch(factory, key, _alert("src", "NodeDown", "resolved", cluster="eu"))
+        frozen.advance(minutes=1)
+        while worker.run_once():
+            pass
+        target = alert_by_fingerprint(runtime, "t")
+        assert not target.inhibited and target.inhibited_by is None
+        assert target.incident_id == incident_id and target.count == 1
 
 
 def test_an_alert_never_inhibits_itself(factory: Factory, runtime: Runtime) -> None:

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
+from firetower.jobs import Worker
 from firetower.runtime import Runtime
 from firetower.signals.models import Silence
 from firetower.signals.queries import format_matcher, parse_matcher
 from firetower.signals.schemas import Matcher, MatchOp
-from firetower.signals.service import silence_matches
+from firetower.signals.service import MuteWatch, find_held, silence_matches
 from tests.factories import ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count
+from tests.signals_support import alert_by_fingerprint, incident_count, sql_run, sqlite_plan
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -449,3 +450,134 @@ def test_a_formatted_matcher_reads_back_as_itself(value: str, op: MatchOp) -> No
 )
 def test_matcher_escapes_read_as_alertmanager_reads_them(text: str, value: str) -> None:
     assert parse_matcher(text).value == value
+
+
+def _run_due_jobs(worker: Worker) -> None:
+    """What the worker does on each poll: tick the schedules, then run what is due."""
+    while worker.run_once():
+        pass
+
+
+def test_a_firing_alert_routes_when_its_silence_ends_without_another_signal(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Alertmanager repeats a firing alert every repeat_interval (4 hours by default): the
+    worker's minutely job routes a muted alert once nothing mutes it, so a page is not
+    hours late."""
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    key = _key(admin, factory.service("payments"))
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(T0) as frozen:
+        worker.sync_schedules()
+        _silence(responder, ("team", "=", "pay"), minutes=30)
+        _post(factory, key, "a", team="pay")
+        _post(factory, key, "b", team="pay", env="staging")
+        second = _silence(responder, ("env", "=", "staging"), minutes=120)
+        assert alert_by_fingerprint(runtime, "a").silenced
+
+        frozen.advance(minutes=10)  # the silence still holds: nothing changes
+        _run_due_jobs(worker)
+        assert alert_by_fingerprint(runtime, "a").silenced
+        assert incident_count(runtime) == 0
+
+        frozen.advance(minutes=21)  # the silence ended; no signal came since
+        _run_due_jobs(worker)
+        alert = alert_by_fingerprint(runtime, "a")
+        assert not alert.silenced and alert.incident_id is not None
+        assert alert.count == 1  # no signal was made up
+        assert incident_count(runtime) == 1
+        still = alert_by_fingerprint(runtime, "b")  # the other silence covers it
+        assert still.silenced and still.incident_id is None
+
+        expired = responder.post(f"/api/v1/silences/{second['id']}/expire")
+        assert expired.status_code == 200, expired.text
+        frozen.advance(minutes=1)
+        _run_due_jobs(worker)
+        freed = alert_by_fingerprint(runtime, "b")
+        assert not freed.silenced and freed.incident_id == alert.incident_id  # joined it
+        answer = _post(factory, key, "a", team="pay")  # the sender's repeat: nothing more
+        assert answer["opened"] == []
+        assert incident_count(runtime) == 1
+
+
+def test_an_alert_in_maintenance_routes_when_the_window_is_deleted(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    key = _key(admin, factory.service("db"))
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(T0) as frozen:
+        worker.sync_schedules()
+        answer = responder.post(
+            "/api/v1/maintenance-windows",
+            json={"service_name": "db", "ends_at": _iso(T0 + timedelta(hours=1))},
+        )
+        assert answer.status_code == 201, answer.text
+        _post(factory, key, "down")
+        _post(factory, key, "gone")
+        _post(factory, key, "gone", "resolved")  # resolved meanwhile: stays as it is
+        assert alert_by_fingerprint(runtime, "down").silenced
+        window_id = answer.json()["id"]
+        assert responder.delete(f"/api/v1/maintenance-windows/{window_id}").status_code == 204
+        frozen.advance(minutes=1)
+        _run_due_jobs(worker)
+        down = alert_by_fingerprint(runtime, "down")
+        assert not down.silenced and down.incident_id is not None
+        gone = alert_by_fingerprint(runtime, "gone")
+        assert gone.status == "resolved" and gone.incident_id is None
+        assert incident_count(runtime) == 1
+
+
+def test_the_muted_alerts_are_read_through_their_own_index(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """SQLite: the job's read walks the partial index of muted alerts, not every alert."""
+    if runtime.database.dialect != "sqlite":
+        pytest.skip("a SQLite plan; PostgreSQL's planner picks by its statistics")
+    admin = factory.user(Role.admin)
+    key = _key(admin, factory.service("payments"))
+    _silence(factory.user(Role.responder), ("team", "=", "pay"))
+    _post(factory, key, "a", team="pay")
+    with sql_run(runtime.database.engine) as ran, runtime.read() as session:
+        assert not find_held(session, MuteWatch())  # the silence still covers it
+    reads = [(s, p) for s, p in ran if s.startswith("SELECT") and "silenced" in s]
+    assert len(reads) == 2, ran  # the inhibited alerts, then the silenced ones
+    with runtime.database.engine.connect() as connection:
+        plans = [sqlite_plan(connection, *read) for read in reads]
+    for plan in plans:
+        assert plan.startswith("SEARCH alerts USING INDEX ix_alerts_muted (status=?)"), plan
+
+
+def test_silenced_alerts_are_read_again_only_once_a_mute_may_have_lifted(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A storm under a maintenance window leaves every alert silenced: they are read and
+    matched again only after a mute ended or the mutes changed, not every minute."""
+    admin = factory.user(Role.admin)
+    key = _key(admin, factory.service("payments"))
+    responder = factory.user(Role.responder)
+    watch = MuteWatch()
+
+    def silenced_read() -> bool:
+        with sql_run(runtime.database.engine) as ran, runtime.read() as session:
+            find_held(session, watch)
+        return any("alerts.labels" in statement for statement, _ in ran)
+
+    with FrozenClock(T0) as frozen:
+        _silence(responder, ("team", "=", "pay"), minutes=30)
+        _post(factory, key, "a", team="pay")
+        assert silenced_read()  # the first look
+        frozen.advance(minutes=1)
+        assert not silenced_read()  # nothing ended, nothing changed
+        _silence(responder, ("team", "=", "other"), minutes=5)
+        assert silenced_read()  # the mutes changed
+        frozen.advance(minutes=6)
+        assert silenced_read()  # the second silence ended since the last look
+        assert not silenced_read()
+        frozen.advance(minutes=30)
+        with runtime.read() as session:
+            held = find_held(session, watch)
+        assert sum(len(f) for f in held.unmuted.values()) == 1  # the first one ended: free
+        assert silenced_read()  # found one: looked at again until it is settled

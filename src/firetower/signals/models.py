@@ -119,6 +119,14 @@ class Alert(Base):
             sqlite_where=text("flapping = 1"),
             postgresql_where=text("flapping"),
         ),
+        # The muted ones (silenced, in maintenance, inhibited), for the job that routes them
+        # once nothing mutes them (``settle_unmuted``): only a muted alert has an entry.
+        Index(
+            "ix_alerts_muted",
+            "status",
+            sqlite_where=text("silenced = 1 OR inhibited = 1"),
+            postgresql_where=text("silenced OR inhibited"),
+        ),
     )
 
 

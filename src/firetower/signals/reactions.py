@@ -1,7 +1,7 @@
 """The signals domain's jobs: the notification a ``notify`` routing rule asks for, the note
 that sums up the alerts that joined an incident in a minute of a storm, the minutely settling
-of alerts that stopped flapping while no signal came, the retention of resolved alerts, and
-the resolving of an incident's user reports when it ends.
+of alerts that flapping or a mute held once it is over, the retention of resolved alerts;
+and the resolving of an incident's user reports when it ends.
 
 Delivery (email, chat, webhooks) belongs to the notify domain, which does not exist yet; until
 it does, the job records the notification as one structured log line, so that nothing a rule
@@ -31,15 +31,18 @@ from firetower.signals.service import (
     NOTIFY_KIND,
     RETENTION_CHUNK_ALERTS,
     RETENTION_KIND,
-    SETTLE_FLAPPING_KIND,
+    SETTLE_HELD_KIND,
+    HeldAlerts,
+    MuteWatch,
     delete_expired_alerts,
+    find_held,
     resolve_reports_of,
-    settle_flapping,
+    settle_held,
 )
 
 log = structlog.get_logger(__name__)
 RETENTION_CRON = "23 * * * *"
-SETTLE_FLAPPING_CRON = "* * * * *"
+SETTLE_HELD_CRON = "* * * * *"
 ACTIVE_STATUSES = frozenset(status.value for status in ACTIVE)
 
 
@@ -135,14 +138,22 @@ def register(runtime: Runtime) -> None:
     runtime.jobs.handler(RETENTION_KIND)(retention)
     policy = runtime.settings.severity_policy
 
-    @runtime.jobs.handler(SETTLE_FLAPPING_KIND)
-    def lift_settled_flapping(context: JobContext, payload: dict[str, Any]) -> None:
-        """Settle the flapping alerts that stopped changing while no signal came."""
-        lifted = settle_flapping(context.session, policy)
-        if lifted:
-            log.info("flapping marks lifted", count=lifted)
+    watch = MuteWatch()
 
-    runtime.jobs.schedule("signals.settle_flapping", SETTLE_FLAPPING_CRON, SETTLE_FLAPPING_KIND)
+    def find(payload: dict[str, Any]) -> HeldAlerts:
+        with runtime.read() as session:
+            return find_held(session, watch)
+
+    @runtime.jobs.handler(SETTLE_HELD_KIND, prepare=find)
+    def settle(context: JobContext, payload: dict[str, Any]) -> None:
+        """Settle the alerts that flapping or a mute held, once it is over, with no signal."""
+        if not context.prepared:
+            return
+        lifted, freed = settle_held(context.session, policy, context.prepared)
+        if lifted or freed:
+            log.info("held alerts settled", flapping_lifted=lifted, unmuted=freed)
+
+    runtime.jobs.schedule("signals.settle_held", SETTLE_HELD_CRON, SETTLE_HELD_KIND)
     keep_days = runtime.settings.alert_retention_days
     runtime.jobs.schedule(
         "signals.retention", RETENTION_CRON, RETENTION_KIND, {"keep_days": keep_days}
