@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, event, func, select
 
 from firetower import clock
 from firetower.incidents.models import Incident
+from firetower.jobs import Worker
 from firetower.runtime import Runtime
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import Alert, Integration
@@ -94,3 +95,17 @@ def sqlite_plan(connection: Connection, statement: str, parameters: Any) -> str:
     """SQLite's query plan for a statement, its steps joined by " | "."""
     rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
     return " | ".join(row[-1] for row in rows)
+
+
+def scheduled_worker(runtime: Runtime) -> Worker:
+    """A worker whose schedules are stored, as a starting worker stores them (first due at
+    the next minute of the clock)."""
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    worker.sync_schedules()
+    return worker
+
+
+def run_due_jobs(worker: Worker) -> None:
+    """What the worker does on each poll: tick the schedules, then run what is due."""
+    while worker.run_once():
+        pass

@@ -16,13 +16,20 @@ from firetower.clock import FrozenClock
 from firetower.incidents import service as incident_service
 from firetower.incidents.lifecycle import Status
 from firetower.incidents.models import Incident, TimelineEvent
-from firetower.jobs import Job, Worker
+from firetower.jobs import Job
 from firetower.runtime import Runtime
 from firetower.signals import service as signals_service
 from firetower.signals.models import Alert
 from firetower.signals.service import GROUP_KEY_LENGTH, NOTIFY_KIND, group_key_of
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count, sql_run, sqlite_plan
+from tests.signals_support import (
+    alert_by_fingerprint,
+    incident_count,
+    run_due_jobs,
+    scheduled_worker,
+    sql_run,
+    sqlite_plan,
+)
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -435,12 +442,6 @@ def test_the_lists_filter_on_built_in_integrations_and_name_the_parameter(
         assert missing.json()["field"] == "integration"
 
 
-def _run_due_jobs(worker: Worker) -> None:
-    """What the worker does on each poll: tick the schedules, then run what is due."""
-    while worker.run_once():
-        pass
-
-
 def _incident_status(runtime: Runtime, incident_id: int) -> str:
     with runtime.read() as session:
         incident = session.get(Incident, incident_id)
@@ -454,9 +455,8 @@ def test_a_flapping_alert_that_settles_resolved_clears_its_incident_without_anot
     """Alertmanager sends a resolve once: the worker's minutely job lifts the mark once the
     alert has stayed resolved for a whole window, and the incident clears as its rule says."""
     key = _flapping_integration_resolving_on_clear(factory)
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
     with FrozenClock(T0) as frozen:
-        worker.sync_schedules()  # as a starting worker does: first due at the next minute
+        worker = scheduled_worker(runtime)
         _post(factory, key, "f")  # opens the incident
         _post(factory, key, "steady")  # joins it, and keeps firing
         incident_id = alert_by_fingerprint(runtime, "f").incident_id
@@ -469,12 +469,12 @@ def test_a_flapping_alert_that_settles_resolved_clears_its_incident_without_anot
         assert _incident_status(runtime, incident_id) == "triage"  # f's resolve is held
 
         frozen.advance(seconds=240)  # the job runs, but f changed within the window
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         assert alert_by_fingerprint(runtime, "f").flapping
         assert _incident_status(runtime, incident_id) == "triage"
 
         frozen.advance(seconds=120)  # 363 s without a change, and no signal since
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         assert not alert_by_fingerprint(runtime, "f").flapping
         assert _incident_status(runtime, incident_id) == "resolved"
         with runtime.read() as session:
@@ -494,9 +494,8 @@ def test_the_flapping_job_notes_a_cleared_incident_once_with_the_default_on_clea
     key = _integration(
         admin, "am", factory.service("checkout"), flap_threshold=3, flap_window_seconds=60
     )["key"]
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
     with FrozenClock(T0) as frozen:
-        worker.sync_schedules()
+        worker = scheduled_worker(runtime)
         _post(factory, key, "f")  # opens INC-1
         incident_id = alert_by_fingerprint(runtime, "f").incident_id
         assert incident_id is not None
@@ -509,13 +508,13 @@ def test_the_flapping_job_notes_a_cleared_incident_once_with_the_default_on_clea
         assert _all_resolved_notes(runtime, incident_id) == 1
 
         frozen.advance(seconds=120)
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         assert not alert_by_fingerprint(runtime, "f").flapping
         assert _all_resolved_notes(runtime, incident_id) == 2  # the lifted resolve's note
         assert _incident_status(runtime, incident_id) == "triage"  # note, not resolve
 
         frozen.advance(seconds=120)  # nothing flaps: later runs add nothing
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         assert _all_resolved_notes(runtime, incident_id) == 2
 
 
@@ -532,9 +531,8 @@ def test_an_alert_that_stops_flapping_while_firing_routes_without_another_signal
     assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
     notify = {"name": "pager", "action": "notify", "continue": True}
     assert admin.post("/api/v1/routing-rules", json={**notify, "position": 0}).status_code == 201
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
     with FrozenClock(T0) as frozen:
-        worker.sync_schedules()
+        worker = scheduled_worker(runtime)
         _post(factory, key, "f")  # opens INC-1
         for status in ("resolved", "firing", "resolved"):  # flapping from change 3
             frozen.advance(seconds=1)
@@ -546,7 +544,7 @@ def test_an_alert_that_stops_flapping_while_firing_routes_without_another_signal
         assert incident_count(runtime) == 1
 
         frozen.advance(seconds=240)  # changed within the window: still held
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         assert alert_by_fingerprint(runtime, "f").flapping
         assert incident_count(runtime) == 1
 
@@ -555,7 +553,7 @@ def test_an_alert_that_stops_flapping_while_firing_routes_without_another_signal
             notified_before = session.scalar(
                 select(func.count()).select_from(Job).where(Job.kind == NOTIFY_KIND)
             )
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         alert = alert_by_fingerprint(runtime, "f")
         assert not alert.flapping and alert.incident_id is not None
         assert incident_count(runtime) == 2

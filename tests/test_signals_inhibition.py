@@ -9,10 +9,16 @@ import pytest
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
-from firetower.jobs import Worker
 from firetower.runtime import Runtime
 from tests.factories import ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count, matcher, send_batch
+from tests.signals_support import (
+    alert_by_fingerprint,
+    incident_count,
+    matcher,
+    run_due_jobs,
+    scheduled_worker,
+    send_batch,
+)
 
 
 def _key(admin: ApiUser, name: str = "prom", service: str = "infra") -> str:
@@ -122,20 +128,17 @@ def test_a_target_routes_once_its_source_resolved_without_sending_again(
     """The worker's minutely job frees a target whose source resolved: it need not wait for
     the target's next repeat (hours, with Alertmanager's repeat_interval)."""
     _admin, key = setup
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
     with FrozenClock(T0) as frozen:
-        worker.sync_schedules()
+        worker = scheduled_worker(runtime)
         send_batch(factory, key, _alert("src", "NodeDown", cluster="eu"))
         incident_id = alert_by_fingerprint(runtime, "src").incident_id
         send_batch(factory, key, _alert("t", "DiskSlow", severity="warning", cluster="eu"))
         frozen.advance(minutes=1)
-        while worker.run_once():
-            pass
+        run_due_jobs(worker)
         assert alert_by_fingerprint(runtime, "t").inhibited  # the source still fires
         send_batch(factory, key, _alert("src", "NodeDown", "resolved", cluster="eu"))
         frozen.advance(minutes=1)
-        while worker.run_once():
-            pass
+        run_due_jobs(worker)
         target = alert_by_fingerprint(runtime, "t")
         assert not target.inhibited and target.inhibited_by is None
         assert target.incident_id == incident_id and target.count == 1

@@ -12,14 +12,20 @@ from hypothesis import strategies as st
 from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
-from firetower.jobs import Worker
 from firetower.runtime import Runtime
 from firetower.signals.models import Silence
 from firetower.signals.queries import format_matcher, parse_matcher
 from firetower.signals.schemas import Matcher, MatchOp
 from firetower.signals.service import MuteWatch, find_held, silence_matches
 from tests.factories import ApiUser, Factory, row_counts
-from tests.signals_support import alert_by_fingerprint, incident_count, sql_run, sqlite_plan
+from tests.signals_support import (
+    alert_by_fingerprint,
+    incident_count,
+    run_due_jobs,
+    scheduled_worker,
+    sql_run,
+    sqlite_plan,
+)
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -452,12 +458,6 @@ def test_matcher_escapes_read_as_alertmanager_reads_them(text: str, value: str) 
     assert parse_matcher(text).value == value
 
 
-def _run_due_jobs(worker: Worker) -> None:
-    """What the worker does on each poll: tick the schedules, then run what is due."""
-    while worker.run_once():
-        pass
-
-
 def test_a_firing_alert_routes_when_its_silence_ends_without_another_signal(
     factory: Factory, runtime: Runtime
 ) -> None:
@@ -467,9 +467,8 @@ def test_a_firing_alert_routes_when_its_silence_ends_without_another_signal(
     admin = factory.user(Role.admin)
     responder = factory.user(Role.responder)
     key = _key(admin, factory.service("payments"))
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
     with FrozenClock(T0) as frozen:
-        worker.sync_schedules()
+        worker = scheduled_worker(runtime)
         _silence(responder, ("team", "=", "pay"), minutes=30)
         _post(factory, key, "a", team="pay")
         _post(factory, key, "b", team="pay", env="staging")
@@ -477,12 +476,12 @@ def test_a_firing_alert_routes_when_its_silence_ends_without_another_signal(
         assert alert_by_fingerprint(runtime, "a").silenced
 
         frozen.advance(minutes=10)  # the silence still holds: nothing changes
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         assert alert_by_fingerprint(runtime, "a").silenced
         assert incident_count(runtime) == 0
 
         frozen.advance(minutes=21)  # the silence ended; no signal came since
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         alert = alert_by_fingerprint(runtime, "a")
         assert not alert.silenced and alert.incident_id is not None
         assert alert.count == 1  # no signal was made up
@@ -493,7 +492,7 @@ def test_a_firing_alert_routes_when_its_silence_ends_without_another_signal(
         expired = responder.post(f"/api/v1/silences/{second['id']}/expire")
         assert expired.status_code == 200, expired.text
         frozen.advance(minutes=1)
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         freed = alert_by_fingerprint(runtime, "b")
         assert not freed.silenced and freed.incident_id == alert.incident_id  # joined it
         answer = _post(factory, key, "a", team="pay")  # the sender's repeat: nothing more
@@ -507,9 +506,8 @@ def test_an_alert_in_maintenance_routes_when_the_window_is_deleted(
     admin = factory.user(Role.admin)
     responder = factory.user(Role.responder)
     key = _key(admin, factory.service("db"))
-    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
     with FrozenClock(T0) as frozen:
-        worker.sync_schedules()
+        worker = scheduled_worker(runtime)
         answer = responder.post(
             "/api/v1/maintenance-windows",
             json={"service_name": "db", "ends_at": _iso(T0 + timedelta(hours=1))},
@@ -522,7 +520,7 @@ def test_an_alert_in_maintenance_routes_when_the_window_is_deleted(
         window_id = answer.json()["id"]
         assert responder.delete(f"/api/v1/maintenance-windows/{window_id}").status_code == 204
         frozen.advance(minutes=1)
-        _run_due_jobs(worker)
+        run_due_jobs(worker)
         down = alert_by_fingerprint(runtime, "down")
         assert not down.silenced and down.incident_id is not None
         gone = alert_by_fingerprint(runtime, "gone")
