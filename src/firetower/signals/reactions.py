@@ -43,7 +43,6 @@ from firetower.signals.service import (
 log = structlog.get_logger(__name__)
 RETENTION_CRON = "23 * * * *"
 SETTLE_HELD_CRON = "* * * * *"
-ACTIVE_STATUSES = frozenset(status.value for status in ACTIVE)
 
 
 def notify(context: JobContext, payload: dict[str, Any]) -> None:
@@ -127,7 +126,7 @@ def retention(context: JobContext, payload: dict[str, Any]) -> None:
 
 def resolve_reports(session: Session, event: IncidentStatusChanged) -> None:
     """An incident that ends takes its user reports with it (``resolve_reports_of``)."""
-    if event.before in ACTIVE_STATUSES and event.after not in ACTIVE_STATUSES:
+    if event.before in ACTIVE and event.after not in ACTIVE:  # Status is a StrEnum
         resolve_reports_of(session, event.incident_id)
 
 
