@@ -10,6 +10,10 @@ open incident: later batches attach to it.
 
     python -m bench.intake_operation --batches 200 --rounds 5
 
+``--silences N`` adds N active silences, each a regex on ``instance`` that no alert matches,
+so every alert is matched against every one, each with a label value not seen before (RE2's
+remembered answers do not help): what users' regexes cost intake at worst.
+
 For a count that does not move with the machine's speed, run it under callgrind with
 ``--callgrind``: it switches instrumentation on for one part only (``--part``, the
 transaction by default), and valgrind's "Collected" line divided by the alerts printed is
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 
 from bench.intake_alertmanager import BATCH, SERVICES, distinct_batches, service_names
 from bench.support import migrated_runtime
@@ -36,13 +41,20 @@ from firetower.catalog import service as catalog
 from firetower.catalog.schemas import ServiceCreate
 from firetower.runtime import Runtime
 from firetower.signals import routes, service
-from firetower.signals.schemas import AlertmanagerPayload, IntegrationCreate, IntegrationKind
+from firetower.signals.schemas import (
+    AlertmanagerPayload,
+    IntegrationCreate,
+    IntegrationKind,
+    Matcher,
+    MatchOp,
+    SilenceCreate,
+)
 
 
 class Batches:
     """Alertmanager bodies of distinct alerts, and the store operation the endpoint runs."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, silences: int = 0) -> None:
         self.runtime = runtime
         names = service_names(SERVICES)
         with runtime.transaction() as session:
@@ -51,6 +63,11 @@ class Batches:
             _, self.key = service.create_integration(
                 session, Actor.system(), IntegrationCreate(name="am", kind="alertmanager")
             )
+            for number in range(silences):
+                matcher = Matcher(label="instance", op=MatchOp.regex, value=f"db-{number}-.*")
+                ends_at = datetime.now(UTC) + timedelta(days=1)
+                silence = SilenceCreate(matchers=[matcher], ends_at=ends_at)
+                service.create_silence(session, Actor.system(), silence)
         self.make = distinct_batches(self.key, names, BATCH)  # the server benchmark's bodies
         self.sent = 0
 
@@ -90,13 +107,17 @@ PARTS = ("transaction", "request")
 
 
 def run(
-    batches: int = 200, rounds: int = 5, callgrind: bool = False, part: str = "transaction"
+    batches: int = 200,
+    rounds: int = 5,
+    callgrind: bool = False,
+    part: str = "transaction",
+    silences: int = 0,
 ) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="firetower-bench-operation-") as home,
         migrated_runtime(home, checkpoints=False) as runtime,
     ):
-        made = Batches(runtime)
+        made = Batches(runtime, silences)
         made.store(made.prepare(made.bodies(2 * SERVICES)))  # every service has its incident
         tune_garbage_collector()  # as ``serve`` does
         per_alert_us: dict[str, list[float]] = {name: [] for name in PARTS}
@@ -114,7 +135,8 @@ def run(
             per_alert_us["transaction"].append(_per_alert_us(started, batches))
             if callgrind:
                 _callgrind("off")
-    print(f"[sqlite] Alertmanager batch operation, {batches} batches of {BATCH} per round")
+    muted = f", {silences} regex silences" if silences else ""
+    print(f"[sqlite] Alertmanager batch operation, {batches} batches of {BATCH} per round{muted}")
     for name, where in (("request", "before the transaction"), ("transaction", "in it")):
         shown = ", ".join(f"{value:.1f}" for value in per_alert_us[name])
         print(
@@ -138,6 +160,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--part", choices=PARTS, default="transaction", help="the part callgrind counts"
+    )
+    parser.add_argument(
+        "--silences", type=int, default=0, help="active regex silences that match no alert"
     )
     run(**vars(parser.parse_args()))
 
