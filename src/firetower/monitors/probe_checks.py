@@ -14,7 +14,6 @@ import asyncio
 import errno
 import json
 import os
-import re
 import socket
 import ssl
 import time
@@ -40,6 +39,7 @@ from firetower.monitors.probe_schemas import (
     ProbeKind,
     TcpSettings,
 )
+from firetower.patterns import stored_pattern
 from firetower.problems import validation_message
 
 log = structlog.get_logger(__name__)
@@ -215,8 +215,10 @@ def _condition_error(condition: Any, body: bytes) -> str | None:
                 f"{json.dumps(condition.equals, default=str)[:200]}"
             )
         return None
-    text = body.decode("utf-8", errors="replace")
-    if re.search(condition.pattern, text) is None:
+    pattern = stored_pattern(condition.pattern)
+    if pattern is None:
+        return f"/{condition.pattern}/ is not a valid RE2 pattern: edit the probe"
+    if not pattern.found_in(body):
         return f"the body does not match /{condition.pattern}/"
     return None
 

@@ -12,7 +12,6 @@ Numbers in input are strict: ``true``, ``60.0`` or ``"60"`` is refused, not read
 from __future__ import annotations
 
 import ipaddress
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -32,6 +31,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from firetower.incidents.lifecycle import Severity
+from firetower.patterns import check_pattern
 from firetower.text import NO_NUL
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -102,7 +102,7 @@ class JsonPathCondition(BaseModel):
 
 
 class RegexCondition(BaseModel):
-    """The body (as text) matches ``pattern`` somewhere (Python ``re.search``)."""
+    """The body matches ``pattern`` (RE2 syntax, read as UTF-8) somewhere."""
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["regex"]
@@ -111,11 +111,7 @@ class RegexCondition(BaseModel):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+        return check_pattern(value)
 
 
 Condition = Annotated[JsonPathCondition | RegexCondition, Field(discriminator="type")]

@@ -42,7 +42,7 @@ from firetower.signals.models import (
     MaintenanceWindow,
     Silence,
 )
-from firetower.signals.routing import Routing
+from firetower.signals.routing import Routing, compile_matchers
 
 ROUTING = "routing"
 INCIDENTS = "incidents"
@@ -76,7 +76,7 @@ class RoutingView:
     """The live integrations by key prefix: in no session, shared, read-only."""
     routing: Routing
     silences: tuple[Timed, ...]
-    """Silences neither expired nor ended when read (``what``: their matchers)."""
+    """Silences neither expired nor ended when read (``what``: their compiled matchers)."""
     windows: tuple[Timed, ...]
     """Maintenance windows not ended when read (``what``: the service name)."""
     services: dict[str, ServiceRef]
@@ -107,7 +107,7 @@ class RoutingView:
             generation,
             {integration.key_prefix: integration for integration in integrations},
             Routing.load(session),
-            tuple(Timed(*row) for row in silences),
+            tuple(Timed(compile_matchers(what), *when) for what, *when in silences),
             tuple(Timed(*row) for row in windows),
             {name: ServiceRef(service_id, name) for service_id, name in services},
         )

@@ -22,6 +22,7 @@ from firetower import clock
 from firetower.errors import InvalidInput
 from firetower.problems import validation_message
 from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
+from firetower.signals.routing import compile_matchers, silence_holds
 from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp, SilenceState
 from firetower.signals.service import (
     BUILTIN_INTEGRATIONS,
@@ -29,7 +30,6 @@ from firetower.signals.service import (
     alert_read,
     from_integration,
     newest_alerts,
-    silence_matches,
 )
 
 PREVIEW_CHARS = 2000
@@ -232,7 +232,7 @@ def alert_rows(
         listed += newest_alerts(session, query, shown, limit - len(listed))
         if len(listed) >= limit:
             break
-    silences = active_silences(session)
+    silences = [(s.id, compile_matchers(s.matchers)) for s in active_silences(session)]
     maintenance = services_in_maintenance(session)
     rows = []
     for alert, name in listed:
@@ -243,7 +243,9 @@ def alert_rows(
         rows.append(
             ListedAlert(
                 alert=alert_read(alert, name),
-                silenced_by=[s.id for s in silences if silence_matches(s, labels)],
+                silenced_by=[
+                    number for number, matchers in silences if silence_holds(matchers, labels)
+                ],
                 in_maintenance=alert.service_name in maintenance,
             )
         )

@@ -7,7 +7,6 @@ inhibits a target; the sources of one (rule, ``equal`` values) pair are read onc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from firetower.incidents.lifecycle import Severity
+from firetower.patterns import Pattern, stored_pattern
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import Alert, InhibitRule, Integration, RoutingRule
 from firetower.signals.schemas import INTEGRATION_LABEL, MatchOp, OnClear, RoutingAction
@@ -35,21 +35,22 @@ class CompiledMatcher:
     label: str
     op: str
     value: str
-    pattern: re.Pattern[str] | None
+    pattern: Pattern | None
 
     @classmethod
     def of(cls, matcher: dict[str, str]) -> CompiledMatcher:
         op = matcher["op"]
         regex = op in (MatchOp.regex, MatchOp.not_regex)
-        pattern = re.compile(matcher["value"]) if regex else None
+        pattern = stored_pattern(matcher["value"]) if regex else None
         return cls(matcher["label"], op, matcher["value"], pattern)
 
     def holds(self, labels: dict[str, Any], integration: str) -> bool:
         value = label_value(labels, integration, self.label)
-        if self.pattern is None:
+        if self.op in (MatchOp.equal, MatchOp.not_equal):
             return (value == self.value) == (self.op == MatchOp.equal)
-        found = self.pattern.fullmatch(value) is not None
-        return found == (self.op == MatchOp.regex)
+        if self.pattern is None:  # stored before patterns were RE2: see stored_pattern
+            return False
+        return self.pattern.matches_whole(value) == (self.op == MatchOp.regex)
 
 
 Matchers = tuple[CompiledMatcher, ...]
@@ -61,6 +62,12 @@ def compile_matchers(matchers: Sequence[dict[str, str]]) -> Matchers:
 
 def all_hold(matchers: Matchers, labels: dict[str, Any], integration: str) -> bool:
     return all(m.holds(labels, integration) for m in matchers)
+
+
+def silence_holds(matchers: Matchers, labels: dict[str, Any]) -> bool:
+    """A silence's matchers all hold. A silence compares the alert's own labels only, so
+    ``@integration`` (refused in silences) reads as a missing label would: ``""``."""
+    return all_hold(matchers, labels, "")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ unknown fields are ignored (senders add fields over time), wrong types are refus
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -27,6 +26,7 @@ from pydantic import (
 from firetower import clock
 from firetower.clock import UtcDatetime, in_utc
 from firetower.incidents.lifecycle import Severity
+from firetower.patterns import check_pattern
 from firetower.text import NO_NUL, VISIBLE
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -321,7 +321,8 @@ class MatchOp(StrEnum):
 
 class Matcher(BaseModel):
     """One label condition. A missing label reads as "" (as in Alertmanager); regexes are
-    Python's ``re`` syntax, matched against the whole value (``=~ "api"`` is ``^(?:api)$``)."""
+    RE2 syntax (as Alertmanager's), matched against the whole value (``=~ "api"`` is
+    ``^(?:api)$``)."""
 
     model_config = ConfigDict(extra="forbid")
     label: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
@@ -332,10 +333,7 @@ class Matcher(BaseModel):
     @classmethod
     def _compiles(cls, value: str, info: ValidationInfo) -> str:
         if info.data.get("op") in (MatchOp.regex, MatchOp.not_regex):
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
+            check_pattern(value)
         return value
 
 

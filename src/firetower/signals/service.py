@@ -77,7 +77,14 @@ from firetower.signals.models import (
     RoutingRule,
     Silence,
 )
-from firetower.signals.routing import Decision, Routing, Rule
+from firetower.signals.routing import (
+    Decision,
+    Matchers,
+    Routing,
+    Rule,
+    compile_matchers,
+    silence_holds,
+)
 from firetower.signals.routing import Source as InhibitSource
 from firetower.signals.schemas import (
     INTEGRATION_LABEL,
@@ -1667,26 +1674,9 @@ def _noted_since_status_change(session: Session, incident_id: int, text: str) ->
 
 
 # -- silences and maintenance windows -----------------------------------------------------------
-def _matches(matcher: dict[str, str], labels: dict[str, Any]) -> bool:
-    """One matcher against an alert's labels; a missing label is "" and regexes are anchored."""
-    raw = labels.get(matcher["label"])
-    value = "" if raw is None else str(raw)
-    op = matcher["op"]
-    if op == MatchOp.equal:
-        return value == matcher["value"]
-    if op == MatchOp.not_equal:
-        return value != matcher["value"]
-    found = re.fullmatch(matcher["value"], value) is not None
-    return found if op == MatchOp.regex else not found
-
-
-def matchers_hold(matchers: Sequence[dict[str, str]], labels: dict[str, Any]) -> bool:
-    """Every matcher holds (Alertmanager's rule for a silence)."""
-    return all(_matches(m, labels) for m in matchers)
-
-
 def silence_matches(silence: Silence, labels: dict[str, Any]) -> bool:
-    return matchers_hold(silence.matchers, labels)
+    """Every matcher of the silence holds for the alert's labels (Alertmanager's rule)."""
+    return silence_holds(compile_matchers(silence.matchers), labels)
 
 
 @dataclass
@@ -1694,7 +1684,7 @@ class Mutes:
     """What mutes intake at one moment: the active silences' matchers and the services in
     maintenance."""
 
-    silences: list[list[dict[str, str]]]
+    silences: list[Matchers]
     services: set[str]
 
     @classmethod
@@ -1710,7 +1700,7 @@ class Mutes:
             return True
         # No silence: no generator made, for every alert of a storm.
         return bool(self.silences) and any(
-            matchers_hold(matchers, alert.labels) for matchers in self.silences
+            silence_holds(matchers, alert.labels) for matchers in self.silences
         )
 
 
