@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from firetower.auth.schemas import Role
 from firetower.cli.output import when
 from firetower.cli.signals import parse_duration
+from firetower.clock import FrozenClock
 from tests.cli_support import (
     error_line,
     json_of,
@@ -484,6 +485,26 @@ def test_a_silence_can_start_later_or_come_from_an_alert(
     assert error_line(run_cli(["silence", "add", "--alert", "999"], **cli)) == "error: no alert 999"
 
 
+@pytest.mark.parametrize("server_ahead", [timedelta(hours=3), timedelta(hours=-1)])
+def test_a_silence_from_now_lasts_its_duration_on_the_servers_clock(
+    server_url: str, responder: ApiUser, server_ahead: timedelta
+) -> None:
+    """The client's clock is not the server's: 2h from now is 2h from the server's now, not a
+    3h silence when the client runs an hour fast, nor one over already when it runs slow."""
+    server_now = datetime.now(UTC).replace(microsecond=0) + server_ahead
+    with FrozenClock(server_now):
+        added = run_cli(
+            ["silence", "add", "-m", "a=b", "--duration", "2h", "--json"],
+            url=server_url,
+            token=responder.token,
+        )
+    assert added.exit_code == 0, added.output
+    made = json_of(added)
+    assert datetime.fromisoformat(made["starts_at"]) == server_now
+    assert datetime.fromisoformat(made["ends_at"]) == server_now + timedelta(hours=2)
+    assert made["state"] == "active"
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -502,6 +523,7 @@ def test_a_silence_can_start_later_or_come_from_an_alert(
         (["-m", "a=b", "--duration", "2 hours"], 2, "is not a duration"),
         (["-m", "a=b", "--duration", "0m"], 2, "not longer than zero"),
         (["-m", "a=b", "--duration", "99999999999w"], 2, "is too long"),
+        (["-m", "a=b", "--duration", "367d"], 2, "--duration: a silence lasts at most 366 days"),
         (["-m", "a=b", "--start", "9999-12-31T23:00:00Z", "--duration", "2h"], 2, "year 9999"),
         (["-m", "a=b", "--start", "tomorrow"], 2, "not an ISO 8601 time"),
         (["-m", "a=b", "--start", "2999-01-01T00:00:00"], 2, "has no time zone"),

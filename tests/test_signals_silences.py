@@ -306,6 +306,39 @@ def test_a_maintenance_window_mutes_its_service_only(factory: Factory, runtime: 
         assert responder.delete(f"/api/v1/maintenance-windows/{window['id']}").status_code == 404
 
 
+def test_a_silence_given_a_duration_lasts_it_from_the_servers_now(factory: Factory) -> None:
+    """A client that sends ``ends_at`` computed on its own skewed clock makes a silence of the
+    wrong length: ``duration_seconds`` is measured on the server, from ``starts_at`` or now."""
+    responder = factory.user(Role.responder)
+    matchers = [{"label": "team", "op": "=", "value": "pay"}]
+    with FrozenClock(T0):
+        now = responder.post(
+            "/api/v1/silences", json={"matchers": matchers, "duration_seconds": 7200}
+        )
+        later = responder.post(
+            "/api/v1/silences",
+            json={
+                "matchers": matchers,
+                "starts_at": "2026-11-29T00:00:00Z",
+                "duration_seconds": 90,
+            },
+        )
+    assert now.status_code == 201, now.text
+    made = now.json()
+    assert datetime.fromisoformat(made["starts_at"]) == T0
+    assert datetime.fromisoformat(made["ends_at"]) == T0 + timedelta(hours=2)
+    assert later.status_code == 201, later.text
+    made = later.json()
+    start = datetime(2026, 11, 29, tzinfo=UTC)
+    assert datetime.fromisoformat(made["starts_at"]) == start
+    assert datetime.fromisoformat(made["ends_at"]) == start + timedelta(seconds=90)
+
+    for extra in ({}, {"ends_at": "2027-01-01T00:00:00Z", "duration_seconds": 60}):
+        refused = responder.post("/api/v1/silences", json={"matchers": matchers, **extra})
+        assert refused.status_code == 422, refused.text
+        assert "exactly one of ends_at and duration_seconds" in refused.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("url", "body", "field"),
     [
@@ -380,6 +413,47 @@ def test_a_maintenance_window_mutes_its_service_only(factory: Factory, runtime: 
             "ends_at",
         ),
         ("/api/v1/alerts/1/silence", {"duration_minutes": 0}, "duration_minutes"),
+        (  # both an end and a length: which one was meant?
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "=", "value": "x"}],
+                "ends_at": "2027-01-01T00:00:00Z",
+                "duration_seconds": 60,
+            },
+            "body",
+        ),
+        ("/api/v1/silences", {"matchers": [{"label": "a", "op": "=", "value": "x"}]}, "body"),
+        (
+            "/api/v1/silences",
+            {"matchers": [{"label": "a", "op": "=", "value": "x"}], "duration_seconds": 0},
+            "duration_seconds",
+        ),
+        (
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "=", "value": "x"}],
+                "duration_seconds": 366 * 24 * 3600 + 1,
+            },
+            "duration_seconds",
+        ),
+        (  # over before it is made
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "=", "value": "x"}],
+                "starts_at": "2026-11-28T10:00:00Z",
+                "duration_seconds": 3600,
+            },
+            "duration_seconds",
+        ),
+        (
+            "/api/v1/silences",
+            {
+                "matchers": [{"label": "a", "op": "=", "value": "x"}],
+                "starts_at": "9999-12-31T23:00:00Z",
+                "duration_seconds": 7200,
+            },
+            "duration_seconds",
+        ),
     ],
 )
 def test_bad_input_is_refused_and_writes_nothing(

@@ -16,7 +16,7 @@ from firetower.cli.client import Client, connect, segment
 from firetower.cli.output import fail, print_json, print_line, print_note, print_table, when
 from firetower.errors import InvalidInput
 from firetower.signals.queries import format_matcher, parse_matcher, web_links
-from firetower.signals.schemas import AlertStatus, IntegrationKind
+from firetower.signals.schemas import SILENCE_MAX_SECONDS, AlertStatus, IntegrationKind
 
 alerts_app = typer.Typer(help="Alerts received from integrations.", no_args_is_help=True)
 silence_app = typer.Typer(help="Silences that mute matching alerts.", no_args_is_help=True)
@@ -243,6 +243,8 @@ def add_silence(
         length = parse_duration(duration)
     except ValueError as exc:
         fail(f"--duration: {exc}", USAGE)
+    if length.total_seconds() > SILENCE_MAX_SECONDS:
+        fail(f"--duration: a silence lasts at most {SILENCE_MAX_SECONDS // 86_400} days", USAGE)
     if alert is not None:
         if matcher or start:
             fail(
@@ -251,7 +253,10 @@ def add_silence(
             )
         if length.total_seconds() % 60:
             fail("--duration: a silence made from an alert lasts whole minutes", USAGE)
-        body = {"duration_minutes": int(length.total_seconds() // 60), "comment": comment}
+        body: dict[str, Any] = {
+            "duration_minutes": int(length.total_seconds() // 60),
+            "comment": comment,
+        }
         with connect() as client:
             silence = client.post(f"/api/v1/alerts/{alert}/silence", json=body)
     else:
@@ -261,18 +266,19 @@ def add_silence(
             parsed = [parse_matcher(m) for m in matcher]
         except InvalidInput as exc:
             fail(f"--matcher: {exc.detail.removeprefix('matchers: ')}", USAGE)
-        begins = _aware(start, "--start") if start else datetime.now(UTC)
-        try:
-            ends = begins + length
-        except OverflowError:
-            fail("--duration: the silence would end after the year 9999", USAGE)
         body = {
             "matchers": [m.model_dump(mode="json") for m in parsed],
-            "ends_at": ends.isoformat(),
             "comment": comment,
         }
         if start:
-            body["starts_at"] = begins.isoformat()
+            begins = _aware(start, "--start")
+            try:
+                ends = begins + length
+            except OverflowError:
+                fail("--duration: the silence would end after the year 9999", USAGE)
+            body.update(starts_at=begins.isoformat(), ends_at=ends.isoformat())
+        else:  # from the server's now: this machine's clock may be off
+            body["duration_seconds"] = int(length.total_seconds())
         with connect() as client:
             silence = client.post("/api/v1/silences", json=body)
     if json_output:

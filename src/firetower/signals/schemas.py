@@ -337,12 +337,35 @@ class Matcher(BaseModel):
         return value
 
 
+SILENCE_MAX_SECONDS = 366 * 24 * 3600
+"""The longest silence given as a length: a year, as the one-click silence allows."""
+
+
 class SilenceCreate(BaseModel):
+    """Matchers, and an end given either as ``ends_at`` or as ``duration_seconds``: a length
+    the server measures from ``starts_at`` or its own now, so a client whose clock is off
+    still makes a silence of the length it meant."""
+
     model_config = ConfigDict(extra="forbid")
     matchers: list[Matcher] = Field(min_length=1, max_length=50)
     starts_at: UtcDatetime | None = Field(default=None, description="Now when left out.")
-    ends_at: UtcDatetime
+    ends_at: UtcDatetime | None = Field(
+        default=None, description="Exactly one of ends_at and duration_seconds."
+    )
+    duration_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        le=SILENCE_MAX_SECONDS,
+        description="How long from starts_at (or from the server's now when starts_at is "
+        "left out); exactly one of ends_at and duration_seconds.",
+    )
     comment: str = Field(default="", max_length=2000, pattern=NO_NUL)
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SilenceCreate:
+        if (self.ends_at is None) == (self.duration_seconds is None):
+            raise ValueError("give exactly one of ends_at and duration_seconds")
+        return self
 
 
 class SilenceState(StrEnum):

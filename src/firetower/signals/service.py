@@ -1750,8 +1750,31 @@ def create_silence(session: Session, actor: Actor, data: SilenceCreate) -> Silen
                 f"{INTEGRATION_LABEL} is a label of routing and inhibition rules only",
                 field=f"matchers.{at}.label",
             )
-    start, end = _window(data.starts_at, data.ends_at)
+    if data.duration_seconds is None:
+        assert data.ends_at is not None  # SilenceCreate holds exactly one of the two
+        start, end = _window(data.starts_at, data.ends_at)
+    else:
+        start, end = _lasting(data.starts_at, data.duration_seconds)
     return _add_silence(session, actor, data.matchers, start, end, data.comment)
+
+
+def _lasting(starts_at: datetime | None, duration_seconds: int) -> tuple[datetime, datetime]:
+    """Start (the server's now by default) and start plus the duration, refused unless the
+    end is in the future and one the database can store."""
+    now = clock.now()
+    start = clock.ensure_utc(starts_at, field="starts_at") if starts_at is not None else now
+    try:
+        end = start + timedelta(seconds=duration_seconds)
+    except OverflowError:
+        raise InvalidInput(
+            "starts_at plus duration_seconds is past the year 9999", field="duration_seconds"
+        ) from None
+    if end <= now:
+        raise InvalidInput(
+            "starts_at plus duration_seconds is in the past: the silence would be over already",
+            field="duration_seconds",
+        )
+    return start, end
 
 
 def silence_alert(
