@@ -161,6 +161,35 @@ def test_a_generic_integration_and_pagerduty_hints(server_url: str, admin: ApiUs
     assert bad_kind.exit_code == 2
 
 
+def test_a_mapping_field_given_twice_is_refused_not_overwritten(
+    server_url: str, admin: ApiUser
+) -> None:
+    """``--map title=a --map title=b`` kept b without a word: which one was meant?"""
+    refused = run_cli(
+        [
+            "integrations",
+            "create",
+            "hooks",
+            "--kind",
+            "generic",
+            "--map",
+            "title=event.name",
+            "--map",
+            "status=state",
+            "--map",
+            " title = summary",
+        ],
+        url=server_url,
+        token=admin.token,
+    )
+    assert refused.exit_code == 2, refused.output
+    assert error_line(refused) == (
+        "error: --map: title is mapped twice ('title=event.name' and ' title = summary'); "
+        "give each field once"
+    )
+    assert admin.get("/api/v1/integrations").json() == []
+
+
 def test_integrations_need_an_admin(server_url: str, responder: ApiUser) -> None:
     refused = run_cli(
         ["integrations", "create", "mine", "--kind", "alertmanager"],

@@ -351,7 +351,10 @@ def _key_lines(client: Client, integration: dict[str, Any], verb: str) -> None:
 
 
 def _mapping(pairs: list[str]) -> dict[str, str]:
+    """``--map`` options as the API's mapping; a field given twice is refused, not the last
+    one kept."""
     mapping: dict[str, str] = {}
+    given: dict[str, str] = {}
     for pair in pairs:
         field, sep, expression = pair.partition("=")
         field = field.strip()
@@ -361,6 +364,13 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
                 + ", ".join(MAPPING_FIELDS),
                 USAGE,
             )
+        if field in given:
+            fail(
+                f"--map: {field} is mapped twice ({given[field]!r} and {pair!r}); "
+                "give each field once",
+                USAGE,
+            )
+        given[field] = pair
         mapping[field] = expression.strip()
     return mapping
 
@@ -385,7 +395,7 @@ def create_integration(
         typer.Option(
             "--map",
             help="Generic webhooks: FIELD=JMESPATH for title (required), severity, dedup_key, "
-            "service, status; repeatable.",
+            "service, status; repeatable, each field once.",
         ),
     ] = None,
     json_output: JsonOption = False,
