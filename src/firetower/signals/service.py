@@ -191,9 +191,17 @@ def own_severity_from(integration: str, reader: OwnSeverity) -> None:
 
 
 # -- integrations ------------------------------------------------------------------------------
-def _new_key(integration: Integration) -> str:
-    key = secrets.token_hex(KEY_LENGTH // 2)
-    integration.key_prefix = key[:KEY_PREFIX_LENGTH]
+def _new_key(session: Session, integration: Integration) -> str:
+    """A fresh key for ``integration``, drawn again while another integration (a revoked one
+    too) holds its prefix: a key is found by its prefix, which the table stores once, so a
+    taken one would make the change fail as a conflict the admin cannot act on."""
+    while True:
+        key = secrets.token_hex(KEY_LENGTH // 2)
+        prefix = key[:KEY_PREFIX_LENGTH]
+        holder = session.scalar(select(Integration.id).where(Integration.key_prefix == prefix))
+        if holder is None or holder == integration.id:
+            break
+    integration.key_prefix = prefix
     integration.key_hash = digest_secret(key)
     return key
 
@@ -219,7 +227,7 @@ def create_integration(
         flap_window_seconds=data.flap_window_seconds,
         created_at=clock.now(),
     )
-    key = _new_key(integration)
+    key = _new_key(session, integration)
     session.add(integration)
     session.flush()
     return integration, key
@@ -263,7 +271,7 @@ def rotate_key(session: Session, actor: Actor, name: str) -> tuple[Integration, 
     integration = get_integration(session, name)
     if integration.revoked_at is not None:
         raise Conflict(f"integration {name} is revoked", field="name")
-    return integration, _new_key(integration)
+    return integration, _new_key(session, integration)
 
 
 def revoke(session: Session, actor: Actor, name: str) -> Integration:
@@ -2083,7 +2091,7 @@ def builtin_integration(session: Session, name: str, kind: str) -> Integration:
     if integration is not None:
         return integration
     integration = Integration(name=name, kind=kind, service_name=None, created_at=clock.now())
-    _new_key(integration)
+    _new_key(session, integration)
     try:
         with session.begin_nested():
             session.add(integration)
