@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from firetower.auth.schemas import Role
 from firetower.incidents.models import Incident, TimelineEvent
+from firetower.logs import configure_logging
 from firetower.runtime import Runtime
 from firetower.signals import service as signals
 from firetower.signals.models import Alert, ChangeEvent, RejectedPayload
@@ -601,6 +602,83 @@ def test_pagerduty_dead_letters_keep_no_routing_key_and_name_their_integration(
         ("pd", row.integration_id),
     ]
     assert key not in listed[1]["body"]
+
+
+def _without_key(url: str) -> dict[str, Any]:
+    """An event of ``url`` with no ``routing_key``: a header carries it."""
+    if url == "/v2/change/enqueue":
+        return {"payload": {"summary": "Deployed checkout v42", "source": "ci"}}
+    event = _pd("unused", dedup_key="h1")
+    del event["routing_key"]
+    return event
+
+
+@pytest.mark.parametrize("url", ["/v2/enqueue", "/v2/change/enqueue"])
+def test_the_routing_key_may_come_in_the_x_routing_key_header(
+    factory: Factory, runtime: Runtime, url: str
+) -> None:
+    """Older pdpyras and several JS clients send the key as ``X-Routing-Key`` and leave it
+    out of the body, as PagerDuty accepts. A header that disagrees with the body is refused
+    (nothing says which one the sender meant); an unknown key is refused as in the body."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    other = _integration(admin, "pd2", "pagerduty")
+    event = _without_key(url)
+
+    accepted = admin.client.post(url, json=event, headers={"X-Routing-Key": key})
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["status"] == "success"
+    same = admin.client.post(
+        url, json={**event, "routing_key": key}, headers={"x-routing-key": key}
+    )
+    assert same.status_code == 202, same.text
+    with runtime.read() as session:
+        if url == "/v2/enqueue":
+            [alert] = session.scalars(select(Alert))
+            assert (alert.fingerprint, alert.count) == ("h1", 2)
+        else:
+            assert len(list(session.scalars(select(ChangeEvent)))) == 2
+
+    before = row_counts(runtime)
+    refusals = [
+        ({**event, "routing_key": key}, other, 400, "'routing_key' in the body and the "),
+        ({**event, "routing_key": other}, key, 400, "'routing_key' in the body and the "),
+        (event, "f" * 32, 401, "Invalid routing key"),
+        (event, "abc", 400, "Length of 'routing_key' is incorrect"),
+    ]
+    for body, header, status, error in refusals:
+        answer = admin.client.post(url, json=body, headers={"X-Routing-Key": header})
+        assert answer.status_code == status, (header, answer.text)
+        assert answer.json()["status"] == "invalid event"
+        assert answer.json()["errors"][0].startswith(error), answer.json()
+    assert row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("url", ["/v2/enqueue", "/v2/change/enqueue"])
+def test_a_key_from_the_header_is_kept_in_no_dead_letter_and_no_log(
+    factory: Factory, runtime: Runtime, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    refused = {"event_action": "trigger"} if url == "/v2/enqueue" else {"payload": {}}
+    configure_logging(log_format="json", level="debug")
+    try:
+        capsys.readouterr()
+        answer = admin.client.post(
+            url,
+            content=json.dumps(refused),
+            headers={"content-type": "application/json", "X-Routing-Key": key},
+        )
+        logged = capsys.readouterr()
+    finally:
+        configure_logging(log_format="console", level="warning")
+    assert answer.status_code == 400, answer.text
+    assert logged.err and key not in logged.err + logged.out
+    with runtime.read() as session:
+        [row] = session.scalars(select(RejectedPayload))
+    assert key.encode() not in row.body
+    listed = admin.get("/api/v1/rejected-payloads").json()
+    assert [(d["integration"], d["body"]) for d in listed] == [("pd", json.dumps(refused))]
 
 
 # A time UTC cannot hold: year 0 or 10000 once its offset is applied.

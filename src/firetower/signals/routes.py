@@ -1,7 +1,8 @@
 """Signal endpoints: the integration admin API, and the intake endpoints senders post to.
 
 Intake endpoints are public and authenticated by the integration key (in the path for
-Alertmanager, Grafana and the generic webhook, ``routing_key`` in the body for PagerDuty).
+Alertmanager, Grafana and the generic webhook, ``routing_key`` in the body for PagerDuty, or
+its ``X-Routing-Key`` header).
 They speak their sender's protocol, not the firetower API, so they are left out of the
 OpenAPI document; the PagerDuty ones answer in PagerDuty's own shapes so its client
 libraries work unchanged. User reports are not intake: people file them signed in.
@@ -562,13 +563,33 @@ def pagerduty_refusal(status_code: int, *errors: str) -> JSONResponse:
     )
 
 
-def _routing_key(body: bytes) -> tuple[Any, str | JSONResponse]:
-    """The event document and its routing key, or PagerDuty's refusal when either is bad."""
+ROUTING_KEY_HEADER = "X-Routing-Key"
+"""Where older PagerDuty clients (pdpyras's EventsAPISession, some JS ones) send the routing
+key instead of the body; PagerDuty takes it there when the body has none."""
+
+KEYS_DIFFER = (
+    f"'routing_key' in the body and the {ROUTING_KEY_HEADER} header differ "
+    "(send one of them, or the same key in both)"
+)
+
+
+def _routing_key(body: bytes, header: str | None) -> tuple[Any, str | JSONResponse]:
+    """The event document and its routing key (the body's, else the ``X-Routing-Key``
+    header's, then put in the document for the model to read), or PagerDuty's refusal when
+    either is bad. A header that disagrees with the body's key is refused: neither can be
+    taken as the one the sender meant."""
     try:
         data = service.parse_json(body)
     except ValueError as exc:
         return None, pagerduty_refusal(400, str(exc))
     key = data.get("routing_key") if isinstance(data, dict) else None
+    if header is not None:
+        if key is None:  # absent (or null)
+            key = header
+            if isinstance(data, dict):
+                data = {**data, "routing_key": header}
+        elif key != header:
+            return data, pagerduty_refusal(400, KEYS_DIFFER)
     if not isinstance(key, str):
         return data, pagerduty_refusal(400, "'routing_key' is missing or not a string")
     if len(key) != service.KEY_LENGTH:
@@ -644,6 +665,7 @@ def _store_pagerduty(session: Session, items: list[_PagerDutyItem]) -> list[Resp
 async def _pagerduty(request: Request, change: bool) -> Response:
     runtime: Runtime = request.app.state.runtime
     body = await request.body()
+    header = request.headers.get(ROUTING_KEY_HEADER) or None  # never logged nor kept
     model = PagerDutyChangeEvent if change else PagerDutyEvent
     # custom_details takes any JSON, and pydantic's reader takes NaN and Infinity too: a
     # body that may hold them goes the slow way, whose reader refuses them. It also makes
@@ -653,12 +675,13 @@ async def _pagerduty(request: Request, change: bool) -> Response:
     if (
         event is not None
         and len(event.routing_key) == service.KEY_LENGTH
+        and header in (None, event.routing_key)
         and service.free_json_fits(event)
     ):
         key, data = event.routing_key, None
-    else:  # the slow path names what is wrong
+    else:  # the slow path names what is wrong (or takes the key from the header)
         event = None
-        data, checked = _routing_key(body)
+        data, checked = _routing_key(body, header)
         if isinstance(checked, JSONResponse):
             return checked
         key = checked
