@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -679,6 +680,41 @@ def test_a_key_from_the_header_is_kept_in_no_dead_letter_and_no_log(
     assert key.encode() not in row.body
     listed = admin.get("/api/v1/rejected-payloads").json()
     assert [(d["integration"], d["body"]) for d in listed] == [("pd", json.dumps(refused))]
+
+
+@pytest.mark.parametrize("written", ["2026-11-30T10:00:00", "2026-11-30T10:00:00.123"])
+def test_a_payload_timestamp_without_a_zone_is_read_as_utc(
+    factory: Factory, runtime: Runtime, written: str
+) -> None:
+    """PagerDuty takes any ISO 8601 time; one without an offset is UTC. Garbage is still
+    refused by name."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    trigger = _pd(key, dedup_key="t1", timestamp=written)
+    answer = admin.client.post("/v2/enqueue", json=trigger)
+    assert answer.status_code == 202, answer.text
+    change = {"routing_key": key, "payload": {"summary": "Deployed", "timestamp": written}}
+    answer = admin.client.post("/v2/change/enqueue", json=change)
+    assert answer.status_code == 202, answer.text
+    expected = datetime.fromisoformat(written).replace(tzinfo=UTC)
+    with runtime.read() as session:
+        [alert] = session.scalars(select(Alert))
+        [stored] = session.scalars(select(ChangeEvent))
+        assert alert.starts_at == expected and stored.timestamp == expected
+    before = row_counts(runtime)
+    for url, event in (
+        ("/v2/enqueue", _pd(key, dedup_key="t2", timestamp="2026-11-30T25:00:00")),
+        (
+            "/v2/change/enqueue",
+            {"routing_key": key, "payload": {"summary": "x", "timestamp": "soon"}},
+        ),
+    ):
+        answer = admin.client.post(url, json=event)
+        assert answer.status_code == 400, (url, answer.text)
+        assert answer.json()["errors"][0].startswith("payload.timestamp: "), answer.json()
+    after = row_counts(runtime)
+    assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 2
+    assert after == before
 
 
 # A time UTC cannot hold: year 0 or 10000 once its offset is applied.

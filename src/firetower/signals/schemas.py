@@ -6,13 +6,14 @@ unknown fields are ignored (senders add fields over time), wrong types are refus
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -247,11 +248,21 @@ class PagerDutySeverity(StrEnum):
     info = "info"
 
 
+def _utc_when_naive(value: datetime) -> datetime:
+    """An ISO 8601 time without an offset is UTC to PagerDuty: so it is here."""
+    return in_utc(value.replace(tzinfo=UTC) if value.utcoffset() is None else value)
+
+
+PagerDutyTime = Annotated[datetime, AfterValidator(_utc_when_naive)]
+"""A ``payload.timestamp``: with an offset as given, without one as UTC (PagerDuty takes
+``2026-11-30T10:00:00``); in UTC, and one UTC can hold (as ``UtcDatetime``)."""
+
+
 class PagerDutyPayload(BaseModel):
     summary: str = Field(min_length=1, max_length=1024, pattern=VISIBLE)
     source: str = Field(min_length=1, max_length=255)
     severity: PagerDutySeverity
-    timestamp: UtcDatetime | None = None
+    timestamp: PagerDutyTime | None = None
     component: str | None = Field(default=None, max_length=255)
     group: str | None = Field(default=None, max_length=255)
     class_: str | None = Field(default=None, alias="class", max_length=255)
@@ -286,7 +297,7 @@ _TRIGGER_ONLY = frozenset({"payload", "links", "images", "client", "client_url"}
 class PagerDutyChangePayload(BaseModel):
     summary: str = Field(min_length=1, max_length=1024, pattern=VISIBLE)
     source: str = Field(default="", max_length=255)
-    timestamp: UtcDatetime | None = None
+    timestamp: PagerDutyTime | None = None
     custom_details: dict[str, Any] = Field(default_factory=dict)
 
 
