@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -603,6 +604,52 @@ def test_pagerduty_dead_letters_keep_no_routing_key_and_name_their_integration(
         ("pd", row.integration_id),
     ]
     assert key not in listed[1]["body"]
+
+
+def _escaped(text: str, escape: Callable[[int], bool]) -> str:
+    """``text`` as a JSON string's inside, its characters at the places ``escape`` picks
+    spelled as ``\\u`` escapes."""
+    return "".join(f"\\u{ord(c):04x}" if escape(n) else c for n, c in enumerate(text))
+
+
+@pytest.mark.parametrize(
+    ("url", "event"),
+    [
+        ("/v2/enqueue", '"event_action": "trigger", "payload": {"summary": "x"}'),
+        ("/v2/enqueue", '"event_action": "resolve", "note": "a\\/b \\u00e9"'),
+        ("/v2/change/enqueue", '"payload": {}'),
+    ],
+)
+def test_a_routing_key_spelled_with_json_escapes_is_redacted_in_dead_letters(
+    factory: Factory, runtime: Runtime, url: str, event: str
+) -> None:
+    """A client may escape any character of a JSON string (``\\u0061`` for ``a``): the key
+    is redacted whichever way it is spelled, and the rest of the body is kept as sent."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "pd", "pagerduty")
+    spellings = [
+        _escaped(key, lambda n: True),
+        _escaped(key, lambda n: n % 3 == 1),
+        _escaped(key, lambda n: n == len(key) - 1),
+    ]
+    body = (
+        f'{{"routing_key": "{spellings[0]}", {event}, '
+        f'"client": "{spellings[1]}", "client_url": "https://x/{spellings[2]}"}}'
+    ).encode()
+    assert key.encode() not in body and json.loads(body)["routing_key"] == key
+    answer = admin.client.post(url, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    with runtime.read() as session:
+        [row] = session.scalars(select(RejectedPayload))
+    kept = json.loads(row.body)
+    assert (kept["routing_key"], kept["client"]) == ("[routing key]", "[routing key]")
+    assert kept["client_url"] == "https://x/[routing key]"
+    expected = body
+    for spelling in spellings:
+        expected = expected.replace(spelling.encode(), b"[routing key]")
+    assert row.body == expected  # the rest as sent, escapes and all
+    [listed] = admin.get("/api/v1/rejected-payloads").json()
+    assert key not in json.dumps(json.loads(listed["body"]))
 
 
 def _without_key(url: str) -> dict[str, Any]:

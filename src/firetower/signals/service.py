@@ -323,11 +323,12 @@ def reject(
     """Keep the raw body of a refused request (truncated), and at most ``keep`` of them.
 
     ``secret`` is a key the body carries (PagerDuty's ``routing_key``): keys are shown once
-    and only their hash is kept, so it is stored as ``[routing key]``. A plain byte
-    replacement, since the body may not be JSON at all.
+    and only their hash is kept, so every copy of it is stored as ``[routing key]``, however
+    JSON spells it (``secret_spellings``). The raw bytes are kept otherwise as sent, since
+    the body may not be JSON at all.
     """
     if secret:
-        body = body.replace(secret.encode(), REDACTED_KEY)
+        body = secret_spellings(secret).sub(REDACTED_KEY, body)
     row = RejectedPayload(
         integration_id=integration.id if integration else None,
         received_at=clock.now(),
@@ -342,6 +343,37 @@ def reject(
     if oldest_kept is not None:
         session.execute(delete(RejectedPayload).where(RejectedPayload.id < oldest_kept))
     return row
+
+
+_SHORT_ESCAPES = {'"': b'\\"', "\\": b"\\\\", "/": b"\\/", "\b": b"\\b", "\f": b"\\f"}
+_SHORT_ESCAPES |= {"\n": b"\\n", "\r": b"\\r", "\t": b"\\t"}
+
+
+def _unicode_escape(code: int) -> bytes:
+    """A pattern of ``\\uXXXX`` for a UTF-16 code unit, its hex digits in either case."""
+    digits = (f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{code:04x}")
+    return b"\\\\u" + "".join(digits).encode()
+
+
+def secret_spellings(secret: str) -> re.Pattern[bytes]:
+    """A pattern of ``secret`` as a JSON string may spell it: each character as itself (in
+    UTF-8), as a ``\\u`` escape (a surrogate pair beyond U+FFFF), or by its short escape
+    (``\\/``, ``\\"``...). A client may escape any character (``"\\u0061bc..."``), and
+    a byte replacement of the plain key left such a key readable in a dead letter."""
+    parts: list[bytes] = []
+    for char in secret:
+        code = ord(char)
+        if code > 0xFFFF:
+            high, low = divmod(code - 0x10000, 0x400)
+            escape = _unicode_escape(0xD800 + high) + _unicode_escape(0xDC00 + low)
+        else:
+            escape = _unicode_escape(code)
+        spellings = [escape]
+        if char in _SHORT_ESCAPES:
+            spellings.append(re.escape(_SHORT_ESCAPES[char]))
+        spellings.append(re.escape(char.encode("utf-8", "surrogatepass")))
+        parts.append(b"(?:" + b"|".join(spellings) + b")")
+    return re.compile(b"".join(parts))
 
 
 def list_rejected(session: Session, limit: int = 100) -> list[tuple[RejectedPayload, str | None]]:
