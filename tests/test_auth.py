@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -232,6 +234,44 @@ def test_tokens_are_stored_as_sha256_and_shown_once(factory: Factory, runtime: R
         ]
         == user.email
     )
+
+
+def test_a_token_whose_prefix_is_taken_is_drawn_again_and_every_token_works(
+    factory: Factory, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token is found by its prefix, which api_tokens stores once (revoked tokens too). A
+    new token drawing a taken prefix was a 409 "conflicts with existing data" for a user who
+    did nothing wrong; it is drawn again instead."""
+    user = factory.user(Role.responder)  # its token drawn before the script starts
+    prefixes = iter(
+        ["aaaaaaaaaaaa", "aaaaaaaaaaaa", "bbbbbbbbbbbb", "aaaaaaaaaaaa", "cccccccccccc"]
+    )
+    monkeypatch.setattr(
+        auth_service,
+        "secrets",
+        SimpleNamespace(token_hex=lambda n: next(prefixes), token_urlsafe=secrets.token_urlsafe),
+    )
+    first = user.post("/api/v1/tokens", json={"name": "first"})
+    assert first.status_code == 201, first.text
+    live = user.post("/api/v1/tokens", json={"name": "live"})  # first's prefix: drawn again
+    assert live.status_code == 201, live.text
+    assert live.json()["prefix"] == "bbbbbbbbbbbb"
+    assert user.delete(f"/api/v1/tokens/{first.json()['id']}").status_code == 200
+    after = user.post("/api/v1/tokens", json={"name": "after"})  # revoked first's: again
+    assert after.status_code == 201, after.text
+    assert after.json()["prefix"] == "cccccccccccc"
+    assert next(prefixes, None) is None  # every prefix drawn was asked for
+
+    for made in (live, after):
+        headers = {"Authorization": f"Bearer {made.json()['token']}"}
+        me = factory.client.get("/api/v1/me", headers=headers)
+        assert me.status_code == 200, me.text
+        assert me.json()["email"] == user.email
+    revoked = {"Authorization": f"Bearer {first.json()['token']}"}
+    assert factory.client.get("/api/v1/me", headers=revoked).status_code == 401
+    with runtime.read() as session:
+        stored = list(session.scalars(select(ApiToken.prefix).where(ApiToken.name != "tests")))
+    assert sorted(stored) == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
 
 
 def test_a_token_never_outranks_its_user(factory: Factory, runtime: Runtime) -> None:

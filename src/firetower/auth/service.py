@@ -108,6 +108,16 @@ def digest_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _free_prefix(session: Session) -> str:
+    """A new token's prefix, drawn again while another token (a revoked one too) holds it: a
+    token is found by its prefix, which the table stores once, so a taken one would make the
+    change fail as a conflict the user cannot act on."""
+    while True:
+        prefix = secrets.token_hex(6)
+        if session.scalar(select(ApiToken.id).where(ApiToken.prefix == prefix)) is None:
+            return prefix
+
+
 def create_token(
     session: Session, actor: Actor, user_email: str, data: TokenCreate
 ) -> tuple[ApiToken, str]:
@@ -124,7 +134,7 @@ def create_token(
             f"a token cannot have more power than its user and its maker ({ceiling.value})",
             field="role",
         )
-    prefix = secrets.token_hex(6)
+    prefix = _free_prefix(session)
     secret = secrets.token_urlsafe(32)
     token = ApiToken(
         user_id=user.id,
