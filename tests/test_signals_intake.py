@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
 from firetower.incidents.models import Incident, TimelineEvent
 from firetower.logs import configure_logging
 from firetower.runtime import Runtime
@@ -416,6 +417,72 @@ def test_a_repeated_trigger_keeps_an_alert_acknowledged(factory: Factory, runtim
     assert admin.client.post("/v2/enqueue", json=_pd(key, "resolve", "d1")).status_code == 202
     [alert] = _alerts(runtime)
     assert alert.status == "resolved"
+
+
+T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def test_a_repeated_resolve_keeps_when_the_alert_resolved(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """PagerDuty clients retry a resolve that timed out: the repeat is counted, but the alert
+    resolved at the first one. A resolve after the alert fired again is a new resolution."""
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    key = _integration(admin, "pd", "pagerduty", "db")
+
+    def send(action: str) -> Alert:
+        answer = admin.client.post("/v2/enqueue", json=_pd(key, action, "d1"))
+        assert answer.status_code == 202, answer.text
+        [alert] = _alerts(runtime)
+        return alert
+
+    with FrozenClock(T0) as frozen:
+        send("trigger")
+        first = frozen.advance(minutes=1)
+        assert send("resolve").ends_at == first
+        later = frozen.advance(minutes=5)
+        repeated = send("resolve")
+        assert (repeated.status, repeated.ends_at) == ("resolved", first)
+        assert (repeated.count, repeated.last_seen_at) == (3, later)  # the repeat is counted
+        assert send("acknowledge").ends_at == first  # ignored: it stays resolved
+        frozen.advance(minutes=1)
+        assert send("trigger").ends_at is None  # firing again
+        second = frozen.advance(minutes=1)
+        assert send("resolve").ends_at == second
+        frozen.advance(minutes=1)
+        assert send("resolve").ends_at == second
+
+
+def test_a_repeated_generic_resolve_keeps_when_the_alert_resolved(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A generic sender that repeats its "OK" (a checker posting each run) does not move
+    when the alert resolved either."""
+    admin = factory.user(Role.admin)
+    mapping = {"title": "name", "dedup_key": "id", "status": "state"}
+    body = {"name": "bot", "kind": "generic", "mapping": mapping}
+    key = admin.post("/api/v1/integrations", json=body).json()["key"]
+
+    def send(state: str) -> Alert:
+        document = {"name": "Checkout check failing", "id": "chk-7", "state": state}
+        answer = admin.client.post(f"/ingest/generic/{key}", json=document)
+        assert answer.status_code == 200, answer.text
+        [alert] = _alerts(runtime)
+        return alert
+
+    with FrozenClock(T0) as frozen:
+        send("down")
+        first = frozen.advance(minutes=1)
+        assert send("OK").ends_at == first
+        frozen.advance(minutes=5)
+        assert send("OK").ends_at == first
+        frozen.advance(minutes=1)
+        assert send("down").ends_at is None
+        second = frozen.advance(minutes=1)
+        assert send("ok").ends_at == second
+        frozen.advance(minutes=1)
+        assert send("ok").ends_at == second
 
 
 @pytest.mark.parametrize("action", ["acknowledge", "resolve"])

@@ -1320,9 +1320,19 @@ def update_status(session: Session, intake: Intake, fingerprint: str, status: st
     signal = Signal(
         fingerprint=fingerprint,
         status=status,
-        ends_at=clock.now() if status == "resolved" else known.ends_at,
+        ends_at=_resolved_at(known) if status == "resolved" else known.ends_at,
     )
     receive_all(session, intake, [signal])
+
+
+def _resolved_at(known: AlertRow | None) -> datetime:
+    """When a resolve that carries no time of its own (Events v2, a generic document) ends
+    ``known``: now, unless the alert has resolved already. A repeated resolve (a client
+    retrying one that timed out, a checker posting each run) is counted, but the alert
+    resolved at the first one; after it fired again, a resolve is a new end."""
+    if known is not None and known.status == "resolved" and known.ends_at is not None:
+        return known.ends_at
+    return clock.now()
 
 
 def attach_window(now: datetime) -> tuple[datetime, datetime]:
@@ -2106,6 +2116,9 @@ def _generic_severity(value: str | None) -> Severity:
 def ingest_generic(session: Session, intake: Intake, signal: Signal) -> AlertRow:
     """One generic webhook document; the alert as recorded (no ORM reload: the answer
     needs only its fingerprint)."""
+    if signal.status == "resolved":
+        prefetch_many(session, [(intake, [signal.fingerprint])])
+        signal.ends_at = _resolved_at(intake.known.get(signal.fingerprint))
     (alert,) = receive_all(session, intake, [signal])
     finish(session, intake)
     return alert
