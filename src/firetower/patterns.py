@@ -23,10 +23,9 @@ _OPTIONS.log_errors = False  # RE2 would print each refused pattern to stderr
 class Pattern:
     """A compiled pattern; texts are matched as UTF-8, as RE2 reads them."""
 
-    __slots__ = ("_compiled", "text")
+    __slots__ = ("_compiled",)
 
     def __init__(self, text: str) -> None:
-        self.text = text
         try:
             self._compiled = re2.compile(text.encode("utf-8"), _OPTIONS)
         except re2.error as exc:
