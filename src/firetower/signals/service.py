@@ -82,7 +82,6 @@ from firetower.signals.routing import (
     Matchers,
     Routing,
     Rule,
-    compile_matchers,
     silence_holds,
 )
 from firetower.signals.routing import Source as InhibitSource
@@ -1724,11 +1723,6 @@ def _noted_since_status_change(session: Session, incident_id: int, text: str) ->
 
 
 # -- silences and maintenance windows -----------------------------------------------------------
-def silence_matches(silence: Silence, labels: dict[str, Any]) -> bool:
-    """Every matcher of the silence holds for the alert's labels (Alertmanager's rule)."""
-    return silence_holds(compile_matchers(silence.matchers), labels)
-
-
 @dataclass
 class Mutes:
     """What mutes intake at one moment: the active silences' matchers and the services in
