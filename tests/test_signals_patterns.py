@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import update
 
 from firetower.auth.schemas import Role
@@ -225,3 +228,26 @@ def test_a_probe_body_condition_is_matched_in_linear_time(factory: Factory, web:
         result = admin.post("/api/v1/probes/echo/run").json()
     assert result["ok"] is False
     assert result["error"] == f"the body does not match /{CATASTROPHIC}/", result
+
+
+def _patterns() -> st.SearchStrategy[str]:
+    """Patterns in the syntax RE2 and Python's ``re`` share: what silences held before."""
+    atoms = st.sampled_from(["a", "b", "-", "1", ".", r"\d", "[ab]", "[^a]", r"\w"])
+
+    def grow(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        repeats = st.sampled_from(["*", "+", "?", "{1,2}"])
+        quantified = st.tuples(inner, repeats).map(lambda p: f"(?:{p[0]}){p[1]}")
+        joined = st.lists(inner, min_size=2, max_size=3).map("".join)
+        alternated = st.tuples(inner, inner).map(lambda p: f"(?:{p[0]}|{p[1]})")
+        return quantified | joined | alternated
+
+    return st.recursive(atoms, grow, max_leaves=6)
+
+
+@given(pattern=_patterns(), value=st.text(alphabet="ab-1", max_size=6))
+def test_patterns_in_the_shared_syntax_match_as_they_did_with_re(pattern: str, value: str) -> None:
+    """Silences and rules written before RE2 mean what they meant (ASCII values: RE2's
+    ``\\d`` and ``\\w`` are ASCII, ``re``'s Unicode)."""
+    compiled = stored_pattern(pattern)
+    assert compiled is not None, pattern
+    assert compiled.matches_whole(value) is (re.fullmatch(pattern, value) is not None)
