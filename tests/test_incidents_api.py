@@ -332,3 +332,25 @@ def test_huge_ids_in_paths_are_refused_not_crashed(factory: Factory) -> None:
     ):
         assert answer.status_code in (404, 422), answer.text
         assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_body_nested_past_what_json_can_read_is_refused_by_name(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Python's JSON reader recurses once per level; FastAPI answered a body nested past its
+    limit with "There was an error parsing the body", which names nothing."""
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    before = row_counts(runtime)
+    deep = "[" * 100_000 + "]" * 100_000
+    for url in ("/api/v1/incidents", "/api/v1/silences", "/api/v1/services"):
+        answer = admin.client.post(
+            url,
+            content=f'{{"title": "x", "matchers": {deep}}}',
+            headers={**admin.headers, "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 400, (url, answer.text)
+        problem = answer.json()
+        assert problem["field"] == "body", problem
+        assert problem["detail"] == "body: arrays or objects nest too deeply to read", problem
+    assert row_counts(runtime) == before

@@ -111,6 +111,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 413:  # a body found too large while read (sent without a length)
             return too_large(request.scope["path"], str(exc.detail))
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's "error parsing the body"
+            detail = "body: arrays or objects nest too deeply to read"
+            return problem(exc.status_code, _title(exc.status_code), detail, field="body")
         response = problem(exc.status_code, _title(exc.status_code), str(exc.detail))
         if exc.headers:  # e.g. Allow on a 405
             response.headers.update(exc.headers)
