@@ -35,6 +35,7 @@ class CompiledMatcher:
     label: str
     op: str
     value: str
+    regex: bool
     pattern: Pattern | None
 
     @classmethod
@@ -42,11 +43,11 @@ class CompiledMatcher:
         op = matcher["op"]
         regex = op in (MatchOp.regex, MatchOp.not_regex)
         pattern = stored_pattern(matcher["value"]) if regex else None
-        return cls(matcher["label"], op, matcher["value"], pattern)
+        return cls(matcher["label"], op, matcher["value"], regex, pattern)
 
     def holds(self, labels: dict[str, Any], integration: str) -> bool:
         value = label_value(labels, integration, self.label)
-        if self.op in (MatchOp.equal, MatchOp.not_equal):
+        if not self.regex:
             return (value == self.value) == (self.op == MatchOp.equal)
         if self.pattern is None:  # stored before patterns were RE2: see stored_pattern
             return False
