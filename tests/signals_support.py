@@ -37,6 +37,17 @@ def send_batch(factory: Factory, key: str, *alerts: dict[str, Any]) -> Any:
     return answer.json()
 
 
+def firing_alert(fingerprint: str, **labels: str) -> dict[str, Any]:
+    """One firing alert of an Alertmanager batch, named HighErrorRate, with these labels."""
+    return {
+        "status": "firing",
+        "labels": {"alertname": "HighErrorRate", **labels},
+        "startsAt": "2026-11-29T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": fingerprint,
+    }
+
+
 def matcher(label: str, op: str, value: str) -> dict[str, str]:
     return {"label": label, "op": op, "value": value}
 

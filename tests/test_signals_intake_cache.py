@@ -20,7 +20,7 @@ from firetower.settings import Settings
 from firetower.signals import intake_cache
 from firetower.signals.models import IntakeGeneration
 from tests.factories import ApiUser, Factory
-from tests.signals_support import alert_by_fingerprint, incident_count
+from tests.signals_support import alert_by_fingerprint, firing_alert, incident_count
 
 T0 = datetime(2026, 11, 29, 12, 0, 10, tzinfo=UTC)
 WATCHED = {
@@ -44,23 +44,13 @@ def _key(admin: ApiUser, service: str, name: str | None = None) -> str:
     return str(answer.json()["key"])
 
 
-def _alert(fingerprint: str, **labels: str) -> dict[str, Any]:
-    return {
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate", **labels},
-        "startsAt": "2026-11-29T10:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "fingerprint": fingerprint,
-    }
-
-
 def _send(factory: Factory, key: str, *alerts: dict[str, Any]) -> Any:
     body = {"version": "4", "status": "firing", "alerts": list(alerts)}
     return factory.client.post(f"/ingest/alertmanager/{key}", json=body)
 
 
 def _post(factory: Factory, key: str, fingerprint: str, **labels: str) -> Any:
-    answer = _send(factory, key, _alert(fingerprint, **labels))
+    answer = _send(factory, key, firing_alert(fingerprint, **labels))
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -224,10 +214,10 @@ def test_a_rotated_or_revoked_key_is_refused_at_once(factory: Factory) -> None:
     key = _key(admin, factory.service("checkout"), name="am")
     _post(factory, key, "warm")
     rotated = admin.post("/api/v1/integrations/am/rotate").json()["key"]
-    assert _send(factory, key, _alert("old")).status_code == 401
+    assert _send(factory, key, firing_alert("old")).status_code == 401
     _post(factory, rotated, "new")
     assert admin.delete("/api/v1/integrations/am").status_code == 204
-    assert _send(factory, rotated, _alert("gone")).status_code == 401
+    assert _send(factory, rotated, firing_alert("gone")).status_code == 401
 
 
 def test_changes_by_another_writer_apply_to_the_next_request(
@@ -247,7 +237,7 @@ def test_changes_by_another_writer_apply_to_the_next_request(
 
     with _another_writer(settings) as connection:
         connection.execute(text("UPDATE integrations SET revoked_at = created_at"))
-    assert _send(factory, key, _alert("late")).status_code == 401
+    assert _send(factory, key, firing_alert("late")).status_code == 401
 
 
 def test_the_attach_note_job_is_queued_once_a_minute_and_then_not_tried_again(

@@ -22,7 +22,13 @@ from firetower.signals.queries import parse_matcher
 from firetower.signals.routing import compile_matchers, silence_holds
 from tests.factories import ApiUser, Factory, row_counts
 from tests.probe_servers import _Server, http_target
-from tests.signals_support import alert_by_fingerprint, incident_count, matcher, send_batch
+from tests.signals_support import (
+    alert_by_fingerprint,
+    firing_alert,
+    incident_count,
+    matcher,
+    send_batch,
+)
 
 CATASTROPHIC = "(a+)+b"
 """Python's ``re`` tries every way to split the a's before it gives up: 2^n steps."""
@@ -53,16 +59,6 @@ def _key(admin: ApiUser) -> str:
     return str(answer.json()["key"])
 
 
-def _alert(fingerprint: str, **labels: str) -> dict[str, Any]:
-    return {
-        "status": "firing",
-        "labels": {"alertname": "HighErrorRate", **labels},
-        "startsAt": "2026-11-28T10:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "fingerprint": fingerprint,
-    }
-
-
 def test_a_backtracking_pattern_matches_in_linear_time_everywhere() -> None:
     silence = compile_matchers([matcher("job", "=~", CATASTROPHIC)])
     negated = compile_matchers([matcher("job", "!~", CATASTROPHIC)])
@@ -88,7 +84,9 @@ def test_a_storm_of_long_labels_under_a_backtracking_silence_is_taken_in(
     }
     assert factory.user(Role.responder).post("/api/v1/silences", json=silence).status_code == 201
     with fails_instead_of_hanging():
-        send_batch(factory, key, _alert("long", job=LONG_AS), _alert("muted", job="aab"))
+        send_batch(
+            factory, key, firing_alert("long", job=LONG_AS), firing_alert("muted", job="aab")
+        )
     assert not alert_by_fingerprint(runtime, "long").silenced
     assert alert_by_fingerprint(runtime, "muted").silenced
     assert incident_count(runtime) == 1
@@ -199,7 +197,7 @@ def test_a_stored_pattern_re2_cannot_read_lets_alerts_through(
         session.execute(update(RoutingRule).values(matchers=lookahead))
         session.execute(update(InhibitRule).values(target_matchers=lookahead))
     with structlog.testing.capture_logs() as logs:
-        send_batch(factory, key, _alert("old", job="api-1"))
+        send_batch(factory, key, firing_alert("old", job="api-1"))
     alert = alert_by_fingerprint(runtime, "old")
     assert not alert.silenced and not alert.inhibited and alert.incident_id is not None
     routed = admin.post("/api/v1/routing-rules/test", json={"labels": {"job": "api-1"}})
