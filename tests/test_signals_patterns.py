@@ -249,3 +249,20 @@ def test_patterns_in_the_shared_syntax_match_as_they_did_with_re(pattern: str, v
     compiled = stored_pattern(pattern)
     assert compiled is not None, pattern
     assert compiled.matches_whole(value) is (re.fullmatch(pattern, value) is not None)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "hint"),
+    [
+        ("x(?=y)", "(RE2 has no lookahead or lookbehind)"),
+        ("(?<!x)y", "(RE2 has no lookahead or lookbehind)"),
+        (r"(a)(b)\2", "(RE2 has no backreferences)"),
+    ],
+)
+def test_a_refusal_says_in_plain_words_what_re2_has_not(
+    factory: Factory, pattern: str, hint: str
+) -> None:
+    silence = {"matchers": [matcher("job", "=~", pattern)], "ends_at": "2099-01-01T00:00:00Z"}
+    answer = factory.user(Role.responder).post("/api/v1/silences", json=silence)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].endswith(hint), answer.json()

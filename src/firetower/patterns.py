@@ -20,6 +20,22 @@ _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would print each refused pattern to stderr
 
 
+_LOOKAROUND = (
+    "invalid perl operator: (?=",
+    "invalid perl operator: (?!",
+    "invalid perl operator: (?<",
+)
+
+
+def _hint(reason: str) -> str:
+    """Plain words after RE2's own, for what users of backtracking engines most often write."""
+    if reason.startswith(_LOOKAROUND):
+        return " (RE2 has no lookahead or lookbehind)"
+    if reason.startswith("invalid escape sequence: \\") and reason[-1:].isdigit():
+        return " (RE2 has no backreferences)"
+    return ""
+
+
 class Pattern:
     """A compiled pattern; texts are matched as UTF-8, as RE2 reads them."""
 
@@ -32,7 +48,10 @@ class Pattern:
             reason = exc.args[0] if exc.args else exc
             if isinstance(reason, bytes):
                 reason = reason.decode("utf-8", errors="replace")
-            raise ValueError(f"not a valid regular expression (RE2 syntax): {reason}") from None
+            reason = str(reason)
+            raise ValueError(
+                f"not a valid regular expression (RE2 syntax): {reason}{_hint(reason)}"
+            ) from None
 
     def matches_whole(self, value: str) -> bool:
         """The pattern matches all of ``value`` (a matcher's ``=~ "api"`` is ``^(?:api)$``)."""
