@@ -4,10 +4,12 @@ The live alert list polls every few seconds, so in a storm each open console rea
 and again, on the same two cores that take the storm in. This fills a fresh database with
 ``--alerts`` alerts stored by intake's own row writer (``intake_rows.write``), from 50
 services in 50 groups, with every third alert resolved and one in a hundred acknowledged,
-each seen a millisecond after the one before. Then it reads each list the console and the
-API show, through the query functions they call, and prints each time (best of
-``--repeat``). Last, it times the retention job's transactions, each deleting a chunk of
-the oldest resolved alerts, as intake would wait for them.
+each seen a millisecond after the one before. Each service's alerts join its incident (50
+of them), but for the three oldest, which are a small incident's. Then it reads each list
+the console and the API show, an incident's included, through the query functions they
+call, and prints each time (best of ``--repeat``). Last, it times the retention job's
+transactions, each deleting a chunk of the oldest resolved alerts, as intake would wait for
+them.
 
     python -m bench.console_lists --alerts 1000000
     python -m bench.console_lists --backend postgresql --alerts 200000
@@ -28,12 +30,20 @@ from typing import Any
 from bench.intake_support import POSTGRES_ENV, _fresh_postgres, fingerprint
 from bench.support import migrated_runtime
 from firetower.auth.service import Actor
+from firetower.incidents import service as incidents
+from firetower.incidents.schemas import IncidentCreate
 from firetower.runtime import Runtime
 from firetower.signals import intake_rows, queries, service
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.schemas import AlertStatus, IntegrationCreate
 
 SERVICES = 50
+SMALL_INCIDENT_ALERTS = 3
+"""The oldest alerts stored join a small incident of their own; every other alert, its
+service's incident (50 incidents of a storm)."""
+STORM_INCIDENT = "INC-8"
+"""svc-07's incident (the first declared is INC-1)."""
+SMALL_INCIDENT = f"INC-{SERVICES + 1}"
 ROWS_PER_TRANSACTION = 5_000
 LIST_ROWS = 200
 """What the console's alert list and the API show by default."""
@@ -47,9 +57,15 @@ def _status(number: int) -> str:
     return "acknowledged" if number % 100 == 1 else "firing"
 
 
-def _rows(integration_id: int, first: int, count: int, epoch: datetime) -> Iterator[AlertRow]:
+def _rows(
+    integration_id: int, first: int, count: int, epoch: datetime, incident_ids: list[int]
+) -> Iterator[AlertRow]:
     for number in range(first, first + count):
         service_name = f"svc-{number % SERVICES:02d}"
+        if number < SMALL_INCIDENT_ALERTS:  # the oldest: under every other alert of a status
+            incident_id = incident_ids[SERVICES]
+        else:
+            incident_id = incident_ids[number % SERVICES]
         seen = epoch + timedelta(milliseconds=number)
         status = _status(number)
         yield AlertRow(
@@ -70,21 +86,28 @@ def _rows(integration_id: int, first: int, count: int, epoch: datetime) -> Itera
             first_seen_at=seen,
             last_seen_at=seen,
             group_key=f"alertname=HighErrorRate,service={service_name}",
+            incident_id=incident_id,
         )
 
 
 def fill(runtime: Runtime, alerts: int) -> None:
-    """Store ``alerts`` alerts of one Alertmanager integration, as intake writes new rows."""
+    """Store ``alerts`` alerts of one Alertmanager integration, as intake writes new rows:
+    each service's join its incident, but the oldest few, which are a small incident's."""
     with runtime.transaction() as session:
         integration, _ = service.create_integration(
             session, Actor.system(), IntegrationCreate(name="am", kind="alertmanager")
         )
         integration_id = integration.id
+        policy = runtime.settings.severity_policy
+        incident_ids = [
+            incidents.declare(session, Actor.system(), IncidentCreate(title=title), policy).id
+            for title in [f"svc-{n:02d} storm" for n in range(SERVICES)] + ["small"]
+        ]
     epoch = datetime.now(UTC) - timedelta(milliseconds=alerts)
     for first in range(0, alerts, ROWS_PER_TRANSACTION):
         count = min(ROWS_PER_TRANSACTION, alerts - first)
         with runtime.transaction() as session:
-            intake_rows.write(session, _rows(integration_id, first, count, epoch))
+            intake_rows.write(session, _rows(integration_id, first, count, epoch, incident_ids))
     if runtime.database.dialect == "postgresql":
         # What autovacuum does within a minute of such a storm: planned on the statistics
         # of an empty table, a list read its integration's million alerts.
@@ -106,6 +129,16 @@ LISTS: dict[str, Callable[[Any], Any]] = {
     ),
     "alert list, one group": lambda s: queries.alert_rows(
         s, group_key="alertname=HighErrorRate,service=svc-07", limit=LIST_ROWS
+    ),
+    "alert list, storm incident": lambda s: queries.alert_rows(
+        s, incident=STORM_INCIDENT, limit=LIST_ROWS
+    ),
+    "alert list, small incident": lambda s: queries.alert_rows(
+        s, incident=SMALL_INCIDENT, limit=LIST_ROWS
+    ),
+    "incident page, storm": lambda s: (
+        queries.alert_counts(s, incident=STORM_INCIDENT),
+        queries.alert_rows(s, incident=STORM_INCIDENT, limit=5),
     ),
     "alert counts by status": lambda s: queries.alert_counts(s),
     "counts, one integration": lambda s: queries.alert_counts(s, integration="am"),

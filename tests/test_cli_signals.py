@@ -346,6 +346,44 @@ def test_alerts_list_shows_one_group_as_alerts_groups_names_it(
     assert "group_key" in too_long.text
 
 
+def test_alerts_list_shows_the_alerts_of_one_incident(
+    server_url: str, admin: ApiUser, responder: ApiUser, factory: Factory
+) -> None:
+    """``--incident INC-n`` (``?incident=`` in the API): the alerts that opened or joined it,
+    not those of another incident; a reference that is malformed or names no incident is
+    refused naming the option, rather than answered with an empty list."""
+    cli = {"url": server_url, "token": responder.token}
+    keys = {}
+    for name in ("feed", "checkout"):
+        factory.service(name)
+        body = {"name": f"am-{name}", "kind": "alertmanager", "service_name": name}
+        answer = admin.post("/api/v1/integrations", json=body)
+        assert answer.status_code == 201, answer.text
+        keys[name] = answer.json()["key"]
+    for fingerprint, instance in (("f1", "feed-1"), ("f2", "feed-2")):
+        sent = send(server_url, keys["feed"], fingerprint, instance=instance, severity="critical")
+        assert sent.status_code == 200, sent.text
+    assert send(server_url, keys["checkout"], "c1", severity="critical").status_code == 200
+    every = responder.get("/api/v1/alerts").json()
+    incident_of = {a["fingerprint"]: a["incident"] for a in every}
+    assert incident_of["f1"] == incident_of["f2"] != incident_of["c1"]
+    feed_incident = incident_of["f1"]
+
+    listed = json_of(run_cli(["alerts", "list", "--incident", feed_incident, "--json"], **cli))
+    assert sorted(a["fingerprint"] for a in listed) == ["f1", "f2"]
+    api = responder.get("/api/v1/alerts", params={"incident": feed_incident.lower()})
+    assert sorted(a["fingerprint"] for a in api.json()) == ["f1", "f2"]  # inc-7 reads as INC-7
+    table = run_cli(["alerts", "list", "--incident", incident_of["c1"]], **cli)
+    assert [row["incident"] for row in table_rows(table.stdout)] == [incident_of["c1"]]
+
+    malformed = run_cli(["alerts", "list", "--incident", "feed"], **cli)
+    assert malformed.exit_code != 0
+    assert "incident" in error_line(malformed) and "INC-42" in error_line(malformed)
+    unknown = responder.get("/api/v1/alerts", params={"incident": "INC-999"})
+    assert unknown.status_code == 404
+    assert unknown.json()["field"] == "incident" and "INC-999" in unknown.json()["detail"]
+
+
 def test_alert_marks_say_dropped_notify_only_and_inhibited(
     server_url: str, admin: ApiUser, factory: Factory
 ) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.runtime import Runtime
+from firetower.signals import service as signals_service
 from firetower.signals.models import Integration, MaintenanceWindow, Silence
 from tests.factories import ApiUser, Factory, row_counts
 from tests.signals_support import alert_by_fingerprint, incident_count
@@ -183,6 +184,67 @@ def test_the_alert_list_filters_by_status_and_integration(
     unknown = responder.get("/alerts?integration=ghost")
     assert unknown.status_code == 404
     assert "no integration named &#39;ghost&#39;" in unknown.text
+
+
+@pytest.mark.parametrize("sorted_at_most", [10_000, 0], ids=["sorted", "status-walk"])
+def test_an_incident_page_shows_its_alerts_and_leads_to_the_list_of_them(
+    responder: Console,
+    factory: Factory,
+    admin_api: ApiUser,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    sorted_at_most: int,
+) -> None:
+    """At 3 a.m. the first question on an incident is which alerts still fire: its page
+    counts them, shows the first few with their labels, and links to the alert list
+    filtered to it, whose poll and silence forms keep that filter. The same either way
+    SQLite may read them: the incident's alerts sorted, or a walk of each status's newest."""
+    monkeypatch.setattr(signals_service, "SORTED_AT_MOST", sorted_at_most)
+    for name in ("feed", "checkout"):
+        factory.service(name)
+    feed = make_integration(admin_api, "am-feed", service_name="feed")
+    checkout = make_integration(admin_api, "am-checkout", service_name="checkout")
+    send(factory.client, feed, "f1", alertname="FeedSlow", instance="feed-1", severity="critical")
+    send(factory.client, feed, "f2", alertname="FeedSlow", instance="feed-2", severity="critical")
+    send(factory.client, feed, "f2", "resolved", alertname="FeedSlow", instance="feed-2")
+    send(factory.client, checkout, "c1", alertname="CheckoutDown", severity="critical")
+    send(factory.client, feed, "f3", alertname="FeedSlow", instance="feed-3", severity="critical")
+    f1, f2 = alert_by_fingerprint(runtime, "f1"), alert_by_fingerprint(runtime, "f2")
+    c1, f3 = alert_by_fingerprint(runtime, "c1"), alert_by_fingerprint(runtime, "f3")
+    assert f1.incident_id == f2.incident_id == f3.incident_id != c1.incident_id
+    ref = f"INC-{f1.incident_id}"
+
+    page = responder.get(f"/incidents/{ref}")
+    assert page.status_code == 200
+    box = re.search(r'<section class="incident-alerts">.*?</section>', page.text, re.DOTALL)
+    assert box, "no alerts section on the incident page"
+    assert "2 firing" in box.group(0) and "1 resolved" in box.group(0)
+    shown = re.findall(r"instance=(feed-\d)", box.group(0))
+    assert shown == ["feed-3", "feed-1", "feed-2"]  # firing first, each newest first
+    assert "CheckoutDown" not in box.group(0)
+    assert f'href="/alerts?incident={ref}"' in box.group(0)
+
+    listed = responder.get(f"/alerts?incident={ref}&status=firing")
+    assert alert_order(listed.text) == [f3.id, f1.id]
+    assert f'hx-get="/alerts/panel?status=firing&amp;incident={ref}"' in listed.text
+    assert '<a href="/alerts?status=firing">clear</a>' in listed.text  # keeps the status
+    every = responder.get(f"/alerts/panel?incident={ref}").text
+    assert alert_order(every) == [f3.id, f1.id, f2.id]
+    assert alert_order(responder.get(f"/alerts?incident={ref}&status=resolved").text) == [f2.id]
+    silenced = responder.post(
+        f"/alerts/{f1.id}/silence",
+        {"duration_minutes": "30", "status": "firing", "incident": ref},
+    )
+    assert silenced.status_code == 303
+    assert silenced.headers["location"] == f"/alerts?status=firing&incident={ref}"
+
+    declared = factory.incident(title="Declared by hand")
+    manual = responder.get(f"/incidents/{declared}")
+    assert 'class="incident-alerts"' not in manual.text  # no alerts, no empty box
+    malformed = responder.get("/alerts?incident=feed")
+    assert malformed.status_code == 422 and 'data-field="incident"' in malformed.text
+    unknown = responder.get("/alerts?incident=INC-999")
+    assert unknown.status_code == 404 and "no incident INC-999" in unknown.text
 
 
 def test_the_polled_panel_is_a_fragment_showing_new_alerts(

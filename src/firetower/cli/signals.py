@@ -119,6 +119,10 @@ def list_alerts(
         str | None,
         typer.Option(help="Only alerts of this group (a group key of `alerts groups`)."),
     ] = None,
+    incident: Annotated[
+        str | None,
+        typer.Option(help="Only alerts that opened or last joined this incident (INC-7)."),
+    ] = None,
     limit: LimitOption = 100,
     json_output: JsonOption = False,
 ) -> None:
@@ -128,6 +132,8 @@ def list_alerts(
         params["integration"] = integration
     if group is not None:  # "" too: the group of an integration that groups by no label
         params["group_key"] = group
+    if incident is not None:
+        params["incident"] = incident
     for name, wanted in (("silenced", silenced), ("flapping", flapping), ("inhibited", inhibited)):
         if wanted is not None:
             params[name] = str(wanted).lower()

@@ -29,6 +29,7 @@ from firetower.signals.service import (
     LISTED_STATUSES,
     alert_read,
     from_integration,
+    in_incident,
     newest_alerts,
 )
 
@@ -179,6 +180,10 @@ class AlertCounts:
     acknowledged: int = 0
     resolved: int = 0
 
+    @property
+    def total(self) -> int:
+        return self.firing + self.acknowledged + self.resolved
+
 
 def integration_names(session: Session) -> list[str]:
     """Every integration that alerts can come from, by name: the built-in ones too, even
@@ -217,6 +222,7 @@ def alert_rows(
     status: AlertStatus | None = None,
     integration: str | None = None,
     group_key: str | None = None,
+    incident: str | None = None,
     limit: int = 200,
 ) -> list[ListedAlert]:
     """Firing first, then acknowledged, then resolved; each by last seen, newest first."""
@@ -227,9 +233,14 @@ def alert_rows(
         query = query.where(from_integration(session, Alert.integration_id, integration))
     if group_key is not None:
         query = query.where(Alert.group_key == group_key)
+    sorted_statuses: frozenset[str] = frozenset()
+    if incident:
+        of_incident = in_incident(session, incident)
+        query, sorted_statuses = query.where(of_incident.condition), of_incident.sorted_statuses
     listed: list[Any] = []
     for shown in [status.value] if status is not None else LISTED_STATUSES:
-        listed += newest_alerts(session, query, shown, limit - len(listed))
+        left = limit - len(listed)
+        listed += newest_alerts(session, query, shown, left, sort=shown in sorted_statuses)
         if len(listed) >= limit:
             break
     silences = [(s.id, compile_matchers(s.matchers)) for s in active_silences(session)]
@@ -253,7 +264,11 @@ def alert_rows(
 
 
 def alert_counts(
-    session: Session, *, integration: str | None = None, group_key: str | None = None
+    session: Session,
+    *,
+    integration: str | None = None,
+    group_key: str | None = None,
+    incident: str | None = None,
 ) -> AlertCounts:
     """How many alerts of each status the list (as filtered, but for its status) holds."""
     query = select(Alert.status, func.count()).group_by(Alert.status)
@@ -261,6 +276,8 @@ def alert_counts(
         query = query.where(from_integration(session, Alert.integration_id, integration))
     if group_key is not None:
         query = query.where(Alert.group_key == group_key)
+    if incident:
+        query = query.where(in_incident(session, incident).condition)
     counts = AlertCounts()
     for status, number in session.execute(query):
         if status in ("firing", "acknowledged", "resolved"):

@@ -201,10 +201,12 @@ def list_alerts(
     flapping: bool | None = None,
     inhibited: bool | None = None,
     group_key: Annotated[str | None, Query(max_length=1024)] = None,
+    incident: Annotated[str | None, Query(max_length=30)] = None,
     limit: Limit = 100,
 ) -> list[AlertRead]:
-    """Alerts, last seen first; filter by status, integration, silenced, flapping, inhibited
-    and group (a ``group_key`` of the alert groups)."""
+    """Alerts, last seen first; filter by status, integration, silenced, flapping, inhibited,
+    group (a ``group_key`` of the alert groups) and incident (``INC-7``: the alerts that
+    opened it or last joined it)."""
     return service.list_alerts(
         session,
         status=alert_status.value if alert_status is not None else None,
@@ -213,6 +215,7 @@ def list_alerts(
         flapping=flapping,
         inhibited=inhibited,
         group_key=group_key,
+        incident=incident,
         limit=limit,
     )
 

@@ -25,11 +25,14 @@ from firetower.incidents.lifecycle import IncidentRole, Severity, Source, Status
 from firetower.incidents.models import Incident
 from firetower.incidents.schemas import IncidentCreate, IncidentUpdate, TaskCreate, TaskUpdate
 from firetower.runtime import Runtime
+from firetower.signals import queries as signal_queries
 from firetower.web.forms import as_invalid_input, parse_local_utc
 from firetower.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
+INCIDENT_ALERT_ROWS = 5
+"""Alerts the incident page lists (firing first); its link leads to the rest."""
 SCOPES = ("active", "ended", "all")
 
 
@@ -193,6 +196,12 @@ def _incident_page(
         data = incidents.read(session, incident)
         timeline = incidents.timeline(session, incident)
         users = [u.email for u in auth_service.list_users(session) if u.active]
+        alert_counts = signal_queries.alert_counts(session, incident=data.ref)
+        alerts = (
+            signal_queries.alert_rows(session, incident=data.ref, limit=INCIDENT_ALERT_ROWS)
+            if alert_counts.total
+            else []
+        )
     holders = {r.role: r for r in data.roles}
     return render(
         request,
@@ -205,6 +214,8 @@ def _incident_page(
             "roles": [(role, holders.get(role)) for role in IncidentRole],
             "error": error,
             "can_act": actor.role.allows(Role.responder),
+            "alert_counts": alert_counts,
+            "alerts": alerts,
         },
         actor=actor,
         status_code=error.status_code if error else 200,

@@ -10,11 +10,12 @@ the form that made it, never kept in the session, so it is seen exactly once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -104,50 +105,81 @@ def _act_on_silences(
 
 
 # -- alerts ------------------------------------------------------------------------------------
-def _alert_filters(status: str, integration: str, group: str | None) -> dict[str, str]:
-    """The filters given, to carry along; a group "" too: that of alerts lacking every
-    group-by label (shown "(all)"), which is one group, not every alert."""
-    filters = {k: v for k, v in {"status": status, "integration": integration}.items() if v}
-    if group is not None:
-        filters["group"] = group
-    return filters
+FilterQuery = Annotated[str, Query(max_length=100)]
+GroupQuery = Annotated[str | None, Query(max_length=1024)]
+
+
+@dataclass(frozen=True)
+class AlertFilters:
+    """The alert list's filters, as the page, its polled panel and a silence form carry them."""
+
+    status: str = ""
+    integration: str = ""
+    group: str | None = None
+    """A group key; "" too: that of alerts lacking every group-by label (shown "(all)"),
+    which is one group, not every alert."""
+    incident: str = ""
+    """``INC-7``: the alerts that opened it or last joined it."""
+
+    def given(self) -> dict[str, str]:
+        """The filters set, to carry along in a link or a form."""
+        filters = {k: v for k, v in asdict(self).items() if v}
+        if self.group is not None:
+            filters["group"] = self.group
+        return filters
+
+    def url(self, without: str = "") -> str:
+        """The alert list so filtered; ``without`` one filter, for its "clear" link."""
+        kept = {k: v for k, v in self.given().items() if k != without}
+        return "/alerts" + (f"?{urlencode(kept)}" if kept else "")
+
+
+def alert_filters(
+    status: FilterQuery = "",
+    integration: FilterQuery = "",
+    group: GroupQuery = None,
+    incident: FilterQuery = "",
+) -> AlertFilters:
+    return AlertFilters(status, integration, group, incident)
 
 
 def _alerts_context(
-    request: Request,
-    actor: Actor,
-    status: str,
-    integration: str,
-    group: str | None,
-    error: DomainError | None = None,
+    request: Request, actor: Actor, filters: AlertFilters, error: DomainError | None = None
 ) -> dict[str, Any]:
     rows: list[queries.ListedAlert] = []
     counts = queries.AlertCounts()
     with _runtime(request).read() as session:
         names = queries.integration_names(session)
         try:  # the list shows under a refused form too, unless its own filters are wrong
+            status = filters.status
             if status and status not in {s.value for s in AlertStatus}:
                 raise InvalidInput(f"status: unknown alert status {status!r}", field="status")
             rows = queries.alert_rows(
                 session,
                 status=AlertStatus(status) if status else None,
-                integration=integration or None,
-                group_key=group,
+                integration=filters.integration or None,
+                group_key=filters.group,
+                incident=filters.incident or None,
                 limit=ALERT_ROWS,
             )
-            counts = queries.alert_counts(session, integration=integration or None, group_key=group)
+            counts = queries.alert_counts(
+                session,
+                integration=filters.integration or None,
+                group_key=filters.group,
+                incident=filters.incident or None,
+            )
         except DomainError as exc:
             error = error or exc
-    filters = _alert_filters(status, integration, group)
+    given = filters.given()
     return {
         "rows": rows,
         "counts": counts,
         "limit": ALERT_ROWS,
         "integrations": names,
         "statuses": [s.value for s in AlertStatus],
-        "filters": {"status": status, "integration": integration, "group": group},
-        "hidden_filters": filters,
-        "query": urlencode(filters),
+        "filters": filters,
+        "hidden_filters": given,
+        "query": urlencode(given),
         "poll_seconds": POLL_SECONDS,
         "durations": DURATIONS_MINUTES,
         "default_duration": DEFAULT_DURATION_MINUTES,
@@ -158,14 +190,9 @@ def _alerts_context(
 
 
 def _alerts_page(
-    request: Request,
-    actor: Actor,
-    status: str = "",
-    integration: str = "",
-    group: str | None = None,
-    error: DomainError | None = None,
+    request: Request, actor: Actor, filters: AlertFilters, error: DomainError | None = None
 ) -> Response:
-    context = _alerts_context(request, actor, status, integration, group, error)
+    context = _alerts_context(request, actor, filters, error)
     failed = context["error"]
     return render(
         request,
@@ -176,30 +203,18 @@ def _alerts_page(
     )
 
 
-FilterQuery = Annotated[str, Query(max_length=100)]
+Filters = Annotated[AlertFilters, Depends(alert_filters)]
 
 
 @router.get("/alerts")
-def alerts_page(
-    request: Request,
-    actor: Viewer,
-    status: FilterQuery = "",
-    integration: FilterQuery = "",
-    group: Annotated[str | None, Query(max_length=1024)] = None,
-) -> Response:
-    return _alerts_page(request, actor, status, integration, group)
+def alerts_page(request: Request, actor: Viewer, filters: Filters) -> Response:
+    return _alerts_page(request, actor, filters)
 
 
 @router.get("/alerts/panel")
-def alerts_panel(
-    request: Request,
-    actor: Viewer,
-    status: FilterQuery = "",
-    integration: FilterQuery = "",
-    group: Annotated[str | None, Query(max_length=1024)] = None,
-) -> Response:
+def alerts_panel(request: Request, actor: Viewer, filters: Filters) -> Response:
     """The alert list alone: what the page polls every few seconds to stay live."""
-    context = _alerts_context(request, actor, status, integration, group)
+    context = _alerts_context(request, actor, filters)
     failed = context["error"]
     return render(
         request,
@@ -220,6 +235,7 @@ def silence_alert(
     status: Short = "",
     integration: Short = "",
     group: Annotated[str | None, Form(max_length=1024)] = None,
+    incident: Short = "",
 ) -> Response:
     """One click: silence this alert's exact labels from now for the chosen duration."""
 
@@ -235,12 +251,12 @@ def silence_alert(
         silence = signals.silence_alert(session, actor, alert_id, data)
         return f"Alert {alert_id} silenced (silence {silence.id}) until {_when(silence.ends_at)}."
 
-    filters = _alert_filters(status, integration, group)
+    filters = AlertFilters(status, integration, group, incident)
     return _act(
         request,
         change,
-        refused=lambda exc: _alerts_page(request, actor, status, integration, group, error=exc),
-        to="/alerts" + (f"?{urlencode(filters)}" if filters else ""),
+        refused=lambda exc: _alerts_page(request, actor, filters, error=exc),
+        to=filters.url(),
     )
 
 
