@@ -115,14 +115,22 @@ def test_the_monthly_report_says_who_breached(factory: Factory) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"month": "2026-13"}, "month"), ({"month": "nov"}, "month"), ({"month": "2027-01"}, "month")],
+    [
+        ({"month": "2026-13"}, "month"),
+        ({"month": "nov"}, "month"),
+        ({"month": "2027-01"}, "month"),
+        ({"month": "9999-12"}, "month"),  # its end is past what a date can hold: was a 500
+    ],
 )
 def test_a_bad_month_is_refused(factory: Factory, params: dict[str, str], field: str) -> None:
     viewer = factory.user(Role.viewer)
     with FrozenClock(NOW):
         answer = viewer.get("/api/v1/sla/report", params=params)
+        page = viewer.get("/sla", params=params)
     assert answer.status_code == 422
     assert answer.json()["field"] == field
+    assert page.status_code == 200  # the console shows this month's report instead
+    assert "SLA report · 2026-12" in page.text
 
 
 def test_a_month_that_meets_its_target_exactly_is_not_a_breach(factory: Factory) -> None:

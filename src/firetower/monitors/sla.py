@@ -45,6 +45,8 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     if not match or int(match.group(1)) < 1970:
         raise InvalidInput(f"{month!r} is not a month like 2026-11", field="month")
     year, number = int(match.group(1)), int(match.group(2))
+    if (year, number) == (9999, 12):  # it would end in year 10000, which a date cannot hold
+        raise InvalidInput(f"{month} ends past the last date firetower can hold", field="month")
     start = datetime(year, number, 1, tzinfo=UTC)
     end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=UTC)
     return start, end
