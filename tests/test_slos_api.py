@@ -584,6 +584,32 @@ def test_an_slo_measuring_an_sla_target_cannot_move(factory: Factory, runtime: R
     assert fits.status_code == 200, fits.text
 
 
+def test_an_slo_measuring_an_sla_target_cannot_be_deleted(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Deleting it took the target with it (the foreign key cascades): the service dropped
+    out of every month's SLA report, a breached month included, without a word."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "avail", "checkout")
+    target = {"service": "checkout", "kind": "uptime", "target_percent": 99.5, "slo": "avail"}
+    made = responder.put("/api/v1/sla/targets", json=target)
+    assert made.status_code == 200, made.text
+    before = row_counts(runtime)
+    refused = responder.delete("/api/v1/slos/avail")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "name"
+    assert refused.json()["detail"] == (
+        "SLO avail measures the uptime SLA target of service checkout; "
+        "delete that target or measure it by another source first"
+    )
+    assert row_counts(runtime) == before
+    assert [t["slo"] for t in responder.get("/api/v1/sla/targets").json()] == ["avail"]
+    # Once the target is gone, the SLO goes as usual.
+    assert responder.delete(f"/api/v1/sla/targets/{made.json()['id']}").status_code == 204
+    assert responder.delete("/api/v1/slos/avail").status_code == 204
+
+
 def test_apply_slos_creates_updates_and_refuses_all_or_nothing(
     factory: Factory, runtime: Runtime
 ) -> None:

@@ -269,9 +269,22 @@ def replace_slo(session: Session, actor: Actor, name: str, data: SLOCreate) -> t
 
 
 def delete_slo(session: Session, actor: Actor, name: str) -> None:
-    """Delete an SLO with its events and history; a paging one resolves its signal first."""
+    """Delete an SLO with its events and history; a paging one resolves its signal first.
+
+    One that measures an SLA target is refused: the target would go with it (the foreign key
+    cascades), and its service with it from every month's SLA report.
+    """
     actor.require(Role.responder)
     slo = get_slo(session, name)
+    target = session.scalar(
+        select(SlaTarget).where(SlaTarget.slo_id == slo.id).order_by(SlaTarget.id).limit(1)
+    )
+    if target is not None:
+        raise Conflict(
+            f"SLO {slo.name} measures the {target.kind} SLA target of service "
+            f"{target.service.name}; delete that target or measure it by another source first",
+            field="name",
+        )
     policy = _policy(session)
     if slo.state != Level.ok.value:
         _signal(session, policy, slo, Level(slo.state), "resolved", None)
