@@ -231,6 +231,19 @@ def _openslo_with(old: str, new: str) -> str:
             "slos[1].name",
         ),
         (SLOTH + "extra: 1\n", {}, "extra"),
+        # Sloth never pages for this SLO; firetower would have opened SEV2 incidents for it.
+        (
+            SLOTH.replace("labels: {severity: critical}", "disable: true"),
+            {},
+            "slos[0].alerting.page_alert.disable",
+        ),
+        (
+            SLOTH.replace("page_alert:\n", "ticket_alert:\n").replace(
+                "labels: {severity: critical}", "disable: true"
+            ),
+            {},
+            "slos[0].alerting.ticket_alert.disable",
+        ),
         (SLOTH, {"prometheus_url": None}, "prometheus_url"),
         (
             _openslo_with("budgetingMethod: Occurrences", "budgetingMethod: Timeslices"),

@@ -91,6 +91,27 @@ def _queries_with_window(query: str, path: str, document: int | None) -> str:
 
 
 # -- Sloth -------------------------------------------------------------------------------------
+SLOTH_ALERTS = {
+    "page_alert": "firetower pages on every SLO's fast burn",
+    "ticket_alert": "firetower files a ticket on every SLO's slow burn",
+}
+
+
+def _sloth_alerting(item: dict[str, Any], base: str) -> None:
+    """Sloth's alert settings are ignored (firetower's rules replace them), except one that
+    turns an alert off: ignoring it would page (or ticket) where the file says never to."""
+    alerting = item.get("alerting")
+    if not isinstance(alerting, dict):
+        return
+    for key, what in SLOTH_ALERTS.items():
+        alert = alerting.get(key)
+        if isinstance(alert, dict) and alert.get("disable", False) is not False:
+            raise _fail(
+                f"{base}.alerting.{key}.disable",
+                f"is not supported: {what} (its own rules replace Sloth's alerts)",
+            )
+
+
 def read_sloth(data: dict[str, Any], prometheus_url: str | None) -> list[SLOCreate]:
     """A Sloth ``prometheus/v1`` spec: one service, its SLOs over error and total queries."""
     _only(data, {"version", "service", "labels", "slos"}, "", None)
@@ -103,6 +124,7 @@ def read_sloth(data: dict[str, Any], prometheus_url: str | None) -> list[SLOCrea
         base = f"slos[{index}]"
         item = _mapping(raw, base)
         _only(item, {"name", "objective", "description", "labels", "sli", "alerting"}, base, None)
+        _sloth_alerting(item, base)
         sli = _mapping(item.get("sli"), f"{base}.sli")
         for unsupported in ("raw", "plugin"):
             if unsupported in sli:
