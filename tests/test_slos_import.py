@@ -364,3 +364,23 @@ def test_a_bad_openslo_sli_reference_points_at_its_own_document(factory: Factory
     assert problem["field"] == "spec.ratioMetric.total.metricSource.spec.query"
     assert problem["detail"].startswith("document 2: ")
     assert problem["document"] == 2
+
+
+def test_two_openslo_slis_of_one_name_are_refused(factory: Factory, runtime: Runtime) -> None:
+    """The second silently replaced the first: an indicatorRef read whichever came last."""
+    responder = factory.user(Role.responder)
+    factory.service("search")
+    start = OPENSLO.index("apiVersion: openslo/v1\nkind: SLI")
+    end = OPENSLO.index("---", start)
+    twice = OPENSLO[:end] + "---\n" + OPENSLO[start:end].replace('outcome="ok"', 'outcome="any"')
+    twice += OPENSLO[end:]
+    before = row_counts(runtime)
+    answer = _import(responder, twice)
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert problem["field"] == "metadata.name"
+    assert problem["document"] == 3
+    assert problem["detail"] == (
+        "document 3: metadata.name: an SLI named 'search-good-queries' is already in document 2"
+    )
+    assert row_counts(runtime) == before

@@ -315,7 +315,14 @@ def read_openslo(documents: list[Any], prometheus_url: str | None) -> list[SLOCr
         if kind == "SLI":
             _only(document, DOCUMENT_KEYS, "", number)
             metadata = _metadata(document.get("metadata"), "metadata", number)
-            slis[_text(metadata.get("name"), "metadata.name", number)] = (number, document)
+            name = _text(metadata.get("name"), "metadata.name", number)
+            if name in slis:  # else the last one would silently answer every indicatorRef
+                raise _fail(
+                    "metadata.name",
+                    f"an SLI named {name!r} is already in document {slis[name][0]}",
+                    number,
+                )
+            slis[name] = (number, document)
         elif kind == "SLO":
             slo_documents.append((number, document))
         elif kind != "Service":  # services come from firetower's catalog: ignored
