@@ -113,6 +113,53 @@ def test_the_monthly_report_says_who_breached(factory: Factory) -> None:
     assert december["checkout"]["downtime_minutes_used"] == pytest.approx(2.5 * 24 * 60)
 
 
+def test_a_month_past_what_its_sources_keep_is_not_measured(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Pushed events are kept 100 days, probe roll-ups 90. The report read what was left of a
+    month past that: a breach at the start of November was pruned, and in March the report
+    said 100 % achieved, no breach, without a word about the missing days."""
+    responder = factory.user(Role.responder)
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    events_slo(responder, "avail", "checkout")
+    probe = {"name": "db", "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 9}}
+    assert admin.post("/api/v1/probes", json={**probe, "service": "checkout"}).status_code == 201
+    with FrozenClock(NOW):
+        for day, good, bad in ((2, 100, 100), (25, 1000, 0)):
+            stamp = datetime(2026, 11, day, tzinfo=UTC).isoformat()
+            push(responder, "avail", good, bad, timestamp=stamp)
+        _target(responder, service="checkout", kind="uptime", target_percent=99.5, slo="avail")
+        _target(
+            responder,
+            service="checkout",
+            kind="latency",
+            target_percent=99,
+            probe="db",
+            latency_threshold_ms=300,
+        )
+    # 1 March 2027: 1 November is 120 days back; 25 November 96; 1 December exactly 90.
+    with FrozenClock(datetime(2027, 3, 1, tzinfo=UTC)):
+        evaluate_all(runtime)  # prunes the events past 100 days, as every minute does
+        november = responder.get("/api/v1/sla/report", params={"month": "2026-11"}).json()
+        december = responder.get("/api/v1/sla/report", params={"month": "2026-12"}).json()
+    lines = {line["kind"]: line for line in november["services"][0]["targets"]}
+    assert lines["uptime"]["achieved_percent"] is None
+    assert lines["uptime"]["breached"] is False
+    assert lines["uptime"]["downtime_minutes_used"] is None
+    assert lines["uptime"]["error"] == (
+        "pushed events are kept 100 days: this month's before 2026-11-21 00:00 UTC are gone, "
+        "so it cannot be measured in full"
+    )
+    assert lines["latency"]["achieved_percent"] is None
+    assert lines["latency"]["error"] == (
+        "probe results are kept 90 days: this month's before 2026-12-01 00:00 UTC are gone, "
+        "so it cannot be measured in full"
+    )
+    # December is still whole for both.
+    assert [line["error"] for line in december["services"][0]["targets"]] == [None, None]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

@@ -23,7 +23,7 @@ from firetower.catalog.models import Service
 from firetower.errors import InvalidInput, NotFound
 from firetower.monitors import prometheus, slos
 from firetower.monitors.probe_models import Probe
-from firetower.monitors.probes import sli_counts
+from firetower.monitors.probes import ROLLUP_RETENTION_DAYS, hour_of, sli_counts
 from firetower.monitors.slo_models import SlaTarget, Slo
 from firetower.monitors.slo_schemas import (
     ProbeSli,
@@ -173,24 +173,46 @@ def _probe_counts(
     return float(good), float(total)
 
 
+def _kept_since(target: SlaTarget, now: datetime) -> tuple[datetime, str] | None:
+    """Since when the target's source still holds its data, and what it keeps for how long;
+    None for Prometheus, whose retention is its own."""
+    if target.slo is not None and target.slo.sli_kind == "events":
+        days = slos.EVENT_RETENTION_DAYS
+        return now - timedelta(days=days), f"pushed events are kept {days} days"
+    if target.slo is None or target.slo.sli_kind == "probe":
+        days = ROLLUP_RETENTION_DAYS
+        return hour_of(now - timedelta(days=days)), f"probe results are kept {days} days"
+    return None
+
+
 def _line(session: Session, target: SlaTarget, start: datetime, end: datetime) -> SlaLine:
     month_minutes = (end - start).total_seconds() / 60
-    until = min(end, clock.now())
+    now = clock.now()
+    until = min(end, now)
     measured_minutes = max((until - start).total_seconds() / 60, 0.0)
     allowed = (1 - target.target_percent / 100) * month_minutes
     source = f"slo:{target.slo.name}" if target.slo is not None else f"probe:{target.probe_name}"
-    error = None
-    try:
-        if target.slo is not None:
-            good, total = _slo_counts(session, target.slo, start, until, running=until < end)
-        else:
-            assert target.probe_name is not None
-            threshold = target.latency_threshold_ms if target.kind == SlaKind.latency else None
-            good, total = _probe_counts(session, target.probe_name, start, until, threshold)
-    except prometheus.PrometheusError as exc:
-        good, total, error = 0.0, 0.0, str(exc)
-    except NotFound as exc:  # the probe was deleted since
-        good, total, error = 0.0, 0.0, exc.detail
+    good, total = 0.0, 0.0
+    error: str | None = None
+    kept = _kept_since(target, now)
+    if kept is not None and start < kept[0]:
+        # What is left of the month would be reported as the whole of it.
+        error = (
+            f"{kept[1]}: this month's before {kept[0]:%Y-%m-%d %H:%M} UTC are gone, "
+            "so it cannot be measured in full"
+        )
+    else:
+        try:
+            if target.slo is not None:
+                good, total = _slo_counts(session, target.slo, start, until, running=until < end)
+            else:
+                assert target.probe_name is not None
+                threshold = target.latency_threshold_ms if target.kind == SlaKind.latency else None
+                good, total = _probe_counts(session, target.probe_name, start, until, threshold)
+        except prometheus.PrometheusError as exc:
+            error = str(exc)
+        except NotFound as exc:  # the probe was deleted since
+            error = exc.detail
     achieved = None if total <= 0 else min(good / total, 1.0) * 100
     return SlaLine(
         kind=SlaKind(target.kind),
