@@ -80,6 +80,25 @@ def test_the_minimum_traffic_guard_holds_back_a_small_sample() -> None:
     assert decide(counts, 99.9, min_events=5).level == Level.page
 
 
+@pytest.mark.parametrize("objective", [90.0, 99.9, 99.95, 99.25])
+@pytest.mark.parametrize("total", [10**5, 10**6])
+def test_a_budget_spent_exactly_is_spent_not_overspent(objective: float, total: int) -> None:
+    """Exactly at a threshold no rule fires ("above"), whatever the objective. In floating
+    point 1,000 bad of 1,000,000 at 99.9 % burned at 1.0000000000001x: a ticket for a budget
+    spent exactly, shown as -0.00 % left, where the same share at 99.99 % burned at 0.999x."""
+    budget_events = round((100 - objective) * total) // 100
+    exactly = Counts(budget_events, total)
+    assert burn_rate(exactly, objective) == 1.0
+    assert budget_remaining(exactly, objective) == 0.0
+    assert math.copysign(1, budget_remaining(exactly, objective) or 0.0) == 1  # not -0.0
+    assert decide(dict.fromkeys(WINDOWS_SECONDS, exactly), objective).level == Level.ok
+    # Exactly 6x everywhere fires the 3x and 1x tickets, not the 6x page.
+    six = Counts(6 * budget_events, total)
+    if six.bad <= total:
+        decision = decide(dict.fromkeys(WINDOWS_SECONDS, six), objective)
+        assert decision.level == Level.ticket, decision.fired
+
+
 # -- properties --------------------------------------------------------------------------------
 @given(window_counts(), objectives)
 def test_a_decision_is_explained_by_the_rules_it_fired(

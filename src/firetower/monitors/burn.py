@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from fractions import Fraction
 
 
 class Level(StrEnum):
@@ -72,34 +73,48 @@ class Counts:
             raise ValueError("event counts cannot be negative")
 
 
-def error_budget(objective_percent: float) -> float:
-    """The fraction of events allowed to fail: 99.9 % → 0.001."""
+def _exact_budget(objective_percent: float) -> Fraction:
+    """The error budget as written (99.9 → exactly 1/1000), not as floats round it: in
+    floating point 1 - 0.999 is a hair over 0.001 and 1 - 0.9 a hair under 0.1, so a budget
+    spent exactly came out a little over- or underspent, and a burn exactly at a threshold
+    fired or not depending on the objective."""
     if not 0 < objective_percent < 100:
         raise ValueError("an objective is a percentage strictly between 0 and 100")
-    return 1 - objective_percent / 100
+    return 1 - Fraction(repr(float(objective_percent))) / 100
+
+
+def error_budget(objective_percent: float) -> float:
+    """The fraction of events allowed to fail: 99.9 % → 0.001."""
+    return float(_exact_budget(objective_percent))
+
+
+def _exact_ratio(counts: Counts) -> Fraction | None:
+    if counts.total <= 0:
+        return None
+    return min(Fraction(counts.bad) / Fraction(counts.total), Fraction(1))
 
 
 def error_ratio(counts: Counts) -> float | None:
     """The failed fraction, None without events; more bad than total counts as all bad."""
-    if counts.total <= 0:
-        return None
-    return min(counts.bad / counts.total, 1.0)
+    ratio = _exact_ratio(counts)
+    return None if ratio is None else float(ratio)
+
+
+def _exact_burn(counts: Counts, objective_percent: float) -> Fraction | None:
+    ratio = _exact_ratio(counts)
+    return None if ratio is None else ratio / _exact_budget(objective_percent)
 
 
 def burn_rate(counts: Counts, objective_percent: float) -> float | None:
     """How many times faster than sustainable the budget burns; None without events."""
-    ratio = error_ratio(counts)
-    if ratio is None:
-        return None
-    return ratio / error_budget(objective_percent)
+    rate = _exact_burn(counts, objective_percent)
+    return None if rate is None else float(rate)
 
 
 def budget_remaining(counts: Counts, objective_percent: float) -> float | None:
     """The fraction of the window's budget left (1 untouched, 0 spent, below 0 overspent)."""
-    ratio = error_ratio(counts)
-    if ratio is None:
-        return None
-    return 1 - ratio / error_budget(objective_percent)
+    rate = _exact_burn(counts, objective_percent)
+    return None if rate is None else float(1 - rate)
 
 
 @dataclass(frozen=True)
@@ -120,17 +135,22 @@ def decide(
     A window missing from ``counts`` has no events. A rule fires when both of its windows
     burn strictly faster than its threshold and its long window saw at least ``min_events``.
     """
-    rates = {w: burn_rate(counts.get(w, Counts(0, 0)), objective_percent) for w in WINDOWS_SECONDS}
+    exact = {
+        window: _exact_burn(counts.get(window, Counts(0, 0)), objective_percent)
+        for window in WINDOWS_SECONDS
+    }
     fired: list[Rule] = []
     guarded: list[Rule] = []
     for rule in RULES:
-        long_rate, short_rate = rates[rule.long_window], rates[rule.short_window]
+        long_rate, short_rate = exact[rule.long_window], exact[rule.short_window]
         if long_rate is None or short_rate is None:
             continue
-        if long_rate > rule.burn_rate and short_rate > rule.burn_rate:
+        threshold = Fraction(repr(rule.burn_rate))  # 14.4 as written, as the rates are exact
+        if long_rate > threshold and short_rate > threshold:
             if counts[rule.long_window].total < min_events:
                 guarded.append(rule)
             else:
                 fired.append(rule)
     level = max((r.level for r in fired), key=LEVEL_RANK.__getitem__, default=Level.ok)
+    rates = {w: None if rate is None else float(rate) for w, rate in exact.items()}
     return Decision(level, tuple(fired), tuple(guarded), rates)
