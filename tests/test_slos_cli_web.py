@@ -214,3 +214,20 @@ def test_slo_import_without_a_prometheus_url_names_the_flag(
         "error: the file does not say where Prometheus is: give --prometheus-url URL "
         "(or set the server's prometheus_url)"
     )
+
+
+def test_the_slo_page_does_not_call_an_unreadable_sli_quiet(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """The budget line said "No events in the window yet." under the unreadable-SLI banner:
+    at night that reads as no traffic, when nothing is known at all."""
+    responder = factory.user(Role.responder)
+    factory.service("payments")
+    _unreadable_prometheus_slo(responder, "payments-prom", "payments")
+    with FrozenClock(T0):
+        evaluate_all(runtime)
+        page = responder.get("/slos/payments-prom")
+    assert page.status_code == 200
+    assert "The SLI could not be read at the last evaluation" in page.text
+    assert "No events in the window yet" not in page.text
+    assert "Budget unknown: the last evaluation could not read the SLI." in page.text
