@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from firetower.auth.schemas import Role
@@ -16,9 +17,11 @@ from firetower.jobs import Job, Worker
 from firetower.monitors import probes
 from firetower.monitors.probe_checks import run_check
 from firetower.monitors.probe_models import ProbeResult
-from tests.factories import ApiUser, Factory
+from tests.factories import ApiUser, Factory, login
 from tests.probe_servers import _Server, http_target
 from tests.signals_support import alert_by_fingerprint, incident_count
+
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -237,3 +240,35 @@ def test_a_run_of_a_redefined_probe_is_not_recorded(admin: ApiUser, factory: Fac
         with factory.runtime.transaction() as session:
             assert probes.record_result(session, spec, outcome) is None
     assert _results(factory) == 0
+
+
+def test_credentials_in_a_probe_url_are_shown_to_admins_only(
+    admin: ApiUser, factory: Factory, web: _Server, client: TestClient
+) -> None:
+    """``https://user:password@host/`` is how many health endpoints take basic auth: like a
+    header value, the userinfo is hidden from viewers, and kept out of the alert and the
+    incident, whose readers and notifications reach further than the probe's admins."""
+    factory.service("billing")
+    viewer = factory.user(Role.viewer, password=PASSWORD)
+    url = web.url.replace("http://", "http://bob:s3cret@") + "/status/500"
+    created = admin.post(
+        "/api/v1/probes",
+        json={"name": "billing-api", "kind": "http", "service": "billing",
+              "failure_threshold": 1, "http": {"url": url}},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert created.json()["http"]["url"] == url  # the admin sees what they wrote
+    assert run(admin, "billing-api")["state"] == "down"
+
+    hidden = web.url.replace("http://", "http://<redacted>@") + "/status/500"
+    assert viewer.get("/api/v1/probes/billing-api").json()["http"]["url"] == hidden
+    assert viewer.get("/api/v1/probes").json()[0]["http"]["url"] == hidden
+    alert = alert_by_fingerprint(factory.runtime, "probe:billing-api")
+    assert alert.annotations["target"] == f"GET {hidden}"
+    assert "s3cret" not in viewer.get("/api/v1/alerts").text
+    incident = viewer.get("/api/v1/incidents", params={"service": "billing"}).json()["items"][0]
+    assert "s3cret" not in viewer.get(f"/api/v1/incidents/{incident['ref']}/timeline").text
+    assert login(client, viewer.email, PASSWORD).status_code == 303
+    for page in ("/probes", "/probes/billing-api"):
+        shown = client.get(page)
+        assert shown.status_code == 200 and "s3cret" not in shown.text, page

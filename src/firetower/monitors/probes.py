@@ -283,11 +283,13 @@ def apply_probes(
 
 
 def read_probe(probe: Probe, *, reveal_headers: bool = True) -> ProbeRead:
-    """A probe as the API shows it; header values are hidden unless ``reveal_headers``
-    (they often carry credentials, and viewers may read probes)."""
+    """A probe as the API shows it; header values and a URL's userinfo are hidden unless
+    ``reveal_headers`` (they often carry credentials, and viewers may read probes)."""
     settings = dict(probe.settings)
     if not reveal_headers and settings.get("headers"):
         settings["headers"] = dict.fromkeys(settings["headers"], REDACTED)
+    if not reveal_headers and settings.get("url"):
+        settings["url"] = without_userinfo(settings["url"])
     return ProbeRead(
         name=probe.name,
         kind=ProbeKind(probe.kind),
@@ -313,11 +315,25 @@ def read_probe(probe: Probe, *, reveal_headers: bool = True) -> ProbeRead:
     )
 
 
+def without_userinfo(url: str) -> str:
+    """``https://user:password@host/`` with its userinfo (basic-auth credentials, or a token
+    given as the user) replaced by ``<redacted>``; any other URL as it is."""
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    _userinfo, at, host = authority.rpartition("@")
+    if not sep or not at:
+        return url
+    return f"{scheme}://{REDACTED}@{host}{tail}"
+
+
 def target_of(probe: Probe) -> str:
-    """What a probe checks, in one line: ``GET https://…``, ``tcp db:5432``, ``dns A x.org``."""
+    """What a probe checks, in one line: ``GET https://…``, ``tcp db:5432``, ``dns A x.org``.
+
+    Without a URL's credentials: the line goes to everyone who reads the probe or its alert."""
     s = probe.settings
     if probe.kind == ProbeKind.http:
-        return f"{s.get('method', 'GET')} {s.get('url', '')}"
+        return f"{s.get('method', 'GET')} {without_userinfo(s.get('url', ''))}"
     if probe.kind == ProbeKind.tcp:
         return f"tcp {s.get('host')}:{s.get('port')}"
     at = f" @{s['nameserver']}:{s.get('nameserver_port', 53)}" if s.get("nameserver") else ""
