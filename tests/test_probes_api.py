@@ -80,6 +80,33 @@ def http_probe(name: str = "home", **fields: Any) -> dict[str, Any]:
             "tcp.port",
             "greater than or equal to 1",
         ),
+        # A host is a name or an address, checked as the run would read it: a port written
+        # into it, an empty label or an overlong one never resolves.
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "10.0.0.7:5432", "port": 5432}},
+            "tcp.host",
+            "'10.0.0.7:5432' is not a host name or IP address; give the port in tcp.port",
+        ),
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "db.internal:5432", "port": 5432}},
+            "tcp.host",
+            "give the port in tcp.port",
+        ),
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": ":::", "port": 5432}},
+            "tcp.host",
+            "is not a host name or IP address",
+        ),
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "db..internal", "port": 5432}},
+            "tcp.host",
+            "'db..internal' is not a valid DNS name: it has an empty label",
+        ),
+        (
+            {"name": "db", "kind": "tcp", "tcp": {"host": "a" * 64 + ".internal", "port": 5432}},
+            "tcp.host",
+            "is longer than 63 bytes",
+        ),
         (
             {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "nameserver": "ns.example"}},
             "dns.nameserver",
@@ -308,6 +335,16 @@ def test_dns_names_dnspython_parses_are_accepted(admin: ApiUser, name: str) -> N
     answer = admin.post("/api/v1/probes", json=body)
     assert answer.status_code == 201, answer.text
     assert answer.json()["dns"]["name"] == name
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "::1", "2001:db8::7", "localhost", "db.internal", "db.internal.", "my_db"]
+)
+def test_tcp_hosts_that_resolve_or_connect_are_accepted(admin: ApiUser, host: str) -> None:
+    body = {"name": "db", "kind": "tcp", "tcp": {"host": host, "port": 5432}}
+    answer = admin.post("/api/v1/probes", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["tcp"]["host"] == host
 
 
 def _tcp_probe(name: str, service: str | None) -> dict[str, Any]:

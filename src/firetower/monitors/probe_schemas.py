@@ -195,6 +195,21 @@ class TcpSettings(BaseModel):
     host: str = Field(pattern=HOST)
     port: int = Field(ge=1, le=65535, strict=True)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        """An IP address, or a name the system resolver can look up (no empty label, none
+        over 63 bytes): what it would refuse at every run is refused here."""
+        if ":" in value:  # only an IPv6 address has one; "db:5432" is a port in the host
+            try:
+                ipaddress.IPv6Address(value)
+            except ValueError:
+                _, _, last = value.rpartition(":")
+                hint = "; give the port in tcp.port" if last.isdigit() else ""
+                raise ValueError(f"{value!r} is not a host name or IP address{hint}") from None
+            return value
+        return _check_dns_name(value)
+
 
 def _check_dns_name(value: str) -> str:
     """dnspython's own parsing, so a name it would refuse at every run is refused here."""
