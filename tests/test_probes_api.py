@@ -65,6 +65,18 @@ def http_probe(name: str = "home", **fields: Any) -> dict[str, Any]:
             "http.headers",
             "one line",
         ),
+        # Values httpx cannot encode (not ASCII) or h11 will not send (space at either end)
+        # would fail every run.
+        (
+            http_probe(http={"url": "http://x/", "headers": {"X-Team": "café"}}),
+            "http.headers",
+            "header X-Team: a value is ASCII text",
+        ),
+        (
+            http_probe(http={"url": "http://x/", "headers": {"Authorization": "Bearer x "}}),
+            "http.headers",
+            "header Authorization: a value does not start or end with a space or tab",
+        ),
         (
             http_probe(http={"url": "http://x/", "expected_status": [200, 700]}),
             "http.expected_status.1",

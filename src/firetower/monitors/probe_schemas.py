@@ -187,6 +187,12 @@ class HttpSettings(BaseModel):
         for name, text in value.items():
             if len(text) > 8000 or any(c in text for c in "\r\n\x00"):
                 raise ValueError(f"header {name}: a value has at most 8000 characters, one line")
+            if not text.isascii():  # httpx encodes header values as ASCII
+                raise ValueError(f"header {name}: a value is ASCII text (percent-encode the rest)")
+            if text != text.strip(" \t"):  # h11 refuses to send such a value
+                raise ValueError(
+                    f"header {name}: a value does not start or end with a space or tab"
+                )
         return value
 
 
