@@ -3,6 +3,7 @@ firetower served by uvicorn."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from firetower.auth.schemas import Role
@@ -39,8 +40,6 @@ def test_list_and_run(server_url: str, factory: Factory) -> None:
 
         as_json = run_cli(["probes", "run", "broken", "--json"], **cli)
         assert as_json.exit_code == 1
-        import json
-
         outcome = json.loads(as_json.stdout)
         assert (outcome["ok"], outcome["status_code"], outcome["state"]) == (False, 503, "down")
         assert (outcome["consecutive_failures"], outcome["failure_threshold"]) == (2, 2)
@@ -76,3 +75,32 @@ def test_apply_refuses_a_probe_number_given_as_true(
     applied = run_cli(["apply", "-f", str(path)], url=server_url, token=admin.token)
     assert applied.exit_code == 0, applied.output
     assert admin.get("/api/v1/probes/db").json()["tcp"]["port"] == 5432
+
+
+def test_a_paused_probe_run_by_hand_says_it_is_paused(server_url: str, factory: Factory) -> None:
+    """A paused probe's runs move no state: the line must not count toward a threshold it
+    will never reach ("0 of 2 failures before down") nor call it merely unknown."""
+    admin = factory.user(Role.admin)
+    cli = {"url": server_url, "token": factory.user(Role.responder).token}
+    with http_target() as web:
+        created = admin.post(
+            "/api/v1/probes",
+            json={"name": "broken", "kind": "http", "http": {"url": f"{web.url}/status/503"}},
+        )
+        assert created.status_code == 201, created.text
+        assert admin.patch("/api/v1/probes/broken", json={"enabled": False}).status_code == 200
+
+        failed = run_cli(["probes", "run", "broken"], **cli)
+        assert failed.exit_code == 1
+        first = failed.stdout.splitlines()[0]
+        assert first.endswith(
+            "(status 503); paused, so its runs move no state (it stays unknown)"
+        ), first
+        as_json = run_cli(["probes", "run", "broken", "--json"], **cli)
+        assert as_json.exit_code == 1
+        outcome = json.loads(as_json.stdout)
+        assert (outcome["enabled"], outcome["state"], outcome["consecutive_failures"]) == (
+            False,
+            "unknown",
+            0,
+        )

@@ -97,6 +97,28 @@ def test_viewers_see_probes_but_cannot_run_them(factory: Factory, client: TestCl
     assert admin.get("/api/v1/probes/db/results").json() == []
 
 
+def test_run_now_of_a_paused_probe_says_it_is_paused(factory: Factory, client: TestClient) -> None:
+    admin = factory.user(Role.admin)
+    admin.post(
+        "/api/v1/probes",
+        json={
+            "name": "db",
+            "kind": "tcp",
+            "enabled": False,
+            "tcp": {"host": "127.0.0.1", "port": 9},
+        },
+    )
+    responder = factory.user(Role.responder, password=PASSWORD)
+    login(client, responder.email, PASSWORD)
+    page = client.get("/probes/db")
+    ran = client.post(
+        "/probes/db/run", data={"csrf_token": _csrf(page.text)}, follow_redirects=False
+    )
+    assert ran.status_code == 303
+    after = html.unescape(client.get("/probes/db").text)
+    assert "; it is paused, so its runs move no state (it stays unknown)." in after
+
+
 def test_the_chart_maps_time_and_latency_and_marks_failures() -> None:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     end = start + timedelta(hours=1)

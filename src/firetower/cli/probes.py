@@ -99,7 +99,11 @@ def run(
         status = f" (status {outcome['status_code']})" if outcome.get("status_code") else ""
         verdict = "passed" if outcome["ok"] else "failed"
         took = f" in {latency}" if latency else ""
-        print_line(f"{name} {verdict}{took}{status}; state {outcome['state']}{_streak(outcome)}")
+        if outcome.get("enabled", True):
+            then = f"state {outcome['state']}{_streak(outcome)}"
+        else:
+            then = f"paused, so its runs move no state (it stays {outcome['state']})"
+        print_line(f"{name} {verdict}{took}{status}; {then}")
         if outcome.get("error"):
             print_line(f"reason: {outcome['error']}")
     if not outcome["ok"]:

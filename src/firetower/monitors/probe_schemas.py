@@ -386,6 +386,8 @@ class ProbeResultRead(BaseModel):
 class ProbeRunRead(ProbeResultRead):
     """A run made on request, and the probe's state after it."""
 
+    enabled: bool
+    """False: the probe is paused, and this run (stored) moved no state or count."""
     state: Literal["unknown", "up", "down"]
     state_changed: bool
     consecutive_failures: int

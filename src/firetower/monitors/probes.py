@@ -544,6 +544,7 @@ def run_now(runtime: Runtime, name: str) -> ProbeRunRead:
         result = ProbeResultRead.model_validate(recorded.result)
         return ProbeRunRead(
             **result.model_dump(),
+            enabled=recorded.probe.enabled,
             state=recorded.probe.state,
             state_changed=recorded.state_changed,
             consecutive_failures=recorded.probe.consecutive_failures,

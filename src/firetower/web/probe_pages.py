@@ -283,8 +283,13 @@ def run_from_page(request: Request, name: ProbeName, actor: Responder) -> Respon
         flash(request, exc.detail, "error")
         return RedirectResponse(f"/probes/{name}", status_code=303)
     latency = f" in {outcome.latency_ms:.0f} ms" if outcome.latency_ms is not None else ""
+    state = (
+        f"it is {outcome.state}"
+        if outcome.enabled
+        else f"it is paused, so its runs move no state (it stays {outcome.state})"
+    )
     if outcome.ok:
-        flash(request, f"{name} passed{latency}; it is {outcome.state}.")
+        flash(request, f"{name} passed{latency}; {state}.")
     else:
-        flash(request, f"{name} failed{latency}: {outcome.error}; it is {outcome.state}.", "error")
+        flash(request, f"{name} failed{latency}: {outcome.error}; {state}.", "error")
     return RedirectResponse(f"/probes/{name}", status_code=303)
