@@ -15,6 +15,7 @@ from firetower.clock import FrozenClock
 from firetower.web.probe_pages import Point, latency_chart
 from tests.factories import Factory, login
 from tests.probe_servers import http_target
+from tests.test_probes_retention import maintain, record
 
 PASSWORD = "correct horse battery staple"
 
@@ -60,8 +61,9 @@ def test_list_and_detail_pages_and_run_now(factory: Factory, client: TestClient)
         assert '<svg class="latency-chart"' in page.text
         assert page.text.count('class="failure"') == 1
         assert re.search(r'<path class="series series-latency" d="M[\d.]+,[\d.]+ L', page.text)
-        assert client.get("/probes/home?range=90d").status_code == 200
-        assert "No results in this range yet." in client.get("/probes/home?range=90d").text
+        quarter = client.get("/probes/home?range=90d")  # this hour, not rolled up yet
+        assert quarter.status_code == 200
+        assert quarter.text.count('class="failure"') == 1
 
         web.toggle_status = 200
         ran = client.post(
@@ -182,6 +184,40 @@ def test_a_new_probe_chart_spans_its_life_by_default(factory: Factory, client: T
         assert "since the probe was created" not in later.text
         assert re.search(r'range=24h" aria-current="true"', later.text)
         assert "No results in this range yet." in later.text
+
+
+def test_the_hourly_charts_show_the_hours_not_rolled_up_yet(
+    factory: Factory, client: TestClient
+) -> None:
+    """The 7 and 90 day charts read hourly roll-ups, written at minute 7 for the hours that
+    ended: the last one or two hours, the current one included, come from the raw results,
+    or an outage going on now would be missing from them."""
+    admin = factory.user(Role.admin)
+    viewer = factory.user(Role.viewer, password=PASSWORD)
+    login(client, viewer.email, PASSWORD)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    with FrozenClock(start) as clock:
+        created = admin.post(
+            "/api/v1/probes",
+            json={"name": "api", "kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 9}},
+        )
+        assert created.status_code == 201, created.text
+        record(factory, start + timedelta(minutes=10), 20.0)
+        record(factory, start + timedelta(minutes=40), 30.0)
+        clock.advance(hours=1, minutes=20)
+        maintain(factory)  # rolls up hour 00:00 only
+        for minute in (85, 110, 125):  # 01:25, 01:50, 02:05: failing
+            record(factory, start + timedelta(minutes=minute), 900.0, ok=False)
+        clock.advance(minutes=50)  # 02:10
+
+        for chosen in ("7d", "90d"):
+            page = client.get(f"/probes/api?range={chosen}")
+            assert page.status_code == 200
+            p95 = re.search(r'<path class="series series-p95" d="([^"]+)"', page.text)
+            assert p95, page.text
+            assert len(re.findall(r"[ML]", p95.group(1))) == 3, p95.group(1)  # 00, 01, 02
+            assert page.text.count('class="failure"') == 2  # hours 01:00 and 02:00
+            assert "03-01 02:00: 1 of 1 failed" in page.text
 
 
 def test_the_definition_shows_characters_as_they_are(factory: Factory, client: TestClient) -> None:

@@ -593,6 +593,25 @@ def list_rollups(
     return list(session.scalars(query.order_by(ProbeRollup.hour_start)))
 
 
+def rollups_to_now(session: Session, probe: Probe, *, since: datetime) -> list[ProbeRollup]:
+    """Hourly roll-ups from the hour of ``since`` up to now, for charts: the stored ones, then
+    the hours not rolled up yet (those since ``rolled_up_until``, the current one partial)
+    computed from raw results and not stored. Roll-ups are written at minute 7 for the hours
+    that ended, so without these a chart would miss the last one or two hours."""
+    stored = list_rollups(session, probe, since=since)
+    pending_from = hour_of(since)
+    if probe.rolled_up_until is not None:
+        pending_from = max(pending_from, probe.rolled_up_until)
+    by_hour: dict[datetime, list[ProbeResult]] = defaultdict(list)
+    for result in session.scalars(
+        select(ProbeResult).where(
+            ProbeResult.probe_id == probe.id, ProbeResult.checked_at >= pending_from
+        )
+    ):
+        by_hour[hour_of(result.checked_at)].append(result)
+    return stored + [_rollup_row(probe.id, hour, by_hour[hour]) for hour in sorted(by_hour)]
+
+
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 

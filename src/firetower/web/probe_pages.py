@@ -243,7 +243,7 @@ def probe_page(
             results = probes.list_results(session, probe, since=start, limit=100_000)
             chart = latency_chart({"latency": _raw_points(results, start, end)}, start, end)
         else:
-            rollups = probes.list_rollups(session, probe, since=start)
+            rollups = probes.rollups_to_now(session, probe, since=start)
             chart = latency_chart(_rollup_lines(rollups), start, end, hourly=True)
         definition = probes.read_probe(probe, reveal_headers=actor.role.allows(Role.admin))
     return render(
