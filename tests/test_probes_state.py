@@ -15,7 +15,7 @@ from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.jobs import Job, Worker
 from firetower.monitors import probes
-from firetower.monitors.probe_checks import run_check
+from firetower.monitors.probe_checks import CheckOutcome, run_check
 from firetower.monitors.probe_models import ProbeResult
 from tests.factories import ApiUser, Factory, login
 from tests.probe_servers import _Server, http_target
@@ -272,3 +272,33 @@ def test_credentials_in_a_probe_url_are_shown_to_admins_only(
     for page in ("/probes", "/probes/billing-api"):
         shown = client.get(page)
         assert shown.status_code == 200 and "s3cret" not in shown.text, page
+
+
+def test_a_run_recorded_after_a_later_one_does_not_move_the_state(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """Two workers (or a run by hand) can finish runs out of order: a slow run that timed out
+    is recorded after a later one that passed. The older outcome is stored, but the state
+    follows the latest check, not the last to commit."""
+    created = admin.post(
+        "/api/v1/probes",
+        json={"name": "db", "kind": "tcp", "failure_threshold": 1,
+              "tcp": {"host": "127.0.0.1", "port": 9}},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    with factory.runtime.read() as session:
+        spec = probes.run_spec(session, "db")
+    slow = CheckOutcome(
+        datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC), False, 10_000.0, error="timed out"
+    )
+    fast = CheckOutcome(datetime(2026, 3, 1, 9, 0, 10, tzinfo=UTC), True, 3.0)
+    with factory.runtime.transaction() as session:
+        recorded = probes.record_result(session, spec, fast)
+        assert recorded is not None and recorded.probe.state == "up"
+    with factory.runtime.transaction() as session:
+        late = probes.record_result(session, spec, slow)
+        assert late is not None and not late.state_changed
+    shown = admin.get("/api/v1/probes/db").json()
+    assert (shown["state"], shown["last_ok"], shown["consecutive_failures"]) == ("up", True, 0)
+    assert len(admin.get("/api/v1/probes/db/results").json()) == 2
+    assert admin.get("/api/v1/alerts").json() == []  # it never went down

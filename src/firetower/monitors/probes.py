@@ -402,13 +402,16 @@ def record_result(
         details=outcome.details,
     )
     session.add(result)
-    if probe.last_checked_at is None or outcome.checked_at >= probe.last_checked_at:
+    # Runs may commit out of order (two workers, a run by hand, a slow one that timed out):
+    # one checked before the latest recorded is kept, but the state follows the latest.
+    latest = probe.last_checked_at is None or outcome.checked_at >= probe.last_checked_at
+    if latest:
         probe.last_checked_at = outcome.checked_at
         probe.last_ok = outcome.ok
         probe.last_latency_ms = outcome.latency_ms
         probe.last_error = outcome.error
     # A paused probe may be run by hand; its result is kept but moves no state.
-    changed = _count(session, probe, outcome) if probe.enabled else False
+    changed = _count(session, probe, outcome) if probe.enabled and latest else False
     session.flush()
     return RecordedRun(result, probe, changed)
 
