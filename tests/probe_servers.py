@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -66,6 +67,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(FLAGS_BODY).encode())
         elif parts.path == "/toggle":
             self._send(self.server.toggle_status, json.dumps({"status": "x"}).encode())
+        elif parts.path == "/gzip":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(self.server.gzip_body)))
+            self.end_headers()
+            self.wfile.write(self.server.gzip_body)
         elif parts.path == "/echo":
             echoed = {
                 "method": self.command,
@@ -83,6 +91,8 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     hits: list[str]
     toggle_status: int
+    gzip_body: bytes
+    """What ``/gzip`` answers, sent as is with ``Content-Encoding: gzip`` (see ``gzip_of``)."""
 
 
 @contextmanager
@@ -91,6 +101,7 @@ def http_target(ssl_context: ssl.SSLContext | None = None) -> Iterator[_Server]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.hits = []
     server.toggle_status = 200
+    server.gzip_body = gzip_of(b"{}")
     scheme = "http"
     if ssl_context is not None:
         server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
@@ -104,6 +115,14 @@ def http_target(ssl_context: ssl.SSLContext | None = None) -> Iterator[_Server]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def gzip_of(piece: bytes, times: int = 1) -> bytes:
+    """``piece`` repeated ``times`` times, gzip-compressed a piece at a time (a body of
+    hundreds of megabytes compresses to a few hundred kilobytes without being held whole)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    packed = [packer.compress(piece) for _ in range(times)]
+    return b"".join([*packed, packer.flush()])
 
 
 def tls_context(not_after: datetime) -> ssl.SSLContext:

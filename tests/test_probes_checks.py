@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from tests.probe_servers import (
     _Server,
     closed_port,
     dns_server,
+    gzip_of,
     http_target,
     tcp_listener,
     tls_context,
@@ -359,3 +361,26 @@ def test_a_check_cut_off_by_its_timeout_lets_what_it_started_end() -> None:
     with pytest.raises(TimeoutError):
         probe_checks._within(0.05, work)
     assert cleaned_up == ["side task"]
+
+
+def test_a_compressed_body_is_decoded_no_further_than_the_limit(web: _Server) -> None:
+    """At most MAX_BODY_BYTES of a body are read, decompressed bytes included: a small
+    gzip answer that inflates to 200 MB (a log, a bomb) must not be inflated whole, nor a
+    network read's worth of it at a time (64 KiB of zeros inflate to 64 MB)."""
+    web.gzip_body = gzip_of(b'{"status": "ok"}')
+    settings: dict[str, Any] = {
+        "url": f"{web.url}/gzip",
+        "conditions": [{"type": "jsonpath", "expression": "$.status", "equals": "ok"}],
+    }
+    small = probe_checks.run_check("http", settings, 10)
+    assert (small.ok, small.error, small.details) == (True, None, {})
+
+    web.gzip_body = gzip_of(b"\0" * 1_048_576, times=200)
+    tracemalloc.start()
+    try:
+        big = probe_checks.run_check("http", {"url": f"{web.url}/gzip"}, 10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (big.ok, big.details) == (True, {"body_truncated": True})
+    assert peak < 8 * probe_checks.MAX_BODY_BYTES, f"{peak / 1e6:.0f} MB"

@@ -17,6 +17,7 @@ import os
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -223,6 +224,35 @@ def _condition_error(condition: Any, body: bytes) -> str | None:
     return None
 
 
+INFLATED = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+"""Content codings a probe decodes itself (zlib window bits of each), and asks for."""
+
+
+def _inflater(content_encoding: str) -> Callable[[bytes, int], bytes]:
+    """``inflate(chunk, at_most)``: the next decoded bytes of a body, never more than
+    ``at_most`` (httpx would inflate each network read whole: 64 KiB of zeros are 64 MB).
+    A body in one coding of ``INFLATED`` is decoded; any other is read as it came, as httpx
+    reads a coding it does not know."""
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) != 1 or codings[0] not in INFLATED:
+        return lambda chunk, at_most: chunk[:at_most]
+    decoder = zlib.decompressobj(INFLATED[codings[0]])
+    started = False
+
+    def inflate(chunk: bytes, at_most: int) -> bytes:
+        nonlocal decoder, started
+        if not started and codings[0] == "deflate":
+            started = True
+            try:  # "deflate" is meant to be zlib-wrapped; some servers send it raw
+                return decoder.decompress(chunk, at_most)
+            except zlib.error:
+                decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+        return decoder.decompress(chunk, at_most)
+
+    return inflate
+
+
 def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
     """One HTTP(S) request: status, latency, body conditions and certificate expiry."""
     checked_at = clock.now()
@@ -241,6 +271,7 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
                 timeout=timeout_seconds,
                 follow_redirects=settings.follow_redirects,
                 trust_env=False,
+                headers={"Accept-Encoding": "gzip, deflate"},  # the probe's headers may differ
             ) as client,
             client.stream(
                 settings.method,
@@ -253,9 +284,10 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
             stream = response.extensions.get("network_stream")
             ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
             expires = certificate_expiry(ssl_object)
-            async for chunk in response.aiter_bytes():
-                body.extend(chunk)
-                if len(body) >= MAX_BODY_BYTES:
+            inflate = _inflater(response.headers.get("content-encoding", ""))
+            async for chunk in response.aiter_raw():
+                body.extend(inflate(chunk, MAX_BODY_BYTES + 1 - len(body)))
+                if len(body) > MAX_BODY_BYTES:
                     del body[MAX_BODY_BYTES:]
                     details["body_truncated"] = True
                     break
@@ -278,6 +310,9 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
         )
     except httpx.ConnectError as exc:
         return CheckOutcome(checked_at, False, _elapsed_ms(started), status, _connect_error(exc))
+    except zlib.error as exc:
+        error = f"the body does not decompress as its Content-Encoding says: {_words(exc)}"
+        return CheckOutcome(checked_at, False, _elapsed_ms(started), status, error)
     except (httpx.HTTPError, ssl.SSLError, OSError, ValueError) as exc:
         return CheckOutcome(checked_at, False, _elapsed_ms(started), status, _words(exc))
     latency_ms = _elapsed_ms(started)
