@@ -285,3 +285,34 @@ def test_bad_inhibit_rules_are_refused_and_change_nothing(
     assert answer.status_code == status, answer.text
     assert answer.json()["field"] == field, answer.json()
     assert row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("change", ["delete", "replace-all", "edit"])
+def test_a_target_routes_once_the_rule_that_muted_it_is_gone(
+    factory: Factory, runtime: Runtime, setup: tuple[ApiUser, str], change: str
+) -> None:
+    """A rule deleted (or changed so that it no longer mutes the target) frees its targets
+    within a minute, as a silence that ends does: the source may fire for hours, and a
+    PagerDuty target never repeats."""
+    admin, key = setup
+    with FrozenClock(T0) as frozen:
+        worker = scheduled_worker(runtime)
+        send_batch(factory, key, _alert("src", "NodeDown", cluster="eu"))
+        incident_id = alert_by_fingerprint(runtime, "src").incident_id
+        send_batch(factory, key, _alert("t", "DiskSlow", severity="warning", cluster="eu"))
+        frozen.advance(minutes=1)
+        run_due_jobs(worker)
+        assert alert_by_fingerprint(runtime, "t").inhibited
+        if change == "delete":
+            assert admin.delete("/api/v1/inhibit-rules/node-down").status_code == 204
+        elif change == "replace-all":
+            assert admin.put("/api/v1/inhibit-rules", json={"rules": []}).status_code == 200
+        else:
+            edited = {**NODE_DOWN, "target_matchers": [matcher("severity", "=", "info")]}
+            answer = admin.put("/api/v1/inhibit-rules/node-down", json=edited)
+            assert answer.status_code == 200, answer.text
+        frozen.advance(minutes=1)
+        run_due_jobs(worker)
+        target = alert_by_fingerprint(runtime, "t")
+        assert not target.inhibited and target.inhibit_rule is None
+        assert target.incident_id == incident_id and target.count == 1

@@ -229,6 +229,32 @@ class Routing:
     ) -> Decision:
         return decide(self.rules, labels, integration, service, severity)
 
+    def still_mutes(
+        self,
+        rule_name: str | None,
+        target: dict[str, Any],
+        target_integration: str,
+        source: dict[str, Any],
+        source_integration: str,
+    ) -> bool:
+        """Whether the rule of this name, as it is now, lets this source mute this target
+        (``inhibitor``'s conditions on one pair); False when no rule has that name."""
+        rule = next((r for r in self.inhibits if r.name == rule_name), None)
+        if rule is None:
+            return False
+        if not all_hold(rule.target, target, target_integration):
+            return False
+        if not all_hold(rule.source, source, source_integration):
+            return False
+        if all_hold(rule.source, target, target_integration) and all_hold(
+            rule.target, source, source_integration
+        ):
+            return False  # both match both sides: no inhibition
+        return all(
+            label_value(target, target_integration, k) == label_value(source, source_integration, k)
+            for k in rule.equal
+        )
+
     def inhibitor(
         self,
         session: Session,

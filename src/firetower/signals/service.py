@@ -1555,8 +1555,8 @@ def find_held(session: Session, watch: MuteWatch) -> HeldAlerts:
     flapped and settled resolved stayed open for good, and a firing alert that flapped or
     was muted routed hours late: a maintenance window could end with the database still
     down and nobody paged. Each kind is read through its partial index (``ix_alerts_flapping``,
-    ``ix_alerts_muted``); an inhibited alert whose source still fires, or a silenced one a
-    mute still covers, is left out.
+    ``ix_alerts_muted``); an inhibited alert whose source still fires under a rule that
+    still holds, or a silenced one a mute still covers, is left out.
     """
     now = clock.now()
     held = HeldAlerts()
@@ -1581,13 +1581,13 @@ def find_held(session: Session, watch: MuteWatch) -> HeldAlerts:
     view = Shared.of(session).view
     if not watch.may_have_lifted(view, now):
         return held
+    found = _rule_let_go(session, view.routing, held)
     mutes = Mutes.at(view, now)
     silenced = session.execute(
         select(Alert.integration_id, Alert.fingerprint, Alert.service_name, Alert.labels)
         .where(MUTED, Alert.status.in_(UNRESOLVED_STATUSES), Alert.silenced == true())
         .execution_options(yield_per=2_000)
     )
-    found = False
     for integration_id, fingerprint, service_name, labels in silenced:
         if not mutes.cover(_Muted(service_name, labels or {})):
             held.unmuted.setdefault(integration_id, []).append(fingerprint)
@@ -1595,6 +1595,40 @@ def find_held(session: Session, watch: MuteWatch) -> HeldAlerts:
     if not found:  # with some found, look again next time: settling them may fail
         watch.found_none(view, now)
     return held
+
+
+def _rule_let_go(session: Session, routing: Routing, held: HeldAlerts) -> bool:
+    """Add to ``held`` the inhibited alerts whose source still fires but whose rule, as it
+    is now, no longer lets it mute them (the rule was deleted, or edited so that it does not
+    hold on the pair); whether there were any. Asked only once the routing view changed
+    (``MuteWatch``): otherwise a target muted by a rule an admin removed waited for its
+    next repeat, which a PagerDuty client may never send."""
+    source = aliased(Alert)
+    target_integration = aliased(Integration)
+    source_integration = aliased(Integration)
+    inhibited = session.execute(
+        select(
+            Alert.integration_id,
+            Alert.fingerprint,
+            Alert.inhibit_rule,
+            Alert.labels,
+            target_integration.name,
+            source.labels,
+            source_integration.name,
+        )
+        .join(target_integration, target_integration.id == Alert.integration_id)
+        .join(source, source.id == Alert.inhibited_by)
+        .join(source_integration, source_integration.id == source.integration_id)
+        .where(MUTED, Alert.status.in_(UNRESOLVED_STATUSES), Alert.inhibited == true())
+        .where(source.status != AlertStatus.resolved.value)  # a resolved one: found above
+        .execution_options(yield_per=2_000)
+    )
+    found = False
+    for integration_id, fingerprint, rule, labels, name, source_labels, source_name in inhibited:
+        if not routing.still_mutes(rule, labels or {}, name, source_labels or {}, source_name):
+            held.unmuted.setdefault(integration_id, []).append(fingerprint)
+            found = True
+    return found
 
 
 def settle_held(session: Session, policy: SeverityPolicy, held: HeldAlerts) -> tuple[int, int]:
