@@ -490,6 +490,28 @@ def test_a_mapping_that_fails_on_a_document_refuses_it_by_field(
         assert dead.reason == detail
 
 
+def test_a_stored_slice_of_step_zero_refuses_the_document_by_field(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A slice whose step is 0 parses, and fails on every array it is given with a plain
+    ValueError: that made a 500, and the alert was lost without a dead letter. A mapping
+    stored before creation refused it is refused as any mapping no longer valid is."""
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "custom", "generic", mapping={"title": "alert.name"})
+    with runtime.transaction() as session:  # stored before creation refused it
+        integration = session.scalars(select(Integration)).one()
+        integration.mapping = {"title": "alert.name", "dedup_key": "ids[::0] | [0]"}
+    before = row_counts(runtime)
+    answer = admin.client.post(f"/ingest/generic/{key}", json={"alert": {"name": "x"}, "ids": [1]})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "dedup_key"
+    assert answer.json()["detail"] == (
+        "dedup_key: the integration's mapping is not valid: a slice's step must not "
+        "be 0 (as in [::0])"
+    )
+    _refused_with_only_a_dead_letter(runtime, before)
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
@@ -498,6 +520,17 @@ def test_a_mapping_that_fails_on_a_document_refuses_it_by_field(
         ({"kind": "generic", "mapping": {**MAPPING, "dedup_key": "foo("}}, "mapping.dedup_key"),
         ({"kind": "generic", "mapping": {**MAPPING, "service": "@@"}}, "mapping.service"),
         ({"kind": "generic", "mapping": {**MAPPING, "status": "a[?"}}, "mapping.status"),
+        ({"kind": "generic", "mapping": {**MAPPING, "title": "a[::0]"}}, "mapping.title"),
+        ({"kind": "generic", "mapping": {**MAPPING, "status": "a[1:2:0].b"}}, "mapping.status"),
+        ({"kind": "generic", "mapping": {**MAPPING, "title": "nope(a)"}}, "mapping.title"),
+        (
+            {"kind": "generic", "mapping": {**MAPPING, "severity": "a || merge()"}},
+            "mapping.severity",
+        ),
+        (
+            {"kind": "generic", "mapping": {**MAPPING, "dedup_key": "join(',', a, b)"}},
+            "mapping.dedup_key",
+        ),
         ({"kind": "generic", "mapping": {"severity": "x"}}, "mapping.title"),
         ({"kind": "generic", "mapping": {**MAPPING, "extra": "x"}}, "mapping.extra"),
         ({"kind": "generic"}, "body"),

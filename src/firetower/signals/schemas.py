@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
+from jmespath.functions import Functions
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -49,12 +50,44 @@ def _expression(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        jmespath.compile(value)
+        parsed = jmespath.compile(value).parsed
     except JMESPathError as exc:
         raise ValueError(f"not a valid JMESPath expression: {exc}") from None
     except RecursionError:  # its parser recurses once per level: (((a))), !!!a, [[[a]]]
         raise ValueError(EXPRESSION_TOO_DEEP) from None
+    if (problem := _never_runs(parsed)) is not None:
+        raise ValueError(problem)
     return value
+
+
+_FUNCTIONS = Functions().FUNCTION_TABLE
+
+
+def _never_runs(parsed: dict[str, Any]) -> str | None:
+    """What makes a parsed expression fail on every document it is applied to, which the
+    parser leaves to the search: an unknown function, a function given the wrong number of
+    arguments, a slice whose step is 0. A loop: the tree is as deep as the expression."""
+    pending = [parsed]
+    while pending:
+        node = pending.pop()
+        children = node.get("children", [])
+        kind = node.get("type")
+        if kind == "slice":
+            if len(children) == 3 and children[2] == 0:
+                return "a slice's step must not be 0 (as in [::0])"
+            continue
+        if kind == "function_expression":
+            name = node.get("value")
+            found = _FUNCTIONS.get(name)
+            if found is None:
+                return f"no JMESPath function is called {name}()"
+            signature = found["signature"]
+            variadic = bool(signature) and bool(signature[-1].get("variadic"))
+            if len(children) < len(signature) or (not variadic and len(children) > len(signature)):
+                at_least = "at least " if variadic else ""
+                return f"{name}() takes {at_least}{len(signature)} argument(s), not {len(children)}"
+        pending.extend(child for child in children if isinstance(child, dict))
+    return None
 
 
 RESOLVED_VALUE_LENGTH = 100
