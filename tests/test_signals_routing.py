@@ -940,6 +940,37 @@ def test_a_bad_rules_block_applies_nothing(
     assert _names(admin) == ["kept"]
 
 
+@pytest.mark.parametrize(
+    ("content", "line", "key"),
+    [
+        # the drop rule's second action would have been read alone: staging paged
+        ("routing:\n  - name: a\n    action: drop\n    action: open\n", 4, "action"),
+        # two blocks: the first one's rules would have been lost without a word
+        ("routing:\n  - name: a\nrouting:\n  - name: b\n", 3, "routing"),
+        (
+            "inhibit_rules:\n  - {name: i, equal: [a], equal: [],"
+            " source_matchers: [{label: a, op: '=', value: b}],"
+            " target_matchers: [{label: a, op: '=', value: c}]}\n",
+            2,
+            "equal",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_read_as_the_last_one(
+    factory: Factory, runtime: Runtime, content: str, line: int, key: str
+) -> None:
+    admin = factory.user(Role.admin)
+    _rule(admin, "kept")
+    before = row_counts(runtime)
+    answer = admin.post("/api/v1/apply", json={"content": content})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "content"
+    assert f"line {line}" in answer.json()["detail"]
+    assert f"found duplicate key {key!r}" in answer.json()["detail"]
+    assert row_counts(runtime) == before
+    assert _names(admin) == ["kept"]
+
+
 def test_the_yaml_example_in_the_signals_docs_applies(factory: Factory) -> None:
     admin = factory.user(Role.admin)
     factory.service("checkout")

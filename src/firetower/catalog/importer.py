@@ -46,11 +46,38 @@ def _check_size(documents: list[Any], field: str) -> None:
             stack.extend(node)
 
 
+class _UniqueKeysLoader(yaml.SafeLoader):
+    """The safe loader, refusing a mapping that gives a key twice. PyYAML keeps the last
+    value without a word, so a routing rule with two ``action:`` lines, or a file with two
+    ``routing:`` blocks, was applied as something its author did not read in it. A key a
+    merge (``<<: *defaults``) brings in may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue  # a complex key is refused by the loader itself if unhashable
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def load_yaml_documents(text: str, *, field: str = "content") -> list[Any]:
-    """Every YAML document of ``text`` (safe loader); an error names the document and line."""
+    """Every YAML document of ``text`` (safe loader, each key of a mapping once); an error
+    names the document and line."""
     documents: list[Any] = []
     try:
-        for document in yaml.safe_load_all(text):
+        for document in yaml.load_all(text, Loader=_UniqueKeysLoader):
             documents.append(document)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
