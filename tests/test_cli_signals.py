@@ -427,6 +427,20 @@ def test_alert_marks_say_dropped_notify_only_and_inhibited(
     assert sorted(a["title"] for a in others) == ["Heads", "NodeDown", "Noise"]
 
 
+def test_an_alert_with_no_known_service_is_marked(
+    server_url: str, admin: ApiUser, responder: ApiUser
+) -> None:
+    """It opens nothing and pages nobody: the list says so rather than leave it blank."""
+    key = alertmanager_key(server_url, admin)  # an integration with no service
+    assert (
+        send(server_url, key, "typo", alertname="DiskFull", service="paymnets").status_code == 200
+    )
+    table = run_cli(["alerts", "list"], url=server_url, token=responder.token)
+    assert table.exit_code == 0, table.output
+    (row,) = table_rows(table.stdout)
+    assert row["marks"] == "no service"
+
+
 @pytest.mark.parametrize("command", [["alerts", "list"], ["alerts", "groups"]])
 def test_an_empty_integration_filter_is_refused_not_dropped(
     server_url: str, responder: ApiUser, command: list[str]

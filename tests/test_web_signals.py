@@ -678,6 +678,33 @@ def test_alerts_that_open_nothing_say_why(
     assert down.incident_id is not None
 
 
+def test_an_alert_with_no_known_service_says_so_and_routes_once_it_has_one(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    """A critical alert whose service label is a typo, from an integration that names no
+    service, opened nothing and showed no reason: it paged nobody, silently. It is marked,
+    and once a routing rule gives it a service its next repeat opens the incident."""
+    factory.service("payments")
+    key = make_integration(admin_api, "am-loose")  # no service of its own
+    send(factory.client, key, "typo", alertname="DiskFull", service="paymnets")
+    alert = alert_by_fingerprint(runtime, "typo")
+    assert alert.incident_id is None and alert.service_name is None
+    row = row_of(responder.get("/alerts").text, alert.id)
+    assert "mark-no-service" in row and "no service · opens nothing" in row
+    assert "its service label names paymnets, which the catalog does not know" in row
+
+    rule = {
+        "name": "disk-to-payments",
+        "matchers": [{"label": "alertname", "op": "=", "value": "DiskFull"}],
+        "service": "payments",
+    }
+    assert admin_api.post("/api/v1/routing-rules", json=rule).status_code == 201
+    send(factory.client, key, "typo", alertname="DiskFull", service="paymnets")  # a repeat
+    routed = alert_by_fingerprint(runtime, "typo")
+    assert routed.service_name == "payments" and routed.incident_id is not None
+    assert "mark-no-service" not in row_of(responder.get("/alerts").text, alert.id)
+
+
 # -- integrations (admins) ---------------------------------------------------------------------
 def test_integrations_are_for_admins(responder: Console, runtime: Runtime) -> None:
     assert responder.get("/integrations").status_code == 403

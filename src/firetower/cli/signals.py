@@ -89,12 +89,19 @@ ROUTING_MARKS = {"drop": "dropped", "notify": "notify only"}
 
 
 def _marks(alert: dict[str, Any]) -> str:
-    """Why a firing alert may page nobody: muted, dropped or notify-only by a rule, flapping."""
+    """Why a firing alert may page nobody: muted, dropped or notify-only by a rule, flapping,
+    or of no service the catalog knows (it opens no incident)."""
     marks = [name for name in ("silenced", "inhibited", "flapping") if alert.get(name)]
-    routed = ROUTING_MARKS.get(alert.get("routing_action") or "")
+    action = alert.get("routing_action") or ""
+    routed = ROUTING_MARKS.get(action)
     if routed:
         rule = alert.get("routed_by")
         marks.append(f"{routed} (rule {rule})" if rule else routed)
+    if alert.get("status") != "resolved" and not (alert.get("incident") or marks):
+        if action in ("open", "attach") and not alert.get("service_name"):
+            marks.append("no service")
+        elif action == "attach":
+            marks.append("waiting for an incident")
     return ", ".join(marks)
 
 

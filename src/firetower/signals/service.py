@@ -139,6 +139,10 @@ ON_CLEAR_VALUES = {on_clear: on_clear.value for on_clear in OnClear}
 SEVERITY_VALUES = {severity: severity.value for severity in Severity}
 """Enum values read once: an enum's ``.value`` costs a descriptor call, per alert."""
 ATTACH = RoutingAction.attach.value
+JOINING_ACTIONS = frozenset({RoutingAction.open.value, ATTACH})
+"""The routing actions that join an incident: a firing alert so routed that joined none
+(an attach with no incident to join, an alert with no known service) routes again on
+each repeat, so that it joins one once there is one to join."""
 NOTIFY_KIND = "signals.notify"
 """The job a notify routing rule enqueues: ``{"alert_id", "rule", "status", "fired_at"}``,
 the last two the alert's status and the time it was recorded when the rule fired on it."""
@@ -834,9 +838,10 @@ def _route(
 
     ``open`` joins the service's active incident or opens one; ``attach`` only joins (the
     alert waits, unrouted, when there is none: linked to no incident, so that each repeat
-    tries again); ``notify`` and ``drop`` join no incident. A routing that joins none takes
-    the alert off the active incident it joined before, where it would still count as
-    firing; an incident that is over keeps it, as its history. Each notify rule owes a
+    tries again, as it does for an alert of no known service); ``notify`` and ``drop``
+    join no incident. A routing that joins none takes the alert off the active incident it
+    joined before, where it would still count as firing; an incident that is over keeps
+    it, as its history. Each notify rule owes a
     ``signals.notify`` job, queued in this transaction.
     """
     alert.routed_by = decision.decided_by
@@ -1146,10 +1151,10 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
         alert.dirty = True
         if alert.silenced or alert.inhibited or alert.flapping:
             return
-        unrouted_attach = alert.incident_id is None and alert.routing_action == ATTACH
+        unrouted = alert.incident_id is None and alert.routing_action in JOINING_ACTIONS
         if received.held or was not in ("firing", "acknowledged"):
             _route(shared, intake, alert, decision)
-        elif unrouted_attach:  # a repeat tries to join again, without notifying twice
+        elif unrouted:  # a repeat tries to join again, without notifying twice
             _route(shared, intake, alert, decision, notify=False)
     elif (
         signal.status == "resolved"
