@@ -222,6 +222,32 @@ def test_rejected_requests_are_listed(server_url: str, admin: ApiUser) -> None:
     assert row["integration"] == letter["integration"] == "am"
 
 
+def test_a_large_refused_body_is_listed_at_its_size_as_received(
+    server_url: str, admin: ApiUser
+) -> None:
+    """A dead letter keeps the first 64 KiB; its size is what was sent (the list said the
+    size kept), and ``--limit`` reaches past the newest 100 to every one kept."""
+    cli = {"url": server_url, "token": admin.token}
+    key = alertmanager_key(server_url, admin)
+    for body in (b"[" + b" " * 199_998 + b"x", b"{small"):
+        answer = httpx.post(
+            f"{server_url}/ingest/alertmanager/{key}",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code == 400, answer.text
+    small, large = json_of(run_cli(["integrations", "rejected", "--json"], **cli))
+    assert (small["received_bytes"], small["truncated"], small["body"]) == (6, False, "{small")
+    assert (large["received_bytes"], large["truncated"]) == (200_000, True)
+    assert len(large["body"]) == 64 * 1024
+    table = run_cli(["integrations", "rejected"], **cli)
+    assert [row["bytes"] for row in table_rows(table.stdout)] == ["6", "200,000"]
+    newest = json_of(run_cli(["integrations", "rejected", "--limit", "1", "--json"], **cli))
+    assert [d["id"] for d in newest] == [small["id"]]
+    too_many = admin.get("/api/v1/rejected-payloads", params={"limit": 1001})
+    assert too_many.status_code == 422 and "limit" in too_many.text
+
+
 def test_terminal_control_sequences_sent_with_an_alert_are_shown_not_run(
     server_url: str, admin: ApiUser
 ) -> None:

@@ -45,7 +45,27 @@ def test_migrations_run_down_and_up_again(tmp_path) -> None:
     assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
     upgrade(database.engine)
     assert migrations_current(database.engine)
-    assert head_revision() == "0023"
+    assert head_revision() == "0024"
+    database.dispose()
+
+
+def test_dead_letters_stored_before_0024_are_as_large_as_what_they_kept(tmp_path) -> None:
+    """Their size as received was never kept: what they kept is all anyone knows."""
+    settings = Settings(env="test", home=tmp_path, database_url=f"sqlite:///{tmp_path / 'd.db'}")
+    database = Database(settings)
+    upgrade(database.engine, "0023")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO rejected_payloads (received_at, reason, body) "
+                "VALUES ('2026-11-30 00:00:00', 'not JSON', :body)"
+            ),
+            {"body": "{brøken".encode()},
+        )
+    upgrade(database.engine)
+    with database.engine.connect() as connection:
+        size = connection.execute(text("SELECT received_bytes FROM rejected_payloads")).scalar()
+    assert size == len("{brøken".encode()) == 8
     database.dispose()
 
 

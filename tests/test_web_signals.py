@@ -853,15 +853,22 @@ def test_dead_letters_show_the_reason_and_a_bounded_preview(
         f"/ingest/alertmanager/{key}", content=broken, headers={"content-type": "application/json"}
     )
     assert answer.status_code == 400
+    large = factory.client.post(
+        f"/ingest/alertmanager/{key}",
+        content=b"{" + b"y" * 99_999,
+        headers={"content-type": "application/json"},
+    )
+    assert large.status_code == 400
     invalid = factory.client.post(f"/ingest/alertmanager/{key}", json={"status": "melting"})
     assert invalid.status_code == 422
     page = admin.get("/integrations").text
     rows = re.findall(r'<tr id="dead-letter-\d+">.*?</tr>', page, re.DOTALL)
-    assert len(rows) == 2
-    newest, oldest = rows
+    assert len(rows) == 3
+    newest, largest, oldest = rows
     assert "status" in newest and "melting" in newest
     assert "the body is not valid JSON" in oldest
-    assert "5018 bytes" in oldest
+    assert "5,018 bytes</summary>" in oldest
+    assert "100,000 bytes (the first 65,536 kept)</summary>" in largest
     preview = re.search(r'<pre class="body-preview">(.*?)</pre>', oldest, re.DOTALL).group(1)
     assert preview.startswith("{not json &lt;script&gt;")  # shown as text
     assert preview.count("x") < 2100 and preview.endswith("…")

@@ -563,11 +563,12 @@ def _preview(body: str, chars: int = 60) -> str:
 
 @integrations_app.command("rejected")
 def list_rejected(
+    limit: LimitOption = 100,
     json_output: JsonOption = False,
 ) -> None:
     """List refused intake requests (dead letters): when, for which integration, and why."""
     with connect() as client:
-        letters = client.get("/api/v1/rejected-payloads")
+        letters = client.get("/api/v1/rejected-payloads", params={"limit": limit})
     if json_output:
         print_json(letters)
         return
@@ -576,13 +577,14 @@ def list_rejected(
         return
     print_table(
         None,
-        ["id", "received", "integration", "reason", "body"],
+        ["id", "received", "integration", "reason", "bytes", "body"],
         [
             [
                 d["id"],
                 when(d["received_at"]),
                 d["integration"] or "—",
                 d["reason"],
+                f"{d['received_bytes']:,}",
                 _preview(d["body"]),
             ]
             for d in letters

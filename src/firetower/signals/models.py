@@ -236,6 +236,9 @@ class RejectedPayload(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(Text)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    """The body as received, cut to its first ``DEAD_LETTER_BODY_BYTES``."""
+    received_bytes: Mapped[int] = mapped_column(Integer)
+    """The size of the body as received, which ``body`` may be only the start of."""
 
 
 class Silence(Base):

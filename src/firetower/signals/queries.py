@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from firetower import clock
 from firetower.errors import InvalidInput
 from firetower.problems import validation_message
-from firetower.signals.models import Alert, Integration, MaintenanceWindow, RejectedPayload, Silence
+from firetower.signals.models import Alert, Integration, MaintenanceWindow, Silence
 from firetower.signals.routing import compile_matchers, silence_holds
 from firetower.signals.schemas import AlertRead, AlertStatus, Matcher, MatchOp, SilenceState
 from firetower.signals.service import (
@@ -30,6 +30,7 @@ from firetower.signals.service import (
     alert_read,
     from_integration,
     in_incident,
+    list_rejected,
     newest_alerts,
 )
 
@@ -301,19 +302,16 @@ class DeadLetter:
     received_at: datetime
     reason: str
     size_bytes: int
+    """As received."""
+    kept_bytes: int
+    """What was kept of it (the first 64 KiB at most)."""
     preview: str
     truncated: bool
 
 
 def dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:
-    query = (
-        select(RejectedPayload, Integration.name)
-        .outerjoin(Integration, Integration.id == RejectedPayload.integration_id)
-        .order_by(RejectedPayload.id.desc())
-        .limit(limit)
-    )
     letters = []
-    for row, name in session.execute(query):
+    for row, name in list_rejected(session, limit):
         text = row.body.decode("utf-8", errors="replace")
         letters.append(
             DeadLetter(
@@ -321,9 +319,10 @@ def dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:
                 integration=name,
                 received_at=row.received_at,
                 reason=row.reason,
-                size_bytes=len(row.body),
+                size_bytes=row.received_bytes,
+                kept_bytes=len(row.body),
                 preview=text[:PREVIEW_CHARS],
-                truncated=len(text) > PREVIEW_CHARS,
+                truncated=len(text) > PREVIEW_CHARS or len(row.body) < row.received_bytes,
             )
         )
     return letters

@@ -105,7 +105,12 @@ def revoke_integration(name: str, runtime: RuntimeDep, actor: Admin) -> Response
 
 
 @router.get("/rejected-payloads", response_model=list[RejectedPayloadRead])
-def list_rejected_payloads(session: ReadSession, actor: Admin) -> list[RejectedPayloadRead]:
+def list_rejected_payloads(
+    session: ReadSession,
+    actor: Admin,
+    limit: Annotated[int, Query(ge=1, le=service.DEAD_LETTER_KEEP)] = 100,
+) -> list[RejectedPayloadRead]:
+    """The newest dead letters first; ``limit`` up to every one kept."""
     return [
         RejectedPayloadRead(
             id=row.id,
@@ -114,8 +119,10 @@ def list_rejected_payloads(session: ReadSession, actor: Admin) -> list[RejectedP
             received_at=row.received_at,
             reason=row.reason,
             body=row.body.decode("utf-8", errors="replace"),
+            received_bytes=row.received_bytes,
+            truncated=len(row.body) < row.received_bytes,
         )
-        for row, name in service.list_rejected(session)
+        for row, name in service.list_rejected(session, limit)
     ]
 
 

@@ -184,6 +184,11 @@ class RejectedPayloadRead(BaseModel):
     received_at: datetime
     reason: str
     body: str
+    """The body as received (UTF-8, an invalid byte as U+FFFD), its first 64 KiB at most."""
+    received_bytes: int
+    """The size of the body as received."""
+    truncated: bool
+    """Whether ``body`` is only the start of it."""
 
 
 def _no_zero_time(value: datetime | None) -> datetime | None:

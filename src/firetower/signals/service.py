@@ -363,6 +363,7 @@ def reject(
     JSON spells it (``secret_spellings``). The raw bytes are kept otherwise as sent, since
     the body may not be JSON at all.
     """
+    received_bytes = len(body)
     if secret:
         body = secret_spellings(secret).sub(REDACTED_KEY, body)
     row = RejectedPayload(
@@ -370,6 +371,7 @@ def reject(
         received_at=clock.now(),
         reason=reason[:2000],
         body=body[:DEAD_LETTER_BODY_BYTES],
+        received_bytes=received_bytes,
     )
     session.add(row)
     session.flush()
