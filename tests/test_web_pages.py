@@ -334,6 +334,17 @@ def test_an_unknown_incident_is_a_404_page(console):
     answer = console.get("/incidents/INC-999")
     assert answer.status_code == 404
     assert "no incident INC-999" in answer.text
+    assert 'href="/alerts"' in answer.text, "the navigation is missing from the error page"
+    assert "ana@example.com" in answer.text
+
+
+def test_an_error_page_for_nobody_logged_in_has_no_navigation(client: TestClient):
+    answer = client.get("/login?next=%2F", headers=HTML)  # a session cookie, nobody in it
+    assert answer.status_code == 200
+    refused = client.post("/logout", data={"csrf_token": "wrong"}, headers=HTML)
+    assert refused.status_code == 403
+    assert "CSRF" in refused.text
+    assert 'href="/alerts"' not in refused.text
 
 
 # -- the live timeline ---------------------------------------------------------------------

@@ -13,8 +13,11 @@ from urllib.parse import quote, urlsplit
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
 from firetower.auth import service as auth_service
+from firetower.auth.service import Actor
 from firetower.errors import DomainError, PermissionDenied, Unauthenticated
 from firetower.runtime import Runtime
 from firetower.web import (
@@ -96,7 +99,28 @@ async def error_page(request: Request, exc: DomainError) -> Response:
     if exc.status_code == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-    return render(request, "error.html", {"error": exc}, status_code=exc.status_code)
+    actor = await run_in_threadpool(_signed_in_actor, request)
+    return render(request, "error.html", {"error": exc}, actor=actor, status_code=exc.status_code)
+
+
+def _signed_in_actor(request: Request) -> Actor | None:
+    """Who is logged in, for the error page's navigation; nobody if that cannot be told.
+
+    An error page is reached before (or instead of) a route's own actor dependency, so the
+    console cookie is read again here. It is a courtesy: a busy database or an ended
+    session leaves the page without navigation rather than failing the page itself.
+    """
+    user_id = request.session.get("user_id") if "session" in request.scope else None
+    if user_id is None:
+        return None
+    runtime: Runtime = request.app.state.runtime
+    try:
+        with runtime.read() as session:
+            return auth_service.actor_for_user_id(
+                session, int(user_id), int(request.session.get("epoch", 0))
+            )
+    except (Unauthenticated, SQLAlchemyError):
+        return None
 
 
 def register_listeners(runtime: Runtime) -> None:
