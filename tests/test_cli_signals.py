@@ -324,6 +324,25 @@ def test_alerts_list_puts_firing_first_and_filters(
     assert printed_groups == responder.get("/api/v1/alert-groups").json()
 
 
+def test_alerts_list_tells_apart_alerts_of_one_name_by_their_other_labels(
+    server_url: str, admin: ApiUser, responder: ApiUser
+) -> None:
+    cli = {"url": server_url, "token": responder.token}
+    key = alertmanager_key(server_url, admin)
+    for fingerprint, instance in (("a", "db-1:9100"), ("b", "db-2:9100")):
+        sent = send(
+            server_url, key, fingerprint, alertname="DiskFull", instance=instance, job="node"
+        )
+        assert sent.status_code == 200
+
+    table = run_cli(["alerts", "list"], **cli)
+    assert table.exit_code == 0, table.output
+    assert sorted(row["labels"] for row in table_rows(table.stdout)) == [
+        "instance=db-1:9100 job=node",
+        "instance=db-2:9100 job=node",
+    ]
+
+
 def test_alerts_list_limit_keeps_firing_alerts_ahead_of_newer_resolved_ones(
     server_url: str, admin: ApiUser, responder: ApiUser
 ) -> None:

@@ -75,6 +75,7 @@ ALERT_COLUMNS = [
     "status",
     "severity",
     "title",
+    "labels",
     "service",
     "integration",
     "count",
@@ -82,6 +83,20 @@ ALERT_COLUMNS = [
     "incident",
     "marks",
 ]
+
+
+SHOWN_LABELS_ELSEWHERE = frozenset({"alertname", "service", "severity"})
+"""Labels the title, service and severity columns already stand for."""
+
+
+def _labels(alert: dict[str, Any]) -> str:
+    """The labels that tell apart alerts of one name and service (instance, job, path...)."""
+    labels = alert.get("labels") or {}
+    return " ".join(
+        f"{key}={value}"
+        for key, value in sorted(labels.items())
+        if key not in SHOWN_LABELS_ELSEWHERE
+    )
 
 
 ROUTING_MARKS = {"drop": "dropped", "notify": "notify only"}
@@ -171,6 +186,7 @@ def list_alerts(
                 a["status"],
                 a["severity"],
                 a["title"],
+                _labels(a),
                 a["service_name"],
                 a["integration"],
                 a["count"],
