@@ -150,6 +150,17 @@ def http_probe(name: str = "home", **fields: Any) -> dict[str, Any]:
             "latency_threshold_ms (2500) must not exceed timeout_seconds (2 s = 2000 ms)",
         ),
         (
+            http_probe(
+                http={
+                    "url": "http://x/",
+                    "method": "HEAD",
+                    "conditions": [{"type": "regex", "pattern": "ok"}],
+                }
+            ),
+            "http.conditions",
+            "a HEAD request gets no body to check; use GET for conditions on the body",
+        ),
+        (
             {"name": "ns", "kind": "dns", "dns": {"name": "x.test", "record_type": "BOGUS"}},
             "dns.record_type",
             "",

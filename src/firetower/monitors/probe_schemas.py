@@ -312,6 +312,14 @@ class ProbeCreate(BaseModel):
                 raise ValueError(f"a {self.kind.value} probe takes no {kind.value!r} settings")
         if self.timeout_seconds > self.interval_seconds:
             raise ValueError("timeout_seconds must not exceed interval_seconds")
+        if self.http is not None and self.http.method == "HEAD" and self.http.conditions:
+            # A HEAD answer has no body, so every condition on it would fail every run.
+            raise _error_at(
+                type(self).__name__,
+                ("http", "conditions"),
+                "a HEAD request gets no body to check; use GET for conditions on the body",
+                [condition.model_dump(mode="json") for condition in self.http.conditions],
+            )
         if (
             self.http is not None
             and self.http.latency_threshold_ms is not None
