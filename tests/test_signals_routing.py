@@ -971,6 +971,34 @@ def test_a_key_given_twice_is_refused_not_read_as_the_last_one(
     assert _names(admin) == ["kept"]
 
 
+@pytest.mark.parametrize(
+    ("content", "key"),
+    [
+        # the rules' items lost (a template that rendered nothing): every rule would go
+        ("routing:\n", "routing"),
+        ("catalog:\n  services: [{name: fresh}]\nrouting: ~\n", "routing"),
+        ("inhibit_rules:\n", "inhibit_rules"),
+        ("probes: null\n", "probes"),
+        ("slos:\n", "slos"),
+    ],
+)
+def test_a_list_key_with_no_value_is_refused_not_read_as_empty(
+    factory: Factory, runtime: Runtime, content: str, key: str
+) -> None:
+    admin = factory.user(Role.admin)
+    admin.post("/api/v1/apply", json={"content": YAML}).raise_for_status()
+    routing = admin.get("/api/v1/routing-rules").json()
+    inhibit = admin.get("/api/v1/inhibit-rules").json()
+    before = row_counts(runtime)
+    answer = admin.post("/api/v1/apply", json={"content": content})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == key
+    assert f"{key} has no value; write '{key}: []' to mean" in answer.json()["detail"]
+    assert row_counts(runtime) == before
+    assert admin.get("/api/v1/routing-rules").json() == routing
+    assert admin.get("/api/v1/inhibit-rules").json() == inhibit
+
+
 def test_the_yaml_example_in_the_signals_docs_applies(factory: Factory) -> None:
     admin = factory.user(Role.admin)
     factory.service("checkout")

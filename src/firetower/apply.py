@@ -5,7 +5,9 @@ it imports it. Today it applies ``catalog:``, ``routing:`` (the ordered routing 
 ``inhibit_rules:``, ``probes:`` and ``slos:``; ``settings:`` is read at start-up instead. A
 rules block replaces the whole list (``routing: []`` removes every rule); a block left out
 leaves its rules alone. Probes and SLOs are created or updated by name; those a file does not
-list are left alone (delete them in the API, CLI or console).
+list are left alone (delete them in the API, CLI or console). A list-valued key with no value
+(``routing:`` and nothing after it) is refused: it reads as "no rules" to YAML but is far more
+often a list whose items were lost, and applying it would remove every rule.
 """
 
 from __future__ import annotations
@@ -66,10 +68,28 @@ def _where(key: str, loc: tuple[Any, ...]) -> str:
     return text
 
 
+# What ``key: []`` means, for the error that refuses ``key:`` with no value.
+EMPTY_MEANS = {
+    "routing": "no routing rules (every rule is removed)",
+    "inhibit_rules": "no inhibition rules (every rule is removed)",
+    "probes": "no probes listed (probes already defined are kept)",
+    "slos": "no SLOs listed (SLOs already defined are kept)",
+}
+
+
 def _parse_rules(key: str, block: Any, model: type[BaseModel]) -> list[Any]:
-    """A rules block (a list) validated; an error names its place, e.g. ``routing[2].action``."""
+    """A rules block (a list) validated; an error names its place, e.g. ``routing[2].action``.
+
+    A key with no value is refused rather than read as an empty list: for the rule blocks it
+    would remove every rule, and a file whose list items were lost (indentation, a bad merge,
+    a template that rendered nothing) must not do that without a word.
+    """
     if block is None:
-        return []
+        raise InvalidInput(
+            f"{key} has no value; write '{key}: []' to mean {EMPTY_MEANS[key]}, "
+            f"or leave the key out to change nothing",
+            field=key,
+        )
     if not isinstance(block, list):
         raise InvalidInput(f"{key} must be a list of rules", field=key)
     rules = []
