@@ -9,7 +9,7 @@ import pytest
 from firetower.auth.schemas import Role
 from firetower.catalog import service as catalog
 from firetower.errors import Conflict
-from tests.factories import SYSTEM
+from tests.factories import SYSTEM, row_counts
 
 
 def test_service_crud_over_api(factory):
@@ -214,3 +214,130 @@ def test_concurrent_opposite_edges_never_make_a_cycle(factory, runtime, database
     with runtime.read() as session:
         edges = {(d.service, d.depends_on) for d in catalog.list_dependencies(session)}
     assert edges == {("a", "b")}
+
+
+TCP = {"kind": "tcp", "tcp": {"host": "127.0.0.1", "port": 9}}
+
+
+def _made(answer) -> dict:
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def _named_by_a_dependent(admin):
+    admin.post("/api/v1/services", json={"name": "web", "depends_on": ["db"]})
+    return "service 'web' (depends on it)", lambda: admin.delete("/api/v1/dependencies/web/db")
+
+
+def _named_by_a_feature(admin):
+    admin.put("/api/v1/features", json={"name": "Search box", "services": ["db"]})
+    return "feature 'Search box'", lambda: admin.put(
+        "/api/v1/features", json={"name": "Search box", "services": []}
+    )
+
+
+def _named_by_a_customer(admin):
+    admin.put("/api/v1/customers", json={"name": "Initech", "services": ["db"]})
+    return "customer 'Initech'", lambda: admin.put(
+        "/api/v1/customers", json={"name": "Initech", "services": []}
+    )
+
+
+def _named_by_an_integration(admin):
+    body = {"name": "prom", "kind": "alertmanager", "service_name": "db"}
+    _made(admin.post("/api/v1/integrations", json=body))
+    return "integration 'prom'", lambda: admin.delete("/api/v1/integrations/prom")
+
+
+def _named_by_a_routing_rule(admin):
+    _made(admin.post("/api/v1/routing-rules", json={"name": "db-team", "service": "db"}))
+    return "routing rule 'db-team'", lambda: admin.delete("/api/v1/routing-rules/db-team")
+
+
+def _named_by_a_maintenance_window(admin):
+    body = {"service_name": "db", "ends_at": "2999-01-01T00:00:00Z"}
+    window = _made(admin.post("/api/v1/maintenance-windows", json=body))
+    return f"maintenance window {window['id']}", lambda: admin.delete(
+        f"/api/v1/maintenance-windows/{window['id']}"
+    )
+
+
+def _named_by_a_probe(admin):
+    _made(admin.post("/api/v1/probes", json={"name": "db-tcp", "service": "db", **TCP}))
+    return "probe 'db-tcp'", lambda: admin.delete("/api/v1/probes/db-tcp")
+
+
+def _named_by_an_slo(admin):
+    body = {"name": "db-ok", "service": "db", "objective_percent": 99, "sli": {"kind": "events"}}
+    _made(admin.post("/api/v1/slos", json=body))
+    return "SLO 'db-ok'", lambda: admin.delete("/api/v1/slos/db-ok")
+
+
+def _named_by_an_sla_target(admin):
+    _made(admin.post("/api/v1/probes", json={"name": "edge-tcp", **TCP}))  # of no service
+    body = {"service": "db", "kind": "uptime", "target_percent": 99, "probe": "edge-tcp"}
+    target = _made(admin.put("/api/v1/sla/targets", json=body))
+    return f"SLA target {target['id']} (uptime)", lambda: admin.delete(
+        f"/api/v1/sla/targets/{target['id']}"
+    )
+
+
+@pytest.mark.parametrize(
+    "refer",
+    [
+        _named_by_a_dependent,
+        _named_by_a_feature,
+        _named_by_a_customer,
+        _named_by_an_integration,
+        _named_by_a_routing_rule,
+        _named_by_a_maintenance_window,
+        _named_by_a_probe,
+        _named_by_an_slo,
+        _named_by_an_sla_target,
+    ],
+)
+def test_a_service_something_still_names_cannot_be_deleted(factory, runtime, refer):
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    named, remove = refer(admin)
+    before = row_counts(runtime)
+    refused = admin.delete("/api/v1/services/db")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "name"
+    assert refused.json()["references"] == [named]
+    assert f"service 'db' is still referred to by {named};" in refused.json()["detail"]
+    assert row_counts(runtime) == before
+    assert remove().status_code in (200, 204)
+    assert admin.delete("/api/v1/services/db").status_code == 204
+
+
+def test_a_refused_delete_names_every_reference(factory):
+    admin = factory.user(Role.admin)
+    factory.service("db")
+    factory.service("disk")
+    admin.post("/api/v1/services", json={"name": "web", "depends_on": ["db"]})
+    admin.post("/api/v1/dependencies", json={"service": "db", "depends_on": "disk"})
+    ref = factory.incident(title="db down", services=["db"])
+    _made(admin.post("/api/v1/routing-rules", json={"name": "db-team", "service": "db"}))
+    refused = admin.delete("/api/v1/services/db").json()
+    assert refused["references"] == [
+        "service 'web' (depends on it)",
+        f"incident {ref}",
+        "routing rule 'db-team'",
+    ]
+    assert admin.delete("/api/v1/services/disk").json()["references"] == [
+        "service 'db' (depends on it)"
+    ]
+
+
+def test_what_only_describes_the_service_goes_with_it(factory):
+    admin = factory.user(Role.admin)
+    factory.service("disk")
+    admin.post("/api/v1/services", json={"name": "cache", "depends_on": ["disk"]})
+    # a revoked integration is history, not a reference
+    body = {"name": "old", "kind": "alertmanager", "service_name": "cache"}
+    _made(admin.post("/api/v1/integrations", json=body))
+    assert admin.delete("/api/v1/integrations/old").status_code == 204
+    assert admin.delete("/api/v1/services/cache").status_code == 204
+    assert admin.get("/api/v1/services/disk").json()["dependents"] == []
+    assert admin.get("/api/v1/dependencies").json() == []

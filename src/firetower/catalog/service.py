@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +15,15 @@ from firetower.auth.models import Team
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.catalog.events import BlastRadiusInputsChanged
-from firetower.catalog.models import Customer, Dependency, Feature, Service, ServiceCheck
+from firetower.catalog.models import (
+    Customer,
+    Dependency,
+    Feature,
+    Service,
+    ServiceCheck,
+    customer_services,
+    feature_services,
+)
 from firetower.catalog.schemas import (
     BlastRadius,
     CatalogDocument,
@@ -200,17 +208,84 @@ def update_service(session: Session, actor: Actor, name: str, data: ServiceUpdat
     return service
 
 
+ServiceReferrer = Callable[[Session, Service], list[str]]
+"""What of one domain still names a service, each as a short phrase ("routing rule 'db'")."""
+_REFERRERS: dict[str, ServiceReferrer] = {}
+MAX_REFERENCES_NAMED = 10
+
+
+def refer_to_services(domain: str, finder: ServiceReferrer) -> None:
+    """Tell the catalog how ``domain`` finds what still names a service, so that deleting one
+    is refused while something does: the domains above the catalog hold those records, and
+    it may not ask them. Called when a runtime is assembled (``build_runtime``), never at
+    import, like ``signals.own_severity_from``; a second call for a domain replaces the first."""
+    _REFERRERS[domain] = finder
+
+
+def _catalog_references(session: Session, service: Service) -> list[str]:
+    dependents = session.scalars(
+        select(Service.name)
+        .join(Dependency, Dependency.service_id == Service.id)
+        .where(Dependency.depends_on_id == service.id)
+        .order_by(Service.name)
+    )
+    features = session.scalars(
+        select(Feature.name)
+        .join(feature_services, feature_services.c.feature_id == Feature.id)
+        .where(feature_services.c.service_id == service.id)
+        .order_by(Feature.name)
+    )
+    customers = session.scalars(
+        select(Customer.name)
+        .join(customer_services, customer_services.c.customer_id == Customer.id)
+        .where(customer_services.c.service_id == service.id)
+        .order_by(Customer.name)
+    )
+    return [
+        *(f"service {name!r} (depends on it)" for name in dependents),
+        *(f"feature {name!r}" for name in features),
+        *(f"customer {name!r}" for name in customers),
+    ]
+
+
+def service_references(session: Session, service: Service) -> list[str]:
+    """Everything that still names ``service``: the catalog's own records, then each
+    registered domain's."""
+    found = _catalog_references(session, service)
+    for domain in sorted(_REFERRERS):
+        found.extend(_REFERRERS[domain](session, service))
+    return found
+
+
 def delete_service(session: Session, actor: Actor, name: str) -> None:
-    """Remove a service; refused while an incident names it (the incident's story needs it)."""
+    """Remove a service; refused while anything still names it.
+
+    Refused (409, naming them) while another service depends on it, a feature or customer
+    lists it, or a registered domain's record names it (incidents, integrations, routing
+    rules, maintenance windows not over, probes, SLOs, SLA targets): deleting would leave
+    them pointing at nothing, or take them along, without a word. What only describes the
+    service itself goes with it: the services it depends on and its checks' latest states.
+    """
     actor.require(Role.admin)
     service = get_service(session, name)
+    references = service_references(session, service)
+    if references:
+        named = ", ".join(references[:MAX_REFERENCES_NAMED])
+        more = len(references) - MAX_REFERENCES_NAMED
+        if more > 0:
+            named += f" and {more} more"
+        raise Conflict(
+            f"service {name!r} is still referred to by {named}; change or delete those first",
+            field="name",
+            references=references,
+        )
     try:
         with session.begin_nested():
             session.delete(service)
             session.flush()
     except IntegrityError:
-        # Only the foreign keys of records that must outlive the service can refuse here
-        # (incidents that named it); the catalog need not know which domain holds them.
+        # A record of a domain that registered no referrer (a runtime not assembled by
+        # build_runtime): its foreign key still refuses.
         raise Conflict(
             f"{name} is still named by incidents or other records; it stays in the catalog "
             "for their history",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from firetower.catalog import service as catalog
 from firetower.catalog.events import BlastRadiusInputsChanged
 from firetower.db import SETTINGS_INFO
 from firetower.incidents import service
@@ -30,3 +31,4 @@ def reevaluate_open_incidents(session: Session, event: BlastRadiusInputsChanged)
 
 def register(runtime: Runtime) -> None:
     runtime.bus.react(BlastRadiusInputsChanged, reevaluate_open_incidents)
+    catalog.refer_to_services("incidents", service.incidents_naming)

@@ -17,6 +17,7 @@ from firetower.auth.models import User
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
+from firetower.catalog.models import Service
 from firetower.db import MAX_ID
 from firetower.errors import Conflict, InvalidInput, NotFound
 from firetower.events import record
@@ -36,8 +37,16 @@ from firetower.incidents.lifecycle import (
     Status,
     allowed_transitions,
     derive_lifecycle,
+    format_ref,
 )
-from firetower.incidents.models import Incident, Participant, RoleAssignment, Task, TimelineEvent
+from firetower.incidents.models import (
+    Incident,
+    Participant,
+    RoleAssignment,
+    Task,
+    TimelineEvent,
+    incident_services,
+)
 from firetower.incidents.schemas import (
     IncidentCreate,
     IncidentPage,
@@ -795,3 +804,13 @@ def list_incidents(
         items=[summary_of(i) for i in rows],
         next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
     )
+
+
+def incidents_naming(session: Session, service: Service) -> list[str]:
+    """The incidents that name ``service``, oldest first: the catalog keeps it for them."""
+    ids = session.scalars(
+        select(incident_services.c.incident_id)
+        .where(incident_services.c.service_id == service.id)
+        .order_by(incident_services.c.incident_id)
+    )
+    return [f"incident {format_ref(incident_id)}" for incident_id in ids]

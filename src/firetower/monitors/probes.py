@@ -84,6 +84,14 @@ def list_probes(session: Session) -> list[Probe]:
     return list(session.scalars(select(Probe).order_by(Probe.name)))
 
 
+def probes_naming(session: Session, service: Service) -> list[str]:
+    """The probes of ``service``: deleting it would leave them checking for no service."""
+    names = session.scalars(
+        select(Probe.name).where(Probe.service_id == service.id).order_by(Probe.name)
+    )
+    return [f"probe {name!r}" for name in names]
+
+
 def _service_of(session: Session, name: str | None) -> Service | None:
     if name is None:
         return None

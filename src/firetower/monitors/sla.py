@@ -114,6 +114,14 @@ def list_targets(session: Session) -> list[SlaTarget]:
     )
 
 
+def targets_naming(session: Session, service: Service) -> list[str]:
+    """The SLA targets of ``service``: deleting it would take its promises along."""
+    targets = session.scalars(
+        select(SlaTarget).where(SlaTarget.service_id == service.id).order_by(SlaTarget.kind)
+    )
+    return [f"SLA target {target.id} ({target.kind})" for target in targets]
+
+
 def delete_target(session: Session, actor: Actor, target_id: int) -> None:
     actor.require(Role.responder)
     target = session.get(SlaTarget, target_id)

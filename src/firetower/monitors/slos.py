@@ -135,6 +135,12 @@ def list_slos(session: Session) -> list[Slo]:
     return list(session.scalars(select(Slo).order_by(Slo.name)))
 
 
+def slos_naming(session: Session, service: Service) -> list[str]:
+    """The SLOs of ``service``: deleting it would take them and their history along."""
+    names = session.scalars(select(Slo.name).where(Slo.service_id == service.id).order_by(Slo.name))
+    return [f"SLO {name!r}" for name in names]
+
+
 def create_slo(session: Session, actor: Actor, data: SLOCreate) -> Slo:
     actor.require(Role.responder)
     if session.scalar(select(Slo.id).where(Slo.name == data.name)) is not None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from firetower import clock
 from firetower.auth.service import Actor
+from firetower.catalog import service as catalog
 from firetower.incidents import service as incidents
 from firetower.incidents.events import IncidentStatusChanged
 from firetower.incidents.lifecycle import ACTIVE
@@ -37,6 +38,7 @@ from firetower.signals.service import (
     delete_expired_alerts,
     find_held,
     resolve_reports_of,
+    service_references,
     settle_held,
 )
 
@@ -132,6 +134,7 @@ def resolve_reports(session: Session, event: IncidentStatusChanged) -> None:
 
 def register(runtime: Runtime) -> None:
     runtime.bus.react(IncidentStatusChanged, resolve_reports)
+    catalog.refer_to_services("signals", service_references)
     runtime.jobs.handler(NOTIFY_KIND)(notify)
     runtime.jobs.handler(ATTACHED_KIND)(attached_note)
     runtime.jobs.handler(RETENTION_KIND)(retention)

@@ -2996,3 +2996,31 @@ def list_groups(
         )
         for key, name, firing, done, last_seen, incident_id in session.execute(query)
     ]
+
+
+# -- what names a catalog service ----------------------------------------------------------------
+def service_references(session: Session, service: Service) -> list[str]:
+    """What of signals still names ``service``, so the catalog refuses to delete it: the
+    integrations bound to it (not revoked), the routing rules that route to it and its
+    maintenance windows not over yet. Alerts and change events keep the name as history."""
+    integrations = session.scalars(
+        select(Integration.name)
+        .where(Integration.service_name == service.name, Integration.revoked_at.is_(None))
+        .order_by(Integration.name)
+    )
+    rules = session.scalars(
+        select(RoutingRule.name)
+        .where(RoutingRule.service_name == service.name)
+        .order_by(RoutingRule.position)
+    )
+    windows = session.scalars(
+        select(MaintenanceWindow.id)
+        .where(MaintenanceWindow.service_name == service.name)
+        .where(MaintenanceWindow.ends_at > clock.now())
+        .order_by(MaintenanceWindow.id)
+    )
+    return [
+        *(f"integration {name!r}" for name in integrations),
+        *(f"routing rule {name!r}" for name in rules),
+        *(f"maintenance window {window_id}" for window_id in windows),
+    ]
