@@ -232,3 +232,20 @@ def test_a_catalog_change_that_widens_the_blast_radius_raises_open_incidents(
         == 200
     )
     assert admin.get(f"/api/v1/incidents/{open_ref}").json()["severity"] == "SEV2"
+
+
+def test_a_catalog_import_that_adds_a_dependency_raises_open_incidents(
+    factory: Factory,
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("search", tier=3, estimated_users=100)
+    factory.service("frontend", tier=1, estimated_users=500)
+    ref = factory.incident(title="search slow", severity="SEV4", services=["search"])
+    content = "services:\n  - name: frontend\n    depends_on: [search]\n"
+    imported = admin.post("/api/v1/catalog/import", json={"content": content})
+    assert imported.status_code == 200, imported.text
+    shown = admin.get(f"/api/v1/incidents/{ref}").json()
+    assert shown["severity"] == "SEV2"
+    assert [(e["rule"], e["after"]) for e in _policy_events(factory, ref)] == [
+        ("blast-radius:tier1-impacted", {"severity": "SEV2"})
+    ]

@@ -540,7 +540,11 @@ def check_document(session: Session, document: CatalogDocument) -> None:
 
 
 def _set_dependencies(session: Session, service: Service, targets: list[str]) -> None:
-    """Make ``targets`` the whole set of what ``service`` depends on (graph already checked)."""
+    """Make ``targets`` the whole set of what ``service`` depends on (graph already checked).
+
+    A new edge can widen open incidents' blast radii, as ``add_dependency``'s does: it
+    records ``BlastRadiusInputsChanged`` so the severity policy is applied to them again.
+    """
     wanted = {t.id for t in services_by_name(session, targets, field="depends_on")}
     current = {
         d.depends_on_id: d
@@ -549,9 +553,12 @@ def _set_dependencies(session: Session, service: Service, targets: list[str]) ->
     for target_id, edge in current.items():
         if target_id not in wanted:
             session.delete(edge)
-    for target_id in wanted - current.keys():
+    added = wanted - current.keys()
+    for target_id in added:
         session.add(Dependency(service_id=service.id, depends_on_id=target_id))
     session.flush()
+    if added:
+        record(session, BlastRadiusInputsChanged(service.name))
 
 
 def apply_document(session: Session, actor: Actor, document: CatalogDocument) -> ImportReport:
