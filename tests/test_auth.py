@@ -488,3 +488,32 @@ def test_a_deactivated_user_loses_the_session(
         session.scalar(select(User).where(User.email == user.email)).active = False  # type: ignore[union-attr]
     assert client.get("/api/v1/me").status_code == 401
     assert login(client, user.email, PASSWORD).status_code == 401
+
+
+def test_logout_without_the_csrf_token_is_refused(factory: Factory, client: TestClient) -> None:
+    """Right after login the session holds no CSRF token yet; a forged logout sent then
+    (from another site's page) must not end the session."""
+    user = factory.user(Role.viewer, password=PASSWORD)
+    login(client, user.email, PASSWORD)
+    forged = client.post("/logout", follow_redirects=False)
+    assert forged.status_code == 403
+    assert client.get("/api/v1/me").status_code == 200
+
+
+def test_logout_ends_every_session_of_the_user(
+    factory: Factory, client: TestClient, app: FastAPI
+) -> None:
+    """The console cookie is signed, not stored: a copy of it kept elsewhere (another
+    browser, or a stolen one) must stop working once its user logs out."""
+    user = factory.user(Role.viewer, password=PASSWORD)
+    login(client, user.email, PASSWORD)
+    elsewhere = TestClient(app)
+    elsewhere.cookies.update(client.cookies)
+    assert elsewhere.get("/api/v1/me").status_code == 200
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    client.post("/logout", data={"csrf_token": token.group(1)}, follow_redirects=False)
+    assert elsewhere.get("/api/v1/me").status_code == 401
+    assert login(client, user.email, PASSWORD).status_code == 303
+    assert client.get("/api/v1/me").status_code == 200

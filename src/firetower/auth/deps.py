@@ -57,7 +57,8 @@ def csrf_token_for(request: Request) -> str:
     return str(token)
 
 
-async def _check_csrf(request: Request) -> None:
+async def check_csrf(request: Request) -> None:
+    """Refuse a console form or fetch that does not carry this session's CSRF token."""
     expected = request.session.get("csrf")
     presented = request.headers.get(CSRF_HEADER)
     if presented is None and request.headers.get("content-type", "").startswith(
@@ -104,7 +105,7 @@ async def current_actor(
 ) -> Actor:
     actor, by_cookie = resolved
     if by_cookie and request.method not in SAFE_METHODS:
-        await _check_csrf(request)
+        await check_csrf(request)
     return actor
 
 

@@ -77,6 +77,19 @@ def set_password(session: Session, actor: Actor, email: str, password: str) -> U
     return user
 
 
+def end_sessions(session: Session, user_id: int, session_epoch: int) -> None:
+    """Log a user out of every console session.
+
+    The console cookie is signed, not stored, so clearing one browser's copy would leave
+    any other copy (another device, or a stolen one) good; moving the epoch ends them all.
+    Only a still-valid session may do so, lest an old cookie log the user out elsewhere.
+    """
+    actor_for_user_id(session, user_id, session_epoch)
+    user = session.get(User, user_id)
+    assert user is not None  # actor_for_user_id found it
+    user.session_epoch += 1
+
+
 def get_user_by_email(session: Session, email: str, *, field: str = "email") -> User:
     """The user with this email (any case); NotFound names ``field``, the caller's input."""
     user = session.scalar(select(User).where(User.email == email.strip().lower()))

@@ -17,8 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from firetower.auth import service as auth_service
+from firetower.auth.deps import check_csrf
 from firetower.auth.service import Actor
-from firetower.errors import DomainError, PermissionDenied, Unauthenticated
+from firetower.errors import DomainError, Unauthenticated
 from firetower.runtime import Runtime
 from firetower.web import (
     catalog_pages,
@@ -79,10 +80,12 @@ def mount(app: FastAPI) -> None:
         return RedirectResponse(safe_next(next), status_code=303)
 
     @app.post("/logout", include_in_schema=False)
-    def logout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
-        expected = request.session.get("csrf")
-        if expected and not hmac.compare_digest(str(expected), csrf_token):
-            raise PermissionDenied("missing or wrong CSRF token; reload the page and try again")
+    async def logout(request: Request) -> Response:
+        await check_csrf(request)
+        user_id = request.session.get("user_id")
+        if user_id is not None:
+            epoch = int(request.session.get("epoch", 0))
+            await run_in_threadpool(_end_sessions, request.app.state.runtime, int(user_id), epoch)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -101,6 +104,14 @@ async def error_page(request: Request, exc: DomainError) -> Response:
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
     actor = await run_in_threadpool(_signed_in_actor, request)
     return render(request, "error.html", {"error": exc}, actor=actor, status_code=exc.status_code)
+
+
+def _end_sessions(runtime: Runtime, user_id: int, session_epoch: int) -> None:
+    try:
+        with runtime.transaction() as session:
+            auth_service.end_sessions(session, user_id, session_epoch)
+    except Unauthenticated:
+        pass  # the session had ended already: clearing the cookie is all that is left
 
 
 def _signed_in_actor(request: Request) -> Actor | None:
