@@ -230,3 +230,53 @@ def test_a_slow_prometheus_is_recorded_as_the_evaluations_error(
     slo = responder.get("/api/v1/slos/api-slow-prom").json()
     assert slo["state"] == "pending"
     assert "took more than the 1.5s allowed for one SLO's queries" in slo["last_error"]
+
+
+def test_a_month_just_begun_asks_prometheus_for_no_empty_range(
+    factory: Factory, prometheus_url: str
+) -> None:
+    """At 00:00:00 on the first (or half a second later) the month so far lasts 0 s, and
+    Prometheus refuses a ``[0s]`` range ("duration must be greater than 0"): the month was
+    reported unreadable. It has no events yet instead, like a source that saw none."""
+    responder = factory.user(Role.responder)
+    factory.service("api")
+    created = responder.post(
+        "/api/v1/slos",
+        json={
+            "name": "api-month-start",
+            "service": "api",
+            "objective_percent": 99,
+            "sli": {
+                "kind": "prometheus",
+                "url": prometheus_url,
+                "error_query": ERROR_QUERY,
+                "total_query": TOTAL_QUERY,
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    target = responder.put(
+        "/api/v1/sla/targets",
+        json={"service": "api", "kind": "uptime", "target_percent": 99.5, "slo": "api-month-start"},
+    )
+    assert target.status_code == 200, target.text
+    first = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for offset in (timedelta(0), timedelta(milliseconds=500)):
+        with FrozenClock(first + offset):
+            answer = responder.get("/api/v1/sla/report", params={"month": f"{first:%Y-%m}"})
+        assert answer.status_code == 200, answer.text
+        [line] = answer.json()["services"][0]["targets"]
+        assert line["error"] is None, (offset, line["error"])
+        assert line["achieved_percent"] is None
+        assert line["breached"] is False
+        assert line["events"] == 0
+
+
+def test_a_window_under_a_second_is_not_asked_for() -> None:
+    with slow_prometheus(0) as (url, asked):
+        counts = prometheus.window_counts(
+            url, TOTAL_QUERY, {"0s": 0, "5m": 300}, error_query=ERROR_QUERY
+        )
+    assert counts == {"5m": (300, 300)}
+    assert len(asked) == 2
+    assert all("%5B0s%5D" not in path for path in asked), asked

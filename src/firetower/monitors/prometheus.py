@@ -25,6 +25,8 @@ BUDGET_SECONDS = 30.0
 """The longest all the queries of one SLO take together (up to 16: two per window), so an
 evaluation ends well inside the worker's job lease (60 s by default). It bounds each query
 as a whole: a Prometheus that trickles its answer never trips the per-step timeouts."""
+MIN_WINDOW_SECONDS = 1
+"""The shortest window asked for: a range vector needs a positive duration, in whole seconds."""
 
 
 T = TypeVar("T")
@@ -136,7 +138,9 @@ def window_counts(
 ) -> dict[str, tuple[float, float]]:
     """(bad, total) events per window label, from per-second rates times the window.
 
-    A window whose total has no data is left out (no events). A good query above the total
+    A window whose total has no data is left out (no events), and so is one shorter than
+    ``MIN_WINDOW_SECONDS``, without asking: Prometheus refuses a ``[0s]`` range, which is
+    what the SLA report's month so far is at its first instant. A good query above the total
     (scrape timing) counts as no bad events rather than negative ones. The queries share one
     deadline, ``budget_seconds`` (``BUDGET_SECONDS`` by default), that cancels whatever
     step a query is at when it passes; the whole fetch then fails rather than give partial
@@ -176,6 +180,8 @@ async def _counts(
 ) -> dict[str, tuple[float, float]]:
     counts: dict[str, tuple[float, float]] = {}
     for label, seconds in windows_seconds.items():
+        if seconds < MIN_WINDOW_SECONDS:  # nothing happened in it yet, and "[0s]" is refused
+            continue
         total = await ask(total_query, label)
         if total is None or total <= 0:
             continue
