@@ -202,6 +202,48 @@ def test_slo_report_shows_why_a_source_is_unreadable(
     ) in " ".join(report.stdout.split())
 
 
+def test_the_sla_report_never_shows_a_breach_as_its_target(
+    server_url: str, factory: Factory
+) -> None:
+    """998,996 good of a million is 99.8996 %, a breach of 99.9 that three decimals rounded
+    to 99.900; 999,995 of a million meets a 99.9995 target that they rounded to 99.999.
+    The console and `firetower slo report` round each towards its own side."""
+    responder = factory.user(Role.responder)
+    viewer = factory.user(Role.viewer)
+    cases = {  # service: (good of a million, target, achieved shown, breached)
+        "checkout": (998_996, 99.9, "99.899%", "yes"),
+        "search": (999_995, 99.9995, "100.000%", "no"),
+    }
+    with FrozenClock(T0):
+        for service, (good, target, _, _) in cases.items():
+            factory.service(service)
+            events_slo(responder, f"{service}-availability", service)
+            push(responder, f"{service}-availability", good, 1_000_000 - good)
+            answer = responder.put(
+                "/api/v1/sla/targets",
+                json={
+                    "service": service,
+                    "kind": "uptime",
+                    "target_percent": target,
+                    "slo": f"{service}-availability",
+                },
+            )
+            assert answer.status_code == 200, answer.text
+        report = run_cli(["slo", "report", "2026-11"], url=server_url, token=responder.token)
+        page = viewer.get("/sla", params={"month": "2026-11"})
+    assert report.exit_code == 0, report.output
+    assert page.status_code == 200
+    for service, (_, _, achieved, breached) in cases.items():
+        line = next(line for line in report.stdout.splitlines() if f"slo:{service}" in line)
+        cells = [cell for cell in re.split(r"\s*│\s*|\s{2,}", line.strip()) if cell]
+        assert cells[3:5] == [achieved, breached], line
+        row = re.search(rf'<tr data-service="{service}">.*?</tr>', page.text, re.S)
+        assert row is not None
+        cells = re.findall(r"<td>(.*?)</td>", row.group(0), re.S)
+        assert cells[3] == achieved, cells
+        assert ("yes" in cells[4]) == (breached == "yes"), cells
+
+
 def test_slo_import_without_a_prometheus_url_names_the_flag(
     server_url: str, factory: Factory, tmp_path: Path
 ) -> None:

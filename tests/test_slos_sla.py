@@ -202,6 +202,37 @@ def test_a_month_that_meets_its_target_exactly_is_not_a_breach(factory: Factory)
             assert (line["achieved_percent"], line["breached"]) == (90.04, breached)
 
 
+def test_an_achieved_percentage_is_not_rounded_across_its_target(factory: Factory) -> None:
+    """998,999,999 good of 10^9 is 99.8999999 %: to six decimals that is 99.9, the target
+    it breaches. 999,999,994 of 10^9 meets a 99.9999994 target exactly, and to six decimals
+    fell below it (99.999999). Each is rounded towards its own side instead."""
+    responder = factory.user(Role.responder)
+    stamp = datetime(2026, 11, 2, 8, 30, tzinfo=UTC).isoformat()
+    cases = {  # service: (good of 10^9, target, achieved shown, breached)
+        "checkout": (998_999_999, 99.9, 99.899999, True),
+        "search": (999_999_994, 99.9999994, 100.0, False),
+        "payments": (998_000_000, 99.9, 99.8, True),  # nearest already on its side: kept
+    }
+    with FrozenClock(NOW):
+        for service, (good, target, _, _) in cases.items():
+            factory.service(service)
+            events_slo(responder, f"{service}-availability", service)
+            push(responder, f"{service}-availability", good, 10**9 - good, timestamp=stamp)
+            _target(
+                responder,
+                service=service,
+                kind="uptime",
+                target_percent=target,
+                slo=f"{service}-availability",
+            )
+        report = responder.get("/api/v1/sla/report", params={"month": "2026-11"}).json()
+    shown = {
+        row["service"]: (row["targets"][0]["achieved_percent"], row["targets"][0]["breached"])
+        for row in report["services"]
+    }
+    assert shown == {service: case[2:] for service, case in cases.items()}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -10,14 +10,30 @@ import typer
 from firetower.cli.catalog import read_text
 from firetower.cli.client import ApiError, connect, segment
 from firetower.cli.output import print_json, print_line, print_table, when
+from firetower.monitors.rounding import percent_shown
 
 slo_app = typer.Typer(help="SLOs, error budgets and SLA reports.", no_args_is_help=True)
+
+ACHIEVED_DIGITS = 3
+"""Decimals of an achieved percentage in the SLA report's table."""
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 
 
 def _percent(value: Any, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}%"
+
+
+def _achieved(line: dict[str, Any]) -> str:
+    """A report line's achieved percentage, on the side of its target that ``breached`` says
+    (99.8996 against 99.9 reads 99.899%, never 99.900%)."""
+    value = line["achieved_percent"]
+    if value is None:
+        return _percent(None)
+    shown = percent_shown(
+        value, line["target_percent"], breached=line["breached"], digits=ACHIEVED_DIGITS
+    )
+    return _percent(shown, ACHIEVED_DIGITS)
 
 
 def _rate(value: Any) -> str:
@@ -142,7 +158,7 @@ def report(
         for line in service["targets"]:
             used = line["downtime_minutes_used"]
             target = f"{line['kind']} {line['target_percent']:g}%"
-            achieved = _percent(line["achieved_percent"], 3)
+            achieved = _achieved(line)
             if line.get("error"):
                 # The source could not be read: say why under the table, as --json does.
                 errors.append(f"{service['service']} {target} ({line['source']}): {line['error']}")

@@ -24,6 +24,7 @@ from firetower.errors import InvalidInput, NotFound
 from firetower.monitors import prometheus, slos
 from firetower.monitors.probe_models import Probe
 from firetower.monitors.probes import ROLLUP_RETENTION_DAYS, hour_of, sli_counts
+from firetower.monitors.rounding import percent_shown
 from firetower.monitors.slo_models import SlaTarget, Slo
 from firetower.monitors.slo_schemas import (
     ProbeSli,
@@ -37,6 +38,8 @@ from firetower.monitors.slo_schemas import (
 )
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+ACHIEVED_DIGITS = 6
+"""Decimals of a report's achieved percentage (on the side of the target it is on)."""
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -222,12 +225,17 @@ def _line(session: Session, target: SlaTarget, start: datetime, end: datetime) -
         except NotFound as exc:  # the probe was deleted since
             error = exc.detail
     achieved = None if total <= 0 else min(good / total, 1.0) * 100
+    breached = achieved is not None and _below(good, total, target.target_percent)
     return SlaLine(
         kind=SlaKind(target.kind),
         source=source,
         target_percent=target.target_percent,
-        achieved_percent=None if achieved is None else round(achieved, 6),
-        breached=achieved is not None and _below(good, total, target.target_percent),
+        achieved_percent=None
+        if achieved is None
+        else percent_shown(
+            achieved, target.target_percent, breached=breached, digits=ACHIEVED_DIGITS
+        ),
+        breached=breached,
         events=total,
         downtime_minutes_allowed=round(allowed, 3),
         downtime_minutes_used=None

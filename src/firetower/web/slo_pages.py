@@ -15,6 +15,8 @@ from firetower.auth.deps import Viewer
 from firetower.errors import InvalidInput
 from firetower.monitors import sla, slos
 from firetower.monitors.burn import RULES, WINDOWS_SECONDS
+from firetower.monitors.rounding import percent_shown
+from firetower.monitors.slo_schemas import SlaLine
 from firetower.runtime import Runtime
 from firetower.web.templating import render
 
@@ -132,4 +134,20 @@ def sla_page(
         except InvalidInput:
             chosen = f"{clock.now():%Y-%m}"
             report = sla.report(session, chosen)
-    return render(request, "slos/sla.html", {"report": report}, actor=actor)
+    return render(
+        request,
+        "slos/sla.html",
+        {"report": report, "achieved": _achieved},
+        actor=actor,
+    )
+
+
+def _achieved(line: SlaLine) -> str:
+    """The line's achieved percentage, on the side of its target that ``breached`` says
+    (99.8996 against 99.9 reads 99.899%, never 99.900%); a dash without events."""
+    if line.achieved_percent is None:
+        return "—"
+    shown = percent_shown(
+        line.achieved_percent, line.target_percent, breached=line.breached, digits=3
+    )
+    return f"{shown:.3f}%"
