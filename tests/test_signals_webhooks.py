@@ -715,6 +715,36 @@ def test_the_reports_of_an_incident_resolved_by_hand_count_as_resolved(
     assert report.status == "resolved"  # a report is not a monitor: it does not fire again
 
 
+def test_the_alerts_of_a_merged_incident_move_to_the_survivor(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A merged incident is over: its alerts and open reports follow to the survivor
+    (reports stay open there) instead of staying on an incident nobody watches."""
+    factory.service("search")
+    merged_ref = factory.incident(title="Search is down", services=["search"])
+    viewer = factory.user(Role.viewer)
+    for what in ("No results", "Search times out"):
+        answer = viewer.post("/api/v1/reports", json={"what": what, "where": "search"})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["incident"] == merged_ref
+    survivor_ref = factory.incident(title="Search cluster degraded", services=["search"])
+    responder = factory.user(Role.responder)
+    merged = responder.post(
+        f"/api/v1/incidents/{merged_ref}/transitions",
+        json={"to": "merged", "merged_into": survivor_ref},
+    )
+    assert merged.status_code == 200, merged.text
+    survivor = next(i for i in _incidents(runtime) if i.ref == survivor_ref)
+    alerts = _alerts(runtime)
+    assert [(a.incident_id, a.status) for a in alerts] == [(survivor.id, "firing")] * 2
+    texts = [note.text for note in _notes(runtime, survivor.id)]
+    assert f"2 alerts moved from {merged_ref}" in texts
+
+    ended = responder.post(f"/api/v1/incidents/{survivor_ref}/transitions", json={"to": "resolved"})
+    assert ended.status_code == 200, ended.text
+    assert {a.status for a in _alerts(runtime)} == {"resolved"}
+
+
 def test_a_report_joins_an_incident_already_open_for_its_service(
     factory: Factory, runtime: Runtime
 ) -> None:

@@ -1,7 +1,8 @@
 """The signals domain's jobs: the notification a ``notify`` routing rule asks for, the note
 that sums up the alerts that joined an incident in a minute of a storm, the minutely settling
 of alerts that flapping or a mute held once it is over, the retention of resolved alerts;
-and the resolving of an incident's user reports when it ends.
+and, when an incident ends, the resolving of its user reports, or the moving of its
+alerts to the incident it was merged into.
 
 Delivery (email, chat, webhooks) belongs to the notify domain, which does not exist yet; until
 it does, the job records the notification as one structured log line, so that nothing a rule
@@ -22,7 +23,7 @@ from firetower.auth.service import Actor
 from firetower.catalog import service as catalog
 from firetower.incidents import service as incidents
 from firetower.incidents.events import IncidentStatusChanged
-from firetower.incidents.lifecycle import ACTIVE
+from firetower.incidents.lifecycle import ACTIVE, Status
 from firetower.incidents.models import Incident
 from firetower.jobs import Job, JobContext, enqueue
 from firetower.runtime import Runtime
@@ -37,6 +38,7 @@ from firetower.signals.service import (
     MuteWatch,
     delete_expired_alerts,
     find_held,
+    move_alerts_to_survivor,
     resolve_reports_of,
     service_references,
     settle_held,
@@ -126,14 +128,29 @@ def retention(context: JobContext, payload: dict[str, Any]) -> None:
     log.info("resolved alerts deleted", count=deleted, last_seen_before=cutoff.isoformat())
 
 
-def resolve_reports(session: Session, event: IncidentStatusChanged) -> None:
-    """An incident that ends takes its user reports with it (``resolve_reports_of``)."""
-    if event.before in ACTIVE and event.after not in ACTIVE:  # Status is a StrEnum
+def follow_incident_end(session: Session, event: IncidentStatusChanged) -> None:
+    """A merged incident hands its alerts to the survivor (``move_alerts_to_survivor``);
+    any other ending takes its user reports with it (``resolve_reports_of``)."""
+    if event.after == Status.merged:
+        merged = session.get(Incident, event.incident_id)
+        if merged is None or merged.merged_into is None:
+            return
+        survivor = merged.merged_into
+        moved = move_alerts_to_survivor(session, merged.id, survivor.id)
+        if moved:
+            noun = "alert" if moved == 1 else "alerts"
+            incidents.add_note(
+                session,
+                Actor.system("signals"),
+                survivor,
+                f"{moved} {noun} moved from {merged.ref}",
+            )
+    elif event.before in ACTIVE and event.after not in ACTIVE:  # Status is a StrEnum
         resolve_reports_of(session, event.incident_id)
 
 
 def register(runtime: Runtime) -> None:
-    runtime.bus.react(IncidentStatusChanged, resolve_reports)
+    runtime.bus.react(IncidentStatusChanged, follow_incident_end)
     catalog.refer_to_services("signals", service_references)
     runtime.jobs.handler(NOTIFY_KIND)(notify)
     runtime.jobs.handler(ATTACHED_KIND)(attached_note)

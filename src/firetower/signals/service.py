@@ -1754,6 +1754,22 @@ def resolve_reports_of(session: Session, incident_id: int) -> int:
     return int(ended.rowcount)  # type: ignore[attr-defined]
 
 
+def move_alerts_to_survivor(session: Session, merged_id: int, survivor_id: int) -> int:
+    """Move every alert of a merged incident to the incident it was merged into; how many.
+
+    A merged incident is over, so its alerts must follow: their repeats then join, and
+    their resolves clear, the incident people still work on, and open user reports stay
+    open with it rather than being resolved with the merged one.
+    """
+    moved = session.execute(
+        update(Alert)
+        .where(Alert.incident_id == merged_id)
+        .values(incident_id=survivor_id)
+        .execution_options(synchronize_session=False)
+    )
+    return int(moved.rowcount)  # type: ignore[attr-defined]
+
+
 def _has_unresolved_alert(session: Session, incident_id: int) -> bool:
     """Whether an alert of the incident has not resolved, or has but flaps (its resolve is
     held); user reports aside (``NOT_A_REPORT``). A seek of ``ix_alerts_incident_status`` per
