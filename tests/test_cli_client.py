@@ -179,6 +179,19 @@ def test_refused_transition_names_the_allowed_statuses(
     assert json_of(run_cli(["incidents", "show", ref, "--json"], **cli))["status"] == "resolved"
 
 
+def test_update_merges_an_incident_into_another(
+    server_url: str, responder: ApiUser, factory: Factory
+) -> None:
+    survivor = factory.incident(title="Checkout errors")
+    duplicate = factory.incident(title="Payments failing")
+    cli = {"url": server_url, "token": responder.token}
+    merged = run_cli(["update", duplicate, "--merged-into", survivor.removeprefix("INC-")], **cli)
+    assert merged.exit_code == 0, merged.output
+    assert f"{duplicate} SEV3 merged: Payments failing" in merged.stdout
+    incident = json_of(run_cli(["incidents", "show", duplicate, "--json"], **cli))
+    assert (incident["status"], incident["merged_into"]) == ("merged", survivor)
+
+
 def test_update_without_a_change_is_refused_before_any_request(responder: ApiUser) -> None:
     # no server at this address: the command must fail on its own input first
     result = run_cli(["update", "INC-1"], url=f"http://127.0.0.1:{unused_port()}", token="x")

@@ -25,6 +25,11 @@ URL = f"http://127.0.0.1:{unused_port()}"
         (["nosuch"], "no such command 'nosuch'"),
         (["alerts", "lst"], "no such command 'lst'. Did you mean 'list'?"),
         (["declare", "x", "--severity", "SEV9"], "invalid value for '--severity': 'SEV9'"),
+        (
+            ["update", "INC-2", "--merged-into", "INC-1", "--status", "resolved"],
+            "invalid value for '--status': --merged-into sets the status merged; "
+            "leave out --status resolved",
+        ),
     ],
 )
 def test_a_usage_error_is_one_line_naming_the_option(args: list[str], expected: str) -> None:

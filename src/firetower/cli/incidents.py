@@ -308,10 +308,22 @@ def update(
     severity: Annotated[Severity | None, typer.Option(help="Change the severity.")] = None,
     title: Annotated[str | None, typer.Option(help="A new title.")] = None,
     summary: Annotated[str | None, typer.Option(help="A new summary.")] = None,
+    merged_into: Annotated[
+        str | None,
+        typer.Option(help="Merge it into this incident (status merged), e.g. INC-3."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Change an incident's status, severity, title or summary."""
+    """Change an incident's status, severity, title or summary, or merge it into another."""
     body: dict[str, Any] = {}
+    if merged_into is not None:
+        if status not in (None, Status.merged):
+            raise typer.BadParameter(
+                f"--merged-into sets the status merged; leave out --status {status.value}",
+                param_hint="'--status'",
+            )
+        status = Status.merged
+        body["merged_into"] = normalize_ref(merged_into)
     if status is not None:
         body["status"] = status.value
     if severity is not None:
@@ -321,7 +333,7 @@ def update(
     if summary is not None:
         body["summary"] = summary
     if not body:
-        fail("nothing to update: give --status, --severity, --title or --summary")
+        fail("nothing to update: give --status, --severity, --title, --summary or --merged-into")
     with connect() as client:
         incident = client.patch(_path(ref), json=body)
     if json_output:
