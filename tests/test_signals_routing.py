@@ -471,6 +471,24 @@ def test_an_attach_alert_firing_again_without_an_active_incident_waits_for_the_n
     assert _alert_read(admin, "m1")["incident"] == second
 
 
+def test_a_repeat_stays_with_the_incident_a_person_resolved(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A source's repeat of a firing alert (Alertmanager's repeat_interval) says nothing
+    new: once a person resolved its incident it opens no other. Only a signal that asks for
+    it (``reroute_when_incident_over``, an SLO still paging) routes again."""
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    key = _key(admin, "prom", "checkout")
+    send_batch(factory, key, _alert("a"))
+    [first] = _incidents(runtime)
+    resolved = admin.patch(f"/api/v1/incidents/{first.ref}", json={"status": "resolved"})
+    assert resolved.status_code == 200, resolved.text
+    send_batch(factory, key, _alert("a"))
+    assert [i.id for i in _incidents(runtime)] == [first.id]
+    assert _alert_read(admin, "a")["incident"] == first.ref
+
+
 @pytest.mark.parametrize("action", ["drop", "notify"])
 def test_an_alert_firing_again_into_no_incident_leaves_its_active_one(
     factory: Factory, runtime: Runtime, action: str

@@ -314,6 +314,84 @@ def test_a_fast_burn_pages_then_tickets_then_resolves(factory: Factory, runtime:
     ]
 
 
+def test_a_page_still_burning_opens_the_next_incident_once_a_person_resolves_one(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """The SLO stays at page level, so it signalled nothing new: its alert stayed with the
+    resolved incident and nobody was paged again while the budget kept burning."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)  # 10 % errors: 100x
+        evaluate_all(runtime)
+        [first] = incidents(runtime)
+        resolved = responder.patch(f"/api/v1/incidents/{first.ref}", json={"status": "resolved"})
+        assert resolved.status_code == 200, resolved.text
+
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert responder.get("/api/v1/slos/checkout-availability").json()["state"] == "page"
+        opened, second = incidents(runtime)
+        assert (opened.id, opened.status) == (first.id, "resolved")
+        assert (second.status, second.source, second.severity) == ("triage", "slo", "SEV2")
+        assert second.impact_started_at == T0  # the burn it is about started then
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        assert (page.status, page.incident_id, page.count) == ("firing", second.id, 2)
+
+        # While that one is open the SLO says nothing again: no third incident.
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert len(incidents(runtime)) == 2
+        assert slo_alerts(runtime, "checkout-availability")["page"].count == 2
+
+        # A burn people know about is kept quiet by a silence, not by resolving.
+        silence = {
+            "matchers": [{"label": "slo", "op": "=", "value": "checkout-availability"}],
+            "duration_seconds": 3600,
+        }
+        assert responder.post("/api/v1/silences", json=silence).status_code == 201
+        resolved = responder.patch(f"/api/v1/incidents/{second.ref}", json={"status": "resolved"})
+        assert resolved.status_code == 200, resolved.text
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert len(incidents(runtime)) == 2
+        assert slo_alerts(runtime, "checkout-availability")["page"].silenced
+
+
+def test_a_page_routed_to_another_open_incident_raises_its_severity_once(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A rule sends the page to another service's open incident, so its own service has
+    none and each evaluation repeats the page; a repeat that joins nothing new leaves the
+    severity a person set alone."""
+    responder = factory.user(Role.responder)
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    factory.service("platform")
+    ref = factory.incident(title="Platform trouble", severity="SEV4", services=["platform"])
+    rule = {
+        "name": "slos-to-platform",
+        "matchers": [{"label": "slo", "op": "=", "value": "checkout-availability"}],
+        "service": "platform",
+    }
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)
+        evaluate_all(runtime)
+        [incident] = incidents(runtime)
+        assert (incident.ref, incident.severity) == (ref, "SEV2")
+        lowered = responder.patch(f"/api/v1/incidents/{ref}", json={"severity": "SEV3"})
+        assert lowered.status_code == 200, lowered.text
+        for _ in range(2):
+            clock.advance(minutes=1)
+            evaluate_all(runtime)
+    [incident] = incidents(runtime)
+    assert incident.severity == "SEV3"
+    assert slo_alerts(runtime, "checkout-availability")["page"].incident_id == incident.id
+
+
 def test_a_page_escalates_the_open_incident_of_the_service(
     factory: Factory, runtime: Runtime
 ) -> None:

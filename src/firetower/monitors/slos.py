@@ -11,6 +11,9 @@ asks ``burn`` for the alert level, records the evaluation, and on a change of le
   pages): it is kept in the alert list and noted on the service's open incident if any;
 - back to a lower level: the previous level's signal resolves.
 
+A page that goes on with no incident open on its service (a person ended the one it joined
+while the budget still burns) is signalled again at each evaluation, and opens the next one.
+
 The catalog hears of every change (``report_health``): a paging SLO makes its service
 failing, and the services depending on it at risk.
 """
@@ -516,6 +519,12 @@ def evaluate(
             failing=decision.level == Level.page,
             detail=_describe(slo, decision),
         )
+    elif (
+        error is None and before == Level.page and _active_incident(session, slo.service_id) is None
+    ):
+        # Still paging, with no incident open on its service: a person ended the one it
+        # joined while it burns. The repeat opens the next (``reroute_when_incident_over``).
+        _signal(session, policy, slo, Level.page, "firing", decision, repeat=True)
     _prune(session, slo, now)
     session.flush()
     return evaluation
@@ -563,7 +572,11 @@ def _signal(
     level: Level,
     status: str,
     decision: Decision | None,
+    *,
+    repeat: bool = False,
 ) -> None:
+    """The signal of ``level``: ``repeat`` says again that a page still fires (keeping when
+    it started); a page that joins an incident raises that incident's severity."""
     service = slo.service.name
     severity = PAGE_SEVERITY if level == Level.page else TICKET_SEVERITY
     routed: str | None = service
@@ -592,13 +605,16 @@ def _signal(
                 "burn_rates": dict(decision.burn_rates) if decision else {},
                 "rules": [r.name for r in decision.fired] if decision else [],
             },
-            starts_at=clock.now() if status == "firing" else None,
+            starts_at=clock.now() if status == "firing" and not repeat else None,
             ends_at=clock.now() if status == "resolved" else None,
+            reroute_when_incident_over=level == Level.page,
         ),
         summary=f"Opened by {text}.",
     )
     if level != Level.page or status != "firing" or alert.incident_id is None:
         return
+    if alert.fingerprint not in intake.joined.get(alert.incident_id, ()):
+        return  # a repeat that joined nothing new: the severity was seen to when it did
     incident = session.get(Incident, alert.incident_id)
     if incident is None or incident in intake.opened or incident.status not in ACTIVE:
         return

@@ -826,6 +826,12 @@ class Signal:
     annotations: dict[str, Any] = field(default_factory=dict)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    reroute_when_incident_over: bool = False
+    """A firing repeat of an alert whose incident is over (ended by a person while the alert
+    still fired) routes again, as a new firing would: it joins the service's active
+    incident or opens the next one. Without it such a repeat stays with the incident that is
+    over, as a source's repeats of what it said already do. For signals repeated only while
+    their problem persists and nobody is on it (an SLO still burning at page level)."""
 
 
 def _route(
@@ -1126,7 +1132,9 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
 
     A firing alert gets its service and severity from the routing rules, then is checked
     against silences and maintenance windows, then inhibition rules; one nothing mutes
-    routes if it newly fires, or if it was held before (the mute or flapping has ended).
+    routes if it newly fires, or if it was held before (the mute or flapping has ended); a
+    repeat routes again when it joined none, or when its incident is over and its signal
+    asks for that (``Signal.reroute_when_incident_over``).
     A flapping alert's resolve is held like its firing: it does not clear its incident
     until the mark is lifted (then a resolve, even a repeated one, does).
     """
@@ -1156,7 +1164,8 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
         unrouted = alert.incident_id is None and alert.routing_action in JOINING_ACTIONS
         if received.held or was not in ("firing", "acknowledged"):
             _route(shared, intake, alert, decision)
-        elif unrouted:  # a repeat tries to join again, without notifying twice
+        elif unrouted or (signal.reroute_when_incident_over and _outlived(shared, alert)):
+            # A repeat tries to join again, without notifying twice.
             _route(shared, intake, alert, decision, notify=False)
     elif (
         signal.status == "resolved"
@@ -1165,6 +1174,12 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
         and (was != "resolved" or received.was_flapping)
     ):
         intake.resolved_incidents.add(alert.incident_id)
+
+
+def _outlived(shared: Settling, alert: AlertRow) -> bool:
+    """Whether the alert outlived the incident it joined (asked only of a repeat whose
+    signal sets ``reroute_when_incident_over``: the others never pay for the look)."""
+    return alert.incident_id is not None and not shared.still_active(alert.incident_id)
 
 
 def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
