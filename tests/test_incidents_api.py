@@ -7,8 +7,9 @@ from typing import Any
 
 from firetower import clock
 from firetower.auth.schemas import Role
+from firetower.incidents import service
 from firetower.runtime import Runtime
-from tests.factories import ApiUser, Factory, row_counts
+from tests.factories import SYSTEM, ApiUser, Factory, row_counts
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -354,3 +355,47 @@ def test_a_body_nested_past_what_json_can_read_is_refused_by_name(
         assert problem["field"] == "body", problem
         assert problem["detail"] == "body: arrays or objects nest too deeply to read", problem
     assert row_counts(runtime) == before
+
+
+def test_a_merged_incident_refuses_changes_from_people(factory: Factory, runtime: Runtime) -> None:
+    """People work on the survivor; a change to the merged incident would be lost there."""
+    alice = factory.user(Role.responder)
+    bob = factory.user(Role.responder)
+    survivor = factory.incident(alice.actor, title="survivor")
+    duplicate = factory.incident(alice.actor, title="duplicate")
+    note = alice.post(f"/api/v1/incidents/{duplicate}/notes", json={"text": "seen twice"}).json()
+    task = alice.post(f"/api/v1/incidents/{duplicate}/tasks", json={"title": "Roll back"}).json()
+    merged = alice.post(
+        f"/api/v1/incidents/{duplicate}/transitions",
+        json={"to": "merged", "merged_into": survivor},
+    )
+    assert merged.status_code == 200, merged.text
+    url = f"/api/v1/incidents/{duplicate}"
+    before = row_counts(runtime)
+    stories = {ref: _timeline(alice, ref) for ref in (duplicate, survivor)}
+    shown = alice.get(url).json()
+    for send, path, body in [
+        (alice.patch, "", {"title": "renamed"}),
+        (alice.patch, "", {"severity": "SEV1"}),
+        (alice.post, "/transitions", {"to": "investigating"}),
+        (bob.post, "/acknowledge", None),
+        (bob.post, "/join", None),
+        (alice.put, "/roles/commander", {"user": bob.email}),
+        (alice.post, "/notes", {"text": "still here?"}),
+        (alice.put, f"/timeline/{note['id']}/pin", None),
+        (alice.post, "/tasks", {"title": "Check caches"}),
+        (alice.patch, f"/tasks/{task['id']}", {"status": "done"}),
+    ]:
+        answer = send(url + path, json=body) if body is not None else send(url + path)
+        assert answer.status_code == 409, (path, body, answer.text)
+        problem = answer.json()
+        assert problem["merged_into"] == survivor, (path, problem)
+        assert survivor in problem["detail"], problem
+    assert row_counts(runtime) == before
+    assert {ref: _timeline(alice, ref) for ref in stories} == stories
+    assert alice.get(url).json() == shown
+    # Firetower itself still writes there, e.g. the note that the incident's alerts cleared.
+    with runtime.transaction() as session:
+        service.add_note(session, SYSTEM, service.get_incident(session, duplicate), "cleared")
+    last = _timeline(alice, duplicate)[-1]
+    assert (last["kind"], last["text"], last["actor"]) == ("note", "cleared", SYSTEM.label)

@@ -108,6 +108,23 @@ def _lock(session: Session, incident: Incident) -> None:
     )
 
 
+def _refuse_people_on_merged(incident: Incident, actor: Actor) -> None:
+    """A merged incident is a pointer to its survivor: people work there, not here.
+
+    Called right after ``_lock``, so the status read is the committed one. Firetower itself
+    (intake, reactions, policies: actors without a user) may still write, e.g. the note that
+    a merged incident's alerts have cleared.
+    """
+    if actor.user_id is None or incident.status != Status.merged.value:
+        return
+    survivor = incident.merged_into.ref if incident.merged_into is not None else None
+    raise Conflict(
+        f"{incident.ref} was merged into {survivor or 'another incident'}; "
+        "make changes there instead",
+        merged_into=survivor,
+    )
+
+
 def _append(
     session: Session,
     incident: Incident,
@@ -328,6 +345,7 @@ def transition(
 ) -> Incident:
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     _check_transition(incident, to)
     after: dict[str, Any] = {"status": to.value}
     if to == Status.merged:
@@ -375,6 +393,7 @@ def transition(
 def acknowledge(session: Session, actor: Actor, incident: Incident) -> Incident:
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     if incident.acknowledged_at is None:
         _append(session, incident, actor, "acknowledged", text=f"Acknowledged by {actor.label}")
     _join(session, incident, actor.user_id)
@@ -387,6 +406,7 @@ def update(
     """Apply each given field as its own timeline entry; a status goes through ``transition``."""
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     changes = data.model_dump(exclude_unset=True)
     for key in ("title", "severity", "status"):
         if key in changes and changes[key] is None:
@@ -491,6 +511,7 @@ def assign_role(
     """Hand a role to someone; the previous holder's assignment ends at the same instant."""
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     user = auth_service.get_user_by_email(session, user_email, field="user")
     current = _current_role(session, incident, role)
     if current is not None and current.user_id == user.id:
@@ -534,6 +555,7 @@ def _current_role(
 def join(session: Session, actor: Actor, incident: Incident) -> None:
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     if actor.user_id is None:
         raise InvalidInput("only a person can join an incident", field="actor")
     if session.get(Participant, (incident.id, actor.user_id)) is None:
@@ -546,6 +568,7 @@ def add_note(
 ) -> TimelineEvent:
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     if not text.strip():
         raise InvalidInput("a note needs some text", field="text")
     _join(session, incident, actor.user_id)
@@ -558,6 +581,7 @@ def set_pinned(
     """Pinning marks an entry as key for the postmortem; the entry itself never changes."""
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     event = session.get(TimelineEvent, event_id) if 0 < event_id <= MAX_ID else None
     if event is None or event.incident_id != incident.id:
         raise NotFound(f"{incident.ref} has no timeline entry {event_id}", field="event_id")
@@ -578,6 +602,7 @@ def set_pinned(
 def add_task(session: Session, actor: Actor, incident: Incident, data: TaskCreate) -> Task:
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     assignee = (
         auth_service.get_user_by_email(session, data.assignee, field="assignee")
         if data.assignee
@@ -620,6 +645,7 @@ def update_task(
 ) -> Task:
     actor.require(Role.responder)
     _lock(session, incident)
+    _refuse_people_on_merged(incident, actor)
     task = session.get(Task, task_id) if 0 < task_id <= MAX_ID else None
     if task is None or task.incident_id != incident.id:
         raise NotFound(f"{incident.ref} has no task {task_id}", field="task_id")
