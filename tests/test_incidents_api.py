@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from firetower import clock
+from firetower.auth import service as auth_service
 from firetower.auth.schemas import Role
 from firetower.incidents import service
 from firetower.runtime import Runtime
@@ -399,3 +400,55 @@ def test_a_merged_incident_refuses_changes_from_people(factory: Factory, runtime
         service.add_note(session, SYSTEM, service.get_incident(session, duplicate), "cleared")
     last = _timeline(alice, duplicate)[-1]
     assert (last["kind"], last["text"], last["actor"]) == ("note", "cleared", SYSTEM.label)
+
+
+def _deactivate(runtime: Runtime, email: str) -> None:
+    """There is no API for it yet; an admin's database change stands in."""
+    with runtime.transaction() as session:
+        auth_service.get_user_by_email(session, email).active = False
+
+
+def test_a_deactivated_user_gets_no_new_role_or_task(factory: Factory, runtime: Runtime) -> None:
+    """Nobody can log in as them to do the work; re-sending what they already hold still
+    succeeds without a change, so a retried request or a resubmitted form does not fail."""
+    alice = factory.user(Role.responder)
+    carol = factory.user(Role.responder)
+    gone = factory.user(Role.responder)
+    ref = factory.incident(alice.actor, title="x")
+    url = f"/api/v1/incidents/{ref}"
+    held = alice.put(f"{url}/roles/commander", json={"user": carol.email})
+    assert held.status_code == 200, held.text
+    task = alice.post(f"{url}/tasks", json={"title": "Roll back", "assignee": carol.email}).json()
+    _deactivate(runtime, gone.email)
+    before = row_counts(runtime)
+    story = _timeline(alice, ref)
+    for send, path, body, field in [
+        (alice.put, "/roles/commander", {"user": gone.email}, "user"),
+        (alice.put, "/roles/scribe", {"user": gone.email.upper()}, "user"),
+        (alice.post, "/tasks", {"title": "Page DBA", "assignee": gone.email}, "assignee"),
+        (alice.patch, f"/tasks/{task['id']}", {"assignee": gone.email}, "assignee"),
+    ]:
+        answer = send(url + path, json=body)
+        assert answer.status_code == 409, (path, answer.text)
+        problem = answer.json()
+        assert problem["field"] == field, problem
+        assert gone.email in problem["detail"] and "deactivated" in problem["detail"], problem
+    assert row_counts(runtime) == before
+    assert _timeline(alice, ref) == story
+    shown = alice.get(url).json()
+    assert {r["role"]: r["user"] for r in shown["roles"]} == {"commander": carol.email}
+    assert [t["assignee"] for t in shown["tasks"]] == [carol.email]
+    # Carol leaves too; sending her again as she is holds nothing new and is no refusal.
+    _deactivate(runtime, carol.email)
+    again = alice.put(f"{url}/roles/commander", json={"user": f" {carol.email.upper()} "})
+    assert again.status_code == 200, again.text
+    assert again.json()["user"] == carol.email
+    same = alice.patch(
+        f"{url}/tasks/{task['id']}", json={"assignee": carol.email.upper(), "status": "done"}
+    )
+    assert same.status_code == 200, same.text
+    assert (same.json()["assignee"], same.json()["status"]) == (carol.email, "done")
+    assert [e["kind"] for e in _timeline(alice, ref)[len(story) :]] == ["task_updated"]
+    # Work moves off her to someone active as before.
+    moved = alice.patch(f"{url}/tasks/{task['id']}", json={"assignee": alice.email})
+    assert moved.json()["assignee"] == alice.email

@@ -98,6 +98,19 @@ def get_user_by_email(session: Session, email: str, *, field: str = "email") -> 
     return user
 
 
+def get_active_user_by_email(session: Session, email: str, *, field: str = "email") -> User:
+    """As ``get_user_by_email``, for someone about to be given work (a role, a task): a
+    deactivated user cannot log in to do it, so they are refused with a Conflict naming
+    them and ``field``."""
+    user = get_user_by_email(session, email, field=field)
+    if not user.active:
+        raise Conflict(
+            f"{user.email} is deactivated; {field} must be an active user",
+            field=field,
+        )
+    return user
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.email)))
 

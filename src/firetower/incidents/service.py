@@ -512,10 +512,10 @@ def assign_role(
     actor.require(Role.responder)
     _lock(session, incident)
     _refuse_people_on_merged(incident, actor)
-    user = auth_service.get_user_by_email(session, user_email, field="user")
     current = _current_role(session, incident, role)
-    if current is not None and current.user_id == user.id:
-        return current
+    if current is not None and current.user.email == user_email.strip().lower():
+        return current  # the same holder again, even one deactivated since: nothing changes
+    user = auth_service.get_active_user_by_email(session, user_email, field="user")
     now = clock.now()
     before = None
     if current is not None:
@@ -604,7 +604,7 @@ def add_task(session: Session, actor: Actor, incident: Incident, data: TaskCreat
     _lock(session, incident)
     _refuse_people_on_merged(incident, actor)
     assignee = (
-        auth_service.get_user_by_email(session, data.assignee, field="assignee")
+        auth_service.get_active_user_by_email(session, data.assignee, field="assignee")
         if data.assignee
         else None
     )
@@ -653,11 +653,17 @@ def update_task(
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     if "assignee" in changes:
-        new = (
-            auth_service.get_user_by_email(session, data.assignee, field="assignee")
-            if data.assignee
-            else None
+        unchanged = (
+            data.assignee is not None
+            and task.assignee is not None
+            and task.assignee.email == data.assignee.strip().lower()
         )
+        if unchanged:
+            new = task.assignee  # re-sent as it was, even if deactivated since: no change
+        elif data.assignee:
+            new = auth_service.get_active_user_by_email(session, data.assignee, field="assignee")
+        else:
+            new = None
         if (new.id if new else None) != task.assignee_id:
             before["assignee"] = task.assignee.email if task.assignee else None
             after["assignee"] = new.email if new else None
