@@ -108,13 +108,15 @@ def _lock(session: Session, incident: Incident) -> None:
     )
 
 
-def _refuse_people_on_merged(incident: Incident, actor: Actor) -> None:
-    """A merged incident is a pointer to its survivor: people work there, not here.
+def _lock_for_change(session: Session, incident: Incident, actor: Actor) -> None:
+    """Lock the incident for a change by ``actor``, and refuse people on a merged one.
 
-    Called right after ``_lock``, so the status read is the committed one. Firetower itself
+    A merged incident is a pointer to its survivor: people work there, not here. The
+    status is read after the lock, so it is the committed one. Firetower itself
     (intake, reactions, policies: actors without a user) may still write, e.g. the note that
     a merged incident's alerts have cleared.
     """
+    _lock(session, incident)
     if actor.user_id is None or incident.status != Status.merged.value:
         return
     survivor = incident.merged_into.ref if incident.merged_into is not None else None
@@ -344,8 +346,7 @@ def transition(
     note: str = "",
 ) -> Incident:
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     _check_transition(incident, to)
     after: dict[str, Any] = {"status": to.value}
     if to == Status.merged:
@@ -392,8 +393,7 @@ def transition(
 
 def acknowledge(session: Session, actor: Actor, incident: Incident) -> Incident:
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     if incident.acknowledged_at is None:
         _append(session, incident, actor, "acknowledged", text=f"Acknowledged by {actor.label}")
     _join(session, incident, actor.user_id)
@@ -405,8 +405,7 @@ def update(
 ) -> Incident:
     """Apply each given field as its own timeline entry; a status goes through ``transition``."""
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     changes = data.model_dump(exclude_unset=True)
     for key in ("title", "severity", "status"):
         if key in changes and changes[key] is None:
@@ -510,8 +509,7 @@ def assign_role(
 ) -> RoleAssignment:
     """Hand a role to someone; the previous holder's assignment ends at the same instant."""
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     current = _current_role(session, incident, role)
     if current is not None and current.user.email == user_email.strip().lower():
         return current  # the same holder again, even one deactivated since: nothing changes
@@ -554,8 +552,7 @@ def _current_role(
 
 def join(session: Session, actor: Actor, incident: Incident) -> None:
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     if actor.user_id is None:
         raise InvalidInput("only a person can join an incident", field="actor")
     if session.get(Participant, (incident.id, actor.user_id)) is None:
@@ -567,8 +564,7 @@ def add_note(
     session: Session, actor: Actor, incident: Incident, text: str, *, pinned: bool = False
 ) -> TimelineEvent:
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     if not text.strip():
         raise InvalidInput("a note needs some text", field="text")
     _join(session, incident, actor.user_id)
@@ -580,8 +576,7 @@ def set_pinned(
 ) -> TimelineEvent:
     """Pinning marks an entry as key for the postmortem; the entry itself never changes."""
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     event = session.get(TimelineEvent, event_id) if 0 < event_id <= MAX_ID else None
     if event is None or event.incident_id != incident.id:
         raise NotFound(f"{incident.ref} has no timeline entry {event_id}", field="event_id")
@@ -601,8 +596,7 @@ def set_pinned(
 
 def add_task(session: Session, actor: Actor, incident: Incident, data: TaskCreate) -> Task:
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     assignee = (
         auth_service.get_active_user_by_email(session, data.assignee, field="assignee")
         if data.assignee
@@ -644,8 +638,7 @@ def update_task(
     session: Session, actor: Actor, incident: Incident, task_id: int, data: TaskUpdate
 ) -> Task:
     actor.require(Role.responder)
-    _lock(session, incident)
-    _refuse_people_on_merged(incident, actor)
+    _lock_for_change(session, incident, actor)
     task = session.get(Task, task_id) if 0 < task_id <= MAX_ID else None
     if task is None or task.incident_id != incident.id:
         raise NotFound(f"{incident.ref} has no task {task_id}", field="task_id")
