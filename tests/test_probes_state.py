@@ -22,6 +22,7 @@ from tests.probe_servers import _Server, http_target
 from tests.signals_support import alert_by_fingerprint, incident_count
 
 PASSWORD = "correct horse battery staple"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -129,6 +130,72 @@ def test_a_probe_without_a_service_raises_a_signal_but_opens_nothing(
     assert (result["state"], result["state_changed"]) == ("down", True)
     assert alert_by_fingerprint(factory.runtime, "probe:lonely").status == "firing"
     assert incident_count(factory.runtime) == 0
+
+
+def test_a_probe_still_down_opens_the_next_incident_once_a_person_resolves_one(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """A probe signals only on a change of state, so its alert stayed with the incident a
+    person resolved while it was still down, and nobody was paged again."""
+    factory.service("checkout")
+    created = admin.post(
+        "/api/v1/probes",
+        json={
+            "name": "checkout-db",
+            "kind": "tcp",
+            "service": "checkout",
+            "failure_threshold": 1,
+            "tcp": {"host": "127.0.0.1", "port": 9},
+        },
+    )
+    assert created.status_code == 201, created.text
+    went_down = T0
+    with FrozenClock(went_down) as clock:
+        assert run(admin, "checkout-db")["state"] == "down"
+        [first] = _incident_list(admin)
+        run(admin, "checkout-db")  # still down, its incident open: nothing new
+        assert [i["ref"] for i in _incident_list(admin)] == [first["ref"]]
+        resolved = admin.patch(f"/api/v1/incidents/{first['ref']}", json={"status": "resolved"})
+        assert resolved.status_code == 200, resolved.text
+
+        clock.advance(minutes=1)
+        again = run(admin, "checkout-db")
+        assert (again["state"], again["state_changed"]) == ("down", False)
+        second, opened = _incident_list(admin)
+        assert (opened["ref"], opened["status"]) == (first["ref"], "resolved")
+        assert (second["status"], second["source"]) == ("triage", "probe")
+        assert second["services"] == ["checkout"]
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
+        assert (alert.status, alert.count, alert.starts_at) == ("firing", 2, went_down)
+        shown = admin.get(f"/api/v1/incidents/{second['ref']}").json()
+        assert shown["impact_started_at"] == "2026-03-02T09:00:00Z"  # when the probe went down
+
+        # While that one is open the probe says nothing again: no third incident.
+        clock.advance(minutes=1)
+        run(admin, "checkout-db")
+        assert len(_incident_list(admin)) == 2
+        assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").count == 2
+
+        # An outage people know about is kept quiet by a silence, not by resolving.
+        silence = {
+            "matchers": [{"label": "probe", "op": "=", "value": "checkout-db"}],
+            "duration_seconds": 3600,
+        }
+        assert admin.post("/api/v1/silences", json=silence).status_code == 201
+        resolved = admin.patch(f"/api/v1/incidents/{second['ref']}", json={"status": "resolved"})
+        assert resolved.status_code == 200, resolved.text
+        clock.advance(minutes=1)
+        run(admin, "checkout-db")
+        assert len(_incident_list(admin)) == 2
+        assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").silenced
+
+
+def _incident_list(user: ApiUser) -> list[dict[str, Any]]:
+    """Every incident, newest first."""
+    answer = user.get("/api/v1/incidents")
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
 
 
 def test_pausing_or_deleting_a_down_probe_resolves_its_signal(

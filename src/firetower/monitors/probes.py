@@ -5,8 +5,9 @@ then stores what it saw and moves the probe's state once ``failure_threshold`` f
 ``success_threshold`` successes) come in a row. Going down raises a firing signal through
 ``signals.service.raise_internal`` (integration ``@probes``, fingerprint ``probe:NAME``), so
 silences, maintenance windows and routing apply to it like to any alert; coming back up
-resolves it. Either change is also reported to the catalog as the health of the probe's
-service (check ``probe:NAME``).
+resolves it. A probe still down whose incident a person ended says it again at its next
+failing run, which opens the next incident. Either change is also reported to the catalog as
+the health of the probe's service (check ``probe:NAME``).
 
 Retention: raw results are kept ``RAW_RETENTION_DAYS`` days; each complete hour is rolled up
 (count, failures, latency p50/p95/max, a histogram of successful latencies) and roll-ups are
@@ -33,7 +34,8 @@ from firetower.catalog import service as catalog
 from firetower.catalog.models import Service
 from firetower.db import SETTINGS_INFO
 from firetower.errors import Conflict, InvalidInput, NotFound
-from firetower.incidents.lifecycle import Severity, Source
+from firetower.incidents.lifecycle import ACTIVE, Severity, Source
+from firetower.incidents.models import Incident
 from firetower.jobs import enqueue
 from firetower.monitors.probe_checks import CheckOutcome, run_check
 from firetower.monitors.probe_models import DOWN, UNKNOWN, UP, Probe, ProbeResult, ProbeRollup
@@ -48,7 +50,10 @@ from firetower.monitors.probe_schemas import (
 from firetower.monitors.slo_models import SlaTarget
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
+from firetower.signals import intake_rows
 from firetower.signals import service as signals
+from firetower.signals.models import Integration
+from firetower.signals.schemas import AlertStatus
 from firetower.signals.service import Signal
 
 RAW_RETENTION_DAYS = 7
@@ -435,7 +440,10 @@ def _count(session: Session, probe: Probe, outcome: CheckOutcome) -> bool:
     else:
         probe.consecutive_failures += 1
         probe.consecutive_successes = 0
-        if probe.state == DOWN or probe.consecutive_failures < probe.failure_threshold:
+        if probe.state == DOWN:
+            _repeat_if_unattended(session, probe, outcome)
+            return False
+        if probe.consecutive_failures < probe.failure_threshold:
             return False
         was, probe.state = probe.state, DOWN
     probe.state_changed_at = outcome.checked_at
@@ -457,12 +465,55 @@ def _count(session: Session, probe: Probe, outcome: CheckOutcome) -> bool:
     return True
 
 
+def _repeat_if_unattended(session: Session, probe: Probe, outcome: CheckOutcome) -> None:
+    """A failing run of a probe still down: once a person ended the incident its signal
+    joined (resolved, closed, declined it) while the probe stayed down, the signal is said
+    again and routes as a new firing would (``reroute_when_incident_over``): it opens the
+    next incident or joins another active one. While that incident is active, nothing."""
+    if not _outlived_its_incident(session, probe):
+        return
+    _signal(
+        session,
+        probe,
+        "firing",
+        f"Probe {probe.name} ({target_of(probe)}) is still down after its incident was "
+        f"ended: {outcome.error}",
+        error=outcome.error or "",
+        repeat=True,
+    )
+
+
+def _outlived_its_incident(session: Session, probe: Probe) -> bool:
+    """Whether the probe's signal still fires, linked to an incident that is over."""
+    integration_id = session.scalar(select(Integration.id).where(Integration.name == INTEGRATION))
+    if integration_id is None:
+        return False
+    rows = intake_rows.load(session, integration_id, [_fingerprint(probe)])
+    if not rows or rows[0].incident_id is None or rows[0].status == AlertStatus.resolved.value:
+        return False
+    status = session.scalar(select(Incident.status).where(Incident.id == rows[0].incident_id))
+    return status is not None and status not in ACTIVE
+
+
+def _fingerprint(probe: Probe) -> str:
+    return f"probe:{probe.name}"
+
+
 def _policy(session: Session) -> SeverityPolicy:
     settings = session.info.get(SETTINGS_INFO)
     return settings.severity_policy if settings is not None else SeverityPolicy()
 
 
-def _signal(session: Session, probe: Probe, status: str, summary: str, error: str = "") -> None:
+def _signal(
+    session: Session,
+    probe: Probe,
+    status: str,
+    summary: str,
+    error: str = "",
+    *,
+    repeat: bool = False,
+) -> None:
+    """The probe's signal; ``repeat`` says again that it is down (keeping when it went)."""
     service = probe.service.name if probe.service else None
     now = clock.now()
     signals.raise_internal(
@@ -472,7 +523,7 @@ def _signal(session: Session, probe: Probe, status: str, summary: str, error: st
         kind=SIGNAL_KIND,
         source=Source.probe,
         signal=Signal(
-            fingerprint=f"probe:{probe.name}",
+            fingerprint=_fingerprint(probe),
             status=status,
             title=f"Probe {probe.name} is down",
             severity=Severity(probe.severity),
@@ -484,8 +535,9 @@ def _signal(session: Session, probe: Probe, status: str, summary: str, error: st
                 "service": service or "",
             },
             annotations={"target": target_of(probe), "error": error} if error else {},
-            starts_at=now if status == "firing" else None,
+            starts_at=now if status == "firing" and not repeat else None,
             ends_at=now if status == "resolved" else None,
+            reroute_when_incident_over=True,
         ),
         summary=summary,
     )
