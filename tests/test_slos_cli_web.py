@@ -14,7 +14,7 @@ from firetower.runtime import Runtime
 from firetower.web.slo_pages import budget_chart
 from tests.cli_support import error_line, json_of, run_cli
 from tests.factories import ApiUser, Factory
-from tests.slo_support import evaluate_all, events_slo, push
+from tests.slo_support import evaluate_all, events_slo, push, slo_alerts
 from tests.test_slos_import import OPENSLO, SLOTH
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -273,3 +273,47 @@ def test_the_slo_page_does_not_call_an_unreadable_sli_quiet(
     assert "The SLI could not be read at the last evaluation" in page.text
     assert "No events in the window yet" not in page.text
     assert "Budget unknown: the last evaluation could not read the SLI." in page.text
+
+
+def test_targets_of_many_digits_are_shown_as_written(
+    server_url: str, factory: Factory, runtime: Runtime
+) -> None:
+    """``%g`` kept six significant digits: a 99.99995 % SLA target read "100%" beside its
+    breach, and a 99.99985 % objective "99.9999%", on the console, in the CLI and in the
+    page's alert."""
+    responder = factory.user(Role.responder)
+    viewer = factory.user(Role.viewer)
+    factory.service("checkout")
+    cli = {"url": server_url, "token": responder.token}
+    events_slo(responder, "checkout-availability", "checkout", objective_percent=99.99985)
+    target = {
+        "service": "checkout",
+        "kind": "uptime",
+        "target_percent": 99.99995,
+        "slo": "checkout-availability",
+    }
+    assert responder.put("/api/v1/sla/targets", json=target).status_code == 200
+    with FrozenClock(T0):
+        push(responder, "checkout-availability", 999_990, 10)  # 99.999 %: a 6.7x burn
+        evaluate_all(runtime)
+        listed = run_cli(["slo", "status"], **cli)
+        one = run_cli(["slo", "status", "checkout-availability"], **cli)
+        report = run_cli(["slo", "report", "2026-11"], **cli)
+        listing = viewer.get("/slos")
+        page = viewer.get("/slos/checkout-availability")
+        sla = viewer.get("/sla", params={"month": "2026-11"})
+    row = next(line for line in listed.stdout.splitlines() if "checkout-availability" in line)
+    assert "99.99985% / 30d" in row, row
+    assert "objective 99.99985% over 30d" in one.stdout, one.stdout
+    line = next(line for line in report.stdout.splitlines() if "slo:checkout" in line)
+    cells = [cell for cell in re.split(r"\s*│\s*|\s{2,}", line.strip()) if cell]
+    assert cells[1] == "uptime 99.99995%", line
+    assert cells[3:5] == ["99.999%", "yes"], line
+    slo_row = re.search(r'<tr data-slo="checkout-availability">.*?</tr>', listing.text, re.S)
+    assert slo_row is not None and "99.99985% over 30d" in slo_row.group(0)
+    assert "objective <strong>99.99985%</strong>" in page.text
+    sla_row = re.search(r'<tr data-service="checkout">.*?</tr>', sla.text, re.S)
+    assert sla_row is not None
+    assert re.findall(r"<td>(.*?)</td>", sla_row.group(0), re.S)[1] == "uptime 99.99995%"
+    alert = slo_alerts(runtime, "checkout-availability")["page"]
+    assert "objective 99.99985% over 30d" in alert.title, alert.title

@@ -10,7 +10,7 @@ import typer
 from firetower.cli.catalog import read_text
 from firetower.cli.client import ApiError, connect, segment
 from firetower.cli.output import print_json, print_line, print_table, when
-from firetower.monitors.rounding import percent_shown
+from firetower.monitors.rounding import percent_shown, percent_text
 
 slo_app = typer.Typer(help="SLOs, error budgets and SLA reports.", no_args_is_help=True)
 
@@ -68,7 +68,7 @@ def status(
                 [
                     s["name"],
                     s["service"],
-                    f"{s['objective_percent']:g}% / {s['window_days']}d",
+                    f"{percent_text(s['objective_percent'])}% / {s['window_days']}d",
                     s["sli_summary"],
                     _percent(s["budget_remaining_percent"]),
                     _rate(s["current_burn_rate"]),
@@ -80,7 +80,7 @@ def status(
         return
     print_line(f"{found['name']} ({found['service']}): {_state(found)}")
     print_line(
-        f"objective {found['objective_percent']:g}% over {found['window_days']}d, "
+        f"objective {percent_text(found['objective_percent'])}% over {found['window_days']}d, "
         f"SLI: {found['sli_summary']}"
     )
     print_line(
@@ -157,7 +157,7 @@ def report(
     for service in found["services"]:
         for line in service["targets"]:
             used = line["downtime_minutes_used"]
-            target = f"{line['kind']} {line['target_percent']:g}%"
+            target = f"{line['kind']} {percent_text(line['target_percent'])}%"
             achieved = _achieved(line)
             if line.get("error"):
                 # The source could not be read: say why under the table, as --json does.

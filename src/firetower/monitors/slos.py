@@ -52,6 +52,7 @@ from firetower.monitors.burn import (
 from firetower.monitors.burn import budget_remaining as remaining_of
 from firetower.monitors.probe_models import Probe
 from firetower.monitors.probes import sli_counts
+from firetower.monitors.rounding import percent_text
 from firetower.monitors.slo_models import SlaTarget, Slo, SloEvaluation, SloEventBucket
 from firetower.monitors.slo_schemas import (
     MAX_WINDOW_DAYS,
@@ -545,12 +546,12 @@ def _prune(session: Session, slo: Slo, now: datetime) -> None:
 
 def _describe(slo: Slo, decision: Decision | None) -> str:
     if decision is None or not decision.fired:
-        return f"SLO {slo.name} ({slo.objective_percent:g}% over {slo.window_days}d)"
+        return f"SLO {slo.name} ({percent_text(slo.objective_percent)}% over {slo.window_days}d)"
     rule = decision.fired[0]
     rate = decision.burn_rates.get(rule.long_window) or 0.0
     return (
         f"SLO {slo.name} burns its error budget at {rate:.1f}x over {rule.long_window} "
-        f"({rule.name}; objective {slo.objective_percent:g}% over {slo.window_days}d)"
+        f"({rule.name}; objective {percent_text(slo.objective_percent)}% over {slo.window_days}d)"
     )
 
 

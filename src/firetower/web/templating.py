@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from firetower.auth.deps import csrf_token_for
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
+from firetower.monitors.rounding import percent_text
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -72,6 +73,7 @@ templates.env.filters["pretty_json"] = pretty_json
 templates.env.globals["describe"] = describe
 templates.env.filters["iso"] = iso
 templates.env.filters["label"] = label
+templates.env.filters["percent"] = percent_text
 
 
 def flash(request: Request, text: str, kind: str = "ok") -> None:
