@@ -77,11 +77,12 @@ def backfilled_prometheus(directory: Path, openmetrics: str) -> Iterator[str]:
 
 
 @contextmanager
-def slow_prometheus(delay_seconds: float) -> Iterator[tuple[str, list[str]]]:
-    """A loopback server answering ``/api/v1/query`` with a one-series vector (value 1) after
-    ``delay_seconds``; yields its URL and the queries it was asked, in order."""
+def slow_prometheus(delay_seconds: float, value: str = "1") -> Iterator[tuple[str, list[str]]]:
+    """A loopback server answering ``/api/v1/query`` with a one-series vector (``value``, as
+    Prometheus writes it) after ``delay_seconds``; yields its URL and the queries it was asked,
+    in order."""
     asked: list[str] = []
-    vector = {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1"]}]}
+    vector = {"resultType": "vector", "result": [{"metric": {}, "value": [0, value]}]}
     body = json.dumps({"status": "success", "data": vector}).encode()
 
     class Handler(BaseHTTPRequestHandler):

@@ -218,6 +218,32 @@ def test_bad_pushes_are_refused(
     assert row_counts(runtime) == before
 
 
+def test_a_minute_bucket_refuses_more_events_than_it_may_hold(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Each push is capped, but pushes added up in one bucket without end, past what the
+    bigint column holds (PostgreSQL: a 500) and what a window's sum may reach (SQLite)."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0):
+        for _ in range(10):
+            push(responder, "checkout-availability", 10**12, 10**12)
+        before = row_counts(runtime)
+        for body, field in (({"good": 1, "bad": 0}, "good"), ({"good": 0, "bad": 1}, "bad")):
+            answer = responder.post("/api/v1/slos/checkout-availability/events", json=body)
+            assert answer.status_code == 422, answer.text
+            problem = answer.json()
+            assert problem["field"] == field
+            assert "10,000,000,000,000" in problem["detail"], problem
+        assert row_counts(runtime) == before
+        last = push(responder, "checkout-availability", 0, 0)
+        assert (last["good"], last["bad"]) == (10**13, 10**13)
+        evaluate_all(runtime)
+    slo = responder.get("/api/v1/slos/checkout-availability").json()
+    assert (slo["last_error"], slo["state"]) == (None, "page")
+
+
 def test_events_go_only_to_events_slos_and_need_a_responder(factory: Factory) -> None:
     responder = factory.user(Role.responder)
     viewer = factory.user(Role.viewer)

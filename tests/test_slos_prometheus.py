@@ -232,6 +232,45 @@ def test_a_slow_prometheus_is_recorded_as_the_evaluations_error(
     assert "took more than the 1.5s allowed for one SLO's queries" in slo["last_error"]
 
 
+def test_a_count_past_what_a_window_can_hold_is_the_evaluations_error(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """1e305 requests a second over a 30-day window is no count (a float's infinity): the
+    evaluation job crashed on it, and the SLA report with it."""
+    responder = factory.user(Role.responder)
+    factory.service("api")
+    with slow_prometheus(0, "1e305") as (url, _):
+        created = responder.post(
+            "/api/v1/slos",
+            json={
+                "name": "api-huge",
+                "service": "api",
+                "objective_percent": 99,
+                "sli": {
+                    "kind": "prometheus",
+                    "url": url,
+                    "error_query": ERROR_QUERY,
+                    "total_query": TOTAL_QUERY,
+                },
+            },
+        )
+        assert created.status_code == 201, created.text
+        target = {"service": "api", "kind": "uptime", "target_percent": 99, "slo": "api-huge"}
+        assert responder.put("/api/v1/sla/targets", json=target).status_code == 200
+        evaluate_all(runtime)  # fails the test if the job failed
+        month = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+        report = responder.get("/api/v1/sla/report", params={"month": month})
+    slo = responder.get("/api/v1/slos/api-huge").json()
+    assert slo["state"] == "pending"
+    too_many = "more than the 9,223,372,036,854,775,807 events a window can count"
+    assert "gave 1e+305 events per second" in slo["last_error"], slo["last_error"]
+    assert too_many in slo["last_error"]
+    assert report.status_code == 200, report.text
+    [line] = report.json()["services"][0]["targets"]
+    assert (line["achieved_percent"], line["breached"]) == (None, False)
+    assert too_many in line["error"]
+
+
 def test_a_month_just_begun_asks_prometheus_for_no_empty_range(
     factory: Factory, prometheus_url: str
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from firetower.monitors.slo_schemas import WINDOW_PLACEHOLDER
+from firetower.monitors.slo_schemas import MAX_WINDOW_EVENTS, WINDOW_PLACEHOLDER
 
 TIMEOUT_SECONDS = 10.0
 """The longest one query waits for each step of its answer (connect, send, each read)."""
@@ -140,7 +140,8 @@ def window_counts(
 
     A window whose total has no data is left out (no events), and so is one shorter than
     ``MIN_WINDOW_SECONDS``, without asking: Prometheus refuses a ``[0s]`` range, which is
-    what the SLA report's month so far is at its first instant. A good query above the total
+    what the SLA report's month so far is at its first instant. A total above
+    ``MAX_WINDOW_EVENTS`` over its window is a PrometheusError. A good query above the total
     (scrape timing) counts as no bad events rather than negative ones. The queries share one
     deadline, ``budget_seconds`` (``BUDGET_SECONDS`` by default), that cancels whatever
     step a query is at when it passes; the whole fetch then fails rather than give partial
@@ -185,6 +186,12 @@ async def _counts(
         total = await ask(total_query, label)
         if total is None or total <= 0:
             continue
+        if not total * seconds <= MAX_WINDOW_EVENTS:  # inf too (a huge rate times the window)
+            raise PrometheusError(
+                f"the query {render(total_query, label)!r} gave {total:g} events per second: "
+                f"over {label} that is more than the {MAX_WINDOW_EVENTS:,} events a window "
+                "can count"
+            )
         if error_query is not None:
             bad = await ask(error_query, label) or 0.0
         else:

@@ -19,6 +19,15 @@ from firetower.text import NO_NUL
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 MAX_QUERY_CHARS = 10_000
 MAX_EVENTS_PER_PUSH = 10**12
+MAX_EVENTS_PER_BUCKET = 10**13
+"""Good (or bad) events one minute bucket may hold, however many pushes add to it: the sum of
+a window's buckets (at most ``MAX_WINDOW_DAYS`` + 10 days of minutes, 144,000) then stays far
+inside the 64-bit integers the database sums them in (SQLite fails past them, and
+PostgreSQL's bigint column refuses the bucket itself)."""
+MAX_WINDOW_EVENTS = 2**63 - 1
+"""The most events one window of an SLI may count (a 64-bit integer's range): a Prometheus
+answer whose rate times the window passes it is an error, not a count (it overflowed the
+exact arithmetic of the burn rates, or was infinite)."""
 MAX_WINDOW_DAYS = 90
 """Pushed events are kept this long (and a little more): no window can reach further back."""
 MAX_IMPORT_BYTES = 1_000_000

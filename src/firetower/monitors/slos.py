@@ -55,6 +55,7 @@ from firetower.monitors.probes import sli_counts
 from firetower.monitors.rounding import percent_text
 from firetower.monitors.slo_models import SlaTarget, Slo, SloEvaluation, SloEventBucket
 from firetower.monitors.slo_schemas import (
+    MAX_EVENTS_PER_BUCKET,
     MAX_WINDOW_DAYS,
     ApplySummary,
     EvaluationRead,
@@ -315,7 +316,11 @@ def bucket_of(at: datetime) -> datetime:
 
 
 def record_events(session: Session, actor: Actor, name: str, data: SLOEvents) -> SloEventBucket:
-    """Add good and bad counts to the minute bucket of ``timestamp`` (default now)."""
+    """Add good and bad counts to the minute bucket of ``timestamp`` (default now).
+
+    A push that would take the bucket past ``MAX_EVENTS_PER_BUCKET`` good or bad events is
+    refused and adds nothing (the limit is checked by the same statement that adds, so two
+    pushes at once cannot both pass it)."""
     actor.require(Role.responder)
     slo = get_slo(session, name)
     if slo.sli_kind != "events":
@@ -342,10 +347,22 @@ def record_events(session: Session, actor: Actor, name: str, data: SLOEvents) ->
             "good": SloEventBucket.good + statement.excluded.good,
             "bad": SloEventBucket.bad + statement.excluded.bad,
         },
+        where=(SloEventBucket.good <= MAX_EVENTS_PER_BUCKET - statement.excluded.good)
+        & (SloEventBucket.bad <= MAX_EVENTS_PER_BUCKET - statement.excluded.bad),
     )
-    session.execute(statement)
+    # A row comes back unless the bucket was there and the limit kept it as it was (not the
+    # rowcount: through the ORM, PostgreSQL's did not say 0).
+    added = session.execute(statement.returning(SloEventBucket.slo_id)).first() is not None
     bucket = session.get(SloEventBucket, (slo.id, start), populate_existing=True)
     assert bucket is not None
+    if not added:
+        field = "good" if bucket.good > MAX_EVENTS_PER_BUCKET - data.good else "bad"
+        raise InvalidInput(
+            f"{field}: the minute bucket {start.isoformat()} of SLO {name} holds "
+            f"{getattr(bucket, field):,} {field} events; {getattr(data, field):,} more would pass "
+            f"the {MAX_EVENTS_PER_BUCKET:,} a minute may hold",
+            field=field,
+        )
     return bucket
 
 
