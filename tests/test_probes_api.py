@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from firetower.auth.schemas import Role
 from firetower.errors import Conflict, InvalidInput
 from firetower.monitors import probes
+from firetower.monitors.probe_models import Probe
 from firetower.monitors.probe_schemas import ProbeCreate
 from tests.factories import SYSTEM, ApiUser, Factory, row_counts
 
@@ -410,9 +412,11 @@ def test_a_probe_measuring_an_sla_target_cannot_move_to_another_service(
     assert back.status_code == 200, back.text
     assert back.json()["service"] == "checkout"
 
-    # A target names its probe and outlives it (the report then says the probe is gone): a
-    # new probe of that name in another service would measure it unnoticed.
-    assert admin.delete("/api/v1/probes/db").status_code == 204
+    # A target naming a probe that is gone (deleted before deletes were refused while a
+    # target names it): a new probe of that name in another service would measure it
+    # unnoticed. Made as such a database holds it, past the service that now refuses it.
+    with factory.runtime.transaction() as session:
+        session.execute(delete(Probe).where(Probe.name == "db"))
     before = row_counts(factory.runtime)
     made_again = admin.post("/api/v1/probes", json=_tcp_probe("db", "payments"))
     assert made_again.status_code == 409, made_again.text
@@ -421,6 +425,52 @@ def test_a_probe_measuring_an_sla_target_cannot_move_to_another_service(
     ]
     assert row_counts(factory.runtime) == before
     assert admin.post("/api/v1/probes", json=_tcp_probe("db", "checkout")).status_code == 201
+
+
+def test_a_probe_is_not_deleted_while_a_target_or_an_slo_measures_it(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """The delete went through: the target's report and the SLO's evaluations then read no
+    probe, without a word, until a new probe of that name measured them unnoticed."""
+    factory.service("checkout")
+    assert admin.post("/api/v1/probes", json=_tcp_probe("db", "checkout")).status_code == 201
+    target = {"service": "checkout", "kind": "uptime", "target_percent": 99.5, "probe": "db"}
+    made = admin.put("/api/v1/sla/targets", json=target)
+    assert made.status_code == 200, made.text
+    slo = {
+        "name": "checkout-db",
+        "service": "checkout",
+        "objective_percent": 99,
+        "sli": {"kind": "probe", "probe": "db"},
+    }
+    assert admin.post("/api/v1/slos", json=slo).status_code == 201
+    ran = admin.post("/api/v1/probes/db/run")  # a result to keep when the delete is refused
+    assert (ran.status_code, ran.json()["ok"]) == (200, False), ran.text
+    before = row_counts(factory.runtime)
+    shown = admin.get("/api/v1/probes/db").json()
+
+    refused = admin.delete("/api/v1/probes/db")
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["field"] == "name"
+    assert problem["references"] == [
+        "the uptime SLA target of service 'checkout'",
+        "SLO 'checkout-db'",
+    ]
+    assert problem["detail"] == (
+        "probe 'db' is still referred to by the uptime SLA target of service 'checkout', "
+        "SLO 'checkout-db'; change or delete those first"
+    )
+    assert row_counts(factory.runtime) == before
+    assert admin.get("/api/v1/probes/db").json() == shown
+
+    assert admin.delete(f"/api/v1/sla/targets/{made.json()['id']}").status_code == 204
+    refused = admin.delete("/api/v1/probes/db")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["references"] == ["SLO 'checkout-db'"]
+    assert admin.delete("/api/v1/slos/checkout-db").status_code == 204
+    assert admin.delete("/api/v1/probes/db").status_code == 204
+    assert admin.get("/api/v1/probes/db").status_code == 404
 
 
 def test_a_probe_of_no_service_measuring_two_services_cannot_join_either(

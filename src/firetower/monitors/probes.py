@@ -47,7 +47,7 @@ from firetower.monitors.probe_schemas import (
     ProbeResultRead,
     ProbeRunRead,
 )
-from firetower.monitors.slo_models import SlaTarget
+from firetower.monitors.slo_models import SlaTarget, Slo
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
 from firetower.signals import intake_rows
@@ -233,10 +233,43 @@ def set_enabled(session: Session, actor: Actor, name: str, enabled: bool) -> Pro
     return probe
 
 
+def probe_references(session: Session, name: str) -> list[str]:
+    """What still names the probe ``name``: the SLA targets and the SLOs it measures."""
+    targets = session.scalars(
+        select(SlaTarget).where(SlaTarget.probe_name == name).order_by(SlaTarget.id)
+    )
+    slos = session.scalars(select(Slo).where(Slo.sli_kind == "probe").order_by(Slo.name))
+    return [
+        *(f"the {t.kind} SLA target of service {t.service.name!r}" for t in targets),
+        *(f"SLO {slo.name!r}" for slo in slos if slo.sli.get("probe") == name),
+    ]
+
+
+def lock_to_refer(session: Session, name: str) -> Probe | None:
+    """The probe ``name``, for a new SLA target or SLO to name it: on PostgreSQL under a
+    share lock, so that a delete (which locks it for update before it looks for what names
+    it) either sees the new record or has deleted the probe before it is read here."""
+    return session.scalar(select(Probe).where(Probe.name == name).with_for_update(read=True))
+
+
 def delete_probe(session: Session, actor: Actor, name: str) -> None:
-    """Delete a probe with its results and roll-ups; a down one resolves its signal first."""
+    """Delete a probe with its results and roll-ups; a down one resolves its signal first.
+
+    Refused (409, naming them, also as ``references``) while an SLA target or an SLO
+    measures it: the target's report and the SLO's evaluations would read nothing, without a
+    word, and a new probe of that name would measure them unnoticed.
+    """
     actor.require(Role.admin)
     probe = get_probe(session, name)
+    _locked(session, probe.id)  # PostgreSQL: a target or SLO naming it now waits (lock_to_refer)
+    references = probe_references(session, name)
+    if references:
+        raise Conflict(
+            f"probe {name!r} is still referred to by {', '.join(references)}; change or "
+            "delete those first",
+            field="name",
+            references=references,
+        )
     if probe.state == DOWN:
         _clear(session, probe, "it was deleted")
     session.execute(delete(ProbeResult).where(ProbeResult.probe_id == probe.id))

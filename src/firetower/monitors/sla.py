@@ -22,8 +22,7 @@ from firetower.auth.service import Actor
 from firetower.catalog.models import Service
 from firetower.errors import InvalidInput, NotFound
 from firetower.monitors import prometheus, slos
-from firetower.monitors.probe_models import Probe
-from firetower.monitors.probes import ROLLUP_RETENTION_DAYS, hour_of, sli_counts
+from firetower.monitors.probes import ROLLUP_RETENTION_DAYS, hour_of, lock_to_refer, sli_counts
 from firetower.monitors.rounding import percent_shown
 from firetower.monitors.slo_models import SlaTarget, Slo
 from firetower.monitors.slo_schemas import (
@@ -75,7 +74,7 @@ def put_target(session: Session, actor: Actor, data: SlaTargetCreate) -> SlaTarg
         _refuse_other_measure(slo, data.kind)
         slo_id = slo.id
     if data.probe is not None:
-        probe = session.scalar(select(Probe).where(Probe.name == data.probe))
+        probe = lock_to_refer(session, data.probe)
         if probe is None:
             raise InvalidInput(f"no probe named {data.probe!r}", field="probe")
         if probe.service is not None and probe.service_id != service.id:

@@ -50,8 +50,7 @@ from firetower.monitors.burn import (
     decide,
 )
 from firetower.monitors.burn import budget_remaining as remaining_of
-from firetower.monitors.probe_models import Probe
-from firetower.monitors.probes import sli_counts
+from firetower.monitors.probes import lock_to_refer, sli_counts
 from firetower.monitors.rounding import percent_text
 from firetower.monitors.slo_models import SlaTarget, Slo, SloEvaluation, SloEventBucket
 from firetower.monitors.slo_schemas import (
@@ -109,7 +108,7 @@ def _service(session: Session, name: str, field: str = "service") -> Service:
 def _check_sli(session: Session, data: SLOCreate, field: str = "sli") -> None:
     sli = data.sli
     if isinstance(sli, ProbeSli):
-        if session.scalar(select(Probe.id).where(Probe.name == sli.probe)) is None:
+        if lock_to_refer(session, sli.probe) is None:
             raise InvalidInput(f"no probe named {sli.probe!r}", field=f"{field}.probe")
     elif isinstance(sli, PrometheusSli) and sli.url is None and not default_prometheus_url(session):
         raise InvalidInput(
