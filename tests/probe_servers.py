@@ -58,6 +58,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path.startswith("/status/"):
             code = int(parts.path.rsplit("/", 1)[1])
             self._send(code, json.dumps({"status": code}).encode())
+        elif parts.path == "/redirect":  # /redirect?to=URL: a 302 to URL
+            self.send_response(302)
+            self.send_header("Location", query["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif parts.path == "/slow":
             time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
             self._send(200, json.dumps(OK_BODY).encode())

@@ -264,6 +264,39 @@ def test_tls_certificate_far_from_expiry_passes(admin: ApiUser) -> None:
     assert "the limit is 365 days" in strict["error"]
 
 
+def test_tls_certificates_of_redirects_are_checked(admin: ApiUser, web: _Server) -> None:
+    """An https URL redirected to plain http left no certificate on the last answer, so the
+    expiry rule was skipped while the https one expired; an https hop before another https
+    answer was not checked either. The certificate expiring first is held to the rule."""
+    soon = datetime.now(UTC) + timedelta(days=3)
+    later = datetime.now(UTC) + timedelta(days=200)
+    with (
+        http_target(tls_context(not_after=soon)) as expiring,
+        http_target(tls_context(not_after=later)) as fine,
+    ):
+        origin = expiring.url  # https://127.0.0.1:PORT
+        hops = {
+            "to-http": f"{expiring.url}/redirect?to={web.url}/ok",
+            "to-https": f"{expiring.url}/redirect?to={fine.url}/ok",
+        }
+        for name, url in hops.items():
+            settings = {"url": url, "verify_tls": False, "follow_redirects": True}
+            probe(admin, name, "http", settings)
+        results = {name: run(admin, name) for name in hops}
+        from_fine = f"{fine.url}/redirect?to={web.url}/ok"
+        probe(admin, "fine-to-http", "http", {**settings, "url": from_fine})
+        passing = run(admin, "fine-to-http")
+    for name, result in results.items():
+        assert (result["ok"], result["status_code"]) == (False, 200), (name, result)
+        assert f"the TLS certificate of {origin} expires in " in result["error"], result
+        assert "the limit is 14 days" in result["error"]
+        assert 2.9 < result["details"]["certificate_days_left"] <= 3.0
+        assert result["details"]["certificate_of"] == origin
+    assert passing["ok"] is True, passing
+    assert 199 < passing["details"]["certificate_days_left"] <= 200
+    assert passing["details"]["certificate_of"] == fine.url
+
+
 def test_tcp_connect_and_closed_port(admin: ApiUser) -> None:
     port = closed_port()
     with tcp_listener() as open_port:

@@ -253,18 +253,38 @@ def _inflater(content_encoding: str) -> Callable[[bytes, int], bytes]:
     return inflate
 
 
+def _origin(url: httpx.URL) -> str:
+    """``https://host:port`` of a URL: no credentials, path or query (tokens live there)."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{url.scheme}://{host}:{url.port or 443}"
+
+
 def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
-    """One HTTP(S) request: status, latency, body conditions and certificate expiry."""
+    """One HTTP(S) request: status, latency, body conditions and certificate expiry.
+
+    The expiry rule reads the certificate of every https answer, redirects followed
+    included, and holds the one that expires first to it: an https URL redirected to
+    plain http (or to another https host) still has its own certificate checked."""
     checked_at = clock.now()
     details: dict[str, Any] = {}
     status: int | None = None
-    expires: datetime | None = None
+    redirects = 0
+    certificates: list[tuple[datetime, str]] = []
+    """(expiry, origin) of each https answer, in the order they came."""
     body = bytearray()
+
+    async def note_certificate(response: httpx.Response) -> None:
+        # Called for each answer, a redirect too, while its connection is still open.
+        stream = response.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        expiry = certificate_expiry(ssl_object)
+        if expiry is not None:
+            certificates.append((expiry, _origin(response.request.url)))
 
     async def answer() -> None:
         # httpx's timeout applies to each read (a header line or body chunk that trickles in
         # resets it); _within bounds the whole answer.
-        nonlocal status, expires
+        nonlocal status, redirects
         async with (
             httpx.AsyncClient(
                 verify=settings.verify_tls,
@@ -272,6 +292,7 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
                 follow_redirects=settings.follow_redirects,
                 trust_env=False,
                 headers={"Accept-Encoding": "gzip, deflate"},  # the probe's headers may differ
+                event_hooks={"response": [note_certificate]},
             ) as client,
             client.stream(
                 settings.method,
@@ -281,9 +302,7 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
             ) as response,
         ):
             status = response.status_code
-            stream = response.extensions.get("network_stream")
-            ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-            expires = certificate_expiry(ssl_object)
+            redirects = len(response.history)
             inflate = _inflater(response.headers.get("content-encoding", ""))
             async for chunk in response.aiter_raw():
                 body.extend(inflate(chunk, MAX_BODY_BYTES + 1 - len(body)))
@@ -318,13 +337,17 @@ def check_http(settings: HttpSettings, timeout_seconds: float) -> CheckOutcome:
     latency_ms = _elapsed_ms(started)
     assert status is not None
     problems: list[str] = []
-    if expires is not None:
+    if certificates:
+        expires, origin = min(certificates)
         days_left = (expires - checked_at).total_seconds() / 86_400
         details["certificate_expires_at"] = expires.astimezone(UTC).isoformat()
         details["certificate_days_left"] = round(days_left, 2)
+        if redirects:  # say whose: the answer checked may not be the one it came from
+            details["certificate_of"] = origin
         if settings.tls_expiry_days is not None and days_left < settings.tls_expiry_days:
+            of = f" of {origin}" if redirects else ""
             problems.append(
-                f"the TLS certificate expires in {max(days_left, 0):.1f} days "
+                f"the TLS certificate{of} expires in {max(days_left, 0):.1f} days "
                 f"(at {expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC); "
                 f"the limit is {settings.tls_expiry_days} days"
             )
