@@ -502,6 +502,35 @@ def test_alerts_list_says_when_nothing_matches(server_url: str, responder: ApiUs
     assert quiet.stdout.strip() == "no alerts match"
 
 
+def test_alerts_ack_and_resolve_set_an_alert_s_status_by_hand(
+    server_url: str, admin: ApiUser, responder: ApiUser, factory: Factory
+) -> None:
+    factory.service("api")
+    command = ["integrations", "create", "am-api", "--kind", "alertmanager", "--service", "api"]
+    key = created_key(run_cli(command, url=server_url, token=admin.token).stdout)
+    assert send(server_url, key, "hand-1", alertname="HighLatency").status_code == 200
+    cli = {"url": server_url, "token": responder.token}
+    [alert] = json_of(run_cli(["alerts", "list", "--json"], **cli))
+
+    acked = run_cli(["alerts", "ack", str(alert["id"])], **cli)
+    assert acked.exit_code == 0, acked.output
+    assert acked.stdout.strip() == (
+        f"alert {alert['id']} acknowledged by {responder.email} (incident INC-1): HighLatency"
+    )
+    resolved = json_of(run_cli(["alerts", "resolve", str(alert["id"]), "--json"], **cli))
+    assert (resolved["status"], resolved["status_by"]) == ("resolved", responder.email)
+    assert resolved == responder.get("/api/v1/alerts").json()[0]
+
+    refused = run_cli(["alerts", "ack", str(alert["id"])], **cli)
+    assert refused.exit_code == 1
+    assert error_line(refused) == (
+        f"error: alert {alert['id']} is resolved; only an unresolved alert can be acknowledged"
+    )
+    unknown = run_cli(["alerts", "resolve", "999999"], **cli)
+    assert error_line(unknown) == "error: no alert 999999"
+    assert run_cli(["alerts", "resolve", "nine"], **cli).exit_code == 2
+
+
 # -- silences ------------------------------------------------------------------------------------
 def test_silences_are_added_listed_and_expired(
     server_url: str, admin: ApiUser, responder: ApiUser

@@ -45,7 +45,7 @@ def test_migrations_run_down_and_up_again(tmp_path) -> None:
     assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
     upgrade(database.engine)
     assert migrations_current(database.engine)
-    assert head_revision() == "0024"
+    assert head_revision() == "0025"
     database.dispose()
 
 

@@ -373,6 +373,74 @@ def test_a_silence_form_without_csrf_is_refused(
     assert silences(runtime) == []
 
 
+def test_a_responder_acknowledges_then_resolves_an_alert_from_its_row(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    factory.service("api")
+    key = make_integration(admin_api, "am-api", service_name="api")
+    send(factory.client, key, "hand-1", alertname="HighLatency")
+    alert = alert_by_fingerprint(runtime, "hand-1")
+    row = row_of(responder.get("/alerts").text, alert.id)
+    assert f'action="/alerts/{alert.id}/acknowledge"' in row
+    assert f'action="/alerts/{alert.id}/resolve"' in row
+
+    acked = responder.post(f"/alerts/{alert.id}/acknowledge", {"status": "acknowledged"})
+    assert acked.status_code == 303
+    assert acked.headers["location"] == "/alerts?status=acknowledged"  # back to the filter
+    after = responder.get(acked.headers["location"])
+    assert f"Alert {alert.id} acknowledged." in after.text
+    row = row_of(after.text, alert.id)
+    assert "alert-status-acknowledged" in row and "by responder-web@example.com" in row
+    assert f'action="/alerts/{alert.id}/acknowledge"' not in row  # done already
+    assert f'action="/alerts/{alert.id}/resolve"' in row
+
+    resolved = responder.post(f"/alerts/{alert.id}/resolve")
+    assert resolved.status_code == 303
+    row = row_of(responder.get("/alerts").text, alert.id)
+    assert "alert-status-resolved" in row and "by responder-web@example.com" in row
+    assert "status-form" not in row  # nothing left to do by hand
+    stored = alert_by_fingerprint(runtime, "hand-1")
+    assert (stored.status, stored.status_by) == ("resolved", "responder-web@example.com")
+
+    again = responder.post(f"/alerts/{alert.id}/resolve")  # a stale page's second click
+    assert again.status_code == 303
+    assert f"Alert {alert.id} was already resolved." in responder.get("/alerts").text
+
+
+def test_a_refused_status_change_shows_why_on_the_list_and_writes_nothing(
+    responder: Console, factory: Factory, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    key = make_integration(admin_api, "am-r")
+    send(factory.client, key, "r-1")
+    send(factory.client, key, "r-1", "resolved")
+    alert = alert_by_fingerprint(runtime, "r-1")
+    before = row_counts(runtime)
+    answer = responder.post(f"/alerts/{alert.id}/acknowledge")
+    assert answer.status_code == 409
+    assert f"alert {alert.id} is resolved" in answer.text
+    assert f'id="alert-{alert.id}"' in answer.text  # the list is shown again
+    unknown = responder.post("/alerts/9999/resolve")
+    assert unknown.status_code == 404 and "no alert 9999" in unknown.text
+    assert row_counts(runtime) == before
+    assert alert_by_fingerprint(runtime, "r-1").status_by is None
+
+
+def test_viewers_and_forms_without_csrf_cannot_set_an_alert_s_status(
+    factory: Factory, client: TestClient, admin_api: ApiUser, runtime: Runtime
+) -> None:
+    key = make_integration(admin_api, "am-v")
+    send(factory.client, key, "v-1")
+    alert = alert_by_fingerprint(runtime, "v-1")
+    viewer = sign_in(factory, client, Role.viewer)
+    assert "status-form" not in viewer.get("/alerts").text
+    for action in ("acknowledge", "resolve"):
+        assert viewer.post(f"/alerts/{alert.id}/{action}").status_code == 403
+    responder = sign_in(factory, client, Role.responder)
+    no_token = responder.client.post(f"/alerts/{alert.id}/resolve", headers=HTML)
+    assert no_token.status_code == 403
+    assert alert_by_fingerprint(runtime, "v-1").status == "firing"
+
+
 # -- groups ------------------------------------------------------------------------------------
 def test_alert_groups_sum_up_by_group_key(
     responder: Console, factory: Factory, admin_api: ApiUser

@@ -199,6 +199,33 @@ def list_alerts(
     )
 
 
+AlertId = Annotated[int, typer.Argument(metavar="ID", help="The alert (its id in `alerts list`).")]
+
+
+def _set_status(alert_id: int, action: str, json_output: bool) -> None:
+    """POST the alert's acknowledge or resolve; print what it is now."""
+    with connect() as client:
+        alert = client.post(f"/api/v1/alerts/{alert_id}/{action}")
+    if json_output:
+        print_json(alert)
+        return
+    by = f" by {alert['status_by']}" if alert.get("status_by") else ""
+    incident = f" (incident {alert['incident']})" if alert.get("incident") else ""
+    print_line(f"alert {alert['id']} {alert['status']}{by}{incident}: {alert['title']}")
+
+
+@alerts_app.command("ack")
+def acknowledge_alert(alert_id: AlertId, json_output: JsonOption = False) -> None:
+    """Acknowledge an alert by hand: someone is on it (a resolved one is refused)."""
+    _set_status(alert_id, "acknowledge", json_output)
+
+
+@alerts_app.command("resolve")
+def resolve_alert(alert_id: AlertId, json_output: JsonOption = False) -> None:
+    """Resolve an alert by hand, as its sender's resolve would; its sender may fire it again."""
+    _set_status(alert_id, "resolve", json_output)
+
+
 @alerts_app.command("groups")
 def list_groups(
     integration: Annotated[

@@ -64,6 +64,7 @@ class AlertRow:
     routing_action: str | None = None
     on_clear: str | None = None
     attached_at: datetime | None = None
+    status_by: str | None = None
     id: int | None = None
     stored: bool = False
     """The row exists in the database (read from it, or inserted by ``write``)."""

@@ -101,6 +101,9 @@ class Alert(Base):
     """What its routing asked for when the incident's alerts have all resolved: note, resolve."""
     attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     """When it last joined its incident (opened it, joined it, or fired again in it)."""
+    status_by: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    """The person who set its status by hand (acknowledged or resolved it in the API, CLI or
+    console); None when its sender set it. A signal that changes its status clears it."""
 
     integration: Mapped[Integration] = relationship()
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from firetower.auth.deps import NO_STORE, Admin, ReadSession, Responder, RuntimeDep, Viewer
+from firetower.auth.service import Actor
 from firetower.clock import UtcDatetime
 from firetower.errors import DomainError, Unauthenticated
 from firetower.incidents.models import Incident
@@ -236,6 +237,30 @@ def list_alert_groups(
 ) -> list[AlertGroupRead]:
     """Alerts grouped by their integration's ``group_by`` label values, most recent first."""
     return service.list_groups(session, integration=integration, limit=limit)
+
+
+def _set_alert_status(
+    alert_id: int, status: AlertStatus, runtime: Runtime, actor: Actor
+) -> AlertRead:
+    with runtime.transaction() as session:
+        policy = runtime.settings.severity_policy
+        alert, _ = service.set_alert_status(session, actor, alert_id, status, policy)
+        return service.alert_read(alert, alert.integration.name)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertRead)
+def acknowledge_alert(alert_id: int, runtime: RuntimeDep, actor: Responder) -> AlertRead:
+    """Acknowledge an alert by hand: someone is on it. Already acknowledged: unchanged;
+    resolved: 409. A later firing from its sender keeps it acknowledged."""
+    return _set_alert_status(alert_id, AlertStatus.acknowledged, runtime, actor)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertRead)
+def resolve_alert(alert_id: int, runtime: RuntimeDep, actor: Responder) -> AlertRead:
+    """Resolve an alert by hand, as its sender's resolve would: its incident's routing rule
+    may then resolve the incident (``on_clear``). Already resolved: unchanged. A later
+    firing from its sender fires it again."""
+    return _set_alert_status(alert_id, AlertStatus.resolved, runtime, actor)
 
 
 # -- silences and maintenance windows -----------------------------------------------------------

@@ -523,6 +523,11 @@ class AlertRead(BaseModel):
     routing_action: str | None = Field(
         default=None, description="What its last routing did: open, attach, notify or drop."
     )
+    status_by: str | None = Field(
+        default=None,
+        description="The person who acknowledged or resolved it by hand; None when its "
+        "sender set its status.",
+    )
 
 
 class AlertGroupRead(BaseModel):

@@ -57,6 +57,7 @@ from firetower import clock, jobs
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor, digest_secret
 from firetower.catalog.models import Service
+from firetower.db import MAX_ID
 from firetower.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import ACTIVE, Severity, Source, Status, format_ref
@@ -913,6 +914,8 @@ def record(intake: Intake, signal: Signal) -> Received:
         alert.count += 1
         alert.last_seen_at = now
         alert.status = status_after(was, signal.status)
+        if alert.status_by is not None and alert.status != was:
+            alert.status_by = None  # its sender set the status: no longer the person's
         if signal.title:
             alert.title = signal.title[:1024]
         if signal.labels:
@@ -1379,6 +1382,80 @@ def update_status(session: Session, intake: Intake, fingerprint: str, status: st
     receive_all(session, intake, [signal])
 
 
+def set_alert_status(
+    session: Session, actor: Actor, alert_id: int, status: AlertStatus, policy: SeverityPolicy
+) -> tuple[Alert, bool]:
+    """A person acknowledges or resolves an alert by hand; the alert, and whether it changed.
+
+    For an alert whose sender never resolves it (a user report, a client that only
+    triggers), or one a person knows is over. The alert records who did it
+    (``status_by``), and a note on its incident says so. A resolve takes the path a
+    sender's resolve takes (``settle``, then ``finish``): the incident's alerts may have all
+    cleared, and its rules' ``on_clear`` then resolves it or notes it, as the person. It is
+    not a signal: ``count`` and ``last_seen_at`` stay the sender's.
+
+    Asking for the status the alert has already changes nothing (a second click, a retry,
+    two responders at once all get what they asked for). Acknowledging a resolved alert is
+    a Conflict: it would bring the alert back unresolved and keep its incident open. A
+    later signal from the sender acts as ever: a firing one fires a resolved alert again
+    (it routes anew), and keeps an acknowledged one acknowledged, as PagerDuty does.
+    """
+    actor.require(Role.responder)
+    found = session.get(Alert, alert_id) if 0 < alert_id <= MAX_ID else None
+    if found is None:
+        raise NotFound(f"no alert {alert_id}", field="id")
+    intake = Intake(found.integration, policy, actor=actor)
+    prefetch_many(session, [(intake, [found.fingerprint])])  # read again, locked (PostgreSQL)
+    row = intake.known.get(found.fingerprint)
+    if row is None:  # retention deleted it meanwhile
+        raise NotFound(f"no alert {alert_id}", field="id")
+    wanted = status.value
+    if row.status == wanted:
+        return found, False
+    if wanted == AlertStatus.acknowledged.value and row.status == AlertStatus.resolved.value:
+        raise Conflict(
+            f"alert {alert_id} is resolved; only an unresolved alert can be acknowledged",
+            field="id",
+        )
+    shared = Shared.of(session)
+    if row.incident_id is not None:
+        # Its services first, then the incident, as intake locks them (PostgreSQL).
+        shared.lock_services_of([row.incident_id])
+        incident = session.get(Incident, row.incident_id)
+        assert incident is not None  # the foreign key nulls it when the incident goes
+        verb = "acknowledged" if wanted == AlertStatus.acknowledged.value else "resolved"
+        incidents.add_note(
+            session,
+            actor,
+            incident,
+            f"Alert {alert_id} from {intake.integration_name} {verb} by hand: {row.title}",
+        )
+    received = _set_by_hand(intake, row, wanted, actor.label)
+    settle(shared, intake, received)
+    intake_rows.write(session, [row], intake.encoder)
+    _queue_notifications(session, intake)
+    finish(session, intake)
+    alert = session.get(Alert, alert_id, populate_existing=True)
+    assert alert is not None
+    return alert, True
+
+
+def _set_by_hand(intake: Intake, alert: AlertRow, status: str, by: str) -> Received:
+    """``record`` for a person's acknowledge or resolve: the status, who set it, and for a
+    resolve its end, counted as a change as a sender's would be (``_track_flapping``)."""
+    was = alert.status
+    was_flapping = alert.flapping
+    held = alert.silenced or was_flapping or alert.inhibited
+    alert.dirty = True
+    alert.status = status
+    alert.status_by = by
+    if status == AlertStatus.resolved.value:
+        alert.ends_at = intake.now
+    _track_flapping(intake.integration, alert, was, status, intake.now)
+    signal = Signal(fingerprint=alert.fingerprint, status=status, ends_at=alert.ends_at)
+    return Received(alert, signal, was, held, was_flapping)
+
+
 def _resolved_at(known: AlertRow | None) -> datetime:
     """When a resolve that carries no time of its own (Events v2, a generic document) ends
     ``known``: now, unless the alert has resolved already. A repeated resolve (a client
@@ -1763,7 +1840,7 @@ def resolve_reports_of(session: Session, incident_id: int) -> int:
             Alert.status.in_(UNRESOLVED_STATUSES),
             Alert.integration_id.in_(REPORTS),
         )
-        .values(status=AlertStatus.resolved.value, ends_at=clock.now())
+        .values(status=AlertStatus.resolved.value, ends_at=clock.now(), status_by=None)
         .execution_options(synchronize_session=False)
     )
     return int(ended.rowcount)  # type: ignore[attr-defined]
@@ -2951,6 +3028,7 @@ def alert_read(alert: Alert, integration: str) -> AlertRead:
         inhibit_rule=alert.inhibit_rule,
         routed_by=alert.routed_by,
         routing_action=alert.routing_action,
+        status_by=alert.status_by,
     )
 
 

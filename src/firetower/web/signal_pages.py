@@ -260,6 +260,53 @@ def silence_alert(
     )
 
 
+def _set_alert_status(
+    request: Request, actor: Actor, alert_id: int, status: AlertStatus, filters: AlertFilters
+) -> Response:
+    """An alert row's Acknowledge or Resolve button; back to the list as it was filtered."""
+    policy = _runtime(request).settings.severity_policy
+
+    def change(session: Session) -> str:
+        alert, changed = signals.set_alert_status(session, actor, alert_id, status, policy)
+        already = "" if changed else "was already "
+        return f"Alert {alert_id} {already}{alert.status}."
+
+    return _act(
+        request,
+        change,
+        refused=lambda exc: _alerts_page(request, actor, filters, error=exc),
+        to=filters.url(),
+    )
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+def acknowledge_alert(
+    request: Request,
+    alert_id: int,
+    actor: Responder,
+    status: Short = "",
+    integration: Short = "",
+    group: Annotated[str | None, Form(max_length=1024)] = None,
+    incident: Short = "",
+) -> Response:
+    filters = AlertFilters(status, integration, group, incident)
+    return _set_alert_status(request, actor, alert_id, AlertStatus.acknowledged, filters)
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve_alert(
+    request: Request,
+    alert_id: int,
+    actor: Responder,
+    status: Short = "",
+    integration: Short = "",
+    group: Annotated[str | None, Form(max_length=1024)] = None,
+    incident: Short = "",
+) -> Response:
+    filters = AlertFilters(status, integration, group, incident)
+    return _set_alert_status(request, actor, alert_id, AlertStatus.resolved, filters)
+
+
 def _when(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
