@@ -260,6 +260,83 @@ def test_the_test_endpoint_refuses_an_unknown_integration_and_knows_built_in_one
     assert probes.json()["decided_by"] == "probes-notify"
 
 
+def test_the_test_endpoint_routes_a_pagerduty_payload_as_v2_enqueue_does(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """The same Events v2 trigger, tried and then sent: the route test's answer is what
+    intake did with it (labels from the payload, the integration's own service)."""
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    factory.service("db")
+    body = {"name": "pd", "kind": "pagerduty", "service_name": "api"}
+    key = admin.post("/api/v1/integrations", json=body).json()["key"]
+    _rule(
+        admin,
+        "page-critical",
+        matchers=[matcher("severity", "=", "critical")],
+        action="notify",
+        **{"continue": True},
+    )
+    _rule(admin, "postgres", matchers=[matcher("component", "=", "postgres")], service="db")
+    _rule(admin, "db-class", matchers=[matcher("class", "=", "db")], severity="SEV4")
+    payload = {
+        "summary": "Replication lag over 30s",
+        "source": "db-1",
+        "severity": "critical",
+        "component": "postgres",
+        "group": "prod",
+        "class": "db",
+        "custom_details": {"lag_seconds": 42},
+    }
+    tried = admin.post(
+        "/api/v1/routing-rules/test", json={"integration": "pd", "pagerduty": payload}
+    )
+    assert tried.status_code == 200, tried.text
+
+    event = {"routing_key": key, "event_action": "trigger", "dedup_key": "lag", "payload": payload}
+    assert admin.client.post("/v2/enqueue", json=event).status_code == 202
+    routed = alert_by_fingerprint(runtime, "lag")
+
+    predicted = tried.json()
+    assert predicted["matched"] == ["page-critical", "postgres"]
+    assert (predicted["decided_by"], predicted["action"]) == (
+        routed.routed_by,
+        routed.routing_action,
+    )
+    assert (predicted["service"], predicted["severity"]) == (routed.service_name, routed.severity)
+    assert (routed.service_name, routed.severity) == ("db", "SEV1")
+    [job] = _jobs(runtime)
+    assert predicted["notify"] == [job.payload["rule"]]
+    # An Events v2 alert never names its service: the integration's is its own.
+    bare = admin.post(
+        "/api/v1/routing-rules/test",
+        json={"integration": "pd", "labels": {"source": "x", "service": "db"}},
+    )
+    assert bare.json()["service"] == "api"  # intake never reads a service from the event
+
+
+def test_the_test_endpoint_refuses_a_pagerduty_payload_it_cannot_route(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    admin.post("/api/v1/integrations", json={"name": "am", "kind": "alertmanager"})
+    payload = {"summary": "Down", "source": "web-1", "severity": "error"}
+    before = row_counts(runtime)
+    for body, field in (
+        ({"integration": "am", "pagerduty": payload}, "pagerduty"),
+        ({"labels": {"a": "b"}, "pagerduty": payload}, "pagerduty"),
+        ({"pagerduty": {**payload, "severity": "fatal"}}, "pagerduty.severity"),
+    ):
+        answer = admin.post("/api/v1/routing-rules/test", json=body)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == field, answer.text
+    assert (
+        admin.post("/api/v1/routing-rules/test", json={"pagerduty": payload}).json()["severity"]
+        == "SEV2"
+    )
+    assert row_counts(runtime) == before
+
+
 def test_built_in_integrations_are_known_before_their_first_signal(
     factory: Factory, runtime: Runtime, client: TestClient
 ) -> None:

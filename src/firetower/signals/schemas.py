@@ -666,6 +666,11 @@ class RouteTest(BaseModel):
         description="The integration it comes from (`@integration`); when it names one, its "
         "service is the alert's own as at intake.",
     )
+    pagerduty: PagerDutyPayload | None = Field(
+        default=None,
+        description="An Events v2 trigger's `payload`, instead of `labels`: the alert's labels "
+        "and severity are read from it as `/v2/enqueue` reads them.",
+    )
 
 
 class RouteTestResult(BaseModel):

@@ -106,6 +106,7 @@ from firetower.signals.schemas import (
     OnClear,
     PagerDutyChangeEvent,
     PagerDutyEvent,
+    PagerDutyPayload,
     ReportCreate,
     RouteTest,
     RouteTestResult,
@@ -2473,6 +2474,22 @@ def ingest_pagerduty_events(
     return dedup_keys
 
 
+def pagerduty_labels(payload: PagerDutyPayload) -> dict[str, str]:
+    """The labels of the alert an Events v2 trigger's payload raises, which routing rules,
+    silences and inhibition rules match: at ``/v2/enqueue`` and in the route test alike."""
+    return {
+        k: v
+        for k, v in {
+            "source": payload.source,
+            "severity": payload.severity.value,
+            "component": payload.component,
+            "group": payload.group,
+            "class": payload.class_,
+        }.items()
+        if v is not None
+    }
+
+
 def _trigger_signal(intake: Intake, event: PagerDutyEvent, dedup_key: str) -> Signal:
     assert event.payload is not None  # a trigger without one was refused (pagerduty_errors)
     details = event.payload.custom_details
@@ -2482,17 +2499,7 @@ def _trigger_signal(intake: Intake, event: PagerDutyEvent, dedup_key: str) -> Si
         title=event.payload.summary,
         severity=SEVERITIES[event.payload.severity.value],
         service_name=intake.integration.service_name,
-        labels={
-            k: v
-            for k, v in {
-                "source": event.payload.source,
-                "severity": event.payload.severity.value,
-                "component": event.payload.component,
-                "group": event.payload.group,
-                "class": event.payload.class_,
-            }.items()
-            if v is not None
-        },
+        labels=pagerduty_labels(event.payload),
         annotations={
             key: value
             for key, value in {
@@ -2810,15 +2817,29 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
         if integration is None and data.integration not in BUILTIN_INTEGRATIONS:
             raise InvalidInput(f"no integration named {data.integration!r}", field="integration")
     default_service = integration.service_name if integration is not None else None
-    service = data.labels.get("service") or default_service
-    if service != default_service and not Shared.of(session).known_service(service):
-        service = default_service
+    labels: dict[str, str] = dict(data.labels)
+    if data.pagerduty is not None:
+        if labels:
+            raise InvalidInput("give labels or a pagerduty payload, not both", field="pagerduty")
+        if integration is not None and integration.kind != IntegrationKind.pagerduty:
+            raise InvalidInput(
+                f"integration {integration.name} is {integration.kind}, not pagerduty: it "
+                "takes no Events v2 payload",
+                field="pagerduty",
+            )
+        labels = pagerduty_labels(data.pagerduty)
+    if integration is not None and integration.kind == IntegrationKind.pagerduty:
+        service = default_service  # an event's alert is always its integration's service's
+    else:
+        service = labels.get("service") or default_service
+        if service != default_service and not Shared.of(session).known_service(service):
+            service = default_service
     rules = [Rule.of(r) for r in list_routing_rules(session)]
     decision = Routing(rules, []).decide(
-        dict(data.labels),
+        labels,
         data.integration or "",
         service,
-        _own_severity(session, data.integration, integration, data.labels),
+        _own_severity(session, data.integration, integration, labels),
     )
     return RouteTestResult(
         matched=list(decision.matched),
