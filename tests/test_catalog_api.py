@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select, text
 
+from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.catalog import service as catalog
-from firetower.errors import Conflict
+from firetower.errors import Conflict, InvalidInput
+from firetower.signals import service as signals
+from firetower.signals.models import Integration, MaintenanceWindow, RoutingRule
+from firetower.signals.schemas import (
+    IntegrationCreate,
+    MaintenanceWindowCreate,
+    RoutingRuleCreate,
+    RoutingRuleIn,
+)
 from tests.factories import SYSTEM, row_counts
 
 
@@ -341,3 +353,132 @@ def test_what_only_describes_the_service_goes_with_it(factory):
     assert admin.delete("/api/v1/services/cache").status_code == 204
     assert admin.get("/api/v1/services/disk").json()["dependents"] == []
     assert admin.get("/api/v1/dependencies").json() == []
+
+
+def _waiting_for_a_lock(runtime, working: threading.Thread) -> None:
+    """Return once ``working`` has ended or a session of this test's database waits for a
+    lock (PostgreSQL's pg_stat_activity); ten seconds at most."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 10
+    while working.is_alive() and time.monotonic() < deadline:
+        with runtime.database.engine.connect() as connection:
+            if connection.scalar(waiting):
+                return
+        time.sleep(0.02)
+
+
+def _names_db_as_a_routing_rule(session, admin):
+    signals.create_routing_rule(session, admin, RoutingRuleCreate(name="db-team", service="db"))
+
+
+def _names_db_as_an_integration(session, admin):
+    data = IntegrationCreate(name="prom", kind="alertmanager", service_name="db")
+    signals.create_integration(session, admin, data)
+
+
+def _names_db_as_a_maintenance_window(session, admin):
+    ends = clock.now() + timedelta(hours=1)
+    signals.create_maintenance_window(
+        session, admin, MaintenanceWindowCreate(service_name="db", ends_at=ends)
+    )
+
+
+def _names_db_in_the_whole_rule_list(session, admin):
+    rules = [RoutingRuleIn(name="web-team", service="web"), RoutingRuleIn(name="db", service="db")]
+    signals.replace_routing_rules(session, admin, rules)
+
+
+NAMING_DB = [
+    _names_db_as_a_routing_rule,
+    _names_db_as_an_integration,
+    _names_db_as_a_maintenance_window,
+    _names_db_in_the_whole_rule_list,
+]
+
+
+@pytest.mark.parametrize("name_db", NAMING_DB)
+def test_a_record_made_while_its_service_is_deleted_keeps_the_service(
+    factory, runtime, database_url, name_db
+):
+    """PostgreSQL: the delete read no reference (the record was not committed yet), then
+    deleted the service, and the record committed naming a service that no longer existed.
+    The record now holds the service's row (FOR KEY SHARE) and the delete takes it before it
+    looks: it waits, then sees the record and refuses."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time (BEGIN IMMEDIATE); the race needs PostgreSQL")
+    factory.service("db")
+    factory.service("web")
+    admin = factory.user(Role.admin).actor
+    naming = runtime.database.sessions()
+    name_db(naming, admin)  # checked that db exists; not committed yet
+    outcome: list[BaseException | None] = []
+
+    def delete() -> None:
+        try:
+            with runtime.transaction() as session:
+                catalog.delete_service(session, admin, "db")
+            outcome.append(None)
+        except BaseException as exc:  # the refusal is the expected outcome; keep it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    _waiting_for_a_lock(runtime, thread)  # the delete waits for the record, or is done
+    naming.commit()
+    naming.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    with runtime.read() as session:
+        names = {s.name for s in catalog.list_services(session)}
+    assert "db" in names, "the record names a service that was deleted"
+    assert len(outcome) == 1 and isinstance(outcome[0], Conflict), outcome
+
+
+@pytest.mark.parametrize("name_db", NAMING_DB)
+def test_a_record_made_after_its_service_was_deleted_is_refused(
+    factory, runtime, database_url, name_db
+):
+    """The other order: the delete holds the row when the record looks for the service: the
+    record waits, then finds none and is refused (422, naming the field)."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time (BEGIN IMMEDIATE); the race needs PostgreSQL")
+    factory.service("db")
+    factory.service("web")
+    admin = factory.user(Role.admin).actor
+    deleting = runtime.database.sessions()
+    catalog.delete_service(deleting, admin, "db")  # not committed yet
+    outcome: list[BaseException | None] = []
+
+    def name() -> None:
+        try:
+            with runtime.transaction() as session:
+                name_db(session, admin)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=name)
+    thread.start()
+    _waiting_for_a_lock(runtime, thread)
+    deleting.commit()
+    deleting.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], InvalidInput), outcome
+    assert "no service named 'db'" in outcome[0].detail
+    with runtime.read() as session:
+        assert _naming_db(session) == []
+
+
+def _naming_db(session):
+    """The signal records that name the service db."""
+    return [
+        *session.scalars(select(RoutingRule.name).where(RoutingRule.service_name == "db")),
+        *session.scalars(select(Integration.name).where(Integration.service_name == "db")),
+        *session.scalars(
+            select(MaintenanceWindow.id).where(MaintenanceWindow.service_name == "db")
+        ),
+    ]

@@ -48,6 +48,28 @@ def get_service(session: Session, name: str, *, field: str = "service") -> Servi
     return service
 
 
+def hold_services(session: Session, names: Iterable[str | None]) -> set[str]:
+    """Which of these services exist, each row held until the transaction ends so that it
+    cannot be deleted meanwhile (PostgreSQL: ``FOR KEY SHARE``, in name order; SQLite has one
+    writer at a time anyway).
+
+    For a record that names a service by name, with no foreign key to stop the delete (a
+    routing rule, an integration, a maintenance window): ``delete_service`` takes the row
+    before it looks for references, so either it waits for the record to commit and then
+    sees it, or the record waits for the delete and then finds no such service. Checked
+    with a plain read, the record could commit naming a service just deleted."""
+    wanted = sorted({name for name in names if name})
+    if not wanted:
+        return set()
+    held = (
+        select(Service.name)
+        .where(Service.name.in_(wanted))
+        .order_by(Service.name)
+        .with_for_update(read=True, key_share=True)
+    )
+    return set(session.scalars(held))
+
+
 def services_by_name(session: Session, names: Iterable[str], *, field: str) -> list[Service]:
     wanted = list(dict.fromkeys(names))
     found = {s.name: s for s in session.scalars(select(Service).where(Service.name.in_(wanted)))}
@@ -267,7 +289,16 @@ def delete_service(session: Session, actor: Actor, name: str) -> None:
     service itself goes with it: the services it depends on and its checks' latest states.
     """
     actor.require(Role.admin)
-    service = get_service(session, name)
+    # The row first, then the references: a record that names the service holds the row
+    # (``hold_services``) until it commits, and is then seen here.
+    service = session.scalar(
+        select(Service)
+        .where(Service.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if service is None:
+        raise NotFound(f"no service named {name!r}", field="service")
     references = service_references(session, service)
     if references:
         named = ", ".join(references[:MAX_REFERENCES_NAMED])

@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session, aliased
 from firetower import clock, jobs
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor, digest_secret
+from firetower.catalog import service as catalog
 from firetower.catalog.models import Service
 from firetower.db import MAX_ID
 from firetower.errors import Conflict, InvalidInput, NotFound, Unauthenticated
@@ -218,10 +219,7 @@ def create_integration(
     actor.require(Role.admin)
     if session.scalar(select(Integration).where(Integration.name == data.name)) is not None:
         raise Conflict(f"an integration named {data.name} already exists", field="name")
-    if data.service_name is not None and (
-        session.scalar(select(Service.id).where(Service.name == data.service_name)) is None
-    ):
-        raise InvalidInput(f"no service named {data.service_name!r}", field="service_name")
+    _check_services(session, [(data.service_name, "service_name")])
     integration = Integration(
         name=data.name,
         kind=data.kind.value,
@@ -2083,8 +2081,7 @@ def create_maintenance_window(
     session: Session, actor: Actor, data: MaintenanceWindowCreate
 ) -> MaintenanceWindow:
     actor.require(Role.responder)
-    if session.scalar(select(Service.id).where(Service.name == data.service_name)) is None:
-        raise InvalidInput(f"no service named {data.service_name!r}", field="service_name")
+    _check_services(session, [(data.service_name, "service_name")])
     start, end = _window(data.starts_at, data.ends_at)
     window = MaintenanceWindow(
         service_name=data.service_name,
@@ -2622,11 +2619,14 @@ def _dump_matchers(matchers: Sequence[Matcher]) -> list[dict[str, str]]:
     return [m.model_dump(mode="json") for m in matchers]
 
 
-def _check_service(session: Session, name: str | None, field: str) -> None:
-    if name is not None and (
-        session.scalar(select(Service.id).where(Service.name == name)) is None
-    ):
-        raise InvalidInput(f"no service named {name!r}", field=field)
+def _check_services(session: Session, named: Sequence[tuple[str | None, str]]) -> None:
+    """Refuse the first (service name, field) whose service the catalog lacks; hold the
+    others until this transaction ends, so that none is deleted before what names it
+    commits (``catalog.hold_services``)."""
+    found = catalog.hold_services(session, [name for name, _ in named])
+    for name, place in named:
+        if name is not None and name not in found:
+            raise InvalidInput(f"no service named {name!r}", field=place)
 
 
 def _fill_rule(rule: RoutingRule, data: RoutingRuleIn, now: datetime) -> None:
@@ -2690,7 +2690,7 @@ def create_routing_rule(session: Session, actor: Actor, data: RoutingRuleCreate)
     rules = list_routing_rules(session)
     if any(r.name == data.name for r in rules):
         raise Conflict(f"a routing rule named {data.name} already exists", field="name")
-    _check_service(session, data.service, "service")
+    _check_services(session, [(data.service, "service")])
     now = clock.now()
     rule = RoutingRule(created_at=now, position=len(rules))
     _fill_rule(rule, data, now)
@@ -2709,7 +2709,7 @@ def replace_routing_rule(
     rules = list_routing_rules(session)
     if data.name != name and any(r.name == data.name for r in rules):
         raise Conflict(f"a routing rule named {data.name} already exists", field="name")
-    _check_service(session, data.service, "service")
+    _check_services(session, [(data.service, "service")])
     _fill_rule(rule, data, clock.now())
     if data.position is not None:
         _place(rules, rule, data.position)
@@ -2740,8 +2740,7 @@ def replace_routing_rules(
     """
     actor.require(Role.admin)
     seen = _names_once(rules, "routing rule", field)
-    for index, data in enumerate(rules):
-        _check_service(session, data.service, field(index, "service"))
+    _check_services(session, [(data.service, field(i, "service")) for i, data in enumerate(rules)])
     existing = {r.name: r for r in list_routing_rules(session)}
     for name, gone in existing.items():
         if name not in seen:
