@@ -249,3 +249,28 @@ def test_viewers_may_not_acknowledge_or_resolve(factory: Factory, runtime: Runti
     assert factory.client.post(f"/api/v1/alerts/{alert_id}/resolve").status_code == 401
     listed = factory.user(Role.responder).get("/api/v1/alerts").json()
     assert [(a["status"], a["status_by"]) for a in listed] == [("firing", None)]
+
+
+def test_resolving_a_report_by_hand_leaves_the_incident_it_opened_to_people(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A report never counts towards an incident's alerts having cleared, by hand either:
+    the incident a report opened was resolved "by routing rules (on_clear: resolve): all
+    0 alerts ... have resolved" as soon as someone resolved the report."""
+    factory.service("checkout")
+    viewer = factory.user(Role.viewer)
+    report = viewer.post("/api/v1/reports", json={"what": "Pay fails", "where": "checkout"})
+    assert report.status_code == 201, report.text
+    [incident] = _incidents(runtime)
+    responder = factory.user(Role.responder)
+
+    answer = responder.post(f"/api/v1/alerts/{report.json()['id']}/resolve")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "resolved"
+    [incident] = _incidents(runtime)
+    assert incident.status == "triage"
+    [note] = [e for e in _timeline(runtime, incident.id) if e.kind != "status_changed"]
+    assert (
+        note.text == f"Alert {report.json()['id']} from @user-reports resolved by hand: Pay fails"
+    )
