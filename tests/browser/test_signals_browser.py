@@ -95,6 +95,50 @@ def test_silence_a_firing_alert_in_one_click(
     context.close()
 
 
+def test_acknowledge_then_resolve_an_alert_from_its_row(
+    live_server: LiveServer, browser: Any, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    with live_server.runtime.transaction() as session:
+        _integration, key = signals.create_integration(
+            session,
+            SYSTEM,
+            IntegrationCreate(name="prom-prod", kind=IntegrationKind.alertmanager),
+        )
+    fire(live_server, key, "lat-checkout", service="checkout", instance="checkout-1")
+    alert = alert_id(live_server, "lat-checkout")
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    log_in(page, live_server, "ana@example.com", then="/alerts")
+    row = page.locator(f"#alert-{alert}")
+    expect(row.locator(".alert-status")).to_have_text("firing")
+    page.evaluate("window.notReloaded = true")
+
+    page.get_by_role("button", name=f"Acknowledge alert {alert}").click()
+    expect(row.locator(".alert-status")).to_have_text("acknowledged")
+    expect(row.locator(".status-by")).to_have_text("by ana@example.com")
+    expect(page.get_by_role("status")).to_contain_text(f"Alert {alert} acknowledged.")
+    expect(page.get_by_role("button", name=f"Acknowledge alert {alert}")).to_have_count(0)
+
+    page.get_by_role("button", name=f"Resolve alert {alert}").click()
+    expect(row.locator(".alert-status")).to_have_text("resolved")
+    expect(page.get_by_role("button", name=f"Resolve alert {alert}")).to_have_count(0)
+    assert page.evaluate("window.notReloaded") is True  # swapped in by HTMX, not reloaded
+    page.screenshot(path=screenshots / "23-alert-resolved-by-hand.png", full_page=True)
+
+    with live_server.runtime.read() as session:
+        stored = session.get(Alert, alert)
+        assert stored is not None
+        assert (stored.status, stored.status_by) == ("resolved", "ana@example.com")
+    assert failures == []
+    context.close()
+
+
 def test_an_admin_creates_an_integration_and_sees_its_key_once(
     live_server: LiveServer, browser: Any, screenshots: Path
 ) -> None:
