@@ -377,7 +377,8 @@ def test_expired_lease_is_taken_by_another_worker(
         frozen.advance(seconds=database.settings.job_lease_seconds + 1)
         assert second.run_once() == 1
     job = load(database, job_id)
-    assert (job.status, job.attempts, job.lease_owner) == (SUCCEEDED, 2, "second")
+    # The first worker never started the job: its claim spent no attempt.
+    assert (job.status, job.attempts, job.lease_owner) == (SUCCEEDED, 1, "second")
     assert ran == ["ran"]
 
 
@@ -399,24 +400,68 @@ def test_job_whose_lease_ran_out_in_a_batch_is_not_run_twice(
     assert ran == ["page"], "the handler ran a second time"
     assert outcome == "lease lost"
     job = load(database, job_id)
-    assert (job.status, job.lease_owner, job.attempts) == (SUCCEEDED, "fast", 2)
+    assert (job.status, job.lease_owner, job.attempts) == (SUCCEEDED, "fast", 1)
+
+
+def test_job_on_its_last_attempt_that_waited_in_a_batch_is_not_dead_lettered(
+    database: Database, registry: JobRegistry
+) -> None:
+    """Its lease ran out while earlier jobs of the batch ran: it never started, so it spent
+    no attempt, and another worker runs it instead of dead-lettering it."""
+    ran: list[tuple[str, int]] = []
+
+    @registry.handler("slow")
+    def slow(context: JobContext, payload: dict[str, Any]) -> None:
+        frozen.advance(seconds=database.settings.job_lease_seconds + 1)  # it took long
+
+    registry.handler("page")(lambda context, payload: ran.append((payload["by"], context.attempt)))
+    busy = Worker(database, registry, worker_id="busy", batch_size=2)
+    idle = Worker(database, registry, worker_id="idle")
+    with FrozenClock(T0) as frozen:
+        add_job(database, "slow")
+        job_id = add_job(database, "page", {"by": "either"}, max_attempts=1)
+        slow_job, waiting = busy.claim()
+        assert busy.run_job(slow_job) == "succeeded"
+        # The waiting job's lease has run out: the idle worker takes it and runs it.
+        assert idle.run_once() == 1
+        job = load(database, job_id)
+        assert (job.status, job.lease_owner, job.attempts, job.last_error) == (
+            SUCCEEDED,
+            "idle",
+            1,
+            None,
+        )
+        # The busy worker reaches it only now, and leaves it alone.
+        assert busy.run_job(waiting) == "lease lost"
+    assert ran == [("either", 1)]
+    assert load(database, job_id).status == SUCCEEDED
+
+
+class WorkerDied(BaseException):
+    """Stands for a worker dying mid-job: nothing after it runs, its transaction rolls back."""
 
 
 def test_expired_lease_on_the_last_attempt_dead_letters(
     database: Database, registry: JobRegistry
 ) -> None:
-    ran: list[str] = []
-    registry.handler("poison")(lambda context, payload: ran.append("ran"))
+    ran: list[int] = []
+
+    @registry.handler("poison")
+    def poison(context: JobContext, payload: dict[str, Any]) -> None:
+        ran.append(context.attempt)
+        raise WorkerDied
+
     with FrozenClock(T0) as frozen:
         job_id = add_job(database, "poison", max_attempts=2)
         for name in ("crashes-1", "crashes-2"):
-            assert len(Worker(database, registry, worker_id=name).claim()) == 1
+            with pytest.raises(WorkerDied):
+                Worker(database, registry, worker_id=name).run_once()
             frozen.advance(seconds=database.settings.job_lease_seconds + 1)
         assert Worker(database, registry, worker_id="third").run_once() == 0
     job = load(database, job_id)
     assert (job.status, job.attempts) == (DEAD, 2)
     assert job.last_error is not None and "lease expired on the last attempt" in job.last_error
-    assert ran == [], "a job that killed its worker every time is not run again"
+    assert ran == [1, 2], "a job that killed its worker every time is not run again"
 
 
 def test_failure_with_an_expired_but_untaken_lease_still_counts(

@@ -6,7 +6,9 @@ written in the same transaction as the change that caused it. A worker leases du
 a transaction that also marks the job done, and on failure retries with exponential backoff
 and jitter until ``max_attempts``, then dead-letters it. A job whose worker died is taken
 again once its lease expires; one whose worker keeps dying on it is dead-lettered once its
-attempts are spent. Before its handler runs, a worker confirms and renews its lease in the
+attempts are spent. An attempt counts when the worker starts the job, not when it claims it:
+a job whose lease ran out while it waited in its worker's batch spent nothing, and another
+worker simply takes it. Before its handler runs, a worker confirms and renews its lease in the
 handler's own transaction (on PostgreSQL that row lock also keeps other workers off it), so a
 job whose lease ran out while it waited in a batch is never run by two workers. An
 idempotency key makes a second enqueue of the same work a no-op. Cron schedules enqueue at
@@ -247,8 +249,10 @@ class Worker:
     def claim(self) -> list[Job]:
         """Lease a batch of due jobs (and jobs whose lease expired) to this worker.
 
-        A job whose lease expired with no attempt left (its worker died on it every time)
-        is dead-lettered here instead of being run again.
+        Claiming spends no attempt (``_start`` counts one when the job starts), so a job that
+        waited in a batch past its lease is simply taken again. A job whose lease expired
+        after it started its last attempt (its worker died on it every time) is dead-lettered
+        here instead of being run again.
         """
         now = clock.now()
         with unit_of_work(self.database.sessions, None) as session:
@@ -288,10 +292,7 @@ class Worker:
                     update(Job)
                     .where(Job.id.in_(ids))
                     .values(
-                        status=RUNNING,
-                        attempts=Job.attempts + 1,
-                        leased_until=now + self.lease,
-                        lease_owner=self.worker_id,
+                        status=RUNNING, leased_until=now + self.lease, lease_owner=self.worker_id
                     )
                 )
             jobs = list(session.scalars(select(Job).where(Job.id.in_(ids)).order_by(Job.id)))
@@ -334,7 +335,29 @@ class Worker:
             & (Job.status == RUNNING)
         )
 
+    def _start(self, job: Job) -> None:
+        """Count the attempt and renew the lease, committed before any of the job's work.
+
+        Committed on its own, so the attempt still counts if the worker dies while the job
+        runs (the handler's transaction dies with it); raises LeaseLost if another worker
+        took the job while it waited in the batch.
+        """
+        with unit_of_work(self.database.sessions, None) as session:
+            started = session.execute(
+                update(Job)
+                .where(self._owned(job))
+                .values(attempts=Job.attempts + 1, leased_until=clock.now() + self.lease)
+            )
+            if started.rowcount != 1:  # type: ignore[attr-defined]
+                raise LeaseLost(job.id)
+        job.attempts += 1
+
     def _run(self, job: Job) -> str:
+        try:
+            self._start(job)
+        except LeaseLost:
+            log.warning("lease lost; another worker owns the job now")
+            return "lease lost"
         handler = self.registry.handlers.get(job.kind)
         if handler is None:
             return self._fail(
@@ -344,16 +367,8 @@ class Worker:
         prepared: Any = None
         try:
             if prepare is not None:
-                # Confirm the lease before spending time on the job's I/O, then do it with
-                # no transaction open; the handler's transaction confirms the lease again.
-                with unit_of_work(self.database.sessions, None) as session:
-                    renewed = session.execute(
-                        update(Job)
-                        .where(self._owned(job))
-                        .values(leased_until=clock.now() + self.lease)
-                    )
-                    if renewed.rowcount != 1:  # type: ignore[attr-defined]
-                        raise LeaseLost(job.id)
+                # The lease was just confirmed: do the job's I/O with no transaction open;
+                # the handler's transaction confirms the lease again.
                 prepared = prepare(dict(job.payload))
             with unit_of_work(self.database.sessions, self.bus) as session:
                 # Confirm and renew the lease first, in the handler's transaction: a job that
