@@ -479,6 +479,44 @@ def test_failure_with_an_expired_but_untaken_lease_still_counts(
     assert load(database, job_id).status == QUEUED
 
 
+def test_stop_finishes_the_running_job_and_gives_back_the_rest_of_the_batch(
+    database: Database, registry: JobRegistry
+) -> None:
+    first_started, finish_first = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    @registry.handler("page")
+    def page(context: JobContext, payload: dict[str, Any]) -> None:
+        ran.append(payload["n"])
+        if payload["n"] == 0:
+            first_started.set()
+            assert finish_first.wait(60), "the test never let the first job finish"
+
+    job_ids = [add_job(database, "page", {"n": n}) for n in range(3)]
+    stopping = Worker(database, registry, worker_id="stopping", batch_size=3)
+    stopping.start_in_thread()
+    try:
+        assert first_started.wait(60), "the worker never started the first job"
+        stopping.stop(0)  # what SIGTERM does: ask, without waiting
+        finish_first.set()
+    finally:
+        finish_first.set()
+        stopping.stop(60)
+    assert stopping._thread is not None and not stopping._thread.is_alive()
+    assert ran == [0], "the worker started claimed jobs after it was asked to stop"
+    jobs = [load(database, job_id) for job_id in job_ids]
+    assert [(j.status, j.attempts, j.lease_owner, j.leased_until) for j in jobs] == [
+        (SUCCEEDED, 1, "stopping", None),
+        (QUEUED, 0, None, None),
+        (QUEUED, 0, None, None),
+    ]
+    # Another worker takes them at once (no lease to wait out), on their first attempt.
+    assert Worker(database, registry, worker_id="next").run_once() == 2
+    jobs = [load(database, job_id) for job_id in job_ids[1:]]
+    assert [(j.status, j.attempts, j.lease_owner) for j in jobs] == [(SUCCEEDED, 1, "next")] * 2
+    assert ran == [0, 1, 2]
+
+
 # -- schedules ----------------------------------------------------------------------------
 def test_two_workers_tick_one_due_schedule_once(database: Database) -> None:
     registry = JobRegistry()

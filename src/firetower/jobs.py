@@ -302,16 +302,37 @@ class Worker:
         return jobs
 
     def run_once(self) -> int:
-        """Tick schedules, claim one batch and run it. Returns how many jobs were claimed."""
+        """Tick schedules, claim one batch and run it. Returns how many jobs were claimed.
+
+        Once ``stop`` is asked, the job running finishes and the rest of the batch is released.
+        """
         try:
             self.tick_schedules()
         except Exception:  # a broken schedule must not stop the queue
             log.exception("ticking schedules failed")
         jobs = self.claim()
-        for job in jobs:
+        for index, job in enumerate(jobs):
+            if self._stop.is_set():
+                self._release(jobs[index:])
+                break
             self.run_job(job)
             self._maybe_beat()
         return len(jobs)
+
+    def _release(self, jobs: list[Job]) -> int:
+        """Give back claimed jobs this worker has not started: queued again, due as they were,
+        so another worker takes them at once, with no attempt spent. Returns how many."""
+        if not jobs:
+            return 0
+        with unit_of_work(self.database.sessions, None) as session:
+            released = session.execute(
+                update(Job)
+                .where(or_(*(self._owned(job) for job in jobs)))
+                .values(status=QUEUED, leased_until=None, lease_owner=None)
+            )
+        count = int(released.rowcount)  # type: ignore[attr-defined]
+        log.info("claimed jobs released", count=count)
+        return count
 
     def run_job(self, job: Job) -> str:
         """Run one claimed job. Returns the outcome: succeeded, retried, dead or lease lost."""
@@ -570,6 +591,8 @@ class Worker:
         self._thread.start()
 
     def stop(self, timeout_seconds: float = 10) -> None:
+        """Finish the job running, release the claimed jobs not started, and end the loop;
+        wait up to ``timeout_seconds`` for that (0: only ask, as the SIGTERM handler does)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_seconds)
