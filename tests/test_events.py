@@ -172,6 +172,27 @@ def test_reactions_to_reactions_drain(database: Database) -> None:
     assert listened == [Declared("a"), Declared("b"), Paged("a"), Paged("b")]
 
 
+def test_a_once_per_round_reaction_runs_once_for_the_events_recorded_together(
+    database: Database,
+) -> None:
+    bus = EventBus()
+    once: list[str] = []
+    each: list[str] = []
+    bus.react(Declared, lambda session, event: once.append(event.name), once_per_round=True)
+    bus.react(Declared, lambda session, event: each.append(event.name))
+    # A reaction of the first round records one more: the next round runs it again.
+    bus.react(Paged, lambda session, event: record(session, Declared(f"after {event.name}")))
+    listened: list[Event] = []
+    bus.listen(Declared, listened.append)
+    with unit_of_work(database.sessions, bus) as session:
+        for name in ("a", "b", "c"):
+            record(session, Declared(name))
+        record(session, Paged("p"))
+    assert once == ["a", "after p"]
+    assert each == ["a", "b", "c", "after p"]
+    assert listened == [Declared(n) for n in ("a", "b", "c", "after p")], "listeners see all"
+
+
 def test_subclass_events_reach_base_reactions(database: Database) -> None:
     bus = EventBus()
     seen: list[str] = []

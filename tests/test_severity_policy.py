@@ -249,3 +249,34 @@ def test_a_catalog_import_that_adds_a_dependency_raises_open_incidents(
     assert [(e["rule"], e["after"]) for e in _policy_events(factory, ref)] == [
         ("blast-radius:tier1-impacted", {"severity": "SEV2"})
     ]
+
+
+def test_a_catalog_import_rechecks_each_open_incident_once(
+    factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = factory.user(Role.admin)
+    factory.service("search", tier=3, estimated_users=100)
+    dependents = ("web", "mobile", "partners")
+    for name in dependents:
+        factory.service(name, tier=1, estimated_users=500)
+    refs = [
+        factory.incident(title=f"search slow {n}", severity="SEV4", services=["search"])
+        for n in range(2)
+    ]
+    rechecked: list[str] = []
+    reapply = service.reapply_severity_policy
+
+    def counted(session: Any, incident: Any, policy: SeverityPolicy) -> None:
+        rechecked.append(incident.ref)
+        reapply(session, incident, policy)
+
+    monkeypatch.setattr(service, "reapply_severity_policy", counted)
+    # Three services change (each gains an edge to search): one import, one check each.
+    content = "services:\n" + "".join(
+        f"  - name: {n}\n    depends_on: [search]\n" for n in dependents
+    )
+    imported = admin.post("/api/v1/catalog/import", json={"content": content})
+    assert imported.status_code == 200, imported.text
+    assert sorted(rechecked) == sorted(refs)
+    for ref in refs:
+        assert admin.get(f"/api/v1/incidents/{ref}").json()["severity"] == "SEV2"

@@ -45,9 +45,24 @@ class EventBus:
     listeners: dict[type[Event], list[AfterCommitListener]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    once_per_round: set[TransactionalReaction] = field(default_factory=set)
 
-    def react(self, event_type: type[Event], reaction: TransactionalReaction) -> None:
+    def react(
+        self,
+        event_type: type[Event],
+        reaction: TransactionalReaction,
+        *,
+        once_per_round: bool = False,
+    ) -> None:
+        """Run ``reaction`` in the transaction of each ``event_type`` event recorded.
+
+        ``once_per_round``: for a reaction that reads the state rather than its event, run
+        it once for all its events of a round (given the first of them), not once per event:
+        the events of a round were all recorded before it runs, so it sees every change.
+        """
         self.reactions[event_type].append(reaction)
+        if once_per_round:
+            self.once_per_round.add(reaction)
 
     def listen(self, event_type: type[Event], listener: AfterCommitListener) -> None:
         self.listeners[event_type].append(listener)
@@ -93,9 +108,14 @@ def unit_of_work(sessions: Callable[[], Session], bus: EventBus | None) -> Itera
                     f"reactions still recording events after {MAX_REACTION_ROUNDS} rounds "
                     f"({', '.join(kinds)}): two reactions probably feed each other"
                 )
+            ran_this_round: set[TransactionalReaction] = set()
             for event in pending:
                 if bus is not None:
                     for reaction in bus._matching(bus.reactions, event):
+                        if reaction in bus.once_per_round:
+                            if reaction in ran_this_round:
+                                continue
+                            ran_this_round.add(reaction)
                         reaction(session, event)
                 handled.append(event)
             session.flush()

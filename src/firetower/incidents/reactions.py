@@ -30,5 +30,6 @@ def reevaluate_open_incidents(session: Session, event: BlastRadiusInputsChanged)
 
 
 def register(runtime: Runtime) -> None:
-    runtime.bus.react(BlastRadiusInputsChanged, reevaluate_open_incidents)
+    # It checks every open incident whichever service changed: once for a whole import.
+    runtime.bus.react(BlastRadiusInputsChanged, reevaluate_open_incidents, once_per_round=True)
     catalog.refer_to_services("incidents", service.incidents_naming)
