@@ -2,12 +2,15 @@
 
 It runs one kind of job, ``crash.slow``: the handler records its attempt in ``test_job_marks``
 (in the job's transaction, so it is rolled back if the process dies), writes a file named
-``running-<job id>-<attempt>`` into DIR so the test knows it is running, then sleeps far
-longer than any test waits. The test kills it with SIGKILL.
+``running-<job id>-<attempt>`` into DIR so the test knows it is running, then sleeps until
+a file ``finish-<job id>`` appears in DIR, or far longer than any test waits. The crash test
+kills it with SIGKILL; the shutdown test sends SIGTERM, which stops it as it stops
+``firetower worker``.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -57,8 +60,12 @@ def main(database_url: str, marker_dir: str) -> None:
         record_mark(context, worker.worker_id)
         context.session.flush()
         Path(marker_dir, f"running-{context.job_id}-{context.attempt}").touch()
-        time.sleep(3600)
+        finish = Path(marker_dir, f"finish-{context.job_id}")
+        deadline = time.monotonic() + 3600
+        while not finish.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop(0))  # as `firetower worker` does
     worker.run_forever()
 
 

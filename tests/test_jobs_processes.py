@@ -18,6 +18,7 @@ from firetower.db import Database
 from firetower.events import unit_of_work
 from firetower.jobs import (
     DEAD,
+    QUEUED,
     RUNNING,
     SUCCEEDED,
     Job,
@@ -70,14 +71,9 @@ def _job(database: Database, job_id: int) -> Job:
         return job
 
 
-@pytest.mark.usefixtures("marks_table")
-def test_job_of_a_killed_worker_runs_again_once(
-    database: Database, settings: Settings, tmp_path: Path
-) -> None:
-    with unit_of_work(database.sessions, None) as session:
-        job_id = enqueue(session, SLOW_KIND, {"to": "alice"})
-    assert job_id is not None
-    proc = subprocess.Popen(
+def _job_worker(database: Database, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``tests.job_worker_proc`` on the test's database, its marker files in ``tmp_path``."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -90,6 +86,16 @@ def test_job_of_a_killed_worker_runs_again_once(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+@pytest.mark.usefixtures("marks_table")
+def test_job_of_a_killed_worker_runs_again_once(
+    database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    with unit_of_work(database.sessions, None) as session:
+        job_id = enqueue(session, SLOW_KIND, {"to": "alice"})
+    assert job_id is not None
+    proc = _job_worker(database, tmp_path)
     try:
         running = tmp_path / f"running-{job_id}-1"
         wait_for(running.exists, "the doomed worker to start the job", proc)
@@ -128,6 +134,37 @@ def test_job_of_a_killed_worker_runs_again_once(
     assert (job.status, job.attempts, job.lease_owner) == (SUCCEEDED, 2, "rescuer")
     assert ran == [{"to": "alice"}]
     assert _marks(database) == [(job_id, 2, "rescuer")]
+
+
+@pytest.mark.usefixtures("marks_table")
+def test_sigterm_finishes_the_running_job_and_releases_the_rest(
+    database: Database, tmp_path: Path
+) -> None:
+    with unit_of_work(database.sessions, None) as session:
+        job_ids = [enqueue(session, SLOW_KIND, {"n": n}) for n in range(3)]
+    first = job_ids[0]
+    assert first is not None
+    proc = _job_worker(database, tmp_path)
+    try:
+        wait_for((tmp_path / f"running-{first}-1").exists, "the worker to start a job", proc)
+        proc.send_signal(signal.SIGTERM)
+        (tmp_path / f"finish-{first}").touch()
+        try:
+            _out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("no exit 60 s after SIGTERM: the worker went on with its claimed batch")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert _marks(database) == [(first, 1, "doomed-worker")], "it ran only the job it had begun"
+    jobs = [_job(database, job_id) for job_id in job_ids if job_id is not None]
+    assert [(j.status, j.attempts, j.lease_owner) for j in jobs] == [
+        (SUCCEEDED, 1, "doomed-worker"),
+        (QUEUED, 0, None),
+        (QUEUED, 0, None),
+    ], "the claimed jobs it had not begun are released, no attempt spent"
 
 
 def _marks(database: Database) -> list[tuple[int, int, str]]:
