@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -108,14 +108,42 @@ def _lock(session: Session, incident: Incident) -> None:
     )
 
 
-def _lock_for_change(session: Session, incident: Incident, actor: Actor) -> None:
+MergeLock = Callable[[Session, int], None]
+"""Locks the rows of one domain that merging the incident (its id) will change."""
+_MERGE_LOCKS: dict[str, MergeLock] = {}
+
+
+def lock_first_on_merge(domain: str, lock: MergeLock) -> None:
+    """Tell the incidents how ``domain`` locks what it changes when an incident is merged
+    (signals: the incident's alerts, which move to the survivor), so that a merge locks
+    them before the incident (``_lock_for_change``). Called when a runtime is assembled,
+    never at import, like ``catalog.refer_to_services``; a second call for a domain
+    replaces the first."""
+    _MERGE_LOCKS[domain] = lock
+
+
+def _lock_for_change(
+    session: Session, incident: Incident, actor: Actor, *, merging: bool = False
+) -> None:
     """Lock the incident for a change by ``actor``, and refuse people on a merged one.
 
     A merged incident is a pointer to its survivor: people work there, not here. The
     status is read after the lock, so it is the committed one. Firetower itself
     (intake, reactions, policies: actors without a user) may still write, e.g. the note that
     a merged incident's alerts have cleared.
+
+    Lock order on PostgreSQL, for every operation that locks more than one of these:
+    **alerts, then services, then incidents**. Intake locks the alerts of a request first
+    (to update them), then the services they route to, then the incidents it notes on or
+    resolves; so ``merging`` locks, before the incident, what the reactions to a merge
+    change afterwards (``lock_first_on_merge``: its alerts, which move to the survivor).
+    Taken after the incident, an alert that intake holds while it waits for the incident
+    would deadlock the two. An alert that joins the incident between those two locks is not
+    locked first; the merge may then wait for it under the incident's lock, as before.
     """
+    if merging and session.get_bind().dialect.name != "sqlite":
+        for domain in sorted(_MERGE_LOCKS):
+            _MERGE_LOCKS[domain](session, incident.id)
     _lock(session, incident)
     if actor.user_id is None or incident.status != Status.merged.value:
         return
@@ -346,7 +374,7 @@ def transition(
     note: str = "",
 ) -> Incident:
     actor.require(Role.responder)
-    _lock_for_change(session, incident, actor)
+    _lock_for_change(session, incident, actor, merging=to == Status.merged)
     _check_transition(incident, to)
     after: dict[str, Any] = {"status": to.value}
     if to == Status.merged:
@@ -405,7 +433,7 @@ def update(
 ) -> Incident:
     """Apply each given field as its own timeline entry; a status goes through ``transition``."""
     actor.require(Role.responder)
-    _lock_for_change(session, incident, actor)
+    _lock_for_change(session, incident, actor, merging=data.status == Status.merged)
     changes = data.model_dump(exclude_unset=True)
     for key in ("title", "severity", "status"):
         if key in changes and changes[key] is None:

@@ -38,6 +38,7 @@ from firetower.signals.service import (
     MuteWatch,
     delete_expired_alerts,
     find_held,
+    lock_alerts_of,
     move_alerts_to_survivor,
     resolve_reports_of,
     service_references,
@@ -151,6 +152,7 @@ def follow_incident_end(session: Session, event: IncidentStatusChanged) -> None:
 
 def register(runtime: Runtime) -> None:
     runtime.bus.react(IncidentStatusChanged, follow_incident_end)
+    incidents.lock_first_on_merge("signals", lock_alerts_of)
     catalog.refer_to_services("signals", service_references)
     runtime.jobs.handler(NOTIFY_KIND)(notify)
     runtime.jobs.handler(ATTACHED_KIND)(attached_note)

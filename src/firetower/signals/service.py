@@ -1851,6 +1851,18 @@ def resolve_reports_of(session: Session, incident_id: int) -> int:
     return int(ended.rowcount)  # type: ignore[attr-defined]
 
 
+def lock_alerts_of(session: Session, incident_id: int) -> None:
+    """Lock the alerts of an incident about to be merged, in id order as intake does, before
+    the incident itself (``incidents.lock_first_on_merge``): ``move_alerts_to_survivor``
+    then changes rows its transaction holds already."""
+    session.execute(
+        select(Alert.id)
+        .where(Alert.incident_id == incident_id)
+        .order_by(Alert.id)
+        .with_for_update()
+    ).all()
+
+
 def move_alerts_to_survivor(session: Session, merged_id: int, survivor_id: int) -> int:
     """Move every alert of a merged incident to the incident it was merged into; how many.
 

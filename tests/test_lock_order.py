@@ -1,0 +1,250 @@
+"""Two transactions on PostgreSQL that lock the same rows must never wait for each other crosswise.
+
+Each test runs two operations in threads of their own, each in its own transaction, and
+holds one of them just before a chosen statement (``Step.stop_before``) until the other is
+waiting for a lock or done: the interleaving is the same every run, nothing is timed. A lock
+order broken somewhere shows as PostgreSQL's "deadlock detected" in one of them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.orm import Session
+
+from firetower.auth.schemas import Role
+from firetower.incidents import service as incidents
+from firetower.incidents.lifecycle import Status
+from firetower.incidents.models import Incident, TimelineEvent
+from firetower.runtime import Runtime
+from firetower.settings import Settings
+from firetower.signals import service as signals
+from firetower.signals.models import Alert
+from firetower.signals.schemas import AlertmanagerPayload
+from tests.factories import Factory
+from tests.signals_support import firing_alert, send_batch
+
+WAIT_SECONDS = 30
+"""How long a step may take to reach its stop, or to start waiting: a bound against a hang,
+never a measure (a healthy run takes milliseconds)."""
+
+LOCKS_INCIDENT = re.compile(r"FROM incidents\b.*FOR UPDATE", re.DOTALL)
+MOVES_ALERTS = re.compile(r"^UPDATE alerts SET incident_id", re.DOTALL)
+
+
+@dataclass(eq=False)
+class Step:
+    """One operation run in a thread of its own and its own transaction
+    (``runtime.transaction``), optionally held just before its first statement matching
+    ``stop_before`` until ``go`` is called."""
+
+    name: str
+    work: Callable[[Session], None]
+    stop_before: re.Pattern[str] | None = None
+    error: BaseException | None = None
+    pid: int | None = None
+    """Its connection's PostgreSQL backend, known from its first statement."""
+    stopped: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def go(self) -> None:
+        self.released.set()
+
+
+class Interleaving:
+    """Runs ``Step``s on one runtime, holding each at its stop, and tells when one waits."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine: Engine = runtime.database.engine
+        self.steps: dict[int, Step] = {}
+
+    def before_statement(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        step = self.steps.get(threading.get_ident())
+        if step is None:
+            return
+        if step.pid is None:
+            step.pid = cursor.connection.info.backend_pid
+        stop = step.stop_before
+        if stop is not None and not step.stopped.is_set() and stop.search(statement):
+            step.stopped.set()
+            assert step.released.wait(WAIT_SECONDS), f"{step.name} was never released"
+
+    def start(self, step: Step) -> Step:
+        started = threading.Event()
+
+        def run() -> None:
+            self.steps[threading.get_ident()] = step
+            started.set()
+            try:
+                with self.runtime.transaction() as session:
+                    step.work(session)
+            except BaseException as exc:  # kept for the test to show
+                step.error = exc
+            finally:
+                step.done.set()
+
+        step.thread = threading.Thread(target=run, name=step.name)
+        step.thread.start()
+        assert started.wait(WAIT_SECONDS)
+        return step
+
+    def reaches_stop(self, step: Step) -> None:
+        """Wait until ``step`` is held at its stop (it holds the locks it took before it)."""
+        assert step.stopped.wait(WAIT_SECONDS) or step.done.is_set(), f"{step.name} is stuck"
+        assert step.error is None, f"{step.name} failed before its stop: {step.error!r}"
+        assert step.stopped.is_set(), f"{step.name} finished without reaching its stop"
+
+    def waits_or_ends(self, step: Step) -> None:
+        """Wait until ``step`` waits for a lock another transaction holds, or has ended."""
+        with self.engine.connect() as watcher:
+            for _ in range(WAIT_SECONDS * 100):
+                if step.done.is_set():
+                    return
+                if step.pid is not None:
+                    blocked = watcher.scalar(
+                        text("SELECT cardinality(pg_blocking_pids(:pid)) > 0"), {"pid": step.pid}
+                    )
+                    watcher.rollback()
+                    if blocked:
+                        return
+                if step.done.wait(0.01):
+                    return
+        raise AssertionError(f"{step.name} neither waits for a lock nor ends")
+
+    def finish(self, *steps: Step) -> None:
+        for step in steps:
+            step.go()
+        for step in steps:
+            assert step.thread is not None
+            step.thread.join(WAIT_SECONDS)
+            assert not step.thread.is_alive(), f"{step.name} is stuck"
+        errors = {step.name: repr(step.error) for step in steps if step.error is not None}
+        assert not errors, errors
+
+
+@contextmanager
+def interleaving(runtime: Runtime) -> Iterator[Interleaving]:
+    plan = Interleaving(runtime)
+    event.listen(plan.engine, "before_cursor_execute", plan.before_statement)
+    try:
+        yield plan
+    finally:
+        for step in plan.steps.values():
+            step.go()  # a failed assertion must not leave a thread held
+        event.remove(plan.engine, "before_cursor_execute", plan.before_statement)
+
+
+def _postgres_only(settings: Settings) -> None:
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite serializes writers, so nothing waits crosswise")
+
+
+def _batch(*alerts: dict[str, Any]) -> list[signals.Signal]:
+    payload = AlertmanagerPayload.model_validate(
+        {"version": "4", "status": alerts[0]["status"], "alerts": list(alerts)}
+    )
+    return signals.alertmanager_signals(payload)
+
+
+def _resolved(fingerprint: str, **labels: str) -> dict[str, Any]:
+    return {**firing_alert(fingerprint, **labels), "status": "resolved"}
+
+
+def _ingest(
+    runtime: Runtime, integration: str, *alerts: dict[str, Any]
+) -> Callable[[Session], None]:
+    """Intake of one Alertmanager batch, as its route runs it in a group's transaction."""
+
+    def work(session: Session) -> None:
+        intake = signals.Intake(
+            signals.get_integration(session, integration), runtime.settings.severity_policy
+        )
+        signals.ingest_alertmanager(session, intake, _batch(*alerts))
+
+    return work
+
+
+def _integration(factory: Factory, name: str = "prom") -> str:
+    admin = factory.user(Role.admin)
+    answer = admin.post("/api/v1/integrations", json={"name": name, "kind": "alertmanager"})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
+
+
+def _incident(runtime: Runtime, ref: str) -> Incident:
+    with runtime.read() as session:
+        return incidents.get_incident(session, ref)
+
+
+def _alert(runtime: Runtime, fingerprint: str) -> Alert:
+    with runtime.read() as session:
+        found = session.scalar(select(Alert).where(Alert.fingerprint == fingerprint))
+        assert found is not None
+        return found
+
+
+def _notes(runtime: Runtime, ref: str) -> list[str]:
+    with runtime.read() as session:
+        return list(
+            session.scalars(
+                select(TimelineEvent.text)
+                .join(Incident, Incident.id == TimelineEvent.incident_id)
+                .where(Incident.id == incidents.parse_ref(ref), TimelineEvent.kind == "note")
+                .order_by(TimelineEvent.id)
+            )
+        )
+
+
+# -- merging an incident while one of its alerts comes in ---------------------------------------
+@pytest.mark.parametrize("first", ["merge", "intake"])
+def test_merging_while_an_alert_of_the_merged_incident_resolves_never_deadlocks(
+    settings: Settings, factory: Factory, runtime: Runtime, first: str
+) -> None:
+    """A merge locks the merged incident and then moves its alerts (``follow_incident_end``);
+    intake locks an alert and then its incident (the note that its alerts cleared). Either
+    one may get there first: the other must wait for it, not deadlock with it. Whichever
+    PostgreSQL ended, intake would run again, but a person's merge would simply fail."""
+    _postgres_only(settings)
+    key = _integration(factory)
+    factory.service("search")
+    merged = factory.incident(title="Search is down", services=["search"])
+    send_batch(factory, key, firing_alert("a1", service="search"))
+    survivor = factory.incident(title="Search cluster degraded")
+    responder = factory.user(Role.responder)
+
+    def merge(session: Session) -> None:
+        incident = incidents.get_incident(session, merged)
+        incidents.transition(
+            session, responder.actor, incident, Status.merged, merged_into=survivor
+        )
+
+    intake = _ingest(runtime, "prom", _resolved("a1", service="search"))
+    with interleaving(runtime) as plan:
+        if first == "merge":
+            # The merge holds the incidents and is about to move the alerts; intake comes.
+            merging = plan.start(Step("merge", merge, stop_before=MOVES_ALERTS))
+            plan.reaches_stop(merging)
+            resolving = plan.start(Step("intake", intake))
+            plan.waits_or_ends(resolving)
+        else:
+            # Intake holds the alert and is about to lock its incident; the merge comes.
+            resolving = plan.start(Step("intake", intake, stop_before=LOCKS_INCIDENT))
+            plan.reaches_stop(resolving)
+            merging = plan.start(Step("merge", merge))
+            plan.waits_or_ends(merging)
+        plan.finish(merging, resolving)
+
+    assert _incident(runtime, merged).status == Status.merged
+    alert = _alert(runtime, "a1")
+    assert (alert.incident_id, alert.status) == (incidents.parse_ref(survivor), "resolved")
+    assert f"1 alert moved from {merged}" in _notes(runtime, survivor)
