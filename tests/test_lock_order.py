@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from firetower.auth.schemas import Role
 from firetower.incidents import service as incidents
-from firetower.incidents.lifecycle import Status
+from firetower.incidents.lifecycle import Severity, Status
 from firetower.incidents.models import Incident, TimelineEvent
+from firetower.incidents.schemas import IncidentUpdate
 from firetower.runtime import Runtime
 from firetower.settings import Settings
 from firetower.signals import service as signals
@@ -37,6 +38,7 @@ never a measure (a healthy run takes milliseconds)."""
 
 LOCKS_INCIDENT = re.compile(r"FROM incidents\b.*FOR UPDATE", re.DOTALL)
 MOVES_ALERTS = re.compile(r"^UPDATE alerts SET incident_id", re.DOTALL)
+WRITES_TIMELINE = re.compile(r"^INSERT INTO timeline_events", re.DOTALL)
 
 
 @dataclass(eq=False)
@@ -205,6 +207,25 @@ def _notes(runtime: Runtime, ref: str) -> list[str]:
         )
 
 
+def _assert_one_story(runtime: Runtime, ref: str) -> None:
+    """Each status change on the timeline starts from the status the one before it left:
+    a change decided on a status read before another transaction's commit would not."""
+    with runtime.read() as session:
+        changes = session.scalars(
+            select(TimelineEvent)
+            .where(
+                TimelineEvent.incident_id == incidents.parse_ref(ref),
+                TimelineEvent.kind == "status_changed",
+            )
+            .order_by(TimelineEvent.id)
+        ).all()
+        story = [(change.before["status"], change.after["status"]) for change in changes]
+    status = Status.triage.value
+    for before, after in story:
+        assert before == status, story
+        status = after
+
+
 # -- merging an incident while one of its alerts comes in ---------------------------------------
 @pytest.mark.parametrize("first", ["merge", "intake"])
 def test_merging_while_an_alert_of_the_merged_incident_resolves_never_deadlocks(
@@ -248,3 +269,73 @@ def test_merging_while_an_alert_of_the_merged_incident_resolves_never_deadlocks(
     alert = _alert(runtime, "a1")
     assert (alert.incident_id, alert.status) == (incidents.parse_ref(survivor), "resolved")
     assert f"1 alert moved from {merged}" in _notes(runtime, survivor)
+
+
+# -- resolving on clear while a person changes the incident -------------------------------------
+CHANGES: dict[str, Callable[[Session, Any, Incident, Settings], None]] = {
+    "note": lambda session, actor, incident, settings: incidents.add_note(
+        session, actor, incident, "Rolling back the deploy"
+    ),
+    "severity": lambda session, actor, incident, settings: incidents.update(
+        session, actor, incident, IncidentUpdate(severity=Severity.SEV1), settings.severity_policy
+    ),
+    "resolve": lambda session, actor, incident, settings: incidents.transition(
+        session, actor, incident, Status.resolved
+    ),
+}
+
+
+@pytest.mark.parametrize("first", ["person", "intake"])
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_resolving_on_clear_while_a_person_changes_the_incident_never_fails(
+    settings: Settings, factory: Factory, runtime: Runtime, change: str, first: str
+) -> None:
+    """Intake locks the alert that clears, the services of its incident, then the incident
+    to resolve it; a person locks the incident, then whatever the change needs (the catalog's
+    services it names). The same request also opens an incident for another service's alert,
+    whose service it locks. Whichever gets there first, the other waits, and then decides
+    on what the first committed: nobody sees a deadlock, nor a refusal to resolve what a
+    person resolved a moment before."""
+    _postgres_only(settings)
+    key = _integration(factory)
+    factory.service("search")
+    factory.service("payments")
+    rule = {"name": "all", "on_clear": "resolve"}
+    assert factory.user(Role.admin).post("/api/v1/routing-rules", json=rule).status_code == 201
+    [ref] = send_batch(factory, key, firing_alert("a1", service="search"))["opened"]
+    responder = factory.user(Role.responder)
+
+    def person(session: Session) -> None:
+        CHANGES[change](session, responder.actor, incidents.get_incident(session, ref), settings)
+
+    intake = _ingest(
+        runtime, "prom", _resolved("a1", service="search"), firing_alert("b1", service="payments")
+    )
+    with interleaving(runtime) as plan:
+        if first == "person":
+            # The person holds the incident and is about to write the change.
+            changing = plan.start(Step("person", person, stop_before=WRITES_TIMELINE))
+            plan.reaches_stop(changing)
+            resolving = plan.start(Step("intake", intake))
+            plan.waits_or_ends(resolving)
+        else:
+            # Intake holds the alert and the services and is about to lock the incident.
+            resolving = plan.start(Step("intake", intake, stop_before=LOCKS_INCIDENT))
+            plan.reaches_stop(resolving)
+            changing = plan.start(Step("person", person))
+            plan.waits_or_ends(changing)
+        plan.finish(changing, resolving)
+
+    incident = _incident(runtime, ref)
+    assert _alert(runtime, "a1").status == "resolved"
+    _assert_one_story(runtime, ref)
+    if change == "note":
+        assert "Rolling back the deploy" in _notes(runtime, ref)
+    elif change == "severity":
+        assert incident.severity == Severity.SEV1
+    elif change == "resolve":
+        assert incident.status == Status.resolved
+    else:
+        with runtime.read() as session:
+            named = incidents.get_incident(session, ref).services
+            assert sorted(s.name for s in named) == ["payments", "search"]

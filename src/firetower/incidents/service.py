@@ -91,21 +91,24 @@ def get_incident(session: Session, ref: str, *, field: str = "ref", lock: bool =
     return incident
 
 
-def _lock(session: Session, incident: Incident) -> None:
+def lock(session: Session, incident: Incident) -> None:
     """Lock the incident's row for this transaction and re-read it before deciding anything.
 
     Every change starts here, whoever calls (API, console, CLI, reactions): without it two
     responders could both pass the transition check on PostgreSQL (one resolves while the
     other declines) and write an impossible story. SQLite serializes writers already.
+    The row is loaded (``one``), not only selected: the re-read happens as the result is
+    read, and what a transaction committed while this one waited for the lock would
+    otherwise stay unseen. See ``_lock_for_change`` for the order of locks.
     """
     if session.get_bind().dialect.name == "sqlite":
         return
-    session.execute(
+    session.scalars(
         select(Incident)
         .where(Incident.id == incident.id)
         .with_for_update()
         .execution_options(populate_existing=True)
-    )
+    ).one()
 
 
 MergeLock = Callable[[Session, int], None]
@@ -144,7 +147,7 @@ def _lock_for_change(
     if merging and session.get_bind().dialect.name != "sqlite":
         for domain in sorted(_MERGE_LOCKS):
             _MERGE_LOCKS[domain](session, incident.id)
-    _lock(session, incident)
+    lock(session, incident)
     if actor.user_id is None or incident.status != Status.merged.value:
         return
     survivor = incident.merged_into.ref if incident.merged_into is not None else None
@@ -290,7 +293,7 @@ def apply_severity_policy(session: Session, incident: Incident, policy: Severity
 
 def reapply_severity_policy(session: Session, incident: Incident, policy: SeverityPolicy) -> None:
     """Apply the policy again after something outside the incident changed (the catalog)."""
-    _lock(session, incident)
+    lock(session, incident)
     apply_severity_policy(session, incident, policy)
 
 

@@ -1568,6 +1568,10 @@ def _finish_one(
         resolved = session.get(Incident, incident_id)
         if resolved is None or _has_unresolved_alert(session, incident_id):
             continue
+        # Its status as committed, under its lock (after the alert and service locks, the
+        # order ``incidents._lock_for_change`` documents): a person may have resolved it
+        # while this request waited, and resolving it again would be refused.
+        incidents.lock(session, resolved)
         total, keep_open = session.execute(
             select(
                 func.count(),
