@@ -282,6 +282,13 @@ CHANGES: dict[str, Callable[[Session, Any, Incident, Settings], None]] = {
     "resolve": lambda session, actor, incident, settings: incidents.transition(
         session, actor, incident, Status.resolved
     ),
+    "services": lambda session, actor, incident, settings: incidents.update(
+        session,
+        actor,
+        incident,
+        IncidentUpdate(services=["search", "payments"]),
+        settings.severity_policy,
+    ),
 }
 
 

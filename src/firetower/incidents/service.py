@@ -139,10 +139,13 @@ def _lock_for_change(
     **alerts, then services, then incidents**. Intake locks the alerts of a request first
     (to update them), then the services they route to, then the incidents it notes on or
     resolves; so ``merging`` locks, before the incident, what the reactions to a merge
-    change afterwards (``lock_first_on_merge``: its alerts, which move to the survivor).
-    Taken after the incident, an alert that intake holds while it waits for the incident
-    would deadlock the two. An alert that joins the incident between those two locks is not
-    locked first; the merge may then wait for it under the incident's lock, as before.
+    change afterwards (``lock_first_on_merge``: its alerts, which move to the survivor),
+    and ``update`` share-locks the services an incident is to name (``_lock_services_named``).
+    Taken after the incident, an alert or a service that intake holds while it waits for
+    the incident would deadlock the two. An alert that joins the incident between the
+    merge's two locks is not locked first: the merge may still wait for it under the
+    incident's lock, and PostgreSQL then ends one of the two: a window between two
+    statements, where before the whole merge was one.
     """
     if merging and session.get_bind().dialect.name != "sqlite":
         for domain in sorted(_MERGE_LOCKS):
@@ -156,6 +159,22 @@ def _lock_for_change(
         "make changes there instead",
         merged_into=survivor,
     )
+
+
+def _lock_services_named(session: Session, names: Sequence[str]) -> None:
+    """Share-lock the catalog's services an incident is about to name, in name order,
+    before the incident (the order ``_lock_for_change`` documents): naming one takes this
+    lock anyway (the foreign key of ``incident_services``), and taken after the incident's
+    it waits for intake, which holds the services it routes to while it waits for the
+    incident to note on or resolve. Unknown names lock nothing; they are refused later."""
+    if session.get_bind().dialect.name == "sqlite" or not names:
+        return
+    session.execute(
+        select(Service.id)
+        .where(Service.name.in_(sorted(set(names))))
+        .order_by(Service.name)
+        .with_for_update(key_share=True)
+    ).all()
 
 
 def _append(
@@ -436,6 +455,8 @@ def update(
 ) -> Incident:
     """Apply each given field as its own timeline entry; a status goes through ``transition``."""
     actor.require(Role.responder)
+    if data.services is not None:
+        _lock_services_named(session, data.services)
     _lock_for_change(session, incident, actor, merging=data.status == Status.merged)
     changes = data.model_dump(exclude_unset=True)
     for key in ("title", "severity", "status"):
