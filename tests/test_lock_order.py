@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,14 +21,17 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
 from firetower.auth.schemas import Role
+from firetower.clock import FrozenClock
 from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import Severity, Status
 from firetower.incidents.models import Incident, TimelineEvent
 from firetower.incidents.schemas import IncidentUpdate
+from firetower.jobs import Job, JobContext
 from firetower.runtime import Runtime
 from firetower.settings import Settings
 from firetower.signals import service as signals
-from firetower.signals.models import Alert
+from firetower.signals.models import Alert, AttachTally
+from firetower.signals.reactions import attached_note
 from firetower.signals.schemas import AlertmanagerPayload
 from tests.factories import Factory
 from tests.signals_support import firing_alert, send_batch
@@ -346,3 +350,44 @@ def test_resolving_on_clear_while_a_person_changes_the_incident_never_fails(
         with runtime.read() as session:
             named = incidents.get_incident(session, ref).services
             assert sorted(s.name for s in named) == ["payments", "search"]
+
+
+# -- summing up a minute of attachments while intake adds to it ---------------------------------
+def test_summing_up_a_minute_of_attachments_while_intake_adds_to_it_never_deadlocks(
+    settings: Settings, factory: Factory, runtime: Runtime
+) -> None:
+    """The minute's job (``attached_note``) takes the minute's tallies and notes them on the
+    incident; intake attaches an alert to that incident (its foreign key share-locks the
+    incident) and then adds to the same tally, as a request of that minute that commits late
+    does. The job must lock the incident before the tallies, as intake does."""
+    _postgres_only(settings)
+    key = _integration(factory)
+    factory.service("search")
+    with FrozenClock(datetime(2026, 11, 29, 10, 0, 30, tzinfo=UTC)):
+        [ref] = send_batch(factory, key, firing_alert("a1", service="search"))["opened"]
+        send_batch(factory, key, firing_alert("a2", service="search"))  # a note, the job
+        send_batch(factory, key, firing_alert("a3", service="search"))  # the minute's tally
+        with runtime.read() as session:
+            job = session.scalars(select(Job).where(Job.kind == signals.ATTACHED_KIND)).one()
+            job_id, payload, idempotency_key = job.id, job.payload, job.idempotency_key
+
+        def sum_up(session: Session) -> None:
+            context = JobContext(session, job_id, signals.ATTACHED_KIND, 1, idempotency_key)
+            attached_note(context, payload)
+
+        with interleaving(runtime) as plan:
+            # The job is about to lock the incident: the tallies it read are its to delete.
+            summing = plan.start(Step("job", sum_up, stop_before=LOCKS_INCIDENT))
+            plan.reaches_stop(summing)
+            adding = plan.start(
+                Step("intake", _ingest(runtime, "prom", firing_alert("a4", service="search")))
+            )
+            plan.waits_or_ends(adding)
+            plan.finish(summing, adding)
+
+    notes = [n for n in _notes(runtime, ref) if "more alert" in n]
+    assert len(notes) == 1 and "HighErrorRate" in notes[0], notes
+    with runtime.read() as session:
+        left = session.scalars(select(AttachTally.alerts)).all()
+    # Each attachment is noted by the job or left in a tally for the next one, never lost.
+    assert int(notes[0].split()[0]) + sum(left) == 2, (notes, left)

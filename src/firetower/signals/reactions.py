@@ -93,6 +93,10 @@ def attached_note(context: JobContext, payload: dict[str, Any]) -> None:
     incident = session.get(Incident, payload["incident_id"])
     if incident is None:
         return
+    # The incident before its tallies, as intake takes them (an alert joining the incident
+    # share-locks it, then the request adds to the tally): the other way round, a request
+    # of the minute committing late and this job would wait for each other.
+    incidents.lock(session, incident)
     since = datetime.fromisoformat(payload["since"])
     until = datetime.fromisoformat(payload["until"])
     tallies = session.scalars(
