@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
+from firetower.errors import Conflict
 from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import Severity, Status
 from firetower.incidents.models import Incident, TimelineEvent
@@ -54,6 +55,9 @@ class Step:
     name: str
     work: Callable[[Session], None]
     stop_before: re.Pattern[str] | None = None
+    stop_at_match: int = 1
+    """Which statement matching ``stop_before`` it stops before (the first by default)."""
+    matched: int = 0
     error: BaseException | None = None
     pid: int | None = None
     """Its connection's PostgreSQL backend, known from its first statement."""
@@ -82,8 +86,10 @@ class Interleaving:
             step.pid = cursor.connection.info.backend_pid
         stop = step.stop_before
         if stop is not None and not step.stopped.is_set() and stop.search(statement):
-            step.stopped.set()
-            assert step.released.wait(WAIT_SECONDS), f"{step.name} was never released"
+            step.matched += 1
+            if step.matched == step.stop_at_match:
+                step.stopped.set()
+                assert step.released.wait(WAIT_SECONDS), f"{step.name} was never released"
 
     def start(self, step: Step) -> Step:
         started = threading.Event()
@@ -391,3 +397,48 @@ def test_summing_up_a_minute_of_attachments_while_intake_adds_to_it_never_deadlo
         left = session.scalars(select(AttachTally.alerts)).all()
     # Each attachment is noted by the job or left in a tally for the next one, never lost.
     assert int(notes[0].split()[0]) + sum(left) == 2, (notes, left)
+
+
+# -- two people merging two incidents into each other ------------------------------------------
+def test_merging_two_incidents_into_each_other_at_once_refuses_one(
+    settings: Settings, factory: Factory, runtime: Runtime
+) -> None:
+    """Two people merge INC-1 into INC-2 and INC-2 into INC-1 at the same moment. Each locks
+    the incident it merges, then the survivor: crosswise, unless both lock the two in one
+    order. One merge happens; the other is refused as a merge into an incident that is not
+    open any more, not ended by PostgreSQL as a deadlock."""
+    _postgres_only(settings)
+    first_ref = factory.incident(title="Search is down")
+    second_ref = factory.incident(title="Search cluster degraded")
+    one, other = factory.user(Role.responder), factory.user(Role.responder)
+
+    def merge(actor: Any, ref: str, into: str) -> Callable[[Session], None]:
+        def work(session: Session) -> None:
+            incident = incidents.get_incident(session, ref)
+            incidents.transition(session, actor, incident, Status.merged, merged_into=into)
+
+        return work
+
+    with interleaving(runtime) as plan:
+        # The first merge holds one incident and is about to lock the other.
+        merging = plan.start(
+            Step(
+                "first",
+                merge(one.actor, first_ref, second_ref),
+                stop_before=LOCKS_INCIDENT,
+                stop_at_match=2,
+            )
+        )
+        plan.reaches_stop(merging)
+        crossing = plan.start(Step("second", merge(other.actor, second_ref, first_ref)))
+        plan.waits_or_ends(crossing)
+        merging.go()
+        for step in (merging, crossing):
+            assert step.thread is not None
+            step.thread.join(WAIT_SECONDS)
+            assert not step.thread.is_alive(), f"{step.name} is stuck"
+
+    errors = [step.error for step in (merging, crossing) if step.error is not None]
+    assert len(errors) == 1 and isinstance(errors[0], Conflict), errors
+    statuses = sorted(_incident(runtime, ref).status for ref in (first_ref, second_ref))
+    assert statuses == [Status.merged, Status.triage]

@@ -84,7 +84,10 @@ def get_incident(session: Session, ref: str, *, field: str = "ref", lock: bool =
     serializes writers already (BEGIN IMMEDIATE).
     """
     incident = session.get(
-        Incident, parse_ref(ref, field=field), with_for_update=True if lock else None
+        Incident,
+        parse_ref(ref, field=field),
+        with_for_update=True if lock else None,
+        populate_existing=lock,  # what another transaction committed while this one waited
     )
     if incident is None:
         raise NotFound(f"no incident {ref}", field=field)
@@ -126,7 +129,7 @@ def lock_first_on_merge(domain: str, lock: MergeLock) -> None:
 
 
 def _lock_for_change(
-    session: Session, incident: Incident, actor: Actor, *, merging: bool = False
+    session: Session, incident: Incident, actor: Actor, *, merging_into: str | None = None
 ) -> None:
     """Lock the incident for a change by ``actor``, and refuse people on a merged one.
 
@@ -138,18 +141,30 @@ def _lock_for_change(
     Lock order on PostgreSQL, for every operation that locks more than one of these:
     **alerts, then services, then incidents**. Intake locks the alerts of a request first
     (to update them), then the services they route to, then the incidents it notes on or
-    resolves; so ``merging`` locks, before the incident, what the reactions to a merge
-    change afterwards (``lock_first_on_merge``: its alerts, which move to the survivor),
-    and ``update`` share-locks the services an incident is to name (``_lock_services_named``).
+    resolves; so a merge (``merging_into`` the survivor's reference) locks, before the
+    incident, what the reactions to a merge change afterwards (``lock_first_on_merge``: its
+    alerts, which move to the survivor), and ``update`` share-locks the services an
+    incident is to name (``_lock_services_named``). Two incidents are locked in id order:
+    two people merging two incidents into each other at once would otherwise each hold one.
     Taken after the incident, an alert or a service that intake holds while it waits for
     the incident would deadlock the two. An alert that joins the incident between the
     merge's two locks is not locked first: the merge may still wait for it under the
     incident's lock, and PostgreSQL then ends one of the two: a window between two
     statements, where before the whole merge was one.
     """
-    if merging and session.get_bind().dialect.name != "sqlite":
+    if merging_into is not None and session.get_bind().dialect.name != "sqlite":
         for domain in sorted(_MERGE_LOCKS):
             _MERGE_LOCKS[domain](session, incident.id)
+        match = REF.match(merging_into.strip().upper())
+        survivor_id = int(match.group(1)) if match else None
+        if survivor_id is not None and 0 < survivor_id < incident.id:
+            # Refused later if it does not exist; locked now, before the merged one.
+            session.scalars(
+                select(Incident)
+                .where(Incident.id == survivor_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).one_or_none()
     lock(session, incident)
     if actor.user_id is None or incident.status != Status.merged.value:
         return
@@ -396,7 +411,9 @@ def transition(
     note: str = "",
 ) -> Incident:
     actor.require(Role.responder)
-    _lock_for_change(session, incident, actor, merging=to == Status.merged)
+    _lock_for_change(
+        session, incident, actor, merging_into=merged_into if to == Status.merged else None
+    )
     _check_transition(incident, to)
     after: dict[str, Any] = {"status": to.value}
     if to == Status.merged:
@@ -457,7 +474,8 @@ def update(
     actor.require(Role.responder)
     if data.services is not None:
         _lock_services_named(session, data.services)
-    _lock_for_change(session, incident, actor, merging=data.status == Status.merged)
+    merging_into = data.merged_into if data.status == Status.merged else None
+    _lock_for_change(session, incident, actor, merging_into=merging_into)
     changes = data.model_dump(exclude_unset=True)
     for key in ("title", "severity", "status"):
         if key in changes and changes[key] is None:
