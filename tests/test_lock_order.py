@@ -60,7 +60,7 @@ class Step:
     matched: int = 0
     error: BaseException | None = None
     pid: int | None = None
-    """Its connection's PostgreSQL backend, known from its first statement."""
+    """The PostgreSQL backend that runs its latest statement (the one that may wait)."""
     stopped: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -82,8 +82,7 @@ class Interleaving:
         step = self.steps.get(threading.get_ident())
         if step is None:
             return
-        if step.pid is None:
-            step.pid = cursor.connection.info.backend_pid
+        step.pid = cursor.connection.info.backend_pid  # the connection of its latest statement
         stop = step.stop_before
         if stop is not None and not step.stopped.is_set() and stop.search(statement):
             step.matched += 1
