@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -20,13 +21,15 @@ from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from starlette.routing import BaseRoute, Host, Mount, Route, WebSocketRoute
 
 from firetower.auth import service as auth_service
 from firetower.auth.models import ApiToken, User
 from firetower.auth.schemas import Role, TokenCreate
 from firetower.auth.service import TOKEN_PREFIX
+from firetower.errors import Conflict
+from firetower.events import unit_of_work
 from firetower.runtime import Runtime
 from tests.factories import SYSTEM, Factory, login, row_counts
 
@@ -517,3 +520,156 @@ def test_logout_ends_every_session_of_the_user(
     assert elsewhere.get("/api/v1/me").status_code == 401
     assert login(client, user.email, PASSWORD).status_code == 303
     assert client.get("/api/v1/me").status_code == 200
+
+
+# -- deactivation ------------------------------------------------------------------------------
+def _user_id(runtime: Runtime, email: str) -> int:
+    with runtime.read() as session:
+        found = session.scalar(select(User.id).where(User.email == email))
+    assert found is not None
+    return found
+
+
+def test_an_admin_deactivates_a_user_and_their_sessions_and_tokens_stop_at_once(
+    factory: Factory, app: FastAPI, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    user = factory.user(Role.responder, password=PASSWORD)
+    browser = TestClient(app)
+    assert login(browser, user.email, PASSWORD).status_code == 303
+    elsewhere = TestClient(app)  # a copy of the cookie kept in another browser
+    elsewhere.cookies.update(browser.cookies)
+    assert browser.get("/api/v1/me").status_code == 200
+    assert user.get("/api/v1/me").status_code == 200
+    user_id = _user_id(runtime, user.email)
+
+    done = admin.patch(f"/api/v1/users/{user_id}", json={"active": False})
+    assert done.status_code == 200, done.text
+    assert done.json() == {
+        "id": user_id,
+        "email": user.email,
+        "name": user.email.split("@")[0],
+        "role": "responder",
+        "active": False,
+    }
+    for session_client in (browser, elsewhere):
+        ended = session_client.get("/api/v1/me")
+        assert ended.status_code == 401
+        assert "log in again" in ended.json()["detail"]
+    refused = user.get("/api/v1/me")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert login(TestClient(app), user.email, PASSWORD).status_code == 401
+    listed = {u["email"]: u["active"] for u in admin.get("/api/v1/users").json()}
+    assert listed[user.email] is False
+    # Doing it again changes nothing and is no error.
+    again = admin.patch(f"/api/v1/users/{user_id}", json={"active": False})
+    assert again.status_code == 200, again.text
+
+    back = admin.patch(f"/api/v1/users/{user_id}", json={"active": True})
+    assert back.status_code == 200, back.text
+    assert back.json()["active"] is True
+    assert user.get("/api/v1/me").status_code == 200  # an unrevoked token works again
+    assert browser.get("/api/v1/me").status_code == 401  # an ended session stays ended
+    assert login(browser, user.email, PASSWORD).status_code == 303
+    assert browser.get("/api/v1/me").status_code == 200
+
+
+def test_only_an_admin_deactivates_and_a_refusal_changes_nothing(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    target = _user_id(runtime, factory.user(Role.viewer).email)
+    weak_admin = admin.post("/api/v1/tokens", json={"name": "ro", "role": "responder"}).json()
+    before = row_counts(runtime)
+    denied = responder.patch(f"/api/v1/users/{target}", json={"active": False})
+    assert denied.status_code == 403, denied.text
+    assert "admin" in denied.json()["detail"]
+    weak = factory.client.patch(
+        f"/api/v1/users/{target}",
+        json={"active": False},
+        headers={"Authorization": f"Bearer {weak_admin['token']}"},
+    )
+    assert weak.status_code == 403, weak.text
+    missing = admin.patch("/api/v1/users/999999", json={"active": False})
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["field"] == "user_id"
+    assert "999999" in missing.json()["detail"]
+    for body, field in (({}, "active"), ({"active": False, "role": "admin"}, "role")):
+        bad = admin.patch(f"/api/v1/users/{target}", json=body)
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["field"] == field
+    assert row_counts(runtime) == before
+    with runtime.read() as session:
+        assert session.get(User, target).active is True  # type: ignore[union-attr]
+
+
+def test_the_last_active_admin_is_never_deactivated(factory: Factory, runtime: Runtime) -> None:
+    admin = factory.user(Role.admin)
+    admin_id = _user_id(runtime, admin.email)
+    other = factory.user(Role.admin)
+    other_id = _user_id(runtime, other.email)
+    assert admin.patch(f"/api/v1/users/{other_id}", json={"active": False}).status_code == 200
+    with runtime.read() as session:
+        epoch = session.get(User, admin_id).session_epoch  # type: ignore[union-attr]
+    refused = admin.patch(f"/api/v1/users/{admin_id}", json={"active": False})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["field"] == "active"
+    assert refused.json()["detail"] == (
+        f"{admin.email} is the last active admin; make another user an admin "
+        "before deactivating them"
+    )
+    with runtime.read() as session:
+        kept = session.get(User, admin_id)
+        assert kept is not None and kept.active and kept.session_epoch == epoch
+    # With a second active admin again, either may go.
+    assert admin.patch(f"/api/v1/users/{other_id}", json={"active": True}).status_code == 200
+    assert admin.patch(f"/api/v1/users/{admin_id}", json={"active": False}).status_code == 200
+    assert admin.get("/api/v1/me").status_code == 401
+
+
+def test_two_admins_deactivating_each_other_at_once_leave_one_active(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """On PostgreSQL both could count two active admins before either commits; the admin rows
+    are locked before counting, so the second waits for the first and then sees its change."""
+    if runtime.settings.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite runs one writer at a time")
+    first, second = factory.user(Role.admin), factory.user(Role.admin)
+    sessions = runtime.database.sessions
+    outcome: list[BaseException | None] = []
+
+    def deactivate(email: str) -> None:
+        try:
+            with unit_of_work(sessions, None) as session:
+                user = auth_service.get_user_by_email(session, email)
+                auth_service.set_active(session, SYSTEM, user, False)
+            outcome.append(None)
+        except Conflict as refused:
+            outcome.append(refused)
+
+    with unit_of_work(sessions, None) as session:
+        auth_service.set_active(
+            session, SYSTEM, auth_service.get_user_by_email(session, first.email), False
+        )
+        racing = threading.Thread(target=deactivate, args=(second.email,))
+        racing.start()
+        # Hold the first change open until the second waits on a row lock (or has finished,
+        # which only a missing lock allows).
+        with runtime.read() as watcher:
+            while racing.is_alive() and not watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ):
+                watcher.rollback()
+    racing.join(60)
+    assert len(outcome) == 1 and isinstance(outcome[0], Conflict), outcome
+    assert "last active admin" in outcome[0].detail
+    with runtime.read() as session:
+        active = session.scalars(
+            select(User.email).where(User.role == "admin", User.active.is_(True))
+        ).all()
+    assert active == [second.email]

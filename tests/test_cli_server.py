@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from tests.cli_support import error_line, json_of, logs_kept_apart, run_cli, unused_port
 
@@ -128,3 +128,53 @@ def test_an_unreachable_database_is_one_line(server_env: dict[str, str | None]) 
     url = f"postgresql+psycopg://nobody@127.0.0.1:{unused_port()}/firetower"
     result = run_cli(["migrate"], env={**server_env, "FIRETOWER_DATABASE_URL": url})
     assert error_line(result).startswith("error: database error: ")
+
+
+def _active_and_epoch(tmp_path: Path, email: str) -> tuple[bool, int]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'firetower.db'}")
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT active, session_epoch FROM users WHERE email = :email"), {"email": email}
+        ).one()
+    engine.dispose()
+    return bool(row[0]), int(row[1])
+
+
+def test_admin_deactivates_and_reactivates_a_user(
+    server_env: dict[str, str | None], tmp_path: Path
+) -> None:
+    assert run_cli(["migrate"], env=server_env).exit_code == 0
+    for email, role in (("lead@example.com", "admin"), ("ops@example.com", "responder")):
+        made = run_cli(["admin", "create-user", email, "--role", role], env=server_env)
+        assert made.exit_code == 0, made.output
+    assert _active_and_epoch(tmp_path, "ops@example.com") == (True, 0)
+
+    done = run_cli(["admin", "deactivate-user", "Ops@Example.com"], env=server_env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip() == (
+        "deactivated ops@example.com: console sessions ended, API tokens stopped"
+    )
+    assert _active_and_epoch(tmp_path, "ops@example.com") == (False, 1)
+
+    back = run_cli(["admin", "reactivate-user", "ops@example.com"], env=server_env)
+    assert back.exit_code == 0, back.output
+    assert back.stdout.strip() == "reactivated ops@example.com"
+    assert _active_and_epoch(tmp_path, "ops@example.com") == (True, 1)
+
+
+def test_admin_deactivate_refuses_an_unknown_user_and_the_last_admin(
+    server_env: dict[str, str | None], tmp_path: Path
+) -> None:
+    assert run_cli(["migrate"], env=server_env).exit_code == 0
+    unknown = run_cli(["admin", "deactivate-user", "ghost@example.com"], env=server_env)
+    assert error_line(unknown) == "error: no user with email ghost@example.com"
+    unknown = run_cli(["admin", "reactivate-user", "ghost@example.com"], env=server_env)
+    assert error_line(unknown) == "error: no user with email ghost@example.com"
+    args = ["admin", "create-user", "lead@example.com", "--role", "admin"]
+    assert run_cli(args, env=server_env).exit_code == 0
+    last = run_cli(["admin", "deactivate-user", "lead@example.com"], env=server_env)
+    assert error_line(last) == (
+        "error: lead@example.com is the last active admin; make another user an admin "
+        "before deactivating them"
+    )
+    assert _active_and_epoch(tmp_path, "lead@example.com") == (True, 0)

@@ -17,6 +17,7 @@ from firetower.auth.schemas import (
     TokenRead,
     UserCreate,
     UserRead,
+    UserUpdate,
 )
 
 router = APIRouter(tags=["auth"])
@@ -48,6 +49,19 @@ def list_users(session: ReadSession, actor: Viewer) -> list[UserRead]:
 def create_user(data: UserCreate, runtime: RuntimeDep, actor: Admin) -> UserRead:
     with runtime.transaction() as session:
         return UserRead.model_validate(service.create_user(session, actor, data))
+
+
+@router.patch("/users/{user_id}", response_model=UserRead)
+def update_user(
+    user_id: Annotated[int, Path(ge=1, le=service.MAX_ID)],
+    data: UserUpdate,
+    runtime: RuntimeDep,
+    actor: Admin,
+) -> UserRead:
+    """Deactivate (``{"active": false}``) or reactivate a user; admins only."""
+    with runtime.transaction() as session:
+        user = service.get_user(session, user_id)
+        return UserRead.model_validate(service.set_active(session, actor, user, data.active))
 
 
 @router.get("/teams", response_model=list[TeamRead])

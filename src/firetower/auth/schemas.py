@@ -31,6 +31,14 @@ class UserCreate(BaseModel):
     password: str | None = Field(default=None, min_length=12, max_length=1024)
 
 
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    active: bool = Field(
+        description="false deactivates the user: their console sessions end and their API "
+        "tokens stop working at once; true lets them log in and use their tokens again."
+    )
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int

@@ -111,6 +111,46 @@ def get_active_user_by_email(session: Session, email: str, *, field: str = "emai
     return user
 
 
+def get_user(session: Session, user_id: int, *, field: str = "user_id") -> User:
+    user = session.get(User, user_id) if 0 < user_id <= MAX_ID else None
+    if user is None:
+        raise NotFound(f"no user with id {user_id}", field=field)
+    return user
+
+
+def set_active(session: Session, actor: Actor, user: User, active: bool) -> User:
+    """Deactivate or reactivate a user; doing what is already done changes nothing.
+
+    Deactivation ends every console session of the user (the epoch moves) and stops their
+    API tokens, which are checked against the user on every request. The last active admin
+    is never deactivated: nobody would be left to reactivate anyone, bar the server's CLI.
+    """
+    _need_admin(actor)
+    if not active and user.role == Role.admin.value:
+        # Every active admin's row is locked, in id order and before the user's own, so two
+        # admins deactivating each other at once on PostgreSQL are counted in turn (the
+        # second sees the first's change) and never deadlock. SQLite serializes writers.
+        admins = session.scalars(
+            select(User.id)
+            .where(User.role == Role.admin.value, User.active.is_(True))
+            .order_by(User.id)
+            .with_for_update()
+        ).all()
+        if list(admins) == [user.id]:
+            raise Conflict(
+                f"{user.email} is the last active admin; make another user an admin "
+                "before deactivating them",
+                field="active",
+            )
+    session.refresh(user, with_for_update=True)  # the committed state, locked until commit
+    if user.active == active:
+        return user
+    user.active = active
+    if not active:
+        user.session_epoch += 1
+    return user
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.email)))
 

@@ -297,3 +297,32 @@ def revoke_token(token_id: int) -> None:
     except DomainError as exc:
         fail(exc.detail)
     console.print(f"token {token_id} revoked")
+
+
+def _set_active(email: str, active: bool) -> str:
+    """Deactivate or reactivate the user with this email; their email as stored."""
+    from firetower.auth import service as auth_service
+    from firetower.auth.service import Actor
+    from firetower.events import unit_of_work
+
+    _settings, database = _database()
+    with unit_of_work(database.sessions, None) as session:
+        user = auth_service.get_user_by_email(session, email)
+        auth_service.set_active(session, Actor.system("firetower admin"), user, active)
+        return user.email
+
+
+@admin_app.command("deactivate-user")
+@one_line_errors
+def deactivate_user(email: str) -> None:
+    """Deactivate a user: their console sessions end and their API tokens stop working."""
+    shown = _set_active(email, False)
+    console.print(f"deactivated {shown}: console sessions ended, API tokens stopped")
+
+
+@admin_app.command("reactivate-user")
+@one_line_errors
+def reactivate_user(email: str) -> None:
+    """Let a deactivated user log in and use their API tokens again."""
+    shown = _set_active(email, True)
+    console.print(f"reactivated {shown}")
