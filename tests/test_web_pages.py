@@ -259,6 +259,50 @@ def test_merging_needs_a_target(console, factory, runtime):
     assert f'href="/incidents/{survivor}"' in console.get(f"/incidents/{ref}").text
 
 
+CHANGE_FORMS = re.compile(
+    r'<form[^>]*action="/incidents/INC-\d+/(transition|acknowledge|severity|notes|roles|tasks)'
+)
+
+
+def test_a_merged_incident_shows_no_change_forms_and_points_to_its_survivor(
+    console, factory, runtime
+):
+    """A merged incident refuses changes from people, so its page offers none: every form
+    would only answer with a 409 page. A banner sends people to the survivor instead."""
+    factory.user(Role.responder, email="bo@example.com")
+    survivor = factory.incident(title="Checkout is down")
+    ref = factory.incident(title="Payments 502")
+    assert console.post(f"/incidents/{ref}/tasks", {"title": "Rotate keys"}).status_code == 303
+    before = console.get(f"/incidents/{ref}").text
+    assert set(CHANGE_FORMS.findall(before)) == {
+        "transition", "acknowledge", "severity", "notes", "roles", "tasks"
+    }  # fmt: skip
+    merged = console.post(f"/incidents/{ref}/transition", {"to": "merged", "merged_into": survivor})
+    assert merged.status_code == 303
+    page = console.get(f"/incidents/{ref}")
+    assert page.status_code == 200
+    assert CHANGE_FORMS.findall(page.text) == []
+    banner = re.search(r'<p class="flash merged-banner"[^>]*>(.*?)</p>', page.text, re.DOTALL)
+    assert banner, page.text
+    text = " ".join(re.sub(r"<[^>]+>", "", banner.group(1)).split())
+    assert text == (
+        f"{ref} was merged into {survivor} Checkout is down: "
+        "work there. Nothing can be changed here any more."
+    )
+    assert f'href="/incidents/{survivor}"' in banner.group(1)
+    assert "Rotate keys" in page.text  # what it held is still shown, read only
+    # A form posted from a page loaded before the merge gets the same page, with the refusal.
+    stale = console.post(f"/incidents/{ref}/notes", {"text": "late"})
+    assert stale.status_code == 409
+    assert "make changes there instead" in stale.text
+    assert CHANGE_FORMS.findall(stale.text) == []
+    assert 'class="flash merged-banner"' in stale.text
+    # The survivor keeps every form.
+    survivor_page = console.get(f"/incidents/{survivor}").text
+    assert "merged-banner" not in survivor_page
+    assert {"severity", "notes", "roles", "tasks"} <= set(CHANGE_FORMS.findall(survivor_page))
+
+
 def holder(page: str, role: str) -> str:
     match = re.search(rf'data-role="{role}">([^<]*)<', page)
     return match.group(1).strip() if match else ""

@@ -196,6 +196,13 @@ def _incident_page(
         data = incidents.read(session, incident)
         timeline = incidents.timeline(session, incident)
         users = [u.email for u in auth_service.list_users(session) if u.active]
+        merged = data.status == Status.merged
+        survivor = (
+            incidents.get_incident(session, data.merged_into)
+            if merged and data.merged_into
+            else None
+        )
+        survivor_title = survivor.title if survivor else None
         alert_counts = signal_queries.alert_counts(session, incident=data.ref)
         alerts = (
             signal_queries.alert_rows(session, incident=data.ref, limit=INCIDENT_ALERT_ROWS)
@@ -213,7 +220,11 @@ def _incident_page(
             "users": users,
             "roles": [(role, holders.get(role)) for role in IncidentRole],
             "error": error,
-            "can_act": actor.role.allows(Role.responder),
+            # A merged incident refuses every change from people (they work on the survivor),
+            # so its page offers no form that could only answer with a 409.
+            "can_act": actor.role.allows(Role.responder) and not merged,
+            "merged": merged,
+            "survivor_title": survivor_title,
             "alert_counts": alert_counts,
             "alerts": alerts,
         },
