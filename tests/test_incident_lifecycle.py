@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -221,6 +222,46 @@ def test_concurrent_transitions_on_postgresql_leave_a_valid_story(
             if e.kind == "status_changed"
         ]
     assert len(statuses) == 1
+
+
+def test_a_note_waiting_for_a_merge_is_refused_once_the_merge_commits(
+    factory: Factory, runtime: Runtime, server_url: str
+) -> None:
+    """The note's request reads the incident (still in triage), then waits for the row lock
+    a merge holds. What it decides on must be the status read after the lock, the merged
+    one: a stale copy would land the note on a merged incident."""
+    if runtime.database.dialect != "postgresql":
+        pytest.skip("SQLite serializes writers (BEGIN IMMEDIATE); row locks are PostgreSQL's")
+    responder = factory.user(Role.responder)
+    survivor = factory.incident(title="survivor")
+    ref = factory.incident(title="duplicate")
+    answers: list[httpx.Response] = []
+
+    def add_note() -> None:
+        with httpx.Client(base_url=server_url, headers=responder.headers, timeout=60) as client:
+            answers.append(client.post(f"/api/v1/incidents/{ref}/notes", json={"text": "late"}))
+
+    noting = threading.Thread(target=add_note)
+    with runtime.transaction() as session:
+        service.transition(
+            session, SYSTEM, service.get_incident(session, ref), Status.merged,
+            merged_into=survivor,
+        )  # fmt: skip
+        noting.start()
+        with runtime.read() as watcher:  # hold the merge open until the note waits on it
+            while noting.is_alive() and not watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ):
+                watcher.rollback()
+    noting.join(60)
+    assert [a.status_code for a in answers] == [409], [a.text for a in answers]
+    assert answers[0].json()["merged_into"] == survivor
+    with runtime.read() as session:
+        kinds = [e.kind for e in _stored_timeline(session, service.get_incident(session, ref))]
+    assert "note" not in kinds
 
 
 STEPS = st.lists(
