@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from firetower.app import create_app
 from firetower.auth.schemas import Role
 from firetower.db import Database
 from firetower.incidents import service
 from firetower.incidents.events import IncidentEscalationFlagged
+from firetower.incidents.lifecycle import Status
 from firetower.incidents.schemas import IncidentCreate, IncidentUpdate
 from firetower.runtime import Runtime
 from firetower.settings import BlastRadiusRule, Settings, SeverityPolicy
-from tests.factories import SYSTEM, Factory
+from tests.factories import SYSTEM, ApiUser, Factory
 
 
 def _timeline(factory: Factory, ref: str) -> list[dict[str, Any]]:
@@ -280,3 +284,71 @@ def test_a_catalog_import_rechecks_each_open_incident_once(
     assert sorted(rechecked) == sorted(refs)
     for ref in refs:
         assert admin.get(f"/api/v1/incidents/{ref}").json()["severity"] == "SEV2"
+
+
+def _merged_while_tier1_comes_into_reach(factory: Factory) -> tuple[str, str, ApiUser]:
+    """An open SEV4 incident on search, a survivor, and frontend (tier 1) not yet on search."""
+    admin = factory.user(Role.admin)
+    factory.service("search", tier=3, estimated_users=100)
+    factory.service("frontend", tier=1, estimated_users=500)
+    survivor = factory.incident(title="checkout down", severity="SEV2")
+    ref = factory.incident(title="search slow", severity="SEV4", services=["search"])
+    return survivor, ref, admin
+
+
+def test_reapplying_the_policy_leaves_a_merged_incident_alone(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A merged incident is a pointer to its survivor: the policy never raises it again."""
+    survivor, ref, admin = _merged_while_tier1_comes_into_reach(factory)
+    merged = admin.post(
+        f"/api/v1/incidents/{ref}/transitions", json={"to": "merged", "merged_into": survivor}
+    )
+    assert merged.status_code == 200, merged.text
+    added = admin.post("/api/v1/dependencies", json={"service": "frontend", "depends_on": "search"})
+    assert added.status_code == 201, added.text
+    before = _timeline(factory, ref)
+    with runtime.transaction() as session:
+        incident = service.get_incident(session, ref)
+        service.reapply_severity_policy(session, incident, runtime.settings.severity_policy)
+    assert admin.get(f"/api/v1/incidents/{ref}").json()["severity"] == "SEV4"
+    assert _timeline(factory, ref) == before
+
+
+def test_an_incident_merged_while_a_catalog_import_waits_for_it_is_not_raised(
+    factory: Factory, runtime: Runtime, server_url: str
+) -> None:
+    """The import selects active incidents, then locks each one; on PostgreSQL a merge can
+    commit in between. The status read after the lock decides, so the merged one is skipped."""
+    if runtime.settings.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite runs one writer at a time")
+    survivor, ref, admin = _merged_while_tier1_comes_into_reach(factory)
+    content = "services:\n  - name: frontend\n    depends_on: [search]\n"
+    answers: list[httpx.Response] = []
+
+    def import_catalog() -> None:
+        with httpx.Client(base_url=server_url, headers=admin.headers, timeout=60) as client:
+            answers.append(client.post("/api/v1/catalog/import", json={"content": content}))
+
+    importing = threading.Thread(target=import_catalog)
+    with runtime.transaction() as session:
+        service.transition(
+            session, admin.actor, service.get_incident(session, ref), Status.merged,
+            merged_into=survivor,
+        )  # fmt: skip
+        importing.start()
+        # Keep the merge uncommitted until the import waits on the incident's row lock (or
+        # has finished, which only a missing lock allows).
+        with runtime.read() as watcher:
+            while importing.is_alive() and not watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ):
+                watcher.rollback()
+    importing.join(60)
+    assert [a.status_code for a in answers] == [200], [a.text for a in answers]
+    shown = admin.get(f"/api/v1/incidents/{ref}").json()
+    assert (shown["status"], shown["severity"]) == ("merged", "SEV4")
+    assert _policy_events(factory, ref) == []

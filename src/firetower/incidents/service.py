@@ -326,8 +326,15 @@ def apply_severity_policy(session: Session, incident: Incident, policy: Severity
 
 
 def reapply_severity_policy(session: Session, incident: Incident, policy: SeverityPolicy) -> None:
-    """Apply the policy again after something outside the incident changed (the catalog)."""
+    """Apply the policy again after something outside the incident changed (the catalog).
+
+    Callers pick active incidents before the lock; on PostgreSQL one may be merged, resolved
+    or canceled in between. Its status after the lock is the committed one, and an incident
+    no longer active keeps its story (a merged one points to its survivor).
+    """
     lock(session, incident)
+    if Status(incident.status) not in ACTIVE:
+        return
     apply_severity_policy(session, incident, policy)
 
 
