@@ -30,6 +30,10 @@ URL = f"http://127.0.0.1:{unused_port()}"
             "invalid value for '--status': --merged-into sets the status merged; "
             "leave out --status resolved",
         ),
+        (
+            ["update", "INC-2"],
+            "nothing to update: give --status, --severity, --title, --summary or --merged-into",
+        ),
     ],
 )
 def test_a_usage_error_is_one_line_naming_the_option(args: list[str], expected: str) -> None:

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from firetower.cli.client import connect, normalize_ref, segment
 from firetower.cli.output import (
+    USAGE,
     cell,
     console,
     emit,
@@ -333,7 +334,10 @@ def update(
     if summary is not None:
         body["summary"] = summary
     if not body:
-        fail("nothing to update: give --status, --severity, --title, --summary or --merged-into")
+        fail(
+            "nothing to update: give --status, --severity, --title, --summary or --merged-into",
+            USAGE,
+        )
     with connect() as client:
         incident = client.patch(_path(ref), json=body)
     if json_output:

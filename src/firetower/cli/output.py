@@ -19,6 +19,8 @@ from typer.core import TyperGroup
 
 console = Console()
 err_console = Console(stderr=True)
+USAGE = 2
+"""The exit code of a usage mistake (as Click's own), apart from a refused operation's 1."""
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
