@@ -458,6 +458,31 @@ def test_the_stream_resumes_after_last_event_id(console, factory, runtime):
     assert "first" not in received
 
 
+def test_the_stream_of_a_deactivated_user_ends_at_once(console, factory, runtime):
+    """A live timeline outlasts the request that opened it: deactivating its user must stop
+    it too, not only their next request."""
+    admin = factory.user(Role.admin)
+    ref = factory.incident(title="Live")
+    ana_id = factory.users["ana@example.com"].actor.user_id
+    with console.client.stream("GET", f"/incidents/{ref}/timeline/stream?after=0") as response:
+        assert response.status_code == 200
+        reader, out = read_in_background(response, b"after deactivation")
+        deactivated = admin.patch(f"/api/v1/users/{ana_id}", json={"active": False})
+        assert deactivated.status_code == 200, deactivated.text
+        with runtime.transaction() as session:
+            incident = incident_service.get_incident(session, ref)
+            incident_service.add_note(session, admin.actor, incident, "after deactivation")
+        reader.join(timeout=30)
+        ended = not reader.is_alive()
+        if not ended:
+            response.close()  # unblocks the reader; the assertion below then fails
+            reader.join(timeout=5)
+    received = b"".join(out).decode()
+    assert "after deactivation" not in received
+    assert ended, "the stream went on after its user was deactivated"
+    assert console.client.get(f"/incidents/{ref}/timeline/stream").status_code == 401
+
+
 def test_the_stream_refuses_an_absurd_position(console, factory):
     ref = factory.incident(title="Bounds")
     answer = console.get(f"/incidents/{ref}/timeline/stream?after={2**70}")

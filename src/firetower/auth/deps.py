@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from firetower import clock
+from firetower.auth.models import ApiToken
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor, actor_for_user_id, authenticate_token, touch_token
 from firetower.errors import PermissionDenied, Unauthenticated
@@ -71,19 +72,34 @@ async def check_csrf(request: Request) -> None:
         raise PermissionDenied("missing or wrong CSRF token; reload the page and try again")
 
 
-def _resolve_actor(request: Request, runtime: RuntimeDep) -> tuple[Actor, bool]:
-    """Find the actor and whether it came by cookie.
+def authenticate(session: Session, request: Request) -> tuple[Actor, ApiToken | None]:
+    """The actor of a request's credential (its token, if it came by one), or Unauthenticated.
 
-    A plain ``def``: FastAPI runs it in the thread pool, so waiting for the database never
-    blocks the event loop (which would stall every request in flight).
+    Also for a long answer (the live timeline) to check again that its credential still
+    holds: a revoked token, a deactivated user or an ended session stops it.
     """
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, credential = header.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated("expected 'Authorization: Bearer <token>'")
-        with runtime.read() as session:
-            actor, token = authenticate_token(session, credential.strip())
+        return authenticate_token(session, credential.strip())
+    user_id = request.session.get("user_id") if "session" in request.scope else None
+    if user_id is None:
+        raise Unauthenticated("authentication required: a bearer token or a console login")
+    epoch = request.session.get("epoch", 0)
+    return actor_for_user_id(session, int(user_id), int(epoch)), None
+
+
+def _resolve_actor(request: Request, runtime: RuntimeDep) -> tuple[Actor, bool]:
+    """Find the actor and whether it came by cookie.
+
+    A plain ``def``: FastAPI runs it in the thread pool, so waiting for the database never
+    blocks the event loop (which would stall every request in flight).
+    """
+    with runtime.read() as session:
+        actor, token = authenticate(session, request)
+    if token is not None:
         if token.last_used_at is None or clock.now() - token.last_used_at > TOUCH_INTERVAL:
             try:
                 with runtime.transaction() as session:
@@ -92,12 +108,7 @@ def _resolve_actor(request: Request, runtime: RuntimeDep) -> tuple[Actor, bool]:
                 # "Last used" is a courtesy; a busy database must not refuse a read for it.
                 log.warning("could not record token use; database busy", token_id=token.id)
         return actor, False
-    user_id = request.session.get("user_id") if "session" in request.scope else None
-    if user_id is None:
-        raise Unauthenticated("authentication required: a bearer token or a console login")
-    with runtime.read() as session:
-        epoch = request.session.get("epoch", 0)
-        return actor_for_user_id(session, int(user_id), int(epoch)), True
+    return actor, True
 
 
 async def current_actor(

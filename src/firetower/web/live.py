@@ -19,8 +19,9 @@ import anyio
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
-from firetower.auth.deps import Viewer
+from firetower.auth.deps import Viewer, authenticate
 from firetower.db import MAX_ID
+from firetower.errors import Unauthenticated
 from firetower.incidents import service as incidents
 from firetower.incidents.events import TimelineAppended
 from firetower.incidents.schemas import TimelineEventRead
@@ -106,6 +107,9 @@ async def timeline_stream(
 
     def newer_than(last_id: int) -> list[TimelineEventRead]:
         with runtime.read() as session:
+            # The credential is checked again on every read, not once at the start: a stream
+            # outlives a logout, a revoked token or a deactivated user otherwise.
+            authenticate(session, request)
             incident = incidents.get_incident(session, ref)
             return incidents.timeline(session, incident, after_id=last_id)[:BATCH]
 
@@ -119,7 +123,10 @@ async def timeline_stream(
         try:
             while True:
                 waiter.wake.clear()  # before reading: a commit during the read wakes us again
-                batch = await anyio.to_thread.run_sync(newer_than, last_id)
+                try:
+                    batch = await anyio.to_thread.run_sync(newer_than, last_id)
+                except Unauthenticated:
+                    return  # the browser reconnects, gets a 401 and stops
                 for entry in batch:
                     last_id = entry.id
                     yield {
