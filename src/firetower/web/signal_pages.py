@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -260,14 +260,27 @@ def silence_alert(
     )
 
 
-def _set_alert_status(
-    request: Request, actor: Actor, alert_id: int, status: AlertStatus, filters: AlertFilters
+BY_HAND = {"acknowledge": AlertStatus.acknowledged, "resolve": AlertStatus.resolved}
+"""An alert row's buttons (the last part of their URL) and the status each one sets."""
+
+
+@router.post("/alerts/{alert_id}/{action}")
+def set_alert_status(
+    request: Request,
+    alert_id: int,
+    action: Literal["acknowledge", "resolve"],
+    actor: Responder,
+    status: Short = "",
+    integration: Short = "",
+    group: Annotated[str | None, Form(max_length=1024)] = None,
+    incident: Short = "",
 ) -> Response:
     """An alert row's Acknowledge or Resolve button; back to the list as it was filtered."""
+    filters = AlertFilters(status, integration, group, incident)
     policy = _runtime(request).settings.severity_policy
 
     def change(session: Session) -> str:
-        alert, changed = signals.set_alert_status(session, actor, alert_id, status, policy)
+        alert, changed = signals.set_alert_status(session, actor, alert_id, BY_HAND[action], policy)
         already = "" if changed else "was already "
         return f"Alert {alert_id} {already}{alert.status}."
 
@@ -277,34 +290,6 @@ def _set_alert_status(
         refused=lambda exc: _alerts_page(request, actor, filters, error=exc),
         to=filters.url(),
     )
-
-
-@router.post("/alerts/{alert_id}/acknowledge")
-def acknowledge_alert(
-    request: Request,
-    alert_id: int,
-    actor: Responder,
-    status: Short = "",
-    integration: Short = "",
-    group: Annotated[str | None, Form(max_length=1024)] = None,
-    incident: Short = "",
-) -> Response:
-    filters = AlertFilters(status, integration, group, incident)
-    return _set_alert_status(request, actor, alert_id, AlertStatus.acknowledged, filters)
-
-
-@router.post("/alerts/{alert_id}/resolve")
-def resolve_alert(
-    request: Request,
-    alert_id: int,
-    actor: Responder,
-    status: Short = "",
-    integration: Short = "",
-    group: Annotated[str | None, Form(max_length=1024)] = None,
-    incident: Short = "",
-) -> Response:
-    filters = AlertFilters(status, integration, group, incident)
-    return _set_alert_status(request, actor, alert_id, AlertStatus.resolved, filters)
 
 
 def _when(value: datetime) -> str:
