@@ -44,6 +44,7 @@ never a measure (a healthy run takes milliseconds)."""
 LOCKS_INCIDENT = re.compile(r"FROM incidents\b.*FOR UPDATE", re.DOTALL)
 MOVES_ALERTS = re.compile(r"^UPDATE alerts SET incident_id", re.DOTALL)
 WRITES_TIMELINE = re.compile(r"^INSERT INTO timeline_events", re.DOTALL)
+INSERTS_ALERTS = re.compile(r"^INSERT INTO alerts\b", re.DOTALL)
 
 
 @dataclass(eq=False)
@@ -278,6 +279,43 @@ def test_merging_while_an_alert_of_the_merged_incident_resolves_never_deadlocks(
     alert = _alert(runtime, "a1")
     assert (alert.incident_id, alert.status) == (incidents.parse_ref(survivor), "resolved")
     assert f"1 alert moved from {merged}" in _notes(runtime, survivor)
+
+
+# -- merging an incident while intake routes a new alert to it ----------------------------------
+def test_an_alert_routed_while_its_incident_is_merged_follows_it_to_the_survivor(
+    settings: Settings, factory: Factory, runtime: Runtime
+) -> None:
+    """Intake reads a service's active incident under the service's lock, then writes the
+    alert that joins it. A person merging that incident in between must wait for the alert
+    (a merge share-locks the incident's services, as any ending does), so that the alert
+    joins first and the merge moves it to the survivor. Without the wait the alert joins an
+    incident already merged, where its repeats and its resolve are out of the survivor's
+    sight."""
+    _postgres_only(settings)
+    key = _integration(factory)
+    factory.service("search")
+    [ref] = send_batch(factory, key, firing_alert("a1", service="search"))["opened"]
+    survivor = factory.incident(title="Search cluster degraded")
+    responder = factory.user(Role.responder)
+
+    def merge(session: Session) -> None:
+        incident = incidents.get_incident(session, ref)
+        incidents.transition(
+            session, responder.actor, incident, Status.merged, merged_into=survivor
+        )
+
+    intake = _ingest(runtime, "prom", firing_alert("a2", service="search"))
+    with interleaving(runtime) as plan:
+        # Intake holds the service, has found the incident active, and is about to write.
+        routing = plan.start(Step("intake", intake, stop_before=INSERTS_ALERTS))
+        plan.reaches_stop(routing)
+        merging = plan.start(Step("merge", merge))
+        plan.waits_or_ends(merging)
+        plan.finish(routing, merging)
+
+    assert _incident(runtime, ref).status == Status.merged
+    assert _alert(runtime, "a2").incident_id == incidents.parse_ref(survivor)
+    assert f"2 alerts moved from {ref}" in _notes(runtime, survivor)
 
 
 # -- resolving on clear while a person changes the incident -------------------------------------

@@ -129,7 +129,12 @@ def lock_first_on_merge(domain: str, lock: MergeLock) -> None:
 
 
 def _lock_for_change(
-    session: Session, incident: Incident, actor: Actor, *, merging_into: str | None = None
+    session: Session,
+    incident: Incident,
+    actor: Actor,
+    *,
+    merging_into: str | None = None,
+    naming: Sequence[str] = (),
 ) -> None:
     """Lock the incident for a change by ``actor``, and refuse people on a merged one.
 
@@ -140,22 +145,27 @@ def _lock_for_change(
 
     Lock order on PostgreSQL, for every operation that locks more than one of these:
     **alerts, then services, then incidents**. Intake locks the alerts of a request first
-    (to update them), then the services they route to, then the incidents it notes on or
-    resolves; so a merge (``merging_into`` the survivor's reference) locks, before the
-    incident, what the reactions to a merge change afterwards (``lock_first_on_merge``: its
-    alerts, which move to the survivor), and ``update`` share-locks the services an
-    incident is to name (``_lock_services_named``). Two incidents are locked in id order:
-    two people merging two incidents into each other at once would otherwise each hold one.
-    Taken after the incident, an alert or a service that intake holds while it waits for
-    the incident would deadlock the two. An alert that joins the incident between the
-    merge's two locks is not locked first: the merge may still wait for it under the
-    incident's lock, and PostgreSQL then ends one of the two: a window between two
-    statements, where before the whole merge was one.
+    (to update them), then the services they route to (reading their active incidents under
+    that lock), then the incidents it notes on or resolves. So before the incident:
+    a merge (``merging_into`` the survivor's reference) locks what the reactions to a merge
+    change afterwards (``lock_first_on_merge``: its alerts, which move to the survivor) and
+    share-locks the incident's services, so that an alert routed to it at that moment joins
+    it before the merge and moves with the others, instead of joining it once merged; and a
+    change of its services share-locks those it is to name (``naming``).
+    Two incidents are locked in id order: two people merging two incidents into each other
+    at once would otherwise each hold one. Taken after the incident, an alert or a service
+    that intake holds while it waits for the incident would deadlock the two. An alert that
+    joins the incident between the merge's first lock and the incident's is not locked
+    first: the merge may still wait for it under the incident's lock, and PostgreSQL then
+    ends one of the two: a window between two statements, where before the whole merge was
+    one.
     """
-    if merging_into is not None and session.get_bind().dialect.name != "sqlite":
-        for domain in sorted(_MERGE_LOCKS):
-            _MERGE_LOCKS[domain](session, incident.id)
-        match = REF.match(merging_into.strip().upper())
+    if session.get_bind().dialect.name != "sqlite":
+        if merging_into is not None:
+            for domain in sorted(_MERGE_LOCKS):
+                _MERGE_LOCKS[domain](session, incident.id)
+        _lock_services(session, incident.id if merging_into is not None else None, naming)
+        match = REF.match(merging_into.strip().upper()) if merging_into is not None else None
         survivor_id = int(match.group(1)) if match else None
         if survivor_id is not None and 0 < survivor_id < incident.id:
             # Refused later if it does not exist; locked now, before the merged one.
@@ -176,17 +186,31 @@ def _lock_for_change(
     )
 
 
-def _lock_services_named(session: Session, names: Sequence[str]) -> None:
-    """Share-lock the catalog's services an incident is about to name, in name order,
-    before the incident (the order ``_lock_for_change`` documents): naming one takes this
-    lock anyway (the foreign key of ``incident_services``), and taken after the incident's
-    it waits for intake, which holds the services it routes to while it waits for the
-    incident to note on or resolve. Unknown names lock nothing; they are refused later."""
-    if session.get_bind().dialect.name == "sqlite" or not names:
+def _lock_services(session: Session, of_incident_id: int | None, names: Sequence[str]) -> None:
+    """Share-lock, in one statement and in name order, the services of an incident being
+    merged (``of_incident_id``) and those it is about to name (``names``), before the
+    incident (the order ``_lock_for_change`` documents). Intake routes to a service's
+    active incident under its lock: held here, the routing waits for the merge, or the
+    merge for the alert it writes, which then moves to the survivor with the others.
+    Naming a service takes this lock anyway (the foreign key of ``incident_services``);
+    taken after the incident's, it would wait for intake while intake waits for the
+    incident. Unknown names lock nothing; they are refused later."""
+    wanted = []
+    if of_incident_id is not None:
+        wanted.append(
+            Service.id.in_(
+                select(incident_services.c.service_id).where(
+                    incident_services.c.incident_id == of_incident_id
+                )
+            )
+        )
+    if names:
+        wanted.append(Service.name.in_(sorted(set(names))))
+    if not wanted:
         return
     session.execute(
         select(Service.id)
-        .where(Service.name.in_(sorted(set(names))))
+        .where(or_(*wanted))
         .order_by(Service.name)
         .with_for_update(key_share=True)
     ).all()
@@ -419,7 +443,10 @@ def transition(
 ) -> Incident:
     actor.require(Role.responder)
     _lock_for_change(
-        session, incident, actor, merging_into=merged_into if to == Status.merged else None
+        session,
+        incident,
+        actor,
+        merging_into=merged_into if to == Status.merged else None,
     )
     _check_transition(incident, to)
     after: dict[str, Any] = {"status": to.value}
@@ -479,10 +506,13 @@ def update(
 ) -> Incident:
     """Apply each given field as its own timeline entry; a status goes through ``transition``."""
     actor.require(Role.responder)
-    if data.services is not None:
-        _lock_services_named(session, data.services)
-    merging_into = data.merged_into if data.status == Status.merged else None
-    _lock_for_change(session, incident, actor, merging_into=merging_into)
+    _lock_for_change(
+        session,
+        incident,
+        actor,
+        merging_into=data.merged_into if data.status == Status.merged else None,
+        naming=data.services or (),
+    )
     changes = data.model_dump(exclude_unset=True)
     for key in ("title", "severity", "status"):
         if key in changes and changes[key] is None:
