@@ -23,6 +23,17 @@ def _key(admin: ApiUser, name: str = "prom", service: str | None = None) -> str:
     return str(answer.json()["key"])
 
 
+def _auto_resolving_key(factory: Factory) -> str:
+    """The key of an integration of service api whose alerts' incident resolves once they
+    have all cleared (a rule with ``on_clear: resolve``)."""
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _key(admin, service="api")
+    rule = {"name": "auto-resolve", "on_clear": "resolve"}
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    return key
+
+
 def _resolved(fingerprint: str, **labels: str) -> dict[str, Any]:
     return {**firing_alert(fingerprint, **labels), "status": "resolved"}
 
@@ -99,15 +110,7 @@ def test_resolving_the_last_alert_by_hand_lets_the_rule_resolve_the_incident(
 def test_resolving_one_of_several_alerts_by_hand_leaves_the_incident_open(
     factory: Factory, runtime: Runtime
 ) -> None:
-    admin = factory.user(Role.admin)
-    factory.service("api")
-    key = _key(admin, service="api")
-    assert (
-        admin.post(
-            "/api/v1/routing-rules", json={"name": "auto-resolve", "on_clear": "resolve"}
-        ).status_code
-        == 201
-    )
+    key = _auto_resolving_key(factory)
     send_batch(factory, key, firing_alert("b1"), firing_alert("b2"))
     b1 = alert_by_fingerprint(runtime, "b1")
 
@@ -139,15 +142,7 @@ def test_with_on_clear_note_a_resolve_by_hand_notes_that_the_alerts_cleared(
 def test_a_later_firing_from_the_sender_fires_a_resolved_alert_again(
     factory: Factory, runtime: Runtime
 ) -> None:
-    admin = factory.user(Role.admin)
-    factory.service("api")
-    key = _key(admin, service="api")
-    assert (
-        admin.post(
-            "/api/v1/routing-rules", json={"name": "auto-resolve", "on_clear": "resolve"}
-        ).status_code
-        == 201
-    )
+    key = _auto_resolving_key(factory)
     send_batch(factory, key, firing_alert("f1"))
     f1 = alert_by_fingerprint(runtime, "f1")
     assert factory.user(Role.responder).post(f"/api/v1/alerts/{f1.id}/resolve").status_code == 200
