@@ -13,7 +13,15 @@ from typing import Annotated, Any
 import typer
 
 from firetower.cli.client import Client, connect, segment
-from firetower.cli.output import fail, print_json, print_line, print_note, print_table, when
+from firetower.cli.output import (
+    USAGE,
+    fail,
+    print_json,
+    print_line,
+    print_note,
+    print_table,
+    when,
+)
 from firetower.errors import InvalidInput
 from firetower.signals.queries import format_matcher, parse_matcher, web_links
 from firetower.signals.schemas import SILENCE_MAX_SECONDS, AlertStatus, IntegrationKind
@@ -29,7 +37,6 @@ changes_app = typer.Typer(
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")]
 """The lists' --limit: the API's own bounds (1 to 1,000)."""
-USAGE = 2
 STATUS_ORDER = {"firing": 0, "acknowledged": 1}
 _DURATION = re.compile(r"(\d+)([wdhms])")
 _UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
