@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, func, select
 
 from firetower import clock
-from firetower.incidents.models import Incident
+from firetower.incidents.models import Incident, TimelineEvent
 from firetower.jobs import Worker
 from firetower.runtime import Runtime
 from firetower.signals.intake_rows import AlertRow
@@ -27,6 +27,19 @@ def alert_by_fingerprint(runtime: Runtime, fingerprint: str) -> Alert:
 def incident_count(runtime: Runtime) -> int:
     with runtime.read() as session:
         return int(session.scalar(select(func.count()).select_from(Incident)) or 0)
+
+
+def status_changes_and_notes(runtime: Runtime, incident_id: int) -> list[TimelineEvent]:
+    """An incident's status changes and notes, oldest first: what clearing alerts write."""
+    with runtime.read() as session:
+        return list(
+            session.scalars(
+                select(TimelineEvent)
+                .where(TimelineEvent.incident_id == incident_id)
+                .where(TimelineEvent.kind.in_(["status_changed", "note"]))
+                .order_by(TimelineEvent.id)
+            )
+        )
 
 
 def send_batch(factory: Factory, key: str, *alerts: dict[str, Any]) -> Any:

@@ -8,10 +8,16 @@ from typing import Any
 from sqlalchemy import select
 
 from firetower.auth.schemas import Role
-from firetower.incidents.models import Incident, TimelineEvent
+from firetower.incidents.models import Incident
 from firetower.runtime import Runtime
 from tests.factories import ApiUser, Factory
-from tests.signals_support import alert_by_fingerprint, firing_alert, matcher, send_batch
+from tests.signals_support import (
+    alert_by_fingerprint,
+    firing_alert,
+    matcher,
+    send_batch,
+    status_changes_and_notes,
+)
 
 
 def _key(admin: ApiUser, name: str = "prom", service: str | None = None) -> str:
@@ -41,18 +47,6 @@ def _resolved(fingerprint: str, **labels: str) -> dict[str, Any]:
 def _incidents(runtime: Runtime) -> list[Incident]:
     with runtime.read() as session:
         return list(session.scalars(select(Incident).order_by(Incident.id)))
-
-
-def _timeline(runtime: Runtime, incident_id: int) -> list[TimelineEvent]:
-    with runtime.read() as session:
-        return list(
-            session.scalars(
-                select(TimelineEvent)
-                .where(TimelineEvent.incident_id == incident_id)
-                .where(TimelineEvent.kind.in_(["status_changed", "note"]))
-                .order_by(TimelineEvent.id)
-            )
-        )
 
 
 def test_a_report_of_no_known_service_is_resolved_by_hand_and_says_who(
@@ -99,7 +93,7 @@ def test_resolving_the_last_alert_by_hand_lets_the_rule_resolve_the_incident(
     assert answer.status_code == 200, answer.text
     [incident] = _incidents(runtime)
     assert incident.status == "resolved"
-    *_, note, change = _timeline(runtime, incident.id)
+    *_, note, change = status_changes_and_notes(runtime, incident.id)
     assert note.text == f"Alert {a2.id} from prom resolved by hand: HighErrorRate"
     assert note.actor == responder.email
     assert change.after == {"status": "resolved"}
@@ -134,7 +128,7 @@ def test_with_on_clear_note_a_resolve_by_hand_notes_that_the_alerts_cleared(
 
     [incident] = _incidents(runtime)
     assert incident.status == "triage"
-    assert _timeline(runtime, incident.id)[-1].text == (
+    assert status_changes_and_notes(runtime, incident.id)[-1].text == (
         "The 1 alert attached to this incident has resolved."
     )
 
@@ -197,7 +191,7 @@ def test_asking_for_the_status_an_alert_has_changes_nothing(
     assert first.post(f"/api/v1/alerts/{s1.id}/resolve").status_code == 200
     before = alert_by_fingerprint(runtime, "s1")
     [incident] = _incidents(runtime)
-    entries = len(_timeline(runtime, incident.id))
+    entries = len(status_changes_and_notes(runtime, incident.id))
 
     again = second.post(f"/api/v1/alerts/{s1.id}/resolve")
 
@@ -205,7 +199,7 @@ def test_asking_for_the_status_an_alert_has_changes_nothing(
     assert (again.json()["status"], again.json()["status_by"]) == ("resolved", first.email)
     after = alert_by_fingerprint(runtime, "s1")
     assert (after.ends_at, after.state_changes) == (before.ends_at, before.state_changes)
-    assert len(_timeline(runtime, incident.id)) == entries
+    assert len(status_changes_and_notes(runtime, incident.id)) == entries
 
 
 def test_acknowledging_a_resolved_alert_is_refused_and_changes_nothing(
@@ -265,7 +259,9 @@ def test_resolving_a_report_by_hand_leaves_the_incident_it_opened_to_people(
     assert answer.json()["status"] == "resolved"
     [incident] = _incidents(runtime)
     assert incident.status == "triage"
-    [note] = [e for e in _timeline(runtime, incident.id) if e.kind != "status_changed"]
+    [note] = [
+        e for e in status_changes_and_notes(runtime, incident.id) if e.kind != "status_changed"
+    ]
     assert (
         note.text == f"Alert {report.json()['id']} from @user-reports resolved by hand: Pay fails"
     )

@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from firetower.app import create_app
 from firetower.auth.schemas import Role
 from firetower.db import Database
-from firetower.incidents.models import Incident, TimelineEvent
+from firetower.incidents.models import Incident
 from firetower.jobs import Job, Worker
 from firetower.runtime import Runtime
 from firetower.settings import Settings
@@ -34,6 +34,7 @@ from tests.signals_support import (
     send_batch,
     sql_run,
     sqlite_plan,
+    status_changes_and_notes,
 )
 from tests.test_web_signals import sign_in
 
@@ -709,18 +710,6 @@ def test_drop_keeps_and_counts_but_never_routes(factory: Factory, runtime: Runti
 
 
 # -- on clear ------------------------------------------------------------------------------------
-def _status_events(runtime: Runtime, incident_id: int) -> list[TimelineEvent]:
-    with runtime.read() as session:
-        return list(
-            session.scalars(
-                select(TimelineEvent)
-                .where(TimelineEvent.incident_id == incident_id)
-                .where(TimelineEvent.kind.in_(["status_changed", "note"]))
-                .order_by(TimelineEvent.id)
-            )
-        )
-
-
 def test_on_clear_resolve_resolves_when_every_alert_has_cleared(
     factory: Factory, runtime: Runtime
 ) -> None:
@@ -734,7 +723,9 @@ def test_on_clear_resolve_resolves_when_every_alert_has_cleared(
     assert _incidents(runtime)[0].status == "triage"  # r2 still fires
     send_batch(factory, key, _alert("r2", "resolved", team="api"))
     assert _incidents(runtime)[0].status == "resolved"
-    [change] = [e for e in _status_events(runtime, incident.id) if e.kind == "status_changed"]
+    [change] = [
+        e for e in status_changes_and_notes(runtime, incident.id) if e.kind == "status_changed"
+    ]
     assert change.after == {"status": "resolved"}
     assert "auto-resolve" in change.text and "all 2 alerts" in change.text
     assert change.actor == "integration:prom"
@@ -831,7 +822,7 @@ def test_on_clear_note_only_notes(factory: Factory, runtime: Runtime) -> None:
     send_batch(factory, key, _alert("q1", "resolved", team="api"))
     [incident] = _incidents(runtime)
     assert incident.status == "triage"
-    events = _status_events(runtime, incident.id)
+    events = status_changes_and_notes(runtime, incident.id)
     assert [e.kind for e in events] == ["note"]
     assert events[0].text == "The 1 alert attached to this incident has resolved."
 
@@ -859,7 +850,7 @@ def test_on_clear_resolve_leaves_an_incident_a_person_declared_open(
     [incident] = _incidents(runtime)
     send_batch(factory, key, _alert("d1", "resolved", team="api"))
     assert _incidents(runtime)[0].status == "triage"
-    notes = [e.text for e in _status_events(runtime, incident.id) if e.kind == "note"]
+    notes = [e.text for e in status_changes_and_notes(runtime, incident.id) if e.kind == "note"]
     assert notes[-1] == (
         "The 1 alert attached to this incident has resolved. It stays open: a person "
         "declared it, so a person resolves it."

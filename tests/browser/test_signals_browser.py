@@ -41,12 +41,11 @@ def alert_id(server: LiveServer, fingerprint: str) -> int:
     return int(found)
 
 
-def test_silence_a_firing_alert_in_one_click(
-    live_server: LiveServer, browser: Any, screenshots: Path
-) -> None:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=WAIT_MS)
+def _alert_list_with_one_firing(
+    live_server: LiveServer, browser: Any
+) -> tuple[str, int, Any, Any, list[str]]:
+    """An integration's key, its one firing alert (checkout), and ana's page on the alert
+    list: its browser context, the page, and the page's script errors as they come."""
     with live_server.runtime.transaction() as session:
         _integration, key = signals.create_integration(
             session,
@@ -54,13 +53,21 @@ def test_silence_a_firing_alert_in_one_click(
             IntegrationCreate(name="prom-prod", kind=IntegrationKind.alertmanager),
         )
     fire(live_server, key, "lat-checkout", service="checkout", instance="checkout-1")
-    first = alert_id(live_server, "lat-checkout")
-
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     failures: list[str] = []
     page.on("pageerror", lambda error: failures.append(str(error)))
     log_in(page, live_server, "ana@example.com", then="/alerts")
+    return key, alert_id(live_server, "lat-checkout"), context, page, failures
+
+
+def test_silence_a_firing_alert_in_one_click(
+    live_server: LiveServer, browser: Any, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    key, first, context, page, failures = _alert_list_with_one_firing(live_server, browser)
     row = page.locator(f"#alert-{first}")
     expect(row).to_contain_text("HighLatency")
     expect(row.locator(".alert-status")).to_have_text("firing")
@@ -101,20 +108,7 @@ def test_acknowledge_then_resolve_an_alert_from_its_row(
     from playwright.sync_api import expect
 
     expect.set_options(timeout=WAIT_MS)
-    with live_server.runtime.transaction() as session:
-        _integration, key = signals.create_integration(
-            session,
-            SYSTEM,
-            IntegrationCreate(name="prom-prod", kind=IntegrationKind.alertmanager),
-        )
-    fire(live_server, key, "lat-checkout", service="checkout", instance="checkout-1")
-    alert = alert_id(live_server, "lat-checkout")
-
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    failures: list[str] = []
-    page.on("pageerror", lambda error: failures.append(str(error)))
-    log_in(page, live_server, "ana@example.com", then="/alerts")
+    _key, alert, context, page, failures = _alert_list_with_one_firing(live_server, browser)
     row = page.locator(f"#alert-{alert}")
     expect(row.locator(".alert-status")).to_have_text("firing")
     page.evaluate("window.notReloaded = true")
