@@ -1390,9 +1390,9 @@ def set_alert_status(
     triggers), or one a person knows is over. The alert records who did it
     (``status_by``), and a note on its incident says so. A resolve takes the path a
     sender's resolve takes (``settle``, then ``finish``): the incident's alerts may have all
-    cleared, and its rules' ``on_clear`` then resolves it or notes it, as the person (a user
-    report, which never counts towards that, lets nothing clear). It is not a signal:
-    ``count`` and ``last_seen_at`` stay the sender's.
+    cleared, and its rules' ``on_clear`` then resolves it or notes it, as the person (user
+    reports never count towards that: an incident of reports alone has nothing that clears).
+    It is not a signal: ``count`` and ``last_seen_at`` stay the sender's.
 
     Asking for the status the alert has already changes nothing (a second click, a retry,
     two responders at once all get what they asked for). Acknowledging a resolved alert is
@@ -1432,11 +1432,6 @@ def set_alert_status(
         )
     received = _set_by_hand(intake, row, wanted, actor.label)
     settle(shared, intake, received)
-    if intake.integration_name == REPORT_INTEGRATION:
-        # A report never counts towards its incident's alerts having cleared (NOT_A_REPORT):
-        # resolving one lets nothing clear, or an incident of reports alone would be
-        # resolved "on clear" with none of its alerts counted.
-        intake.resolved_incidents.clear()
     intake_rows.write(session, [row], intake.encoder)
     _queue_notifications(session, intake)
     finish(session, intake)
@@ -1578,6 +1573,9 @@ def _finish_one(
                 func.sum(case((Alert.on_clear == OnClear.resolve.value, 0), else_=1)),
             ).where(Alert.incident_id == incident_id, NOT_A_REPORT)
         ).one()
+        if total == 0:
+            # Only user reports, which never count (NOT_A_REPORT): nothing has cleared.
+            continue
         cleared = all_resolved_text(total)
         if resolved.status not in ACTIVE:
             # Resolved (or closed, merged) by hand: the note says once that its alerts have
