@@ -34,8 +34,7 @@ from firetower.catalog import service as catalog
 from firetower.catalog.models import Service
 from firetower.db import SETTINGS_INFO
 from firetower.errors import Conflict, InvalidInput, NotFound
-from firetower.incidents.lifecycle import ACTIVE, Severity, Source
-from firetower.incidents.models import Incident
+from firetower.incidents.lifecycle import Severity, Source
 from firetower.jobs import enqueue
 from firetower.monitors.probe_checks import CheckOutcome, run_check
 from firetower.monitors.probe_models import DOWN, UNKNOWN, UP, Probe, ProbeResult, ProbeRollup
@@ -50,10 +49,7 @@ from firetower.monitors.probe_schemas import (
 from firetower.monitors.slo_models import SlaTarget, Slo
 from firetower.runtime import Runtime
 from firetower.settings import SeverityPolicy
-from firetower.signals import intake_rows
 from firetower.signals import service as signals
-from firetower.signals.models import Integration
-from firetower.signals.schemas import AlertStatus
 from firetower.signals.service import Signal
 
 RAW_RETENTION_DAYS = 7
@@ -503,7 +499,7 @@ def _repeat_if_unattended(session: Session, probe: Probe, outcome: CheckOutcome)
     joined (resolved, closed, declined it) while the probe stayed down, the signal is said
     again and routes as a new firing would (``reroute_when_incident_over``): it opens the
     next incident or joins another active one. While that incident is active, nothing."""
-    if not _outlived_its_incident(session, probe):
+    if not signals.outlived_its_incident(session, INTEGRATION, _fingerprint(probe)):
         return
     _signal(
         session,
@@ -514,18 +510,6 @@ def _repeat_if_unattended(session: Session, probe: Probe, outcome: CheckOutcome)
         error=outcome.error or "",
         repeat=True,
     )
-
-
-def _outlived_its_incident(session: Session, probe: Probe) -> bool:
-    """Whether the probe's signal still fires, linked to an incident that is over."""
-    integration_id = session.scalar(select(Integration.id).where(Integration.name == INTEGRATION))
-    if integration_id is None:
-        return False
-    rows = intake_rows.load(session, integration_id, [_fingerprint(probe)])
-    if not rows or rows[0].incident_id is None or rows[0].status == AlertStatus.resolved.value:
-        return False
-    status = session.scalar(select(Incident.status).where(Incident.id == rows[0].incident_id))
-    return status is not None and status not in ACTIVE
 
 
 def _fingerprint(probe: Probe) -> str:

@@ -1184,6 +1184,22 @@ def _outlived(shared: Settling, alert: AlertRow) -> bool:
     return alert.incident_id is not None and not shared.still_active(alert.incident_id)
 
 
+def outlived_its_incident(session: Session, integration_name: str, fingerprint: str) -> bool:
+    """Whether the alert still fires, linked to an incident that is over (a person ended it):
+    a monitor's cue to say it again with ``reroute_when_incident_over``. Read without a lock,
+    as a monitor's own check; the repeat's routing decides again under the locks."""
+    integration_id = session.scalar(
+        select(Integration.id).where(Integration.name == integration_name)
+    )
+    if integration_id is None:
+        return False
+    rows = intake_rows.load(session, integration_id, [fingerprint])
+    if not rows or rows[0].incident_id is None or rows[0].status == AlertStatus.resolved.value:
+        return False
+    status = session.scalar(select(Incident.status).where(Incident.id == rows[0].incident_id))
+    return status is not None and status not in ACTIVE
+
+
 def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
     """Record one alert (a repeat updates the existing row) and route it."""
     row = receive_all(session, intake, [signal])[0]
