@@ -385,12 +385,75 @@ def test_a_page_still_burning_opens_the_next_incident_once_a_person_resolves_one
         assert slo_alerts(runtime, "checkout-availability")["page"].silenced
 
 
+def test_a_page_still_burning_joins_the_other_active_incident_once_a_person_resolves_its_own(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A page repeated only while its service had no active incident: once a person resolved
+    the incident it joined while another one of its service was active, its alert stayed
+    with the resolved one for good, and the active one never heard of the burn."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)  # 10 % errors: 100x
+        evaluate_all(runtime)
+        [first] = incidents(runtime)
+        other = factory.incident(title="Checkout is slow", severity="SEV3", services=["checkout"])
+        resolved = responder.patch(f"/api/v1/incidents/{first.ref}", json={"status": "resolved"})
+        assert resolved.status_code == 200, resolved.text
+
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        resolved_one, active = incidents(runtime)
+        assert (resolved_one.id, active.ref) == (first.id, other)
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        assert (page.status, page.incident_id, page.count) == ("firing", active.id, 2)
+        assert active.severity == "SEV2"  # the page joined it, as a first page would have
+        notes = [e.text for e in timeline(runtime, active.id) if e.kind == "note"]
+        assert any(n.startswith("Severity raised from SEV3 to SEV2: SLO") for n in notes), notes
+
+        # On an active incident again, it says nothing more.
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert len(incidents(runtime)) == 2
+        assert slo_alerts(runtime, "checkout-availability")["page"].count == 2
+
+
+def test_a_page_a_rule_only_notifies_of_is_not_repeated(factory: Factory, runtime: Runtime) -> None:
+    """A page routed to notify is on no incident by design: it was said again at every
+    evaluation (its service had no incident), which routed nothing and only counted."""
+    responder = factory.user(Role.responder)
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    rule = {
+        "name": "slos-notify",
+        "matchers": [{"label": "alertname", "op": "=", "value": "SLOBurnRate"}],
+        "action": "notify",
+    }
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)
+        evaluate_all(runtime)
+        for _ in range(2):
+            clock.advance(minutes=1)
+            evaluate_all(runtime)
+    assert incidents(runtime) == []
+    page = slo_alerts(runtime, "checkout-availability")["page"]
+    assert (page.status, page.routing_action, page.incident_id, page.count) == (
+        "firing",
+        "notify",
+        None,
+        1,
+    )
+
+
 def test_a_page_routed_to_another_open_incident_raises_its_severity_once(
     factory: Factory, runtime: Runtime
 ) -> None:
-    """A rule sends the page to another service's open incident, so its own service has
-    none and each evaluation repeats the page; a repeat that joins nothing new leaves the
-    severity a person set alone."""
+    """A rule sends the page to another service's open incident; its own service has none,
+    which once made each evaluation repeat the page. A page on an active incident repeats
+    nothing, so the severity a person set there stays."""
     responder = factory.user(Role.responder)
     admin = factory.user(Role.admin)
     factory.service("checkout")
@@ -415,7 +478,8 @@ def test_a_page_routed_to_another_open_incident_raises_its_severity_once(
             evaluate_all(runtime)
     [incident] = incidents(runtime)
     assert incident.severity == "SEV3"
-    assert slo_alerts(runtime, "checkout-availability")["page"].incident_id == incident.id
+    page = slo_alerts(runtime, "checkout-availability")["page"]
+    assert (page.incident_id, page.count) == (incident.id, 1)
 
 
 def test_a_page_escalates_the_open_incident_of_the_service(

@@ -11,8 +11,9 @@ asks ``burn`` for the alert level, records the evaluation, and on a change of le
   pages): it is kept in the alert list and noted on the service's open incident if any;
 - back to a lower level: the previous level's signal resolves.
 
-A page that goes on with no incident open on its service (a person ended the one it joined
-while the budget still burns) is signalled again at each evaluation, and opens the next one.
+A page that goes on once the incident it joined is over (a person ended it while the budget
+still burns) is signalled again at each evaluation, and routes again: it joins the service's
+active incident or opens the next one.
 
 The catalog hears of every change (``report_health``): a paging SLO makes its service
 failing, and the services depending on it at risk.
@@ -537,10 +538,13 @@ def evaluate(
             detail=_describe(slo, decision),
         )
     elif (
-        error is None and before == Level.page and _active_incident(session, slo.service_id) is None
+        error is None
+        and before == Level.page
+        and signals.outlived_its_incident(session, INTEGRATION, _fingerprint(slo, Level.page))
     ):
-        # Still paging, with no incident open on its service: a person ended the one it
-        # joined while it burns. The repeat opens the next (``reroute_when_incident_over``).
+        # Still paging, and a person ended the incident it joined while it burns. The
+        # repeat routes again (``reroute_when_incident_over``): it joins the service's
+        # active incident or opens one.
         _signal(session, policy, slo, Level.page, "firing", decision, repeat=True)
     _prune(session, slo, now)
     session.flush()
@@ -582,6 +586,10 @@ def _active_incident(session: Session, service_id: int) -> Incident | None:
     )
 
 
+def _fingerprint(slo: Slo, level: Level) -> str:
+    return f"slo:{slo.name}:{level.value}"
+
+
 def _signal(
     session: Session,
     policy: SeverityPolicy,
@@ -607,7 +615,7 @@ def _signal(
         kind=SIGNAL_KIND,
         source=Source.slo,
         signal=signals.Signal(
-            fingerprint=f"slo:{slo.name}:{level.value}",
+            fingerprint=_fingerprint(slo, level),
             status=status,
             title=text if status == "firing" else "",
             severity=severity,
