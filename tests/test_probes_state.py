@@ -190,6 +190,55 @@ def test_a_probe_still_down_opens_the_next_incident_once_a_person_resolves_one(
         assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").silenced
 
 
+def test_a_down_probe_an_attach_rule_kept_waiting_joins_the_incident_opened_later(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """A rule that only attaches found no incident to join, so the probe's alert waited on
+    none; the probe repeated only once an incident it had joined was over, so it never
+    joined the incident a person opened on its service afterwards."""
+    factory.service("checkout")
+    rule = {
+        "name": "probes-only-join",
+        "matchers": [{"label": "alertname", "op": "=", "value": "ProbeDown"}],
+        "action": "attach",
+    }
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    created = admin.post(
+        "/api/v1/probes",
+        json={
+            "name": "checkout-db",
+            "kind": "tcp",
+            "service": "checkout",
+            "failure_threshold": 1,
+            "tcp": {"host": "127.0.0.1", "port": 9},
+        },
+    )
+    assert created.status_code == 201, created.text
+    with FrozenClock(T0) as clock:
+        assert run(admin, "checkout-db")["state"] == "down"
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
+        assert (alert.routing_action, alert.incident_id) == ("attach", None)
+        clock.advance(minutes=1)
+        run(admin, "checkout-db")  # the repeat tries again: still nothing to join
+        assert incident_count(factory.runtime) == 0
+
+        ref = factory.incident(title="Checkout errors", services=["checkout"])
+        clock.advance(minutes=1)
+        again = run(admin, "checkout-db")
+        assert (again["state"], again["state_changed"]) == ("down", False)
+        [incident] = _incident_list(admin)
+        assert incident["ref"] == ref
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
+        assert (alert.status, alert.starts_at) == ("firing", T0)
+        [shown] = [a for a in admin.get("/api/v1/alerts").json() if a["id"] == alert.id]
+        assert shown["incident"] == ref
+
+        # On an active incident now, it says nothing more.
+        clock.advance(minutes=1)
+        run(admin, "checkout-db")
+        assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").count == alert.count
+
+
 def _incident_list(user: ApiUser) -> list[dict[str, Any]]:
     """Every incident, newest first."""
     answer = user.get("/api/v1/incidents")

@@ -419,6 +419,46 @@ def test_a_page_still_burning_joins_the_other_active_incident_once_a_person_reso
         assert slo_alerts(runtime, "checkout-availability")["page"].count == 2
 
 
+def test_a_page_an_attach_rule_kept_waiting_joins_the_incident_opened_later(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A rule that only attaches found no incident to join, so the page waited on none; once
+    a person opened one on its service the SLO said nothing again (it repeated only while
+    the service had none), and its alert never joined it."""
+    responder = factory.user(Role.responder)
+    admin = factory.user(Role.admin)
+    factory.service("checkout")
+    rule = {
+        "name": "slos-only-join",
+        "matchers": [{"label": "alertname", "op": "=", "value": "SLOBurnRate"}],
+        "action": "attach",
+    }
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)
+        evaluate_all(runtime)
+        assert incidents(runtime) == []
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        assert (page.routing_action, page.incident_id) == ("attach", None)
+        clock.advance(minutes=1)
+        evaluate_all(runtime)  # the repeat tries again: still nothing to join, nothing opened
+        assert incidents(runtime) == []
+
+        ref = factory.incident(title="Checkout errors", severity="SEV3", services=["checkout"])
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        [incident] = incidents(runtime)
+        assert (incident.ref, incident.severity) == (ref, "SEV2")
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        assert (page.status, page.incident_id) == ("firing", incident.id)
+        count = page.count
+
+        clock.advance(minutes=1)
+        evaluate_all(runtime)  # on it now: no more repeats
+        assert slo_alerts(runtime, "checkout-availability")["page"].count == count
+
+
 def test_a_page_a_rule_only_notifies_of_is_not_repeated(factory: Factory, runtime: Runtime) -> None:
     """A page routed to notify is on no incident by design: it was said again at every
     evaluation (its service had no incident), which routed nothing and only counted."""

@@ -11,9 +11,9 @@ asks ``burn`` for the alert level, records the evaluation, and on a change of le
   pages): it is kept in the alert list and noted on the service's open incident if any;
 - back to a lower level: the previous level's signal resolves.
 
-A page that goes on once the incident it joined is over (a person ended it while the budget
-still burns) is signalled again at each evaluation, and routes again: it joins the service's
-active incident or opens the next one.
+A page that goes on while its signal is on no active incident (a person ended the one it
+joined while the budget still burns, or an attach rule found none to join) is signalled again
+at each evaluation, and routes again: it joins the service's active incident or opens the next.
 
 The catalog hears of every change (``report_health``): a paging SLO makes its service
 failing, and the services depending on it at risk.
@@ -540,11 +540,13 @@ def evaluate(
     elif (
         error is None
         and before == Level.page
-        and signals.outlived_its_incident(session, INTEGRATION, _fingerprint(slo, Level.page))
+        and signals.firing_without_an_active_incident(
+            session, INTEGRATION, _fingerprint(slo, Level.page)
+        )
     ):
-        # Still paging, and a person ended the incident it joined while it burns. The
-        # repeat routes again (``reroute_when_incident_over``): it joins the service's
-        # active incident or opens one.
+        # Still paging, on no active incident: a person ended the one it joined while it
+        # burns, or an attach rule found none to join. The repeat routes again
+        # (``reroute_when_incident_over``): it joins the service's active incident or opens one.
         _signal(session, policy, slo, Level.page, "firing", decision, repeat=True)
     _prune(session, slo, now)
     session.flush()

@@ -1163,10 +1163,13 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
         alert.dirty = True
         if alert.silenced or alert.inhibited or alert.flapping:
             return
-        unrouted = alert.incident_id is None and alert.routing_action in JOINING_ACTIONS
         if received.held or was not in ("firing", "acknowledged"):
             _route(shared, intake, alert, decision)
-        elif unrouted or (signal.reroute_when_incident_over and _outlived(shared, alert)):
+        elif _off_an_active_incident(
+            alert.incident_id,
+            alert.routing_action,
+            shared.still_active if signal.reroute_when_incident_over else None,
+        ):
             # A repeat tries to join again, without notifying twice.
             _route(shared, intake, alert, decision, notify=False)
     elif (
@@ -1178,26 +1181,44 @@ def settle(shared: Settling, intake: Intake, received: Received) -> None:
         intake.resolved_incidents.add(alert.incident_id)
 
 
-def _outlived(shared: Settling, alert: AlertRow) -> bool:
-    """Whether the alert outlived the incident it joined (asked only of a repeat whose
-    signal sets ``reroute_when_incident_over``: the others never pay for the look)."""
-    return alert.incident_id is not None and not shared.still_active(alert.incident_id)
+def _off_an_active_incident(
+    incident_id: int | None,
+    routing_action: str | None,
+    still_active: Callable[[int], bool] | None,
+) -> bool:
+    """Whether a firing alert's repeat routes again (``settle``): its routing joins an
+    incident but found none to join (an attach rule with none open, no known service), or
+    ``still_active`` is given (the signal sets ``reroute_when_incident_over``) and says the
+    incident it joined is over. Without it the incident is never looked up: the others
+    never pay for the look."""
+    if incident_id is None:
+        return routing_action in JOINING_ACTIONS
+    return still_active is not None and not still_active(incident_id)
 
 
-def outlived_its_incident(session: Session, integration_name: str, fingerprint: str) -> bool:
-    """Whether the alert still fires, linked to an incident that is over (a person ended it):
-    a monitor's cue to say it again with ``reroute_when_incident_over``. Read without a lock,
-    as a monitor's own check; the repeat's routing decides again under the locks."""
+def firing_without_an_active_incident(
+    session: Session, integration_name: str, fingerprint: str
+) -> bool:
+    """Whether the alert still fires on no active incident where its repeat, with
+    ``reroute_when_incident_over``, would route again: the incident it joined is over (a
+    person ended it), or its routing found none to join (an attach rule with none open, no
+    known service). A monitor's cue to say it again, so that a failing monitor ends up on an
+    active incident. Read without a lock, as a monitor's own check; the repeat's routing
+    decides again under the locks."""
     integration_id = session.scalar(
         select(Integration.id).where(Integration.name == integration_name)
     )
     if integration_id is None:
         return False
     rows = intake_rows.load(session, integration_id, [fingerprint])
-    if not rows or rows[0].incident_id is None or rows[0].status == AlertStatus.resolved.value:
+    if not rows or rows[0].status == AlertStatus.resolved.value:
         return False
-    status = session.scalar(select(Incident.status).where(Incident.id == rows[0].incident_id))
-    return status is not None and status not in ACTIVE
+
+    def still_active(incident_id: int) -> bool:
+        status = session.scalar(select(Incident.status).where(Incident.id == incident_id))
+        return status in ACTIVE
+
+    return _off_an_active_incident(rows[0].incident_id, rows[0].routing_action, still_active)
 
 
 def receive(session: Session, intake: Intake, signal: Signal) -> Alert:
