@@ -816,21 +816,63 @@ def test_heartbeat_rows(database: Database, worker: Worker) -> None:
 def test_readyz_needs_a_worker_heartbeat(client: Any, database: Database, worker: Worker) -> None:
     answer = client.get("/readyz")
     assert answer.status_code == 503
-    assert answer.json()["checks"] == {
-        "database": "ok",
-        "migrations": "ok",
-        "worker": "no worker heartbeat",
-    }
-    worker.heartbeat()
-    answer = client.get("/readyz")
-    assert answer.status_code == 200, answer.text
     assert answer.json() == {
-        "status": "ready",
-        "checks": {"database": "ok", "migrations": "ok", "worker": "ok"},
+        "status": "not ready",
+        "checks": {
+            "database": "ok",
+            "migrations": "ok",
+            "worker": "no worker heartbeat on record; 0 jobs waiting",
+        },
+        "worker": {"alive": False, "last_seen_at": None, "waiting_jobs": 0},
     }
-    stale = database.settings.worker_heartbeat_stale_seconds + 1
-    with FrozenClock(clock.now() + timedelta(seconds=stale)):
-        assert client.get("/readyz").status_code == 503
+    with FrozenClock(clock.now()) as frozen:
+        worker.heartbeat()
+        beat = frozen.current
+        answer = client.get("/readyz")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "migrations": "ok", "worker": "ok"},
+            "worker": {
+                "alive": True,
+                "last_seen_at": beat.isoformat().replace("+00:00", "Z"),
+                "waiting_jobs": None,
+            },
+        }
+        frozen.advance(seconds=database.settings.worker_heartbeat_stale_seconds)
+        assert client.get("/readyz").status_code == 200, "a beat exactly at the limit is fresh"
+        frozen.advance(seconds=1)
+        answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["worker"] == {
+        "alive": False,
+        "last_seen_at": beat.isoformat().replace("+00:00", "Z"),
+        "waiting_jobs": 0,
+    }
+    assert answer.json()["checks"]["worker"] == (
+        f"no worker heartbeat since {beat:%Y-%m-%d %H:%M:%S} UTC; 0 jobs waiting"
+    )
+
+
+def test_readyz_counts_the_jobs_waiting_for_a_worker(
+    client: Any, database: Database, worker: Worker
+) -> None:
+    """Waiting: what a worker would take now. Due jobs and jobs whose worker died on their
+    lease count; a job due later, or one whose lease still runs, does not."""
+    stale_seconds = database.settings.worker_heartbeat_stale_seconds
+    with FrozenClock(clock.now()) as frozen:
+        worker.heartbeat()
+        frozen.advance(seconds=stale_seconds - 1)
+        claimed = add_job(database, "page")
+        assert [job.id for job in worker.claim()] == [claimed]
+        add_job(database, "page")
+        add_job(database, "page", run_at=frozen.current + timedelta(hours=1))
+        frozen.advance(seconds=2)  # the heartbeat is stale; the claimed job's lease runs
+        assert client.get("/readyz").json()["worker"]["waiting_jobs"] == 1
+        frozen.advance(seconds=database.settings.job_lease_seconds)
+        answer = client.get("/readyz").json()
+    assert answer["worker"]["waiting_jobs"] == 2
+    assert answer["checks"]["worker"].endswith("; 2 jobs waiting")
 
 
 def test_readyz_reports_pending_migrations(client: Any, database: Database, worker: Worker) -> None:

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -21,12 +20,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from firetower import __version__, clock
+from firetower import __version__
 from firetower.apply import router as apply_router
 from firetower.auth.deps import Admin, ReadSession, RuntimeDep
 from firetower.auth.routes import router as auth_router
@@ -35,7 +34,14 @@ from firetower.db import MAX_ID, Database
 from firetower.errors import DomainError, NotFound
 from firetower.incidents import reactions as incident_reactions
 from firetower.incidents.routes import router as incidents_router
-from firetower.jobs import JobRead, Worker, WorkerHeartbeat, dead_letters, retry_dead
+from firetower.jobs import (
+    JobRead,
+    Worker,
+    WorkerStatus,
+    dead_letters,
+    retry_dead,
+    worker_status,
+)
 from firetower.logs import configure_logging
 from firetower.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
 from firetower.migrate import migrations_current
@@ -354,6 +360,16 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
+def worker_check(worker: WorkerStatus) -> str:
+    """The readiness check's word on the workers: ``ok``, or since when none beat and what waits."""
+    if worker.alive:
+        return "ok"
+    seen = worker.last_seen_at
+    since = f"since {seen:%Y-%m-%d %H:%M:%S} UTC" if seen else "on record"
+    waiting = f"{worker.waiting_jobs} job{'' if worker.waiting_jobs == 1 else 's'} waiting"
+    return f"no worker heartbeat {since}; {waiting}"
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -368,6 +384,7 @@ def health_router() -> APIRouter:
         "properties": {
             "status": {"type": "string", "enum": ["ready", "not ready"]},
             "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+            "worker": WorkerStatus.model_json_schema(),
         },
     }
 
@@ -389,6 +406,7 @@ def health_router() -> APIRouter:
         """Ready when the database answers, migrations are current and a worker beats."""
         runtime: Runtime = request.app.state.runtime
         checks: dict[str, str] = {}
+        body: dict[str, Any] = {"status": "not ready", "checks": checks}
         try:
             with runtime.read() as session:
                 session.execute(text("SELECT 1"))
@@ -396,22 +414,16 @@ def health_router() -> APIRouter:
                 checks["migrations"] = (
                     "ok" if migrations_current(runtime.database.engine) else "pending"
                 )
-                stale = clock.now() - timedelta(
-                    seconds=runtime.settings.worker_heartbeat_stale_seconds
+                worker = worker_status(
+                    session, stale_seconds=runtime.settings.worker_heartbeat_stale_seconds
                 )
-                beating = session.scalar(
-                    select(func.count())
-                    .select_from(WorkerHeartbeat)
-                    .where(WorkerHeartbeat.last_seen_at >= stale)
-                )
-                checks["worker"] = "ok" if beating else "no worker heartbeat"
+                checks["worker"] = worker_check(worker)
+                body["worker"] = worker.model_dump(mode="json")
         except Exception as exc:  # readiness reports; it never raises
             checks.setdefault("database", f"unreachable: {type(exc).__name__}")
         ready = all(v == "ok" for v in checks.values()) and len(checks) == 3
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        body["status"] = "ready" if ready else "not ready"
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @router.get(
         "/metrics",

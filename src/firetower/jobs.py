@@ -40,6 +40,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
+    func,
     or_,
     select,
     update,
@@ -160,6 +161,15 @@ class JobRegistry:
         if not croniter.is_valid(cron):
             raise ValueError(f"schedule {name!r}: {cron!r} is not a cron expression")
         self.schedules[name] = ScheduleSpec(name, cron, kind, payload or {})
+
+
+def _claimable(now: datetime) -> Any:
+    """The jobs a worker would take at ``now``: queued and due, or running on a lease that
+    ran out (their worker died or stalled)."""
+    return or_(
+        (Job.status == QUEUED) & (Job.run_at <= now),
+        (Job.status == RUNNING) & (Job.leased_until < now),
+    )
 
 
 def _insert_for(session: Session) -> Callable[..., Any]:
@@ -298,12 +308,7 @@ class Worker:
             # the only writer, so the select-then-update cannot interleave with another claim.
             due = (
                 select(Job.id, Job.status, Job.attempts, Job.max_attempts)
-                .where(
-                    or_(
-                        (Job.status == QUEUED) & (Job.run_at <= now),
-                        (Job.status == RUNNING) & (Job.leased_until < now),
-                    )
-                )
+                .where(_claimable(now))
                 .order_by(Job.run_at, Job.id)
                 .limit(self.batch_size)
                 .with_for_update(skip_locked=True)
@@ -633,6 +638,35 @@ class Worker:
 class LeaseLost(Exception):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"job {job_id}: lease taken by another worker")
+
+
+class WorkerStatus(BaseModel):
+    """Whether some worker is alive, when one last beat, and what waits for one."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    alive: bool
+    """Some worker has beaten within ``worker_heartbeat_stale_seconds``."""
+    last_seen_at: datetime | None
+    """The latest heartbeat on record; null when there is none (no worker has run in the
+    last day, or the last ones stopped cleanly, which removes their heartbeats)."""
+    waiting_jobs: int | None
+    """Jobs a worker would take now; counted only when none is alive (null otherwise), so
+    that the answer stays one small query while all is well."""
+
+
+def worker_status(session: Session, *, stale_seconds: float) -> WorkerStatus:
+    """Is a worker alive, and when was one last seen? What /readyz and the console ask.
+
+    While a worker is alive this is one query on the small heartbeat table; without one it
+    also counts the jobs waiting (pages, notifications, probes, SLO checks: nothing runs).
+    """
+    now = clock.now()
+    last_seen = session.scalar(select(func.max(WorkerHeartbeat.last_seen_at)))
+    if last_seen is not None and last_seen >= now - timedelta(seconds=stale_seconds):
+        return WorkerStatus(alive=True, last_seen_at=last_seen, waiting_jobs=None)
+    waiting = session.scalar(select(func.count()).select_from(Job).where(_claimable(now)))
+    return WorkerStatus(alive=False, last_seen_at=last_seen, waiting_jobs=int(waiting or 0))
 
 
 def dead_letters(session: Session, limit: int = 100) -> list[Job]:
