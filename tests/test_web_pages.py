@@ -5,13 +5,17 @@ from __future__ import annotations
 import html
 import re
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
+from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
+from firetower.clock import FrozenClock
 from firetower.incidents import service as incident_service
 from firetower.incidents.lifecycle import Status, allowed_transitions
 from firetower.jobs import JobContext, Worker, dead_letters, enqueue
@@ -389,6 +393,87 @@ def test_an_error_page_for_nobody_logged_in_has_no_navigation(client: TestClient
     assert refused.status_code == 403
     assert "CSRF" in refused.text
     assert 'href="/alerts"' not in refused.text
+
+
+# -- the worker banner ---------------------------------------------------------------------
+WORKER_BANNER = re.compile(r'<div class="[^"]*\bworker-down\b[^"]*" role="alert">(.*?)</div>', re.S)
+EVERY_PAGE = ("/", "/incidents/new", "/catalog", "/alerts", "/probes", "/slos")
+
+
+def worker_banner(page: str) -> str | None:
+    """The banner's text as a reader sees it (tags dropped, spaces folded), or None."""
+    found = WORKER_BANNER.search(page)
+    if found is None:
+        return None
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split())
+
+
+def test_every_page_says_when_no_worker_was_ever_seen(console, runtime):
+    with runtime.transaction() as session:
+        enqueue(session, "web-test.page", {"n": 1})
+        enqueue(session, "web-test.page", {"n": 2})
+        enqueue(session, "web-test.page", {"n": 3}, run_at=clock.now() + timedelta(hours=1))
+    for path in EVERY_PAGE:
+        banner = worker_banner(console.get(path).text)
+        assert banner == (
+            "No worker is running: pages, notifications, probes and SLO checks are not running. "
+            "No worker has been seen (never, or not since the last one stopped). "
+            "2 jobs are waiting. "
+            "Start firetower worker, or firetower serve without --no-worker."
+        ), path
+    error_page = console.get("/incidents/INC-999")
+    assert error_page.status_code == 404
+    assert worker_banner(error_page.text) is not None, "the error page shows it too"
+
+
+def test_the_banner_says_when_a_worker_was_last_seen(console, runtime):
+    stale_seconds = runtime.settings.worker_heartbeat_stale_seconds
+    with FrozenClock(datetime(2030, 1, 7, 12, 0, 5, tzinfo=UTC)) as frozen:
+        Worker(runtime.database, runtime.jobs, runtime.bus).heartbeat()
+        with runtime.transaction() as session:
+            enqueue(session, "web-test.page", {"n": 1})
+        frozen.advance(seconds=stale_seconds + 1)
+        for path in EVERY_PAGE:
+            banner = worker_banner(console.get(path).text)
+            assert banner is not None, path
+            assert "A worker was last seen at 2030-01-07 12:00:05 UTC." in banner, path
+            assert "1 job is waiting." in banner, path
+        assert '<time datetime="2030-01-07T12:00:05+00:00">' in console.get("/").text
+
+
+def test_no_banner_while_a_worker_beats_nor_for_nobody_signed_in(console, runtime, client):
+    stale_seconds = runtime.settings.worker_heartbeat_stale_seconds
+    with FrozenClock(clock.now()) as frozen:
+        Worker(runtime.database, runtime.jobs, runtime.bus).heartbeat()
+        frozen.advance(seconds=stale_seconds)
+        for path in EVERY_PAGE:
+            page = console.get(path)
+            assert page.status_code == 200, path
+            assert worker_banner(page.text) is None, path
+        assert worker_banner(console.get("/incidents/INC-999").text) is None
+    console.post("/logout")
+    assert worker_banner(client.get("/login", headers=HTML).text) is None
+
+
+def test_only_pages_in_the_layout_ask_whether_a_worker_is_alive(console, runtime):
+    """The alert panel a page polls every few seconds is a fragment without the banner: it
+    must not pay for the banner's query."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.database.engine, "before_cursor_execute", seen)
+    try:
+        assert console.get("/alerts/panel").status_code == 200
+        polled = [s for s in statements if "worker_heartbeats" in s]
+        statements.clear()
+        assert console.get("/alerts").status_code == 200
+        page = [s for s in statements if "worker_heartbeats" in s]
+    finally:
+        event.remove(runtime.database.engine, "before_cursor_execute", seen)
+    assert polled == []
+    assert len(page) == 1, "one query on the heartbeat table for the banner"
 
 
 # -- the live timeline ---------------------------------------------------------------------

@@ -102,7 +102,11 @@ async def error_page(request: Request, exc: DomainError) -> Response:
     if exc.status_code == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-    actor = await run_in_threadpool(_signed_in_actor, request)
+    return await run_in_threadpool(_error_page, request, exc)
+
+
+def _error_page(request: Request, exc: DomainError) -> Response:
+    actor = _signed_in_actor(request)
     return render(request, "error.html", {"error": exc}, actor=actor, status_code=exc.status_code)
 
 

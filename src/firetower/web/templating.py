@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import structlog
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import SQLAlchemyError
 
 from firetower.auth.deps import csrf_token_for
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
+from firetower.jobs import WorkerStatus, worker_status
 from firetower.monitors.rounding import percent_text
+from firetower.runtime import Runtime
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 FLASH_KEY = "flash"
+log = structlog.get_logger(__name__)
 
 
 def when(value: datetime | None) -> str:
@@ -81,6 +87,23 @@ def flash(request: Request, text: str, kind: str = "ok") -> None:
     request.session[FLASH_KEY] = {"text": text, "kind": kind}
 
 
+def workers(request: Request) -> WorkerStatus | None:
+    """Whether a worker is alive, for the layout's banner; None if that cannot be told now.
+
+    Every signed-in page asks (one small query while a worker is alive). It is a courtesy
+    to the page: a busy database leaves the page without the banner rather than failing it.
+    """
+    runtime: Runtime = request.app.state.runtime
+    try:
+        with runtime.read() as session:
+            return worker_status(
+                session, stale_seconds=runtime.settings.worker_heartbeat_stale_seconds
+            )
+    except SQLAlchemyError:
+        log.warning("could not tell whether a worker is alive", exc_info=True)
+        return None
+
+
 def render(
     request: Request,
     name: str,
@@ -89,12 +112,16 @@ def render(
     actor: Actor | None = None,
     status_code: int = 200,
 ) -> Response:
+    """A page, or a fragment of one. Call it off the event loop: for a signed-in actor the
+    layout reads the database (whether a worker is alive); a fragment outside the layout
+    (a polled panel) does not ask."""
     full = {
         "actor": actor,
         "is_admin": actor is not None and actor.role.allows(Role.admin),
         "csrf_token": csrf_token_for(request),
         "flash": request.session.pop(FLASH_KEY, None),
         "path": request.url.path,
+        "worker_status": partial(workers, request) if actor is not None else None,
     }
     full.update(context or {})
     return templates.TemplateResponse(request, name, full, status_code=status_code)
