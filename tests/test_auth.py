@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,12 +29,14 @@ from firetower.auth import service as auth_service
 from firetower.auth.models import ApiToken, User
 from firetower.auth.schemas import Role, TokenCreate
 from firetower.auth.service import TOKEN_PREFIX
+from firetower.clock import FrozenClock
 from firetower.errors import Conflict
 from firetower.events import unit_of_work
 from firetower.runtime import Runtime
 from tests.factories import SYSTEM, Factory, login, row_counts
 
 PASSWORD = "correct horse battery staple"
+T0 = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 # Routes anyone may call. Exact paths, and prefixes (ending in "/") of public subtrees.
 PUBLIC_PATHS = {
@@ -543,7 +546,8 @@ def test_an_admin_deactivates_a_user_and_their_sessions_and_tokens_stop_at_once(
     assert user.get("/api/v1/me").status_code == 200
     user_id = _user_id(runtime, user.email)
 
-    done = admin.patch(f"/api/v1/users/{user_id}", json={"active": False})
+    with FrozenClock(T0):
+        done = admin.patch(f"/api/v1/users/{user_id}", json={"active": False})
     assert done.status_code == 200, done.text
     assert done.json() == {
         "id": user_id,
@@ -551,6 +555,8 @@ def test_an_admin_deactivates_a_user_and_their_sessions_and_tokens_stop_at_once(
         "name": user.email.split("@")[0],
         "role": "responder",
         "active": False,
+        "deactivated_at": "2026-12-01T09:30:00Z",
+        "deactivated_by": admin.email,
     }
     for session_client in (browser, elsewhere):
         ended = session_client.get("/api/v1/me")
@@ -568,11 +574,62 @@ def test_an_admin_deactivates_a_user_and_their_sessions_and_tokens_stop_at_once(
 
     back = admin.patch(f"/api/v1/users/{user_id}", json={"active": True})
     assert back.status_code == 200, back.text
-    assert back.json()["active"] is True
+    assert (back.json()["active"], back.json()["deactivated_at"]) == (True, None)
+    assert back.json()["deactivated_by"] is None
     assert user.get("/api/v1/me").status_code == 200  # an unrevoked token works again
     assert browser.get("/api/v1/me").status_code == 401  # an ended session stays ended
     assert login(browser, user.email, PASSWORD).status_code == 303
     assert browser.get("/api/v1/me").status_code == 200
+
+
+def test_a_deactivation_records_who_and_when_and_a_reactivation_clears_it(
+    factory: Factory, runtime: Runtime
+) -> None:
+    admin, other_admin = factory.user(Role.admin), factory.user(Role.admin)
+    user = factory.user(Role.viewer)
+    user_id = _user_id(runtime, user.email)
+    with FrozenClock(T0) as clock:
+        first = admin.patch(f"/api/v1/users/{user_id}", json={"active": False})
+        clock.advance(minutes=5)
+        # Asked again, by someone else and later: still the first deactivation.
+        again = other_admin.patch(f"/api/v1/users/{user_id}", json={"active": False})
+    for answer in (first, again):
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["deactivated_by"], answer.json()["deactivated_at"]) == (
+            admin.email,
+            "2026-12-01T09:30:00Z",
+        )
+    with runtime.read() as session:
+        stored = session.get(User, user_id)
+        assert stored is not None
+        assert stored.deactivated_by_id == _user_id(runtime, admin.email)
+        assert stored.deactivated_at == T0
+    listed = {u["email"]: u for u in admin.get("/api/v1/users").json()}
+    assert listed[user.email]["deactivated_by"] == admin.email
+    assert listed[admin.email]["deactivated_by"] is None
+
+    assert admin.patch(f"/api/v1/users/{user_id}", json={"active": True}).status_code == 200
+    with runtime.read() as session:
+        stored = session.get(User, user_id)
+        assert stored is not None
+        assert (stored.deactivated_at, stored.deactivated_by_id, stored.deactivated_by) == (
+            None,
+            None,
+            None,
+        )
+    # The server's CLI acts as nobody's user: its label is what is recorded.
+    with runtime.transaction() as session:
+        auth_service.set_active(
+            session,
+            auth_service.Actor.system("firetower admin"),
+            session.get(User, user_id),
+            False,
+        )
+    with runtime.read() as session:
+        stored = session.get(User, user_id)
+        assert stored is not None
+        assert (stored.deactivated_by_id, stored.deactivated_by) == (None, "firetower admin")
+        assert stored.deactivated_at is not None
 
 
 def test_only_an_admin_deactivates_and_a_refusal_changes_nothing(

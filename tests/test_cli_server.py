@@ -140,6 +140,16 @@ def _active_and_epoch(tmp_path: Path, email: str) -> tuple[bool, int]:
     return bool(row[0]), int(row[1])
 
 
+def _deactivated_by(tmp_path: Path, email: str) -> str | None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'firetower.db'}")
+    with engine.connect() as connection:
+        by = connection.execute(
+            text("SELECT deactivated_by FROM users WHERE email = :email"), {"email": email}
+        ).scalar_one()
+    engine.dispose()
+    return by
+
+
 def test_admin_deactivates_and_reactivates_a_user(
     server_env: dict[str, str | None], tmp_path: Path
 ) -> None:
@@ -155,11 +165,13 @@ def test_admin_deactivates_and_reactivates_a_user(
         "deactivated ops@example.com: console sessions ended, API tokens stopped"
     )
     assert _active_and_epoch(tmp_path, "ops@example.com") == (False, 1)
+    assert _deactivated_by(tmp_path, "ops@example.com") == "firetower admin"
 
     back = run_cli(["admin", "reactivate-user", "ops@example.com"], env=server_env)
     assert back.exit_code == 0, back.output
     assert back.stdout.strip() == "reactivated ops@example.com"
     assert _active_and_epoch(tmp_path, "ops@example.com") == (True, 1)
+    assert _deactivated_by(tmp_path, "ops@example.com") is None
 
 
 def test_admin_deactivate_refuses_an_unknown_user_and_the_last_admin(

@@ -45,7 +45,7 @@ def test_migrations_run_down_and_up_again(tmp_path) -> None:
     assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
     upgrade(database.engine)
     assert migrations_current(database.engine)
-    assert head_revision() == "0025"
+    assert head_revision() == "0026"
     database.dispose()
 
 
@@ -113,3 +113,61 @@ def test_an_upgrade_says_what_it_applies_and_how_long_each_took(tmp_path) -> Non
     upgrade(database.engine, "0017", progress=heard.append)
     assert heard == []  # up to date: nothing to say
     database.dispose()
+
+
+def test_0026_adds_who_deactivated_a_user_and_both_ways_keeps_every_row(
+    unmigrated_database: Database,
+) -> None:
+    """Users deactivated before 0026 keep who and when unknown. Neither way rebuilds the
+    users table: on SQLite, dropping the old one would delete its tokens and memberships."""
+    database = unmigrated_database
+    upgrade(database.engine, "0025")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (email, name, role, active, session_epoch, created_at) "
+                "VALUES ('gone@example.com', 'gone', 'responder', false, 1, "
+                "'2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO teams (name, description, created_at) "
+                "VALUES ('ops', '', '2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO team_members (team_id, user_id) "
+                "SELECT t.id, u.id FROM teams t, users u"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_tokens (user_id, name, prefix, token_hash, role, created_at) "
+                "SELECT id, 'laptop', 'abc123', 'x', 'responder', '2026-01-01 00:00:00' "
+                "FROM users"
+            )
+        )
+
+    def kept() -> tuple[int, int, int]:
+        with database.engine.connect() as connection:
+            return tuple(  # type: ignore[return-value]
+                connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("users", "team_members", "api_tokens")
+            )
+
+    upgrade(database.engine)
+    with database.engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT active, deactivated_at, deactivated_by_id, deactivated_by FROM users")
+        ).one()
+    assert tuple(row) == (False, None, None, None)
+    assert kept() == (1, 1, 1)
+    command.downgrade(alembic_config(database.engine), "0025")
+    assert "deactivated_by" not in {
+        c["name"] for c in inspect(database.engine).get_columns("users")
+    }
+    assert kept() == (1, 1, 1)
+    upgrade(database.engine)
+    assert migrations_current(database.engine)

@@ -29,6 +29,12 @@ class User(Base):
     # Bumped when a password changes: console sessions signed with an older value end.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Who deactivated the user and when, while they are deactivated (cleared on reactivation).
+    # The label is kept beside the id as on the timeline: the server's CLI acts as nobody's
+    # user, and a label stays readable whatever becomes of the account.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deactivated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    deactivated_by: Mapped[str | None] = mapped_column(String(320), nullable=True)
 
     teams: Mapped[list[Team]] = relationship(secondary=team_members, back_populates="members")
 

@@ -46,6 +46,14 @@ class UserRead(BaseModel):
     name: str
     role: Role
     active: bool
+    deactivated_at: datetime | None = Field(
+        description="When the user was deactivated; null while they are active, and for a "
+        "user deactivated before firetower recorded it."
+    )
+    deactivated_by: str | None = Field(
+        description="Who deactivated them: an admin's email, or `firetower admin` for the "
+        "server's CLI; null while they are active."
+    )
 
 
 class TeamCreate(BaseModel):

@@ -121,6 +121,9 @@ def get_user(session: Session, user_id: int, *, field: str = "user_id") -> User:
 def set_active(session: Session, actor: Actor, user: User, active: bool) -> User:
     """Deactivate or reactivate a user; doing what is already done changes nothing.
 
+    A deactivation records who did it and when (the first one, if asked again); a
+    reactivation clears both.
+
     Deactivation ends every console session of the user (the epoch moves) and stops their
     API tokens, which are checked against the user on every request. The last active admin
     is never deactivated: nobody would be left to reactivate anyone, bar the server's CLI.
@@ -146,8 +149,13 @@ def set_active(session: Session, actor: Actor, user: User, active: bool) -> User
     if user.active == active:
         return user
     user.active = active
-    if not active:
+    if active:
+        user.deactivated_at = user.deactivated_by_id = user.deactivated_by = None
+    else:
         user.session_epoch += 1
+        user.deactivated_at = clock.now()
+        user.deactivated_by_id = actor.user_id
+        user.deactivated_by = actor.label
     return user
 
 
