@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from firetower import clock
+from firetower.auth import service as auth_service
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
 from firetower.clock import FrozenClock
@@ -20,7 +21,7 @@ from firetower.incidents import service as incident_service
 from firetower.incidents.lifecycle import Status, allowed_transitions
 from firetower.jobs import JobContext, Worker, dead_letters, enqueue
 from firetower.runtime import Runtime
-from tests.factories import Factory
+from tests.factories import SYSTEM, Factory
 
 PASSWORD = "correct horse battery staple"
 HTML = {"accept": "text/html"}
@@ -352,6 +353,65 @@ def test_tasks_are_added_assigned_and_ticked(console, factory, runtime):
     empty = console.post(f"/incidents/{ref}/tasks", {"title": "  "})
     assert empty.status_code == 422
     assert len(timeline_texts(runtime, ref)) == 4  # declared, added, assigned, done
+
+
+def _deactivate(runtime: Runtime, email: str) -> None:
+    with runtime.transaction() as session:
+        user = auth_service.get_user_by_email(session, email)
+        auth_service.set_active(session, SYSTEM, user, False)
+
+
+def test_work_held_by_a_deactivated_user_is_marked_not_moved(console, factory, client, runtime):
+    """Their roles and tasks stay theirs (nothing reassigns silently), marked on the page so
+    responders see they need a new holder; an active holder is not marked."""
+    for email in ("bo@example.com", "cy@example.com"):
+        factory.user(Role.responder, email=email)
+    ref = factory.incident(title="Queue stuck")
+    for role, user in (("commander", "bo@example.com"), ("scribe", "ana@example.com")):
+        answer = console.post(f"/incidents/{ref}/roles", {"role": role, "user": user})
+        assert answer.status_code == 303
+    for title, assignee in (("Drain queue", "cy@example.com"), ("Page vendor", "ana@example.com")):
+        answer = console.post(f"/incidents/{ref}/tasks", {"title": title, "assignee": assignee})
+        assert answer.status_code == 303
+    assert "(deactivated)" not in console.get(f"/incidents/{ref}").text
+    _deactivate(runtime, "bo@example.com")
+    _deactivate(runtime, "cy@example.com")
+
+    page = console.get(f"/incidents/{ref}").text
+    assert holder(page, "commander") == "bo@example.com"
+    assert re.search(r'data-role="commander">bo@example.com <span class="deactivated"', page)
+    assert holder(page, "scribe") == "ana@example.com"
+    assert not re.search(r'data-role="scribe">[^<]*<span class="deactivated"', page)
+    drain = re.search(r'<li class="task task-open" id="task-(\d+)">.*?</li>', page, re.DOTALL)
+    assert drain and "Drain queue" in drain.group(0)
+    # The assignee picker shows the real assignee, not "unassigned".
+    assert '<option value="cy@example.com" selected>cy@example.com (deactivated)</option>' in (
+        drain.group(0)
+    )
+    assert page.count("(deactivated)") == 2
+    # Sending the form as shown (the deactivated assignee) changes nothing and is no error.
+    url = f"/incidents/{ref}/tasks/{drain.group(1)}"
+    entries = len(timeline_texts(runtime, ref))
+    assert console.post(url, {"assignee": "cy@example.com"}).status_code == 303
+    assert len(timeline_texts(runtime, ref)) == entries
+
+    # A viewer, who gets no forms, sees the marks too.
+    viewer_client = TestClient(client.app)
+    factory.user(Role.viewer, email="vi@example.com", password=PASSWORD)
+    login(viewer_client, "vi@example.com")
+    seen = Console(viewer_client).get(f"/incidents/{ref}").text
+    assert re.search(r'cy@example.com</span> <span class="deactivated">', seen)
+    assert seen.count("(deactivated)") == 2
+
+    # Handing the work over clears the marks.
+    assert (
+        console.post(
+            f"/incidents/{ref}/roles", {"role": "commander", "user": "ana@example.com"}
+        ).status_code
+        == 303
+    )
+    assert console.post(url, {"assignee": "ana@example.com"}).status_code == 303
+    assert "(deactivated)" not in console.get(f"/incidents/{ref}").text
 
 
 def test_a_note_lands_on_the_timeline_pinned(console, factory, runtime):
