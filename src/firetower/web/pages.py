@@ -29,6 +29,7 @@ from firetower.web import (
     probe_pages,
     signal_pages,
     slo_pages,
+    user_pages,
 )
 from firetower.web.templating import HERE, render
 
@@ -96,6 +97,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(probe_pages.router)
     app.include_router(slo_pages.router)
     app.include_router(jobs_pages.router)
+    app.include_router(user_pages.router)
 
 
 async def error_page(request: Request, exc: DomainError) -> Response:
