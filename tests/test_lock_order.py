@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
+from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.errors import Conflict
@@ -31,9 +32,14 @@ from firetower.jobs import Job, JobContext
 from firetower.runtime import Runtime
 from firetower.settings import Settings
 from firetower.signals import service as signals
-from firetower.signals.models import Alert, AttachTally
+from firetower.signals.models import Alert, AttachTally, Integration, MaintenanceWindow, RoutingRule
 from firetower.signals.reactions import attached_note
-from firetower.signals.schemas import AlertmanagerPayload
+from firetower.signals.schemas import (
+    AlertmanagerPayload,
+    IntegrationCreate,
+    MaintenanceWindowCreate,
+    RoutingRuleCreate,
+)
 from tests.factories import Factory
 from tests.signals_support import firing_alert, send_batch
 
@@ -316,6 +322,63 @@ def test_an_alert_routed_while_its_incident_is_merged_follows_it_to_the_survivor
     assert _incident(runtime, ref).status == Status.merged
     assert _alert(runtime, "a2").incident_id == incidents.parse_ref(survivor)
     assert f"2 alerts moved from {ref}" in _notes(runtime, survivor)
+
+
+# -- naming a service in a record while intake routes to it -------------------------------------
+NAMING_SEARCH: dict[str, Callable[[Session, Any], None]] = {
+    "maintenance window": lambda session, actor: signals.create_maintenance_window(
+        session,
+        actor,
+        MaintenanceWindowCreate(service_name="search", ends_at=clock.now() + timedelta(hours=1)),
+    ),
+    "routing rule": lambda session, actor: signals.create_routing_rule(
+        session, actor, RoutingRuleCreate(name="search-team", service="search")
+    ),
+    "integration": lambda session, actor: signals.create_integration(
+        session,
+        actor,
+        IntegrationCreate(name="search-prom", kind="alertmanager", service_name="search"),
+    ),
+}
+
+
+@pytest.mark.parametrize("record", sorted(NAMING_SEARCH))
+def test_a_record_naming_a_service_never_waits_for_intake_routing_to_it(
+    settings: Settings, factory: Factory, runtime: Runtime, record: str
+) -> None:
+    """Intake locks the services it routes to until it commits, and a record that names a
+    service (``catalog.hold_services``) holds the service's row against its delete. Intake
+    took the row ``FOR UPDATE``, which also shuts out that hold: a maintenance window made
+    during an alert storm waited for the storm's requests one after another. Intake's lock
+    (``FOR NO KEY UPDATE``) still keeps out another intake, a merge and the delete, and
+    lets the record through."""
+    _postgres_only(settings)
+    key = _integration(factory)
+    factory.service("search")
+    [ref] = send_batch(factory, key, firing_alert("a1", service="search"))["opened"]
+    admin = factory.user(Role.admin)
+
+    def name_search(session: Session) -> None:
+        NAMING_SEARCH[record](session, admin.actor)
+
+    intake = _ingest(runtime, "prom", firing_alert("a2", service="search"))
+    with interleaving(runtime) as plan:
+        # Intake holds the service, has found the incident active, and is about to write.
+        routing = plan.start(Step("intake", intake, stop_before=INSERTS_ALERTS))
+        plan.reaches_stop(routing)
+        naming = plan.start(Step(record, name_search))
+        plan.waits_or_ends(naming)
+        assert naming.done.is_set(), f"the {record} waits for intake"
+        plan.finish(routing, naming)
+
+    assert _alert(runtime, "a2").incident_id == incidents.parse_ref(ref)
+    with runtime.read() as session:
+        named = [
+            *session.scalars(select(MaintenanceWindow.id)),
+            *session.scalars(select(RoutingRule.id).where(RoutingRule.service_name == "search")),
+            *session.scalars(select(Integration.id).where(Integration.service_name == "search")),
+        ]
+    assert len(named) == 1, named
 
 
 # -- resolving on clear while a person changes the incident -------------------------------------

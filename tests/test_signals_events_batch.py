@@ -235,7 +235,7 @@ def test_a_group_locks_its_integrations_services_in_name_order(
     with sql_run(runtime.database.engine) as ran:
         answers = _sent_together(app, runtime, triggers)
     assert [answer.status_code for answer in answers] == [202, 202, 202]
-    locking = [(s, p) for s, p in ran if "FROM services" in s and "FOR UPDATE" in s]
+    locking = [(s, p) for s, p in ran if "FROM services" in s and "FOR NO KEY UPDATE" in s]
     assert len(locking) == 1, locking  # all at once, not a statement each
     statement, parameters = locking[0]
     assert "ORDER BY services.name" in statement  # rows are locked in the order returned

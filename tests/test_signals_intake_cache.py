@@ -117,7 +117,7 @@ def test_a_warm_request_reads_none_of_the_cached_tables(factory: Factory, runtim
     if runtime.database.dialect == "sqlite":
         assert services == [] and active == []
     else:  # PostgreSQL locks the service and reads its active incident under the lock
-        assert len(services) == 1 and "for update" in services[0]
+        assert len(services) == 1 and services[0].endswith("for no key update")
         assert len(active) == 1
     assert alert_by_fingerprint(runtime, "second").incident_id is not None
     assert incident_count(runtime) == 1

@@ -741,14 +741,18 @@ SERVICES_LOCKED = (
     select(Service.id, Service.name)
     .where(Service.name.in_(bindparam("names", expanding=True)))
     .order_by(Service.name)
-    .with_for_update()
+    .with_for_update(key_share=True)
 )
 """Built once: building a statement per request costs more than running it. Locking a
 service serializes routing to it on PostgreSQL: two concurrent storms never both open an
-incident. PostgreSQL locks the rows in the order it returns them, so two such statements
-never deadlock each other. A transaction may lock more afterwards (a later request of its
-group, resolving on clear in ``_finish_one``) and then can deadlock with another: PostgreSQL
-ends one, and its group runs again one request at a time (docs/group-commit.md)."""
+incident. ``FOR NO KEY UPDATE``: it keeps out another intake, a merge (``incidents``
+locks the same way) and the service's delete, but not a record being made that names the
+service (``catalog.hold_services``, ``FOR KEY SHARE``), which ``FOR UPDATE`` made wait for
+every request of a storm. PostgreSQL locks the rows in the order it returns them, so two
+such statements never deadlock each other. A transaction may lock more afterwards (a later
+request of its group, resolving on clear in ``_finish_one``) and then can deadlock with
+another: PostgreSQL ends one, and its group runs again one request at a time
+(docs/group-commit.md)."""
 ACTIVE_INCIDENTS = (
     select(incident_services.c.service_id, func.min(Incident.id))
     .join(Incident, Incident.id == incident_services.c.incident_id)
