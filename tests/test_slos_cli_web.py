@@ -139,6 +139,31 @@ def test_the_budget_chart_scales_into_its_box() -> None:
     assert budget_chart([]).points == ""
 
 
+@pytest.mark.parametrize(
+    ("lowest", "label"),
+    [
+        (-99_999.0, "-9999900%"),  # a 99.999 % target with every event bad
+        (-12_345.678_91, "-1234567.89%"),
+        (-0.001_234_5, "-0.12%"),
+    ],
+)
+def test_the_budget_chart_labels_an_overspent_bottom_in_plain_digits(
+    lowest: float, label: str
+) -> None:
+    """The lowest gridline is wherever the budget went, any number: ``%g`` kept six
+    significant digits and wrote large ones with an exponent ("-1e+07%"). It reads as the
+    page's budget figures do, to two decimals."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    history = [(start, 1.0), (start + timedelta(hours=1), lowest)]
+    assert [g.label for g in budget_chart(history).gridlines] == ["100%", "50%", "0%", label]
+
+
+def test_the_budget_chart_draws_no_second_zero_for_a_bottom_that_rounds_to_it() -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    history = [(start, 1.0), (start + timedelta(hours=1), -0.000_000_1)]
+    assert [g.label for g in budget_chart(history).gridlines] == ["100%", "50%", "0%"]
+
+
 def _unreadable_prometheus_slo(responder: ApiUser, name: str, service: str) -> int:
     """An SLO whose Prometheus listens nowhere; returns the port it would be on."""
     import socket

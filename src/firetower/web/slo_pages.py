@@ -15,7 +15,7 @@ from firetower.auth.deps import Viewer
 from firetower.errors import InvalidInput
 from firetower.monitors import sla, slos
 from firetower.monitors.burn import RULES, WINDOWS_SECONDS
-from firetower.monitors.rounding import percent_shown
+from firetower.monitors.rounding import percent_shown, percent_text
 from firetower.monitors.slo_schemas import SlaLine
 from firetower.runtime import Runtime
 from firetower.web.templating import render
@@ -79,10 +79,15 @@ def budget_chart(history: list[tuple[datetime, float]]) -> BudgetChart:
         if len(coordinates) == 1:  # one evaluation: a flat line across
             coordinates.append(f"{PAD_LEFT + inner_w:.1f},{y_of(values[0]):.1f}")
         points = " ".join(coordinates)
-    marks = [100.0, 50.0, 0.0] + ([bottom] if bottom < 0 else [])
+    gridlines = [Gridline(y_of(m), f"{m:g}%") for m in (100.0, 50.0, 0.0)]  # fixed marks
+    # The overspent bottom is any number: as the page's budget figures, to two decimals,
+    # never an exponent; none where it reads as the zero line already.
+    lowest = percent_text(round(bottom, 2) + 0.0)  # + 0.0: -0.0 reads "0"
+    if bottom < 0 and lowest != "0":
+        gridlines.append(Gridline(y_of(bottom), f"{lowest}%"))
     return BudgetChart(
         points=points,
-        gridlines=[Gridline(y_of(m), f"{m:g}%") for m in marks],
+        gridlines=gridlines,
         first=history[0][0] if history else None,
         last=history[-1][0] if history else None,
         last_value=values[-1] if values else None,
