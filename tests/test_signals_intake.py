@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import Callable
@@ -321,6 +322,58 @@ def test_an_oversized_body_is_refused_before_parsing(factory: Factory, runtime: 
                 assert refused.headers["content-type"] == "application/problem+json"
                 assert (refused.json()["field"], refused.json()["detail"]) == ("body", detail)
     assert row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("coding", ["gzip", "gzip, gzip", "identity, gzip", "br", "x-zip"])
+def test_a_body_in_a_content_coding_is_refused_naming_the_coding(
+    factory: Factory, runtime: Runtime, coding: str
+) -> None:
+    """Intake reads bodies as sent: a compressed one was read as JSON anyway, refused as
+    "not valid JSON: can't decode byte 0x8b" and kept as a dead letter, and one only labelled
+    compressed was taken as plain. Any coding but identity is refused (415, RFC 9110) in
+    each endpoint's own error shape, naming the coding, and nothing is stored."""
+    admin = factory.user(Role.admin)
+    keys = {kind: _integration(admin, kind, kind) for kind in ("alertmanager", "grafana")}
+    keys["pagerduty"] = _integration(admin, "pd", "pagerduty")
+    made = admin.post(
+        "/api/v1/integrations",
+        json={"name": "hook", "kind": "generic", "mapping": {"title": "title"}},
+    )
+    keys["generic"] = made.json()["key"]
+    body = {"routing_key": keys["pagerduty"], **_am_batch(_am_alert("z"))}
+    compressed = gzip.compress(json.dumps(body).encode())
+    refused = next(c.strip() for c in coding.split(",") if c.strip() != "identity")
+    detail = f"the body's Content-Encoding {refused!r} is not accepted; send it uncompressed"
+    before = row_counts(runtime)
+    for url in (
+        f"/ingest/alertmanager/{keys['alertmanager']}",
+        f"/ingest/grafana/{keys['grafana']}",
+        f"/ingest/generic/{keys['generic']}",
+        "/v2/enqueue",
+        "/v2/change/enqueue",
+    ):
+        headers = {"content-type": "application/json", "content-encoding": coding}
+        answer = admin.client.post(url, content=compressed, headers=headers)
+        assert answer.status_code == 415, (url, answer.text)
+        assert answer.headers["accept-encoding"] == "identity"
+        if url.startswith("/v2/"):
+            assert answer.json()["errors"] == [detail], url
+        else:
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert (answer.json()["field"], answer.json()["detail"]) == ("content-encoding", detail)
+    assert row_counts(runtime) == before
+
+
+def test_a_body_labelled_identity_is_read_as_sent(factory: Factory) -> None:
+    admin = factory.user(Role.admin)
+    key = _integration(admin, "prom", "alertmanager")
+    for coding in ("identity", "Identity, identity", ""):
+        answer = admin.client.post(
+            f"/ingest/alertmanager/{key}",
+            content=json.dumps(_am_batch(_am_alert("i"))).encode(),
+            headers={"content-type": "application/json", "content-encoding": coding},
+        )
+        assert answer.status_code == 200, (coding, answer.text)
 
 
 def test_dead_letters_keep_only_the_newest(factory: Factory, runtime: Runtime) -> None:

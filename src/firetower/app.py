@@ -83,6 +83,33 @@ def too_large(path: str, detail: str) -> JSONResponse:
     return problem(413, TOO_LARGE_TITLE, detail, field="body")
 
 
+def refused_coding(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first content coding of a request body other than ``identity``, if any.
+
+    Intake reads a body as sent; one in a coding (gzip, say) was read as JSON anyway and
+    refused for its bytes, and one only labelled so was taken as plain. Such a body is
+    refused by name instead (415, RFC 9110), before anything reads it."""
+    for name, value in headers:
+        if name == b"content-encoding":
+            for coding in value.decode("latin-1").split(","):
+                coding = coding.strip()
+                if coding and coding.lower() != "identity":
+                    return coding
+    return None
+
+
+def unsupported_coding(path: str, coding: str) -> JSONResponse:
+    """The 415 of a body in a content coding, in the shape the path's clients read; its
+    ``Accept-Encoding`` says what is taken (RFC 9110, 12.5.3)."""
+    detail = f"the body's Content-Encoding {coding!r} is not accepted; send it uncompressed"
+    if speaks_pagerduty(path):
+        refusal = pagerduty_refusal(415, detail)
+    else:
+        refusal = problem(415, "Unsupported media type", detail, field="content-encoding")
+    refusal.headers["Accept-Encoding"] = "identity"
+    return refusal
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every refusal becomes a problem details answer naming the field; nothing is a bare 500."""
     from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -537,6 +564,9 @@ def intake_shortcut(fastapi_app: FastAPI) -> Callable[[ASGIApp], ASGIApp]:
                 for route in routes:
                     if (matched := route.path_regex.match(scope["path"])) is not None:
                         scope["route"] = route  # the metrics' route template
+                        if (coding := refused_coding(scope["headers"])) is not None:
+                            await unsupported_coding(scope["path"], coding)(scope, receive, send)
+                            return
                         request = Request(scope, receive)
                         path_params = {
                             name: route.param_convertors[name].convert(value)
