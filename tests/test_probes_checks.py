@@ -13,6 +13,7 @@ import pytest
 
 from firetower.auth.schemas import Role
 from firetower.monitors import probe_checks
+from firetower.monitors.probe_schemas import DnsSettings
 from tests.factories import ApiUser, Factory
 from tests.probe_servers import (
     _Server,
@@ -353,6 +354,32 @@ def test_dns_server_that_does_not_answer_times_out(admin: ApiUser) -> None:
         silent.close()
     assert result["ok"] is False
     assert result["error"] == f"no DNS answer within 1s at 127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "{path} cannot be read"),
+        ("search example.org\noptions ndots:2\n", "{path} names no nameserver"),
+    ],
+)
+def test_a_dns_check_without_a_nameserver_to_ask_fails_saying_so(
+    tmp_path: Any, content: str | None, why: str
+) -> None:
+    """A probe without a nameserver asks the server's resolver configuration; where that is
+    missing or names none, dnspython raised while the resolver was made, and the run was
+    "the check itself failed: no nameservers", logged as a bug with its traceback."""
+    path = tmp_path / "resolv.conf"
+    if content is not None:
+        path.write_text(content)
+    settings = DnsSettings(name="app.test")
+    outcome = probe_checks.check_dns(settings, 1, resolv_conf=str(path))
+    assert outcome.ok is False
+    assert (
+        outcome.error
+        == f"no nameserver to ask: {why.format(path=path)}; set the probe's nameserver"
+    )
+    assert outcome.latency_ms is None  # nothing was asked
 
 
 def test_a_stored_dns_name_now_refused_fails_runs_naming_the_field(

@@ -439,7 +439,13 @@ def _normal(text: str) -> str:
     return text.strip().rstrip(".").lower()
 
 
-def check_dns(settings: DnsSettings, timeout_seconds: float) -> CheckOutcome:
+RESOLV_CONF = "/etc/resolv.conf"
+"""The server's own resolver configuration, which a probe without a nameserver asks."""
+
+
+def check_dns(
+    settings: DnsSettings, timeout_seconds: float, *, resolv_conf: str = RESOLV_CONF
+) -> CheckOutcome:
     """The name resolves to records of the type (and includes every expected value)."""
     checked_at = clock.now()
     if settings.nameserver:
@@ -447,7 +453,20 @@ def check_dns(settings: DnsSettings, timeout_seconds: float) -> CheckOutcome:
         resolver.nameservers = [settings.nameserver]
         resolver.port = settings.nameserver_port
     else:
-        resolver = dns.resolver.Resolver()
+        try:
+            resolver = dns.resolver.Resolver(filename=resolv_conf)
+        except dns.resolver.NoResolverConfiguration as exc:
+            # A set-up to fix, not a failure of the check itself (nor a bug to log).
+            text = _words(exc)
+            why = (
+                f"{resolv_conf} cannot be read"
+                if text.startswith("cannot open")
+                else f"{resolv_conf} names no nameserver"
+                if text == "no nameservers"
+                else f"{resolv_conf}: {text}"
+            )
+            error = f"no nameserver to ask: {why}; set the probe's nameserver"
+            return CheckOutcome(checked_at, False, None, error=error)
     resolver.cache = None
     started = time.perf_counter()
     where = f" at {settings.nameserver}:{settings.nameserver_port}" if settings.nameserver else ""
