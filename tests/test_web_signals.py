@@ -4,6 +4,7 @@ silences and maintenance windows, and the admins' integrations page with dead le
 from __future__ import annotations
 
 import html
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -940,3 +941,25 @@ def test_dead_letters_show_the_reason_and_a_bounded_preview(
     preview = re.search(r'<pre class="body-preview">(.*?)</pre>', oldest, re.DOTALL).group(1)
     assert preview.startswith("{not json &lt;script&gt;")  # shown as text
     assert preview.count("x") < 2100 and preview.endswith("…")
+
+
+def test_a_dead_letter_whose_routing_key_was_hidden_is_not_shown_cut(
+    admin: Console, factory: Factory
+) -> None:
+    """A PagerDuty body is kept with its routing key replaced by ``[routing key]``, shorter
+    than the key: the size kept was below the size received, which the page read as a body
+    cut to its start ("(the first 88 kept)") and the API as ``truncated``."""
+    key = shown_key(admin.post("/integrations", {"name": "pd", "kind": "pagerduty"}).text)
+    event = {"routing_key": key, "event_action": "trigger", "payload": {"summary": "x"}}
+    sent = json.dumps(event).encode()
+    answer = factory.client.post(
+        "/v2/enqueue", content=sent, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400, answer.text
+    page = admin.get("/integrations").text
+    [row] = re.findall(r'<tr id="dead-letter-\d+">.*?</tr>', page, re.DOTALL)
+    assert f"{len(sent):,} bytes</summary>" in row
+    assert "[routing key]" in html.unescape(row) and key not in row
+    [listed] = factory.user(Role.admin).get("/api/v1/rejected-payloads").json()
+    assert (listed["received_bytes"], listed["truncated"]) == (len(sent), False)
+    assert listed["body"] == sent.decode().replace(key, "[routing key]")

@@ -30,6 +30,7 @@ from firetower.signals.service import (
     alert_read,
     from_integration,
     in_incident,
+    kept_only_its_start,
     list_rejected,
     newest_alerts,
 )
@@ -304,15 +305,19 @@ class DeadLetter:
     size_bytes: int
     """As received."""
     kept_bytes: int
-    """What was kept of it (the first 64 KiB at most)."""
+    """What was kept of it (the first 64 KiB at most; a hidden routing key makes it less)."""
+    cut: bool
+    """Whether what was kept is only the start of what came."""
     preview: str
     truncated: bool
+    """Whether ``preview`` is only the start of what was received."""
 
 
 def dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:
     letters = []
     for row, name in list_rejected(session, limit):
         text = row.body.decode("utf-8", errors="replace")
+        cut = kept_only_its_start(row)
         letters.append(
             DeadLetter(
                 id=row.id,
@@ -321,8 +326,9 @@ def dead_letters(session: Session, limit: int = 100) -> list[DeadLetter]:
                 reason=row.reason,
                 size_bytes=row.received_bytes,
                 kept_bytes=len(row.body),
+                cut=cut,
                 preview=text[:PREVIEW_CHARS],
-                truncated=len(text) > PREVIEW_CHARS or len(row.body) < row.received_bytes,
+                truncated=len(text) > PREVIEW_CHARS or cut,
             )
         )
     return letters

@@ -121,7 +121,7 @@ def list_rejected_payloads(
             reason=row.reason,
             body=row.body.decode("utf-8", errors="replace"),
             received_bytes=row.received_bytes,
-            truncated=len(row.body) < row.received_bytes,
+            truncated=service.kept_only_its_start(row),
         )
         for row, name in service.list_rejected(session, limit)
     ]

@@ -383,6 +383,16 @@ def reject(
     return row
 
 
+def kept_only_its_start(row: RejectedPayload) -> bool:
+    """Whether a dead letter's body is only the first ``DEAD_LETTER_BODY_BYTES`` of what came.
+
+    Not ``len(body) < received_bytes``: a body kept with its routing key hidden is shorter
+    than the one received, and whole. A redacted body of exactly the size kept, cut from a
+    longer one, cannot be told from one that was cut: it reads as cut. A row stored before
+    schema 0024 has the size kept as its size received, and reads as whole."""
+    return len(row.body) >= DEAD_LETTER_BODY_BYTES and row.received_bytes > len(row.body)
+
+
 _SHORT_ESCAPES = {'"': b'\\"', "\\": b"\\\\", "/": b"\\/", "\b": b"\\b", "\f": b"\\f"}
 _SHORT_ESCAPES |= {"\n": b"\\n", "\r": b"\\r", "\t": b"\\t"}
 
