@@ -149,9 +149,9 @@ def _lock_for_change(
     that lock), then the incidents it notes on or resolves. So before the incident:
     a merge (``merging_into`` the survivor's reference) locks what the reactions to a merge
     change afterwards (``lock_first_on_merge``: its alerts, which move to the survivor) and
-    share-locks the incident's services, so that an alert routed to it at that moment joins
-    it before the merge and moves with the others, instead of joining it once merged; and a
-    change of its services share-locks those it is to name (``naming``).
+    locks the incident's services as intake does, so that an alert routed to it at that
+    moment joins it before the merge and moves with the others, instead of joining it once
+    merged; and a change of its services locks those it is to name (``naming``).
     Two incidents are locked in id order: two people merging two incidents into each other
     at once would otherwise each hold one. Taken after the incident, an alert or a service
     that intake holds while it waits for the incident would deadlock the two. An alert that
@@ -187,14 +187,14 @@ def _lock_for_change(
 
 
 def _lock_services(session: Session, of_incident_id: int | None, names: Sequence[str]) -> None:
-    """Share-lock, in one statement and in name order, the services of an incident being
-    merged (``of_incident_id``) and those it is about to name (``names``), before the
-    incident (the order ``_lock_for_change`` documents). Intake routes to a service's
-    active incident under its lock: held here, the routing waits for the merge, or the
-    merge for the alert it writes, which then moves to the survivor with the others.
-    Naming a service takes this lock anyway (the foreign key of ``incident_services``);
-    taken after the incident's, it would wait for intake while intake waits for the
-    incident. Unknown names lock nothing; they are refused later."""
+    """Lock as intake does (``FOR NO KEY UPDATE``), in one statement and in name order, the
+    services of an incident being merged (``of_incident_id``) and those it is about to name
+    (``names``), before the incident (the order ``_lock_for_change`` documents). Intake
+    routes to a service's active incident under this lock: held here, the routing waits
+    for the merge or the change, or they for the alert it writes, which then moves to the
+    survivor with the others or sees the services as changed. (The foreign key of
+    ``incident_services`` takes only ``KEY SHARE``, which intake's lock lets through.)
+    Unknown names lock nothing; they are refused later."""
     wanted = []
     if of_incident_id is not None:
         wanted.append(
