@@ -8,11 +8,16 @@ import sys
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from alembic.script import ScriptDirectory
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, inspect, text
 
-from firetower.db import Base, Database
+from firetower.app import create_app
+from firetower.auth.schemas import Role
+from firetower.db import READ_ONLY_OPTION, Base, Database
 from firetower.migrate import alembic_config, head_revision, migrations_current, upgrade
 from firetower.settings import Settings
+from tests.factories import Factory
 
 
 def test_the_migrated_schema_is_the_models_schema(database: Database) -> None:
@@ -169,5 +174,103 @@ def test_0026_adds_who_deactivated_a_user_and_both_ways_keeps_every_row(
         c["name"] for c in inspect(database.engine).get_columns("users")
     }
     assert kept() == (1, 1, 1)
+    upgrade(database.engine)
+    assert migrations_current(database.engine)
+
+
+def _kept_rows(engine: Engine) -> dict[tuple[str, str], int]:
+    """Every table's rows, and every foreign key column's non-NULL values, as the database
+    lists them: a rebuilt table must not take rows, or references to it, with it."""
+    counts: dict[tuple[str, str], int] = {}
+    with engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as connection:
+        inspector = inspect(connection)
+        for table in set(inspector.get_table_names()) - {"alembic_version"}:
+            counts[(table, "*")] = connection.execute(
+                text(f'SELECT count(*) FROM "{table}"')
+            ).scalar_one()
+            for key in inspector.get_foreign_keys(table):
+                for column in key["constrained_columns"]:
+                    counts[(table, column)] = connection.execute(
+                        text(f'SELECT count("{column}") FROM "{table}"')
+                    ).scalar_one()
+    return counts
+
+
+def _same_where_both_have_it(
+    before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    return {
+        key: (before[key], after[key])
+        for key in before.keys() & after.keys()
+        if before[key] != after[key]
+    }
+
+
+def test_each_migration_down_and_up_keeps_the_rows_that_reference_a_rebuilt_table(
+    unmigrated_database: Database, tmp_path
+) -> None:
+    """SQLite alters most columns by rebuilding the table, and dropping the old table deleted
+    (ON DELETE CASCADE), emptied (SET NULL) or refused to drop (no action) whatever referenced
+    it: users' tokens and team memberships, integrations' alerts and dead letters. Each
+    migration, down and up again, keeps every row and every reference of the tables it keeps."""
+    database = unmigrated_database
+    upgrade(database.engine)
+    settings = Settings(
+        env="test",
+        home=tmp_path / "home",
+        database_url=database.settings.resolved_database_url,
+        secret_key="test-secret-" + "x" * 40,
+        embedded_worker=False,
+    )
+    app = create_app(settings, database=database, start_worker=False, configure_logs=False)
+    with TestClient(app) as client:
+        factory = Factory(app.state.runtime, client)
+        admin = factory.user(Role.admin)
+        ana = factory.user(email="ana@example.com")
+        bo = factory.user(email="bo@example.com")
+        made = admin.post("/api/v1/teams", json={"name": "ops", "members": [ana.email, bo.email]})
+        assert made.status_code == 201, made.text
+        factory.service("db", team="ops")
+        made = admin.post(
+            "/api/v1/integrations", json={"name": "pd", "kind": "pagerduty", "service_name": "db"}
+        )
+        assert made.status_code == 201, made.text
+        key = made.json()["key"]
+        event = {
+            "routing_key": key,
+            "event_action": "trigger",
+            "payload": {"summary": "Disk full on db-1", "source": "db-1", "severity": "error"},
+        }
+        assert client.post("/v2/enqueue", json=event).status_code == 202
+        change = {"routing_key": key, "payload": {"summary": "Deploy v42", "source": "ci"}}
+        assert client.post("/v2/change/enqueue", json=change).status_code == 202
+        assert client.post("/v2/enqueue", json={"routing_key": key}).status_code == 400
+        ref = factory.incident(ana.actor, severity="SEV2", services=["db"])
+        commander = {"user": bo.email}
+        assert ana.put(f"/api/v1/incidents/{ref}/roles/commander", json=commander).is_success
+        task = {"title": "Roll back", "assignee": bo.email}
+        assert ana.post(f"/api/v1/incidents/{ref}/tasks", json=task).status_code == 201
+        bo_id = bo.get("/api/v1/me").json()["id"]
+        assert admin.patch(f"/api/v1/users/{bo_id}", json={"active": False}).is_success
+    held = _kept_rows(database.engine)
+    assert held[("api_tokens", "*")] == 3 and held[("team_members", "*")] == 2
+    assert held[("alerts", "integration_id")] == 1 and held[("change_events", "*")] == 1
+    assert held[("rejected_payloads", "integration_id")] == 1
+    assert held[("users", "deactivated_by_id")] == 1
+
+    config = alembic_config(database.engine)
+    scripts = ScriptDirectory.from_config(config)
+    lost: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
+    for step in scripts.walk_revisions():  # newest first
+        before = _kept_rows(database.engine)
+        command.downgrade(config, step.down_revision or "base")
+        below = _kept_rows(database.engine)
+        if differences := _same_where_both_have_it(before, below):
+            lost[f"{step.revision} down"] = differences
+        upgrade(database.engine, step.revision)
+        if differences := _same_where_both_have_it(below, _kept_rows(database.engine)):
+            lost[f"{step.revision} up"] = differences
+        command.downgrade(config, step.down_revision or "base")
+    assert lost == {}
     upgrade(database.engine)
     assert migrations_current(database.engine)

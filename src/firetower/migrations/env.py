@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 import firetower.auth.models
 import firetower.catalog.models
@@ -17,14 +18,50 @@ engine = config.attributes.get("engine")
 if engine is None:
     raise RuntimeError("run migrations through `firetower migrate`, which provides the engine")
 
+
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """Switch SQLite's foreign keys, on the raw connection: through SQLAlchemy the statement
+    would begin a transaction first, and inside one SQLite ignores the switch, silently."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    dbapi_connection.execute(f"PRAGMA foreign_keys={int(on)}")
+    if dbapi_connection.execute("PRAGMA foreign_keys").fetchone()[0] != int(on):
+        raise RuntimeError("SQLite's foreign keys cannot be switched inside a transaction")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """What SQLite would have refused with its foreign keys on, refused at the end instead:
+    the migration's transaction rolls back."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        found = ", ".join(f"{table} row {rowid} -> {parent}" for table, rowid, parent, _ in broken)
+        raise RuntimeError(f"the migration leaves references to missing rows: {found}")
+
+
 with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-        on_version_apply=config.attributes.get("on_version_apply"),
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite alters most columns by rebuilding the table (alembic's batch mode): copy,
+        # drop the old, rename the new. With foreign keys on, dropping the old table deletes
+        # (CASCADE), empties (SET NULL) or refuses to drop (no action) every row that
+        # references it: a users rebuild took every API token and team membership with it.
+        # Off during the migration, as SQLite's own procedure for schema changes says, and
+        # every reference checked before the commit.
+        _sqlite_foreign_keys(connection, on=False)
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=sqlite,
+            compare_type=True,
+            on_version_apply=config.attributes.get("on_version_apply"),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                _check_foreign_keys(connection)
+        connection.commit()
+    finally:
+        if sqlite:
+            connection.rollback()
+            _sqlite_foreign_keys(connection, on=True)

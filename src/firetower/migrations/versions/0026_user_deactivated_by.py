@@ -25,9 +25,8 @@ def upgrade() -> None:
     op.add_column("users", sa.Column("deactivated_at", UTCDateTime(), nullable=True))
     op.add_column("users", sa.Column("deactivated_by", sa.String(320), nullable=True))
     if op.get_bind().dialect.name == "sqlite":
-        # SQLite adds a column with its reference in place, but alembic would rebuild the
-        # table to add the constraint, and dropping the old users table would cascade to
-        # every row that references it (foreign keys are on during migrations).
+        # SQLite adds a column with its reference in place, where alembic would rebuild the
+        # whole users table to add the constraint.
         op.execute(
             "ALTER TABLE users ADD COLUMN deactivated_by_id INTEGER "
             "CONSTRAINT fk_users_deactivated_by_id_users REFERENCES users (id)"
@@ -42,8 +41,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     columns = ("deactivated_by_id", "deactivated_by", "deactivated_at")
     if op.get_bind().dialect.name == "sqlite":
-        # Dropped in place (SQLite 3.35+), not by a batch rebuild: dropping the old users
-        # table would delete every API token and team membership with it.
+        # Dropped in place (SQLite 3.35+), not by a batch rebuild of the users table.
         for column in columns:
             op.execute(f"ALTER TABLE users DROP COLUMN {column}")
     else:
