@@ -161,6 +161,95 @@ def test_merge_needs_an_open_other_incident(factory: Factory, runtime: Runtime) 
     assert survivor_kinds[-1] == "incident_merged"
 
 
+def test_a_mitigated_duplicate_merges_and_its_alert_follows_to_the_survivor(
+    factory: Factory,
+) -> None:
+    """Found to be a duplicate after its mitigation: merged as it is, not first sent back to
+    investigating. Its alert moves to the survivor, where a repeat then joins; it keeps its
+    services, its mitigation time and the story of both moves."""
+    admin = factory.user(Role.admin)
+    responder = factory.user(Role.responder)
+    factory.service("db")
+    made = admin.post(
+        "/api/v1/integrations", json={"name": "pd", "kind": "pagerduty", "service_name": "db"}
+    )
+    assert made.status_code == 201, made.text
+    event = {
+        "routing_key": made.json()["key"],
+        "event_action": "trigger",
+        "dedup_key": "disk-db-1",
+        "payload": {"summary": "Disk full on db-1", "source": "db-1", "severity": "error"},
+    }
+    assert admin.client.post("/v2/enqueue", json=event).status_code == 202
+    [duplicate] = responder.get("/api/v1/incidents").json()["items"]
+    duplicate_ref = duplicate["ref"]
+    moved = responder.post(
+        f"/api/v1/incidents/{duplicate_ref}/transitions", json={"to": "mitigated"}
+    )
+    assert moved.status_code == 200, moved.text
+    assert "merged" in moved.json()["allowed_transitions"]
+    mitigated_at = moved.json()["mitigated_at"]
+    survivor = factory.incident(responder.actor, title="Database degraded", services=["db"])
+
+    merged = responder.post(
+        f"/api/v1/incidents/{duplicate_ref}/transitions",
+        json={"to": "merged", "merged_into": survivor},
+    )
+    assert merged.status_code == 200, merged.text
+    body = merged.json()
+    assert (body["status"], body["merged_into"], body["allowed_transitions"]) == (
+        "merged",
+        survivor,
+        [],
+    )
+    assert (body["mitigated_at"], body["resolved_at"]) == (mitigated_at, None)
+    assert body["services"] == ["db"]
+    [change] = [
+        e
+        for e in responder.get(f"/api/v1/incidents/{duplicate_ref}/timeline").json()["items"]
+        if e["kind"] == "status_changed"
+    ][-1:]
+    assert (change["before"], change["after"]) == (
+        {"status": "mitigated"},
+        {"status": "merged", "merged_into": survivor},
+    )
+    [alert] = responder.get("/api/v1/alerts", params={"incident": survivor}).json()
+    assert (alert["fingerprint"], alert["status"]) == ("disk-db-1", "firing")
+    texts = [
+        e["text"] for e in responder.get(f"/api/v1/incidents/{survivor}/timeline").json()["items"]
+    ]
+    assert f"1 alert moved from {duplicate_ref}" in texts
+    assert admin.client.post("/v2/enqueue", json=event).status_code == 202
+    [alert] = responder.get("/api/v1/alerts", params={"incident": survivor}).json()
+    assert alert["count"] == 2
+
+
+def test_a_resolved_incident_is_not_merged_and_an_identified_one_can_be_canceled(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Merging is for what is still open; a false alarm found once its cause was identified
+    is canceled there, not first sent back to investigating."""
+    responder = factory.user(Role.responder)
+    survivor = factory.incident(responder.actor, title="survivor")
+    resolved = factory.incident(responder.actor, title="resolved")
+    assert responder.post(
+        f"/api/v1/incidents/{resolved}/transitions", json={"to": "resolved"}
+    ).is_success
+    before = row_counts(runtime)
+    refused = responder.post(
+        f"/api/v1/incidents/{resolved}/transitions",
+        json={"to": "merged", "merged_into": survivor},
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["allowed"] == ["investigating", "closed"]
+    assert row_counts(runtime) == before
+    false_alarm = factory.incident(responder.actor, title="false alarm")
+    for to in ("identified", "canceled"):
+        answer = responder.post(f"/api/v1/incidents/{false_alarm}/transitions", json={"to": to})
+        assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "canceled"
+
+
 def test_a_viewer_cannot_move_an_incident(factory: Factory, runtime: Runtime) -> None:
     viewer = factory.user(Role.viewer)
     ref = factory.incident(title="x")

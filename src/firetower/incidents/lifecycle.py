@@ -23,8 +23,10 @@ class Status(StrEnum):
 
 ACTIVE = (Status.triage, Status.investigating, Status.identified, Status.mitigated)
 
-# Forward through the story, back when a fix did not hold, or out (declined/merged/canceled)
-# while nothing is resolved yet. closed, declined, merged and canceled are final.
+# Forward through the story, back when a fix did not hold, or out while nothing is resolved
+# yet: declined only from triage (a decision there), canceled until something was mitigated
+# (then it was real: resolve it), merged until resolved (a mitigated duplicate too). closed,
+# declined, merged and canceled are final.
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
     Status.triage: (
         Status.investigating,
@@ -42,8 +44,14 @@ TRANSITIONS: dict[Status, tuple[Status, ...]] = {
         Status.merged,
         Status.canceled,
     ),
-    Status.identified: (Status.investigating, Status.mitigated, Status.resolved, Status.merged),
-    Status.mitigated: (Status.investigating, Status.identified, Status.resolved),
+    Status.identified: (
+        Status.investigating,
+        Status.mitigated,
+        Status.resolved,
+        Status.merged,
+        Status.canceled,
+    ),
+    Status.mitigated: (Status.investigating, Status.identified, Status.resolved, Status.merged),
     Status.resolved: (Status.investigating, Status.closed),
     Status.closed: (),
     Status.declined: (),
