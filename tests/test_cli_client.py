@@ -13,6 +13,7 @@ from tests.cli_support import (
     error_line,
     json_of,
     run_cli,
+    table_rows,
     unused_port,
 )
 from tests.factories import ApiUser, Factory
@@ -437,3 +438,39 @@ def test_apply_from_stdin_needs_an_admin(
     )
     assert "admin" in error_line(result)
     assert _services(server_url, responder.token) == {}
+
+
+def test_incident_show_marks_work_held_by_a_deactivated_user(
+    server_url: str, responder: ApiUser, factory: Factory, runtime: Runtime
+) -> None:
+    """As the console does: the role or task stays theirs, marked, so whoever reads it
+    knows to hand it over."""
+    from firetower.auth import service as auth_service
+
+    bo = factory.user(email="bo@example.com")
+    ref = factory.incident(responder.actor, title="x")
+    url = f"/api/v1/incidents/{ref}"
+    assert responder.put(f"{url}/roles/commander", json={"user": bo.email}).is_success
+    assert responder.put(f"{url}/roles/scribe", json={"user": responder.email}).is_success
+    for title, assignee in (("Roll back", bo.email), ("Page DBA", responder.email)):
+        body = {"title": title, "assignee": assignee}
+        assert responder.post(f"{url}/tasks", json=body).status_code == 201
+    cli = {"url": server_url, "token": responder.token}
+    shown = run_cli(["incidents", "show", ref, "--last", "0"], **cli)
+    assert shown.exit_code == 0, shown.output
+    assert "(deactivated)" not in shown.stdout
+
+    with runtime.transaction() as session:
+        auth_service.get_user_by_email(session, bo.email).active = False
+    shown = run_cli(["incidents", "show", ref, "--last", "0"], **cli)
+    assert shown.exit_code == 0, shown.output
+    rows = {
+        key: value.strip()
+        for key, sep, value in (line.strip().partition("  ") for line in shown.stdout.splitlines())
+        if sep
+    }
+    assert rows["commander"] == "bo@example.com (deactivated)"
+    assert rows["scribe"] == responder.email
+    tasks = {row["title"]: row["assignee"] for row in table_rows(shown.stdout)}
+    assert tasks == {"Roll back": "bo@example.com (deactivated)", "Page DBA": responder.email}
+    assert shown.stdout.count("(deactivated)") == 2

@@ -452,3 +452,40 @@ def test_a_deactivated_user_gets_no_new_role_or_task(factory: Factory, runtime: 
     # Work moves off her to someone active as before.
     moved = alice.patch(f"{url}/tasks/{task['id']}", json={"assignee": alice.email})
     assert moved.json()["assignee"] == alice.email
+
+
+def test_roles_and_tasks_say_whether_their_holder_is_still_active(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """Work held by someone deactivated since stays theirs until handed over; the incident
+    says so (``user_active``, ``assignee_active``), as the console's "(deactivated)" does."""
+    alice = factory.user(Role.responder)
+    bo = factory.user(Role.responder)
+    ref = factory.incident(alice.actor, title="x")
+    url = f"/api/v1/incidents/{ref}"
+    held = alice.put(f"{url}/roles/commander", json={"user": bo.email})
+    assert held.json()["user_active"] is True
+    assert alice.put(f"{url}/roles/scribe", json={"user": alice.email}).is_success
+    task = alice.post(f"{url}/tasks", json={"title": "Roll back", "assignee": bo.email}).json()
+    assert task["assignee_active"] is True
+    loose = alice.post(f"{url}/tasks", json={"title": "Write it up"}).json()
+    assert (loose["assignee"], loose["assignee_active"]) == (None, None)
+
+    _deactivate(runtime, bo.email)
+    shown = alice.get(url).json()
+    assert [(r["role"], r["user"], r["user_active"]) for r in shown["roles"]] == [
+        ("commander", bo.email, False),
+        ("scribe", alice.email, True),
+    ]
+    assert [(t["assignee"], t["assignee_active"]) for t in shown["tasks"]] == [
+        (bo.email, False),
+        (None, None),
+    ]
+    # Re-sent as they are (a retry), they still say so; handed over, the mark goes.
+    again = alice.put(f"{url}/roles/commander", json={"user": bo.email})
+    assert (again.status_code, again.json()["user_active"]) == (200, False)
+    same = alice.patch(f"{url}/tasks/{task['id']}", json={"assignee": bo.email})
+    assert same.json()["assignee_active"] is False
+    assert alice.put(f"{url}/roles/commander", json={"user": alice.email}).json()["user_active"]
+    moved = alice.patch(f"{url}/tasks/{task['id']}", json={"assignee": alice.email}).json()
+    assert (moved["assignee"], moved["assignee_active"]) == (alice.email, True)

@@ -234,6 +234,12 @@ def _radius_rows(radius: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
+def _holder(email: str | None, active: bool | None) -> str | None:
+    """A role holder or task assignee, marked once deactivated: the work stays theirs until
+    handed over (a server without the field marks nobody)."""
+    return f"{email} (deactivated)" if email is not None and active is False else email
+
+
 @incidents_app.command("show")
 def show(
     ref: RefArgument,
@@ -279,7 +285,9 @@ def show(
     )
     _section("Roles")
     if incident["roles"]:
-        _key_values([(r["role"], r["user"]) for r in incident["roles"]])
+        _key_values(
+            [(r["role"], _holder(r["user"], r.get("user_active"))) for r in incident["roles"]]
+        )
     else:
         print_line("nobody holds a role yet")
     if incident["participants"]:
@@ -289,7 +297,10 @@ def show(
         print_table(
             None,
             ["id", "status", "title", "assignee"],
-            [[t["id"], t["status"], t["title"], t["assignee"]] for t in incident["tasks"]],
+            [
+                [t["id"], t["status"], t["title"], _holder(t["assignee"], t.get("assignee_active"))]
+                for t in incident["tasks"]
+            ],
         )
     else:
         print_line("no tasks")

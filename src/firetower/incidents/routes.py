@@ -122,7 +122,7 @@ def assign_role(
         assignment = service.assign_role(
             session, actor, service.get_incident(session, ref), role, data.user
         )
-        return RoleRead(role=role, user=assignment.user.email, assigned_at=assignment.assigned_at)
+        return service.role_read(assignment)
 
 
 @router.post("/{ref}/tasks", status_code=status.HTTP_201_CREATED, response_model=TaskRead)

@@ -60,6 +60,10 @@ class RoleAssign(BaseModel):
 class RoleRead(BaseModel):
     role: IncidentRole
     user: str
+    user_active: bool = Field(
+        description="False once the holder is deactivated: the role stays theirs until "
+        "it is handed over."
+    )
     assigned_at: datetime
 
 
@@ -80,6 +84,10 @@ class TaskRead(BaseModel):
     id: int
     title: str
     assignee: str | None
+    assignee_active: bool | None = Field(
+        description="False once the assignee is deactivated: the task stays theirs until "
+        "it is handed over; null without an assignee."
+    )
     status: str
     created_at: datetime
     completed_at: datetime | None

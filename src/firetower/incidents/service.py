@@ -803,11 +803,21 @@ def summary_of(incident: Incident) -> IncidentSummary:
     )
 
 
+def role_read(assignment: RoleAssignment) -> RoleRead:
+    return RoleRead(
+        role=IncidentRole(assignment.role),
+        user=assignment.user.email,
+        user_active=assignment.user.active,
+        assigned_at=assignment.assigned_at,
+    )
+
+
 def task_read(task: Task) -> TaskRead:
     return TaskRead(
         id=task.id,
         title=task.title,
         assignee=task.assignee.email if task.assignee else None,
+        assignee_active=task.assignee.active if task.assignee else None,
         status=task.status,
         created_at=task.created_at,
         completed_at=task.completed_at,
@@ -845,10 +855,7 @@ def read(session: Session, incident: Incident) -> IncidentRead:
         mitigated_at=incident.mitigated_at,
         closed_at=incident.closed_at,
         allowed_transitions=list(allowed_transitions(Status(incident.status))),
-        roles=[
-            RoleRead(role=IncidentRole(r.role), user=r.user.email, assigned_at=r.assigned_at)
-            for r in roles
-        ],
+        roles=[role_read(r) for r in roles],
         participants=list(participants),
         tasks=[task_read(t) for t in tasks],
         blast_radius=radius,
