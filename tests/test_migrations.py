@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -15,7 +16,13 @@ from sqlalchemy import Engine, inspect, text
 from firetower.app import create_app
 from firetower.auth.schemas import Role
 from firetower.db import READ_ONLY_OPTION, Base, Database
-from firetower.migrate import alembic_config, head_revision, migrations_current, upgrade
+from firetower.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    migrations_current,
+    upgrade,
+)
 from firetower.settings import Settings
 from tests.factories import Factory
 
@@ -272,5 +279,52 @@ def test_each_migration_down_and_up_keeps_the_rows_that_reference_a_rebuilt_tabl
             lost[f"{step.revision} up"] = differences
         command.downgrade(config, step.down_revision or "base")
     assert lost == {}
+    upgrade(database.engine)
+    assert migrations_current(database.engine)
+
+
+def test_a_sqlite_migration_that_leaves_a_dangling_reference_is_rolled_back(tmp_path) -> None:
+    """Foreign keys are off while SQLite migrates (a rebuilt table would take what refers to
+    it along), so the references are checked before the migration commits."""
+    settings = Settings(env="test", home=tmp_path, database_url=f"sqlite:///{tmp_path / 'f.db'}")
+    database = Database(settings)
+    upgrade(database.engine, "0024")
+    with database.engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        raw.execute(
+            "INSERT INTO api_tokens (user_id, name, prefix, token_hash, role, created_at) "
+            "VALUES (42, 'orphan', 'abc123', 'x', 'responder', '2026-01-01 00:00:00')"
+        )
+        raw.execute("PRAGMA foreign_keys=ON")
+    with pytest.raises(RuntimeError, match="api_tokens row 1 -> users"):
+        upgrade(database.engine)
+    assert current_revision(database.engine) == "0024"  # neither 0025 nor 0026 stayed
+    assert "deactivated_at" not in {
+        c["name"] for c in inspect(database.engine).get_columns("users")
+    }
+    with database.engine.connect() as connection:  # the pool's connection has them on again
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    database.dispose()
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_database_where_it_was(
+    unmigrated_database: Database,
+) -> None:
+    """The upgrade is one transaction, as ``migrate`` says: on SQLite, alembic's own would
+    have committed each step apart, and left the database at the last step that passed."""
+    database = unmigrated_database
+    upgrade(database.engine, "0023")
+
+    def fail_after_0025(line: str) -> None:
+        if line.startswith("  0025 applied"):
+            raise RuntimeError("the operator's terminal went away")
+
+    with pytest.raises(RuntimeError, match="terminal went away"):
+        upgrade(database.engine, "0026", progress=fail_after_0025)
+    assert current_revision(database.engine) == "0023"
+    columns = {c["name"] for c in inspect(database.engine).get_columns("alerts")}
+    assert "status_by" not in columns  # 0025's column, rolled back with it
     upgrade(database.engine)
     assert migrations_current(database.engine)

@@ -46,22 +46,27 @@ with engine.connect() as connection:
         # (CASCADE), empties (SET NULL) or refuses to drop (no action) every row that
         # references it: a users rebuild took every API token and team membership with it.
         # Off during the migration, as SQLite's own procedure for schema changes says, and
-        # every reference checked before the commit.
+        # every reference checked before a migration commits.
         _sqlite_foreign_keys(connection, on=False)
     try:
-        context.configure(
-            connection=connection,
-            target_metadata=Base.metadata,
-            render_as_batch=sqlite,
-            compare_type=True,
-            on_version_apply=config.attributes.get("on_version_apply"),
-        )
-        with context.begin_transaction():
+        # Begun here, before alembic sees the connection, so that alembic takes it as the
+        # caller's and runs every step in it: its own, on SQLite (no transactional DDL to
+        # its mind), would commit each step apart, and a failing step would leave the
+        # database half-way, at the step before it.
+        with connection.begin():
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                render_as_batch=sqlite,
+                compare_type=True,
+                on_version_apply=config.attributes.get("on_version_apply"),
+            )
+            migration = context.get_context()
+            was = migration.get_current_heads()
             context.run_migrations()
-            if sqlite:
+            # Only after a change: every `serve` runs this, and the check reads every row.
+            if sqlite and migration.get_current_heads() != was:
                 _check_foreign_keys(connection)
-        connection.commit()
     finally:
         if sqlite:
-            connection.rollback()
             _sqlite_foreign_keys(connection, on=True)
