@@ -403,9 +403,11 @@ def test_a_merged_incident_refuses_changes_from_people(factory: Factory, runtime
 
 
 def _deactivate(runtime: Runtime, email: str) -> None:
-    """There is no API for it yet; an admin's database change stands in."""
+    """As an admin does it (``PATCH /api/v1/users/{id}`` goes through this function)."""
     with runtime.transaction() as session:
-        auth_service.get_user_by_email(session, email).active = False
+        auth_service.set_active(
+            session, SYSTEM, auth_service.get_user_by_email(session, email), False
+        )
 
 
 def test_a_deactivated_user_gets_no_new_role_or_task(factory: Factory, runtime: Runtime) -> None:
