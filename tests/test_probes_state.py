@@ -43,6 +43,20 @@ def run(user: ApiUser, name: str) -> dict[str, Any]:
     return result
 
 
+def closed_port_probe(admin: ApiUser, name: str, *, service: str | None = None) -> None:
+    """A TCP probe of a closed local port (discard, 9), down at its first failing run."""
+    probe: dict[str, Any] = {
+        "name": name,
+        "kind": "tcp",
+        "failure_threshold": 1,
+        "tcp": {"host": "127.0.0.1", "port": 9},
+    }
+    if service is not None:
+        probe["service"] = service
+    created = admin.post("/api/v1/probes", json=probe)
+    assert created.status_code == 201, created.text
+
+
 def test_failures_in_a_row_open_an_incident_and_recovery_resolves_the_signal(
     admin: ApiUser, factory: Factory, web: _Server
 ) -> None:
@@ -117,15 +131,7 @@ def test_failures_in_a_row_open_an_incident_and_recovery_resolves_the_signal(
 def test_a_probe_without_a_service_raises_a_signal_but_opens_nothing(
     admin: ApiUser, factory: Factory
 ) -> None:
-    admin.post(
-        "/api/v1/probes",
-        json={
-            "name": "lonely",
-            "kind": "tcp",
-            "failure_threshold": 1,
-            "tcp": {"host": "127.0.0.1", "port": 9},
-        },
-    )
+    closed_port_probe(admin, "lonely")
     result = run(admin, "lonely")
     assert (result["state"], result["state_changed"]) == ("down", True)
     assert alert_by_fingerprint(factory.runtime, "probe:lonely").status == "firing"
@@ -138,17 +144,7 @@ def test_a_probe_still_down_opens_the_next_incident_once_a_person_resolves_one(
     """A probe signals only on a change of state, so its alert stayed with the incident a
     person resolved while it was still down, and nobody was paged again."""
     factory.service("checkout")
-    created = admin.post(
-        "/api/v1/probes",
-        json={
-            "name": "checkout-db",
-            "kind": "tcp",
-            "service": "checkout",
-            "failure_threshold": 1,
-            "tcp": {"host": "127.0.0.1", "port": 9},
-        },
-    )
-    assert created.status_code == 201, created.text
+    closed_port_probe(admin, "checkout-db", service="checkout")
     went_down = T0
     with FrozenClock(went_down) as clock:
         assert run(admin, "checkout-db")["state"] == "down"
@@ -203,17 +199,7 @@ def test_a_down_probe_an_attach_rule_kept_waiting_joins_the_incident_opened_late
         "action": "attach",
     }
     assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
-    created = admin.post(
-        "/api/v1/probes",
-        json={
-            "name": "checkout-db",
-            "kind": "tcp",
-            "service": "checkout",
-            "failure_threshold": 1,
-            "tcp": {"host": "127.0.0.1", "port": 9},
-        },
-    )
-    assert created.status_code == 201, created.text
+    closed_port_probe(admin, "checkout-db", service="checkout")
     with FrozenClock(T0) as clock:
         assert run(admin, "checkout-db")["state"] == "down"
         alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
@@ -251,15 +237,7 @@ def test_pausing_or_deleting_a_down_probe_resolves_its_signal(
     admin: ApiUser, factory: Factory
 ) -> None:
     for name in ("paused", "deleted"):
-        admin.post(
-            "/api/v1/probes",
-            json={
-                "name": name,
-                "kind": "tcp",
-                "failure_threshold": 1,
-                "tcp": {"host": "127.0.0.1", "port": 9},
-            },
-        )
+        closed_port_probe(admin, name)
         assert run(admin, name)["state"] == "down"
     paused = admin.patch("/api/v1/probes/paused", json={"enabled": False}).json()
     assert paused["state"] == "unknown"

@@ -419,6 +419,16 @@ def test_a_page_still_burning_joins_the_other_active_incident_once_a_person_reso
         assert slo_alerts(runtime, "checkout-availability")["page"].count == 2
 
 
+def route_slo_pages(admin: ApiUser, action: str) -> None:
+    """A routing rule that sends every SLO signal to ``action``."""
+    rule = {
+        "name": f"slos-{action}",
+        "matchers": [{"label": "alertname", "op": "=", "value": "SLOBurnRate"}],
+        "action": action,
+    }
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+
+
 def test_a_page_an_attach_rule_kept_waiting_joins_the_incident_opened_later(
     factory: Factory, runtime: Runtime
 ) -> None:
@@ -428,12 +438,7 @@ def test_a_page_an_attach_rule_kept_waiting_joins_the_incident_opened_later(
     responder = factory.user(Role.responder)
     admin = factory.user(Role.admin)
     factory.service("checkout")
-    rule = {
-        "name": "slos-only-join",
-        "matchers": [{"label": "alertname", "op": "=", "value": "SLOBurnRate"}],
-        "action": "attach",
-    }
-    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    route_slo_pages(admin, "attach")
     events_slo(responder, "checkout-availability", "checkout")
     with FrozenClock(T0) as clock:
         push(responder, "checkout-availability", 900, 100)
@@ -465,12 +470,7 @@ def test_a_page_a_rule_only_notifies_of_is_not_repeated(factory: Factory, runtim
     responder = factory.user(Role.responder)
     admin = factory.user(Role.admin)
     factory.service("checkout")
-    rule = {
-        "name": "slos-notify",
-        "matchers": [{"label": "alertname", "op": "=", "value": "SLOBurnRate"}],
-        "action": "notify",
-    }
-    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    route_slo_pages(admin, "notify")
     events_slo(responder, "checkout-availability", "checkout")
     with FrozenClock(T0) as clock:
         push(responder, "checkout-availability", 900, 100)
