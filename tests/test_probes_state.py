@@ -186,6 +186,32 @@ def test_a_probe_still_down_opens_the_next_incident_once_a_person_resolves_one(
         assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").silenced
 
 
+def test_a_probe_alert_resolved_by_hand_while_still_down_fires_again(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """A person cleared a down probe's alert from the alert list, then resolved its
+    incident: the probe asked only whether a firing alert's incident was over, so the
+    resolved alert stayed resolved while the probe stayed down, and nobody was paged."""
+    factory.service("checkout")
+    closed_port_probe(admin, "checkout-db", service="checkout")
+    with FrozenClock(T0) as clock:
+        assert run(admin, "checkout-db")["state"] == "down"
+        [first] = _incident_list(admin)
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
+        by_hand = admin.post(f"/api/v1/alerts/{alert.id}/resolve")
+        assert by_hand.status_code == 200, by_hand.text
+        assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").status == "resolved"
+        ended = admin.patch(f"/api/v1/incidents/{first['ref']}", json={"status": "resolved"})
+        assert ended.status_code == 200, ended.text
+
+        clock.advance(minutes=1)
+        assert run(admin, "checkout-db")["state"] == "down"
+        second, _ = _incident_list(admin)
+        assert (second["status"], second["source"]) == ("triage", "probe")
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
+        assert (alert.status, alert.incident_id) == ("firing", int(second["ref"][4:]))
+
+
 def test_a_down_probe_an_attach_rule_kept_waiting_joins_the_incident_opened_later(
     admin: ApiUser, factory: Factory
 ) -> None:

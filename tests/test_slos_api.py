@@ -464,6 +464,34 @@ def test_a_page_an_attach_rule_kept_waiting_joins_the_incident_opened_later(
         assert slo_alerts(runtime, "checkout-availability")["page"].count == count
 
 
+def test_a_page_resolved_by_hand_while_still_burning_pages_again(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A person cleared the page's alert from the alert list, then resolved its incident,
+    while the budget still burned: the SLO asked only whether a firing alert's incident was
+    over, so the page stayed resolved at page level and nobody was paged again."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)
+        evaluate_all(runtime)
+        [first] = incidents(runtime)
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        by_hand = responder.post(f"/api/v1/alerts/{page.id}/resolve")
+        assert by_hand.status_code == 200, by_hand.text
+        ended = responder.patch(f"/api/v1/incidents/{first.ref}", json={"status": "resolved"})
+        assert ended.status_code == 200, ended.text
+
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
+        assert responder.get("/api/v1/slos/checkout-availability").json()["state"] == "page"
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        first_again, second = incidents(runtime)
+        assert (first_again.ref, first_again.status) == (first.ref, "resolved")
+        assert (page.status, page.incident_id, second.status) == ("firing", second.id, "triage")
+
+
 def test_a_page_a_rule_only_notifies_of_is_not_repeated(factory: Factory, runtime: Runtime) -> None:
     """A page routed to notify is on no incident by design: it was said again at every
     evaluation (its service had no incident), which routed nothing and only counted."""

@@ -5,10 +5,10 @@ then stores what it saw and moves the probe's state once ``failure_threshold`` f
 ``success_threshold`` successes) come in a row. Going down raises a firing signal through
 ``signals.service.raise_internal`` (integration ``@probes``, fingerprint ``probe:NAME``), so
 silences, maintenance windows and routing apply to it like to any alert; coming back up
-resolves it. A probe still down whose signal is on no active incident (a person ended the
-one it joined, or an attach rule found none to join) says it again at each failing run, so
-that it opens the next incident or joins the one open. Either change is also reported to
-the catalog as the health of the probe's service (check ``probe:NAME``).
+resolves it. A probe still down whose signal is on no active incident (a person resolved
+it or ended the one it joined, or an attach rule found none to join) says it again at each
+failing run, so that it opens the next incident or joins the one open. Either change is
+also reported to the catalog as the health of the probe's service (check ``probe:NAME``).
 
 Retention: raw results are kept ``RAW_RETENTION_DAYS`` days; each complete hour is rolled up
 (count, failures, latency p50/p95/max, a histogram of successful latencies) and roll-ups are
@@ -498,18 +498,17 @@ def _count(session: Session, probe: Probe, outcome: CheckOutcome) -> bool:
 def _repeat_if_unattended(session: Session, probe: Probe, outcome: CheckOutcome) -> None:
     """A failing run of a probe still down whose signal is on no active incident says it
     again, routed as a new firing would (``reroute_when_incident_over``): once a person
-    ended the incident it joined (resolved, closed, declined it) while the probe stayed
-    down, it opens the next incident or joins another active one; when its routing found
-    none to join (an attach rule, no service), it joins the one opened since, if any. While
-    it is on an active incident, nothing."""
-    if not signals.firing_without_an_active_incident(session, INTEGRATION, _fingerprint(probe)):
+    resolved its alert by hand, or ended the incident it joined (resolved, closed, declined
+    it) while the probe stayed down, it opens the next incident or joins another active
+    one; when its routing found none to join (an attach rule, no service), it joins the one
+    opened since, if any. While it is on an active incident, nothing."""
+    if not signals.unattended(session, INTEGRATION, _fingerprint(probe)):
         return
     _signal(
         session,
         probe,
         "firing",
-        f"Probe {probe.name} ({target_of(probe)}) is still down, on no active incident: "
-        f"{outcome.error}",
+        f"Probe {probe.name} ({target_of(probe)}) is still down: {outcome.error}",
         error=outcome.error or "",
         repeat=True,
     )

@@ -11,9 +11,10 @@ asks ``burn`` for the alert level, records the evaluation, and on a change of le
   pages): it is kept in the alert list and noted on the service's open incident if any;
 - back to a lower level: the previous level's signal resolves.
 
-A page that goes on while its signal is on no active incident (a person ended the one it
-joined while the budget still burns, or an attach rule found none to join) is signalled again
-at each evaluation, and routes again: it joins the service's active incident or opens the next.
+A page that goes on while its signal is on no active incident (a person resolved it or ended
+the one it joined while the budget still burns, or an attach rule found none to join) is
+signalled again at each evaluation, and routes again: it joins the service's active incident
+or opens the next.
 
 The catalog hears of every change (``report_health``): a paging SLO makes its service
 failing, and the services depending on it at risk.
@@ -540,13 +541,12 @@ def evaluate(
     elif (
         error is None
         and before == Level.page
-        and signals.firing_without_an_active_incident(
-            session, INTEGRATION, _fingerprint(slo, Level.page)
-        )
+        and signals.unattended(session, INTEGRATION, _fingerprint(slo, Level.page))
     ):
-        # Still paging, on no active incident: a person ended the one it joined while it
-        # burns, or an attach rule found none to join. The repeat routes again
-        # (``reroute_when_incident_over``): it joins the service's active incident or opens one.
+        # Still paging, on no active incident: a person resolved its alert or ended the
+        # incident it joined while it burns, or an attach rule found none to join. The
+        # repeat routes again (``reroute_when_incident_over``): it joins the service's
+        # active incident or opens one.
         _signal(session, policy, slo, Level.page, "firing", decision, repeat=True)
     _prune(session, slo, now)
     session.flush()

@@ -1210,23 +1210,23 @@ def _off_an_active_incident(
     return still_active is not None and not still_active(incident_id)
 
 
-def firing_without_an_active_incident(
-    session: Session, integration_name: str, fingerprint: str
-) -> bool:
-    """Whether the alert still fires on no active incident where its repeat, with
-    ``reroute_when_incident_over``, would route again: the incident it joined is over (a
-    person ended it), or its routing found none to join (an attach rule with none open, no
-    known service). A monitor's cue to say it again, so that a failing monitor ends up on an
-    active incident. Read without a lock, as a monitor's own check; the repeat's routing
-    decides again under the locks."""
+def unattended(session: Session, integration_name: str, fingerprint: str) -> bool:
+    """Whether a monitor's alert, asked while the monitor still fails, is on no active
+    incident where its repeat, with ``reroute_when_incident_over``, fires and routes again:
+    a person resolved the alert by hand, or ended the incident it joined, or its routing
+    found none to join (an attach rule with none open, no known service). A monitor's cue
+    to say it again, so that a failing monitor ends up on an active incident. Read without
+    a lock, as a monitor's own check; the repeat's routing decides again under the locks."""
     integration_id = session.scalar(
         select(Integration.id).where(Integration.name == integration_name)
     )
     if integration_id is None:
         return False
     rows = intake_rows.load(session, integration_id, [fingerprint])
-    if not rows or rows[0].status == AlertStatus.resolved.value:
+    if not rows:
         return False
+    if rows[0].status == AlertStatus.resolved.value:
+        return True  # the monitor resolves its own only once it passes: a person did
 
     def still_active(incident_id: int) -> bool:
         status = session.scalar(select(Incident.status).where(Incident.id == incident_id))
