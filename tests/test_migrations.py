@@ -283,9 +283,11 @@ def test_each_migration_down_and_up_keeps_the_rows_that_reference_a_rebuilt_tabl
     assert migrations_current(database.engine)
 
 
-def test_a_sqlite_migration_that_leaves_a_dangling_reference_is_rolled_back(tmp_path) -> None:
+def test_a_sqlite_migration_is_rolled_back_when_a_reference_dangles_after_it(tmp_path) -> None:
     """Foreign keys are off while SQLite migrates (a rebuilt table would take what refers to
-    it along), so the references are checked before the migration commits."""
+    it along), so the references are checked before the migration commits. The check
+    reads the whole database: a row left dangling before, here by a deletion with foreign
+    keys off, stops the migration too, and the message says where to look."""
     settings = Settings(env="test", home=tmp_path, database_url=f"sqlite:///{tmp_path / 'f.db'}")
     database = Database(settings)
     upgrade(database.engine, "0024")
@@ -298,7 +300,7 @@ def test_a_sqlite_migration_that_leaves_a_dangling_reference_is_rolled_back(tmp_
             "VALUES (42, 'orphan', 'abc123', 'x', 'responder', '2026-01-01 00:00:00')"
         )
         raw.execute("PRAGMA foreign_keys=ON")
-    with pytest.raises(RuntimeError, match="api_tokens row 1 -> users"):
+    with pytest.raises(RuntimeError, match=r"changed nothing.*\(api_tokens row 1 -> users\)"):
         upgrade(database.engine)
     assert current_revision(database.engine) == "0024"  # neither 0025 nor 0026 stayed
     assert "deactivated_at" not in {

@@ -31,11 +31,18 @@ def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
 
 def _check_foreign_keys(connection: Connection) -> None:
     """What SQLite would have refused with its foreign keys on, refused at the end instead:
-    the migration's transaction rolls back."""
+    the migration's transaction rolls back. The check reads the whole database, so a row
+    left dangling before (deleted in the sqlite3 shell, where foreign keys are off by
+    default) stops the migration too: the message says so, and which rows to mend."""
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
         found = ", ".join(f"{table} row {rowid} -> {parent}" for table, rowid, parent, _ in broken)
-        raise RuntimeError(f"the migration leaves references to missing rows: {found}")
+        raise RuntimeError(
+            "the migration was rolled back and changed nothing: after it, rows of the "
+            f"database refer to rows that do not exist ({found}). A migration leaves none, "
+            "so such a row was most likely left by a deletion made outside firetower; "
+            "delete or mend it, then migrate again"
+        )
 
 
 with engine.connect() as connection:
