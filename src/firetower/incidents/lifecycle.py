@@ -24,7 +24,7 @@ class Status(StrEnum):
 ACTIVE = (Status.triage, Status.investigating, Status.identified, Status.mitigated)
 
 # Forward through the story, back when a fix did not hold, or out while nothing is resolved
-# yet: declined only from triage (a decision there), canceled until something was mitigated
+# yet: declined only from triage (a decision there), canceled from any but mitigated
 # (then it was real: resolve it), merged until resolved (a mitigated duplicate too). closed,
 # declined, merged and canceled are final.
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
