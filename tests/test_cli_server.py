@@ -130,24 +130,16 @@ def test_an_unreachable_database_is_one_line(server_env: dict[str, str | None]) 
     assert error_line(result).startswith("error: database error: ")
 
 
-def _active_and_epoch(tmp_path: Path, email: str) -> tuple[bool, int]:
+def _user_row(tmp_path: Path, email: str) -> tuple[bool, int, str | None]:
+    """The user as stored: active, session epoch, and who deactivated them."""
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'firetower.db'}")
     with engine.connect() as connection:
         row = connection.execute(
-            text("SELECT active, session_epoch FROM users WHERE email = :email"), {"email": email}
+            text("SELECT active, session_epoch, deactivated_by FROM users WHERE email = :email"),
+            {"email": email},
         ).one()
     engine.dispose()
-    return bool(row[0]), int(row[1])
-
-
-def _deactivated_by(tmp_path: Path, email: str) -> str | None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'firetower.db'}")
-    with engine.connect() as connection:
-        by = connection.execute(
-            text("SELECT deactivated_by FROM users WHERE email = :email"), {"email": email}
-        ).scalar_one()
-    engine.dispose()
-    return by
+    return bool(row[0]), int(row[1]), row[2]
 
 
 def test_admin_deactivates_and_reactivates_a_user(
@@ -157,21 +149,19 @@ def test_admin_deactivates_and_reactivates_a_user(
     for email, role in (("lead@example.com", "admin"), ("ops@example.com", "responder")):
         made = run_cli(["admin", "create-user", email, "--role", role], env=server_env)
         assert made.exit_code == 0, made.output
-    assert _active_and_epoch(tmp_path, "ops@example.com") == (True, 0)
+    assert _user_row(tmp_path, "ops@example.com") == (True, 0, None)
 
     done = run_cli(["admin", "deactivate-user", "Ops@Example.com"], env=server_env)
     assert done.exit_code == 0, done.output
     assert done.stdout.strip() == (
         "deactivated ops@example.com: console sessions ended, API tokens stopped"
     )
-    assert _active_and_epoch(tmp_path, "ops@example.com") == (False, 1)
-    assert _deactivated_by(tmp_path, "ops@example.com") == "firetower admin"
+    assert _user_row(tmp_path, "ops@example.com") == (False, 1, "firetower admin")
 
     back = run_cli(["admin", "reactivate-user", "ops@example.com"], env=server_env)
     assert back.exit_code == 0, back.output
     assert back.stdout.strip() == "reactivated ops@example.com"
-    assert _active_and_epoch(tmp_path, "ops@example.com") == (True, 1)
-    assert _deactivated_by(tmp_path, "ops@example.com") is None
+    assert _user_row(tmp_path, "ops@example.com") == (True, 1, None)
 
 
 def test_admin_deactivate_refuses_an_unknown_user_and_the_last_admin(
@@ -189,4 +179,4 @@ def test_admin_deactivate_refuses_an_unknown_user_and_the_last_admin(
         "error: lead@example.com is the last active admin; make another user an admin "
         "before deactivating them"
     )
-    assert _active_and_epoch(tmp_path, "lead@example.com") == (True, 0)
+    assert _user_row(tmp_path, "lead@example.com") == (True, 0, None)

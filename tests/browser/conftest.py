@@ -74,6 +74,14 @@ def _seed(runtime: Runtime) -> None:
         )
 
 
+def create_admin(runtime: Runtime, email: str = "root@example.com") -> None:
+    """An admin who logs in with ``PASSWORD``, made through the service function."""
+    with runtime.transaction() as session:
+        auth_service.create_user(
+            session, SYSTEM, UserCreate(email=email, role=Role.admin, password=PASSWORD)
+        )
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     settings = Settings(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from firetower.signals import service as signals
 from firetower.signals.models import Alert, Silence
 from firetower.signals.schemas import IntegrationCreate, IntegrationKind
-from tests.browser.conftest import SYSTEM, LiveServer
+from tests.browser.conftest import SYSTEM, LiveServer, create_admin
 from tests.browser.test_console_browser import WAIT_MS, log_in
 
 pytestmark = pytest.mark.browser
@@ -138,17 +138,8 @@ def test_an_admin_creates_an_integration_and_sees_its_key_once(
 ) -> None:
     from playwright.sync_api import expect
 
-    from firetower.auth import service as auth_service
-    from firetower.auth.schemas import Role, UserCreate
-    from tests.browser.conftest import PASSWORD
-
     expect.set_options(timeout=WAIT_MS)
-    with live_server.runtime.transaction() as session:
-        auth_service.create_user(
-            session,
-            SYSTEM,
-            UserCreate(email="root@example.com", role=Role.admin, password=PASSWORD),
-        )
+    create_admin(live_server.runtime)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     log_in(page, live_server, "root@example.com", then="/integrations")

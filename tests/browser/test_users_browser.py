@@ -10,8 +10,7 @@ import pytest
 
 from firetower.auth import service as auth_service
 from firetower.auth.models import User
-from firetower.auth.schemas import Role, UserCreate
-from tests.browser.conftest import PASSWORD, SYSTEM, LiveServer
+from tests.browser.conftest import LiveServer, create_admin
 from tests.browser.test_console_browser import WAIT_MS, log_in
 
 pytestmark = pytest.mark.browser
@@ -23,12 +22,7 @@ def test_an_admin_deactivates_a_user_from_the_users_page(
     from playwright.sync_api import expect
 
     expect.set_options(timeout=WAIT_MS)
-    with live_server.runtime.transaction() as session:
-        auth_service.create_user(
-            session,
-            SYSTEM,
-            UserCreate(email="root@example.com", role=Role.admin, password=PASSWORD),
-        )
+    create_admin(live_server.runtime)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     failures: list[str] = []
