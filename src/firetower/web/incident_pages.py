@@ -195,11 +195,7 @@ def _incident_page(
         incident = incidents.get_incident(session, ref)
         data = incidents.read(session, incident)
         timeline = incidents.timeline(session, incident)
-        everyone = auth_service.list_users(session)
-        users = [u.email for u in everyone if u.active]
-        # Work held by someone since deactivated stays theirs until handed over (nothing
-        # moves it silently); the page marks them so responders see it needs a new holder.
-        deactivated = {u.email for u in everyone if not u.active}
+        users = [u.email for u in auth_service.list_users(session) if u.active]
         merged = data.status == Status.merged
         survivor = (
             incidents.get_incident(session, data.merged_into)
@@ -222,7 +218,6 @@ def _incident_page(
             "timeline": timeline,
             "last_entry_id": timeline[-1].id if timeline else 0,
             "users": users,
-            "deactivated": deactivated,
             "roles": [(role, holders.get(role)) for role in IncidentRole],
             "error": error,
             # A merged incident refuses every change from people (they work on the survivor),
