@@ -16,6 +16,7 @@ from bench import (
     intake_operation,
     intake_storm,
     jobs_queue,
+    migrate_sqlite,
     reference_alertmanager,
     sqlite_ceiling,
 )
@@ -40,6 +41,7 @@ def main() -> None:
     reference_alertmanager.run(seconds=10, connections=16, processes=2)
     intake_operation.run()  # the batch operation alone, without HTTP: CPU per alert
     sqlite_ceiling.run()  # SQLite alone under two writer processes: what bounds the rest
+    migrate_sqlite.run()  # an upgrade over 1M stored alerts, and its reference check
     for backend in backends:
         intake_alertmanager.run(backend, postgres, seconds=10)
         with server_processes(2):  # the throughput targets, with both cores serving
