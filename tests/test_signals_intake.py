@@ -507,6 +507,29 @@ def test_a_repeated_resolve_keeps_when_the_alert_resolved(
         assert send("resolve").ends_at == second
 
 
+def test_the_alert_list_shows_when_an_alert_started_and_resolved(factory: Factory) -> None:
+    """The docs say a repeated resolve keeps the alert's ``ends_at``: the API shows it, and
+    ``starts_at`` (Alertmanager's ``startsAt``), so a responder can see both."""
+    admin = factory.user(Role.admin)
+    factory.service("api")
+    key = _integration(admin, "prom", "alertmanager", "api")
+
+    def listed() -> dict[str, Any]:
+        [alert] = admin.get("/api/v1/alerts").json()
+        return {name: alert[name] for name in ("status", "starts_at", "ends_at")}
+
+    fired = admin.client.post(f"/ingest/alertmanager/{key}", json=_am_batch(_am_alert("a1")))
+    assert fired.status_code == 200, fired.text
+    assert listed() == {"status": "firing", "starts_at": "2026-11-28T10:00:00Z", "ends_at": None}
+    resolved = _am_batch(_am_alert("a1", "resolved"), status="resolved")
+    assert admin.client.post(f"/ingest/alertmanager/{key}", json=resolved).status_code == 200
+    assert listed() == {
+        "status": "resolved",
+        "starts_at": "2026-11-28T10:00:00Z",
+        "ends_at": "2026-11-28T10:05:00Z",
+    }
+
+
 def test_a_repeated_generic_resolve_keeps_when_the_alert_resolved(
     factory: Factory, runtime: Runtime
 ) -> None:

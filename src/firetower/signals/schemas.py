@@ -509,6 +509,17 @@ class AlertRead(BaseModel):
         description="How many signals it received: the first, repeats, acknowledges and "
         "resolves alike."
     )
+    starts_at: datetime | None = Field(
+        default=None,
+        description="When the sender says the alert began (Alertmanager's startsAt, a "
+        "PagerDuty trigger's timestamp); None when it said nothing.",
+    )
+    ends_at: datetime | None = Field(
+        default=None,
+        description="When it ended: as its sender gave it (Alertmanager's endsAt), else "
+        "the first resolve since it last fired (a repeated resolve keeps it); None when "
+        "unknown.",
+    )
     first_seen_at: datetime
     last_seen_at: datetime
     silenced: bool

@@ -3109,6 +3109,8 @@ def alert_read(alert: Alert, integration: str) -> AlertRead:
         annotations=annotation_texts(alert.annotations),
         group_key=alert.group_key,
         count=alert.count,
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
         first_seen_at=alert.first_seen_at,
         last_seen_at=alert.last_seen_at,
         silenced=alert.silenced,
