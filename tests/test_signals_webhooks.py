@@ -533,8 +533,9 @@ def test_a_stored_slice_of_step_zero_refuses_the_document_by_field(
         ),
         ({"kind": "generic", "mapping": {"severity": "x"}}, "mapping.title"),
         ({"kind": "generic", "mapping": {**MAPPING, "extra": "x"}}, "mapping.extra"),
-        ({"kind": "generic"}, "body"),
-        ({"kind": "alertmanager", "mapping": MAPPING}, "body"),
+        ({"kind": "generic"}, "mapping"),  # the field to give, not the whole body
+        ({"kind": "alertmanager", "mapping": MAPPING}, "mapping"),
+        ({"kind": "grafana", "mapping": MAPPING}, "mapping"),
     ],
 )
 def test_the_mapping_is_checked_when_the_integration_is_created(

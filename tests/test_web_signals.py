@@ -892,8 +892,8 @@ def test_a_generic_integration_takes_its_mapping_from_the_form(
     [
         ({"name": "Bad Name", "kind": "alertmanager"}, 422, "name"),
         ({"name": "ok", "kind": "carrier-pigeon"}, 422, "kind"),
-        ({"name": "ok", "kind": "generic"}, 422, "form"),  # a generic one needs a mapping
-        ({"name": "ok", "kind": "alertmanager", "map_title": "x"}, 422, "form"),
+        ({"name": "ok", "kind": "generic"}, 422, "mapping"),  # a generic one needs one
+        ({"name": "ok", "kind": "alertmanager", "map_title": "x"}, 422, "mapping"),
         ({"name": "ok", "kind": "generic", "map_title": "a[["}, 422, "mapping.title"),
         ({"name": "ok", "kind": "alertmanager", "service_name": "ghost"}, 422, "service_name"),
         ({"name": "ok", "kind": "alertmanager", "group_by": "a, a"}, 422, "group_by"),

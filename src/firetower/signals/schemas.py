@@ -128,7 +128,9 @@ class IntegrationCreate(BaseModel):
         description="The catalog service its alerts open incidents for.",
     )
     mapping: GenericMapping | None = Field(
-        default=None, description="Required for, and only for, the generic kind."
+        default=None,
+        validate_default=True,  # so that a generic integration without one is named
+        description="Required for, and only for, the generic kind.",
     )
     group_by: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field(
         default_factory=lambda: ["alertname", "service"],
@@ -147,13 +149,19 @@ class IntegrationCreate(BaseModel):
             raise ValueError("group_by must not repeat a key")
         return value
 
-    @model_validator(mode="after")
-    def _mapping_for_generic(self) -> IntegrationCreate:
-        if self.kind == IntegrationKind.generic and self.mapping is None:
+    @field_validator("mapping")
+    @classmethod
+    def _mapping_for_generic(
+        cls, value: GenericMapping | None, info: ValidationInfo
+    ) -> GenericMapping | None:
+        """Checked on the field, so that the refusal names ``mapping`` (the field to give or
+        to leave out), not the whole body. A ``kind`` that failed is reported on its own."""
+        kind = info.data.get("kind")
+        if kind == IntegrationKind.generic and value is None:
             raise ValueError("a generic integration needs a mapping")
-        if self.kind != IntegrationKind.generic and self.mapping is not None:
-            raise ValueError("only a generic integration takes a mapping")
-        return self
+        if kind is not None and kind != IntegrationKind.generic and value is not None:
+            raise ValueError(f"only a generic integration takes a mapping, not {kind.value}")
+        return value
 
 
 class IntegrationRead(BaseModel):
