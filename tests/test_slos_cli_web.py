@@ -283,6 +283,28 @@ def test_slo_import_without_a_prometheus_url_names_the_flag(
     )
 
 
+def test_slo_import_with_a_bad_prometheus_url_says_what_is_wrong_with_it(
+    server_url: str, factory: Factory, runtime: Runtime, tmp_path: Path
+) -> None:
+    """A URL given with the flag but refused by the server was reported as no URL given
+    ("the file does not say where Prometheus is: give --prometheus-url"), which sends one
+    to give the flag one has just given."""
+    responder = factory.user(Role.responder)
+    factory.service("payments")
+    sloth = tmp_path / "payments.sloth.yaml"
+    sloth.write_text(SLOTH)
+    refused = run_cli(
+        ["slo", "import", str(sloth), "--prometheus-url", "prometheus:9090"],
+        url=server_url,
+        token=responder.token,
+    )
+    assert refused.exit_code == 1
+    assert error_line(refused) == (
+        "error: --prometheus-url: 'prometheus:9090' must be an http:// or https:// URL"
+    )
+    assert responder.get("/api/v1/slos").json() == []
+
+
 def test_the_slo_page_does_not_call_an_unreadable_sli_quiet(
     factory: Factory, runtime: Runtime
 ) -> None:

@@ -118,6 +118,13 @@ def import_slos(
             if exc.field != "prometheus_url":
                 raise
             # The server names its own field; here the way to give it is the flag.
+            if prometheus_url:  # given, and refused: say what is wrong with it
+                reason = exc.message.removeprefix("prometheus_url: ")
+                raise ApiError(
+                    f"--prometheus-url: {prometheus_url!r} {reason}",
+                    status_code=exc.status_code,
+                    field=exc.field,
+                ) from None
             raise ApiError(
                 "the file does not say where Prometheus is: give --prometheus-url URL "
                 "(or set the server's prometheus_url)",
