@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -178,6 +179,10 @@ def test_a_bad_month_is_refused(factory: Factory, params: dict[str, str], field:
     assert answer.json()["field"] == field
     assert page.status_code == 200  # the console shows this month's report instead
     assert "SLA report · 2026-12" in page.text
+    # ... and says so: it showed another month than the one asked for without a word.
+    assert f'data-field="{field}"' in page.text
+    assert answer.json()["detail"] in html.unescape(page.text)
+    assert "showing 2026-12 instead" in page.text
 
 
 def test_a_month_that_meets_its_target_exactly_is_not_a_breach(factory: Factory) -> None:

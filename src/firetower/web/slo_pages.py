@@ -133,16 +133,18 @@ def sla_page(
 ) -> Response:
     runtime: Runtime = request.app.state.runtime
     chosen = month or f"{clock.now():%Y-%m}"
+    error: InvalidInput | None = None
     with runtime.read() as session:
         try:
             report = sla.report(session, chosen)
-        except InvalidInput:
+        except InvalidInput as exc:
+            error = exc  # shown above this month's report, which stands in for it
             chosen = f"{clock.now():%Y-%m}"
             report = sla.report(session, chosen)
     return render(
         request,
         "slos/sla.html",
-        {"report": report, "achieved": _achieved},
+        {"report": report, "achieved": _achieved, "error": error},
         actor=actor,
     )
 
