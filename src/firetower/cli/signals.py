@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from firetower.cli.client import Client, connect, segment
+from firetower.cli.client import ApiError, Client, connect, segment
 from firetower.cli.output import (
     USAGE,
     fail,
@@ -343,7 +343,18 @@ def add_silence(
         else:  # from the server's now: this machine's clock may be off
             body["duration_seconds"] = int(length.total_seconds())
         with connect() as client:
-            silence = client.post("/api/v1/silences", json=body)
+            try:
+                silence = client.post("/api/v1/silences", json=body)
+            except ApiError as exc:
+                if not (start and exc.field == "ends_at"):
+                    raise
+                # The end is worked out here from the two options: name them, not ends_at.
+                raise ApiError(
+                    f"--start plus --duration ends at {when(body['ends_at'])}, in the past: "
+                    "the silence would be over already",
+                    status_code=exc.status_code,
+                    field=exc.field,
+                ) from None
     if json_output:
         print_json(silence)
     else:
