@@ -288,6 +288,19 @@ def test_an_unknown_or_wrong_kind_key_is_401_and_stores_nothing(
         answer = admin.client.post(f"/ingest/alertmanager/{key}", json=_am_batch(_am_alert("u")))
         assert answer.status_code == 401, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
+    # A key sent to the wrong endpoint says where it belongs (in plain English).
+    assert answer.json()["detail"] == (
+        "this key belongs to a pagerduty integration, not an alertmanager one: "
+        "send its events to /v2/enqueue"
+    )
+    am_key = _integration(admin, "am", "alertmanager")
+    before = row_counts(runtime)
+    answer = admin.client.post(f"/ingest/grafana/{am_key}", json=_am_batch(_am_alert("u")))
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["detail"] == (
+        "this key belongs to an alertmanager integration, not a grafana one: "
+        "send its alerts to /ingest/alertmanager/<key>"
+    )
     assert row_counts(runtime) == before
 
 

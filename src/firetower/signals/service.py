@@ -338,8 +338,25 @@ def authenticate(session: Session, key: str, kind: str | None = None) -> Integra
     if integration is None:
         raise Unauthenticated("unknown or revoked integration key")
     if kind is not None and integration.kind != kind:
-        raise Unauthenticated(f"this key belongs to a {integration.kind} integration, not {kind}")
+        raise Unauthenticated(
+            f"this key belongs to {_a(integration.kind)} integration, not {_a(str(kind))} one: "
+            f"send its {_SENT_TO[integration.kind]}"
+        )
     return integration
+
+
+_SENT_TO = {
+    IntegrationKind.alertmanager.value: "alerts to /ingest/alertmanager/<key>",
+    IntegrationKind.grafana.value: "alerts to /ingest/grafana/<key>",
+    IntegrationKind.generic.value: "documents to /ingest/generic/<key>",
+    IntegrationKind.pagerduty.value: "events to /v2/enqueue",
+}
+"""Where a key of each kind is sent, for a key sent to another kind's endpoint."""
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an alertmanager", "a grafana"."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def actor_for(integration: Integration) -> Actor:
