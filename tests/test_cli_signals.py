@@ -115,7 +115,10 @@ def test_integrations_are_created_listed_rotated_and_revoked(
     assert after["revoked_at"] is not None
 
     again = run_cli(["integrations", "create", "am-prod", "--kind", "grafana"], **cli)
-    assert error_line(again) == "error: an integration named am-prod already exists"
+    assert error_line(again) == (
+        "error: an integration named am-prod already exists, revoked: its alerts keep the name; "
+        "choose another"
+    )
     assert again.exit_code == 1
     ghost = run_cli(["integrations", "rotate", "ghost"], **cli)
     assert error_line(ghost) == "error: no integration named 'ghost'"

@@ -55,6 +55,13 @@ def test_rotation_replaces_the_key_and_revocation_ends_it(factory: Factory) -> N
     [listed] = admin.get("/api/v1/integrations").json()
     assert listed["revoked_at"] is not None
     assert admin.post("/api/v1/integrations/am/rotate").status_code == 409
+    # Its name stays taken (its alerts keep it): the refusal says why, not just "exists".
+    again = admin.post("/api/v1/integrations", json={"name": "am", "kind": "alertmanager"})
+    assert again.status_code == 409
+    assert again.json()["field"] == "name"
+    assert again.json()["detail"] == (
+        "an integration named am already exists, revoked: its alerts keep the name; choose another"
+    )
 
 
 def test_answers_that_carry_a_key_tell_caches_not_to_keep_them(factory: Factory) -> None:

@@ -217,8 +217,10 @@ def create_integration(
 ) -> tuple[Integration, str]:
     """Make an integration; its key is returned once and only its hash is stored."""
     actor.require(Role.admin)
-    if session.scalar(select(Integration).where(Integration.name == data.name)) is not None:
-        raise Conflict(f"an integration named {data.name} already exists", field="name")
+    taken = session.scalar(select(Integration).where(Integration.name == data.name))
+    if taken is not None:
+        revoked = ", revoked: its alerts keep the name; choose another" if taken.revoked_at else ""
+        raise Conflict(f"an integration named {data.name} already exists{revoked}", field="name")
     _check_services(session, [(data.service_name, "service_name")])
     integration = Integration(
         name=data.name,
