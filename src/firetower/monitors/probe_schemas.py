@@ -304,14 +304,31 @@ class ProbeCreate(BaseModel):
 
     @model_validator(mode="after")
     def _settings_of_kind(self) -> ProbeCreate:
+        model = type(self).__name__
+        article = "an" if self.kind == ProbeKind.http else "a"
         for kind in ProbeKind:
-            given = getattr(self, kind.value) is not None
-            if kind == self.kind and not given:
-                raise ValueError(f"a {kind.value} probe needs its settings under {kind.value!r}")
-            if kind != self.kind and given:
-                raise ValueError(f"a {self.kind.value} probe takes no {kind.value!r} settings")
+            settings = getattr(self, kind.value)
+            if kind == self.kind and settings is None:
+                raise _error_at(
+                    model,
+                    (kind.value,),
+                    f"{article} {kind.value} probe needs its settings under {kind.value!r}",
+                    None,
+                )
+            if kind != self.kind and settings is not None:
+                raise _error_at(
+                    model,
+                    (kind.value,),
+                    f"{article} {self.kind.value} probe takes no {kind.value!r} settings",
+                    settings.model_dump(mode="json"),
+                )
         if self.timeout_seconds > self.interval_seconds:
-            raise ValueError("timeout_seconds must not exceed interval_seconds")
+            raise _error_at(
+                model,
+                ("timeout_seconds",),
+                "timeout_seconds must not exceed interval_seconds",
+                self.timeout_seconds,
+            )
         if self.http is not None and self.http.method == "HEAD" and self.http.conditions:
             # A HEAD answer has no body, so every condition on it would fail every run.
             raise _error_at(
