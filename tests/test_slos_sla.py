@@ -266,8 +266,22 @@ def test_an_achieved_percentage_is_not_rounded_across_its_target(factory: Factor
             },
             "latency_threshold_ms",
         ),
-        ({"service": "checkout", "kind": "uptime", "target_percent": 99}, "body"),
-        ({"service": "checkout", "kind": "latency", "target_percent": 99, "probe": "p"}, "body"),
+        ({"service": "checkout", "kind": "uptime", "target_percent": 99}, "body"),  # slo or probe
+        # The threshold is named: it is the field to give, or to leave out.
+        (
+            {"service": "checkout", "kind": "latency", "target_percent": 99, "probe": "p"},
+            "latency_threshold_ms",
+        ),
+        (
+            {
+                "service": "checkout",
+                "kind": "uptime",
+                "target_percent": 99,
+                "slo": "a",
+                "latency_threshold_ms": 300,
+            },
+            "latency_threshold_ms",
+        ),
         ({"service": "checkout", "kind": "uptime", "target_percent": 99, "probe": "p"}, "probe"),
     ],
 )

@@ -117,7 +117,9 @@ class RegexCondition(BaseModel):
 Condition = Annotated[JsonPathCondition | RegexCondition, Field(discriminator="type")]
 
 
-def _error_at(model: str, loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:
+def field_error(
+    model: str, loc: tuple[str | int, ...], message: str, value: Any
+) -> ValidationError:
     """An error that names ``loc`` (e.g. ``http.latency_threshold_ms``) when a rule spanning
     fields is broken; a plain ValueError from a model validator would name only the model.
     Pydantic prefixes ``loc`` with where the model sits, as for any field error."""
@@ -309,21 +311,21 @@ class ProbeCreate(BaseModel):
         for kind in ProbeKind:
             settings = getattr(self, kind.value)
             if kind == self.kind and settings is None:
-                raise _error_at(
+                raise field_error(
                     model,
                     (kind.value,),
                     f"{article} {kind.value} probe needs its settings under {kind.value!r}",
                     None,
                 )
             if kind != self.kind and settings is not None:
-                raise _error_at(
+                raise field_error(
                     model,
                     (kind.value,),
                     f"{article} {self.kind.value} probe takes no {kind.value!r} settings",
                     settings.model_dump(mode="json"),
                 )
         if self.timeout_seconds > self.interval_seconds:
-            raise _error_at(
+            raise field_error(
                 model,
                 ("timeout_seconds",),
                 "timeout_seconds must not exceed interval_seconds",
@@ -331,7 +333,7 @@ class ProbeCreate(BaseModel):
             )
         if self.http is not None and self.http.method == "HEAD" and self.http.conditions:
             # A HEAD answer has no body, so every condition on it would fail every run.
-            raise _error_at(
+            raise field_error(
                 type(self).__name__,
                 ("http", "conditions"),
                 "a HEAD request gets no body to check; use GET for conditions on the body",
@@ -342,7 +344,7 @@ class ProbeCreate(BaseModel):
             and self.http.latency_threshold_ms is not None
             and self.http.latency_threshold_ms > self.timeout_seconds * 1000
         ):
-            raise _error_at(
+            raise field_error(
                 type(self).__name__,
                 ("http", "latency_threshold_ms"),
                 f"latency_threshold_ms ({self.http.latency_threshold_ms}) must not exceed "

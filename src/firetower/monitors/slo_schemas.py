@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from firetower.clock import UtcDatetime
+from firetower.monitors.probe_schemas import field_error
 from firetower.text import NO_NUL
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -238,9 +239,19 @@ class SlaTargetCreate(BaseModel):
             raise ValueError("give exactly one source: slo or probe")
         if self.probe is not None and self.kind == SlaKind.latency:
             if self.latency_threshold_ms is None:
-                raise ValueError("a latency target measured by a probe needs latency_threshold_ms")
+                raise field_error(
+                    type(self).__name__,
+                    ("latency_threshold_ms",),
+                    "a latency target measured by a probe needs latency_threshold_ms",
+                    None,
+                )
         elif self.latency_threshold_ms is not None:
-            raise ValueError("latency_threshold_ms is only for a latency target from a probe")
+            raise field_error(
+                type(self).__name__,
+                ("latency_threshold_ms",),
+                "latency_threshold_ms is only for a latency target from a probe",
+                self.latency_threshold_ms,
+            )
         return self
 
 
