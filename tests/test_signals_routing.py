@@ -198,6 +198,7 @@ def test_the_test_endpoint_walks_the_rules_in_order(factory: Factory, runtime: R
         "service": "db",
         "severity": "SEV1",
         "on_clear": "resolve",
+        "outcome": "opens an incident on db",
     }
     # a value the map does not list sets nothing: the alert's own severity stays.
     assert test({"severity": "info", "team": "db"})["severity"] == "SEV4"
@@ -211,11 +212,13 @@ def test_the_test_endpoint_walks_the_rules_in_order(factory: Factory, runtime: R
         "service": None,
         "severity": "SEV1",
         "on_clear": "note",
+        "outcome": "dropped: the alert is stored and counted, and nothing else happens",
     }
     # only a notify rule matched: notify, no incident
     only_notify = test({"severity": "critical"}, "prom")
     assert only_notify["action"] == "notify" and only_notify["decided_by"] == "page-critical"
     assert only_notify["service"] == "checkout"  # the integration's, as at intake
+    assert only_notify["outcome"] == "notified only: the alert joins no incident"
     # the integration name is matchable; its rule sets service and severity
     graf = test({"alertname": "x"}, "grafana")
     assert (graf["decided_by"], graf["action"], graf["service"], graf["severity"]) == (
@@ -233,10 +236,52 @@ def test_the_test_endpoint_walks_the_rules_in_order(factory: Factory, runtime: R
         "service": "web",
         "severity": "SEV3",
         "on_clear": "note",
+        "outcome": "opens an incident on web",
     }
     assert row_counts(runtime) == before  # nothing stored
     viewer = factory.user(Role.viewer)
     assert viewer.post("/api/v1/routing-rules/test", json={"labels": {}}).status_code == 403
+
+
+def test_the_test_endpoint_says_what_routing_would_do_now(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """``action: open`` alone hid that an alert of no known service opens nothing, and
+    whether it would join an incident already open."""
+    admin = factory.user(Role.admin)
+    factory.service("web")
+    factory.service("db")
+    _key(admin, "graf")  # an integration with no service
+    _rule(admin, "db-attach", matchers=[matcher("team", "=", "db")], service="db", action="attach")
+
+    def outcome(labels: dict[str, str], integration: str | None = None) -> tuple[str, str]:
+        body: dict[str, Any] = {"labels": labels}
+        if integration:
+            body["integration"] = integration
+        answer = admin.post("/api/v1/routing-rules/test", json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["action"], answer.json()["outcome"]
+
+    assert outcome({"alertname": "Nowhere", "service": "ghost"}, "graf") == (
+        "open",
+        "opens nothing: no known service; a rule that sets a service, or a service label "
+        "the catalog knows, routes it",
+    )
+    assert outcome({"service": "web"}, "graf") == ("open", "opens an incident on web")
+    assert outcome({"team": "db"}) == (
+        "attach",
+        "waits: db has no active incident to join (attach never opens one); each repeat tries "
+        "again",
+    )
+    declared = admin.post(
+        "/api/v1/incidents", json={"title": "db slow", "severity": "SEV2", "services": ["db"]}
+    )
+    assert declared.status_code == 201, declared.text
+    ref = declared.json()["ref"]
+    assert outcome({"team": "db"}) == ("attach", f"joins {ref}, the active incident of db")
+    before = row_counts(runtime)
+    outcome({"service": "web"})
+    assert row_counts(runtime) == before
 
 
 def test_the_test_endpoint_refuses_an_unknown_integration_and_knows_built_in_ones(

@@ -702,6 +702,11 @@ class RouteTestResult(BaseModel):
     service: str | None
     severity: Severity
     on_clear: OnClear
+    outcome: str = Field(
+        description="What intake would do with the alert now, in words: which incident it "
+        "joins or opens, or why it opens none (no known service, an attach with none to "
+        "join). Silences, maintenance windows and inhibition are not applied."
+    )
 
 
 class InhibitRuleIn(BaseModel):

@@ -2938,7 +2938,34 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
         service=decision.service,
         severity=decision.severity,
         on_clear=decision.on_clear,
+        outcome=_outcome(session, decision),
     )
+
+
+def _outcome(session: Session, decision: Decision) -> str:
+    """What routing ``decision`` does to a firing alert now, as ``route`` would: ``open``
+    alone does not tell an alert that joins an incident from one that opens nothing."""
+    if decision.action == RoutingAction.drop:
+        return "dropped: the alert is stored and counted, and nothing else happens"
+    if not decision.joins:
+        return "notified only: the alert joins no incident"
+    service = Shared.of(session).view.services.get(decision.service or "")
+    if service is None:
+        named = f" ({decision.service!r} is not in the catalog)" if decision.service else ""
+        return (
+            f"opens nothing: no known service{named}; a rule that sets a service, or a "
+            "service label the catalog knows, routes it"
+        )
+    found = session.execute(ACTIVE_INCIDENTS, {"service_ids": [service.id]}).first()
+    if found is not None:
+        active = found[1]
+        return f"joins {format_ref(active)}, the active incident of {decision.service}"
+    if decision.action == RoutingAction.attach:
+        return (
+            f"waits: {decision.service} has no active incident to join (attach never opens "
+            "one); each repeat tries again"
+        )
+    return f"opens an incident on {decision.service}"
 
 
 def _own_severity(
