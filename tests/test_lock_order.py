@@ -27,7 +27,7 @@ from firetower.errors import Conflict
 from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import Severity, Status
 from firetower.incidents.models import Incident, TimelineEvent
-from firetower.incidents.schemas import IncidentUpdate
+from firetower.incidents.schemas import IncidentCreate, IncidentUpdate
 from firetower.jobs import Job, JobContext
 from firetower.runtime import Runtime
 from firetower.settings import Settings
@@ -322,6 +322,49 @@ def test_an_alert_routed_while_its_incident_is_merged_follows_it_to_the_survivor
     assert _incident(runtime, ref).status == Status.merged
     assert _alert(runtime, "a2").incident_id == incidents.parse_ref(survivor)
     assert f"2 alerts moved from {ref}" in _notes(runtime, survivor)
+
+
+# -- declaring an incident by hand while intake routes to its service ---------------------------
+@pytest.mark.parametrize("action", ["open", "attach"])
+def test_an_alert_routed_while_a_person_declares_on_its_service_joins_the_declared_incident(
+    settings: Settings, factory: Factory, runtime: Runtime, action: str
+) -> None:
+    """Intake reads a service's active incident under the service's lock, then opens one or
+    attaches to it. A person declaring an incident on that service at that moment locks it
+    as intake does: intake waits for the declaration and then finds the declared incident
+    active, and joins it. A declaration that locked nothing (the foreign key of its service
+    takes only ``KEY SHARE``, which intake's lock lets through) let intake read "none
+    active" beside it: an ``open`` rule opened a second incident for the service, an
+    ``attach`` rule left the alert on none."""
+    _postgres_only(settings)
+    _integration(factory)
+    factory.service("search")
+    admin = factory.user(Role.admin)
+    rule = {"name": "search", "action": action}
+    assert admin.post("/api/v1/routing-rules", json=rule).status_code == 201
+    responder = factory.user(Role.responder)
+
+    def declare(session: Session) -> None:
+        incidents.declare(
+            session,
+            responder.actor,
+            IncidentCreate(title="Search is slow", services=["search"]),
+            settings.severity_policy,
+        )
+
+    intake = _ingest(runtime, "prom", firing_alert("a1", service="search"))
+    with interleaving(runtime) as plan:
+        # The person's incident is written, not committed; its timeline comes next.
+        declaring = plan.start(Step("declare", declare, stop_before=WRITES_TIMELINE))
+        plan.reaches_stop(declaring)
+        routing = plan.start(Step("intake", intake))
+        plan.waits_or_ends(routing)
+        plan.finish(declaring, routing)
+
+    with runtime.read() as session:
+        refs = [i.ref for i in session.scalars(select(Incident).order_by(Incident.id))]
+    assert len(refs) == 1, refs
+    assert _alert(runtime, "a1").incident_id == incidents.parse_ref(refs[0])
 
 
 # -- naming a service in a record while intake routes to it -------------------------------------

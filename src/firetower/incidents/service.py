@@ -151,7 +151,8 @@ def _lock_for_change(
     change afterwards (``lock_first_on_merge``: its alerts, which move to the survivor) and
     locks the incident's services as intake does, so that an alert routed to it at that
     moment joins it before the merge and moves with the others, instead of joining it once
-    merged; and a change of its services locks those it is to name (``naming``).
+    merged; and a change of its services locks those it is to name (``naming``). A
+    declaration (``declare``) locks its services the same way before it writes the incident.
     Two incidents are locked in id order: two people merging two incidents into each other
     at once would otherwise each hold one. Taken after the incident, an alert or a service
     that intake holds while it waits for the incident would deadlock the two. An alert that
@@ -189,10 +190,11 @@ def _lock_for_change(
 def _lock_services(session: Session, of_incident_id: int | None, names: Sequence[str]) -> None:
     """Lock as intake does (``FOR NO KEY UPDATE``), in one statement and in name order, the
     services of an incident being merged (``of_incident_id``) and those it is about to name
-    (``names``), before the incident (the order ``_lock_for_change`` documents). Intake
-    routes to a service's active incident under this lock: held here, the routing waits
-    for the merge or the change, or they for the alert it writes, which then moves to the
-    survivor with the others or sees the services as changed. (The foreign key of
+    (``names``: a change of its services, or a declaration), before the incident (the order
+    ``_lock_for_change`` documents). Intake routes to a service's active incident under this
+    lock: held here, the routing waits for the merge, the change or the declaration, or they
+    for the alert it writes, which then moves to the survivor with the others, sees the
+    services as changed, or joins the declared incident. (The foreign key of
     ``incident_services`` takes only ``KEY SHARE``, which intake's lock lets through.)
     Unknown names lock nothing; they are refused later."""
     wanted = []
@@ -364,9 +366,23 @@ def reapply_severity_policy(session: Session, incident: Incident, policy: Severi
 
 # -- declare and change ----------------------------------------------------------------------
 def declare(
-    session: Session, actor: Actor, data: IncidentCreate, policy: SeverityPolicy
+    session: Session,
+    actor: Actor,
+    data: IncidentCreate,
+    policy: SeverityPolicy,
+    *,
+    services_locked: bool = False,
 ) -> Incident:
+    """Declare an incident on ``data.services``, locked first as intake locks them (the
+    order ``_lock_for_change`` documents): intake routing an alert to one of them at this
+    moment either waits and then joins this incident, or this waits for the incident it
+    opened. Its foreign keys alone (``KEY SHARE``) let intake read "none active" beside an
+    incident not yet committed, and open a second one for the service.
+    ``services_locked``: the caller holds those locks already (intake opening an incident
+    for the service it routes to), which saves a statement."""
     actor.require(Role.responder)
+    if not services_locked and session.get_bind().dialect.name != "sqlite":
+        _lock_services(session, None, data.services)
     services = catalog.services_by_name(session, data.services, field="services")
     now = clock.now()
     detected = data.detected_at or now

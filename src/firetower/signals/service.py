@@ -756,6 +756,7 @@ class Shared:
                 or f"Opened by alert {alert.fingerprint} from {intake.integration.name}.",
             ),
             intake.policy,
+            services_locked=True,  # ``service`` locked it (PostgreSQL)
         )
         intake.opened.append(incident)
         self.active[service.id] = incident.id
@@ -774,14 +775,14 @@ SERVICES_LOCKED = (
 )
 """Built once: building a statement per request costs more than running it. Locking a
 service serializes routing to it on PostgreSQL: two concurrent storms never both open an
-incident. ``FOR NO KEY UPDATE``: it keeps out another intake, a merge (``incidents``
-locks the same way) and the service's delete, but not a record being made that names the
-service (``catalog.hold_services``, ``FOR KEY SHARE``), which ``FOR UPDATE`` made wait for
-every request of a storm. PostgreSQL locks the rows in the order it returns them, so two
-such statements never deadlock each other. A transaction may lock more afterwards (a later
-request of its group, resolving on clear in ``_finish_one``) and then can deadlock with
-another: PostgreSQL ends one, and its group runs again one request at a time
-(docs/group-commit.md)."""
+incident. ``FOR NO KEY UPDATE``: it keeps out another intake, a merge and a person's
+declaration (``incidents`` locks the same way) and the service's delete, but not a record
+being made that names the service (``catalog.hold_services``, ``FOR KEY SHARE``), which
+``FOR UPDATE`` made wait for every request of a storm. PostgreSQL locks the rows in the
+order it returns them, so two such statements never deadlock each other. A transaction may
+lock more afterwards (a later request of its group, resolving on clear in ``_finish_one``)
+and then can deadlock with another: PostgreSQL ends one, and its group runs again one
+request at a time (docs/group-commit.md)."""
 ACTIVE_INCIDENTS = (
     select(incident_services.c.service_id, func.min(Incident.id))
     .join(Incident, Incident.id == incident_services.c.incident_id)
