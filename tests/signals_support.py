@@ -10,10 +10,11 @@ from sqlalchemy import Connection, Engine, event, func, select
 
 from firetower import clock
 from firetower.incidents.models import Incident, TimelineEvent
-from firetower.jobs import Worker
+from firetower.jobs import Worker, enqueue
 from firetower.runtime import Runtime
 from firetower.signals.intake_rows import AlertRow
 from firetower.signals.models import Alert, Integration
+from firetower.signals.service import SETTLE_HELD_KIND
 from tests.factories import Factory
 
 
@@ -131,5 +132,15 @@ def scheduled_worker(runtime: Runtime) -> Worker:
 
 def run_due_jobs(worker: Worker) -> None:
     """What the worker does on each poll: tick the schedules, then run what is due."""
+    while worker.run_once():
+        pass
+
+
+def settle_held_alerts(runtime: Runtime) -> None:
+    """One run of the minutely job that routes the alerts a mute or flapping held once it
+    is over (``signals.settle_held``), by a real worker."""
+    with runtime.transaction() as session:
+        enqueue(session, SETTLE_HELD_KIND)
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
     while worker.run_once():
         pass

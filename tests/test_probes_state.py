@@ -19,7 +19,7 @@ from firetower.monitors.probe_checks import CheckOutcome, run_check
 from firetower.monitors.probe_models import ProbeResult
 from tests.factories import ApiUser, Factory, login
 from tests.probe_servers import _Server, http_target
-from tests.signals_support import alert_by_fingerprint, incident_count
+from tests.signals_support import alert_by_fingerprint, incident_count, settle_held_alerts
 
 PASSWORD = "correct horse battery staple"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -249,6 +249,52 @@ def test_a_down_probe_an_attach_rule_kept_waiting_joins_the_incident_opened_late
         clock.advance(minutes=1)
         run(admin, "checkout-db")
         assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").count == alert.count
+
+
+def test_a_probe_silenced_once_its_incident_ended_is_not_repeated_and_routes_when_unmuted(
+    admin: ApiUser, factory: Factory
+) -> None:
+    """A down probe whose incident a person ended under a silence said it again at every
+    run: each repeat wrote its alert again (its count grew) and routed nothing, the silence
+    holding it. It says it once, which finds the silence; the job that routes what a mute
+    held opens the next incident once the silence is over."""
+    factory.service("checkout")
+    closed_port_probe(admin, "checkout-db", service="checkout")
+    with FrozenClock(T0) as clock:
+        assert run(admin, "checkout-db")["state"] == "down"
+        [first] = _incident_list(admin)
+        silence = {
+            "matchers": [{"label": "probe", "op": "=", "value": "checkout-db"}],
+            "duration_seconds": 3600,
+        }
+        silenced = admin.post("/api/v1/silences", json=silence)
+        assert silenced.status_code == 201, silenced.text
+        ended = admin.patch(f"/api/v1/incidents/{first['ref']}", json={"status": "resolved"})
+        assert ended.status_code == 200, ended.text
+
+        clock.advance(minutes=1)
+        run(admin, "checkout-db")  # said again: it finds the silence
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
+        assert (alert.silenced, alert.count) == (True, 2)
+        for _ in range(3):
+            clock.advance(minutes=1)
+            assert run(admin, "checkout-db")["state"] == "down"
+        assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").count == 2
+        assert len(_incident_list(admin)) == 1
+
+        expired = admin.post(f"/api/v1/silences/{silenced.json()['id']}/expire")
+        assert expired.status_code == 200, expired.text
+        clock.advance(minutes=1)
+        settle_held_alerts(factory.runtime)
+        second, _ = _incident_list(admin)
+        assert (second["status"], second["services"]) == ("triage", ["checkout"])
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
+        assert (alert.silenced, alert.incident_id) == (False, int(second["ref"][4:]))
+
+        # On an active incident now, it says nothing more.
+        clock.advance(minutes=1)
+        run(admin, "checkout-db")
+        assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").count == 2
 
 
 def _incident_list(user: ApiUser) -> list[dict[str, Any]]:

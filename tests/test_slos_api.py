@@ -14,6 +14,7 @@ from firetower.monitors.slo_models import SloEvaluation
 from firetower.monitors.slo_reactions import SCHEDULE
 from firetower.runtime import Runtime
 from tests.factories import ApiUser, Factory, row_counts
+from tests.signals_support import settle_held_alerts
 from tests.slo_support import (
     evaluate_all,
     events_slo,
@@ -416,6 +417,55 @@ def test_a_page_still_burning_joins_the_other_active_incident_once_a_person_reso
         clock.advance(minutes=1)
         evaluate_all(runtime)
         assert len(incidents(runtime)) == 2
+        assert slo_alerts(runtime, "checkout-availability")["page"].count == 2
+
+
+def test_a_page_silenced_once_its_incident_ended_is_not_repeated_and_routes_when_unmuted(
+    factory: Factory, runtime: Runtime
+) -> None:
+    """A page still burning whose incident a person ended under a silence was said again
+    at every evaluation: each repeat wrote its alert again (its count grew) and routed
+    nothing, the silence holding it. It is said once, which finds the silence; the job
+    that routes what a mute held opens the next incident once the silence is over."""
+    responder = factory.user(Role.responder)
+    factory.service("checkout")
+    events_slo(responder, "checkout-availability", "checkout")
+    with FrozenClock(T0) as clock:
+        push(responder, "checkout-availability", 900, 100)  # 10 % errors: 100x
+        evaluate_all(runtime)
+        [first] = incidents(runtime)
+        silence = {
+            "matchers": [{"label": "slo", "op": "=", "value": "checkout-availability"}],
+            "duration_seconds": 3600,
+        }
+        silenced = responder.post("/api/v1/silences", json=silence)
+        assert silenced.status_code == 201, silenced.text
+        ended = responder.patch(f"/api/v1/incidents/{first.ref}", json={"status": "resolved"})
+        assert ended.status_code == 200, ended.text
+
+        clock.advance(minutes=1)
+        evaluate_all(runtime)  # said again: it finds the silence
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        assert (page.silenced, page.count) == (True, 2)
+        for _ in range(3):
+            clock.advance(minutes=1)
+            evaluate_all(runtime)
+        assert responder.get("/api/v1/slos/checkout-availability").json()["state"] == "page"
+        assert slo_alerts(runtime, "checkout-availability")["page"].count == 2
+        assert len(incidents(runtime)) == 1
+
+        expired = responder.post(f"/api/v1/silences/{silenced.json()['id']}/expire")
+        assert expired.status_code == 200, expired.text
+        clock.advance(minutes=1)
+        settle_held_alerts(runtime)
+        ended_one, second = incidents(runtime)
+        assert (ended_one.id, second.status) == (first.id, "triage")
+        page = slo_alerts(runtime, "checkout-availability")["page"]
+        assert (page.silenced, page.incident_id) == (False, second.id)
+
+        # On an active incident now, it says nothing more.
+        clock.advance(minutes=1)
+        evaluate_all(runtime)
         assert slo_alerts(runtime, "checkout-availability")["page"].count == 2
 
 
