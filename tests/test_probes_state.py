@@ -288,6 +288,7 @@ def test_a_probe_silenced_once_its_incident_ended_is_not_repeated_and_routes_whe
         settle_held_alerts(factory.runtime)
         second, _ = _incident_list(admin)
         assert (second["status"], second["services"]) == ("triage", ["checkout"])
+        assert second["source"] == "probe"  # as the probe's own signal opens one
         alert = alert_by_fingerprint(factory.runtime, "probe:checkout-db")
         assert (alert.silenced, alert.incident_id) == (False, int(second["ref"][4:]))
 

@@ -459,7 +459,7 @@ def test_a_page_silenced_once_its_incident_ended_is_not_repeated_and_routes_when
         clock.advance(minutes=1)
         settle_held_alerts(runtime)
         ended_one, second = incidents(runtime)
-        assert (ended_one.id, second.status) == (first.id, "triage")
+        assert (ended_one.id, second.status, second.source) == (first.id, "triage", "slo")
         page = slo_alerts(runtime, "checkout-availability")["page"]
         assert (page.silenced, page.incident_id) == (False, second.id)
 

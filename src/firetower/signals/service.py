@@ -180,6 +180,13 @@ SLO_INTEGRATION = "@slos"
 BUILTIN_INTEGRATIONS = frozenset({REPORT_INTEGRATION, PROBE_INTEGRATION, SLO_INTEGRATION})
 """Made on first use (``builtin_integration``), yet named by filters and the route test
 before that: a team writes rules for reports before the first one arrives."""
+BUILTIN_SOURCES = {
+    REPORT_INTEGRATION: Source.user_report,
+    PROBE_INTEGRATION: Source.probe,
+    SLO_INTEGRATION: Source.slo,
+}
+"""The source of an incident a built-in integration's alert opens, whoever routes it: its
+monitor (``raise_internal``) or the job that routes it once a mute is over."""
 
 OwnSeverity = Callable[[Session, Mapping[str, str]], Severity]
 """How a built-in source sets the severity of the alert it raises, told from its labels."""
@@ -1871,7 +1878,7 @@ def _settle_held(
     if not wanted:
         return []
     now = clock.now()
-    intakes = [Intake(integrations[integration_id], policy, now=now) for integration_id in wanted]
+    intakes = [_held_intake(integrations[integration_id], policy, now) for integration_id in wanted]
     prefetch_many(session, [(intake, wanted[intake.integration_id]) for intake in intakes])
     shared = Shared.of(session)
     settled: list[AlertRow] = []
@@ -1898,6 +1905,17 @@ def _settle_held(
         settled.extend(rows)
     finish_all(session, intakes)
     return settled
+
+
+def _held_intake(integration: Integration, policy: SeverityPolicy, now: datetime) -> Intake:
+    """The intake that settles an integration's held alerts: a built-in one's acts and
+    opens incidents as its own source does (``raise_internal``), so that an incident a
+    probe's alert opens once its silence is over says ``probe``, not ``alert``."""
+    name = integration.name
+    source = BUILTIN_SOURCES.get(name)
+    if source is None:
+        return Intake(integration, policy, now=now)
+    return Intake(integration, policy, now=now, source=source, actor=Actor.system(name.lstrip("@")))
 
 
 def _changes_within(changes: list[str], integration: Integration, now: datetime) -> list[str]:
