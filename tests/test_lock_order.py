@@ -19,15 +19,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
 from firetower import clock
 from firetower.auth.schemas import Role
 from firetower.clock import FrozenClock
 from firetower.errors import Conflict
+from firetower.incidents import routes as incident_routes
 from firetower.incidents import service as incidents
 from firetower.incidents.lifecycle import Severity, Status
 from firetower.incidents.models import Incident, TimelineEvent
-from firetower.incidents.schemas import IncidentCreate, IncidentUpdate
+from firetower.incidents.schemas import IncidentCreate, IncidentUpdate, TransitionRequest
 from firetower.jobs import Job, JobContext
 from firetower.runtime import Runtime
 from firetower.settings import Settings
@@ -40,6 +42,7 @@ from firetower.signals.schemas import (
     MaintenanceWindowCreate,
     RoutingRuleCreate,
 )
+from firetower.web import incident_pages
 from tests.factories import Factory
 from tests.signals_support import firing_alert, send_batch
 
@@ -540,6 +543,59 @@ def test_summing_up_a_minute_of_attachments_while_intake_adds_to_it_never_deadlo
         left = session.scalars(select(AttachTally.alerts)).all()
     # Each attachment is noted by the job or left in a tally for the next one, never lost.
     assert int(notes[0].split()[0]) + sum(left) == 2, (notes, left)
+
+
+# -- merging an incident while a group of intake requests routes to it and resolves it ---------
+LOCKS_ALERTS = re.compile(r"FROM alerts\b.*FOR UPDATE", re.DOTALL)
+
+
+@pytest.mark.parametrize("entry", ["api", "console"])
+def test_a_merge_postgresql_ends_as_a_deadlock_with_an_intake_group_runs_once_more(
+    settings: Settings, factory: Factory, runtime: Runtime, entry: str
+) -> None:
+    """Concurrent intake requests commit together (group commit): the group's first request
+    routes an alert to the incident's service, whose lock it keeps, and its second locks an
+    alert of the incident to resolve it, later than the services (each request keeps the
+    lock order; the group does not). A merge of that incident holds its alerts and waits
+    for the service: crosswise, and PostgreSQL ends the merge, which waited first. The
+    person merging was answered 503 ("the database is busy"); the merge runs once more,
+    once the group has committed, and goes through."""
+    _postgres_only(settings)
+    key = _integration(factory)
+    factory.service("search")
+    [ref] = send_batch(factory, key, firing_alert("a1", service="search"))["opened"]
+    survivor = factory.incident(title="Search cluster degraded")
+    responder = factory.user(Role.responder)
+
+    def merge(session: Session) -> None:  # the entry point opens its own transactions
+        if entry == "api":
+            request = TransitionRequest(to=Status.merged, merged_into=survivor)
+            incident_routes.transition_incident(ref, request, runtime, responder.actor)
+        else:
+            web_request = Request({"type": "http", "app": factory.client.app, "headers": []})
+            answer = incident_pages.transition(
+                web_request, ref, responder.actor, to="merged", merged_into=survivor
+            )
+            assert answer.status_code == 303, answer.body
+
+    def group(session: Session) -> None:
+        for alerts in ([firing_alert("b1", service="search")], [_resolved("a1", service="search")]):
+            intake = signals.Intake(
+                signals.get_integration(session, "prom"), settings.severity_policy
+            )
+            signals.ingest_alertmanager(session, intake, _batch(*alerts))
+
+    with interleaving(runtime) as plan:
+        # The group's first request holds the service; its second is about to lock a1.
+        routing = plan.start(Step("intake", group, stop_before=LOCKS_ALERTS, stop_at_match=2))
+        plan.reaches_stop(routing)
+        merging = plan.start(Step("merge", merge))
+        plan.waits_or_ends(merging)
+        plan.finish(routing, merging)
+
+    assert _incident(runtime, ref).status == Status.merged
+    for fingerprint in ("a1", "b1"):
+        assert _alert(runtime, fingerprint).incident_id == incidents.parse_ref(survivor)
 
 
 # -- two people merging two incidents into each other ------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from firetower import db
@@ -103,6 +104,11 @@ more, the operation sees the other's committed work and usually succeeds."""
 
 def _lost_a_race(error: BaseException) -> bool:
     return getattr(getattr(error, "orig", None), "sqlstate", None) in RACE_SQLSTATES
+
+
+ENDED_BY_DATABASE = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock and serialization failure: it ended the transaction for another's
+sake, and the same operation run again sees what that one committed."""
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -380,6 +386,27 @@ class Runtime:
         """One operation, one transaction, events handled on commit."""
         with unit_of_work(self.database.sessions, self.bus) as session:
             yield session
+
+    def write(self, operation: Callable[[Session], T]) -> T:
+        """A person's operation in one transaction (``transaction``), run once more if
+        PostgreSQL ended it as a deadlock or a serialization failure.
+
+        A merge waits for a group of intake requests that routes to the merged incident (for
+        its service) and then resolves one of its alerts (which the merge holds): each
+        request keeps the lock order, the group does not, and PostgreSQL ends the merge. The
+        person was answered 503 for what succeeds a moment later; run again, the operation
+        loads everything afresh and decides on what the group committed. Intake's groups
+        run again on their own (``GroupCommit``). ``operation`` must read what it changes
+        from its session: nothing of the first run is kept."""
+        try:
+            with self.transaction() as session:
+                return operation(session)
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) not in ENDED_BY_DATABASE:
+                raise
+            log.warning("operation ended by the database, run once more", error=str(error.orig))
+        with self.transaction() as session:
+            return operation(session)
 
     @contextmanager
     def _group_transaction(self) -> Iterator[Session]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
+from sqlalchemy.orm import Session
 
 from firetower.auth.deps import ReadSession, Responder, RuntimeDep, Viewer
 from firetower.incidents import service
@@ -82,9 +83,11 @@ def _then_read(runtime: RuntimeDep, ref: str) -> IncidentRead:
 def update_incident(
     ref: Ref, data: IncidentUpdate, runtime: RuntimeDep, actor: Responder
 ) -> IncidentRead:
-    with runtime.transaction() as session:
+    def change(session: Session) -> None:  # a status change may merge: see ``runtime.write``
         incident = service.get_incident(session, ref)
         service.update(session, actor, incident, data, runtime.settings.severity_policy)
+
+    runtime.write(change)
     return _then_read(runtime, ref)
 
 
@@ -92,11 +95,13 @@ def update_incident(
 def transition_incident(
     ref: Ref, data: TransitionRequest, runtime: RuntimeDep, actor: Responder
 ) -> IncidentRead:
-    with runtime.transaction() as session:
+    def change(session: Session) -> None:  # a merge may be ended once: see ``runtime.write``
         incident = service.get_incident(session, ref)
         service.transition(
             session, actor, incident, data.to, merged_into=data.merged_into, note=data.note
         )
+
+    runtime.write(change)
     return _then_read(runtime, ref)
 
 

@@ -159,7 +159,10 @@ def _lock_for_change(
     joins the incident between the merge's first lock and the incident's is not locked
     first: the merge may still wait for it under the incident's lock, and PostgreSQL then
     ends one of the two: a window between two statements, where before the whole merge was
-    one.
+    one. A group of intake requests also keeps the order only request by request (the
+    second may lock an alert of the incident after the first locked its service), and
+    PostgreSQL ends one of it and a merge. Intake's group runs again; a person's change runs
+    once more (``Runtime.write``), so that the merge goes through rather than answer 503.
     """
     if session.get_bind().dialect.name != "sqlite":
         if merging_into is not None:

@@ -788,8 +788,8 @@ being made that names the service (``catalog.hold_services``, ``FOR KEY SHARE``)
 ``FOR UPDATE`` made wait for every request of a storm. PostgreSQL locks the rows in the
 order it returns them, so two such statements never deadlock each other. A transaction may
 lock more afterwards (a later request of its group, resolving on clear in ``_finish_one``)
-and then can deadlock with another: PostgreSQL ends one, and its group runs again one
-request at a time (docs/group-commit.md)."""
+and then can deadlock with another (or with a merge): PostgreSQL ends one, and its group
+runs again one request at a time, or a person's merge runs once more (docs/group-commit.md)."""
 ACTIVE_INCIDENTS = (
     select(incident_services.c.service_id, func.min(Incident.id))
     .join(Incident, Incident.id == incident_services.c.incident_id)

@@ -244,11 +244,11 @@ def _act(
     ref: str,
     change: Callable[[Session, Incident], object],
 ) -> Response:
-    """Run one change in one transaction; a refusal shows on the page, nothing written."""
+    """Run one change in one transaction (run once more if PostgreSQL ended it as a
+    deadlock: ``runtime.write``); a refusal shows on the page, nothing written."""
     runtime = _runtime(request)
     try:
-        with runtime.transaction() as session:
-            change(session, incidents.get_incident(session, ref))
+        runtime.write(lambda session: change(session, incidents.get_incident(session, ref)))
     except NotFound as exc:
         if exc.field == "ref":
             raise  # the incident itself is missing: the 404 page
