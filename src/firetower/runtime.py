@@ -106,11 +106,6 @@ def _lost_a_race(error: BaseException) -> bool:
     return getattr(getattr(error, "orig", None), "sqlstate", None) in RACE_SQLSTATES
 
 
-ENDED_BY_DATABASE = frozenset({"40P01", "40001"})
-"""PostgreSQL's deadlock and serialization failure: it ended the transaction for another's
-sake, and the same operation run again sees what that one committed."""
-
-
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # cancelled: the client went away; what the operation did stands
         if error is not None:
@@ -388,8 +383,9 @@ class Runtime:
             yield session
 
     def write(self, operation: Callable[[Session], T]) -> T:
-        """A person's operation in one transaction (``transaction``), run once more if
-        PostgreSQL ended it as a deadlock or a serialization failure.
+        """A person's operation in one transaction (``transaction``), run once more if it
+        lost a race to a concurrent writer (``RACE_SQLSTATES``: PostgreSQL ended it as a
+        deadlock or a serialization failure, or a row it inserted was inserted first).
 
         A merge waits for a group of intake requests that routes to the merged incident (for
         its service) and then resolves one of its alerts (which the merge holds): each
@@ -402,9 +398,9 @@ class Runtime:
             with self.transaction() as session:
                 return operation(session)
         except DBAPIError as error:
-            if getattr(error.orig, "sqlstate", None) not in ENDED_BY_DATABASE:
+            if not _lost_a_race(error):
                 raise
-            log.warning("operation ended by the database, run once more", error=str(error.orig))
+            log.warning("operation lost a race, run once more", error=str(error.orig))
         with self.transaction() as session:
             return operation(session)
 
