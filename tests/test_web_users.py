@@ -1,5 +1,6 @@
 """The console's users page through HTTP: admins only, deactivate and reactivate buttons that
-go through the API's service function, and refusals shown on the page, changing nothing."""
+go through the API's service function, and every outcome, refusals too, redirected to the page
+(Post/Redirect/Get) which shows it once; a refusal changes nothing."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def row(page: str, email: str) -> str:
     match = re.search(rf'<tr [^>]*data-email="{re.escape(email)}".*?</tr>', page, re.DOTALL)
     assert match, f"no row for {email}"
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", match.group(0))).split())
+
+
+def shown(page: str) -> str:
+    """A page's text as read: tags dropped, spaces squeezed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 @pytest.fixture
@@ -80,6 +86,7 @@ def test_an_admin_deactivates_and_reactivates_a_user_from_the_page(
     assert done.headers["location"] == "/users"
     page = admin.get("/users").text
     assert "ops@example.com is deactivated" in html.unescape(page)
+    assert "ops@example.com is deactivated" not in html.unescape(admin.get("/users").text)
     assert row(page, "ops@example.com") == (
         "ops ops@example.com responder deactivated by root@example.com, "
         "2026-12-01 09:30:00 UTC Reactivate"
@@ -104,20 +111,23 @@ def test_the_last_active_admin_is_refused_on_the_page_and_nothing_changes(
     root_id = user_id(runtime, "root@example.com")
     before = row_counts(runtime)
     refused = admin.post(f"/users/{root_id}/deactivate")
-    assert refused.status_code == 409
-    text = html.unescape(refused.text)
-    assert (
-        'data-field="active"' in refused.text
-        and "root@example.com is the last active admin; make another user an admin before "
-        "deactivating them"
-        in text
+    # Post/Redirect/Get: the refusal too answers with a redirect, so that reloading the page
+    # it leads to shows it again without sending the button a second time.
+    assert (refused.status_code, refused.headers["location"]) == (303, "/users")
+    page = admin.get("/users")
+    assert page.status_code == 200
+    text = shown(page.text)
+    refusal = (
+        "Conflict: root@example.com is the last active admin; make another user an admin "
+        "before deactivating them"
     )
-    assert row(refused.text, "root@example.com").endswith("admin active Deactivate")
+    assert 'role="alert" data-field="active"' in page.text and refusal in text
+    assert row(page.text, "root@example.com").endswith("admin active Deactivate")
+    assert refusal not in shown(admin.get("/users").text)  # shown once
     assert row_counts(runtime) == before
     with runtime.read() as session:
         root = session.get(User, root_id)
         assert root is not None and root.active and root.deactivated_at is None
-    assert admin.get("/users").status_code == 200  # still logged in
 
 
 def test_an_unknown_user_or_action_or_a_missing_csrf_token_changes_nothing(
@@ -126,9 +136,10 @@ def test_an_unknown_user_or_action_or_a_missing_csrf_token_changes_nothing(
     target = user_id(runtime, factory.user(Role.viewer, email="vi@example.com").email)
     before = row_counts(runtime)
     missing = admin.post("/users/999999/deactivate")
-    assert missing.status_code == 404
-    assert "no user with id 999999" in missing.text
-    assert "vi@example.com" in missing.text  # the page, shown again with the refusal
+    assert (missing.status_code, missing.headers["location"]) == (303, "/users")
+    page = admin.get("/users")
+    assert "Not found: no user with id 999999" in shown(page.text)
+    assert "vi@example.com" in page.text  # the page, with the refusal above it
     assert admin.post(f"/users/{target}/delete").status_code == 422
     no_csrf = client.post(f"/users/{target}/deactivate", headers=HTML, follow_redirects=False)
     assert no_csrf.status_code == 403

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from firetower.auth.deps import csrf_token_for
 from firetower.auth.schemas import Role
 from firetower.auth.service import Actor
+from firetower.errors import DomainError
 from firetower.jobs import WorkerStatus, worker_status
 from firetower.monitors.rounding import percent_text
 from firetower.runtime import Runtime
@@ -85,6 +86,17 @@ templates.env.filters["percent"] = percent_text
 def flash(request: Request, text: str, kind: str = "ok") -> None:
     """Remember a message to show on the next page (after a redirect)."""
     request.session[FLASH_KEY] = {"text": text, "kind": kind}
+
+
+def flash_refusal(request: Request, exc: DomainError) -> None:
+    """Remember a refusal to show on the next page, as the page itself would show it: its
+    title, its detail and the field it names (after a redirect, so a reload sends nothing)."""
+    request.session[FLASH_KEY] = {
+        "text": exc.detail,
+        "kind": "error",
+        "title": exc.title,
+        "field": exc.field,
+    }
 
 
 def workers(request: Request) -> WorkerStatus | None:

@@ -11,10 +11,9 @@ from fastapi.responses import RedirectResponse, Response
 from firetower.auth import service as auth_service
 from firetower.auth.deps import Admin
 from firetower.auth.schemas import UserRead
-from firetower.auth.service import Actor
 from firetower.errors import DomainError
 from firetower.runtime import Runtime
-from firetower.web.templating import flash, render
+from firetower.web.templating import flash, flash_refusal, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -22,22 +21,12 @@ SETS_ACTIVE = {"deactivate": False, "reactivate": True}
 """A user row's buttons (the last part of their URL) and the ``active`` each one sets."""
 
 
-def _users_page(request: Request, actor: Actor, *, error: DomainError | None = None) -> Response:
+@router.get("/users")
+def users_page(request: Request, actor: Admin) -> Response:
     runtime: Runtime = request.app.state.runtime
     with runtime.read() as session:
         users = [UserRead.model_validate(user) for user in auth_service.list_users(session)]
-    return render(
-        request,
-        "users.html",
-        {"users": users, "error": error},
-        actor=actor,
-        status_code=error.status_code if error else 200,
-    )
-
-
-@router.get("/users")
-def users_page(request: Request, actor: Admin) -> Response:
-    return _users_page(request, actor)
+    return render(request, "users.html", {"users": users}, actor=actor)
 
 
 @router.post("/users/{user_id}/{action}")
@@ -47,8 +36,9 @@ def set_active(
     action: Literal["deactivate", "reactivate"],
     actor: Admin,
 ) -> Response:
-    """A user row's Deactivate or Reactivate button; a refusal (the last active admin, an
-    unknown user) is shown on the page, having changed nothing."""
+    """A user row's Deactivate or Reactivate button. Every outcome redirects (303) to /users,
+    which shows it once: a reload of the page never sends the button again. A refusal (the
+    last active admin, an unknown user) has changed nothing."""
     runtime: Runtime = request.app.state.runtime
     try:
         with runtime.transaction() as session:
@@ -56,7 +46,8 @@ def set_active(
             auth_service.set_active(session, actor, user, SETS_ACTIVE[action])
             email = user.email
     except DomainError as exc:
-        return _users_page(request, actor, error=exc)
+        flash_refusal(request, exc)
+        return RedirectResponse("/users", status_code=303)
     if SETS_ACTIVE[action]:
         flash(request, f"{email} is active: they can log in and use their API tokens again.")
     else:
