@@ -473,4 +473,27 @@ def test_incident_show_marks_work_held_by_a_deactivated_user(
     assert rows["scribe"] == responder.email
     tasks = {row["title"]: row["assignee"] for row in table_rows(shown.stdout)}
     assert tasks == {"Roll back": "bo@example.com (deactivated)", "Page DBA": responder.email}
-    assert shown.stdout.count("(deactivated)") == 2
+    # The role, the task, and bo among the participants (holding a role made him one).
+    assert shown.stdout.count("(deactivated)") == 3
+
+
+def test_incident_show_marks_a_deactivated_participant(
+    server_url: str, responder: ApiUser, factory: Factory, runtime: Runtime
+) -> None:
+    from firetower.auth import service as auth_service
+
+    bo = factory.user(email="bo@example.com")
+    ref = factory.incident(responder.actor, title="x")
+    assert bo.post(f"/api/v1/incidents/{ref}/join").status_code == 200
+    cli = {"url": server_url, "token": responder.token}
+
+    def participants() -> str:
+        shown = run_cli(["incidents", "show", ref, "--last", "0"], **cli)
+        assert shown.exit_code == 0, shown.output
+        rows = [line.strip() for line in shown.stdout.splitlines()]
+        return next(row for row in rows if row.startswith("participants")).split("  ")[-1]
+
+    assert participants().strip() == f"{responder.email}, bo@example.com"
+    with runtime.transaction() as session:
+        auth_service.get_user_by_email(session, bo.email).active = False
+    assert participants().strip() == f"{responder.email}, bo@example.com (deactivated)"

@@ -491,3 +491,23 @@ def test_roles_and_tasks_say_whether_their_holder_is_still_active(
     assert alice.put(f"{url}/roles/commander", json={"user": alice.email}).json()["user_active"]
     moved = alice.patch(f"{url}/tasks/{task['id']}", json={"assignee": alice.email}).json()
     assert (moved["assignee"], moved["assignee_active"]) == (alice.email, True)
+
+
+def test_participants_say_whether_they_are_still_active(factory: Factory, runtime: Runtime) -> None:
+    """As roles and tasks do: ``deactivated_participants`` names those of ``participants``
+    deactivated since they joined, so the console and the CLI can mark them."""
+    alice = factory.user(Role.responder)
+    bo = factory.user(Role.responder)
+    ref = factory.incident(alice.actor, title="x")
+    url = f"/api/v1/incidents/{ref}"
+    joined = bo.post(f"{url}/join").json()
+    assert (joined["participants"], joined["deactivated_participants"]) == (
+        [alice.email, bo.email],
+        [],
+    )
+    _deactivate(runtime, bo.email)
+    shown = alice.get(url).json()
+    assert (shown["participants"], shown["deactivated_participants"]) == (
+        [alice.email, bo.email],
+        [bo.email],
+    )

@@ -361,6 +361,22 @@ def _deactivate(runtime: Runtime, email: str) -> None:
         auth_service.set_active(session, SYSTEM, user, False)
 
 
+def test_a_deactivated_participant_is_marked(console, factory, runtime):
+    """As role holders and task assignees are, from the incident's own read."""
+    bo = factory.user(Role.responder, email="bo@example.com")
+    ref = factory.incident(title="Queue stuck")
+    assert bo.post(f"/api/v1/incidents/{ref}/join").status_code == 200
+    page = console.get(f"/incidents/{ref}").text
+    assert "<li>bo@example.com</li>" in page and "(deactivated)" not in page
+    _deactivate(runtime, "bo@example.com")
+    page = console.get(f"/incidents/{ref}").text
+    listed = re.search(r'<ul class="participants">(.*?)</ul>', page, re.DOTALL)
+    assert listed, "no participants list"
+    assert re.findall(r"<li>(.*?)</li>", listed.group(1)) == [
+        'bo@example.com <span class="deactivated">(deactivated)</span>'
+    ]
+
+
 def test_work_held_by_a_deactivated_user_is_marked_not_moved(console, factory, client, runtime):
     """Their roles and tasks stay theirs (nothing reassigns silently), marked on the page so
     responders see they need a new holder; an active holder is not marked."""
@@ -388,7 +404,8 @@ def test_work_held_by_a_deactivated_user_is_marked_not_moved(console, factory, c
     assert '<option value="cy@example.com" selected>cy@example.com (deactivated)</option>' in (
         drain.group(0)
     )
-    assert page.count("(deactivated)") == 2
+    # The role, the task, and bo among the participants (holding a role made him one).
+    assert page.count("(deactivated)") == 3
     # Sending the form as shown (the deactivated assignee) changes nothing and is no error.
     url = f"/incidents/{ref}/tasks/{drain.group(1)}"
     entries = len(timeline_texts(runtime, ref))
@@ -401,7 +418,7 @@ def test_work_held_by_a_deactivated_user_is_marked_not_moved(console, factory, c
     login(viewer_client, "vi@example.com")
     seen = Console(viewer_client).get(f"/incidents/{ref}").text
     assert re.search(r'cy@example.com</span> <span class="deactivated">', seen)
-    assert seen.count("(deactivated)") == 2
+    assert seen.count("(deactivated)") == 3
 
     # Handing the work over clears the marks.
     assert (
@@ -411,7 +428,11 @@ def test_work_held_by_a_deactivated_user_is_marked_not_moved(console, factory, c
         == 303
     )
     assert console.post(url, {"assignee": "ana@example.com"}).status_code == 303
-    assert "(deactivated)" not in console.get(f"/incidents/{ref}").text
+    # Handed over, the work's marks go; bo took part all the same, so the participants
+    # list still names him, marked.
+    handed = console.get(f"/incidents/{ref}").text
+    assert handed.count("(deactivated)") == 1
+    assert 'bo@example.com <span class="deactivated">(deactivated)</span></li>' in handed
 
 
 def test_a_note_lands_on_the_timeline_pinned(console, factory, runtime):

@@ -235,8 +235,8 @@ def _radius_rows(radius: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _holder(email: str | None, active: bool | None) -> str | None:
-    """A role holder or task assignee, marked once deactivated: the work stays theirs until
-    handed over (a server without the field marks nobody)."""
+    """A role holder, task assignee or participant, marked once deactivated: work stays
+    theirs until handed over (a server without the field marks nobody)."""
     return f"{email} (deactivated)" if email is not None and active is False else email
 
 
@@ -291,7 +291,12 @@ def show(
     else:
         print_line("nobody holds a role yet")
     if incident["participants"]:
-        _key_values([("participants", incident["participants"])])
+        deactivated = incident.get("deactivated_participants")
+        marked = [
+            _holder(p, None if deactivated is None else p not in deactivated)
+            for p in incident["participants"]
+        ]
+        _key_values([("participants", marked)])
     _section("Tasks")
     if incident["tasks"]:
         print_table(

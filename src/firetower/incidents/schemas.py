@@ -137,6 +137,10 @@ class IncidentRead(IncidentSummary):
     allowed_transitions: list[Status]
     roles: list[RoleRead]
     participants: list[str]
+    deactivated_participants: list[str] = Field(
+        description="Those of `participants` who are deactivated since they joined (in the "
+        "same order); empty while every participant is active."
+    )
     tasks: list[TaskRead]
     blast_radius: BlastRadius | None
 

@@ -849,12 +849,12 @@ def read(session: Session, incident: Incident) -> IncidentRead:
         .where(RoleAssignment.incident_id == incident.id, RoleAssignment.ended_at.is_(None))
         .order_by(RoleAssignment.role)
     )
-    participants = session.scalars(
-        select(User.email)
+    participants = session.execute(
+        select(User.email, User.active)
         .join(Participant, Participant.user_id == User.id)
         .where(Participant.incident_id == incident.id)
         .order_by(Participant.joined_at)
-    )
+    ).all()
     tasks = session.scalars(select(Task).where(Task.incident_id == incident.id).order_by(Task.id))
     radius = (
         catalog.blast_radius(session, [s.name for s in incident.services])
@@ -875,7 +875,8 @@ def read(session: Session, incident: Incident) -> IncidentRead:
         closed_at=incident.closed_at,
         allowed_transitions=list(allowed_transitions(Status(incident.status))),
         roles=[role_read(r) for r in roles],
-        participants=list(participants),
+        participants=[email for email, _ in participants],
+        deactivated_participants=[email for email, active in participants if not active],
         tasks=[task_read(t) for t in tasks],
         blast_radius=radius,
     )
