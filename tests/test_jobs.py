@@ -27,9 +27,11 @@ from firetower.jobs import (
     Schedule,
     Worker,
     WorkerHeartbeat,
+    WorkerStatus,
     backoff_seconds,
     enqueue,
     retry_dead,
+    worker_status,
 )
 from firetower.runtime import Runtime
 from firetower.settings import Settings
@@ -854,6 +856,73 @@ def test_readyz_needs_a_worker_heartbeat(client: Any, database: Database, worker
     )
 
 
+def _beats(database: Database) -> list[tuple[str, datetime, datetime | None]]:
+    with database.session() as session:
+        rows = session.scalars(select(WorkerHeartbeat).order_by(WorkerHeartbeat.worker_id))
+        return [(b.worker_id, b.last_seen_at, b.stopped_at) for b in rows]
+
+
+def _status(database: Database) -> WorkerStatus:
+    with database.session() as session:
+        return worker_status(
+            session, stale_seconds=database.settings.worker_heartbeat_stale_seconds
+        )
+
+
+def _run_and_stop(worker: Worker, database: Database) -> None:
+    """Start the worker's loop, wait for its first heartbeat, and stop it cleanly."""
+    worker.start_in_thread()
+    try:
+        wait_for(lambda: _status(database).alive, "the worker's heartbeat")
+    finally:
+        worker.stop()
+    assert worker._thread is not None and not worker._thread.is_alive()
+
+
+def test_a_worker_that_stops_cleanly_keeps_when_it_last_ran(
+    client: Any, database: Database, worker: Worker
+) -> None:
+    """Its heartbeat stays, marked stopped: never alive however fresh, and /readyz says since
+    when no worker has run, where it said none was on record."""
+    stopped = T0 + timedelta(seconds=7)
+    with FrozenClock(T0) as frozen:
+        worker.start_in_thread()
+        try:
+            wait_for(lambda: _status(database).alive, "the worker's heartbeat")
+            frozen.advance(seconds=7)
+        finally:
+            worker.stop()
+        answer = client.get("/readyz")  # at once: the stop is well inside the stale window
+    assert answer.status_code == 503
+    assert answer.json()["worker"] == {
+        "alive": False,
+        "last_seen_at": "2030-01-07T12:00:07Z",
+        "waiting_jobs": 0,
+    }
+    assert answer.json()["checks"]["worker"] == (
+        "no worker heartbeat since 2030-01-07 12:00:07 UTC; 0 jobs waiting"
+    )
+    assert _beats(database) == [("worker-a", stopped, stopped)]
+
+
+def test_stopped_workers_rows_do_not_pile_up(database: Database, registry: JobRegistry) -> None:
+    """A live worker's heartbeat deletes the stopped workers' rows: after any number of
+    starts and stops, one row says when the last one stopped."""
+    with FrozenClock(T0) as frozen:
+        for name in ("worker-a", "worker-b", "worker-c"):
+            _run_and_stop(Worker(database, registry, worker_id=name), database)
+            frozen.advance(seconds=60)
+        stopped = T0 + timedelta(seconds=120)
+        status = _status(database)
+        assert (status.alive, status.last_seen_at) == (False, stopped)
+        assert _beats(database) == [("worker-c", stopped, stopped)]
+        # A worker that runs alongside a stopped one's row is alive, and prunes the row.
+        Worker(database, registry, worker_id="worker-d").heartbeat()
+        status = _status(database)
+    assert (status.alive, status.last_seen_at) == (True, T0 + timedelta(seconds=180))
+    assert _beats(database) == [("worker-d", T0 + timedelta(seconds=180), None)]
+
+
 def test_readyz_counts_the_jobs_waiting_for_a_worker(
     client: Any, database: Database, worker: Worker
 ) -> None:
@@ -960,7 +1029,8 @@ def test_worker_loop_survives_a_database_outage(settings: Settings) -> None:
     after = Database(settings)
     try:
         with after.session() as session:
-            gone = session.get(WorkerHeartbeat, worker.worker_id) is None
+            beat = session.get(WorkerHeartbeat, worker.worker_id)
+            stopped = beat is not None and beat.stopped_at is not None
     finally:
         after.dispose()
-    assert gone, "a stopped worker removes its heartbeat"
+    assert stopped, "a stopped worker keeps its heartbeat, marked stopped"

@@ -210,7 +210,11 @@ def test_worker_command_runs_jobs_and_stops_on_sigterm(database: Database, tmp_p
             proc.communicate()
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"worker stopped" in out + err
-    assert not beating(), "a worker stopped by SIGTERM removes its heartbeat"
+    with database.session() as session:
+        beat = session.scalar(select(WorkerHeartbeat).where(WorkerHeartbeat.pid == proc.pid))
+    assert beat is not None and beat.stopped_at is not None, (
+        "a worker stopped by SIGTERM keeps its heartbeat, marked stopped"
+    )
     assert _job(database, job_id).last_error == (
         "no handler is registered for job kind 'no.such.kind'"
     )

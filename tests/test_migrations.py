@@ -57,7 +57,7 @@ def test_migrations_run_down_and_up_again(tmp_path) -> None:
     assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
     upgrade(database.engine)
     assert migrations_current(database.engine)
-    assert head_revision() == "0026"
+    assert head_revision() == "0027"
     database.dispose()
 
 
@@ -181,6 +181,41 @@ def test_0026_adds_who_deactivated_a_user_and_both_ways_keeps_every_row(
         c["name"] for c in inspect(database.engine).get_columns("users")
     }
     assert kept() == (1, 1, 1)
+    upgrade(database.engine)
+    assert migrations_current(database.engine)
+
+
+def test_0027_keeps_heartbeats_running_and_a_downgrade_drops_the_stopped_ones(
+    unmigrated_database: Database,
+) -> None:
+    """A heartbeat from before 0027 is a running (or silent) worker's. Before 0027 a stopped
+    worker had no row, so going back deletes the stopped ones rather than reviving them."""
+    database = unmigrated_database
+    upgrade(database.engine, "0026")
+    insert = (
+        "INSERT INTO worker_heartbeats (worker_id, hostname, pid, started_at, last_seen_at) "
+        "VALUES (:name, 'h', 1, '2026-12-01 00:00:00', '2026-12-01 00:00:10')"
+    )
+    with database.engine.begin() as connection:
+        connection.execute(text(insert), {"name": "running"})
+    upgrade(database.engine)
+    with database.engine.begin() as connection:
+        assert connection.execute(
+            text("SELECT worker_id, stopped_at FROM worker_heartbeats")
+        ).all() == [("running", None)]
+        connection.execute(text(insert), {"name": "stopped"})
+        connection.execute(
+            text(
+                "UPDATE worker_heartbeats SET stopped_at = last_seen_at WHERE worker_id = 'stopped'"
+            )
+        )
+    command.downgrade(alembic_config(database.engine), "0026")
+    with database.engine.connect() as connection:
+        left = connection.execute(text("SELECT worker_id FROM worker_heartbeats")).scalars().all()
+    assert left == ["running"]
+    assert "stopped_at" not in {
+        c["name"] for c in inspect(database.engine).get_columns("worker_heartbeats")
+    }
     upgrade(database.engine)
     assert migrations_current(database.engine)
 

@@ -19,9 +19,10 @@ from firetower.auth.service import Actor
 from firetower.clock import FrozenClock
 from firetower.incidents import service as incident_service
 from firetower.incidents.lifecycle import Status, allowed_transitions
-from firetower.jobs import JobContext, Worker, dead_letters, enqueue
+from firetower.jobs import JobContext, Worker, dead_letters, enqueue, worker_status
 from firetower.runtime import Runtime
 from tests.factories import SYSTEM, Factory
+from tests.test_jobs import wait_for
 
 PASSWORD = "correct horse battery staple"
 HTML = {"accept": "text/html"}
@@ -498,7 +499,7 @@ def test_every_page_says_when_no_worker_was_ever_seen(console, runtime):
         banner = worker_banner(console.get(path).text)
         assert banner == (
             "No worker is running: pages, notifications, probes and SLO checks are not running. "
-            "No worker has been seen (never, or not since the last one stopped). "
+            "No worker has run on this database yet. "
             "2 jobs are waiting. "
             "Start firetower worker, or firetower serve without --no-worker."
         ), path
@@ -517,9 +518,31 @@ def test_the_banner_says_when_a_worker_was_last_seen(console, runtime):
         for path in EVERY_PAGE:
             banner = worker_banner(console.get(path).text)
             assert banner is not None, path
-            assert "A worker was last seen at 2030-01-07 12:00:05 UTC." in banner, path
+            assert "No worker has run since 2030-01-07 12:00:05 UTC." in banner, path
             assert "1 job is waiting." in banner, path
         assert '<time datetime="2030-01-07T12:00:05+00:00">' in console.get("/").text
+
+
+def alive(runtime: Runtime) -> bool:
+    with runtime.read() as session:
+        stale_seconds = runtime.settings.worker_heartbeat_stale_seconds
+        return worker_status(session, stale_seconds=stale_seconds).alive
+
+
+def test_the_banner_says_since_when_after_a_worker_stopped_cleanly(console, runtime):
+    """A deliberate stop keeps the time: the banner shows at once (a stopped worker is not
+    alive, however recent its last beat) and says since when no worker has run."""
+    worker = Worker(runtime.database, runtime.jobs, runtime.bus)
+    with FrozenClock(datetime(2030, 1, 7, 12, 0, 5, tzinfo=UTC)) as frozen:
+        worker.start_in_thread()
+        try:
+            wait_for(lambda: alive(runtime), "the worker's heartbeat")
+            frozen.advance(seconds=3)
+        finally:
+            worker.stop()
+        banner = worker_banner(console.get("/").text)
+    assert banner is not None
+    assert "No worker has run since 2030-01-07 12:00:08 UTC." in banner
 
 
 def test_no_banner_while_a_worker_beats_nor_for_nobody_signed_in(console, runtime, client):

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    case,
     delete,
     func,
     or_,
@@ -102,6 +103,10 @@ class WorkerHeartbeat(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    """Set when the worker stopped cleanly (then also its ``last_seen_at``): the row stays
+    so that one can tell when a worker last ran, and is never counted alive. The next live
+    worker's heartbeat deletes it."""
 
 
 @dataclass(frozen=True)
@@ -557,8 +562,21 @@ class Worker:
         return fired
 
     def heartbeat(self) -> None:
+        """Say this worker is alive. Prunes the rows no longer needed to tell when a worker
+        last ran, now that this one runs: stopped workers', and any older than a day (a
+        worker that died without stopping)."""
         now = clock.now()
         with unit_of_work(self.database.sessions, None) as session:
+            stale = now - timedelta(days=1)
+            session.execute(
+                delete(WorkerHeartbeat).where(
+                    WorkerHeartbeat.worker_id != self.worker_id,
+                    or_(
+                        WorkerHeartbeat.last_seen_at < stale,
+                        WorkerHeartbeat.stopped_at.is_not(None),
+                    ),
+                )
+            )
             row = session.get(WorkerHeartbeat, self.worker_id)
             if row is None:
                 session.add(
@@ -571,9 +589,7 @@ class Worker:
                     )
                 )
             else:
-                row.last_seen_at = now
-            stale = now - timedelta(days=1)
-            session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen_at < stale))
+                row.last_seen_at, row.stopped_at = now, None
         self._last_beat = time.monotonic()
 
     def _maybe_beat(self) -> None:
@@ -582,10 +598,15 @@ class Worker:
         if time.monotonic() - self._last_beat >= interval:
             self.heartbeat()
 
-    def _forget_heartbeat(self) -> None:
+    def _mark_stopped(self) -> None:
+        """Keep this worker's heartbeat, marked stopped now: never counted alive, it still
+        says when a worker last ran ("no worker since ...") until another one beats."""
+        now = clock.now()
         with unit_of_work(self.database.sessions, None) as session:
             session.execute(
-                delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == self.worker_id)
+                update(WorkerHeartbeat)
+                .where(WorkerHeartbeat.worker_id == self.worker_id)
+                .values(last_seen_at=now, stopped_at=now)
             )
 
     # -- loop -------------------------------------------------------------------------------
@@ -616,9 +637,9 @@ class Worker:
             if ran == 0:
                 self._stop.wait(self.settings.worker_poll_interval_seconds)
         try:
-            self._forget_heartbeat()
+            self._mark_stopped()
         except Exception:
-            log.warning("could not remove the worker heartbeat", exc_info=True)
+            log.warning("could not mark the worker heartbeat stopped", exc_info=True)
         log.info("worker stopped", worker_id=self.worker_id)
 
     def start_in_thread(self) -> None:
@@ -646,10 +667,10 @@ class WorkerStatus(BaseModel):
     model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     alive: bool
-    """Some worker has beaten within ``worker_heartbeat_stale_seconds``."""
+    """Some worker that has not stopped has beaten within ``worker_heartbeat_stale_seconds``."""
     last_seen_at: datetime | None
-    """The latest heartbeat on record; null when there is none (no worker has run in the
-    last day, or the last ones stopped cleanly, which removes their heartbeats)."""
+    """When a worker was last seen running: the latest heartbeat on record, or the moment
+    the last one stopped cleanly; null when no worker has run against this database."""
     waiting_jobs: int | None
     """Jobs a worker would take now; counted only when none is alive (null otherwise), so
     that the answer stays one small query while all is well."""
@@ -660,10 +681,14 @@ def worker_status(session: Session, *, stale_seconds: float) -> WorkerStatus:
 
     While a worker is alive this is one query on the small heartbeat table; without one it
     also counts the jobs waiting (pages, notifications, probes, SLO checks: nothing runs).
+    A worker that stopped cleanly is never alive, however recent its last beat.
     """
     now = clock.now()
-    last_seen = session.scalar(select(func.max(WorkerHeartbeat.last_seen_at)))
-    if last_seen is not None and last_seen >= now - timedelta(seconds=stale_seconds):
+    running = case((WorkerHeartbeat.stopped_at.is_(None), WorkerHeartbeat.last_seen_at))
+    last_seen, last_running = session.execute(
+        select(func.max(WorkerHeartbeat.last_seen_at), func.max(running))
+    ).one()
+    if last_running is not None and last_running >= now - timedelta(seconds=stale_seconds):
         return WorkerStatus(alive=True, last_seen_at=last_seen, waiting_jobs=None)
     waiting = session.scalar(select(func.count()).select_from(Job).where(_claimable(now)))
     return WorkerStatus(alive=False, last_seen_at=last_seen, waiting_jobs=int(waiting or 0))
