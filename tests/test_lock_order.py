@@ -370,6 +370,62 @@ def test_an_alert_routed_while_a_person_declares_on_its_service_joins_the_declar
     assert _alert(runtime, "a1").incident_id == incidents.parse_ref(refs[0])
 
 
+LOCKS_SERVICES = re.compile(r"FROM services\b.*FOR NO KEY UPDATE", re.DOTALL)
+
+
+@pytest.mark.parametrize("entry", ["api", "console"])
+def test_a_declaration_postgresql_ends_as_a_deadlock_with_an_intake_group_runs_once_more(
+    settings: Settings, factory: Factory, runtime: Runtime, entry: str
+) -> None:
+    """A declaration locks its services in name order, in one statement. A group of intake
+    requests keeps that order within each request, not across them: its first request
+    routes to ``search-b`` and keeps that lock, its second is about to lock ``search-a``.
+    A declaration on both holds ``search-a`` and waits for ``search-b``: crosswise, and
+    PostgreSQL ends the declaration, which waited first. The person declaring was answered
+    503 ("the database is busy"); the declaration runs once more, once the group has
+    committed, and the incident is declared."""
+    _postgres_only(settings)
+    _integration(factory)
+    factory.service("search-a")
+    factory.service("search-b")
+    responder = factory.user(Role.responder)
+
+    def declare(session: Session) -> None:  # the entry point opens its own transactions
+        if entry == "api":
+            data = IncidentCreate(title="Search is slow", services=["search-a", "search-b"])
+            incident_routes.declare_incident(data, runtime, responder.actor)
+        else:
+            web_request = Request({"type": "http", "app": factory.client.app, "headers": []})
+            answer = incident_pages.declare(
+                web_request,
+                responder.actor,
+                title="Search is slow",
+                severity="SEV3",
+                services=["search-a", "search-b"],
+            )
+            assert answer.status_code == 303, answer.body
+
+    def group(session: Session) -> None:
+        for service in ("search-b", "search-a"):
+            intake = signals.Intake(
+                signals.get_integration(session, "prom"), settings.severity_policy
+            )
+            alert = firing_alert(f"{service}-1", service=service)
+            signals.ingest_alertmanager(session, intake, _batch(alert))
+
+    with interleaving(runtime) as plan:
+        # The group's first request holds search-b; its second is about to lock search-a.
+        routing = plan.start(Step("intake", group, stop_before=LOCKS_SERVICES, stop_at_match=2))
+        plan.reaches_stop(routing)
+        declaring = plan.start(Step("declare", declare))
+        plan.waits_or_ends(declaring)
+        plan.finish(routing, declaring)
+
+    with runtime.read() as session:
+        titles = list(session.scalars(select(Incident.title).order_by(Incident.id)))
+    assert titles.count("Search is slow") == 1, titles
+
+
 # -- naming a service in a record while intake routes to it -------------------------------------
 NAMING_SEARCH: dict[str, Callable[[Session, Any], None]] = {
     "maintenance window": lambda session, actor: signals.create_maintenance_window(

@@ -388,8 +388,10 @@ class Runtime:
         deadlock or a serialization failure, or a row it inserted was inserted first).
 
         A merge waits for a group of intake requests that routes to the merged incident (for
-        its service) and then resolves one of its alerts (which the merge holds): each
-        request keeps the lock order, the group does not, and PostgreSQL ends the merge. The
+        its service) and then resolves one of its alerts (which the merge holds); a
+        declaration on two services holds one and waits for the other, which a group's first
+        request routed to while its second waits for the first service. Each request keeps
+        the lock order, the group does not, and PostgreSQL ends the person's operation. The
         person was answered 503 for what succeeds a moment later; run again, the operation
         loads everything afresh and decides on what the group committed. Intake's groups
         run again on their own (``GroupCommit``). ``operation`` must read what it changes
@@ -400,7 +402,11 @@ class Runtime:
         except DBAPIError as error:
             if not _lost_a_race(error):
                 raise
-            log.warning("operation lost a race, run once more", error=str(error.orig))
+            log.warning(
+                "operation lost a race, run once more",
+                sqlstate=getattr(error.orig, "sqlstate", None),
+                error=str(error.orig),
+            )
         with self.transaction() as session:
             return operation(session)
 

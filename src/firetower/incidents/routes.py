@@ -36,9 +36,10 @@ TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentRead)
 def declare_incident(data: IncidentCreate, runtime: RuntimeDep, actor: Responder) -> IncidentRead:
-    with runtime.transaction() as session:
-        incident = service.declare(session, actor, data, runtime.settings.severity_policy)
-        ref = incident.ref
+    def declare(session: Session) -> str:  # it locks services: see ``runtime.write``
+        return service.declare(session, actor, data, runtime.settings.severity_policy).ref
+
+    ref = runtime.write(declare)
     with runtime.read() as session:
         return service.read(session, service.get_incident(session, ref))
 

@@ -176,8 +176,11 @@ def declare(
                     "impact_started_at": parse_local_utc(impact_started_at, "impact_started_at"),
                 }
             )
-        with runtime.transaction() as session:
-            ref = incidents.declare(session, actor, data, runtime.settings.severity_policy).ref
+        ref = runtime.write(  # it locks services: see ``runtime.write``
+            lambda session: (
+                incidents.declare(session, actor, data, runtime.settings.severity_policy).ref
+            )
+        )
     except DomainError as exc:
         return _declare_form(request, actor, values, error=exc)
     return RedirectResponse(f"/incidents/{ref}", status_code=303)
