@@ -499,7 +499,7 @@ def test_every_page_says_when_no_worker_was_ever_seen(console, runtime):
         banner = worker_banner(console.get(path).text)
         assert banner == (
             "No worker is running: pages, notifications, probes and SLO checks are not running. "
-            "No worker has run on this database yet. "
+            "No worker heartbeat is on record. "
             "2 jobs are waiting. "
             "Start firetower worker, or firetower serve without --no-worker."
         ), path

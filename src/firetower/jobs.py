@@ -670,7 +670,8 @@ class WorkerStatus(BaseModel):
     """Some worker that has not stopped has beaten within ``worker_heartbeat_stale_seconds``."""
     last_seen_at: datetime | None
     """When a worker was last seen running: the latest heartbeat on record, or the moment
-    the last one stopped cleanly; null when no worker has run against this database."""
+    the last one stopped cleanly; null when none is on record (no worker has run here, or
+    none since an upgrade to schema 0027: before it, a clean stop deleted its heartbeat)."""
     waiting_jobs: int | None
     """Jobs a worker would take now; counted only when none is alive (null otherwise), so
     that the answer stays one small query while all is well."""
