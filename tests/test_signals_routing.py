@@ -264,6 +264,11 @@ def test_the_test_endpoint_says_what_routing_would_do_now(
 
     assert outcome({"alertname": "Nowhere", "service": "ghost"}, "graf") == (
         "open",
+        "opens nothing: no known service (service 'ghost' is not in the catalog); a rule that "
+        "sets a service, or a service label the catalog knows, routes it",
+    )
+    assert outcome({"alertname": "Nowhere"}, "graf") == (
+        "open",
         "opens nothing: no known service; a rule that sets a service, or a service label "
         "the catalog knows, routes it",
     )

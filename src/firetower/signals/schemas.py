@@ -705,7 +705,7 @@ class RouteTestResult(BaseModel):
     outcome: str = Field(
         description="What intake would do with the alert now, in words: which incident it "
         "joins or opens, or why it opens none (no known service, an attach with none to "
-        "join). Silences, maintenance windows and inhibition are not applied."
+        "join). Silences, maintenance windows, inhibition and flapping are not applied."
     )
 
 

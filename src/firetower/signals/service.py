@@ -2945,11 +2945,13 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
                 field="pagerduty",
             )
         labels = pagerduty_labels(data.pagerduty)
+    unknown: str | None = None
     if integration is not None and integration.kind == IntegrationKind.pagerduty:
         service = default_service  # an event's alert is always its integration's service's
     else:
         service = labels.get("service") or default_service
         if service != default_service and not Shared.of(session).known_service(service):
+            unknown = service  # intake routes to the integration's service instead
             service = default_service
     rules = [Rule.of(r) for r in list_routing_rules(session)]
     decision = Routing(rules, []).decide(
@@ -2966,20 +2968,21 @@ def explain_route(session: Session, data: RouteTest) -> RouteTestResult:
         service=decision.service,
         severity=decision.severity,
         on_clear=decision.on_clear,
-        outcome=_outcome(session, decision),
+        outcome=_outcome(session, decision, unknown),
     )
 
 
-def _outcome(session: Session, decision: Decision) -> str:
+def _outcome(session: Session, decision: Decision, unknown_service: str | None) -> str:
     """What routing ``decision`` does to a firing alert now, as ``route`` would: ``open``
-    alone does not tell an alert that joins an incident from one that opens nothing."""
+    alone does not tell an alert that joins an incident from one that opens nothing.
+    ``unknown_service``: the example's ``service`` label, which the catalog lacks."""
     if decision.action == RoutingAction.drop:
         return "dropped: the alert is stored and counted, and nothing else happens"
     if not decision.joins:
         return "notified only: the alert joins no incident"
     service = Shared.of(session).view.services.get(decision.service or "")
     if service is None:
-        named = f" ({decision.service!r} is not in the catalog)" if decision.service else ""
+        named = f" (service {unknown_service!r} is not in the catalog)" if unknown_service else ""
         return (
             f"opens nothing: no known service{named}; a rule that sets a service, or a "
             "service label the catalog knows, routes it"
