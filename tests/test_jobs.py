@@ -519,6 +519,32 @@ def test_stop_finishes_the_running_job_and_gives_back_the_rest_of_the_batch(
     assert ran == [0, 1, 2]
 
 
+def test_a_heartbeat_that_fails_never_strands_the_rest_of_the_batch(
+    database: Database, registry: JobRegistry
+) -> None:
+    """The worker beats between the jobs of a batch (and tries again after each job while
+    beating fails). A beat that failed (its table unreadable here; a busy or broken database
+    elsewhere) ended the pass: the jobs claimed after it stayed leased, unrun, until their
+    lease ran out, and lost an attempt."""
+    ran: list[int] = []
+
+    @registry.handler("page")
+    def page(context: JobContext, payload: dict[str, Any]) -> None:
+        ran.append(payload["n"])
+
+    job_ids = [add_job(database, "page", {"n": n}) for n in range(3)]
+    with database.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE worker_heartbeats RENAME TO heartbeats_away"))
+    try:
+        assert Worker(database, registry, worker_id="beating", batch_size=3).run_once() == 3
+    finally:
+        with database.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE heartbeats_away RENAME TO worker_heartbeats"))
+    assert ran == [0, 1, 2]
+    jobs = [load(database, job_id) for job_id in job_ids]
+    assert [(j.status, j.attempts) for j in jobs] == [(SUCCEEDED, 1)] * 3
+
+
 # -- schedules ----------------------------------------------------------------------------
 def test_two_workers_tick_one_due_schedule_once(database: Database) -> None:
     registry = JobRegistry()

@@ -364,7 +364,10 @@ class Worker:
                 self._release(jobs[index:])
                 break
             self.run_job(job)
-            self._maybe_beat()
+            try:
+                self._maybe_beat()
+            except Exception:  # a missed beat must not strand the jobs claimed after it
+                log.warning("worker heartbeat failed", worker_id=self.worker_id, exc_info=True)
         return len(jobs)
 
     def _release(self, jobs: list[Job]) -> int:
