@@ -298,6 +298,59 @@ def test_a_probe_silenced_once_its_incident_ended_is_not_repeated_and_routes_whe
         assert alert_by_fingerprint(factory.runtime, "probe:checkout-db").count == 2
 
 
+def test_a_probe_flapping_once_its_incident_ended_is_not_repeated_and_routes_once_settled(
+    admin: ApiUser, factory: Factory, web: _Server
+) -> None:
+    """A probe going down and up often enough to flap (the @probes integration's defaults:
+    5 changes in 10 minutes), down again once a person ended its incident, said it again at
+    every run: each repeat wrote its alert again (its count grew) and routed nothing, the
+    flapping holding it. It says nothing more; the job that routes what flapping held opens
+    the next incident once a whole window passes with no change."""
+    factory.service("checkout")
+    created = admin.post(
+        "/api/v1/probes",
+        json={
+            "name": "checkout-api",
+            "kind": "http",
+            "service": "checkout",
+            "failure_threshold": 1,
+            "success_threshold": 1,
+            "http": {"url": f"{web.url}/toggle"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    with FrozenClock(T0) as clock:
+        for status in (500, 200, 500, 200, 500, 200, 500):  # down first: 6 changes after
+            web.toggle_status = status
+            run(admin, "checkout-api")
+            clock.advance(seconds=30)
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-api")
+        assert (alert.status, alert.flapping) == ("firing", True)
+        [first] = _incident_list(admin)
+        ended = admin.patch(f"/api/v1/incidents/{first['ref']}", json={"status": "resolved"})
+        assert ended.status_code == 200, ended.text
+        count = alert.count
+
+        for _ in range(3):
+            clock.advance(minutes=1)
+            assert run(admin, "checkout-api")["state"] == "down"
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-api")
+        assert (alert.flapping, alert.count) == (True, count)
+        assert len(_incident_list(admin)) == 1
+
+        clock.advance(minutes=10)  # a whole window with no change: flapping settles
+        settle_held_alerts(factory.runtime)
+        second, _ = _incident_list(admin)
+        assert (second["status"], second["services"]) == ("triage", ["checkout"])
+        alert = alert_by_fingerprint(factory.runtime, "probe:checkout-api")
+        assert (alert.flapping, alert.incident_id) == (False, int(second["ref"][4:]))
+
+        # On an active incident now, it says nothing more.
+        clock.advance(minutes=1)
+        run(admin, "checkout-api")
+        assert alert_by_fingerprint(factory.runtime, "probe:checkout-api").count == count
+
+
 def _incident_list(user: ApiUser) -> list[dict[str, Any]]:
     """Every incident, newest first."""
     answer = user.get("/api/v1/incidents")

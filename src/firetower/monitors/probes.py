@@ -501,8 +501,8 @@ def _repeat_if_unattended(session: Session, probe: Probe, outcome: CheckOutcome)
     resolved its alert by hand, or ended the incident it joined (resolved, closed, declined
     it) while the probe stayed down, it opens the next incident or joins another active
     one; when its routing found none to join (an attach rule, no service), it joins the one
-    opened since, if any. While it is on an active incident, or a mute holds it (the job
-    that settles held alerts routes it once the mute is over), nothing."""
+    opened since, if any. While it is on an active incident, or a mute or flapping holds it
+    (the job that settles held alerts routes it once that is over), nothing."""
     if not signals.unattended(session, INTEGRATION, _fingerprint(probe)):
         return
     _signal(

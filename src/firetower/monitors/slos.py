@@ -543,10 +543,10 @@ def evaluate(
         and before == Level.page
         and signals.unattended(session, INTEGRATION, _fingerprint(slo, Level.page))
     ):
-        # Still paging, on no active incident and not muted: a person resolved its alert
-        # or ended the incident it joined while it burns, or an attach rule found none. The
-        # repeat routes again (``reroute_when_incident_over``): it joins the service's
-        # active incident or opens one.
+        # Still paging, on no active incident, neither muted nor flapping: a person resolved
+        # its alert or ended the incident it joined while it burns, or an attach rule found
+        # none. The repeat routes again (``reroute_when_incident_over``): it joins the
+        # service's active incident or opens one.
         _signal(session, policy, slo, Level.page, "firing", decision, repeat=True)
     _prune(session, slo, now)
     session.flush()

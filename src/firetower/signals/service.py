@@ -1245,12 +1245,13 @@ def unattended(session: Session, integration_name: str, fingerprint: str) -> boo
     to say it again, so that a failing monitor ends up on an active incident. Read without
     a lock, as a monitor's own check; the repeat's routing decides again under the locks.
 
-    Not while a mute holds the firing alert (silenced, in a maintenance window, inhibited):
-    its repeat would only write it again, muted still, at every run of the monitor. The
-    minutely job that settles held alerts (``find_held``, ``settle_held``) routes it once
-    nothing mutes it, as it does any alert: it joins the service's active incident or opens
-    one. A resolved one is said again even so: that job settles only an unresolved alert,
-    and the repeat finds whether a mute still holds it."""
+    Not while a mute or flapping holds the firing alert (silenced, in a maintenance window,
+    inhibited, flapping): its repeat would only write it again, held still, at every run of
+    the monitor. The minutely job that settles held alerts (``find_held``, ``settle_held``)
+    routes it once nothing holds it (flapping settles once a whole window passes with no
+    change), as it does any alert: it joins the service's active incident or opens one. A
+    resolved one is said again even so: that job settles only an unresolved alert, and the
+    repeat finds whether a mute still holds it."""
     integration_id = session.scalar(
         select(Integration.id).where(Integration.name == integration_name)
     )
@@ -1261,7 +1262,7 @@ def unattended(session: Session, integration_name: str, fingerprint: str) -> boo
         return False
     if rows[0].status == AlertStatus.resolved.value:
         return True  # the monitor resolves its own only once it passes: a person did
-    if rows[0].silenced or rows[0].inhibited:
+    if rows[0].silenced or rows[0].inhibited or rows[0].flapping:
         return False
 
     def still_active(incident_id: int) -> bool:
