@@ -20,6 +20,7 @@ from firetower.logs import configure_logging
 from firetower.runtime import Runtime
 from firetower.signals import service as signals
 from firetower.signals.models import Alert, ChangeEvent, RejectedPayload
+from firetower.signals.schemas import IntegrationKind
 from tests.factories import ApiUser, Factory, row_counts
 from tests.test_web_pages import PASSWORD, Console, login
 from tests.test_web_signals import row_of
@@ -302,6 +303,38 @@ def test_an_unknown_or_wrong_kind_key_is_401_and_stores_nothing(
         "send its alerts to /ingest/alertmanager/<key>"
     )
     assert row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("kind", [kind.value for kind in IntegrationKind])
+def test_a_key_of_each_kind_sent_to_another_kinds_endpoint_says_where_it_goes(
+    factory: Factory, kind: str
+) -> None:
+    """Every kind's refusal names the endpoint its keys go to, and a key sent there is read
+    (a kind added later without its own words still gets a refusal, not a 500: this test
+    fails for it until it has them)."""
+    admin = factory.user(Role.admin)
+    body: dict[str, Any] = {"name": "src", "kind": kind}
+    if kind == "generic":
+        body["mapping"] = {"title": "title"}
+    created = admin.post("/api/v1/integrations", json=body)
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    other = "alertmanager" if kind == "generic" else "generic"
+    answer = admin.client.post(f"/ingest/{other}/{key}", json={})
+    assert answer.status_code == 401, answer.text
+    detail = answer.json()["detail"]
+    said = re.fullmatch(
+        rf"this key belongs to an? {kind} integration, not an? {other} one: send its \w+ to "
+        r"(/\S+)",
+        detail,
+    )
+    assert said is not None, detail
+    path = said.group(1)
+    if "<key>" in path:
+        there = admin.client.post(path.replace("<key>", key), json={})
+    else:
+        there = admin.client.post(path, json={"routing_key": key})
+    assert there.status_code not in (401, 404, 405), there.text
 
 
 def test_an_oversized_body_is_refused_before_parsing(factory: Factory, runtime: Runtime) -> None:
