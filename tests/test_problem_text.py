@@ -8,6 +8,7 @@ import pytest
 
 from firetower.auth.schemas import Role
 from firetower.runtime import Runtime
+from firetower.text import with_article
 from tests.factories import Factory, row_counts
 
 
@@ -70,3 +71,22 @@ def test_a_blank_pagerduty_summary_is_refused(factory: Factory, runtime: Runtime
     after = row_counts(runtime)
     assert after.pop("rejected_payloads") == before.pop("rejected_payloads") + 1
     assert after == before
+
+
+@pytest.mark.parametrize(
+    ("word", "said"),
+    [
+        ("http", "an http"),  # said "aitch": signals once wrote "a http"
+        ("HTTPS", "an HTTPS"),
+        ("alertmanager", "an alertmanager"),
+        ("Event", "an Event"),
+        ("tcp", "a tcp"),
+        ("dns", "a dns"),
+        ("grafana", "a grafana"),
+        ("", "a "),
+    ],
+)
+def test_a_word_gets_its_indefinite_article(word: str, said: str) -> None:
+    """One helper for every message that names a kind: signals' and probes' used to be
+    two, and signals' wrote "a http"."""
+    assert with_article(word) == said

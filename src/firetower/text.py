@@ -1,4 +1,4 @@
-"""Text patterns shared by every input schema.
+"""Text patterns shared by every input schema, and the words messages are made of.
 
 PostgreSQL cannot store NUL in text, so no text field accepts it (SQLite would, and the two
 backends must answer alike).
@@ -19,3 +19,15 @@ def pattern_message(pattern: str, value: object) -> str | None:
     if "\x00" in value:
         return "must not contain the NUL character (\\u0000)"
     return "must not be blank" if pattern == VISIBLE else None
+
+
+_SPOKEN_AS_VOWEL = frozenset({"http", "https"})
+"""Names read letter by letter whose first letter is said with a vowel ("aitch")."""
+
+
+def with_article(word: str) -> str:
+    """``word`` with its indefinite article, for the names messages give (kinds of probe and
+    integration): "an alertmanager", "an http", "a tcp", "a grafana". A vowel letter takes
+    "an", as do the initialisms said from a vowel sound (``_SPOKEN_AS_VOWEL``)."""
+    vowel = word[:1].lower() in ("a", "e", "i", "o", "u") or word.lower() in _SPOKEN_AS_VOWEL
+    return f"{'an' if vowel else 'a'} {word}"

@@ -32,7 +32,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from firetower.incidents.lifecycle import Severity
 from firetower.patterns import check_pattern
-from firetower.text import NO_NUL
+from firetower.text import NO_NUL, with_article
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"
@@ -307,21 +307,20 @@ class ProbeCreate(BaseModel):
     @model_validator(mode="after")
     def _settings_of_kind(self) -> ProbeCreate:
         model = type(self).__name__
-        article = "an" if self.kind == ProbeKind.http else "a"
         for kind in ProbeKind:
             settings = getattr(self, kind.value)
             if kind == self.kind and settings is None:
                 raise field_error(
                     model,
                     (kind.value,),
-                    f"{article} {kind.value} probe needs its settings under {kind.value!r}",
+                    f"{with_article(kind.value)} probe needs its settings under {kind.value!r}",
                     None,
                 )
             if kind != self.kind and settings is not None:
                 raise field_error(
                     model,
                     (kind.value,),
-                    f"{article} {self.kind.value} probe takes no {kind.value!r} settings",
+                    f"{with_article(self.kind.value)} probe takes no {kind.value!r} settings",
                     settings.model_dump(mode="json"),
                 )
         if self.timeout_seconds > self.interval_seconds:

@@ -117,6 +117,7 @@ from firetower.signals.schemas import (
     RoutingRuleRead,
     SilenceCreate,
 )
+from firetower.text import with_article
 
 KEY_LENGTH = 32
 """Ingest keys are 32 hex characters, like PagerDuty's: its client libraries expect that."""
@@ -348,8 +349,8 @@ def authenticate(session: Session, key: str, kind: str | None = None) -> Integra
         raise Unauthenticated("unknown or revoked integration key")
     if kind is not None and integration.kind != kind:
         raise Unauthenticated(
-            f"this key belongs to {_a(integration.kind)} integration, not {_a(str(kind))} one: "
-            f"send its {_sent_to(integration.kind)}"
+            f"this key belongs to {with_article(integration.kind)} integration, "
+            f"not {with_article(str(kind))} one: send its {_sent_to(integration.kind)}"
         )
     return integration
 
@@ -368,12 +369,7 @@ for a kind without one."""
 def _sent_to(kind: str) -> str:
     """Where a key of ``kind`` is sent: its entry in ``_SENT_TO`` or, for a kind without one,
     its own kind's endpoint, named by the kind (not a failure of the request)."""
-    return _SENT_TO.get(kind, f"signals to the endpoint for {_a(kind)} integration")
-
-
-def _a(word: str) -> str:
-    """``word`` with its indefinite article: "an alertmanager", "a grafana"."""
-    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+    return _SENT_TO.get(kind, f"signals to the endpoint for {with_article(kind)} integration")
 
 
 def actor_for(integration: Integration) -> Actor:
