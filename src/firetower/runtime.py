@@ -106,6 +106,28 @@ def _lost_a_race(error: BaseException) -> bool:
     return getattr(getattr(error, "orig", None), "sqlstate", None) in RACE_SQLSTATES
 
 
+def run_once_more_if_raced(
+    transaction: Callable[[], AbstractContextManager[Session]],
+    operation: Callable[[Session], T],
+) -> T:
+    """Run ``operation`` in a ``transaction``, and once more in a new one if it lost a race
+    (``RACE_SQLSTATES``): the second run sees what the other writer committed. Group commit
+    runs a request alone this way, and ``Runtime.write`` a person's change."""
+    try:
+        with transaction() as session:
+            return operation(session)
+    except DBAPIError as error:
+        if not _lost_a_race(error):
+            raise
+        log.warning(
+            "operation lost a race, run once more",
+            sqlstate=getattr(error.orig, "sqlstate", None),
+            error=str(error.orig)[:200],
+        )
+    with transaction() as session:
+        return operation(session)
+
+
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # cancelled: the client went away; what the operation did stands
         if error is not None:
@@ -337,18 +359,12 @@ class GroupCommit:
             submitted.settle(result=result)
 
     def _commit_alone(self, submitted: _Submitted) -> None:
-        for attempt in (1, 2):
-            try:
-                with self._transaction() as session:
-                    result = submitted.run(session)
-            except BaseException as error:  # the caller's own failure, raised in its request
-                if attempt == 1 and _lost_a_race(error):
-                    log.info("operation lost a race; running it once more", error=str(error)[:200])
-                    continue
-                submitted.settle(error=error)
-            else:
-                submitted.settle(result=result)
-            return
+        try:
+            result = run_once_more_if_raced(self._transaction, submitted.run)
+        except BaseException as error:  # the caller's own failure, raised in its request
+            submitted.settle(error=error)
+        else:
+            submitted.settle(result=result)
 
     def _alone(self, operation: Callable[[Session], T]) -> T:
         with self._transaction() as session:
@@ -396,19 +412,7 @@ class Runtime:
         loads everything afresh and decides on what the group committed. Intake's groups
         run again on their own (``GroupCommit``). ``operation`` must read what it changes
         from its session: nothing of the first run is kept."""
-        try:
-            with self.transaction() as session:
-                return operation(session)
-        except DBAPIError as error:
-            if not _lost_a_race(error):
-                raise
-            log.warning(
-                "operation lost a race, run once more",
-                sqlstate=getattr(error.orig, "sqlstate", None),
-                error=str(error.orig),
-            )
-        with self.transaction() as session:
-            return operation(session)
+        return run_once_more_if_raced(self.transaction, operation)
 
     @contextmanager
     def _group_transaction(self) -> Iterator[Session]:
