@@ -409,7 +409,6 @@ def test_alert_list_filters_and_roles(factory: Factory, runtime: Runtime) -> Non
 def test_the_lists_filter_on_built_in_integrations_and_name_the_parameter(
     factory: Factory, runtime: Runtime
 ) -> None:
-    from firetower.incidents.lifecycle import Source
     from firetower.monitors import probes, slos
     from firetower.signals import service as signals
 
@@ -425,7 +424,6 @@ def test_the_lists_filter_on_built_in_integrations_and_name_the_parameter(
                 runtime.settings.severity_policy,
                 integration_name=name,
                 kind=kind,
-                source=Source.alert,
                 signal=signals.Signal(fingerprint=fingerprint, status="firing", labels={"a": "b"}),
             )
     viewer = factory.user(Role.viewer)

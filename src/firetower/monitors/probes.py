@@ -35,7 +35,7 @@ from firetower.catalog import service as catalog
 from firetower.catalog.models import Service
 from firetower.db import SETTINGS_INFO
 from firetower.errors import Conflict, InvalidInput, NotFound
-from firetower.incidents.lifecycle import Severity, Source
+from firetower.incidents.lifecycle import Severity
 from firetower.jobs import enqueue
 from firetower.monitors.probe_checks import CheckOutcome, run_check
 from firetower.monitors.probe_models import DOWN, UNKNOWN, UP, Probe, ProbeResult, ProbeRollup
@@ -541,7 +541,6 @@ def _signal(
         _policy(session),
         integration_name=INTEGRATION,
         kind=SIGNAL_KIND,
-        source=Source.probe,
         signal=Signal(
             fingerprint=_fingerprint(probe),
             status=status,

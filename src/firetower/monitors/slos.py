@@ -40,7 +40,7 @@ from firetower.catalog.models import Service
 from firetower.db import SETTINGS_INFO
 from firetower.errors import Conflict, InvalidInput, NotFound
 from firetower.incidents import service as incidents
-from firetower.incidents.lifecycle import ACTIVE, Severity, Source
+from firetower.incidents.lifecycle import ACTIVE, Severity
 from firetower.incidents.models import Incident, incident_services
 from firetower.incidents.schemas import IncidentUpdate
 from firetower.monitors.burn import (
@@ -615,7 +615,6 @@ def _signal(
         policy,
         integration_name=INTEGRATION,
         kind=SIGNAL_KIND,
-        source=Source.slo,
         signal=signals.Signal(
             fingerprint=_fingerprint(slo, level),
             status=status,

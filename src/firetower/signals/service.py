@@ -1916,11 +1916,22 @@ def _held_intake(integration: Integration, policy: SeverityPolicy, now: datetime
     """The intake that settles an integration's held alerts: a built-in one's acts and
     opens incidents as its own source does (``raise_internal``), so that an incident a
     probe's alert opens once its silence is over says ``probe``, not ``alert``."""
-    name = integration.name
-    source = BUILTIN_SOURCES.get(name)
-    if source is None:
+    if integration.name not in BUILTIN_SOURCES:
         return Intake(integration, policy, now=now)
-    return Intake(integration, policy, now=now, source=source, actor=Actor.system(name.lstrip("@")))
+    return _builtin_intake(integration, policy, now=now)
+
+
+def _builtin_intake(integration: Integration, policy: SeverityPolicy, **fields: Any) -> Intake:
+    """An intake of a built-in integration: its incidents say its source (``BUILTIN_SOURCES``)
+    and it acts as firetower's part of that name (``probes``, ``slos``)."""
+    name = integration.name
+    return Intake(
+        integration,
+        policy,
+        source=BUILTIN_SOURCES[name],
+        actor=Actor.system(name.lstrip("@")),
+        **fields,
+    )
 
 
 def _changes_within(changes: list[str], integration: Integration, now: datetime) -> list[str]:
@@ -2450,7 +2461,6 @@ def raise_internal(
     *,
     integration_name: str,
     kind: str,
-    source: Source,
     signal: Signal,
     summary: str = "",
 ) -> tuple[Alert, Intake]:
@@ -2460,13 +2470,7 @@ def raise_internal(
     maintenance windows, flapping, routing. Send ``status="resolved"`` when it clears.
     """
     integration = builtin_integration(session, integration_name, kind)
-    intake = Intake(
-        integration,
-        policy,
-        source=source,
-        actor=Actor.system(integration_name.lstrip("@")),
-        summary=summary,
-    )
+    intake = _builtin_intake(integration, policy, summary=summary)
     alert = receive(session, intake, signal)
     finish(session, intake)
     return alert, intake
